@@ -1,0 +1,270 @@
+/* Microbenchmark of gt_matmul: decode GEMV bandwidth against a measured
+ * STREAM-style read bandwidth, and prefill GEMM throughput.
+ *
+ * The host is shared and noisy, so every figure is taken in interleaved
+ * rounds (bandwidth, GEMV 1 thread, bandwidth, GEMV 2 threads, ...) and
+ * reported as best and median. Decode cycles through enough copies of the
+ * weight (>= 512 MiB in all) that every call streams from memory; bytes are
+ * the GGUF bytes of the weight (what a model file holds).
+ *
+ * usage: bench_matmul [--types f16,q8_0,...] [--rounds N] [--decode-only|--prefill-only]
+ *                     [--ntok N (decode tokens, default 1)] [--isa NAME] */
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/dtype.h"
+#include "common/timer.h"
+#include "kernels/kernels.h"
+
+#define MAX_ROUNDS 16
+
+/* ---- memory bandwidth: each thread sums its slice with 512-bit loads ---- */
+typedef struct {
+    const uint8_t *buf;
+    size_t bytes;
+    volatile long long sink;
+} bw_job;
+
+__attribute__((target("avx512f"))) static void bw_read(void *arg, int ith, int nth) {
+    bw_job *j = arg;
+    size_t per = j->bytes / (size_t)nth / 256 * 256;
+    const uint8_t *p = j->buf + per * (size_t)ith, *e = p + per;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (; p < e; p += 256) {
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + 64));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + 128));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + 192));
+    }
+    a0 = _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3));
+    j->sink += _mm512_reduce_add_epi64(a0);
+}
+
+static double measure_bw(gt_kernels *k, bw_job *j) {
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = gt_now_s();
+        gt_pool_run(gt_kernels_pool(k), bw_read, j);
+        double s = (double)j->bytes / (gt_now_s() - t0);
+        if (s > best) best = s;
+    }
+    return best;
+}
+
+/* ---- random weights with sane scales ---- */
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() >> 40) / 16777216.0f; }
+static void put_h(uint8_t *p, float f) {
+    gt_f16 h = gt_f32_to_f16(f);
+    memcpy(p, &h, 2);
+}
+
+static uint8_t *make_weights(gt_dtype t, int64_t n_in, int64_t n_out, size_t *bytes) {
+    const gt_dtype_info *info = gt_dtype_get(t);
+    size_t rb;
+    gt_dtype_row_bytes(t, n_in, &rb);
+    *bytes = rb * (size_t)n_out;
+    uint8_t *w = gt_alloc(*bytes);
+    for (size_t i = 0; i + 8 <= *bytes; i += 8) {
+        uint64_t v = rnd();
+        memcpy(w + i, &v, 8);
+    }
+    size_t nblk = *bytes / info->block_bytes;
+    for (size_t i = 0; i < nblk; i++) {
+        uint8_t *b = w + i * info->block_bytes;
+        float s = frand(0.002f, 0.02f);
+        switch (t) {
+        case GT_F32: { float f = frand(-1, 1); memcpy(b, &f, 4); break; }
+        case GT_F16: put_h(b, frand(-1, 1)); break;
+        case GT_BF16: { gt_bf16 h = gt_f32_to_bf16(frand(-1, 1)); memcpy(b, &h, 2); break; }
+        case GT_Q4_0: case GT_Q5_0: case GT_Q8_0: put_h(b, s); break;
+        case GT_Q4_1: case GT_Q5_1: put_h(b, s); put_h(b + 2, -s); break;
+        case GT_Q4_K: case GT_Q5_K: put_h(b, s * 0.1f); put_h(b + 2, s * 0.1f); break;
+        case GT_Q6_K: put_h(b + 208, s * 0.05f); break;
+        default: break;
+        }
+    }
+    return w;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    double s[MAX_ROUNDS];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+static double best(const double *v, int n) {
+    double b = 0;
+    for (int i = 0; i < n; i++) b = v[i] > b ? v[i] : b;
+    return b;
+}
+
+/* Copies of one prepared weight so that decode streams from memory. */
+typedef struct {
+    gt_weight w[64];
+    uint8_t *raw[64];
+    int n;
+    size_t gguf_bytes;
+} wset;
+
+static void wset_make(gt_kernels *k, gt_dtype t, int64_t n_in, int64_t n_out, size_t min_total,
+                      wset *s) {
+    size_t bytes;
+    uint8_t *raw = make_weights(t, n_in, n_out, &bytes);
+    s->gguf_bytes = bytes;
+    s->n = (int)((min_total + bytes - 1) / bytes);
+    if (s->n > 64) s->n = 64;
+    if (s->n < 1) s->n = 1;
+    for (int i = 0; i < s->n; i++) {
+        if (gt_weight_init(k, t, n_in, n_out, raw, &s->w[i]) != GT_OK) {
+            fprintf(stderr, "weight init failed for %s\n", gt_dtype_name(t));
+            exit(1);
+        }
+        s->raw[i] = raw;
+        if (!s->w[i].owned && i + 1 < s->n) { /* borrowed rows: the next copy needs its own */
+            uint8_t *c = gt_alloc(bytes);
+            memcpy(c, raw, bytes);
+            raw = c;
+        }
+    }
+    if (s->w[s->n - 1].owned) s->raw[s->n - 1] = raw; /* last raw unused by weights */
+}
+
+static void wset_free(wset *s) {
+    uint8_t *last = NULL;
+    for (int i = 0; i < s->n; i++) {
+        gt_weight_free(&s->w[i]);
+        if (s->raw[i] != last) gt_free(s->raw[i]);
+        last = s->raw[i];
+    }
+}
+
+/* Seconds per call, cycling through the copies for >= min_s. */
+static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64_t n_tok,
+                         double min_s) {
+    for (int i = 0; i < s->n; i++) gt_matmul(k, &s->w[i], x, y, n_tok); /* warm up */
+    long calls = 0;
+    double t0 = gt_now_s(), el;
+    do {
+        for (int i = 0; i < s->n; i++) gt_matmul(k, &s->w[i], x, y, n_tok);
+        calls += s->n;
+        el = gt_now_s() - t0;
+    } while (el < min_s);
+    return el / (double)calls;
+}
+
+int main(int argc, char **argv) {
+    const char *types_arg = "f16,q8_0,q4_0,bf16,q4_k,q6_k,q4_1,q5_0";
+    const char *isa = NULL;
+    int rounds = 3, do_decode = 1, do_prefill = 1;
+    int64_t dec_tok = 1, pre_tok = 512;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--types") && i + 1 < argc) types_arg = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ntok") && i + 1 < argc) dec_tok = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
+        else if (!strcmp(argv[i], "--decode-only")) do_prefill = 0;
+        else if (!strcmp(argv[i], "--prefill-only")) do_decode = 0;
+        else {
+            fprintf(stderr, "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
+                            "[--decode-only|--prefill-only]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (rounds < 1) rounds = 1;
+    if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
+    gt_kernels *ks[2];
+    for (int n = 0; n < 2; n++) {
+        gt_kernels_config cfg = GT_KERNELS_CONFIG_INIT;
+        cfg.n_threads = n + 1;
+        cfg.isa = isa;
+        if (gt_kernels_create(&cfg, &ks[n]) != GT_OK) {
+            fprintf(stderr, "cannot create kernels (isa %s)\n", isa ? isa : "auto");
+            return 1;
+        }
+    }
+    printf("isa %s\n", gt_kernels_isa(ks[0]));
+    bw_job bj = {.bytes = (size_t)1 << 30};
+    bj.buf = gt_alloc(bj.bytes);
+    memset((void *)bj.buf, 1, bj.bytes);
+
+    char tbuf[256];
+    snprintf(tbuf, sizeof tbuf, "%s", types_arg);
+    gt_dtype types[16];
+    int n_types = 0;
+    for (char *tok = strtok(tbuf, ","); tok && n_types < 16; tok = strtok(NULL, ",")) {
+        if (!gt_dtype_parse(tok, &types[n_types])) {
+            fprintf(stderr, "unknown type %s\n", tok);
+            return 2;
+        }
+        n_types++;
+    }
+    static const int64_t shapes[3][2] = {{2048, 8192}, {8192, 2048}, {2048, 32000}}; /* n_in, n_out */
+    float *x = gt_alloc(sizeof(float) * 512 * 8192), *y = gt_alloc(sizeof(float) * 512 * 32000);
+    for (size_t i = 0; i < 512 * 8192; i++) x[i] = frand(-1, 1);
+
+    if (do_decode) {
+        printf("\ndecode n_tok=%lld: GEMV GB/s (GGUF bytes) vs read bandwidth measured in the same "
+               "round; best / median of %d rounds\n", (long long)dec_tok, rounds);
+        printf("%-6s %-12s %3s  %8s %8s  %8s %8s  %7s %7s\n", "type", "n_in x n_out", "thr",
+               "gemvbest", "gemvmed", "bw best", "bw med", "%best", "%med");
+        for (int ti = 0; ti < n_types; ti++)
+            for (int si = 0; si < 3; si++) {
+                wset s;
+                wset_make(ks[0], types[ti], shapes[si][0], shapes[si][1], (size_t)320 << 20, &s);
+                double g[2][MAX_ROUNDS], b[2][MAX_ROUNDS], pct[2][MAX_ROUNDS];
+                for (int r = 0; r < rounds; r++)
+                    for (int n = 0; n < 2; n++) {
+                        b[n][r] = measure_bw(ks[n], &bj) * 1e-9;
+                        g[n][r] = (double)s.gguf_bytes / time_calls(ks[n], &s, x, y, dec_tok, 0.25) * 1e-9;
+                        pct[n][r] = 100.0 * g[n][r] / b[n][r];
+                    }
+                for (int n = 0; n < 2; n++)
+                    printf("%-6s %5lldx%-6lld %3d  %8.1f %8.1f  %8.1f %8.1f  %6.0f%% %6.0f%%\n",
+                           gt_dtype_name(types[ti]), (long long)shapes[si][0], (long long)shapes[si][1],
+                           n + 1, best(g[n], rounds), median(g[n], rounds), best(b[n], rounds),
+                           median(b[n], rounds), best(pct[n], rounds), median(pct[n], rounds));
+                fflush(stdout);
+                wset_free(&s);
+            }
+    }
+    if (do_prefill) {
+        printf("\nprefill n_tok=%lld: GOP/s (2*n_in*n_out*n_tok per second); best / median of %d rounds\n",
+               (long long)pre_tok, rounds);
+        printf("%-6s %-12s  %9s %9s  %9s %9s\n", "type", "n_in x n_out", "1T best", "1T med", "2T best", "2T med");
+        for (int ti = 0; ti < n_types; ti++)
+            for (int si = 0; si < 2; si++) {
+                wset s;
+                wset_make(ks[0], types[ti], shapes[si][0], shapes[si][1], 0, &s);
+                double g[2][MAX_ROUNDS];
+                double ops = 2.0 * (double)shapes[si][0] * (double)shapes[si][1] * (double)pre_tok;
+                for (int r = 0; r < rounds; r++)
+                    for (int n = 0; n < 2; n++)
+                        g[n][r] = ops / time_calls(ks[n], &s, x, y, pre_tok, 0.3) * 1e-9;
+                printf("%-6s %5lldx%-6lld  %9.1f %9.1f  %9.1f %9.1f\n", gt_dtype_name(types[ti]),
+                       (long long)shapes[si][0], (long long)shapes[si][1], best(g[0], rounds),
+                       median(g[0], rounds), best(g[1], rounds), median(g[1], rounds));
+                fflush(stdout);
+                wset_free(&s);
+            }
+    }
+    gt_free(x);
+    gt_free(y);
+    gt_free((void *)bj.buf);
+    gt_kernels_destroy(ks[0]);
+    gt_kernels_destroy(ks[1]);
+    return (int)(bj.sink & 0);
+}

@@ -1,0 +1,29 @@
+/* Token sampling from one row of logits: greedy, temperature, top-k, top-p,
+ * seeded. The sampler owns its scratch and its random state; one sampler per
+ * sequence keeps runs reproducible whatever else is batched alongside. */
+#ifndef GT_SAMPLER_H
+#define GT_SAMPLER_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct gt_sampler_config {
+    float temperature; /* <= 0: greedy (argmax) */
+    int top_k;         /* <= 0: all tokens */
+    float top_p;       /* >= 1: no nucleus cut */
+    uint64_t seed;
+} gt_sampler_config;
+#define GT_SAMPLER_CONFIG_INIT {0.0f, 40, 0.95f, 1234}
+
+typedef struct gt_sampler gt_sampler;
+
+/* GT_ERR_INVALID_ARG for n_vocab < 1 or a negative/NaN parameter, GT_ERR_NOMEM. */
+gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sampler **out);
+void gt_sampler_destroy(gt_sampler *s); /* accepts NULL */
+/* Picks a token from logits[n_vocab] (not modified). */
+int32_t gt_sampler_sample(gt_sampler *s, const float *logits);
+/* Index of the largest value; the lowest index wins ties. */
+int32_t gt_argmax(const float *x, int n);
+
+#endif

@@ -1,0 +1,69 @@
+/* Run-time CPU feature detection for choosing the op tables.
+ *
+ * CPUID says what the core implements; XGETBV says whether the OS saves the
+ * wide registers on a context switch (YMM for AVX2, ZMM and opmask state for
+ * AVX-512). Both must agree before a table built with those instructions is
+ * used. This file is compiled for the baseline ISA. */
+#include "kernels/internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t read_xcr0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+gt_cpu_features gt__cpu_detect(void) {
+    gt_cpu_features f = {0};
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    const bool fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return f;
+    const uint64_t xcr0 = read_xcr0();
+    const bool ymm_os = (xcr0 & 0x6) == 0x6;             /* SSE + AVX state */
+    const bool zmm_os = ymm_os && (xcr0 & 0xe0) == 0xe0; /* opmask, ZMM hi256, hi16 ZMM */
+    if (!ymm_os) return f;
+    if (__get_cpuid_max(0, NULL) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = (b >> 5) & 1;
+    f.fma = fma;
+    f.f16c = f16c;
+    if (zmm_os) {
+        f.avx512f = (b >> 16) & 1;
+        f.avx512dq = (b >> 17) & 1;
+        f.avx512bw = (b >> 30) & 1;
+        f.avx512vl = (b >> 31) & 1;
+        f.avx512vnni = (c >> 11) & 1;
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        f.avx512bf16 = (a1 >> 5) & 1;
+    }
+    return f;
+}
+#else
+gt_cpu_features gt__cpu_detect(void) {
+    gt_cpu_features f = {0};
+    return f;
+}
+#endif
+
+gt_isa gt__cpu_best_isa(const gt_cpu_features *f) {
+    if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx2 && f->fma && f->f16c)
+        return GT_ISA_AVX512;
+    if (f->avx2 && f->fma && f->f16c) return GT_ISA_AVX2;
+    return GT_ISA_REF;
+}
+
+const char *gt__isa_name(gt_isa isa) {
+    switch (isa) {
+    case GT_ISA_AVX512:
+        return "avx512";
+    case GT_ISA_AVX2:
+        return "avx2";
+    default:
+        return "ref";
+    }
+}

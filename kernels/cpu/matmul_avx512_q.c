@@ -1,0 +1,193 @@
+/* AVX-512 VNNI products of quant panels with Q8 activations.
+ *
+ * One tile kernel serves decode and prefill: 16 output rows (one zmm) x NT
+ * tokens (NT = 1..8, a compile-time constant per instantiation). Per 32-k
+ * block and token: the int32 dot of the u8 weight codes with the s8
+ * activation (8 vpdpbusd, started from the activation's integer offset
+ * correction), converted once and FMA'd with d_w * d_x into an fp32
+ * accumulator; for min types one more FMA with m_w * d_x*sum(x). Decode
+ * (NT <= 2) splits each block into two independent vpdpbusd chains so that
+ * latency does not bound a memory-bound loop; a software prefetch runs a few
+ * blocks ahead on the panel stream. Prefill walks tokens in chunks so the
+ * quantized activations of a chunk stay in L2 while panels stream by. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/matmul_internal.h"
+
+#define GT_AI static inline __attribute__((always_inline))
+
+/* ---- activation quantization ---- */
+
+void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int64_t t0,
+                            int64_t t1, int64_t b0, int64_t b1, gt_mm_q8a *q) {
+    int64_t nb = n_in / 32;
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t b = b0; b < b1; b++) {
+            const float *xs = x + t * n_in + 32 * b; /* [32] */
+            gt_mm_q8a *o = q + t * nb + b;
+            __m512 v0 = _mm512_loadu_ps(xs), v1 = _mm512_loadu_ps(xs + 16);
+            __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+            float amax = _mm512_reduce_max_ps(a);
+            float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+            __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+            _mm_storeu_si128((__m128i *)o->qs, _mm512_cvtepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(o->qs + 16), _mm512_cvtepi32_epi8(i1));
+            int32_t s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
+            o->d = d;
+            o->ds = d * (float)(s0 + s1);
+            o->c1 = 0;
+            switch (kind) {
+            case GT_MMQ_B8: o->c0 = -128 * (s0 + s1); break;
+            case GT_MMQ_N4: o->c0 = -8 * (s0 + s1); break;
+            case GT_MMQ_B8H:
+                o->c0 = -32 * s0;
+                o->c1 = -32 * s1;
+                break;
+            default: o->c0 = 0; break;
+            }
+        }
+}
+
+/* ---- tile kernel ---- */
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#define PF_BYTES 1536
+
+GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
+                   const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, __mmask16 mask,
+                   int accum) {
+    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320 : 576;
+    const size_t qoff = (kind == GT_MMQ_B8 || kind == GT_MMQ_N4) ? 32 : 64;
+    const int nib = kind == GT_MMQ_N4 || kind == GT_MMQ_N4M;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = wp + (size_t)b * bb;
+#pragma GCC unroll 9
+        for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        __m512 d1 = _mm512_setzero_ps();
+        if (kind == GT_MMQ_N4M || kind == GT_MMQ_B8H)
+            d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        const uint8_t *qs = blk + qoff;
+        __m512i w[8];
+        if (nib) {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i r = _mm512_loadu_si512(qs + 64 * i);
+                w[i] = _mm512_and_si512(r, m4);
+                w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const gt_mm_q8a *a = q + t * ldq + b;
+            __m512 dx = _mm512_set1_ps(a->d);
+            if (kind == GT_MMQ_B8H || NT <= 4) {
+                __m512i s0 = _mm512_set1_epi32(a->c0), s1 = _mm512_set1_epi32(a->c1);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    s0 = _mm512_dpbusd_epi32(s0, w[c], _mm512_set1_epi32(ld32(a->qs + 4 * c)));
+                    s1 = _mm512_dpbusd_epi32(s1, w[c + 4], _mm512_set1_epi32(ld32(a->qs + 16 + 4 * c)));
+                }
+                if (kind == GT_MMQ_B8H) {
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(dw, dx), acc[t]);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[t]);
+                } else {
+                    __m512i s = _mm512_add_epi32(s0, s1);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc[t]);
+                }
+            } else {
+                __m512i s = _mm512_set1_epi32(a->c0);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                    s = _mm512_dpbusd_epi32(s, w[c], _mm512_set1_epi32(ld32(a->qs + 4 * c)));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc[t]);
+            }
+            if (kind == GT_MMQ_N4M) acc[t] = _mm512_fmadd_ps(d1, _mm512_set1_ps(a->ds), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        if (accum) acc[t] = _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(mask, y + t * ldy));
+        _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
+    }
+}
+
+#define PQ_SWITCH(KIND)                                                                            \
+    switch (nt) {                                                                                  \
+    case 1: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 4: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 5: pq_tile(KIND, 5, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 6: pq_tile(KIND, 6, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    case 7: pq_tile(KIND, 7, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
+    default: pq_tile(KIND, 8, wp, nb, q, ldq, y, ldy, mask, accum); break;                                \
+    }
+
+static void tile_b8(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                    float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_B8)
+}
+static void tile_n4(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                    float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_N4)
+}
+static void tile_n4m(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                     float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_N4M)
+}
+static void tile_b8h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                     float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_B8H)
+}
+
+/* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2. */
+#define TOK_CHUNK 64
+#define KB 16 /* blocks per prefill k slice */
+
+void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
+                      const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
+    void (*tile)(int, const uint8_t *, int64_t, const gt_mm_q8a *, int64_t, float *, int64_t,
+                 __mmask16, int) = kind == GT_MMQ_B8    ? tile_b8
+                              : kind == GT_MMQ_N4  ? tile_n4
+                              : kind == GT_MMQ_N4M ? tile_n4m
+                                                   : tile_b8h;
+    int64_t nb = n_in / 32;
+    size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
+    int ntmax = kind == GT_MMQ_B8H ? 6 : 8;
+    for (int64_t tc = 0; tc < n_tok; tc += TOK_CHUNK) {
+        int64_t tc1 = tc + TOK_CHUNK < n_tok ? tc + TOK_CHUNK : n_tok;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t rows = n_out - p * 16;
+            if (rows <= 0) break;
+            __mmask16 mask = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
+            const uint8_t *pw = (const uint8_t *)wp + (size_t)p * panel_bytes;
+            /* Decode: one pass over k. Prefill: k blocks of KB so the weight
+             * slice stays in L1 across the chunk's token tiles. */
+            int64_t kb = n_tok <= 4 ? nb : KB;
+            for (int64_t b0 = 0; b0 < nb; b0 += kb) {
+                int64_t bn = nb - b0 < kb ? nb - b0 : kb;
+                for (int64_t t = tc; t < tc1; t += ntmax) {
+                    int nt = (int)(tc1 - t < ntmax ? tc1 - t : ntmax);
+                    tile(nt, pw + (size_t)b0 * bb, bn, q + t * nb + b0, nb, y + t * n_out + p * 16,
+                         n_out, mask, b0 > 0);
+                }
+            }
+        }
+    }
+}

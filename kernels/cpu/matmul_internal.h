@@ -1,0 +1,81 @@
+/* Private to the matrix-product files: weight layouts, the quantized
+ * activation block and the per-ISA kernels that kernels/matmul.c dispatches.
+ *
+ * Design: the fast paths use one "panel" layout for both decode (GEMV) and
+ * prefill (GEMM). A panel is 16 consecutive output rows interleaved so that
+ * one 512-bit register holds the same k range of all 16 rows:
+ *  - float panels (F32/F16/BF16): [panel][k][16 rows] of the stored type;
+ *  - quant panels (Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K): per 32-element block,
+ *    16 row scales and the weights as unsigned bytes in "chunks" of
+ *    16 rows x 4 consecutive k (the vpdpbusd operand shape). The signed
+ *    offset of the stored codes is folded into the activation block as an
+ *    integer correction, so the inner loop is only vpdpbusd.
+ * The panel count is padded to an even number with zero rows so the GEMM
+ * can always work on 32 rows. */
+#ifndef GT_MATMUL_INTERNAL_H
+#define GT_MATMUL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+
+/* gt_weight.layout values. 0 is the GGUF rows. */
+enum {
+    GT_MM_ROWS = 0,
+    GT_MM_PF = 1, /* float panels of the stored type */
+    GT_MM_PQ = 2, /* quant panels, kind from gt__mm_qkind(type) */
+};
+
+/* Quant panel kinds. Chunk c (0..7) of a block covers k = 4c..4c+3. */
+typedef enum gt_mm_qkind {
+    GT_MMQ_NONE = 0,
+    GT_MMQ_B8,  /* bytes code+128 (Q8_0, Q5_0): f16 d[16], u8 qs[8][64] */
+    GT_MMQ_N4,  /* nibbles, value q-8 (Q4_0): f16 d[16], u8 qs[4][64] */
+    GT_MMQ_N4M, /* nibbles, value d*q+m (Q4_1, Q4_K): f16 d[16], f16 m[16], u8 qs[4][64] */
+    GT_MMQ_B8H, /* bytes q, value d_half*(q-32) (Q6_K): f16 d0[16], d1[16], u8 qs[8][64] */
+} gt_mm_qkind;
+/* In N4 kinds, register i (0..3) holds chunk i in the low nibbles and
+ * chunk i+4 in the high nibbles. Byte r*4+j of a chunk is row r, k 4c+j. */
+
+/* One quantized activation block of 32 values: x ~ d * qs. c0/c1 are the
+ * integer corrections added to the raw u8·s8 dot (-offset * sum(qs), per
+ * half for GT_MMQ_B8H); ds = d * sum(qs) for the kinds with a min. */
+typedef struct gt_mm_q8a {
+    float d;
+    float ds;
+    int32_t c0, c1;
+    int8_t qs[32];
+} gt_mm_q8a;
+_Static_assert(sizeof(gt_mm_q8a) == 48, "q8 activation block");
+
+gt_mm_qkind gt__mm_qkind(gt_dtype type);
+size_t gt__mm_qblock_bytes(gt_mm_qkind kind); /* bytes per 16 rows x 32 k */
+/* The weight type's blocks per 32 elements (K-quants: 8 per super block). */
+
+/* Number of 16-row panels after padding (even). */
+static inline int64_t gt__mm_n_panels(int64_t n_out) { return ((n_out + 31) / 32) * 2; }
+
+/* Repacks rows [n_out][n_in] of `type` into panels at dst (size from
+ * gt__mm_packed_bytes). Scalar, run once at load. */
+size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_out);
+void gt__mm_pack(gt_dtype type, int layout, int64_t n_in, int64_t n_out, const void *src,
+                 void *dst);
+
+/* ---- reference: dequantize a row, fp32 dot (any type with a codec) ---- */
+/* Rows [r0, r1) of y[n_tok][n_out]; tmp holds n_in floats. */
+void gt__mm_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_out,
+                     const float *x, float *y, int64_t n_tok, int64_t r0, int64_t r1,
+                     float *tmp);
+
+/* ---- AVX-512 ---- */
+/* Quantizes x rows [t0, t1) (each n_in long) into q[t][n_in/32] for kind. */
+void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int64_t t0,
+                            int64_t t1, int64_t b0, int64_t b1, gt_mm_q8a *q);
+/* Panels [p0, p1) (p0 even for the GEMM), tokens [0, n_tok). */
+void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
+                      const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
+void gt__mm_pf_avx512(gt_dtype type, const void *wp, int64_t n_in, int64_t n_out,
+                      const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1);
+
+#endif

@@ -1,0 +1,86 @@
+/* AVX-512 table of the non-matmul ops: 16-float vectors, opmask registers
+ * for partial vectors, F16 keys and values widened with vcvtph2ps. The op
+ * bodies are shared with the AVX2 table (kernels/cpu/ops_simd.h); this file
+ * only defines the vector vocabulary. Built with -mavx512f/bw/vl/dq and
+ * used only after the run-time CPU check. */
+#include <immintrin.h>
+
+#include "common/dtype.h"
+
+typedef __m512 vf;
+#define VW 16
+
+static inline __mmask16 lanes(int n) { return (__mmask16)((1u << n) - 1u); }
+static inline vf v_zero(void) { return _mm512_setzero_ps(); }
+static inline vf v_set1(float x) { return _mm512_set1_ps(x); }
+static inline vf v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline vf v_load_n(const float *p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+static inline void v_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
+static inline void v_store_n(float *p, vf x, int n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
+static inline vf v_load_h(const gt_f16 *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline vf v_load_h_n(const gt_f16 *p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes(n), p));
+}
+static inline vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf v_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+static inline vf v_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf v_fnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
+static inline vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline vf v_min(vf a, vf b) { return _mm512_min_ps(a, b); }
+static inline vf v_abs(vf a) { return _mm512_abs_ps(a); }
+static inline float v_hsum(vf a) { return _mm512_reduce_add_ps(a); }
+static inline float v_hmax(vf a) { return _mm512_reduce_max_ps(a); }
+/* Lane j of the result is the sum of a[j], for 16 vectors: pairwise
+ * unpack-and-add within 128-bit lanes, then across lanes. */
+static inline vf v_hsum_lanes(const vf *a) {
+    vf t[8], u[4];
+    for (int j = 0; j < 8; j++)
+        t[j] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * j], a[2 * j + 1]),
+                             _mm512_unpackhi_ps(a[2 * j], a[2 * j + 1]));
+    for (int j = 0; j < 4; j++) {
+        const __m512d x = _mm512_castps_pd(t[2 * j]), y = _mm512_castps_pd(t[2 * j + 1]);
+        u[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    /* u[j], 128-bit lane L: partial sums of vectors 4j..4j+3 over lane L */
+    const vf w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
+                                 _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+    const vf w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
+                                 _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88),
+                         _mm512_shuffle_f32x4(w01, w23, 0xDD));
+}
+static inline vf v_swap_pairs(vf a) { return _mm512_permute_ps(a, 0xB1); }
+static inline vf v_round(vf a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static inline vf v_pow2i(vf n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+static inline vf v_select_lt(vf x, vf y, vf a, vf b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, y, _CMP_LT_OQ), b, a);
+}
+static inline vf v_copysign(vf mag, vf s) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_andnot_si512(sign, _mm512_castps_si512(mag)),
+                                               _mm512_and_si512(sign, _mm512_castps_si512(s))));
+}
+
+#include "kernels/cpu/ops_simd.h"
+
+const struct gt_ops gt__ops_avx512 = {
+    .name = "avx512",
+    .rmsnorm = simd_rmsnorm,
+    .rope = simd_rope,
+    .swiglu = simd_swiglu,
+    .geglu = simd_geglu,
+    .add = simd_add,
+    .attention = simd_attention,
+    .attn_scratch_bytes = simd_attn_scratch_bytes,
+    .attn_tile = ATTN_TILE,
+};

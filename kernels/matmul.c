@@ -1,0 +1,139 @@
+/* Weight preparation and the threaded dispatch of y = x · W^T.
+ *
+ * Design: the choice of kernel is made once, at gt_weight_init, and recorded
+ * in w->layout. On AVX-512 every type with a fast kernel is repacked into
+ * 16-row panels (kernels/cpu/matmul_internal.h), which replace the mmap'd
+ * rows for computation; everything else (and every type under the "ref" and
+ * "avx2" ISAs) keeps the GGUF rows and runs the reference kernel, which
+ * handles every type with a dequantizer. A product is at most two fork-join
+ * regions on the pool: quantize the activations to Q8 (split over tokens,
+ * or over blocks for one token), then the product split over output panels
+ * (or rows for the reference), so each thread streams its own contiguous
+ * part of the weights. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/internal.h"
+
+bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type) {
+    const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
+    return info && info->has_codec;
+}
+
+static int pick_layout(const gt_kernels *k, gt_dtype type) {
+    if (k->isa != GT_ISA_AVX512) return GT_MM_ROWS;
+    if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
+    if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
+    return GT_MM_ROWS;
+}
+
+gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                         const void *data, gt_weight *w) {
+    memset(w, 0, sizeof(*w));
+    const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
+    if (!info || !info->has_codec)
+        return gt_fail(GT_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix product",
+                       gt_dtype_name((uint32_t)type));
+    if (n_in <= 0 || n_out <= 0 || n_in % info->block_elems != 0)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "matmul: a %s weight of %lld x %lld needs a positive row length that is "
+                       "a multiple of %d",
+                       info->name, (long long)n_out, (long long)n_in, info->block_elems);
+    w->type = type;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    w->data = data;
+    int layout = pick_layout(k, type);
+    if (layout == GT_MM_ROWS) return GT_OK;
+    size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
+    void *p = gt_alloc(bytes);
+    if (!p)
+        return gt_fail(GT_ERR_NOMEM, "matmul: cannot allocate %zu bytes to repack a %s weight",
+                       bytes, info->name);
+    gt__mm_pack(type, layout, n_in, n_out, data, p);
+    w->owned = p;
+    w->data = p;
+    w->layout = layout;
+    return GT_OK;
+}
+
+void gt_weight_free(gt_weight *w) {
+    if (!w) return;
+    gt_free(w->owned);
+    w->owned = NULL;
+    w->data = NULL;
+    w->layout = 0;
+}
+
+typedef struct {
+    const gt_weight *w;
+    const float *x; /* [n_tok, n_in] */
+    float *y;       /* [n_tok, n_out] */
+    int64_t n_tok;
+    gt_mm_qkind kind;
+    gt_mm_q8a *q;   /* [n_tok, n_in / 32] */
+    float *tmp;     /* [n_threads, tmp_stride] for the reference */
+    size_t tmp_stride;
+} mm_job;
+
+static void run_ref(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long r0, r1;
+    gt_pool_split((long)j->w->n_out, 1, ith, nth, &r0, &r1);
+    if (r0 < r1)
+        gt__mm_ref_rows(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, r0,
+                        r1, j->tmp + (size_t)ith * j->tmp_stride);
+}
+
+static void run_quantize(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    int64_t nb = j->w->n_in / 32;
+    long a, b;
+    if (j->n_tok >= nth) {
+        gt_pool_split((long)j->n_tok, 1, ith, nth, &a, &b);
+        gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, a, b, 0, nb, j->q);
+    } else {
+        gt_pool_split((long)nb, 1, ith, nth, &a, &b);
+        gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, 0, j->n_tok, a, b, j->q);
+    }
+}
+
+static void run_panels(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long p0, p1;
+    gt_pool_split((long)((j->w->n_out + 15) / 16), 2, ith, nth, &p0, &p1);
+    if (p0 >= p1) return;
+    if (j->w->layout == GT_MM_PF)
+        gt__mm_pf_avx512(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok,
+                         p0, p1);
+    else
+        gt__mm_pq_avx512(j->kind, j->w->data, j->w->n_in, j->w->n_out, j->q, j->y, j->n_tok, p0,
+                         p1);
+}
+
+void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
+    if (n_tok <= 0) return;
+    mm_job j = {.w = w, .x = x, .y = y, .n_tok = n_tok};
+    if (w->layout == GT_MM_ROWS) {
+        j.tmp_stride = gt_align_up((size_t)w->n_in * sizeof(float), GT_ALIGN) / sizeof(float);
+        j.tmp = gt__kernels_scratch(k, j.tmp_stride * sizeof(float) * (size_t)k->n_threads);
+        if (!j.tmp) {
+            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for the reference scratch");
+            return;
+        }
+        gt_pool_run(k->pool, run_ref, &j);
+        return;
+    }
+    if (w->layout == GT_MM_PQ) {
+        j.kind = gt__mm_qkind(w->type);
+        j.q = gt__kernels_scratch(k, (size_t)n_tok * (size_t)(w->n_in / 32) * sizeof(gt_mm_q8a));
+        if (!j.q) {
+            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for quantized activations");
+            return;
+        }
+        gt_pool_run(k->pool, run_quantize, &j);
+    }
+    gt_pool_run(k->pool, run_panels, &j);
+}

@@ -1,0 +1,73 @@
+/* The non-matmul op table of the CPU backend.
+ *
+ * One `struct gt_ops` per instruction set (scalar reference, AVX2, AVX-512),
+ * chosen once in gt_kernels_create. Every entry works on a slice that one
+ * thread owns; kernels.c splits the work over the pool and calls these. The
+ * scalar `_ref` functions are always compiled and are the oracle that tests
+ * compare the fast tables with. No entry allocates: scratch comes from the
+ * caller, sized by attn_scratch_bytes. */
+#ifndef GT_KERNELS_OPS_H
+#define GT_KERNELS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+/* Largest rotated dimension count rope accepts (its cos/sin table lives on
+ * the stack); model loaders refuse larger heads. */
+#define GT_ROPE_MAX_ROT 1024
+
+struct gt_ops {
+    const char *name;
+    /* y[n] = x[n] / sqrt(mean(x^2) + eps) * w[n] (w may be NULL); one row; x, y may alias. */
+    void (*rmsnorm)(const float *x, const float *w, float *y, int64_t n, float eps);
+    /* Rotates n_vec consecutive vectors x[n_vec, head_dim] of one token at pos. */
+    void (*rope)(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p);
+    /* out[i] = silu(g[i]) * u[i];  out[i] = gelu_tanh(g[i]) * u[i];  y[i] += x[i]. */
+    void (*swiglu)(const float *g, const float *u, float *out, int64_t n);
+    void (*geglu)(const float *g, const float *u, float *out, int64_t n);
+    void (*add)(float *y, const float *x, int64_t n);
+    /* Attention for query tokens [t0, t1) and the n_head/n_kv_head query heads
+     * of kv head `g`; writes a->out for exactly those (token, head) pairs.
+     * `scratch` holds attn_scratch_bytes(a, t1 - t0) bytes, 64-byte aligned. */
+    void (*attention)(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch);
+    size_t (*attn_scratch_bytes)(const gt_attn_args *a, int64_t n_tok);
+    /* Query tokens per attention work item this table prefers (>= 1). */
+    int attn_tile;
+};
+
+extern const struct gt_ops gt__ops_ref;
+extern const struct gt_ops gt__ops_avx2;
+extern const struct gt_ops gt__ops_avx512;
+
+/* The scalar references (kernels/cpu/ops_ref.c, attn_ref.c). */
+void gt__rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);
+void gt__rope_ref(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p);
+void gt__swiglu_ref(const float *g, const float *u, float *out, int64_t n);
+void gt__geglu_ref(const float *g, const float *u, float *out, int64_t n);
+void gt__add_ref(float *y, const float *x, int64_t n);
+void gt__attention_ref(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch);
+size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok);
+
+/* cos/sin of theta_i = pos * freq_scale * freq_base^(-2i/n_rot) for
+ * i < n_rot/2, computed in double; shared by every rope so that the tables
+ * agree exactly and the fast versions differ only in the rotation. */
+void gt__rope_table(int32_t pos, const gt_rope_params *p, float *cos_t, float *sin_t);
+
+/* Address of the key/value row of position p, kv head g, in the block table. */
+static inline const void *gt__kv_row(const gt_attn_args *a, const void *const *blocks, int64_t p,
+                                     int g) {
+    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
+    const int64_t b = p / a->block_size, r = p % a->block_size;
+    return (const char *)blocks[b] +
+           ((size_t)r * (size_t)a->n_kv_head + (size_t)g) * (size_t)a->head_dim * elem;
+}
+
+/* First visible key of a query at position pos (causal, optional window). */
+static inline int64_t gt__attn_first_key(const gt_attn_args *a, int64_t pos) {
+    int64_t lo = a->window > 0 ? pos - a->window + 1 : 0;
+    return lo < 0 ? 0 : lo;
+}
+
+#endif

@@ -1,0 +1,223 @@
+/* `gantry bench`: offline prefill and decode speed of one model on one rank,
+ * reported beside the memory bandwidth measured in the same rounds.
+ *
+ * Each round measures read bandwidth, prefills --prompt tokens (seeded random
+ * ids) for each of --batch sequences, then decodes --gen steps of --batch
+ * tokens. Decode is memory-bound, so its roofline is bandwidth / bytes read
+ * per step (every weight once, plus the KV cache the step attends over).
+ * Rounds interleave the measurements because this host is shared and noisy;
+ * best and median are reported, optionally as JSON. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timer.h"
+#include "coordinator/sampler.h"
+#include "tools/args.h"
+#include "tools/bandwidth.h"
+#include "tools/cmds.h"
+#include "worker/engine.h"
+
+typedef struct bench_opts {
+    gt_engine_config eng;
+    long n_prompt, n_gen, batch, rounds;
+    long bw_mib;
+    const char *json;
+    unsigned seed;
+} bench_opts;
+
+typedef struct round_result {
+    double bw, prefill_tps, decode_tps, roofline_frac;
+} round_result;
+
+static void usage(void) {
+    printf("usage: gantry bench -m FILE [options]\n"
+           "  -t, --threads N    compute threads (default 1)\n"
+           "  --prompt N         prompt tokens per sequence (default 512)\n"
+           "  --gen N            decode steps (default 64)\n"
+           "  --batch B          sequences decoded together (default 1)\n"
+           "  --rounds R         measurement rounds (default 3)\n"
+           "  --isa NAME         kernels: auto, avx512, avx2, ref\n"
+           "  --bw-mib N         bandwidth test buffer in MiB (default 1024)\n"
+           "  --json FILE        also write the results as JSON ('-' for stdout)\n");
+}
+
+static gt_status parse(int argc, char **argv, bench_opts *o, bool *help) {
+    gt_args a;
+    gt_args_init(&a, argc, argv);
+    const char *arg;
+    long v;
+    while (gt_args_next(&a, &arg)) {
+        if (gt_args_is(&a, "-h", "--help")) *help = true;
+        else if (gt_args_is(&a, "-m", "--model")) GT_TRY(gt_args_str(&a, &o->eng.model_path));
+        else if (gt_args_is(&a, "-t", "--threads")) {
+            GT_TRY(gt_args_long(&a, 1, 1024, &v));
+            o->eng.n_threads = (int)v;
+        } else if (gt_args_is(&a, NULL, "--prompt")) GT_TRY(gt_args_long(&a, 1, 16384, &o->n_prompt));
+        else if (gt_args_is(&a, NULL, "--gen")) GT_TRY(gt_args_long(&a, 1, 16384, &o->n_gen));
+        else if (gt_args_is(&a, NULL, "--batch")) GT_TRY(gt_args_long(&a, 1, 256, &o->batch));
+        else if (gt_args_is(&a, NULL, "--rounds")) GT_TRY(gt_args_long(&a, 1, 100, &o->rounds));
+        else if (gt_args_is(&a, NULL, "--isa")) GT_TRY(gt_args_str(&a, &o->eng.isa));
+        else if (gt_args_is(&a, NULL, "--bw-mib")) GT_TRY(gt_args_long(&a, 16, 65536, &o->bw_mib));
+        else if (gt_args_is(&a, NULL, "--json")) GT_TRY(gt_args_str(&a, &o->json));
+        else return gt_args_unknown(&a);
+    }
+    if (!*help && !o->eng.model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model given (-m FILE)");
+    return GT_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void best_median(const round_result *r, int n, size_t field, double *best, double *median) {
+    double v[100];
+    for (int i = 0; i < n; i++) v[i] = *(const double *)((const char *)&r[i] + field);
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    *best = v[n - 1];
+    *median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The stored type holding most of the model's bytes ("Q4_0"). */
+static const char *main_type(const gt_gguf *g) {
+    uint64_t by[GT_DTYPE_MAX] = {0};
+    for (size_t i = 0; i < gt_gguf_n_tensors(g); i++) {
+        const gt_tensor_info *t = gt_gguf_tensor_at(g, i);
+        if ((unsigned)t->type < GT_DTYPE_MAX) by[t->type] += t->nbytes;
+    }
+    int best = 0;
+    for (int t = 1; t < GT_DTYPE_MAX; t++)
+        if (by[t] > by[best]) best = t;
+    return gt_dtype_name((uint32_t)best);
+}
+
+static gt_status one_round(gt_engine *e, const bench_opts *o, gt_bandwidth *bw, round_result *r) {
+    const gt_hparams *hp = gt_engine_hparams(e);
+    int B = (int)o->batch, P = (int)o->n_prompt, G = (int)o->n_gen;
+    size_t V = hp->n_vocab;
+    int n_max = P > B ? P : B;
+    int32_t *tok = malloc((size_t)n_max * sizeof *tok), *pos = malloc((size_t)n_max * sizeof *pos);
+    int32_t *seq = malloc((size_t)n_max * sizeof *seq);
+    float *logits = malloc((size_t)B * V * sizeof *logits);
+    gt_status st = GT_OK;
+    if (!tok || !pos || !seq || !logits) {
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate the benchmark batch");
+        goto done;
+    }
+    r->bw = gt_bandwidth_read(bw, gt_kernels_pool(gt_engine_kernels(e)), 3);
+    unsigned rng = o->seed;
+    for (int s = 0; s < B; s++) gt_engine_seq_clear(e, s);
+    uint64_t t0 = gt_now_ns();
+    for (int s = 0; s < B; s++) {
+        for (int i = 0; i < P; i++) {
+            rng = rng * 1103515245u + 12345u;
+            tok[i] = (int32_t)((rng >> 8) % hp->n_vocab);
+            pos[i] = i;
+            seq[i] = s;
+        }
+        gt_batch b = {P, tok, pos, seq, NULL};
+        GT_TRY_GOTO(gt_engine_decode(e, &b, logits + (size_t)s * V), st, done);
+    }
+    uint64_t t1 = gt_now_ns();
+    for (int s = 0; s < B; s++) tok[s] = gt_argmax(logits + (size_t)s * V, (int)V);
+    int8_t want[256];
+    memset(want, 1, sizeof want);
+    for (int g = 0; g < G; g++) {
+        for (int s = 0; s < B; s++) {
+            pos[s] = P + g;
+            seq[s] = s;
+        }
+        gt_batch b = {B, tok, pos, seq, want};
+        GT_TRY_GOTO(gt_engine_decode(e, &b, logits), st, done);
+        for (int s = 0; s < B; s++) tok[s] = gt_argmax(logits + (size_t)s * V, (int)V);
+    }
+    uint64_t t2 = gt_now_ns();
+    double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
+    r->prefill_tps = (double)P * B / pf;
+    r->decode_tps = (double)G * B / dc;
+    /* Bytes one decode step reads: all weights, plus K and V of every
+     * layer over the average attended length, for each sequence. */
+    double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->eng.kv_type == GT_F16 ? 2 : 4);
+    double kv_bytes = 2.0 * hp->n_layer * kv_row * (P + G / 2.0) * B;
+    double step_bytes = (double)gt_engine_weight_bytes(e) + kv_bytes;
+    double steps_per_s = (double)G / dc;
+    r->roofline_frac = steps_per_s * step_bytes / r->bw;
+done:
+    free(tok);
+    free(pos);
+    free(seq);
+    free(logits);
+    return st;
+}
+
+static gt_status bench(const bench_opts *o) {
+    gt_engine *e = NULL;
+    gt_bandwidth bw = {0};
+    round_result r[100];
+    gt_engine_config ec = o->eng;
+    ec.max_seqs = (int)o->batch;
+    ec.max_batch_tokens = (int)(o->n_prompt > o->batch ? o->n_prompt : o->batch);
+    if (!ec.n_ctx) ec.n_ctx = (uint32_t)(o->n_prompt + o->n_gen);
+    gt_status st;
+    GT_TRY_GOTO(gt_engine_create(&ec, &e), st, done);
+    GT_TRY_GOTO(gt_bandwidth_init(&bw, (size_t)o->bw_mib << 20), st, done);
+    const gt_hparams *hp = gt_engine_hparams(e);
+    const char *type = main_type(gt_engine_gguf(e));
+    printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads\n",
+           o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
+           (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
+           o->eng.n_threads);
+    printf("%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
+    for (int i = 0; i < o->rounds; i++) {
+        GT_TRY_GOTO(one_round(e, o, &bw, &r[i]), st, done);
+        printf("%5d %10.1f %14.1f %14.2f %9.0f%%\n", i + 1, r[i].bw * 1e-9, r[i].prefill_tps,
+               r[i].decode_tps, 100 * r[i].roofline_frac);
+        fflush(stdout);
+    }
+    int n = (int)o->rounds;
+    double bwb, bwm, pb, pm, db, dm, fb, fm;
+    best_median(r, n, offsetof(round_result, bw), &bwb, &bwm);
+    best_median(r, n, offsetof(round_result, prefill_tps), &pb, &pm);
+    best_median(r, n, offsetof(round_result, decode_tps), &db, &dm);
+    best_median(r, n, offsetof(round_result, roofline_frac), &fb, &fm);
+    printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
+           "decode at %.0f%%/%.0f%% of the bandwidth roofline\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
+           db, dm, 100 * fb, 100 * fm);
+    if (o->json) {
+        FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
+        if (!f) {
+            st = gt_fail(GT_ERR_IO, "%s: cannot open for writing", o->json);
+            goto done;
+        }
+        fprintf(f, "{\"model\": \"%s\", \"arch\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", "
+                "\"threads\": %d, \"n_prompt\": %ld, \"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
+                "\"weight_bytes\": %llu, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "
+                "\"prefill_tps\": {\"best\": %.2f, \"median\": %.2f}, "
+                "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
+                "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}}\n",
+                o->eng.model_path, hp->arch_name, type, gt_kernels_isa(gt_engine_kernels(e)),
+                o->eng.n_threads, o->n_prompt, o->n_gen, o->batch, o->rounds,
+                (unsigned long long)gt_engine_weight_bytes(e), bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
+                fb, fm);
+        if (f != stdout) fclose(f);
+    }
+done:
+    gt_bandwidth_free(&bw);
+    gt_engine_destroy(e);
+    return st;
+}
+
+int gt_cmd_bench(int argc, char **argv) {
+    bench_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
+                    .rounds = 3, .bw_mib = 1024, .seed = 42};
+    bool help = false;
+    gt_status st = parse(argc, argv, &o, &help);
+    if (st == GT_OK && help) {
+        usage();
+        return 0;
+    }
+    if (st == GT_OK) st = bench(&o);
+    return st == GT_OK ? 0 : gt_args_report("bench", st);
+}

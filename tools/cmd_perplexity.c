@@ -1,0 +1,163 @@
+/* `gantry perplexity`: perplexity of a model over a text file.
+ *
+ * The text is tokenized once (no BOS) and cut into chunks of --ctx tokens;
+ * each chunk is evaluated from an empty cache with BOS in front (when the
+ * model uses one), and only the second half of each chunk is scored, so that
+ * every scored token has at least ctx/2 tokens of context — the same
+ * convention as llama.cpp's perplexity tool, which makes figures comparable. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timer.h"
+#include "model/tokenizer/tokenizer.h"
+#include "tools/args.h"
+#include "tools/cmds.h"
+#include "worker/engine.h"
+
+typedef struct ppl_opts {
+    gt_engine_config eng;
+    const char *file;
+    long ctx;
+    long max_chunks;
+} ppl_opts;
+
+static void usage(void) {
+    printf("usage: gantry perplexity -m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME]\n"
+           "  --ctx N      tokens per chunk (default 512); the second half of each is scored\n"
+           "  --chunks N   evaluate at most N chunks (default: all)\n");
+}
+
+static gt_status read_all(const char *path, char **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open the text file", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1l << 30)) {
+        fclose(f);
+        return gt_fail(GT_ERR_RANGE, "%s: text file of %ld bytes is not readable or over 1 GiB", path, n);
+    }
+    *buf = malloc((size_t)n + 1);
+    if (!*buf) {
+        fclose(f);
+        return gt_fail(GT_ERR_NOMEM, "cannot hold %ld bytes of text", n);
+    }
+    *len = fread(*buf, 1, (size_t)n, f);
+    fclose(f);
+    return GT_OK;
+}
+
+/* log p(target) from one row of logits, in double precision. */
+static double log_prob(const float *logits, int n, int target) {
+    double max = logits[0];
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max) max = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - max);
+    return (double)logits[target] - max - log(sum);
+}
+
+static gt_status perplexity(const ppl_opts *o) {
+    gt_engine *e = NULL;
+    gt_tokenizer *tok = NULL;
+    char *text = NULL;
+    int32_t *ids = NULL, *pos = NULL, *seq = NULL, *chunk = NULL;
+    int8_t *want = NULL;
+    float *logits = NULL;
+    gt_status st;
+    gt_engine_config ec = o->eng;
+    ec.n_ctx = (uint32_t)o->ctx;
+    ec.max_batch_tokens = (int)(o->ctx < 512 ? o->ctx : 512);
+    GT_TRY_GOTO(gt_engine_create(&ec, &e), st, done);
+    GT_TRY_GOTO(gt_tokenizer_load(gt_engine_gguf(e), &tok), st, done);
+    size_t len = 0, n_ids = 0;
+    GT_TRY_GOTO(read_all(o->file, &text, &len), st, done);
+    GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
+    int C = (int)o->ctx, V = (int)gt_engine_hparams(e)->n_vocab, B = ec.max_batch_tokens;
+    int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
+    int body = bos != GT_TOKEN_NULL ? C - 1 : C; /* text tokens per chunk */
+    long n_chunks = (long)(n_ids / (size_t)body);
+    if (o->max_chunks > 0 && n_chunks > o->max_chunks) n_chunks = o->max_chunks;
+    if (n_chunks < 1) {
+        st = gt_fail(GT_ERR_RANGE, "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx",
+                     o->file, n_ids, body);
+        goto done;
+    }
+    pos = malloc((size_t)B * sizeof *pos);
+    seq = calloc((size_t)B, sizeof *seq);
+    want = malloc((size_t)B);
+    chunk = malloc((size_t)C * sizeof *chunk);
+    logits = malloc((size_t)C * (size_t)V * sizeof *logits);
+    if (!pos || !seq || !want || !chunk || !logits) {
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate logits for a chunk of %d tokens", C);
+        goto done;
+    }
+    memset(want, 1, (size_t)B);
+    printf("%s: %zu tokens, %ld chunks of %d, scoring the second half of each\n", o->file, n_ids,
+           n_chunks, C);
+    double nll = 0;
+    long scored = 0;
+    uint64_t t0 = gt_now_ns();
+    for (long c = 0; c < n_chunks; c++) {
+        int n = 0;
+        if (bos != GT_TOKEN_NULL) chunk[n++] = bos;
+        memcpy(chunk + n, ids + (size_t)c * (size_t)body, (size_t)body * sizeof *chunk);
+        n += body;
+        gt_engine_seq_clear(e, 0);
+        for (int i0 = 0; i0 < n; i0 += B) {
+            int m = n - i0 < B ? n - i0 : B;
+            for (int i = 0; i < m; i++) pos[i] = i0 + i;
+            gt_batch b = {m, chunk + i0, pos, seq, want};
+            GT_TRY_GOTO(gt_engine_decode(e, &b, logits + (size_t)i0 * V), st, done);
+        }
+        for (int j = C / 2; j < n - 1; j++) {
+            nll -= log_prob(logits + (size_t)j * V, V, chunk[j + 1]);
+            scored++;
+        }
+        printf("[%ld] %.4f\n", c + 1, exp(nll / (double)scored));
+        fflush(stdout);
+    }
+    double secs = (double)(gt_now_ns() - t0) * 1e-9;
+    printf("perplexity: %.4f over %ld scored tokens (%.1f tok/s evaluated)\n", exp(nll / (double)scored),
+           scored, (double)n_chunks * C / secs);
+done:
+    free(pos);
+    free(seq);
+    free(want);
+    free(chunk);
+    free(logits);
+    free(ids);
+    free(text);
+    gt_tokenizer_free(tok);
+    gt_engine_destroy(e);
+    return st;
+}
+
+int gt_cmd_perplexity(int argc, char **argv) {
+    ppl_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .ctx = 512};
+    gt_args a;
+    gt_args_init(&a, argc, argv);
+    const char *arg;
+    long v;
+    gt_status st = GT_OK;
+    while (st == GT_OK && gt_args_next(&a, &arg)) {
+        if (gt_args_is(&a, "-h", "--help")) {
+            usage();
+            return 0;
+        } else if (gt_args_is(&a, "-m", "--model")) st = gt_args_str(&a, &o.eng.model_path);
+        else if (gt_args_is(&a, "-f", "--file")) st = gt_args_str(&a, &o.file);
+        else if (gt_args_is(&a, "-c", "--ctx")) st = gt_args_long(&a, 8, 1 << 20, &o.ctx);
+        else if (gt_args_is(&a, NULL, "--chunks")) st = gt_args_long(&a, 1, 1 << 30, &o.max_chunks);
+        else if (gt_args_is(&a, "-t", "--threads")) {
+            st = gt_args_long(&a, 1, 1024, &v);
+            o.eng.n_threads = (int)v;
+        } else if (gt_args_is(&a, NULL, "--isa")) st = gt_args_str(&a, &o.eng.isa);
+        else st = gt_args_unknown(&a);
+    }
+    if (st == GT_OK && (!o.eng.model_path || !o.file))
+        st = gt_fail(GT_ERR_INVALID_ARG, "perplexity needs a model (-m FILE) and a text (-f FILE)");
+    if (st == GT_OK) st = perplexity(&o);
+    return st == GT_OK ? 0 : gt_args_report("perplexity", st);
+}

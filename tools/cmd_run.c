@@ -1,0 +1,239 @@
+/* `gantry run`: generate from a prompt on one rank.
+ *
+ * The prompt is evaluated in micro-batches of --ubatch tokens (one forward
+ * call each, so prefill is a GEMM), then tokens are decoded one at a time.
+ * --logits-out writes the logits of every prompt position, so any tool can
+ * compare them with its own reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/timer.h"
+#include "coordinator/sampler.h"
+#include "tools/args.h"
+#include "tools/cmds.h"
+#include "tools/text.h"
+#include "worker/engine.h"
+
+typedef struct run_opts {
+    gt_engine_config eng;
+    gt_sampler_config samp;
+    const char *prompt;
+    const char *prompt_file;
+    int32_t *tokens;
+    int n_tokens;
+    long n_predict;
+    long ubatch;
+    const char *logits_out;
+    bool print_ids;
+    bool ignore_eos;
+    bool no_bos;
+} run_opts;
+
+static void usage(void) {
+    printf("usage: gantry run -m FILE (-p TEXT | -f FILE | --tokens 1,2,3) [-n N] [options]\n"
+           "  -m, --model FILE      GGUF model\n"
+           "  -p, --prompt TEXT     prompt text (tokenized with the model's vocabulary)\n"
+           "  -f, --file FILE       prompt text from a file\n"
+           "  --tokens IDS          prompt as comma-separated token ids\n"
+           "  -n, --n-predict N     tokens to generate (default 32; 0 only evaluates the prompt)\n"
+           "  --temp T              temperature (default 0: greedy)\n"
+           "  --top-k K             keep the K most likely tokens (default 40; 0: all)\n"
+           "  --top-p P             nucleus sampling threshold (default 0.95)\n"
+           "  --seed S              sampling seed (default 1234)\n"
+           "  -t, --threads N       compute threads (default 1)\n"
+           "  --isa NAME            kernels: auto, avx512, avx2, ref\n"
+           "  -c, --ctx N           context length (default min(model, 4096))\n"
+           "  --ubatch N            prompt tokens per forward call (default 512)\n"
+           "  --kv-type T           KV cache type: f16 (default) or f32\n"
+           "  --logits-out FILE     write prompt logits, float32 [n_prompt, n_vocab]\n"
+           "  --print-ids           print the generated token ids on one line\n"
+           "  --ignore-eos          keep generating after an end-of-generation token\n"
+           "  --no-bos              do not add the BOS token to a text prompt\n");
+}
+
+static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
+    gt_args a;
+    gt_args_init(&a, argc, argv);
+    const char *arg;
+    long v;
+    double d;
+    while (gt_args_next(&a, &arg)) {
+        if (gt_args_is(&a, "-h", "--help")) *help = true;
+        else if (gt_args_is(&a, "-m", "--model")) GT_TRY(gt_args_str(&a, &o->eng.model_path));
+        else if (gt_args_is(&a, "-p", "--prompt")) GT_TRY(gt_args_str(&a, &o->prompt));
+        else if (gt_args_is(&a, "-f", "--file")) GT_TRY(gt_args_str(&a, &o->prompt_file));
+        else if (gt_args_is(&a, NULL, "--tokens")) {
+            free(o->tokens);
+            GT_TRY(gt_args_int_list(&a, &o->tokens, &o->n_tokens));
+        } else if (gt_args_is(&a, "-n", "--n-predict")) GT_TRY(gt_args_long(&a, 0, 1 << 20, &o->n_predict));
+        else if (gt_args_is(&a, NULL, "--temp")) {
+            GT_TRY(gt_args_double(&a, 0, 100, &d));
+            o->samp.temperature = (float)d;
+        } else if (gt_args_is(&a, NULL, "--top-k")) {
+            GT_TRY(gt_args_long(&a, 0, 1 << 24, &v));
+            o->samp.top_k = (int)v;
+        } else if (gt_args_is(&a, NULL, "--top-p")) {
+            GT_TRY(gt_args_double(&a, 0, 1, &d));
+            o->samp.top_p = (float)d;
+        } else if (gt_args_is(&a, NULL, "--seed")) {
+            GT_TRY(gt_args_long(&a, 0, 0x7fffffffl, &v));
+            o->samp.seed = (uint64_t)v;
+        } else if (gt_args_is(&a, "-t", "--threads")) {
+            GT_TRY(gt_args_long(&a, 1, 1024, &v));
+            o->eng.n_threads = (int)v;
+        } else if (gt_args_is(&a, NULL, "--isa")) GT_TRY(gt_args_str(&a, &o->eng.isa));
+        else if (gt_args_is(&a, "-c", "--ctx")) {
+            GT_TRY(gt_args_long(&a, 1, 1 << 22, &v));
+            o->eng.n_ctx = (uint32_t)v;
+        } else if (gt_args_is(&a, NULL, "--ubatch")) GT_TRY(gt_args_long(&a, 1, 16384, &o->ubatch));
+        else if (gt_args_is(&a, NULL, "--kv-type")) {
+            const char *s;
+            GT_TRY(gt_args_str(&a, &s));
+            if (!gt_dtype_parse(s, &o->eng.kv_type) || (o->eng.kv_type != GT_F16 && o->eng.kv_type != GT_F32))
+                return gt_fail(GT_ERR_INVALID_ARG, "--kv-type takes f16 or f32, not '%s'", s);
+        } else if (gt_args_is(&a, NULL, "--logits-out")) GT_TRY(gt_args_str(&a, &o->logits_out));
+        else if (gt_args_is(&a, NULL, "--print-ids")) o->print_ids = true;
+        else if (gt_args_is(&a, NULL, "--ignore-eos")) o->ignore_eos = true;
+        else if (gt_args_is(&a, NULL, "--no-bos")) o->no_bos = true;
+        else return gt_args_unknown(&a);
+    }
+    if (*help) return GT_OK;
+    if (!o->eng.model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model given (-m FILE)");
+    int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
+    if (sources != 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
+    return GT_OK;
+}
+
+/* Evaluates the prompt in ubatch-sized chunks; logits of every position go
+ * to all_logits when given, else only the last row is kept in last. */
+static gt_status prefill(gt_engine *e, const int32_t *toks, int n, int ubatch, float *all_logits,
+                         float *last) {
+    uint32_t n_vocab = gt_engine_hparams(e)->n_vocab;
+    int32_t *pos = malloc((size_t)ubatch * sizeof *pos), *seq = calloc((size_t)ubatch, sizeof *seq);
+    int8_t *want = malloc((size_t)ubatch);
+    gt_status st = GT_OK;
+    if (!pos || !seq || !want) {
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate a batch of %d tokens", ubatch);
+        goto done;
+    }
+    for (int i0 = 0; i0 < n; i0 += ubatch) {
+        int m = n - i0 < ubatch ? n - i0 : ubatch;
+        for (int i = 0; i < m; i++) {
+            pos[i] = i0 + i;
+            want[i] = all_logits != NULL || i0 + i == n - 1;
+        }
+        gt_batch b = {m, toks + i0, pos, seq, want};
+        float *out = all_logits ? all_logits + (size_t)i0 * n_vocab : last;
+        GT_TRY_GOTO(gt_engine_decode(e, &b, out), st, done);
+    }
+    if (all_logits) memcpy(last, all_logits + (size_t)(n - 1) * n_vocab, n_vocab * sizeof(float));
+done:
+    free(pos);
+    free(seq);
+    free(want);
+    return st;
+}
+
+static gt_status write_logits(const char *path, const float *logits, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open for writing", path);
+    size_t w = fwrite(logits, sizeof(float), n, f);
+    if (fclose(f) != 0 || w != n) return gt_fail(GT_ERR_IO, "%s: write failed", path);
+    return GT_OK;
+}
+
+static gt_status generate(run_opts *o) {
+    gt_engine *e = NULL;
+    gt_text *text = NULL;
+    gt_sampler *smp = NULL;
+    float *all_logits = NULL, *logits = NULL;
+    int32_t *prompt = o->tokens, *prompt_owned = NULL;
+    int n_prompt = o->n_tokens;
+    gt_status st;
+    if (o->ubatch > 0) o->eng.max_batch_tokens = (int)o->ubatch;
+    GT_TRY_GOTO(gt_engine_create(&o->eng, &e), st, done);
+    const gt_hparams *hp = gt_engine_hparams(e);
+    GT_TRY_GOTO(gt_text_open(gt_engine_gguf(e), &text), st, done);
+    if (!prompt) {
+        GT_TRY_GOTO(gt_text_prompt(text, o->prompt, o->prompt_file, !o->no_bos, &prompt_owned, &n_prompt),
+                    st, done);
+        prompt = prompt_owned;
+    }
+    if (n_prompt < 1) {
+        st = gt_fail(GT_ERR_INVALID_ARG, "the prompt is empty");
+        goto done;
+    }
+    if ((uint64_t)n_prompt + (uint64_t)o->n_predict > gt_engine_n_ctx(e)) {
+        st = gt_fail(GT_ERR_RANGE, "the prompt of %d tokens plus %ld to generate exceeds the context "
+                     "of %u tokens", n_prompt, o->n_predict, gt_engine_n_ctx(e));
+        goto done;
+    }
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || (uint32_t)prompt[i] >= hp->n_vocab) {
+            st = gt_fail(GT_ERR_INVALID_ARG, "prompt token %d (id %d) is outside the vocabulary of %u",
+                         i, prompt[i], hp->n_vocab);
+            goto done;
+        }
+    size_t V = hp->n_vocab;
+    logits = malloc(V * sizeof *logits);
+    if (o->logits_out) all_logits = malloc((size_t)n_prompt * V * sizeof *all_logits);
+    if (!logits || (o->logits_out && !all_logits)) {
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate logits for %d positions of %zu tokens", n_prompt, V);
+        goto done;
+    }
+    GT_TRY_GOTO(gt_sampler_create(&o->samp, (int)V, &smp), st, done);
+
+    uint64_t t0 = gt_now_ns();
+    GT_TRY_GOTO(prefill(e, prompt, n_prompt, o->eng.max_batch_tokens, all_logits, logits), st, done);
+    uint64_t t1 = gt_now_ns();
+    if (o->logits_out) GT_TRY_GOTO(write_logits(o->logits_out, all_logits, (size_t)n_prompt * V), st, done);
+
+    int n_gen = 0;
+    int32_t zero = 0;
+    for (long i = 0; i < o->n_predict; i++) {
+        int32_t tok = gt_sampler_sample(smp, logits);
+        n_gen++;
+        if (o->print_ids) printf(i ? " %d" : "%d", tok);
+        else gt_text_print(text, tok, stdout);
+        fflush(stdout);
+        if (!o->ignore_eos && gt_text_is_eog(text, tok)) break;
+        if (i + 1 == o->n_predict) break;
+        int32_t pos = n_prompt + (int32_t)i;
+        gt_batch b = {1, &tok, &pos, &zero, NULL};
+        GT_TRY_GOTO(gt_engine_decode(e, &b, logits), st, done);
+    }
+    uint64_t t2 = gt_now_ns();
+    if (!o->print_ids) gt_text_flush(text, stdout);
+    if (o->n_predict > 0) printf("\n");
+    double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
+    /* n_gen sampled tokens took n_gen - 1 forward passes. */
+    fprintf(stderr, "prefill: %d tokens in %.3f s (%.2f tok/s); decode: %d tokens in %.3f s (%.2f tok/s); "
+            "%s x%d threads\n", n_prompt, pf, n_prompt / (pf > 0 ? pf : 1e-9), n_gen, dc,
+            n_gen > 1 ? (n_gen - 1) / (dc > 0 ? dc : 1e-9) : 0.0, gt_kernels_isa(gt_engine_kernels(e)),
+            o->eng.n_threads);
+done:
+    gt_sampler_destroy(smp);
+    free(all_logits);
+    free(logits);
+    free(prompt_owned);
+    gt_text_close(text);
+    gt_engine_destroy(e);
+    return st;
+}
+
+int gt_cmd_run(int argc, char **argv) {
+    run_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
+    bool help = false;
+    gt_status st = parse(argc, argv, &o, &help);
+    if (st == GT_OK && help) {
+        usage();
+        free(o.tokens);
+        return 0;
+    }
+    if (st == GT_OK) st = generate(&o);
+    free(o.tokens);
+    return st == GT_OK ? 0 : gt_args_report("run", st);
+}

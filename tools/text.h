@@ -1,0 +1,29 @@
+/* Text in and out for the command-line verbs: the model's tokenizer when its
+ * GGUF carries one, plain token ids otherwise (synthetic models written with
+ * --vocab N, or a tokenizer type Gantry lacks; a warning says so). */
+#ifndef GT_TEXT_H
+#define GT_TEXT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/status.h"
+#include "model/gguf.h"
+
+typedef struct gt_text gt_text;
+
+gt_status gt_text_open(const gt_gguf *g, gt_text **out);
+void gt_text_close(gt_text *t); /* accepts NULL */
+/* Tokenizes `prompt`, or the contents of `file` when prompt is NULL, adding
+ * BOS when the model asks for it and add_bos is true. *ids is freed with
+ * free(). GT_ERR_UNSUPPORTED when the model has no usable tokenizer. */
+gt_status gt_text_prompt(gt_text *t, const char *prompt, const char *file, bool add_bos,
+                         int32_t **ids, int *n);
+/* Prints a generated token: its text (whole UTF-8 characters only), or its id. */
+void gt_text_print(gt_text *t, int32_t id, FILE *f);
+/* Prints whatever the streaming detokenizer still holds. */
+void gt_text_flush(gt_text *t, FILE *f);
+bool gt_text_is_eog(const gt_text *t, int32_t id);
+
+#endif

@@ -1,0 +1,71 @@
+/* A rank's engine: the model's weights prepared for the kernels, a paged KV
+ * cache, and the forward pass over a batch of tokens from any mix of
+ * sequences.
+ *
+ * Issue 3 runs the whole model on one rank; the sharding plan of parallel/
+ * later hands an engine only its layers, heads and columns, and the step
+ * plan from the coordinator becomes a gt_batch. One thread drives an engine;
+ * the kernels' pool parallelises inside each op. */
+#ifndef GT_ENGINE_H
+#define GT_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+#include "common/status.h"
+#include "kernels/kernels.h"
+#include "model/arch.h"
+#include "model/gguf.h"
+
+typedef struct gt_engine gt_engine;
+
+typedef struct gt_engine_config {
+    const char *model_path;
+    int n_threads;
+    const char *isa;        /* NULL: best for this CPU */
+    uint32_t n_ctx;         /* positions per sequence; 0: min(training context, 4096) */
+    int max_seqs;           /* sequences that can hold KV at once */
+    int kv_block_size;      /* tokens per KV block */
+    gt_dtype kv_type;       /* GT_F16 or GT_F32 */
+    int max_batch_tokens;   /* tokens per forward call; longer prompts are chunked by the caller */
+} gt_engine_config;
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512}
+
+/* Opens the model, validates it and prepares the weights. GT_ERR_IO,
+ * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
+ * GT_ERR_INVALID_ARG (config), GT_ERR_NOMEM. */
+gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out);
+void gt_engine_destroy(gt_engine *e); /* accepts NULL */
+
+const gt_hparams *gt_engine_hparams(const gt_engine *e);
+const gt_gguf *gt_engine_gguf(const gt_engine *e);
+gt_kernels *gt_engine_kernels(gt_engine *e);
+uint32_t gt_engine_n_ctx(const gt_engine *e);
+/* Bytes of weights one decoded token reads (every matrix once, the
+ * embedding row negligible): the numerator of the bandwidth roofline. */
+uint64_t gt_engine_weight_bytes(const gt_engine *e);
+
+/* One forward step. Token i of the batch is at position pos[i] of sequence
+ * seq[i]; a sequence's positions must continue its KV cache (pos equal to the
+ * number of tokens it already holds, increasing within the batch).
+ * want_logits[i] != 0 asks for the logits of token i (NULL: the last token
+ * only); they are written to logits in batch order, [n_wanted, n_vocab].
+ * GT_ERR_RANGE when a position reaches n_ctx or the batch exceeds
+ * max_batch_tokens, GT_ERR_INVALID_ARG for a bad token id or sequence. */
+typedef struct gt_batch {
+    int n;
+    const int32_t *tokens;     /* [n] */
+    const int32_t *pos;        /* [n] */
+    const int32_t *seq;        /* [n] */
+    const int8_t *want_logits; /* [n] or NULL */
+} gt_batch;
+gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits);
+
+/* Tokens a sequence holds in the KV cache. */
+uint32_t gt_engine_seq_len(const gt_engine *e, int seq);
+/* Drops a sequence's KV cache (its blocks return to the pool). */
+void gt_engine_seq_clear(gt_engine *e, int seq);
+
+#endif

@@ -1,0 +1,46 @@
+/* Private to worker/: the engine's state, shared by engine.c (lifecycle,
+ * batch validation) and forward.c (the layer math). */
+#ifndef GT_ENGINE_INTERNAL_H
+#define GT_ENGINE_INTERNAL_H
+
+#include "worker/engine.h"
+#include "worker/kv_cache.h"
+#include "worker/weights.h"
+
+typedef struct gt_fwd_scratch {
+    float *x;     /* [B, n_embd] residual stream */
+    float *cur;   /* [B, n_embd] normed input of a block */
+    float *q;     /* [B, n_head * head_dim] */
+    float *k;     /* [B, n_kv * head_dim] */
+    float *v;     /* [B, n_kv * head_dim] */
+    float *attn;  /* [B, n_head * head_dim] */
+    float *out;   /* [B, n_embd] block output */
+    float *gate;  /* [B, n_ff_max] */
+    float *up;    /* [B, n_ff_max] */
+    float *moe_x;   /* [B, n_embd] tokens gathered for one expert */
+    float *moe_out; /* [B, n_embd] */
+    float *router;  /* [B, n_expert] */
+    int32_t *moe_ids;  /* [B, n_expert_used] */
+    float *moe_w;      /* [B, n_expert_used] */
+    int32_t *moe_rows; /* [B] */
+    float *moe_rw;     /* [B] */
+    const void **kblocks, **vblocks; /* [max_seq_blocks] */
+} gt_fwd_scratch;
+
+struct gt_engine {
+    gt_engine_config cfg;
+    gt_gguf *g;
+    gt_hparams hp;
+    gt_kernels *k;
+    gt_model_weights w;
+    gt_kv_cache *kv;
+    uint32_t n_ctx;
+    int max_seq_blocks;
+    gt_fwd_scratch s;
+};
+
+/* Runs the layers and the head for a validated batch whose positions are
+ * reserved in the KV cache. */
+gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits);
+
+#endif

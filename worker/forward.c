@@ -1,0 +1,225 @@
+/* The forward pass of the llama family over one batch of tokens.
+ *
+ * All tokens of the batch go through every matrix together (one gt_matmul
+ * per weight, so prefill is a GEMM and decode a GEMV); attention runs per
+ * run of consecutive tokens of one sequence against that sequence's paged
+ * KV cache. Architecture differences are feature flags in gt_hparams:
+ * QKV bias (qwen2), QK-norm (qwen3, gemma3), post-norms, GELU, embedding
+ * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/quant.h"
+#include "worker/engine_internal.h"
+
+static void add_bias(float *x, const float *b, int n_rows, int n) {
+    for (int r = 0; r < n_rows; r++)
+        for (int i = 0; i < n; i++) x[(size_t)r * n + i] += b[i];
+}
+
+/* Embedding rows for the batch's tokens, scaled for gemma. */
+static gt_status embed(gt_engine *e, const gt_batch *b) {
+    const gt_tensor_info *t = e->w.tok_embd;
+    size_t row_bytes;
+    int D = (int)e->hp.n_embd;
+    gt_dtype_row_bytes(t->type, D, &row_bytes);
+    float scale = e->hp.embd_scale ? sqrtf((float)D) : 1.0f;
+    for (int i = 0; i < b->n; i++) {
+        float *x = e->s.x + (size_t)i * D;
+        GT_TRY(gt_dequantize_row(t->type, (const uint8_t *)t->data + row_bytes * (size_t)b->tokens[i], x, D));
+        if (scale != 1.0f)
+            for (int j = 0; j < D; j++) x[j] *= scale;
+    }
+    return GT_OK;
+}
+
+static void attention_block(gt_engine *e, const gt_batch *b, int il) {
+    const gt_hparams *hp = &e->hp;
+    const gt_layer_weights *L = &e->w.layers[il];
+    gt_kernels *k = e->k;
+    gt_fwd_scratch *s = &e->s;
+    int n = b->n, hd = (int)hp->head_dim, D = (int)hp->n_embd;
+    int nq = (int)hp->n_head * hd, nkv = (int)hp->n_head_kv * hd;
+
+    gt_rmsnorm(k, s->x, L->attn_norm, s->cur, n, D, hp->norm_eps);
+    gt_matmul(k, &L->wq, s->cur, s->q, n);
+    gt_matmul(k, &L->wk, s->cur, s->k, n);
+    gt_matmul(k, &L->wv, s->cur, s->v, n);
+    if (L->bq) {
+        add_bias(s->q, L->bq, n, nq);
+        add_bias(s->k, L->bk, n, nkv);
+        add_bias(s->v, L->bv, n, nkv);
+    }
+    if (L->q_norm) {
+        gt_rmsnorm(k, s->q, L->q_norm, s->q, (int64_t)n * hp->n_head, hd, hp->norm_eps);
+        gt_rmsnorm(k, s->k, L->k_norm, s->k, (int64_t)n * hp->n_head_kv, hd, hp->norm_eps);
+    }
+    bool swa = gt_hparams_layer_is_swa(hp, (uint32_t)il);
+    gt_rope_params rp = {
+        .freq_base = swa ? hp->rope_base_swa : hp->rope_base,
+        .freq_scale = swa ? 1.0f : hp->rope_freq_scale,
+        .n_rot = (int)hp->n_rot,
+        .neox = hp->rope_neox,
+    };
+    gt_rope(k, s->q, n, (int)hp->n_head, hd, b->pos, &rp);
+    gt_rope(k, s->k, n, (int)hp->n_head_kv, hd, b->pos, &rp);
+
+    /* Store K/V, then attend, one run of a sequence's consecutive tokens at a time. */
+    for (int i0 = 0; i0 < n;) {
+        int seq = b->seq[i0], i1 = i0 + 1;
+        while (i1 < n && b->seq[i1] == seq) i1++;
+        gt_kv_cache_store(e->kv, il, seq, 0, b->pos + i0, s->k + (size_t)i0 * nkv, i1 - i0);
+        gt_kv_cache_store(e->kv, il, seq, 1, b->pos + i0, s->v + (size_t)i0 * nkv, i1 - i0);
+        i0 = i1;
+    }
+    for (int i0 = 0; i0 < n;) {
+        int seq = b->seq[i0], i1 = i0 + 1;
+        while (i1 < n && b->seq[i1] == seq) i1++;
+        uint32_t n_kv_tok = (uint32_t)b->pos[i1 - 1] + 1;
+        gt_kv_cache_blocks(e->kv, il, seq, 0, n_kv_tok, s->kblocks);
+        gt_kv_cache_blocks(e->kv, il, seq, 1, n_kv_tok, s->vblocks);
+        gt_attn_args a = {
+            .q = s->q + (size_t)i0 * nq,
+            .out = s->attn + (size_t)i0 * nq,
+            .pos = b->pos + i0,
+            .n_tok = i1 - i0,
+            .n_head = (int)hp->n_head,
+            .n_kv_head = (int)hp->n_head_kv,
+            .head_dim = hd,
+            .k_blocks = s->kblocks,
+            .v_blocks = s->vblocks,
+            .block_size = gt_kv_cache_block_size(e->kv),
+            .kv_type = gt_kv_cache_type(e->kv),
+            .scale = 1.0f / sqrtf((float)hd),
+            .window = swa ? (int)hp->sliding_window : 0,
+            .softcap = 0.0f,
+        };
+        gt_attention(k, &a);
+        i0 = i1;
+    }
+    gt_matmul(k, &L->wo, s->attn, s->out, n);
+    if (L->post_attn_norm) gt_rmsnorm(k, s->out, L->post_attn_norm, s->out, n, D, hp->norm_eps);
+    gt_add(k, s->x, s->out, (int64_t)n * D);
+}
+
+/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
+static void mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
+                const float *x, float *out, int n) {
+    gt_fwd_scratch *s = &e->s;
+    int64_t F = gate->n_out;
+    gt_matmul(e->k, gate, x, s->gate, n);
+    gt_matmul(e->k, up, x, s->up, n);
+    if (e->hp.gelu) gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F);
+    else gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F);
+    gt_matmul(e->k, down, s->gate, out, n);
+}
+
+/* Routes each token to its top experts and sums their weighted outputs
+ * into s->out. Mixtral renormalises the chosen experts' probabilities;
+ * qwen2moe keeps the full-softmax values and adds a gated shared expert. */
+static void moe(gt_engine *e, int il, int n) {
+    const gt_hparams *hp = &e->hp;
+    const gt_layer_weights *L = &e->w.layers[il];
+    gt_fwd_scratch *s = &e->s;
+    int D = (int)hp->n_embd, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
+    bool renorm = hp->arch != GT_ARCH_QWEN2MOE;
+    for (int t = 0; t < n; t++) {
+        float *r = s->router + (size_t)t * E;
+        const float *x = s->cur + (size_t)t * D;
+        float max = -INFINITY;
+        for (int ex = 0; ex < E; ex++) {
+            double acc = 0;
+            for (int j = 0; j < D; j++) acc += (double)x[j] * L->router[(size_t)ex * D + j];
+            r[ex] = (float)acc;
+            if (r[ex] > max) max = r[ex];
+        }
+        double sum = 0;
+        for (int ex = 0; ex < E; ex++) sum += exp((double)(r[ex] - max));
+        for (int ex = 0; ex < E; ex++) r[ex] = (float)(exp((double)(r[ex] - max)) / sum);
+        int32_t *ids = s->moe_ids + (size_t)t * K;
+        float *w = s->moe_w + (size_t)t * K, wsum = 0;
+        for (int j = 0; j < K; j++) { /* selection of the K largest, lowest id on ties */
+            int best = -1;
+            for (int ex = 0; ex < E; ex++) {
+                bool taken = false;
+                for (int q = 0; q < j; q++) taken |= ids[q] == ex;
+                if (!taken && (best < 0 || r[ex] > r[best])) best = ex;
+            }
+            ids[j] = best;
+            w[j] = r[best];
+            wsum += r[best];
+        }
+        if (renorm)
+            for (int j = 0; j < K; j++) w[j] /= wsum;
+    }
+    memset(s->out, 0, (size_t)n * D * sizeof(float));
+    for (int ex = 0; ex < E; ex++) {
+        int m = 0;
+        for (int t = 0; t < n; t++)
+            for (int j = 0; j < K; j++)
+                if (s->moe_ids[(size_t)t * K + j] == ex) {
+                    s->moe_rows[m] = t;
+                    s->moe_rw[m] = s->moe_w[(size_t)t * K + j];
+                    memcpy(s->moe_x + (size_t)m * D, s->cur + (size_t)t * D, (size_t)D * sizeof(float));
+                    m++;
+                }
+        if (!m) continue;
+        const gt_expert_weights *X = &L->experts[ex];
+        mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m);
+        for (int i = 0; i < m; i++) {
+            float *dst = s->out + (size_t)s->moe_rows[i] * D;
+            const float *src = s->moe_out + (size_t)i * D;
+            for (int j = 0; j < D; j++) dst[j] += s->moe_rw[i] * src[j];
+        }
+    }
+    if (L->sh_gate.n_out) {
+        mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n);
+        for (int t = 0; t < n; t++) {
+            float g = 1.0f;
+            if (L->sh_gate_inp) {
+                double acc = 0;
+                for (int j = 0; j < D; j++) acc += (double)s->cur[(size_t)t * D + j] * L->sh_gate_inp[j];
+                g = (float)(1.0 / (1.0 + exp(-acc)));
+            }
+            for (int j = 0; j < D; j++) s->out[(size_t)t * D + j] += g * s->moe_out[(size_t)t * D + j];
+        }
+    }
+}
+
+static void ffn_block(gt_engine *e, const gt_batch *b, int il) {
+    const gt_hparams *hp = &e->hp;
+    const gt_layer_weights *L = &e->w.layers[il];
+    gt_fwd_scratch *s = &e->s;
+    int n = b->n, D = (int)hp->n_embd;
+    gt_rmsnorm(e->k, s->x, L->ffn_norm, s->cur, n, D, hp->norm_eps);
+    if (hp->n_expert) moe(e, il, n);
+    else mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n);
+    if (L->post_ffn_norm) gt_rmsnorm(e->k, s->out, L->post_ffn_norm, s->out, n, D, hp->norm_eps);
+    gt_add(e->k, s->x, s->out, (int64_t)n * D);
+}
+
+gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
+    const gt_hparams *hp = &e->hp;
+    gt_fwd_scratch *s = &e->s;
+    int D = (int)hp->n_embd;
+    GT_TRY(embed(e, b));
+    for (int il = 0; il < (int)hp->n_layer; il++) {
+        attention_block(e, b, il);
+        ffn_block(e, b, il);
+    }
+    /* Gather the rows whose logits are wanted, then norm and project them. */
+    int m = 0;
+    for (int i = 0; i < b->n; i++) {
+        bool want = b->want_logits ? b->want_logits[i] != 0 : i == b->n - 1;
+        if (want) memmove(s->cur + (size_t)m++ * D, s->x + (size_t)i * D, (size_t)D * sizeof(float));
+    }
+    if (m == 0) return GT_OK;
+    gt_rmsnorm(e->k, s->cur, e->w.output_norm, s->cur, m, D, hp->norm_eps);
+    gt_matmul(e->k, &e->w.output, s->cur, logits, m);
+    if (hp->final_softcap > 0) {
+        float c = hp->final_softcap;
+        for (size_t i = 0; i < (size_t)m * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
+    }
+    return GT_OK;
+}

@@ -1,0 +1,131 @@
+/* Paged KV cache; see kv_cache.h. Blocks are handed out from a LIFO free
+ * list so that recently freed (cache-warm) blocks are reused first. */
+#include "worker/kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/quant.h"
+
+struct gt_kv_cache {
+    gt_kv_cache_config cfg;
+    size_t row_bytes, block_bytes;
+    uint8_t **k; /* [n_layer] → [n_blocks * block_bytes] */
+    uint8_t **v;
+    int32_t *free_list; /* [n_blocks] */
+    int n_free;
+    int32_t *tables;    /* [max_seqs, max_seq_blocks] block ids */
+    int *n_seq_blocks;  /* [max_seqs] */
+    uint32_t *seq_len;  /* [max_seqs] */
+};
+
+gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out) {
+    *out = NULL;
+    if (cfg->type != GT_F16 && cfg->type != GT_F32)
+        return gt_fail(GT_ERR_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
+                       gt_dtype_name(cfg->type));
+    if (cfg->n_layer < 1 || cfg->row_elems < 1 || cfg->block_size < 1 || cfg->n_blocks < 1 ||
+        cfg->max_seqs < 1 || cfg->max_seq_blocks < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "KV cache: layers %d, row %d, block size %d, blocks %d, "
+                       "sequences %d must all be positive", cfg->n_layer, cfg->row_elems,
+                       cfg->block_size, cfg->n_blocks, cfg->max_seqs);
+    gt_kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV cache");
+    kv->cfg = *cfg;
+    kv->row_bytes = (size_t)cfg->row_elems * (cfg->type == GT_F16 ? 2 : 4);
+    kv->block_bytes = kv->row_bytes * (size_t)cfg->block_size;
+    size_t layer_bytes;
+    if (!gt_size_mul(kv->block_bytes, (size_t)cfg->n_blocks, &layer_bytes)) goto nomem;
+    kv->k = calloc((size_t)cfg->n_layer, sizeof *kv->k);
+    kv->v = calloc((size_t)cfg->n_layer, sizeof *kv->v);
+    kv->free_list = malloc((size_t)cfg->n_blocks * sizeof *kv->free_list);
+    kv->tables = malloc((size_t)cfg->max_seqs * (size_t)cfg->max_seq_blocks * sizeof *kv->tables);
+    kv->n_seq_blocks = calloc((size_t)cfg->max_seqs, sizeof *kv->n_seq_blocks);
+    kv->seq_len = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_len);
+    if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len)
+        goto nomem;
+    for (int il = 0; il < cfg->n_layer; il++) {
+        kv->k[il] = gt_calloc(layer_bytes, 1);
+        kv->v[il] = gt_calloc(layer_bytes, 1);
+        if (!kv->k[il] || !kv->v[il]) goto nomem;
+    }
+    for (int b = 0; b < cfg->n_blocks; b++) kv->free_list[b] = cfg->n_blocks - 1 - b;
+    kv->n_free = cfg->n_blocks;
+    *out = kv;
+    return GT_OK;
+nomem:
+    gt_kv_cache_destroy(kv);
+    return gt_fail(GT_ERR_NOMEM, "cannot allocate a KV cache of %d blocks x %zu bytes x %d layers x 2",
+                   cfg->n_blocks, kv ? kv->block_bytes : 0, cfg->n_layer);
+}
+
+void gt_kv_cache_destroy(gt_kv_cache *kv) {
+    if (!kv) return;
+    for (int il = 0; il < kv->cfg.n_layer; il++) {
+        if (kv->k) gt_free(kv->k[il]);
+        if (kv->v) gt_free(kv->v[il]);
+    }
+    free(kv->k);
+    free(kv->v);
+    free(kv->free_list);
+    free(kv->tables);
+    free(kv->n_seq_blocks);
+    free(kv->seq_len);
+    free(kv);
+}
+
+size_t gt_kv_cache_bytes(const gt_kv_cache *kv) {
+    return kv->block_bytes * (size_t)kv->cfg.n_blocks * (size_t)kv->cfg.n_layer * 2;
+}
+
+gt_status gt_kv_cache_reserve(gt_kv_cache *kv, int seq, uint32_t n_tokens) {
+    int need = (int)((n_tokens + (uint32_t)kv->cfg.block_size - 1) / (uint32_t)kv->cfg.block_size);
+    if (need > kv->cfg.max_seq_blocks)
+        return gt_fail(GT_ERR_RANGE, "sequence %d needs %u positions, more than its context of %d",
+                       seq, n_tokens, kv->cfg.max_seq_blocks * kv->cfg.block_size);
+    int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    while (kv->n_seq_blocks[seq] < need) {
+        if (kv->n_free == 0)
+            return gt_fail(GT_ERR_RANGE, "the KV cache is full: all %d blocks of %d tokens are in use",
+                           kv->cfg.n_blocks, kv->cfg.block_size);
+        table[kv->n_seq_blocks[seq]++] = kv->free_list[--kv->n_free];
+    }
+    return GT_OK;
+}
+
+uint32_t gt_kv_cache_seq_len(const gt_kv_cache *kv, int seq) { return kv->seq_len[seq]; }
+
+void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n) { kv->seq_len[seq] = n; }
+
+void gt_kv_cache_clear(gt_kv_cache *kv, int seq) {
+    int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    while (kv->n_seq_blocks[seq] > 0) kv->free_list[kv->n_free++] = table[--kv->n_seq_blocks[seq]];
+    kv->seq_len[seq] = 0;
+}
+
+void gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
+                       const float *rows, int n) {
+    const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    uint8_t *base = is_v ? kv->v[il] : kv->k[il];
+    int bs = kv->cfg.block_size;
+    for (int i = 0; i < n; i++) {
+        uint8_t *dst = base + (size_t)table[pos[i] / bs] * kv->block_bytes +
+                       (size_t)(pos[i] % bs) * kv->row_bytes;
+        const float *src = rows + (size_t)i * (size_t)kv->cfg.row_elems;
+        if (kv->cfg.type == GT_F32) memcpy(dst, src, kv->row_bytes);
+        else gt_quantize_row(GT_F16, src, dst, kv->cfg.row_elems);
+    }
+}
+
+int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_t n_tokens,
+                       const void **blocks) {
+    const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    const uint8_t *base = is_v ? kv->v[il] : kv->k[il];
+    int n = (int)((n_tokens + (uint32_t)kv->cfg.block_size - 1) / (uint32_t)kv->cfg.block_size);
+    for (int b = 0; b < n; b++) blocks[b] = base + (size_t)table[b] * kv->block_bytes;
+    return n;
+}
+
+int gt_kv_cache_block_size(const gt_kv_cache *kv) { return kv->cfg.block_size; }
+gt_dtype gt_kv_cache_type(const gt_kv_cache *kv) { return kv->cfg.type; }

@@ -1,0 +1,53 @@
+/* Paged KV cache: a pool of fixed-size blocks per layer and a block table per
+ * sequence. Block b of every layer belongs to the same sequence, so one free
+ * list serves all layers. Position p of a sequence lives in block
+ * table[p / block_size], row p % block_size; a row holds n_kv_head * head_dim
+ * elements of the cache type for K, and the same for V.
+ *
+ * Paging (rather than one contiguous buffer per sequence) lets the scheduler
+ * admit sequences of unknown final length, and later swap blocks to host
+ * memory, without copying. Not thread-safe: the engine's thread owns it. */
+#ifndef GT_KV_CACHE_H
+#define GT_KV_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+typedef struct gt_kv_cache_config {
+    int n_layer;
+    int row_elems;     /* n_kv_head * head_dim */
+    int block_size;    /* tokens per block */
+    int n_blocks;      /* blocks in the pool */
+    int max_seqs;
+    int max_seq_blocks; /* blocks one sequence may hold (n_ctx / block_size, rounded up) */
+    gt_dtype type;     /* GT_F16 or GT_F32 */
+} gt_kv_cache_config;
+
+typedef struct gt_kv_cache gt_kv_cache;
+
+gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out);
+void gt_kv_cache_destroy(gt_kv_cache *kv);
+size_t gt_kv_cache_bytes(const gt_kv_cache *kv);
+
+/* Makes sure seq has blocks for positions [0, n_tokens). GT_ERR_RANGE when
+ * the sequence would exceed its block limit or the pool is empty. */
+gt_status gt_kv_cache_reserve(gt_kv_cache *kv, int seq, uint32_t n_tokens);
+uint32_t gt_kv_cache_seq_len(const gt_kv_cache *kv, int seq);
+void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n);
+void gt_kv_cache_clear(gt_kv_cache *kv, int seq);
+
+/* Stores rows[n] (f32, row_elems each) of K or V of layer il at positions
+ * pos[n] of seq. The positions must be reserved. */
+void gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
+                       const float *rows, int n);
+/* Fills blocks[] (borrowed pointers to the K or V blocks of seq in layer il)
+ * for positions [0, n_tokens); returns the block count. */
+int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_t n_tokens,
+                       const void **blocks);
+int gt_kv_cache_block_size(const gt_kv_cache *kv);
+gt_dtype gt_kv_cache_type(const gt_kv_cache *kv);
+
+#endif
