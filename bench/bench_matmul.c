@@ -43,11 +43,21 @@ __attribute__((target("avx512f"))) static void bw_read(void *arg, int ith, int n
     j->sink += _mm512_reduce_add_epi64(a0);
 }
 
+static void bw_read_scalar(void *arg, int ith, int nth) {
+    bw_job *j = arg;
+    size_t per = j->bytes / (size_t)nth / 8 * 8;
+    const uint64_t *p = (const uint64_t *)(j->buf + per * (size_t)ith);
+    long long s = 0;
+    for (size_t i = 0; i < per / 8; i++) s += (long long)p[i];
+    j->sink += s;
+}
+
 static double measure_bw(gt_kernels *k, bw_job *j) {
     double best = 0;
+    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
     for (int r = 0; r < 3; r++) {
         double t0 = gt_now_s();
-        gt_pool_run(gt_kernels_pool(k), bw_read, j);
+        gt_pool_run(gt_kernels_pool(k), fn, j);
         double s = (double)j->bytes / (gt_now_s() - t0);
         if (s > best) best = s;
     }

@@ -46,7 +46,8 @@ static const char *const k_stop_phi3[] = {"<|end|>", "<|endoftext|>", NULL};
 static const char *const k_stop_eos[] = {"</s>", NULL};
 static const char *const k_stop_zephyr[] = {"<|endoftext|>", "</s>", NULL};
 static const char *const k_stop_deepseek[] = {"<|EOT|>", NULL};
-static const char *const k_stop_deepseek3[] = {"<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence"
+static const char *const k_stop_deepseek3[] = {"<\xef\xbd\x9c"
+                                               "end\xe2\x96\x81of\xe2\x96\x81sentence"
                                                "\xef\xbd\x9c>",
                                                NULL};
 
@@ -104,7 +105,8 @@ gt_status gt_chat_template_by_name(const char *name, gt_chat_template *out) {
         size_t used = 0;
         list[0] = '\0';
         for (int i = GT_CHAT_UNKNOWN + 1; i < GT_CHAT_FORMAT_COUNT; i++) {
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i > 1 ? ", " : "", k_names[i]);
+            int w =
+                snprintf(list + used, sizeof list - used, "%s%s", i > 1 ? ", " : "", k_names[i]);
             if (w < 0 || (size_t)w >= sizeof list - used) break;
             used += (size_t)w;
         }
@@ -152,7 +154,8 @@ gt_chat_format gt_chat_detect(const char *tmpl, size_t len) {
     if (!tmpl) return GT_CHAT_UNKNOWN;
     text t = {tmpl, len};
     for (int f = GT_CHAT_UNKNOWN + 1; f < GT_CHAT_FORMAT_COUNT; f++)
-        if (strlen(k_names[f]) == len && memcmp(k_names[f], tmpl, len) == 0) return (gt_chat_format)f;
+        if (strlen(k_names[f]) == len && memcmp(k_names[f], tmpl, len) == 0)
+            return (gt_chat_format)f;
 
     if (has(t, "<|im_start|>")) {
         /* Phi-4 (<|im_sep|>) and SmolVLM (<end_of_utterance>) share the marker
@@ -162,13 +165,14 @@ gt_chat_format gt_chat_detect(const char *tmpl, size_t len) {
     }
     if (starts(t, "mistral") || has(t, "[INST]")) return detect_inst(t);
     if (has(t, "<|assistant|>") && has(t, "<|end|>")) return GT_CHAT_PHI3;
-    if (has(t, "[gMASK]<sop>")) return GT_CHAT_UNKNOWN;                        /* ChatGLM 4 */
-    if (has(t, "<|assistant|>") && has(t, "<|user|>")) return GT_CHAT_UNKNOWN; /* Falcon 3, GLM-Edge */
+    if (has(t, "[gMASK]<sop>")) return GT_CHAT_UNKNOWN; /* ChatGLM 4 */
+    if (has(t, "<|assistant|>") && has(t, "<|user|>"))
+        return GT_CHAT_UNKNOWN; /* Falcon 3, GLM-Edge */
     if (has(t, "<|user|>") && has(t, "<|endoftext|>")) return GT_CHAT_ZEPHYR;
     if (has(t, "bos_token + message['role']")) return GT_CHAT_UNKNOWN; /* Monarch */
     if (has(t, "<start_of_turn>")) return GT_CHAT_GEMMA;
     if (has(t, "'\\n\\nAssistant: ' + eos_token")) return GT_CHAT_UNKNOWN; /* Orion */
-    if (has(t, "GPT4 Correct ")) return GT_CHAT_UNKNOWN;                  /* OpenChat */
+    if (has(t, "GPT4 Correct ")) return GT_CHAT_UNKNOWN;                   /* OpenChat */
     if (has(t, "USER: ") && has(t, "ASSISTANT: "))
         return has(t, "SYSTEM: ") ? GT_CHAT_VICUNA_ORCA : GT_CHAT_VICUNA;
     if (has(t, "### Instruction:") && has(t, "<|EOT|>")) return GT_CHAT_DEEPSEEK;
@@ -176,8 +180,12 @@ gt_chat_format gt_chat_detect(const char *tmpl, size_t len) {
     if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>"))
         return has(t, "Cutting Knowledge Date") ? GT_CHAT_LLAMA31 : GT_CHAT_LLAMA3;
     /* <｜Assistant｜>, <｜User｜>, <｜end▁of▁sentence｜> (fullwidth bars, U+2581). */
-    if (has(t, "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>") && has(t, "<\xef\xbd\x9c" "User\xef\xbd\x9c>") &&
-        has(t, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"))
+    if (has(t, "<\xef\xbd\x9c"
+               "Assistant\xef\xbd\x9c>") &&
+        has(t, "<\xef\xbd\x9c"
+               "User\xef\xbd\x9c>") &&
+        has(t, "<\xef\xbd\x9c"
+               "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"))
         return GT_CHAT_DEEPSEEK3;
     return GT_CHAT_UNKNOWN;
 }
@@ -204,12 +212,20 @@ static bool read_literal(const char *p, const char *e, const char *stop, char *d
             if (p >= e) return false;
             char x = *p++;
             switch (x) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
             case '\\':
             case '\'':
-            case '"': c = x; break;
+            case '"':
+                c = x;
+                break;
             default:
                 if (n + 1 < cap) dst[n] = '\\';
                 n++;
@@ -243,7 +259,8 @@ static gt_status read_default_system(text t, const char *source, gt_chat_templat
             continue;
         }
         size_t full = 0;
-        if (!read_literal(p, e, "<|im_end|>", out->default_system, sizeof out->default_system, &full))
+        if (!read_literal(p, e, "<|im_end|>", out->default_system, sizeof out->default_system,
+                          &full))
             continue;
         if (full == 0) continue;
         if (full >= sizeof out->default_system) {
@@ -287,10 +304,11 @@ gt_status gt_chat_template_parse(const char *tmpl, size_t len, const char *sourc
             head[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
         }
         head[n] = '\0';
-        return gt_fail(GT_ERR_UNSUPPORTED,
-                       "%s: chat template not recognised (starts '%s%s'); send raw text instead, or "
-                       "name a chat format",
-                       source, head, len > n ? "..." : "");
+        return gt_fail(
+            GT_ERR_UNSUPPORTED,
+            "%s: chat template not recognised (starts '%s%s'); send raw text instead, or "
+            "name a chat format",
+            source, head, len > n ? "..." : "");
     }
     gt_chat_template_init(out, f);
     text t = {tmpl, len};

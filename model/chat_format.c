@@ -81,7 +81,8 @@ static role role_of(const gt_chat_msg *m) {
 }
 
 static gt_status check_messages(const gt_chat_msg *msgs, size_t n) {
-    if (n && !msgs) return gt_fail(GT_ERR_INVALID_ARG, "chat: %zu messages given as a NULL array", n);
+    if (n && !msgs)
+        return gt_fail(GT_ERR_INVALID_ARG, "chat: %zu messages given as a NULL array", n);
     for (size_t i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r) return gt_fail(GT_ERR_INVALID_ARG, "chat message %zu has no role", i);
@@ -93,7 +94,8 @@ static gt_status check_messages(const gt_chat_msg *msgs, size_t n) {
                            "assistant",
                            i, shown, strlen(r) >= sizeof shown ? "..." : "");
         }
-        if (!msgs[i].content) return gt_fail(GT_ERR_INVALID_ARG, "chat message %zu has no content", i);
+        if (!msgs[i].content)
+            return gt_fail(GT_ERR_INVALID_ARG, "chat message %zu has no content", i);
     }
     return GT_OK;
 }
@@ -295,10 +297,15 @@ typedef struct affix {
 } affix;
 
 #define DS_USER "<\xef\xbd\x9cUser\xef\xbd\x9c>"
-#define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
-#define DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_ASSISTANT                                                                               \
+    "<\xef\xbd\x9c"                                                                                \
+    "Assistant\xef\xbd\x9c>"
+#define DS_EOS                                                                                     \
+    "<\xef\xbd\x9c"                                                                                \
+    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 
-static const affix k_vicuna = {{"", "USER: ", "ASSISTANT: "}, {"\n\n", "\n", "</s>\n"}, "ASSISTANT:"};
+static const affix k_vicuna = {
+    {"", "USER: ", "ASSISTANT: "}, {"\n\n", "\n", "</s>\n"}, "ASSISTANT:"};
 static const affix k_vicuna_orca = {
     {"SYSTEM: ", "USER: ", "ASSISTANT: "}, {"\n", "\n", "</s>\n"}, "ASSISTANT:"};
 static const affix k_deepseek = {
@@ -349,24 +356,48 @@ gt_status gt_chat_apply(const gt_chat_template *t, const gt_chat_msg *msgs, size
     gt_status st = GT_OK;
     sb b = {0};
     switch (t->format) {
-    case GT_CHAT_CHATML: fmt_chatml(&b, t, msgs, n, gen); break;
-    case GT_CHAT_GEMMA: st = fmt_gemma(&b, msgs, n, gen); break;
+    case GT_CHAT_CHATML:
+        fmt_chatml(&b, t, msgs, n, gen);
+        break;
+    case GT_CHAT_GEMMA:
+        st = fmt_gemma(&b, msgs, n, gen);
+        break;
     case GT_CHAT_LLAMA3:
-    case GT_CHAT_LLAMA31: fmt_llama3(&b, t, msgs, n, gen); break;
-    case GT_CHAT_PHI3: fmt_tagged(&b, "<|end|>\n", msgs, n, gen); break;
-    case GT_CHAT_ZEPHYR: fmt_tagged(&b, "<|endoftext|>\n", msgs, n, gen); break;
+    case GT_CHAT_LLAMA31:
+        fmt_llama3(&b, t, msgs, n, gen);
+        break;
+    case GT_CHAT_PHI3:
+        fmt_tagged(&b, "<|end|>\n", msgs, n, gen);
+        break;
+    case GT_CHAT_ZEPHYR:
+        fmt_tagged(&b, "<|endoftext|>\n", msgs, n, gen);
+        break;
     case GT_CHAT_LLAMA2:
     case GT_CHAT_LLAMA2_SYS:
     case GT_CHAT_LLAMA2_SYS_BOS:
-    case GT_CHAT_LLAMA2_SYS_STRIP: fmt_llama2(&b, t->format, msgs, n); break;
+    case GT_CHAT_LLAMA2_SYS_STRIP:
+        fmt_llama2(&b, t->format, msgs, n);
+        break;
     case GT_CHAT_MISTRAL_V1:
     case GT_CHAT_MISTRAL_V3:
-    case GT_CHAT_MISTRAL_V3_TEKKEN: fmt_mistral(&b, t->format, msgs, n); break;
-    case GT_CHAT_MISTRAL_V7: fmt_mistral_v7(&b, msgs, n); break;
-    case GT_CHAT_VICUNA: fmt_affix(&b, &k_vicuna, msgs, n, gen); break;
-    case GT_CHAT_VICUNA_ORCA: fmt_affix(&b, &k_vicuna_orca, msgs, n, gen); break;
-    case GT_CHAT_DEEPSEEK: fmt_affix(&b, &k_deepseek, msgs, n, gen); break;
-    case GT_CHAT_DEEPSEEK3: fmt_deepseek3(&b, msgs, n, gen); break;
+    case GT_CHAT_MISTRAL_V3_TEKKEN:
+        fmt_mistral(&b, t->format, msgs, n);
+        break;
+    case GT_CHAT_MISTRAL_V7:
+        fmt_mistral_v7(&b, msgs, n);
+        break;
+    case GT_CHAT_VICUNA:
+        fmt_affix(&b, &k_vicuna, msgs, n, gen);
+        break;
+    case GT_CHAT_VICUNA_ORCA:
+        fmt_affix(&b, &k_vicuna_orca, msgs, n, gen);
+        break;
+    case GT_CHAT_DEEPSEEK:
+        fmt_affix(&b, &k_deepseek, msgs, n, gen);
+        break;
+    case GT_CHAT_DEEPSEEK3:
+        fmt_deepseek3(&b, msgs, n, gen);
+        break;
     default:
         free(b.p);
         return gt_fail(GT_ERR_INVALID_ARG, "chat: cannot format with chat format %d (%s)",
@@ -378,8 +409,10 @@ gt_status gt_chat_apply(const gt_chat_template *t, const gt_chat_msg *msgs, size
     }
     if (!b.p) { /* nothing was written: return an empty string */
         b.p = malloc(1);
-        if (b.p) b.p[0] = '\0';
-        else b.oom = true;
+        if (b.p)
+            b.p[0] = '\0';
+        else
+            b.oom = true;
     }
     if (b.oom) {
         free(b.p);

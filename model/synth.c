@@ -22,16 +22,16 @@
 #include "common/quant.h"
 #include "model/gguf.h"
 
-#define MAX_DIM 1048576u      /* any width beyond this is surely a typo */
-#define MAX_LAYERS 1024u
+#define MAX_DIM     1048576u /* any width beyond this is surely a typo */
+#define MAX_LAYERS  1024u
 #define MAX_EXPERTS 1024u
-#define MAX_VOCAB (1u << 24)
+#define MAX_VOCAB   (1u << 24)
 
 typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_LLAMA_MOE, ARCH_QWEN2MOE } synth_arch;
 
 typedef struct arch_desc {
-    const char *flag;      /* --arch spelling */
-    const char *gguf;      /* general.architecture */
+    const char *flag; /* --arch spelling */
+    const char *gguf; /* general.architecture */
     bool moe, qkv_bias, qk_norm, shared_expert, rope_dims_key;
     float eps;
 } arch_desc;
@@ -62,20 +62,34 @@ typedef struct tdesc {
 
 int gt_synth_file_type(gt_dtype type) {
     switch (type) {
-    case GT_F32: return 0;
-    case GT_F16: return 1;
-    case GT_Q4_0: return 2;
-    case GT_Q4_1: return 3;
-    case GT_Q8_0: return 7;
-    case GT_Q5_0: return 8;
-    case GT_Q5_1: return 9;
-    case GT_Q2_K: return 10;
-    case GT_Q3_K: return 12;
-    case GT_Q4_K: return 15;
-    case GT_Q5_K: return 17;
-    case GT_Q6_K: return 18;
-    case GT_BF16: return 32;
-    default: return -1;
+    case GT_F32:
+        return 0;
+    case GT_F16:
+        return 1;
+    case GT_Q4_0:
+        return 2;
+    case GT_Q4_1:
+        return 3;
+    case GT_Q8_0:
+        return 7;
+    case GT_Q5_0:
+        return 8;
+    case GT_Q5_1:
+        return 9;
+    case GT_Q2_K:
+        return 10;
+    case GT_Q3_K:
+        return 12;
+    case GT_Q4_K:
+        return 15;
+    case GT_Q5_K:
+        return 17;
+    case GT_Q6_K:
+        return 18;
+    case GT_BF16:
+        return 32;
+    default:
+        return -1;
     }
 }
 
@@ -97,9 +111,9 @@ static gt_status check_row(const gt_synth_config *cfg, const char *what, uint32_
     int blk = info->block_elems;
     if (n % (uint32_t)blk == 0) return GT_OK;
     if (is_kquant(cfg->type) && n % GT_QK8_0 == 0) return GT_OK; /* Q8_0 fallback */
-    return gt_fail(GT_ERR_INVALID_ARG,
-                   "%s %u is not a multiple of the %d-element blocks of %s%s", what, n, blk,
-                   info->name, is_kquant(cfg->type) ? " (nor of 32 for the Q8_0 fallback)" : "");
+    return gt_fail(GT_ERR_INVALID_ARG, "%s %u is not a multiple of the %d-element blocks of %s%s",
+                   what, n, blk, info->name,
+                   is_kquant(cfg->type) ? " (nor of 32 for the Q8_0 fallback)" : "");
 }
 
 static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
@@ -107,13 +121,15 @@ static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
     if (!cfg->arch || !find_arch(cfg->arch, &r->arch))
         return gt_fail(GT_ERR_INVALID_ARG,
                        "architecture '%s' is not one synth writes (llama, qwen2, qwen3, llama-moe, "
-                       "qwen2moe)", cfg->arch ? cfg->arch : "(none)");
+                       "qwen2moe)",
+                       cfg->arch ? cfg->arch : "(none)");
     if (r->arch == ARCH_LLAMA && cfg->n_expert > 0) r->arch = ARCH_LLAMA_MOE;
     r->ad = &k_archs[r->arch];
     const gt_dtype_info *info = gt_dtype_get((uint32_t)cfg->type);
     if (!info || !info->has_codec || cfg->type == GT_Q8_1 || cfg->type == GT_Q8_K ||
         gt_synth_file_type(cfg->type) < 0)
-        return gt_fail(GT_ERR_INVALID_ARG, "weight type %s is not one synth writes (f32, f16, bf16, "
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "weight type %s is not one synth writes (f32, f16, bf16, "
                        "q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
                        gt_dtype_name((uint32_t)cfg->type));
     if (cfg->n_layer < 1 || cfg->n_layer > MAX_LAYERS)
@@ -130,13 +146,17 @@ static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
     r->head_dim = cfg->head_dim;
     if (r->head_dim == 0) {
         if (cfg->n_embd % cfg->n_head != 0)
-            return gt_fail(GT_ERR_INVALID_ARG, "hidden %u is not divisible by %u heads (give "
-                           "--head-dim)", cfg->n_embd, cfg->n_head);
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "hidden %u is not divisible by %u heads (give "
+                           "--head-dim)",
+                           cfg->n_embd, cfg->n_head);
         r->head_dim = cfg->n_embd / cfg->n_head;
     }
     if (r->head_dim % 2 != 0 || r->head_dim > 4096)
-        return gt_fail(GT_ERR_INVALID_ARG, "head size %u must be even and at most 4096 (rope turns "
-                       "pairs)", r->head_dim);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "head size %u must be even and at most 4096 (rope turns "
+                       "pairs)",
+                       r->head_dim);
     if ((uint64_t)cfg->n_head * r->head_dim > MAX_DIM)
         return gt_fail(GT_ERR_INVALID_ARG, "%u heads of %u make a projection wider than %u",
                        cfg->n_head, r->head_dim, MAX_DIM);
@@ -149,18 +169,22 @@ static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
             return gt_fail(GT_ERR_INVALID_ARG, "%u experts is outside 2..%u", r->n_expert,
                            MAX_EXPERTS);
         if (r->n_expert_used < 1 || r->n_expert_used > r->n_expert)
-            return gt_fail(GT_ERR_INVALID_ARG, "%u experts used per token must be within 1..%u "
-                           "experts", r->n_expert_used, r->n_expert);
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "%u experts used per token must be within 1..%u "
+                           "experts",
+                           r->n_expert_used, r->n_expert);
         if (r->n_ff_exp > MAX_DIM || r->n_ff_shexp > MAX_DIM)
             return gt_fail(GT_ERR_INVALID_ARG, "expert ffn %u and shared ffn %u must be at most %u",
                            r->n_ff_exp, r->n_ff_shexp, MAX_DIM);
     } else if (cfg->n_expert != 0) {
-        return gt_fail(GT_ERR_INVALID_ARG, "architecture %s has no experts, but %u were asked for "
-                       "(use llama-moe or qwen2moe)", r->ad->flag, cfg->n_expert);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "architecture %s has no experts, but %u were asked for "
+                       "(use llama-moe or qwen2moe)",
+                       r->ad->flag, cfg->n_expert);
     }
     if (!cfg->vocab_from && (cfg->n_vocab < 3 || cfg->n_vocab > MAX_VOCAB))
-        return gt_fail(GT_ERR_INVALID_ARG, "vocabulary of %u tokens is outside 3..%u",
-                       cfg->n_vocab, MAX_VOCAB);
+        return gt_fail(GT_ERR_INVALID_ARG, "vocabulary of %u tokens is outside 3..%u", cfg->n_vocab,
+                       MAX_VOCAB);
     if (cfg->n_ctx < 1 || cfg->n_ctx > (1u << 24))
         return gt_fail(GT_ERR_INVALID_ARG, "context %u is outside 1..%u", cfg->n_ctx, 1u << 24);
     if (!(cfg->rope_base > 0.0f) || !isfinite(cfg->rope_base))
@@ -188,8 +212,8 @@ typedef struct tlist {
     size_t n, cap;
 } tlist;
 
-static gt_status push(tlist *l, const char *name, int n_dims, int64_t ne0, int64_t ne1,
-                      int64_t ne2, gt_dtype type, float mean, float sd) {
+static gt_status push(tlist *l, const char *name, int n_dims, int64_t ne0, int64_t ne1, int64_t ne2,
+                      gt_dtype type, float mean, float sd) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         tdesc *v = realloc(l->v, cap * sizeof *v);
@@ -216,9 +240,10 @@ static gt_status push(tlist *l, const char *name, int n_dims, int64_t ne0, int64
 static gt_dtype matrix_type(const gt_synth_config *cfg, const char *name, int64_t n_in) {
     if (is_kquant(cfg->type) && n_in % GT_QK_K != 0) {
         if (strncmp(name, "blk.", 4) != 0 || strncmp(name, "blk.0.", 6) == 0)
-            GT_LOG_INFO(GT_SUB_MODEL, "synth: %s%s has rows of %lld, not a multiple of 256: "
-                        "stored as Q8_0 instead of %s", name,
-                        strncmp(name, "blk.0.", 6) == 0 ? " (and every layer's)" : "",
+            GT_LOG_WARN(GT_SUB_MODEL,
+                        "synth: %s%s has rows of %lld, not a multiple of 256: "
+                        "stored as Q8_0 instead of %s",
+                        name, strncmp(name, "blk.0.", 6) == 0 ? " (and every layer's)" : "",
                         (long long)n_in, gt_dtype_name((uint32_t)cfg->type));
         return GT_Q8_0;
     }
@@ -359,8 +384,7 @@ static void fill_rows(void *arg, int ith, int nth) {
 
 /* ---- metadata ---- */
 
-static gt_status set_arch_u32(gt_gguf_writer *w, const char *arch, const char *suffix,
-                              uint32_t v) {
+static gt_status set_arch_u32(gt_gguf_writer *w, const char *arch, const char *suffix, uint32_t v) {
     char k[128];
     snprintf(k, sizeof k, "%s.%s", arch, suffix);
     return gt_gguf_writer_set_u32(w, k, v);
@@ -413,12 +437,14 @@ static gt_status write_hparams(gt_gguf_writer *w, const gt_synth_config *cfg, co
 static gt_status open_vocab(const char *path, gt_gguf **out, uint32_t *n_vocab) {
     GT_TRY(gt_gguf_open(path, out));
     const gt_gguf_value *tok = gt_gguf_find(*out, "tokenizer.ggml.tokens");
-    if (!tok || tok->type != GT_GGUF_ARRAY || tok->arr.type != GT_GGUF_STRING ||
-        tok->arr.n < 1 || tok->arr.n > MAX_VOCAB) {
+    if (!tok || tok->type != GT_GGUF_ARRAY || tok->arr.type != GT_GGUF_STRING || tok->arr.n < 1 ||
+        tok->arr.n > MAX_VOCAB) {
         gt_gguf_close(*out);
         *out = NULL;
-        return gt_fail(GT_ERR_FORMAT, "%s: no tokenizer.ggml.tokens string array of 1..%u tokens "
-                       "to take the vocabulary from", path, MAX_VOCAB);
+        return gt_fail(GT_ERR_FORMAT,
+                       "%s: no tokenizer.ggml.tokens string array of 1..%u tokens "
+                       "to take the vocabulary from",
+                       path, MAX_VOCAB);
     }
     *n_vocab = (uint32_t)tok->arr.n;
     return GT_OK;
@@ -514,8 +540,9 @@ static gt_status fill_tensors(gt_gguf_writer *w, const gt_synth_config *cfg, con
         int64_t n_rows = d->ne[1] * d->ne[2];
         if (!gt_dtype_row_bytes(d->type, d->ne[0], &row_bytes) ||
             !gt_size_mul(row_bytes, (size_t)n_rows, &nbytes)) {
-            st = gt_fail(GT_ERR_INTERNAL, "synth: tensor %s of %lld x %lld does not fit %s", d->name,
-                         (long long)d->ne[0], (long long)n_rows, gt_dtype_name((uint32_t)d->type));
+            st =
+                gt_fail(GT_ERR_INTERNAL, "synth: tensor %s of %lld x %lld does not fit %s", d->name,
+                        (long long)d->ne[0], (long long)n_rows, gt_dtype_name((uint32_t)d->type));
             goto done;
         }
         uint8_t *data = gt_alloc(nbytes);
@@ -523,8 +550,12 @@ static gt_status fill_tensors(gt_gguf_writer *w, const gt_synth_config *cfg, con
             st = gt_fail(GT_ERR_NOMEM, "cannot allocate %zu bytes for tensor %s", nbytes, d->name);
             goto done;
         }
-        fill_job job = {.d = d, .data = data, .row_bytes = row_bytes, .n_rows = n_rows,
-                        .scratch = scratch, .scratch_stride = max_row};
+        fill_job job = {.d = d,
+                        .data = data,
+                        .row_bytes = row_bytes,
+                        .n_rows = n_rows,
+                        .scratch = scratch,
+                        .scratch_stride = max_row};
         uint64_t s = cfg->seed ^ hash_name(d->name);
         job.tseed = splitmix64(&s);
         if (n_rows >= 2 * nth && nbytes >= 65536) {
@@ -540,9 +571,9 @@ static gt_status fill_tensors(gt_gguf_writer *w, const gt_synth_config *cfg, con
                 goto done;
             }
         int64_t ne[3] = {d->ne[0], d->ne[1], d->ne[2]};
-        GT_TRY_GOTO(gt_gguf_writer_add_tensor(w, d->name, d->type, d->n_dims, ne, data, nbytes,
-                                              true),
-                    st, done);
+        GT_TRY_GOTO(
+            gt_gguf_writer_add_tensor(w, d->name, d->type, d->n_dims, ne, data, nbytes, true), st,
+            done);
     }
 done:
     gt_free(scratch);
@@ -569,9 +600,9 @@ gt_status gt_synth_write(const gt_synth_config *cfg, const char *path) {
     GT_TRY_GOTO(build_list(&l, cfg, &r, n_vocab), st, done);
     GT_TRY_GOTO(fill_tensors(w, cfg, &l), st, done);
     GT_TRY_GOTO(gt_gguf_writer_write(w, path), st, done);
-    GT_LOG_INFO(GT_SUB_MODEL, "synth: wrote %s (%s, %u layers, hidden %u, vocab %u, %zu tensors, %s)",
-                path, r.ad->flag, cfg->n_layer, cfg->n_embd, n_vocab, l.n,
-                gt_dtype_name((uint32_t)cfg->type));
+    GT_LOG_INFO(
+        GT_SUB_MODEL, "synth: wrote %s (%s, %u layers, hidden %u, vocab %u, %zu tensors, %s)", path,
+        r.ad->flag, cfg->n_layer, cfg->n_embd, n_vocab, l.n, gt_dtype_name((uint32_t)cfg->type));
 done:
     gt_gguf_writer_destroy(w);
     gt_gguf_close(vocab);

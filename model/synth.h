@@ -22,33 +22,35 @@
 #include "common/status.h"
 
 typedef struct gt_synth_config {
-    const char *arch;       /* "llama", "qwen2", "qwen3", "llama-moe", "qwen2moe" */
-    const char *name;       /* general.name; NULL: "synthetic-{arch}" */
+    const char *arch; /* "llama", "qwen2", "qwen3", "llama-moe", "qwen2moe" */
+    const char *name; /* general.name; NULL: "synthetic-{arch}" */
     uint32_t n_layer;
     uint32_t n_embd;
     uint32_t n_head;
     uint32_t n_head_kv;
-    uint32_t head_dim;      /* 0: n_embd / n_head */
-    uint32_t n_ff;          /* dense MLP width; qwen2moe: feed_forward_length */
-    uint32_t n_expert;      /* 0 for dense archs; MoE archs: 0 picks 4 */
+    uint32_t head_dim; /* 0: n_embd / n_head */
+    uint32_t n_ff;     /* dense MLP width; qwen2moe: feed_forward_length */
+    uint32_t n_expert; /* 0 for dense archs; MoE archs: 0 picks 4 */
     uint32_t n_expert_used;
     uint32_t n_ff_exp;      /* 0: n_ff */
     uint32_t n_ff_shexp;    /* qwen2moe shared expert width; 0: n_ff */
     const char *vocab_from; /* vocab-only GGUF whose tokenizer.* keys are copied, or NULL */
     uint32_t n_vocab;       /* when vocab_from is NULL: size of the minimal vocabulary */
     uint32_t n_ctx;
-    gt_dtype type;          /* matrices and the token embedding; 1-D tensors are F32 */
+    gt_dtype type; /* matrices and the token embedding; 1-D tensors are F32 */
     uint64_t seed;
     float rope_base;
-    bool tied;              /* no output.weight: the head reuses token_embd */
-    int n_threads;          /* 0: the online CPUs, at most 8 */
+    bool tied;     /* no output.weight: the head reuses token_embd */
+    int n_threads; /* 0: the online CPUs, at most 8 */
 } gt_synth_config;
 
 #define GT_SYNTH_CONFIG_INIT                                                                       \
-    {.arch = "llama", .name = NULL, .n_layer = 2, .n_embd = 256, .n_head = 4, .n_head_kv = 2,      \
-     .head_dim = 0, .n_ff = 512, .n_expert = 0, .n_expert_used = 2, .n_ff_exp = 0,                 \
-     .n_ff_shexp = 0, .vocab_from = NULL, .n_vocab = 0, .n_ctx = 2048, .type = GT_F32,            \
-     .seed = 1, .rope_base = 10000.0f, .tied = false, .n_threads = 0}
+    {                                                                                              \
+        .arch = "llama", .name = NULL, .n_layer = 2, .n_embd = 256, .n_head = 4, .n_head_kv = 2,   \
+        .head_dim = 0, .n_ff = 512, .n_expert = 0, .n_expert_used = 2, .n_ff_exp = 0,              \
+        .n_ff_shexp = 0, .vocab_from = NULL, .n_vocab = 0, .n_ctx = 2048, .type = GT_F32,          \
+        .seed = 1, .rope_base = 10000.0f, .tied = false, .n_threads = 0                            \
+    }
 
 /* Checks a configuration without writing anything: GT_ERR_INVALID_ARG with a
  * sentence naming the numbers (heads not divisible by kv heads, a row length

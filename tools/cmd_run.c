@@ -29,6 +29,9 @@ typedef struct run_opts {
     bool print_ids;
     bool ignore_eos;
     bool no_bos;
+    bool chat;
+    const char *system;
+    const char *chat_format;
 } run_opts;
 
 static void usage(void) {
@@ -50,7 +53,10 @@ static void usage(void) {
            "  --logits-out FILE     write prompt logits, float32 [n_prompt, n_vocab]\n"
            "  --print-ids           print the generated token ids on one line\n"
            "  --ignore-eos          keep generating after an end-of-generation token\n"
-           "  --no-bos              do not add the BOS token to a text prompt\n");
+           "  --no-bos              do not add the BOS token to a text prompt\n"
+           "  --chat                format the prompt as a user turn with the model's chat template\n"
+           "  --system TEXT         system message for --chat\n"
+           "  --chat-format NAME    chat format instead of the GGUF's template (chatml, gemma, llama3, ...)\n");
 }
 
 static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
@@ -97,6 +103,12 @@ static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
         else if (gt_args_is(&a, NULL, "--print-ids")) o->print_ids = true;
         else if (gt_args_is(&a, NULL, "--ignore-eos")) o->ignore_eos = true;
         else if (gt_args_is(&a, NULL, "--no-bos")) o->no_bos = true;
+        else if (gt_args_is(&a, NULL, "--chat")) o->chat = true;
+        else if (gt_args_is(&a, NULL, "--system")) GT_TRY(gt_args_str(&a, &o->system));
+        else if (gt_args_is(&a, NULL, "--chat-format")) {
+            GT_TRY(gt_args_str(&a, &o->chat_format));
+            o->chat = true;
+        }
         else return gt_args_unknown(&a);
     }
     if (*help) return GT_OK;
@@ -158,8 +170,9 @@ static gt_status generate(run_opts *o) {
     const gt_hparams *hp = gt_engine_hparams(e);
     GT_TRY_GOTO(gt_text_open(gt_engine_gguf(e), &text), st, done);
     if (!prompt) {
-        GT_TRY_GOTO(gt_text_prompt(text, o->prompt, o->prompt_file, !o->no_bos, &prompt_owned, &n_prompt),
-                    st, done);
+        gt_text_prompt_opts po = {o->prompt, o->prompt_file, !o->no_bos, o->chat, o->system,
+                                  o->chat_format};
+        GT_TRY_GOTO(gt_text_prompt(text, gt_engine_gguf(e), &po, &prompt_owned, &n_prompt), st, done);
         prompt = prompt_owned;
     }
     if (n_prompt < 1) {
@@ -196,10 +209,11 @@ static gt_status generate(run_opts *o) {
     for (long i = 0; i < o->n_predict; i++) {
         int32_t tok = gt_sampler_sample(smp, logits);
         n_gen++;
+        bool stop = false;
         if (o->print_ids) printf(i ? " %d" : "%d", tok);
-        else gt_text_print(text, tok, stdout);
+        else stop = gt_text_print(text, tok, stdout);
         fflush(stdout);
-        if (!o->ignore_eos && gt_text_is_eog(text, tok)) break;
+        if (!o->ignore_eos && (stop || gt_text_is_eog(text, tok))) break;
         if (i + 1 == o->n_predict) break;
         int32_t pos = n_prompt + (int32_t)i;
         gt_batch b = {1, &tok, &pos, &zero, NULL};

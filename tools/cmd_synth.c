@@ -19,15 +19,16 @@
 #define VOCAB_NAME "vocab/ggml-vocab-llama-spm.gguf"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gantry synth -o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe} [options]\n"
-            "  --layers N (2)  --hidden N (256)  --heads N (4)  --kv-heads N (2)\n"
-            "  --head-dim N (hidden/heads)  --ffn N (512)\n"
-            "  --experts N (0; MoE archs: 4)  --experts-used N (2)  --expert-ffn N (ffn)\n"
-            "  --shared-ffn N (ffn; qwen2moe)\n"
-            "  --vocab-from FILE.gguf | --vocab N   (default: shared llama-spm vocab)\n"
-            "  --ctx N (2048)  --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k\n"
-            "  --seed N (1)  --rope-base X (10000)  --tied  --threads N  --name TEXT\n");
+    fprintf(
+        f,
+        "usage: gantry synth -o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe} [options]\n"
+        "  --layers N (2)  --hidden N (256)  --heads N (4)  --kv-heads N (2)\n"
+        "  --head-dim N (hidden/heads)  --ffn N (512)\n"
+        "  --experts N (0; MoE archs: 4)  --experts-used N (2)  --expert-ffn N (ffn)\n"
+        "  --shared-ffn N (ffn; qwen2moe)\n"
+        "  --vocab-from FILE.gguf | --vocab N   (default: shared llama-spm vocab)\n"
+        "  --ctx N (2048)  --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k\n"
+        "  --seed N (1)  --rope-base X (10000)  --tied  --threads N  --name TEXT\n");
 }
 
 /* $GANTRY_SHARED_DIR/vocab/..., else ../shared/vocab/... next to the source
@@ -104,8 +105,10 @@ static gt_status parse(int argc, char **argv, gt_synth_config *cfg, const char *
             const char *t;
             GT_TRY(gt_args_str(&a, &t));
             if (!gt_dtype_parse(t, &cfg->type))
-                return gt_fail(GT_ERR_INVALID_ARG, "--type '%s' is not a weight type (f32, f16, "
-                               "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)", t);
+                return gt_fail(GT_ERR_INVALID_ARG,
+                               "--type '%s' is not a weight type (f32, f16, "
+                               "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
+                               t);
         } else if (gt_args_is(&a, NULL, "--seed")) {
             long v;
             GT_TRY(gt_args_long(&a, 0, 0x7fffffffffffffffL, &v));
@@ -145,8 +148,10 @@ int gt_cmd_synth(int argc, char **argv) {
         cfg.vocab_from = default_vocab(vbuf, sizeof vbuf);
         if (!cfg.vocab_from) {
             cfg.n_vocab = 32000;
-            GT_LOG_WARN(GT_SUB_MODEL, "synth: no %s under $GANTRY_SHARED_DIR or ../shared: using a "
-                        "generated vocabulary of 32000 tokens", VOCAB_NAME);
+            GT_LOG_WARN(GT_SUB_MODEL,
+                        "synth: no %s under $GANTRY_SHARED_DIR or ../shared: using a "
+                        "generated vocabulary of 32000 tokens",
+                        VOCAB_NAME);
         }
     }
     double t0 = gt_now_s();

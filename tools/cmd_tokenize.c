@@ -20,14 +20,13 @@
 #define MAX_TEXT_BYTES (256u << 20)
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gantry tokenize -m FILE (TEXT | --file PATH) [--ids] [--add-special]\n"
-            "                       [--parse-special]\n"
-            "  -m, --model FILE   a GGUF file with a tokenizer (vocabulary-only files work)\n"
-            "  -f, --file PATH    read the text from PATH (exactly, newlines included)\n"
-            "  --ids              print only the ids, space-separated on one line\n"
-            "  --add-special      add BOS/EOS as the model asks (tokenizer.ggml.add_*_token)\n"
-            "  --parse-special    turn control-token text such as <|im_end|> into that token\n");
+    fprintf(f, "usage: gantry tokenize -m FILE (TEXT | --file PATH) [--ids] [--add-special]\n"
+               "                       [--parse-special]\n"
+               "  -m, --model FILE   a GGUF file with a tokenizer (vocabulary-only files work)\n"
+               "  -f, --file PATH    read the text from PATH (exactly, newlines included)\n"
+               "  --ids              print only the ids, space-separated on one line\n"
+               "  --add-special      add BOS/EOS as the model asks (tokenizer.ggml.add_*_token)\n"
+               "  --parse-special    turn control-token text such as <|im_end|> into that token\n");
 }
 
 static gt_status read_file(const char *path, char **out, size_t *len) {
@@ -40,8 +39,8 @@ static gt_status read_file(const char *path, char **out, size_t *len) {
     while (b) {
         if (n == cap) {
             if (cap >= MAX_TEXT_BYTES) {
-                st = gt_fail(GT_ERR_RANGE, "%s: text is larger than %u bytes", path,
-                             MAX_TEXT_BYTES);
+                st =
+                    gt_fail(GT_ERR_RANGE, "%s: text is larger than %u bytes", path, MAX_TEXT_BYTES);
                 break;
             }
             char *nb = realloc(b, cap * 2);
@@ -72,18 +71,25 @@ static void print_piece(gt_str p) {
     putchar('\'');
     for (size_t i = 0; i < p.len;) {
         unsigned char c = (unsigned char)p.ptr[i];
-        if (c == '\n') fputs("\\n", stdout), i++;
-        else if (c == '\t') fputs("\\t", stdout), i++;
-        else if (c == '\r') fputs("\\r", stdout), i++;
-        else if (c == '\\' || c == '\'') printf("\\%c", c), i++;
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c), i++;
-        else if (c < 0x80) putchar(c), i++;
-        else {
+        if (c < 0x80) {
+            if (c == '\n')
+                fputs("\\n", stdout);
+            else if (c == '\t')
+                fputs("\\t", stdout);
+            else if (c == '\r')
+                fputs("\\r", stdout);
+            else if (c == '\\' || c == '\'')
+                printf("\\%c", c);
+            else if (c < 0x20 || c == 0x7f)
+                printf("\\x%02x", c);
+            else
+                putchar(c);
+            i++;
+        } else {
             /* A whole valid UTF-8 character, or \xNN for a stray byte. */
-            size_t l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-            bool ok = l > 0 && l <= 4 && i + l <= p.len;
-            for (size_t k = 1; ok && k < l; k++)
-                ok = ((unsigned char)p.ptr[i + k] & 0xC0) == 0x80;
+            size_t l = c >= 0xF5 ? 0 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+            bool ok = l > 0 && i + l <= p.len;
+            for (size_t k = 1; ok && k < l; k++) ok = ((unsigned char)p.ptr[i + k] & 0xC0) == 0x80;
             if (ok) {
                 fwrite(p.ptr + i, 1, l, stdout);
                 i += l;
@@ -123,8 +129,8 @@ int gt_cmd_tokenize(int argc, char **argv) {
         } else if (!text) {
             text = arg;
         } else {
-            st = gt_fail(GT_ERR_INVALID_ARG, "more than one TEXT given ('%s'); quote the text",
-                         arg);
+            st =
+                gt_fail(GT_ERR_INVALID_ARG, "more than one TEXT given ('%s'); quote the text", arg);
         }
         if (st != GT_OK) {
             usage(stderr);

@@ -15,13 +15,25 @@ typedef struct gt_text gt_text;
 
 gt_status gt_text_open(const gt_gguf *g, gt_text **out);
 void gt_text_close(gt_text *t); /* accepts NULL */
-/* Tokenizes `prompt`, or the contents of `file` when prompt is NULL, adding
- * BOS when the model asks for it and add_bos is true. *ids is freed with
- * free(). GT_ERR_UNSUPPORTED when the model has no usable tokenizer. */
-gt_status gt_text_prompt(gt_text *t, const char *prompt, const char *file, bool add_bos,
+typedef struct gt_text_prompt_opts {
+    const char *prompt;      /* the text, or NULL to read `file` */
+    const char *file;
+    bool add_bos;            /* add BOS when the model asks for it */
+    bool chat;               /* wrap the text as a user turn in the model's chat format */
+    const char *system;      /* optional system message (chat only) */
+    const char *chat_format; /* override the format found in the GGUF ("chatml", ...) */
+} gt_text_prompt_opts;
+
+/* Tokenizes the prompt (control-token text becomes control tokens). With
+ * chat, the prompt is formatted with the model's template and generation
+ * later stops at the format's end-of-turn strings. *ids is freed with
+ * free(). GT_ERR_UNSUPPORTED when the model has no usable tokenizer or the
+ * chat template is not recognised. */
+gt_status gt_text_prompt(gt_text *t, const gt_gguf *g, const gt_text_prompt_opts *o,
                          int32_t **ids, int *n);
-/* Prints a generated token: its text (whole UTF-8 characters only), or its id. */
-void gt_text_print(gt_text *t, int32_t id, FILE *f);
+/* Prints a generated token: its text (whole UTF-8 characters only), or its
+ * id. Returns true when a stop string has been completed. */
+bool gt_text_print(gt_text *t, int32_t id, FILE *f);
 /* Prints whatever the streaming detokenizer still holds. */
 void gt_text_flush(gt_text *t, FILE *f);
 bool gt_text_is_eog(const gt_text *t, int32_t id);

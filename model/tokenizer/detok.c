@@ -36,10 +36,14 @@ int gt__utf8_next(const unsigned char *p, size_t n, uint32_t *cpt) {
     }
     int len;
     uint32_t v, lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else return -1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, v = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, v = c & 0x0F, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, v = c & 0x07, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return -1;
     for (int i = 1; i < len; i++) {
         if ((size_t)i >= n) return 0;
         unsigned char x = p[i];
@@ -124,8 +128,10 @@ gt_status gt_detokenize(const gt_tokenizer *t, const int32_t *ids, size_t n, uns
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
-            return gt_fail(GT_ERR_RANGE, "token id %d at position %zu is outside the %d-token "
-                                         "vocabulary", ids[i], i, t->n_vocab);
+            return gt_fail(GT_ERR_RANGE,
+                           "token id %d at position %zu is outside the %d-token "
+                           "vocabulary",
+                           ids[i], i, t->n_vocab);
         total += gt_token_piece(t, ids[i], special).len;
     }
     char *out = malloc(total + 1);

@@ -39,16 +39,16 @@ static const char *const p_qwen35[] = {
           "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL};
 static const char *const p_starcoder[] = {
-    "\\p{N}",
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", NULL};
+    "\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+    NULL};
 static const char *const p_falcon[] = {
     "[\\p{P}\\$\\+<=>\\^~\\|`]+",
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
     "[0-9][0-9][0-9]", NULL};
 static const char *const p_deepseek_coder[] = {
-    "[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
-    "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+", "\\p{N}",
-    NULL};
+    "[\\r\\n]",    "\\s?\\p{L}+",
+    "\\s?\\p{P}+", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+",
+    "\\p{N}",      NULL};
 static const char *const p_deepseek_llm[] = {
     "[\\r\\n]",
     /* Letters of the cased scripts (the list from DeepSeek's tokenizer.json). */
@@ -81,7 +81,8 @@ static const char *const p_deepseek_llm[] = {
     "\\p{N}+", NULL};
 static const char *const p_deepseek3[] = {
     "\\p{N}{1,3}", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+",
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+    "[!\"#$%&'()*+,\\-./"
+    ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
     " ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL};
 static const char *const p_bloom[] = {
@@ -96,14 +97,19 @@ static const char *const p_tekken[] = {
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL};
 static const char *const p_gpt4o[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+" CONTR
-    "?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*" CONTR
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]"
+    "+" CONTR "?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}"
+              "\\p{M}]*" CONTR
     "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL};
 static const char *const p_chameleon[] = {
-    "<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z", "([\\t\\n]|    |  )", "\\p{N}",
+    "<sentinel:[0-9]+>",
+    "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
+    "([\\t\\n]|    |  )",
+    "\\p{N}",
     "[\\p{P}!-/:-@\\[-`{-~]",
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", NULL};
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+    NULL};
 static const char *const p_superbpe[] = {"\\p{N}+", "(?=(\\d{3})+(?!\\d))", NULL};
 static const char *const p_bailing[] = {
     "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}+|\\p{N}|"
@@ -139,8 +145,7 @@ static const struct {
      "jina-v1-en jina-v2-code roberta-bpe exaone4 olmo jais trillion granite-docling",
      p_gpt2, 0},
     {"starcoder refact command-r smollm codeshell exaone minerva-7b mellum2", p_starcoder, 0},
-    {"qwen2 deepseek-r1-qwen kormo f2llmv2 megrez stablelm2 hunyuan solar-open grok-2", p_qwen2,
-     0},
+    {"qwen2 deepseek-r1-qwen kormo f2llmv2 megrez stablelm2 hunyuan solar-open grok-2", p_qwen2, 0},
     {"qwen35", p_qwen35, 0},
     {"poro-chat bloom gpt3-finnish", p_bloom, 0},
     {"viking", p_viking, 0},
@@ -176,8 +181,10 @@ gt_status gt__pretok_create(const char *pre, gt__pretok **out, gt__pretok_info *
     size_t k = 0, n_pre = sizeof k_pre / sizeof k_pre[0];
     while (k < n_pre && !name_in(k_pre[k].names, pre)) k++;
     if (k == n_pre)
-        return gt_fail(GT_ERR_UNSUPPORTED, "pre-tokenizer '%s' (tokenizer.ggml.pre) is not one "
-                                           "Gantry knows", pre);
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "pre-tokenizer '%s' (tokenizer.ggml.pre) is not one "
+                       "Gantry knows",
+                       pre);
     info->ignore_merges = k_pre[k].flags & F_IGNORE_MERGES;
     info->add_bos = k_pre[k].flags & F_ADD_BOS;
     info->no_bos = k_pre[k].flags & F_NO_BOS;
@@ -187,16 +194,18 @@ gt_status gt__pretok_create(const char *pre, gt__pretok **out, gt__pretok_info *
     for (const char *const *pat = k_pre[k].pat; *pat; pat++) {
         int err;
         PCRE2_SIZE at;
-        pcre2_code *c = pcre2_compile((PCRE2_SPTR)*pat, PCRE2_ZERO_TERMINATED,
-                                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at,
-                                      NULL);
+        pcre2_code *c =
+            pcre2_compile((PCRE2_SPTR)*pat, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
         if (!c) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(err, msg, sizeof msg);
             int idx = p->n;
             gt__pretok_free(p);
-            return gt_fail(GT_ERR_INTERNAL, "pre-tokenizer '%s': pattern %d does not compile at "
-                                            "offset %zu: %s", pre, idx, (size_t)at, (char *)msg);
+            return gt_fail(GT_ERR_INTERNAL,
+                           "pre-tokenizer '%s': pattern %d does not compile at "
+                           "offset %zu: %s",
+                           pre, idx, (size_t)at, (char *)msg);
         }
         p->jit[p->n] = pcre2_jit_compile(c, PCRE2_JIT_COMPLETE) == 0;
         p->code[p->n++] = c;
@@ -257,8 +266,10 @@ static gt_status split_one(const pcre2_code *c, bool jit, const char *s, size_t 
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return gt_fail(GT_ERR_INTERNAL, "pre-tokenizer pattern failed on a %zu-byte segment: "
-                                            "%s", n, (char *)msg);
+            return gt_fail(GT_ERR_INTERNAL,
+                           "pre-tokenizer pattern failed on a %zu-byte segment: "
+                           "%s",
+                           n, (char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
@@ -289,9 +300,9 @@ gt_status gt__pretok_split(const gt__pretok *p, const char *text, size_t len, si
         next.n = 0;
         size_t start = 0;
         for (size_t i = 0; i < cur.n; i++) {
-            GT_TRY_GOTO(split_one(p->code[k], p->jit[k], text + start, cur.v[i] - start, start, md,
-                                  &next),
-                        st, done);
+            GT_TRY_GOTO(
+                split_one(p->code[k], p->jit[k], text + start, cur.v[i] - start, start, md, &next),
+                st, done);
             start = cur.v[i];
         }
         ends_vec tmp = cur;

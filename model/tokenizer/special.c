@@ -37,8 +37,7 @@ static gt_status frag_push(frags *f, frag x) {
 }
 
 /* Splits every text fragment of *cur at occurrences of token id. */
-static gt_status cut(const gt_tokenizer *t, const char *text, int32_t id, frags *cur,
-                     frags *next) {
+static gt_status cut(const gt_tokenizer *t, const char *text, int32_t id, frags *cur, frags *next) {
     const char *tt = t->texts[id].ptr;
     size_t tl = t->texts[id].len;
     uint32_t a = t->attr[id];
@@ -110,8 +109,7 @@ gt_status gt_tokenize(const gt_tokenizer *t, const char *text, size_t len, unsig
         GT_TRY_GOTO(frag_push(&cur, (frag){GT_TOKEN_NULL, 0, len}), st, done);
         for (size_t k = 0; k < t->n_special; k++) {
             int32_t id = t->special[k];
-            if (!parse && (t->attr[id] & (GT_TOKEN_ATTR_CONTROL | GT_TOKEN_ATTR_UNKNOWN)))
-                continue;
+            if (!parse && (t->attr[id] & (GT_TOKEN_ATTR_CONTROL | GT_TOKEN_ATTR_UNKNOWN))) continue;
             GT_TRY_GOTO(cut(t, text, id, &cur, &next), st, done);
             frags tmp = cur;
             cur = next;

@@ -28,16 +28,16 @@ struct gt_tokenizer {
     char pre[64];
     int32_t n_vocab;
 
-    char *text_arena;   /* every token's text, back to back */
-    gt_str *texts;      /* [n_vocab] into text_arena */
-    float *scores;      /* [n_vocab] */
-    uint32_t *attr;     /* [n_vocab] GT_TOKEN_ATTR_* */
-    uint8_t *eog;       /* [n_vocab] 1 when the token ends generation */
-    int32_t *tok_map;   /* [tok_mask + 1] ids, -1 empty */
+    char *text_arena; /* every token's text, back to back */
+    gt_str *texts;    /* [n_vocab] into text_arena */
+    float *scores;    /* [n_vocab] */
+    uint32_t *attr;   /* [n_vocab] GT_TOKEN_ATTR_* */
+    uint8_t *eog;     /* [n_vocab] 1 when the token ends generation */
+    int32_t *tok_map; /* [tok_mask + 1] ids, -1 empty */
     size_t tok_mask;
 
-    char *piece_arena;  /* detokenized bytes of every token (special = true) */
-    gt_str *pieces;     /* [n_vocab] into piece_arena */
+    char *piece_arena; /* detokenized bytes of every token (special = true) */
+    gt_str *pieces;    /* [n_vocab] into piece_arena */
 
     /* BPE merges: the two halves of merge i, and pair -> merge index. */
     size_t n_merges;
@@ -46,10 +46,11 @@ struct gt_tokenizer {
     int32_t *merge_map;        /* [merge_mask + 1] merge index, -1 empty */
     size_t merge_mask;
 
-    int32_t *special;   /* control / user-defined / unknown ids, longest text first */
+    int32_t *special; /* control / user-defined / unknown ids, longest text first */
     size_t n_special;
 
-    int32_t byte_tok[256]; /* SPM: id of "<0xXX>" (or the raw byte); BPE: id of the byte's unicode char */
+    int32_t byte_tok[256]; /* SPM: id of "<0xXX>" (or the raw byte); BPE: id of the byte's unicode
+                              char */
 
     int32_t bos, eos, eot, eom, unk, sep, pad, mask, nl;
     int32_t fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;

@@ -97,8 +97,9 @@ gt_status gt_tokenize(const gt_tokenizer *t, const char *text, size_t len, unsig
 gt_str gt_token_piece(const gt_tokenizer *t, int32_t id, bool special);
 
 enum {
-    GT_DETOK_SPECIAL = 1u << 0,     /* render control tokens' text */
-    GT_DETOK_STRIP_SPACE = 1u << 1, /* drop the leading space SPM added (only with add_space_prefix) */
+    GT_DETOK_SPECIAL = 1u << 0, /* render control tokens' text */
+    GT_DETOK_STRIP_SPACE =
+        1u << 1, /* drop the leading space SPM added (only with add_space_prefix) */
 };
 
 /* Concatenates the pieces of ids[0..n) into a new NUL-terminated string the
@@ -121,7 +122,8 @@ typedef struct gt_detok_stream_opts {
     const char *const *stop;  /* stop strings (copied); may be NULL */
     size_t n_stop;
 } gt_detok_stream_opts;
-#define GT_DETOK_STREAM_OPTS_INIT {false, true, NULL, 0}
+#define GT_DETOK_STREAM_OPTS_INIT                                                                  \
+    { false, true, NULL, 0 }
 
 /* GT_ERR_INVALID_ARG (an empty stop string), GT_ERR_NOMEM. */
 gt_status gt_detok_stream_create(const gt_tokenizer *t, const gt_detok_stream_opts *opts,

@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "model/tokenizer/tok_internal.h"
 
-#define GT_TOK_MAX_VOCAB (1 << 24)
+#define GT_TOK_MAX_VOCAB  (1 << 24)
 #define GT_TOK_MAX_MERGES (1 << 24)
 
 uint64_t gt__hash_bytes(uint64_t h, const char *s, size_t n) {
@@ -108,8 +108,8 @@ static gt_status load_tokens(gt_tokenizer *t, const gt_gguf *g) {
                        "%s: tokenizer.ggml.scores must be %zu float32 or int32 values",
                        gt_gguf_name(g), n);
     const gt_gguf_value *types = gt_gguf_find(g, "tokenizer.ggml.token_type");
-    if (types && (types->type != GT_GGUF_ARRAY || types->arr.type != GT_GGUF_INT32 ||
-                  types->arr.n < n))
+    if (types &&
+        (types->type != GT_GGUF_ARRAY || types->arr.type != GT_GGUF_INT32 || types->arr.n < n))
         return gt_fail(GT_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be %zu int32 values",
                        gt_gguf_name(g), n);
 
@@ -128,8 +128,8 @@ static gt_status load_tokens(gt_tokenizer *t, const gt_gguf *g) {
     t->tok_mask = table_size(n) - 1;
     t->tok_map = malloc((t->tok_mask + 1) * sizeof *t->tok_map);
     if (!t->text_arena || !t->texts || !t->scores || !t->attr || !t->eog || !t->tok_map)
-        return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate a %zu-token vocabulary",
-                       gt_gguf_name(g), n);
+        return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate a %zu-token vocabulary", gt_gguf_name(g),
+                       n);
     memset(t->tok_map, 0xff, (t->tok_mask + 1) * sizeof *t->tok_map);
 
     char *p = t->text_arena;
@@ -158,19 +158,33 @@ static gt_status load_tokens(gt_tokenizer *t, const gt_gguf *g) {
         t->tok_map[h] = (int32_t)i;
 
         if (scores)
-            t->scores[i] = (float)(scores->arr.type == GT_GGUF_FLOAT32
-                                       ? gt_gguf_arr_f64(scores, i)
-                                       : (double)gt_gguf_arr_i64(scores, i));
+            t->scores[i] =
+                (float)(scores->arr.type == GT_GGUF_FLOAT32 ? gt_gguf_arr_f64(scores, i)
+                                                            : (double)gt_gguf_arr_i64(scores, i));
         uint32_t a = GT_TOKEN_ATTR_NORMAL;
         if (types) {
             switch (gt_gguf_arr_i64(types, i)) {
-            case 1: a = GT_TOKEN_ATTR_NORMAL; break;
-            case 2: a = GT_TOKEN_ATTR_UNKNOWN; break;
-            case 3: a = GT_TOKEN_ATTR_CONTROL; break;
-            case 4: a = GT_TOKEN_ATTR_USER_DEFINED; break;
-            case 5: a = GT_TOKEN_ATTR_UNUSED; break;
-            case 6: a = GT_TOKEN_ATTR_BYTE; break;
-            default: a = 0; break; /* undefined */
+            case 1:
+                a = GT_TOKEN_ATTR_NORMAL;
+                break;
+            case 2:
+                a = GT_TOKEN_ATTR_UNKNOWN;
+                break;
+            case 3:
+                a = GT_TOKEN_ATTR_CONTROL;
+                break;
+            case 4:
+                a = GT_TOKEN_ATTR_USER_DEFINED;
+                break;
+            case 5:
+                a = GT_TOKEN_ATTR_UNUSED;
+                break;
+            case 6:
+                a = GT_TOKEN_ATTR_BYTE;
+                break;
+            default:
+                a = 0;
+                break; /* undefined */
             }
         }
         t->attr[i] = a;
@@ -238,10 +252,16 @@ static gt_status read_id(gt_tokenizer *t, const gt_gguf *g, const char *key, int
     if (!v) return GT_OK;
     int64_t x;
     switch (v->type) {
-    case GT_GGUF_UINT8: case GT_GGUF_UINT16: case GT_GGUF_UINT32: case GT_GGUF_UINT64:
+    case GT_GGUF_UINT8:
+    case GT_GGUF_UINT16:
+    case GT_GGUF_UINT32:
+    case GT_GGUF_UINT64:
         x = v->num.u64 > INT32_MAX ? -1 : (int64_t)v->num.u64;
         break;
-    case GT_GGUF_INT8: case GT_GGUF_INT16: case GT_GGUF_INT32: case GT_GGUF_INT64:
+    case GT_GGUF_INT8:
+    case GT_GGUF_INT16:
+    case GT_GGUF_INT32:
+    case GT_GGUF_INT64:
         x = v->num.i64;
         break;
     default:
@@ -283,28 +303,74 @@ static void find_by_text(gt_tokenizer *t, int32_t *id, const char *const *list) 
 }
 
 static void build_eog(gt_tokenizer *t) {
-    static const char *const k_eot[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-        "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
-        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-        "<end_of_utterance>", NULL};
+    static const char *const k_eot[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "<|end_of_text|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "<\xef\xbd\x9c"
+                                        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                        "<end_of_utterance>",
+                                        NULL};
     static const char *const k_eom[] = {"<|eom_id|>", NULL};
-    static const char *const k_fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>", "\xe2\x96\x81<PRE>",
-        "<|code_prefix|>", NULL};
-    static const char *const k_fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>", "\xe2\x96\x81<SUF>",
-        "<|code_suffix|>", NULL};
-    static const char *const k_fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>", "\xe2\x96\x81<MID>",
-        "<|code_middle|>", NULL};
+    static const char *const k_fim_pre[] = {"<|fim_prefix|>",
+                                            "<fim-prefix>",
+                                            "<fim_prefix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "begin\xef\xbd\x9c>",
+                                            "<PRE>",
+                                            "\xe2\x96\x81<PRE>",
+                                            "<|code_prefix|>",
+                                            NULL};
+    static const char *const k_fim_suf[] = {"<|fim_suffix|>",
+                                            "<fim-suffix>",
+                                            "<fim_suffix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+                                            "<SUF>",
+                                            "\xe2\x96\x81<SUF>",
+                                            "<|code_suffix|>",
+                                            NULL};
+    static const char *const k_fim_mid[] = {"<|fim_middle|>",
+                                            "<fim-middle>",
+                                            "<fim_middle>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "end\xef\xbd\x9c>",
+                                            "<MID>",
+                                            "\xe2\x96\x81<MID>",
+                                            "<|code_middle|>",
+                                            NULL};
     static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", NULL};
     static const char *const k_fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-        "<REPO>", "<reponame>", NULL};
+                                            "<REPO>",       "<reponame>",    NULL};
     static const char *const k_fim_sep[] = {"<|file_sep|>", "<file_sep>", "<fim-sep>", NULL};
-    static const char *const k_eog[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>",
-        "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-        "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
-        "<turn|>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", NULL};
+    static const char *const k_eog[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<|return|>",
+                                        "<|call|>",
+                                        "<|flush|>",
+                                        "<|calls|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "<|eom_id|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "[EOS]",
+                                        "<|end_of_text|>",
+                                        "<end_of_utterance>",
+                                        "<eos>",
+                                        "<turn|>",
+                                        "<\xef\xbd\x9c"
+                                        "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                        NULL};
 
     find_by_text(t, &t->eot, k_eot);
     find_by_text(t, &t->eom, k_eom);
@@ -336,8 +402,8 @@ static void build_eog(gt_tokenizer *t) {
         if (text_is(t, i, "<|flush|>")) has_flush = true;
     }
     /* Harmony-style chats use <|end|> between messages, not at the end. */
-    if (end_id >= 0 && ((has_return && has_call) || (has_call && has_flush)) &&
-        end_id != t->eos && end_id != t->eot) {
+    if (end_id >= 0 && ((has_return && has_call) || (has_call && has_flush)) && end_id != t->eos &&
+        end_id != t->eot) {
         t->eog[end_id] = 0;
         t->attr[end_id] = GT_TOKEN_ATTR_USER_DEFINED;
     }
@@ -360,7 +426,8 @@ static gt_status build_special(gt_tokenizer *t, const gt_gguf *g) {
     if (nv && nv->type == GT_GGUF_STRING) name = nv->str;
     char lname[128] = {0};
     for (size_t i = 0; i < name.len && i + 1 < sizeof lname; i++)
-        lname[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
+        lname[i] =
+            (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
     bool phi3 = strstr(lname, "phi-3") || strstr(lname, "phi3");
 
     size_t n = 0;
@@ -418,8 +485,8 @@ static gt_status read_model(gt_tokenizer *t, const gt_gguf *g) {
     const gt_gguf_value *pre = gt_gguf_find(g, "tokenizer.ggml.pre");
     if (pre && pre->type == GT_GGUF_STRING) {
         if (pre->str.len >= sizeof t->pre)
-            return gt_fail(GT_ERR_UNSUPPORTED, "%s: unknown pre-tokenizer '%.*s'",
-                           gt_gguf_name(g), 64, pre->str.ptr);
+            return gt_fail(GT_ERR_UNSUPPORTED, "%s: unknown pre-tokenizer '%.*s'", gt_gguf_name(g),
+                           64, pre->str.ptr);
         memcpy(t->pre, pre->str.ptr, pre->str.len);
         t->pre[pre->str.len] = 0;
     }
@@ -462,8 +529,10 @@ gt_status gt_tokenizer_load(const gt_gguf *g, gt_tokenizer **out) {
         t->add_bos = info.add_bos;
         if (info.no_bos) t->bos = GT_TOKEN_NULL;
     }
+    /* Only SPM prefixes a space; llama.cpp's BPE ignores the key. */
     const gt_gguf_value *v = gt_gguf_find(g, "tokenizer.ggml.add_space_prefix");
-    if (v && v->type == GT_GGUF_BOOL) t->add_space_prefix = v->num.u64 != 0;
+    if (v && v->type == GT_GGUF_BOOL && t->type == GT_VOCAB_SPM)
+        t->add_space_prefix = v->num.u64 != 0;
 
     static const struct {
         const char *key;
@@ -495,13 +564,17 @@ gt_status gt_tokenizer_load(const gt_gguf *g, gt_tokenizer **out) {
     v = gt_gguf_find(g, "tokenizer.ggml.add_eos_token");
     if (v && v->type == GT_GGUF_BOOL) t->add_eos = v->num.u64 != 0;
     if (t->add_bos && t->bos == GT_TOKEN_NULL) {
-        st = gt_fail(GT_ERR_FORMAT, "%s: tokenizer.ggml.add_bos_token is true, but no BOS token "
-                                    "id is set", gt_gguf_name(g));
+        st = gt_fail(GT_ERR_FORMAT,
+                     "%s: tokenizer.ggml.add_bos_token is true, but no BOS token "
+                     "id is set",
+                     gt_gguf_name(g));
         goto fail;
     }
     if (t->add_eos && t->eos == GT_TOKEN_NULL) {
-        st = gt_fail(GT_ERR_FORMAT, "%s: tokenizer.ggml.add_eos_token is true, but no EOS token "
-                                    "id is set", gt_gguf_name(g));
+        st = gt_fail(GT_ERR_FORMAT,
+                     "%s: tokenizer.ggml.add_eos_token is true, but no EOS token "
+                     "id is set",
+                     gt_gguf_name(g));
         goto fail;
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """End to end: Gantry's logits against the numpy reference (tests/reference/).
 
-For every architecture x weight type, a small model is synthesized with
+For every architecture x weight type (plus q5_1, q2_k, q3_k, q5_k on llama
+and three types on each MoE architecture), a small model is synthesized with
 `gantry synth`, its prompt logits are computed by `gantry run --logits-out`
 and by the float64 reference on the same 24-token prompt, and compared:
   - max |gantry - reference| and the rms difference stay within the weight
@@ -35,6 +36,7 @@ ARCH_LIST = ["llama", "qwen2", "qwen3"]
 MOE_LIST = ["llama-moe", "qwen2moe"]
 TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q4_k", "q6_k"]
 MOE_TYPES = ["f32", "q8_0", "q4_k"]
+EXTRA_TYPES = ["q5_1", "q2_k", "q3_k", "q5_k"]  # the other dequantizers, on llama only
 N_VOCAB = 4096
 SHAPE = ["--layers", "2", "--hidden", "256", "--heads", "4", "--kv-heads", "2", "--ffn", "512",
          "--vocab", str(N_VOCAB), "--seed", "11"]
@@ -43,7 +45,8 @@ MOE_SHAPE = ["--experts", "4", "--experts-used", "2", "--expert-ffn", "256", "--
 # (max abs, rms) bounds on the logits (sd ~1) per weight type; see docs/reference.md.
 FLOAT_BOUND = (0.005, 0.001)   # f16 KV cache rounding (emulated: max 0.0012, rms 0.0002)
 QUANT_BOUND = (0.12, 0.025)    # + Q8 activations (emulated: max 0.062, rms 0.0116)
-BOUNDS = {t: FLOAT_BOUND if t in ("f32", "f16", "bf16") else QUANT_BOUND for t in TYPES}
+BOUNDS = {t: FLOAT_BOUND if t in ("f32", "f16", "bf16") else QUANT_BOUND
+          for t in TYPES + EXTRA_TYPES}
 EXACT_BOUND = (2e-4, 5e-5)     # F32 weights, F32 KV, scalar kernels: fp32 vs fp64 rounding only
 # MoE: a routing decision whose last-selected and first-unselected router
 # logits are closer than this may legitimately go either way (emulated
@@ -156,6 +159,11 @@ def main():
                 models[(arch, wtype)] = check_model(arch, wtype)
             except Exception as e:  # one broken combination must not hide the others
                 fail(f"{arch}/{wtype}: {e}")
+    for wtype in EXTRA_TYPES:
+        try:
+            models[("llama", wtype)] = check_model("llama", wtype)
+        except Exception as e:
+            fail(f"llama/{wtype}: {e}")
     for arch in MOE_LIST:
         for wtype in MOE_TYPES:
             try:

@@ -402,16 +402,11 @@ static void test_invalid(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama),
-        cmocka_unit_test(test_qwen2),
-        cmocka_unit_test(test_qwen3_head_dim),
-        cmocka_unit_test(test_llama_moe),
-        cmocka_unit_test(test_qwen2moe),
-        cmocka_unit_test(test_distributions_and_tied),
-        cmocka_unit_test(test_determinism),
-        cmocka_unit_test(test_kquant_fallback),
-        cmocka_unit_test(test_vocab_from),
-        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_llama),          cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_qwen3_head_dim), cmocka_unit_test(test_llama_moe),
+        cmocka_unit_test(test_qwen2moe),       cmocka_unit_test(test_distributions_and_tied),
+        cmocka_unit_test(test_determinism),    cmocka_unit_test(test_kquant_fallback),
+        cmocka_unit_test(test_vocab_from),     cmocka_unit_test(test_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
