@@ -10,7 +10,9 @@
  * or over blocks for one token), then the product split over output panels
  * (or rows for the reference), so each thread streams its own contiguous
  * part of the weights. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
@@ -27,6 +29,36 @@ static int pick_layout(const gt_kernels *k, gt_dtype type) {
     if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
     if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
     return GT_MM_ROWS;
+}
+
+/* Packed weights are streamed once per token: 2 MiB aligned and advised as
+ * huge pages, so a decode step takes a few hundred TLB misses instead of one
+ * per 4 KiB (the kernel may decline; then it is an ordinary allocation). */
+#define HUGE_BYTES ((size_t)2 << 20)
+static void *alloc_packed(size_t bytes) {
+    void *p = NULL;
+    size_t align = bytes >= HUGE_BYTES ? HUGE_BYTES : GT_ALIGN;
+    if (posix_memalign(&p, align, gt_align_up(bytes, align)) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_BYTES) (void)madvise(p, gt_align_up(bytes, align), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+/* The pack job: panels [p0, p1) of one weight per thread. */
+typedef struct {
+    gt_dtype type;
+    int layout;
+    int64_t n_in, n_out;
+    const void *src;
+    void *dst;
+} pack_job;
+
+static void run_pack(void *arg, int ith, int nth) {
+    pack_job *j = arg;
+    long p0, p1;
+    gt_pool_split((long)gt__mm_n_panels(j->n_out), 1, ith, nth, &p0, &p1);
+    if (p0 < p1) gt__mm_pack(j->type, j->layout, j->n_in, j->n_out, j->src, j->dst, p0, p1);
 }
 
 gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
@@ -48,11 +80,12 @@ gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_o
     int layout = pick_layout(k, type);
     if (layout == GT_MM_ROWS) return GT_OK;
     size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
-    void *p = gt_alloc(bytes);
+    void *p = alloc_packed(bytes);
     if (!p)
         return gt_fail(GT_ERR_NOMEM, "matmul: cannot allocate %zu bytes to repack a %s weight",
                        bytes, info->name);
-    gt__mm_pack(type, layout, n_in, n_out, data, p);
+    pack_job pj = {type, layout, n_in, n_out, data, p};
+    gt_pool_run(k->pool, run_pack, &pj);
     w->owned = p;
     w->data = p;
     w->layout = layout;
@@ -61,7 +94,7 @@ gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_o
 
 void gt_weight_free(gt_weight *w) {
     if (!w) return;
-    gt_free(w->owned);
+    free(w->owned); /* alloc_packed: posix_memalign */
     w->owned = NULL;
     w->data = NULL;
     w->layout = 0;

@@ -29,6 +29,7 @@ typedef struct bench_opts {
 
 typedef struct round_result {
     double bw, prefill_tps, decode_tps, roofline_frac;
+    double step_bytes; /* bytes one decode step reads: weights + the KV attended over */
 } round_result;
 
 static void usage(void) {
@@ -144,6 +145,7 @@ static gt_status one_round(gt_engine *e, const bench_opts *o, gt_bandwidth *bw, 
     double step_bytes = (double)gt_engine_weight_bytes(e) + kv_bytes;
     double steps_per_s = (double)G / dc;
     r->roofline_frac = steps_per_s * step_bytes / r->bw;
+    r->step_bytes = step_bytes;
 done:
     free(tok);
     free(pos);
@@ -182,6 +184,8 @@ static gt_status bench(const bench_opts *o) {
     best_median(r, n, offsetof(round_result, prefill_tps), &pb, &pm);
     best_median(r, n, offsetof(round_result, decode_tps), &db, &dm);
     best_median(r, n, offsetof(round_result, roofline_frac), &fb, &fm);
+    printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)\n", r[0].step_bytes / (1 << 20),
+           (double)gt_engine_weight_bytes(e) / (1 << 20));
     printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
            "decode at %.0f%%/%.0f%% of the bandwidth roofline\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
            db, dm, 100 * fb, 100 * fm);
@@ -193,13 +197,13 @@ static gt_status bench(const bench_opts *o) {
         }
         fprintf(f, "{\"model\": \"%s\", \"arch\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", "
                 "\"threads\": %d, \"n_prompt\": %ld, \"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
-                "\"weight_bytes\": %llu, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "
+                "\"weight_bytes\": %llu, \"bytes_per_decode_step\": %.0f, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"prefill_tps\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}}\n",
                 o->eng.model_path, hp->arch_name, type, gt_kernels_isa(gt_engine_kernels(e)),
                 o->eng.n_threads, o->n_prompt, o->n_gen, o->batch, o->rounds,
-                (unsigned long long)gt_engine_weight_bytes(e), bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
+                (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
                 fb, fm);
         if (f != stdout) fclose(f);
     }

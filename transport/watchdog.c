@@ -86,13 +86,18 @@ static void drain_notices(gt_comm *c) {
     }
 }
 
+/* MPI's non-blocking collectives progress only inside MPI_Test, so a
+ * transfer in flight must be polled without pauses: spin, then yield (which
+ * costs nothing when the core is ours and hands it over when ranks are
+ * oversubscribed). Only a wait past one second, a stall rather than a
+ * transfer, sleeps between polls. */
 static void backoff(double waited_s) {
     if (waited_s < 20e-6) return;
-    if (waited_s < 10e-3) {
+    if (waited_s < 1.0) {
         sched_yield();
         return;
     }
-    struct timespec ts = {0, 50000};
+    struct timespec ts = {0, 100000};
     nanosleep(&ts, NULL);
 }
 
@@ -141,10 +146,10 @@ static gt_status collective_timeout(gt_comm *c, const gt__wait_desc *d, double w
     }
     return gt_fail(GT_ERR_COMM,
                    "%s '%s' (collective #%llu, %zu %s) on group '%s' (%d ranks, this is rank %d) "
-                   "did not complete within %.1f s: %s%s%s",
+                   "did not complete within its %.1f s timeout (waited %.1f s): %s%s%s",
                    gt__comm_op_name(d->op), d->what ? d->what : "", (unsigned long long)c->seq,
-                   d->count, gt_dtype_name((uint32_t)d->dt), c->name, c->size, c->rank, waited,
-                   who, n_other ? "; " : "", mism);
+                   d->count, gt_dtype_name((uint32_t)d->dt), c->name, c->size, c->rank, c->timeout_s,
+                   waited, who, n_other ? "; " : "", mism);
 }
 
 static gt_status p2p_timeout(gt_comm *c, const gt__wait_desc *d, double waited) {

@@ -57,10 +57,11 @@ size_t gt__mm_qblock_bytes(gt_mm_qkind kind); /* bytes per 16 rows x 32 k */
 static inline int64_t gt__mm_n_panels(int64_t n_out) { return ((n_out + 31) / 32) * 2; }
 
 /* Repacks rows [n_out][n_in] of `type` into panels at dst (size from
- * gt__mm_packed_bytes). Scalar, run once at load. */
+ * gt__mm_packed_bytes): panels [p0, p1) only, so threads can share a
+ * weight. Scalar, run once at load. */
 size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_out);
 void gt__mm_pack(gt_dtype type, int layout, int64_t n_in, int64_t n_out, const void *src,
-                 void *dst);
+                 void *dst, int64_t p0, int64_t p1);
 
 /* ---- reference: dequantize a row, fp32 dot (any type with a codec) ---- */
 /* Rows [r0, r1) of y[n_tok][n_out]; tmp holds n_in floats. */

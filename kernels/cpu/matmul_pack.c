@@ -138,58 +138,68 @@ static size_t row_bytes(gt_dtype type, int64_t n_in) {
     return rb;
 }
 
+/* Panels [p0, p1): dst[p][k][16 rows], zero rows past n_out. */
 static void pack_float(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t *src,
-                       uint8_t *dst) {
-    size_t eb = elem_bytes(type), rb = row_bytes(type, n_in);
-    int64_t np = gt__mm_n_panels(n_out);
-    for (int64_t p = 0; p < np; p++)
-        for (int r = 0; r < 16; r++) {
-            int64_t row = p * 16 + r;
-            for (int64_t kk = 0; kk < n_in; kk++) {
-                uint8_t *o = dst + (((size_t)p * (size_t)n_in + (size_t)kk) * 16 + (size_t)r) * eb;
-                if (row < n_out)
-                    memcpy(o, src + (size_t)row * rb + (size_t)kk * eb, eb);
+                       uint8_t *dst, int64_t p0, int64_t p1) {
+    size_t rb = row_bytes(type, n_in);
+    for (int64_t p = p0; p < p1; p++) {
+        const uint8_t *rows[16];
+        for (int r = 0; r < 16; r++) rows[r] = p * 16 + r < n_out ? src + (size_t)(p * 16 + r) * rb : NULL;
+        if (type == GT_F32) {
+            float *o = (float *)dst + (size_t)p * (size_t)n_in * 16; /* [n_in][16] */
+            for (int r = 0; r < 16; r++) {
+                const float *in = (const float *)rows[r];
+                for (int64_t kk = 0; kk < n_in; kk++) o[kk * 16 + r] = in ? in[kk] : 0.0f;
+            }
+        } else {
+            uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)n_in * 16; /* [n_in][16] */
+            for (int r = 0; r < 16; r++) {
+                const uint16_t *in = (const uint16_t *)rows[r];
+                if (in)
+                    for (int64_t kk = 0; kk < n_in; kk++) memcpy(&o[kk * 16 + r], in + kk, 2);
                 else
-                    memset(o, 0, eb);
+                    for (int64_t kk = 0; kk < n_in; kk++) o[kk * 16 + r] = 0;
             }
         }
+    }
 }
 
 static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t *src,
-                       uint8_t *dst) {
+                       uint8_t *dst, int64_t p0, int64_t p1) {
     gt_mm_qkind kind = gt__mm_qkind(type);
     size_t bb = gt__mm_qblock_bytes(kind), rb = row_bytes(type, n_in);
-    int64_t np = gt__mm_n_panels(n_out), nb = n_in / 32;
-    memset(dst, 0, (size_t)np * (size_t)nb * bb);
-    for (int64_t p = 0; p < np; p++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
-            gt_f16 *d0 = (gt_f16 *)o, *d1 = (gt_f16 *)(o + 32);
-            uint8_t *qs = o + (kind == GT_MMQ_B8 || kind == GT_MMQ_N4 ? 32 : 64);
-            for (int r = 0; r < 16; r++) {
-                int64_t row = p * 16 + r;
-                if (row >= n_out) continue; /* zero scales: contributes nothing */
+    int64_t nb = n_in / 32;
+    memset(dst + (size_t)p0 * (size_t)nb * bb, 0, (size_t)(p1 - p0) * (size_t)nb * bb);
+    for (int64_t p = p0; p < p1; p++)
+        for (int r = 0; r < 16; r++) {
+            int64_t row = p * 16 + r;
+            if (row >= n_out) break; /* zero scales: contributes nothing */
+            const uint8_t *in = src + (size_t)row * rb;
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
+                gt_f16 *d0 = (gt_f16 *)o, *d1 = (gt_f16 *)(o + 32);
+                uint8_t *qs = o + (kind == GT_MMQ_B8 || kind == GT_MMQ_N4 ? 32 : 64);
                 blk32 v;
-                decode32(type, src + (size_t)row * rb, b, &v);
+                decode32(type, in, b, &v);
                 d0[r] = gt_f32_to_f16(v.d);
                 if (kind == GT_MMQ_N4M) d1[r] = gt_f32_to_f16(v.m);
                 if (kind == GT_MMQ_B8H) d1[r] = gt_f32_to_f16(v.d1);
-                for (int c = 0; c < 8; c++)
-                    for (int j = 0; j < 4; j++) {
-                        uint8_t code = v.code[4 * c + j];
-                        if (kind == GT_MMQ_N4 || kind == GT_MMQ_N4M)
-                            qs[64 * (c % 4) + r * 4 + j] |= (uint8_t)(c < 4 ? code : code << 4);
-                        else
-                            qs[64 * c + r * 4 + j] = code;
-                    }
+                if (kind == GT_MMQ_N4 || kind == GT_MMQ_N4M) {
+                    for (int c = 0; c < 4; c++)
+                        for (int j = 0; j < 4; j++)
+                            qs[64 * c + r * 4 + j] =
+                                (uint8_t)(v.code[4 * c + j] | (v.code[4 * c + 16 + j] << 4));
+                } else {
+                    for (int c = 0; c < 8; c++) memcpy(qs + 64 * c + r * 4, v.code + 4 * c, 4);
+                }
             }
         }
 }
 
 void gt__mm_pack(gt_dtype type, int layout, int64_t n_in, int64_t n_out, const void *src,
-                 void *dst) {
+                 void *dst, int64_t p0, int64_t p1) {
     if (layout == GT_MM_PF)
-        pack_float(type, n_in, n_out, src, dst);
+        pack_float(type, n_in, n_out, src, dst, p0, p1);
     else
-        pack_quant(type, n_in, n_out, src, dst);
+        pack_quant(type, n_in, n_out, src, dst, p0, p1);
 }
