@@ -94,13 +94,9 @@ static void select_top_k(cand *c, int n, int k) {
     }
 }
 
-int32_t gt_sampler_sample(gt_sampler *s, const float *logits) {
-    int n = s->n_vocab;
-    if (s->cfg.temperature <= 0) return gt_argmax(logits, n);
-    for (int i = 0; i < n; i++) s->cands[i] = (cand){logits[i] / s->cfg.temperature, i};
-    int k = s->cfg.top_k > 0 && s->cfg.top_k < n ? s->cfg.top_k : n;
-    if (k < n) select_top_k(s->cands, n, k);
-    qsort(s->cands, (size_t)k, sizeof *s->cands, cmp_desc);
+/* Temperature, top-p and the draw over the first k candidates, which are
+ * sorted best first. */
+static int32_t draw(gt_sampler *s, int k) {
     double max = s->cands[0].logit, sum = 0;
     for (int i = 0; i < k; i++) sum += exp(s->cands[i].logit - max);
     /* Keep the smallest prefix whose probability reaches top_p. */
@@ -123,4 +119,27 @@ int32_t gt_sampler_sample(gt_sampler *s, const float *logits) {
         if (r <= 0) return s->cands[i].id;
     }
     return s->cands[keep - 1].id;
+}
+
+int32_t gt_sampler_sample(gt_sampler *s, const float *logits) {
+    int n = s->n_vocab;
+    if (s->cfg.temperature <= 0) return gt_argmax(logits, n);
+    for (int i = 0; i < n; i++) s->cands[i] = (cand){logits[i] / s->cfg.temperature, i};
+    int k = gt_sampler_n_candidates(s);
+    if (k < n) select_top_k(s->cands, n, k);
+    qsort(s->cands, (size_t)k, sizeof *s->cands, cmp_desc);
+    return draw(s, k);
+}
+
+int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int32_t *ids, int n) {
+    if (s->cfg.temperature <= 0 || n == 1) return ids[0];
+    int k = gt_sampler_n_candidates(s);
+    if (k > n) k = n;
+    for (int i = 0; i < k; i++) s->cands[i] = (cand){vals[i] / s->cfg.temperature, ids[i]};
+    return draw(s, k);
+}
+
+int gt_sampler_n_candidates(const gt_sampler *s) {
+    if (s->cfg.temperature <= 0) return 1;
+    return s->cfg.top_k > 0 && s->cfg.top_k < s->n_vocab ? s->cfg.top_k : s->n_vocab;
 }

@@ -23,6 +23,14 @@ gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sample
 void gt_sampler_destroy(gt_sampler *s); /* accepts NULL */
 /* Picks a token from logits[n_vocab] (not modified). */
 int32_t gt_sampler_sample(gt_sampler *s, const float *logits);
+/* Picks a token from n candidates (logit, id), sorted by logit descending
+ * then id ascending, e.g. the vocabulary-parallel top-k gathered over a
+ * stage group. Same result as gt_sampler_sample on the full logits whenever
+ * the candidates include the top_k best (n >= top_k). */
+int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int32_t *ids, int n);
+/* The number of candidates a sampler needs (1 for greedy, top_k, or the
+ * whole vocabulary when top_k is 0). */
+int gt_sampler_n_candidates(const gt_sampler *s);
 /* Index of the largest value; the lowest index wins ties. */
 int32_t gt_argmax(const float *x, int n);
 

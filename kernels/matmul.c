@@ -107,6 +107,8 @@ typedef struct {
     int64_t n_tok;
     gt_mm_qkind kind;
     gt_mm_q8a *q;   /* [n_tok, n_in / 32] */
+    float *fs;      /* [n_threads, fs_stride] float-panel packing scratch */
+    size_t fs_stride;
     float *tmp;     /* [n_threads, tmp_stride] for the reference */
     size_t tmp_stride;
 } mm_job;
@@ -140,7 +142,7 @@ static void run_panels(void *arg, int ith, int nth) {
     if (p0 >= p1) return;
     if (j->w->layout == GT_MM_PF)
         gt__mm_pf_avx512(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok,
-                         p0, p1);
+                         p0, p1, j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
     else
         gt__mm_pq_avx512(j->kind, j->w->data, j->w->n_in, j->w->n_out, j->q, j->y, j->n_tok, p0,
                          p1);
@@ -167,6 +169,12 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
             return;
         }
         gt_pool_run(k->pool, run_quantize, &j);
+    } else if ((j.fs_stride = gt__mm_pf_scratch_floats(n_tok)) > 0) {
+        j.fs = gt__kernels_scratch(k, j.fs_stride * sizeof(float) * (size_t)k->n_threads);
+        if (!j.fs) {
+            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for the packed activations");
+            return;
+        }
     }
     gt_pool_run(k->pool, run_panels, &j);
 }

@@ -136,12 +136,12 @@ gt_status gt_text_prompt(gt_text *t, const gt_gguf *g, const gt_text_prompt_opts
 
 bool gt_text_print(gt_text *t, int32_t id, FILE *f) {
     if (!t->tok) {
-        fprintf(f, "%d ", id);
+        if (f) fprintf(f, "%d ", id);
         return false;
     }
     gt_str piece = {0};
     bool stopped = false;
-    if (gt_detok_stream_push(t->stream, id, &piece, &stopped) == GT_OK && piece.len)
+    if (gt_detok_stream_push(t->stream, id, &piece, &stopped) == GT_OK && piece.len && f)
         fwrite(piece.ptr, 1, piece.len, f);
     return stopped;
 }

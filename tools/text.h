@@ -32,7 +32,8 @@ typedef struct gt_text_prompt_opts {
 gt_status gt_text_prompt(gt_text *t, const gt_gguf *g, const gt_text_prompt_opts *o,
                          int32_t **ids, int *n);
 /* Prints a generated token: its text (whole UTF-8 characters only), or its
- * id. Returns true when a stop string has been completed. */
+ * id; f may be NULL to only follow the stream (ranks that do not print).
+ * Returns true when a stop string has been completed. */
 bool gt_text_print(gt_text *t, int32_t id, FILE *f);
 /* Prints whatever the streaming detokenizer still holds. */
 void gt_text_flush(gt_text *t, FILE *f);

@@ -23,8 +23,10 @@ static double env_timeout(void) {
     char *end;
     double v = strtod(s, &end);
     if (*end || !(v > 0 && v <= 1e6)) {
-        GT_LOG_WARN(GT_SUB_NET, "GANTRY_COMM_TIMEOUT_S=%s is not a number of seconds in (0, 1e6]; "
-                                "using %.0f s", s, GT_COMM_DEFAULT_TIMEOUT_S);
+        GT_LOG_WARN(GT_SUB_NET,
+                    "GANTRY_COMM_TIMEOUT_S=%s is not a number of seconds in (0, 1e6]; "
+                    "using %.0f s",
+                    s, GT_COMM_DEFAULT_TIMEOUT_S);
         return GT_COMM_DEFAULT_TIMEOUT_S;
     }
     return v;
@@ -33,10 +35,13 @@ static double env_timeout(void) {
 size_t gt__dtype_bytes(gt_dtype dt) {
     switch (dt) {
     case GT_F32:
-    case GT_I32: return 4;
+    case GT_I32:
+        return 4;
     case GT_F16:
-    case GT_BF16: return 2;
-    default: return 0;
+    case GT_BF16:
+        return 2;
+    default:
+        return 0;
     }
 }
 
@@ -94,7 +99,8 @@ static gt_status comm_wrap(MPI_Comm comm, const char *name, double timeout_s, gt
     if (err != MPI_SUCCESS) {
         c->side = MPI_COMM_NULL;
         comm_free(c);
-        return gt_fail(GT_ERR_COMM, "group '%s': MPI_Comm_dup of the watchdog channel failed", name);
+        return gt_fail(GT_ERR_COMM, "group '%s': MPI_Comm_dup of the watchdog channel failed",
+                       name);
     }
     size_t n = (size_t)c->size;
     c->world_ranks = malloc(n * sizeof *c->world_ranks);
@@ -106,8 +112,7 @@ static gt_status comm_wrap(MPI_Comm comm, const char *name, double timeout_s, gt
     if (!c->world_ranks || !c->seen || !c->seen_op || !c->notice || !c->notice_req || !mine) {
         free(mine);
         comm_free(c);
-        return gt_fail(GT_ERR_NOMEM, "cannot allocate communicator '%s' of %d ranks", name,
-                       (int)n);
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate communicator '%s' of %d ranks", name, (int)n);
     }
     for (size_t p = 0; p < n; p++) {
         c->notice_req[p] = MPI_REQUEST_NULL;
@@ -135,8 +140,10 @@ gt_status gt_comm_init_world(int *argc, char ***argv, gt_comm **out) {
                                         "mpirun or srun --mpi=pmix?");
         owns = 1;
         if (provided < MPI_THREAD_SERIALIZED)
-            GT_LOG_WARN(GT_SUB_NET, "MPI provides thread level %d, below MPI_THREAD_SERIALIZED; "
-                                    "call transport from the main thread only", provided);
+            GT_LOG_WARN(GT_SUB_NET,
+                        "MPI provides thread level %d, below MPI_THREAD_SERIALIZED; "
+                        "call transport from the main thread only",
+                        provided);
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm dup;
@@ -179,11 +186,13 @@ gt_status gt_comm_split_ex(gt_comm *parent, int color, int key, const gt_comm_op
     /* Checked before the collective split so that every rank stays in step:
      * all ranks of one build agree on whether NCCL exists. */
     if (o.backend == GT_COMM_NCCL && !gt_comm_have_nccl())
-        return gt_fail(GT_ERR_UNSUPPORTED, "split of group '%s': this build has no NCCL backend "
-                                           "(configure with CUDA to get it)", parent->name);
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "split of group '%s': this build has no NCCL backend "
+                       "(configure with CUDA to get it)",
+                       parent->name);
     MPI_Comm nc;
-    int err = MPI_Comm_split(parent->comm, color == GT_COMM_UNDEFINED ? MPI_UNDEFINED : color,
-                             key, &nc);
+    int err =
+        MPI_Comm_split(parent->comm, color == GT_COMM_UNDEFINED ? MPI_UNDEFINED : color, key, &nc);
     if (err != MPI_SUCCESS) {
         char msg[MPI_MAX_ERROR_STRING];
         int len = 0;
@@ -241,13 +250,14 @@ gt_status gt_comm_set_timeout(gt_comm *c, double seconds) {
 static gt_status check_buf(gt_comm *c, gt__comm_op op, const char *what, const void *p,
                            size_t count, gt_dtype dt) {
     const char *w = what ? what : "";
-    if (!c) return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': communicator is NULL",
-                           gt__comm_op_name(op), w);
+    if (!c)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': communicator is NULL", gt__comm_op_name(op),
+                       w);
     if (!gt__dtype_bytes(dt))
         return gt_fail(GT_ERR_INVALID_ARG,
                        "%s '%s' on group '%s': dtype %s is not one transport moves "
-                       "(f32, f16, bf16, i32)", gt__comm_op_name(op), w, c->name,
-                       gt_dtype_name((uint32_t)dt));
+                       "(f32, f16, bf16, i32)",
+                       gt__comm_op_name(op), w, c->name, gt_dtype_name((uint32_t)dt));
     if (count > INT_MAX)
         return gt_fail(GT_ERR_RANGE, "%s '%s' on group '%s': count %zu exceeds the limit %d",
                        gt__comm_op_name(op), w, c->name, count, INT_MAX);
@@ -257,8 +267,7 @@ static gt_status check_buf(gt_comm *c, gt__comm_op op, const char *what, const v
     return GT_OK;
 }
 
-static gt_status check_rank(gt_comm *c, gt__comm_op op, const char *what, const char *role,
-                            int r) {
+static gt_status check_rank(gt_comm *c, gt__comm_op op, const char *what, const char *role, int r) {
     if (r < 0 || r >= c->size)
         return gt_fail(GT_ERR_INVALID_ARG, "%s '%s' on group '%s': %s %d is not in [0, %d)",
                        gt__comm_op_name(op), what ? what : "", c->name, role, r, c->size);
@@ -293,21 +302,25 @@ gt_status gt_comm_alltoall(gt_comm *c, const void *send, void *recv, size_t coun
     GT_TRY(check_buf(c, GT__OP_ALLTOALL, what, send, count, dt));
     GT_TRY(check_buf(c, GT__OP_ALLTOALL, what, recv, count, dt));
     if (count && send == recv)
-        return gt_fail(GT_ERR_INVALID_ARG, "alltoall '%s' on group '%s': send and recv are the "
-                                           "same buffer", what ? what : "", c->name);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "alltoall '%s' on group '%s': send and recv are the "
+                       "same buffer",
+                       what ? what : "", c->name);
     return c->ops->alltoall(c, send, recv, count, dt, what);
 }
 
 static gt_status check_layout(gt_comm *c, const char *what, const char *side, const void *buf,
                               gt_comm_vlayout l, gt_dtype dt) {
     if (!l.counts || !l.displs)
-        return gt_fail(GT_ERR_INVALID_ARG, "alltoallv '%s' on group '%s': %s counts or "
-                                           "displacements are NULL", what ? what : "", c->name,
-                       side);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "alltoallv '%s' on group '%s': %s counts or "
+                       "displacements are NULL",
+                       what ? what : "", c->name, side);
     for (int p = 0; p < c->size; p++) {
         if (l.counts[p] > INT_MAX || l.displs[p] > INT_MAX)
-            return gt_fail(GT_ERR_RANGE, "alltoallv '%s' on group '%s': %s block for rank %d "
-                                         "(count %zu at %zu) exceeds the limit %d",
+            return gt_fail(GT_ERR_RANGE,
+                           "alltoallv '%s' on group '%s': %s block for rank %d "
+                           "(count %zu at %zu) exceeds the limit %d",
                            what ? what : "", c->name, side, p, l.counts[p], l.displs[p], INT_MAX);
         GT_TRY(check_buf(c, GT__OP_ALLTOALLV, what, buf, l.counts[p], dt));
     }
@@ -330,8 +343,8 @@ gt_status gt_comm_broadcast(gt_comm *c, void *buf, size_t count, gt_dtype dt, in
 }
 
 gt_status gt_comm_barrier(gt_comm *c, const char *what) {
-    if (!c) return gt_fail(GT_ERR_INVALID_ARG, "barrier '%s': communicator is NULL",
-                           what ? what : "");
+    if (!c)
+        return gt_fail(GT_ERR_INVALID_ARG, "barrier '%s': communicator is NULL", what ? what : "");
     return c->ops->barrier(c, what);
 }
 
@@ -379,8 +392,9 @@ _Noreturn void gt_comm_abort(gt_comm *c, int code) {
 void *gt_comm_mem_alloc(const gt_comm *c, size_t bytes) {
     if (!bytes) return NULL;
     void *p = c->ops->mem_alloc(c, bytes);
-    if (!p) gt_fail(GT_ERR_NOMEM, "group '%s': cannot allocate %zu bytes of %s memory", c->name,
-                    bytes, c->backend == GT_COMM_NCCL ? "device" : "host");
+    if (!p)
+        gt_fail(GT_ERR_NOMEM, "group '%s': cannot allocate %zu bytes of %s memory", c->name, bytes,
+                c->backend == GT_COMM_NCCL ? "device" : "host");
     return p;
 }
 

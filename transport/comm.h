@@ -61,7 +61,8 @@ typedef struct gt_comm_opts {
     double timeout_s;        /* watchdog deadline; <= 0 inherits the parent's */
     const char *name;        /* label in messages ("stage 1"); NULL: "<parent>/<color>" */
 } gt_comm_opts;
-#define GT_COMM_OPTS_INIT {GT_COMM_MPI, 0, 0.0, NULL}
+#define GT_COMM_OPTS_INIT                                                                          \
+    { GT_COMM_MPI, 0, 0.0, NULL }
 
 /* Creates the world group ("world"), calling MPI_Init_thread first unless MPI
  * is already initialised; argc/argv may be NULL. Sets the log's rank prefix

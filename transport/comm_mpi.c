@@ -17,9 +17,12 @@
 
 static MPI_Datatype mpi_type(gt_dtype dt) {
     switch (dt) {
-    case GT_F32: return MPI_FLOAT;
-    case GT_I32: return MPI_INT32_T;
-    default: return MPI_UINT16_T; /* f16, bf16: moved, never reduced as such */
+    case GT_F32:
+        return MPI_FLOAT;
+    case GT_I32:
+        return MPI_INT32_T;
+    default:
+        return MPI_UINT16_T; /* f16, bf16: moved, never reduced as such */
     }
 }
 
@@ -71,7 +74,8 @@ static gt_status mpi_allreduce(gt_comm *c, const void *send, void *recv, size_t 
         float *tmp = gt__comm_scratch(c, count * sizeof(float)); /* [count] */
         if (count && !tmp) return GT_ERR_NOMEM;
         widen(send, tmp, count, dt);
-        int err = MPI_Iallreduce(MPI_IN_PLACE, tmp, (int)count, MPI_FLOAT, MPI_SUM, c->comm, &pd.req);
+        int err =
+            MPI_Iallreduce(MPI_IN_PLACE, tmp, (int)count, MPI_FLOAT, MPI_SUM, c->comm, &pd.req);
         GT_TRY(finish(c, err, &pd));
         narrow(tmp, recv, count, dt);
         return GT_OK;
@@ -110,8 +114,8 @@ static gt_status mpi_reduce_scatter(gt_comm *c, const void *send, void *recv, si
         narrow(wide_recv, recv, count, dt);
         return GT_OK;
     }
-    int err = MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), MPI_SUM, c->comm,
-                                        &pd.req);
+    int err =
+        MPI_Ireduce_scatter_block(send, recv, (int)count, mpi_type(dt), MPI_SUM, c->comm, &pd.req);
     return finish(c, err, &pd);
 }
 
@@ -120,8 +124,8 @@ static gt_status mpi_alltoall(gt_comm *c, const void *send, void *recv, size_t c
     gt__wait_desc d = {GT__OP_ALLTOALL, what, count, dt, -1, 0};
     pending pd = {.req = MPI_REQUEST_NULL, .d = &d};
     gt__comm_next_seq(c);
-    int err = MPI_Ialltoall(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt),
-                            c->comm, &pd.req);
+    int err = MPI_Ialltoall(send, (int)count, mpi_type(dt), recv, (int)count, mpi_type(dt), c->comm,
+                            &pd.req);
     return finish(c, err, &pd);
 }
 
@@ -133,8 +137,11 @@ static gt_status mpi_alltoallv(gt_comm *c, const void *send, gt_comm_vlayout sl,
     /* MPI wants int arrays; comm.c checked that every value fits. The
      * arrays must live until the operation completes. */
     int *iv = malloc(4 * n * sizeof *iv);
-    if (!iv) return gt_fail(GT_ERR_NOMEM, "alltoallv '%s' on group '%s': cannot allocate %zu "
-                                          "counts", what ? what : "", c->name, 4 * n);
+    if (!iv)
+        return gt_fail(GT_ERR_NOMEM,
+                       "alltoallv '%s' on group '%s': cannot allocate %zu "
+                       "counts",
+                       what ? what : "", c->name, 4 * n);
     for (size_t p = 0; p < n; p++) {
         iv[p] = (int)sl.counts[p];
         iv[n + p] = (int)sl.displs[p];
@@ -169,8 +176,8 @@ static gt_status mpi_barrier(gt_comm *c, const char *what) {
     return finish(c, err, &pd);
 }
 
-static gt_status mpi_send(gt_comm *c, const void *buf, size_t count, gt_dtype dt, int peer,
-                          int tag, const char *what) {
+static gt_status mpi_send(gt_comm *c, const void *buf, size_t count, gt_dtype dt, int peer, int tag,
+                          const char *what) {
     gt__wait_desc d = {GT__OP_SEND, what, count, dt, peer, tag};
     pending pd = {.req = MPI_REQUEST_NULL, .d = &d};
     int err = MPI_Isend(buf, (int)count, mpi_type(dt), peer, tag, c->comm, &pd.req);
@@ -186,17 +193,17 @@ static gt_status mpi_recv(gt_comm *c, void *buf, size_t count, gt_dtype dt, int 
     int got = 0;
     MPI_Get_count(&pd.status, mpi_type(dt), &got);
     if ((size_t)got != count)
-        return gt_fail(GT_ERR_COMM, "recv '%s' from rank %d on group '%s' (tag %d): expected %zu "
-                                    "%s elements, the message holds %d",
-                       what ? what : "", peer, c->name, tag, count,
-                       gt_dtype_name((uint32_t)dt), got);
+        return gt_fail(GT_ERR_COMM,
+                       "recv '%s' from rank %d on group '%s' (tag %d): expected %zu "
+                       "%s elements, the message holds %d",
+                       what ? what : "", peer, c->name, tag, count, gt_dtype_name((uint32_t)dt),
+                       got);
     return GT_OK;
 }
 
 static void *host_alloc(const gt_comm *c, size_t bytes) { return gt_alloc(bytes); }
 static void host_free(const gt_comm *c, void *p) { gt_free(p); }
-static gt_status host_copy(const gt_comm *c, void *dst, const void *src, size_t bytes,
-                           int to_dev) {
+static gt_status host_copy(const gt_comm *c, void *dst, const void *src, size_t bytes, int to_dev) {
     memmove(dst, src, bytes);
     return GT_OK;
 }

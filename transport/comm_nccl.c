@@ -41,10 +41,14 @@ int gt_comm_cuda_device_count(void) {
 
 static ncclDataType_t nccl_type(gt_dtype dt) {
     switch (dt) {
-    case GT_F16: return ncclFloat16;
-    case GT_BF16: return ncclBfloat16;
-    case GT_I32: return ncclInt32;
-    default: return ncclFloat32;
+    case GT_F16:
+        return ncclFloat16;
+    case GT_BF16:
+        return ncclBfloat16;
+    case GT_I32:
+        return ncclInt32;
+    default:
+        return ncclFloat32;
     }
 }
 
@@ -59,10 +63,10 @@ static void nccl_abort(gt_comm *c) {
 static gt_status nccl_fail(gt_comm *c, const gt__wait_desc *d, const char *call, ncclResult_t r) {
     nccl_state *s = c->backend_state;
     const char *detail = s && s->nc ? ncclGetLastError(s->nc) : "";
-    gt_status st = gt_fail(GT_ERR_COMM, "%s '%s' on group '%s': %s failed: %s%s%s",
-                           gt__comm_op_name(d->op), d->what ? d->what : "", c->name, call,
-                           ncclGetErrorString(r), detail && *detail ? ": " : "",
-                           detail ? detail : "");
+    gt_status st =
+        gt_fail(GT_ERR_COMM, "%s '%s' on group '%s': %s failed: %s%s%s", gt__comm_op_name(d->op),
+                d->what ? d->what : "", c->name, call, ncclGetErrorString(r),
+                detail && *detail ? ": " : "", detail ? detail : "");
     nccl_abort(c);
     return st;
 }
@@ -102,8 +106,8 @@ static nccl_state *begin(gt_comm *c) {
     return s;
 }
 
-static gt_status nccl_allreduce(gt_comm *c, const void *send, void *recv, size_t count,
-                                gt_dtype dt, const char *what) {
+static gt_status nccl_allreduce(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
+                                const char *what) {
     gt__wait_desc d = {GT__OP_ALLREDUCE, what, count, dt, -1, 0};
     nccl_state *s = begin(c);
     gt__comm_next_seq(c);
@@ -111,8 +115,8 @@ static gt_status nccl_allreduce(gt_comm *c, const void *send, void *recv, size_t
                ncclAllReduce(send, recv, count, nccl_type(dt), ncclSum, s->nc, s->stream));
 }
 
-static gt_status nccl_allgather(gt_comm *c, const void *send, void *recv, size_t count,
-                                gt_dtype dt, const char *what) {
+static gt_status nccl_allgather(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
+                                const char *what) {
     gt__wait_desc d = {GT__OP_ALLGATHER, what, count, dt, -1, 0};
     nccl_state *s = begin(c);
     gt__comm_next_seq(c);
@@ -151,8 +155,8 @@ static ncclResult_t exchange(gt_comm *c, const void *send, const size_t *scount,
     return r != ncclSuccess ? r : e;
 }
 
-static gt_status nccl_alltoall(gt_comm *c, const void *send, void *recv, size_t count,
-                               gt_dtype dt, const char *what) {
+static gt_status nccl_alltoall(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
+                               const char *what) {
     gt__wait_desc d = {GT__OP_ALLTOALL, what, count, dt, -1, 0};
     begin(c);
     gt__comm_next_seq(c);
@@ -184,9 +188,9 @@ static gt_status nccl_barrier(gt_comm *c, const char *what) {
     gt__wait_desc d = {GT__OP_BARRIER, what, 1, GT_I32, -1, 0};
     nccl_state *s = begin(c);
     gt__comm_next_seq(c);
-    return run(c, &d, "ncclAllReduce",
-               ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->nc,
-                             s->stream));
+    return run(
+        c, &d, "ncclAllReduce",
+        ncclAllReduce(s->barrier_buf, s->barrier_buf, 1, ncclInt32, ncclSum, s->nc, s->stream));
 }
 
 static gt_status nccl_send(gt_comm *c, const void *buf, size_t count, gt_dtype dt, int peer,
@@ -215,8 +219,8 @@ static void dev_free(const gt_comm *c, void *p) { cudaFree(p); }
 static gt_status dev_copy(const gt_comm *c, void *dst, const void *src, size_t bytes, int to_dev) {
     nccl_state *s = c->backend_state;
     cudaSetDevice(s->device);
-    cudaError_t e = cudaMemcpy(dst, src, bytes, to_dev ? cudaMemcpyHostToDevice
-                                                       : cudaMemcpyDeviceToHost);
+    cudaError_t e =
+        cudaMemcpy(dst, src, bytes, to_dev ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost);
     if (e != cudaSuccess)
         return gt_fail(GT_ERR_COMM, "group '%s': copying %zu bytes %s device %d failed: %s",
                        c->name, bytes, to_dev ? "to" : "from", s->device, cudaGetErrorString(e));
@@ -255,15 +259,17 @@ static const gt__comm_ops nccl_ops = {
 static gt_status local_setup(gt_comm *c, nccl_state *s, int device) {
     int n = gt_comm_cuda_device_count();
     if (device < 0 || device >= n)
-        return gt_fail(GT_ERR_UNSUPPORTED, "group '%s': rank %d asks for CUDA device %d but sees "
-                                           "%d device(s)", c->name, c->rank, device, n);
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "group '%s': rank %d asks for CUDA device %d but sees "
+                       "%d device(s)",
+                       c->name, c->rank, device, n);
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&s->barrier_buf, sizeof(int));
     if (e == cudaSuccess) e = cudaMemset(s->barrier_buf, 0, sizeof(int));
     if (e != cudaSuccess)
-        return gt_fail(GT_ERR_COMM, "group '%s': rank %d cannot set up CUDA device %d: %s",
-                       c->name, c->rank, device, cudaGetErrorString(e));
+        return gt_fail(GT_ERR_COMM, "group '%s': rank %d cannot set up CUDA device %d: %s", c->name,
+                       c->rank, device, cudaGetErrorString(e));
     return GT_OK;
 }
 
@@ -284,8 +290,10 @@ gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
     int bad = local != GT_OK, n_bad = 0;
     gt_status st = gt__comm_mpi_ops.allreduce(c, &bad, &n_bad, 1, GT_I32, "nccl bootstrap check");
     if (st == GT_OK && n_bad && local == GT_OK)
-        st = gt_fail(GT_ERR_COMM, "group '%s': %d rank(s) could not set up CUDA/NCCL, so the "
-                                  "NCCL group was not created", c->name, n_bad);
+        st = gt_fail(GT_ERR_COMM,
+                     "group '%s': %d rank(s) could not set up CUDA/NCCL, so the "
+                     "NCCL group was not created",
+                     c->name, n_bad);
     if (st == GT_OK) st = local;
     _Static_assert(sizeof id % 4 == 0, "unique id broadcast as int32 words");
     if (st == GT_OK)
@@ -296,9 +304,10 @@ gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
         ncclResult_t r = ncclCommInitRank(&s->nc, c->size, id, c->rank);
         if (r != ncclSuccess) {
             s->nc = NULL;
-            st = gt_fail(GT_ERR_COMM, "group '%s': ncclCommInitRank (rank %d of %d, device %d) "
-                                      "failed: %s", c->name, c->rank, c->size, cuda_device,
-                         ncclGetErrorString(r));
+            st = gt_fail(GT_ERR_COMM,
+                         "group '%s': ncclCommInitRank (rank %d of %d, device %d) "
+                         "failed: %s",
+                         c->name, c->rank, c->size, cuda_device, ncclGetErrorString(r));
         }
     }
     if (st != GT_OK) {

@@ -35,8 +35,8 @@ typedef struct gt__comm_ops {
                            const char *what);
     gt_status (*allgather)(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
                            const char *what);
-    gt_status (*reduce_scatter)(gt_comm *c, const void *send, void *recv, size_t count,
-                                gt_dtype dt, const char *what);
+    gt_status (*reduce_scatter)(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
+                                const char *what);
     gt_status (*alltoall)(gt_comm *c, const void *send, void *recv, size_t count, gt_dtype dt,
                           const char *what);
     gt_status (*alltoallv)(gt_comm *c, const void *send, gt_comm_vlayout sl, void *recv,
@@ -65,12 +65,12 @@ struct gt_comm {
     char name[64];
     double timeout_s;
     bool is_world, owns_mpi;
-    uint64_t seq;       /* collectives started on this group, this one included */
-    uint64_t *seen;     /* [size] latest collective number each member announced */
-    uint8_t *seen_op;   /* [size] the gt__comm_op of that collective */
-    uint64_t *notice;   /* [size][2] send buffers of our own notices */
+    uint64_t seq;            /* collectives started on this group, this one included */
+    uint64_t *seen;          /* [size] latest collective number each member announced */
+    uint8_t *seen_op;        /* [size] the gt__comm_op of that collective */
+    uint64_t *notice;        /* [size][2] send buffers of our own notices */
     MPI_Request *notice_req; /* [size] */
-    void *scratch;      /* f32 temporaries for f16/bf16 reductions */
+    void *scratch;           /* f32 temporaries for f16/bf16 reductions */
     size_t scratch_bytes;
     void *backend_state; /* NCCL: see comm_nccl.c */
 };

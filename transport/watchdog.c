@@ -29,10 +29,15 @@ enum { TAG_NOTICE = 1 };
 
 const char *gt__comm_op_name(gt__comm_op op) {
     static const char *const names[GT__OP_COUNT] = {
-        [GT__OP_ALLREDUCE] = "allreduce", [GT__OP_ALLGATHER] = "allgather",
-        [GT__OP_REDUCE_SCATTER] = "reduce_scatter", [GT__OP_ALLTOALL] = "alltoall",
-        [GT__OP_ALLTOALLV] = "alltoallv", [GT__OP_BROADCAST] = "broadcast",
-        [GT__OP_BARRIER] = "barrier", [GT__OP_SEND] = "send", [GT__OP_RECV] = "recv",
+        [GT__OP_ALLREDUCE] = "allreduce",
+        [GT__OP_ALLGATHER] = "allgather",
+        [GT__OP_REDUCE_SCATTER] = "reduce_scatter",
+        [GT__OP_ALLTOALL] = "alltoall",
+        [GT__OP_ALLTOALLV] = "alltoallv",
+        [GT__OP_BROADCAST] = "broadcast",
+        [GT__OP_BARRIER] = "barrier",
+        [GT__OP_SEND] = "send",
+        [GT__OP_RECV] = "recv",
     };
     return (unsigned)op < GT__OP_COUNT && names[op] ? names[op] : "operation";
 }
@@ -42,8 +47,8 @@ uint64_t gt__comm_next_seq(gt_comm *c) { return ++c->seq; }
 gt_status gt__comm_mpi_fail(gt_comm *c, const gt__wait_desc *d, int mpi_err) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
-    if (MPI_Error_string(mpi_err, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "error %d",
-                                                                     mpi_err);
+    if (MPI_Error_string(mpi_err, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "error %d", mpi_err);
     return gt_fail(GT_ERR_COMM, "%s '%s' on group '%s' failed: %s", gt__comm_op_name(d->op),
                    d->what ? d->what : "", c->name, msg);
 }
@@ -109,7 +114,8 @@ static void list_ranks(const gt_comm *c, const unsigned char *miss, int n_miss, 
     int k = 0;
     for (int p = 0; p < c->size && n < cap; p++)
         if (miss[p]) n += (size_t)snprintf(buf + n, cap - n, "%s%d", k++ ? ", " : "", p);
-    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, n_miss == 1 ? " (world rank " : " (world ranks ");
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, n_miss == 1 ? " (world rank " : " (world ranks ");
     k = 0;
     for (int p = 0; p < c->size && n < cap; p++)
         if (miss[p])
@@ -148,8 +154,8 @@ static gt_status collective_timeout(gt_comm *c, const gt__wait_desc *d, double w
                    "%s '%s' (collective #%llu, %zu %s) on group '%s' (%d ranks, this is rank %d) "
                    "did not complete within its %.1f s timeout (waited %.1f s): %s%s%s",
                    gt__comm_op_name(d->op), d->what ? d->what : "", (unsigned long long)c->seq,
-                   d->count, gt_dtype_name((uint32_t)d->dt), c->name, c->size, c->rank, c->timeout_s,
-                   waited, who, n_other ? "; " : "", mism);
+                   d->count, gt_dtype_name((uint32_t)d->dt), c->name, c->size, c->rank,
+                   c->timeout_s, waited, who, n_other ? "; " : "", mism);
 }
 
 static gt_status p2p_timeout(gt_comm *c, const gt__wait_desc *d, double waited) {

@@ -18,7 +18,7 @@ static gt_status alloc_scratch(gt_engine *e) {
     const gt_hparams *hp = &e->hp;
     gt_fwd_scratch *s = &e->s;
     size_t B = (size_t)e->cfg.max_batch_tokens, D = hp->n_embd;
-    size_t Q = (size_t)hp->n_head * hp->head_dim, KV = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t Q = (size_t)e->n_head * hp->head_dim, KV = (size_t)e->n_head_kv * hp->head_dim;
     size_t F = hp->n_ff;
     if (hp->n_ff_exp > F) F = hp->n_ff_exp;
     if (hp->n_ff_shexp > F) F = hp->n_ff_shexp;
@@ -83,7 +83,21 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     kc.n_threads = cfg->n_threads;
     kc.isa = cfg->isa;
     GT_TRY_GOTO(gt_kernels_create(&kc, &e->k), st, fail);
-    GT_TRY_GOTO(gt_weights_load(e->g, &e->hp, e->k, &e->w), st, fail);
+    e->par = cfg->par;
+    e->sharded = cfg->shard != NULL;
+    e->n_head = (int)e->hp.n_head;
+    e->n_head_kv = (int)e->hp.n_head_kv;
+    if (cfg->shard) {
+        e->shard = *cfg->shard;
+        e->n_head = (int)gt_range_len(e->shard.heads);
+        e->n_head_kv = (int)gt_range_len(e->shard.kv_heads);
+        if ((e->shard.grid.tp > 1 || e->shard.grid.pp > 1) && !cfg->par) {
+            st = gt_fail(GT_ERR_INVALID_ARG, "a shard of a %d x %d grid needs the grid's communicators",
+                         e->shard.grid.tp, e->shard.grid.pp);
+            goto fail;
+        }
+    }
+    GT_TRY_GOTO(gt_weights_load(e->g, &e->hp, cfg->shard, e->k, &e->w), st, fail);
 
     e->n_ctx = cfg->n_ctx ? cfg->n_ctx : (e->hp.n_ctx_train < 4096 ? e->hp.n_ctx_train : 4096);
     if (e->n_ctx > e->hp.n_ctx_train)
@@ -91,8 +105,8 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
                     e->n_ctx, e->hp.n_ctx_train);
     e->max_seq_blocks = (int)((e->n_ctx + (uint32_t)cfg->kv_block_size - 1) / (uint32_t)cfg->kv_block_size);
     gt_kv_cache_config kv = {
-        .n_layer = (int)e->hp.n_layer,
-        .row_elems = (int)(e->hp.n_head_kv * e->hp.head_dim),
+        .n_layer = e->w.n_layer > 0 ? e->w.n_layer : 1,
+        .row_elems = (int)((uint32_t)e->n_head_kv * e->hp.head_dim),
         .block_size = cfg->kv_block_size,
         .n_blocks = e->max_seq_blocks * cfg->max_seqs,
         .max_seqs = cfg->max_seqs,
@@ -127,6 +141,13 @@ const gt_gguf *gt_engine_gguf(const gt_engine *e) { return e->g; }
 gt_kernels *gt_engine_kernels(gt_engine *e) { return e->k; }
 uint32_t gt_engine_n_ctx(const gt_engine *e) { return e->n_ctx; }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
+
+void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n) {
+    *v0 = e->w.vocab0;
+    *n = e->w.n_vocab_local;
+}
+
+bool gt_engine_has_logits(const gt_engine *e) { return !e->sharded || e->shard.last_stage; }
 
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq) {
     if (seq < 0 || seq >= e->cfg.max_seqs) return 0;

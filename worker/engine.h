@@ -18,6 +18,8 @@
 #include "kernels/kernels.h"
 #include "model/arch.h"
 #include "model/gguf.h"
+#include "parallel/par.h"
+#include "parallel/plan.h"
 
 typedef struct gt_engine gt_engine;
 
@@ -30,8 +32,10 @@ typedef struct gt_engine_config {
     int kv_block_size;      /* tokens per KV block */
     gt_dtype kv_type;       /* GT_F16 or GT_F32 */
     int max_batch_tokens;   /* tokens per forward call; longer prompts are chunked by the caller */
+    const gt_shard *shard;  /* this rank's part of the model (copied); NULL: all of it */
+    gt_par *par;            /* collectives of the grid (borrowed); NULL on a single rank */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -47,11 +51,20 @@ uint32_t gt_engine_n_ctx(const gt_engine *e);
  * embedding row negligible): the numerator of the bandwidth roofline. */
 uint64_t gt_engine_weight_bytes(const gt_engine *e);
 
+/* The vocabulary rows whose logits this rank computes: [*v0, *v0 + *n). */
+void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n);
+/* True when this rank computes logits (the last pipeline stage). */
+bool gt_engine_has_logits(const gt_engine *e);
+
 /* One forward step. Token i of the batch is at position pos[i] of sequence
  * seq[i]; a sequence's positions must continue its KV cache (pos equal to the
  * number of tokens it already holds, increasing within the batch).
  * want_logits[i] != 0 asks for the logits of token i (NULL: the last token
- * only); they are written to logits in batch order, [n_wanted, n_vocab].
+ * only); they are written to logits in batch order, [n_wanted, n_vocab] —
+ * on a sharded engine, the rank's vocabulary slice [n_wanted, n] on the last
+ * stage only. Every rank of the grid calls this with the same batch; the
+ * stages pass activations along and the stage groups reduce their partial
+ * sums. GT_ERR_COMM when a peer fails (the caller then ends the job).
  * GT_ERR_RANGE when a position reaches n_ctx or the batch exceeds
  * max_batch_tokens, GT_ERR_INVALID_ARG for a bad token id or sequence. */
 typedef struct gt_batch {

@@ -36,6 +36,10 @@ struct gt_engine {
     gt_kv_cache *kv;
     uint32_t n_ctx;
     int max_seq_blocks;
+    gt_shard shard;         /* this rank's part (the whole model on one rank) */
+    bool sharded;
+    gt_par *par;            /* borrowed; NULL on one rank */
+    int n_head, n_head_kv;  /* local heads */
     gt_fwd_scratch s;
 };
 

@@ -7,6 +7,7 @@
  * QKV bias (qwen2), QK-norm (qwen3, gemma3), post-norms, GELU, embedding
  * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,29 +19,50 @@ static void add_bias(float *x, const float *b, int n_rows, int n) {
         for (int i = 0; i < n; i++) x[(size_t)r * n + i] += b[i];
 }
 
-/* Embedding rows for the batch's tokens, scaled for gemma. */
+/* Embedding rows for the batch's tokens, scaled for gemma. A rank holds the
+ * rows of its vocabulary slice; the others are zero, and the stage group's
+ * sum assembles every row (vocabulary-parallel embedding). */
 static gt_status embed(gt_engine *e, const gt_batch *b) {
     const gt_tensor_info *t = e->w.tok_embd;
     size_t row_bytes;
     int D = (int)e->hp.n_embd;
     gt_dtype_row_bytes(t->type, D, &row_bytes);
     float scale = e->hp.embd_scale ? sqrtf((float)D) : 1.0f;
+    int64_t v0 = e->w.vocab0, nv = e->w.n_vocab_local;
     for (int i = 0; i < b->n; i++) {
         float *x = e->s.x + (size_t)i * D;
-        GT_TRY(gt_dequantize_row(t->type, (const uint8_t *)t->data + row_bytes * (size_t)b->tokens[i], x, D));
+        int64_t r = b->tokens[i] - v0;
+        if (r < 0 || r >= nv) {
+            memset(x, 0, (size_t)D * sizeof *x);
+            continue;
+        }
+        GT_TRY(gt_dequantize_row(t->type, e->w.embd_rows + row_bytes * (size_t)r, x, D));
         if (scale != 1.0f)
             for (int j = 0; j < D; j++) x[j] *= scale;
     }
+    if (e->par && nv < (int64_t)e->hp.n_vocab)
+        GT_TRY(gt_par_allreduce(e->par, e->s.x, (size_t)b->n * D, "embedding allreduce"));
     return GT_OK;
 }
 
-static void attention_block(gt_engine *e, const gt_batch *b, int il) {
+/* Sums a row-parallel product's partial results over the stage group. */
+static gt_status reduce(gt_engine *e, float *x, size_t n, int il, const char *what) {
+    if (!e->par || e->shard.grid.tp == 1) return GT_OK;
+    char label[64];
+    snprintf(label, sizeof label, "layer %d %s allreduce", il, what);
+    return gt_par_allreduce(e->par, x, n, label);
+}
+
+/* il: the local layer index (the KV cache's); the model's layer is
+ * layer0 + il. */
+static gt_status attention_block(gt_engine *e, const gt_batch *b, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
     gt_kernels *k = e->k;
     gt_fwd_scratch *s = &e->s;
-    int n = b->n, hd = (int)hp->head_dim, D = (int)hp->n_embd;
-    int nq = (int)hp->n_head * hd, nkv = (int)hp->n_head_kv * hd;
+    int n = b->n, hd = (int)hp->head_dim, D = (int)hp->n_embd, layer = e->w.layer0 + il;
+    int nh = e->n_head, nkh = e->n_head_kv;
+    int nq = nh * hd, nkv = nkh * hd;
 
     gt_rmsnorm(k, s->x, L->attn_norm, s->cur, n, D, hp->norm_eps);
     gt_matmul(k, &L->wq, s->cur, s->q, n);
@@ -52,18 +74,18 @@ static void attention_block(gt_engine *e, const gt_batch *b, int il) {
         add_bias(s->v, L->bv, n, nkv);
     }
     if (L->q_norm) {
-        gt_rmsnorm(k, s->q, L->q_norm, s->q, (int64_t)n * hp->n_head, hd, hp->norm_eps);
-        gt_rmsnorm(k, s->k, L->k_norm, s->k, (int64_t)n * hp->n_head_kv, hd, hp->norm_eps);
+        gt_rmsnorm(k, s->q, L->q_norm, s->q, (int64_t)n * nh, hd, hp->norm_eps);
+        gt_rmsnorm(k, s->k, L->k_norm, s->k, (int64_t)n * nkh, hd, hp->norm_eps);
     }
-    bool swa = gt_hparams_layer_is_swa(hp, (uint32_t)il);
+    bool swa = gt_hparams_layer_is_swa(hp, (uint32_t)layer);
     gt_rope_params rp = {
         .freq_base = swa ? hp->rope_base_swa : hp->rope_base,
         .freq_scale = swa ? 1.0f : hp->rope_freq_scale,
         .n_rot = (int)hp->n_rot,
         .neox = hp->rope_neox,
     };
-    gt_rope(k, s->q, n, (int)hp->n_head, hd, b->pos, &rp);
-    gt_rope(k, s->k, n, (int)hp->n_head_kv, hd, b->pos, &rp);
+    gt_rope(k, s->q, n, nh, hd, b->pos, &rp);
+    gt_rope(k, s->k, n, nkh, hd, b->pos, &rp);
 
     /* Store K/V, then attend, one run of a sequence's consecutive tokens at a time. */
     for (int i0 = 0; i0 < n;) {
@@ -84,8 +106,8 @@ static void attention_block(gt_engine *e, const gt_batch *b, int il) {
             .out = s->attn + (size_t)i0 * nq,
             .pos = b->pos + i0,
             .n_tok = i1 - i0,
-            .n_head = (int)hp->n_head,
-            .n_kv_head = (int)hp->n_head_kv,
+            .n_head = nh,
+            .n_kv_head = nkh,
             .head_dim = hd,
             .k_blocks = s->kblocks,
             .v_blocks = s->vblocks,
@@ -99,8 +121,10 @@ static void attention_block(gt_engine *e, const gt_batch *b, int il) {
         i0 = i1;
     }
     gt_matmul(k, &L->wo, s->attn, s->out, n);
+    GT_TRY(reduce(e, s->out, (size_t)n * D, layer, "attn"));
     if (L->post_attn_norm) gt_rmsnorm(k, s->out, L->post_attn_norm, s->out, n, D, hp->norm_eps);
     gt_add(k, s->x, s->out, (int64_t)n * D);
+    return GT_OK;
 }
 
 /* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
@@ -187,7 +211,7 @@ static void moe(gt_engine *e, int il, int n) {
     }
 }
 
-static void ffn_block(gt_engine *e, const gt_batch *b, int il) {
+static gt_status ffn_block(gt_engine *e, const gt_batch *b, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
     gt_fwd_scratch *s = &e->s;
@@ -195,31 +219,36 @@ static void ffn_block(gt_engine *e, const gt_batch *b, int il) {
     gt_rmsnorm(e->k, s->x, L->ffn_norm, s->cur, n, D, hp->norm_eps);
     if (hp->n_expert) moe(e, il, n);
     else mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n);
+    GT_TRY(reduce(e, s->out, (size_t)n * D, e->w.layer0 + il, "ffn"));
     if (L->post_ffn_norm) gt_rmsnorm(e->k, s->out, L->post_ffn_norm, s->out, n, D, hp->norm_eps);
     gt_add(e->k, s->x, s->out, (int64_t)n * D);
+    return GT_OK;
 }
 
 gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     const gt_hparams *hp = &e->hp;
     gt_fwd_scratch *s = &e->s;
     int D = (int)hp->n_embd;
-    GT_TRY(embed(e, b));
-    for (int il = 0; il < (int)hp->n_layer; il++) {
-        attention_block(e, b, il);
-        ffn_block(e, b, il);
+    bool first = !e->sharded || e->shard.first_stage, last = !e->sharded || e->shard.last_stage;
+    if (first) GT_TRY(embed(e, b));
+    else GT_TRY(gt_par_recv_prev(e->par, s->x, (size_t)b->n * D, "activations from the previous stage"));
+    for (int il = 0; il < e->w.n_layer; il++) {
+        GT_TRY(attention_block(e, b, il));
+        GT_TRY(ffn_block(e, b, il));
     }
+    if (!last) return gt_par_send_next(e->par, s->x, (size_t)b->n * D, "activations to the next stage");
     /* Gather the rows whose logits are wanted, then norm and project them. */
     int m = 0;
     for (int i = 0; i < b->n; i++) {
         bool want = b->want_logits ? b->want_logits[i] != 0 : i == b->n - 1;
-        if (want) memmove(s->cur + (size_t)m++ * D, s->x + (size_t)i * D, (size_t)D * sizeof(float));
+        if (want) memcpy(s->cur + (size_t)m++ * D, s->x + (size_t)i * D, (size_t)D * sizeof(float));
     }
     if (m == 0) return GT_OK;
     gt_rmsnorm(e->k, s->cur, e->w.output_norm, s->cur, m, D, hp->norm_eps);
     gt_matmul(e->k, &e->w.output, s->cur, logits, m);
     if (hp->final_softcap > 0) {
         float c = hp->final_softcap;
-        for (size_t i = 0; i < (size_t)m * hp->n_vocab; i++) logits[i] = c * tanhf(logits[i] / c);
+        for (size_t i = 0; i < (size_t)m * (size_t)e->w.n_vocab_local; i++) logits[i] = c * tanhf(logits[i] / c);
     }
     return GT_OK;
 }

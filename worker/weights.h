@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "model/arch.h"
 #include "model/gguf.h"
+#include "parallel/plan.h"
 
 typedef struct gt_expert_weights {
     gt_weight gate, up, down; /* [n_ff_exp, n_embd] ×2, [n_embd, n_ff_exp] */
@@ -32,16 +33,23 @@ typedef struct gt_layer_weights {
 
 typedef struct gt_model_weights {
     const gt_tensor_info *tok_embd; /* borrowed: [n_vocab, n_embd] stored type */
-    float *output_norm;             /* [n_embd] */
-    gt_weight output;               /* [n_vocab, n_embd] (the embedding when tied) */
-    gt_layer_weights *layers;       /* [n_layer] */
+    const uint8_t *embd_rows;       /* borrowed: row vocab.begin of tok_embd (first stage) */
+    float *output_norm;             /* [n_embd] (last stage) */
+    gt_weight output;               /* [n_vocab_local, n_embd] (the embedding when tied) */
+    gt_layer_weights *layers;       /* [n_layer_local]: layers [layer0, layer0 + n_layer) */
+    int layer0;
     int n_layer;
     int n_expert;
+    int64_t vocab0, n_vocab_local;  /* the vocabulary rows of the embedding and head */
+    void **owned;                   /* column slices copied out of the mmap */
+    int n_owned, cap_owned;
     uint64_t matmul_bytes;          /* bytes of every matrix read per decoded token */
 } gt_model_weights;
 
-gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, gt_kernels *k,
-                          gt_model_weights *w);
+/* Loads the whole model (shard NULL) or one rank's shard of it: only its
+ * layers, heads, MLP columns and vocabulary rows. */
+gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, const gt_shard *shard,
+                          gt_kernels *k, gt_model_weights *w);
 void gt_weights_free(gt_model_weights *w);
 
 #endif

@@ -7,7 +7,7 @@
  * k-phase accumulators per token to hide FMA latency, prefetching ahead on
  * the panel stream. Prefill uses a 32-row x 12-token register tile (24 zmm
  * accumulators), blocked over k so a 32-row weight slab (16 KiB of F16) sits
- * in L1 while all token tiles of the chunk pass over it. */
+ * in L1 while all token tiles of a 192-token chunk pass over it. */
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_internal.h"
@@ -58,45 +58,48 @@ GT_AI void pf_gemv(const gt_dtype type, const int NT, const uint8_t *wp, int64_t
     }
 }
 
-/* Two panels (32 rows) x NT tokens over k in [0, kn); x is the packed tile
- * xp[k][12]; adds to y when accum. */
-GT_AI void pf_gemm(const gt_dtype type, const int NT, const uint8_t *w0, const uint8_t *w1,
-                   int64_t kn, const float *xp, float *y, int64_t ldy, __mmask16 m0,
-                   __mmask16 m1, int accum) {
-    const size_t step = 16 * (type == GT_F32 ? 4 : 2);
-    __m512 a0[12], a1[12];
-#pragma GCC unroll 12
-    for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+/* One panel (16 rows of fp32 weights w[k][16]) x NT tokens over k in
+ * [0, kn); x is the packed tile xp[k][24] (NT <= 24 columns used). Each x
+ * is used once per k, so it is an embedded-broadcast operand of its FMA:
+ * the loop is one weight load and NT FMAs per k. Adds to y when accum. */
+GT_AI void pf_gemm(const int NT, const float *w, int64_t kn, const float *xp, float *y,
+                   int64_t ldy, __mmask16 m, int accum) {
+    __m512 a[24];
+#pragma GCC unroll 24
+    for (int t = 0; t < NT; t++) a[t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kn; k++) {
-        __m512 v0 = ldw(type, w0 + (size_t)k * step), v1 = ldw(type, w1 + (size_t)k * step);
-        const float *xk = xp + k * 12;
-#pragma GCC unroll 12
-        for (int t = 0; t < NT; t++) {
-            __m512 xb = _mm512_set1_ps(xk[t]);
-            a0[t] = _mm512_fmadd_ps(v0, xb, a0[t]);
-            a1[t] = _mm512_fmadd_ps(v1, xb, a1[t]);
-        }
+        __m512 v = _mm512_load_ps(w + k * 16);
+        const float *xk = xp + k * 24;
+#pragma GCC unroll 24
+        for (int t = 0; t < NT; t++) a[t] = _mm512_fmadd_ps(v, _mm512_set1_ps(xk[t]), a[t]);
     }
-#pragma GCC unroll 12
+#pragma GCC unroll 24
     for (int t = 0; t < NT; t++) {
         float *yt = y + t * ldy;
-        if (accum) {
-            a0[t] = _mm512_add_ps(a0[t], _mm512_maskz_loadu_ps(m0, yt));
-            a1[t] = _mm512_add_ps(a1[t], _mm512_maskz_loadu_ps(m1, yt + 16));
-        }
-        _mm512_mask_storeu_ps(yt, m0, a0[t]);
-        _mm512_mask_storeu_ps(yt + 16, m1, a1[t]);
+        if (accum) a[t] = _mm512_add_ps(a[t], _mm512_maskz_loadu_ps(m, yt));
+        _mm512_mask_storeu_ps(yt, m, a[t]);
     }
 }
 
-#define GEMM_CASE(T, N)                                                                            \
-    case N: pf_gemm(T, N, w0, w1, kn, xp, y, ldy, m0, m1, accum); break;
-#define GEMM_SWITCH(T)                                                                             \
-    switch (nt) {                                                                                  \
-        GEMM_CASE(T, 1) GEMM_CASE(T, 2) GEMM_CASE(T, 3) GEMM_CASE(T, 4) GEMM_CASE(T, 5)            \
-        GEMM_CASE(T, 6) GEMM_CASE(T, 7) GEMM_CASE(T, 8) GEMM_CASE(T, 9) GEMM_CASE(T, 10)           \
-        GEMM_CASE(T, 11) default : pf_gemm(T, 12, w0, w1, kn, xp, y, ldy, m0, m1, accum);      \
+/* Any nt <= 24 as tiles of 24, 16, 8, 4, 2, 1 columns of the same xp. */
+static void gemm_tile(int nt, const float *w, int64_t kn, const float *xp, float *y, int64_t ldy,
+                      __mmask16 m, int accum) {
+    while (nt > 0) {
+        int n = nt >= 24 ? 24 : nt >= 16 ? 16 : nt >= 8 ? 8 : nt >= 4 ? 4 : nt >= 2 ? 2 : 1;
+        switch (n) {
+        case 24: pf_gemm(24, w, kn, xp, y, ldy, m, accum); break;
+        case 16: pf_gemm(16, w, kn, xp, y, ldy, m, accum); break;
+        case 8: pf_gemm(8, w, kn, xp, y, ldy, m, accum); break;
+        case 4: pf_gemm(4, w, kn, xp, y, ldy, m, accum); break;
+        case 2: pf_gemm(2, w, kn, xp, y, ldy, m, accum); break;
+        default: pf_gemm(1, w, kn, xp, y, ldy, m, accum); break;
+        }
+        nt -= n;
+        xp += n;
+        y += n * ldy;
     }
+}
+
 #define GEMV_SWITCH(T)                                                                             \
     switch (nt) {                                                                                  \
     case 1: pf_gemv(T, 1, wp, n_in, x, ldx, y, ldy, mask); break;                                  \
@@ -105,17 +108,10 @@ GT_AI void pf_gemm(const gt_dtype type, const int NT, const uint8_t *w0, const u
     default: pf_gemv(T, 4, wp, n_in, x, ldx, y, ldy, mask); break;                                 \
     }
 
-typedef void (*gemm_fn)(int, const uint8_t *, const uint8_t *, int64_t, const float *, float *,
-                        int64_t, __mmask16, __mmask16, int);
 typedef void (*gemv_fn)(int, const uint8_t *, int64_t, const float *, int64_t, float *, int64_t,
                         __mmask16);
 
 #define DEFINE_TYPE(NAME, T)                                                                       \
-    static void gemm_##NAME(int nt, const uint8_t *w0, const uint8_t *w1, int64_t kn,            \
-                            const float *xp, float *y, int64_t ldy, __mmask16 m0,                \
-                            __mmask16 m1, int accum) {                                             \
-        GEMM_SWITCH(T)                                                                             \
-    }                                                                                              \
     static void gemv_##NAME(int nt, const uint8_t *wp, int64_t n_in, const float *x, int64_t ldx, \
                             float *y, int64_t ldy, __mmask16 mask) {                               \
         GEMV_SWITCH(T)                                                                             \
@@ -130,11 +126,23 @@ static __mmask16 rows_mask(int64_t n_out, int64_t p) {
     return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
 }
 
-#define KC 256 /* k block of the prefill tile */
-#define NT_GEMM 12
+#define KC 256     /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
+#define NT_GEMM 24 /* tokens per register tile */
+#define TC 192     /* tokens per chunk: the packed x of one k block (192 KiB) stays in L2 */
 
+size_t gt__mm_pf_scratch_floats(int64_t n_tok) {
+    if (n_tok <= 4) return 0;
+    return (size_t)KC * TC + (size_t)KC * 16;
+}
+
+/* Prefill order: token chunk -> k block -> panel -> token tile. The chunk's
+ * x for one k block is packed once into tiles xp[tile][k][24]; each panel's
+ * k slab is widened to fp32 once (wf, 16 KiB, L1) and then every token tile
+ * of the chunk passes over it, so weights come from memory once per chunk,
+ * are converted once per chunk, and x comes from L2. */
 void gt__mm_pf_avx512(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_out,
-                      const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
+                      const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1,
+                      float *scratch) {
     const uint8_t *wp = wpv;
     size_t es = type == GT_F32 ? 4 : 2, panel_bytes = (size_t)n_in * 16 * es;
     const int64_t ldx = n_in, ldy = n_out;
@@ -147,19 +155,34 @@ void gt__mm_pf_avx512(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_ou
         }
         return;
     }
-    gemm_fn f = type == GT_F32 ? gemm_f32 : type == GT_F16 ? gemm_f16 : gemm_bf16;
-    float xp[KC * NT_GEMM] __attribute__((aligned(64))); /* [k][12] packed token tile */
-    for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
-        int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
-        for (int64_t t = 0; t < n_tok; t += NT_GEMM) {
-            int nt = (int)(n_tok - t < NT_GEMM ? n_tok - t : NT_GEMM);
-            for (int i = 0; i < nt; i++)
-                for (int64_t k = 0; k < kn; k++) xp[k * NT_GEMM + i] = x[(t + i) * ldx + k0 + k];
-            for (int64_t p = p0; p < p1; p += 2) {
-                __mmask16 m0 = rows_mask(n_out, p), m1 = rows_mask(n_out, p + 1);
-                if (!m0) break;
-                const uint8_t *w0 = wp + (size_t)p * panel_bytes + (size_t)k0 * 16 * es;
-                f(nt, w0, w0 + panel_bytes, kn, xp, y + t * ldy + p * 16, ldy, m0, m1, k0 > 0);
+    float *xp = scratch;                   /* [TC / 24][KC][24] */
+    float *wf = scratch + (size_t)KC * TC; /* [KC][16] */
+    for (int64_t tc = 0; tc < n_tok; tc += TC) {
+        int64_t tn = n_tok - tc < TC ? n_tok - tc : TC;
+        for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+            int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
+            for (int64_t t = 0; t < tn; t += NT_GEMM) {
+                int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
+                float *xt = xp + (t / NT_GEMM) * KC * NT_GEMM;
+                for (int i = 0; i < nt; i++) {
+                    const float *xs = x + (tc + t + i) * ldx + k0;
+                    for (int64_t k = 0; k < kn; k++) xt[k * NT_GEMM + i] = xs[k];
+                }
+            }
+            for (int64_t p = p0; p < p1; p++) {
+                __mmask16 m = rows_mask(n_out, p);
+                if (!m) break;
+                const uint8_t *w = wp + (size_t)p * panel_bytes + (size_t)k0 * 16 * es;
+                const float *w32 = (const float *)w;
+                if (type != GT_F32) {
+                    for (int64_t k = 0; k < kn; k++) _mm512_store_ps(wf + k * 16, ldw(type, w + (size_t)k * 32));
+                    w32 = wf;
+                }
+                for (int64_t t = 0; t < tn; t += NT_GEMM) {
+                    int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
+                    gemm_tile(nt, w32, kn, xp + (t / NT_GEMM) * KC * NT_GEMM,
+                              y + (tc + t) * ldy + p * 16, ldy, m, k0 > 0);
+                }
             }
         }
     }

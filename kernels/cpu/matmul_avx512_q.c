@@ -42,7 +42,8 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
             switch (kind) {
             case GT_MMQ_B8: o->c0 = -128 * (s0 + s1); break;
             case GT_MMQ_N4: o->c0 = -8 * (s0 + s1); break;
-            case GT_MMQ_B8H:
+            case GT_MMQ_N5: o->c0 = -16 * (s0 + s1); break;
+            case GT_MMQ_N6H:
                 o->c0 = -32 * s0;
                 o->c1 = -32 * s1;
                 break;
@@ -59,25 +60,33 @@ static inline int32_t ld32(const void *p) {
     return v;
 }
 
+static inline __mmask64 ld_mask(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (__mmask64)v;
+}
+
 #define PF_BYTES 1536
 
 GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
                    const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, __mmask16 mask,
                    int accum) {
-    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320 : 576;
-    const size_t qoff = (kind == GT_MMQ_B8 || kind == GT_MMQ_N4) ? 32 : 64;
-    const int nib = kind == GT_MMQ_N4 || kind == GT_MMQ_N4M;
+    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320
+                    : kind == GT_MMQ_N5 ? 352 : 448;
+    const size_t qoff = (kind == GT_MMQ_N4M || kind == GT_MMQ_N6H) ? 64 : 32;
+    const int nib = kind != GT_MMQ_B8;
+    const int planes = kind == GT_MMQ_N5 ? 1 : kind == GT_MMQ_N6H ? 2 : 0;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[8];
-#pragma GCC unroll 8
+    __m512 acc[16];
+#pragma GCC unroll 16
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wp + (size_t)b * bb;
 #pragma GCC unroll 9
-        for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+            for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
         __m512 d1 = _mm512_setzero_ps();
-        if (kind == GT_MMQ_N4M || kind == GT_MMQ_B8H)
+        if (kind == GT_MMQ_N4M || kind == GT_MMQ_N6H)
             d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
         const uint8_t *qs = blk + qoff;
         __m512i w[8];
@@ -88,22 +97,28 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
                 w[i] = _mm512_and_si512(r, m4);
                 w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
             }
+#pragma GCC unroll 8
+            for (int c = 0; c < 8 && planes; c++) { /* bits 4 (and 5) from the planes */
+                w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 256 + 8 * c), w[c], _mm512_set1_epi8(16));
+                if (planes == 2)
+                    w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 320 + 8 * c), w[c], _mm512_set1_epi8(32));
+            }
         } else {
 #pragma GCC unroll 8
             for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;
             __m512 dx = _mm512_set1_ps(a->d);
-            if (kind == GT_MMQ_B8H || NT <= 4) {
+            if (kind == GT_MMQ_N6H || NT <= 4) {
                 __m512i s0 = _mm512_set1_epi32(a->c0), s1 = _mm512_set1_epi32(a->c1);
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
                     s0 = _mm512_dpbusd_epi32(s0, w[c], _mm512_set1_epi32(ld32(a->qs + 4 * c)));
                     s1 = _mm512_dpbusd_epi32(s1, w[c + 4], _mm512_set1_epi32(ld32(a->qs + 16 + 4 * c)));
                 }
-                if (kind == GT_MMQ_B8H) {
+                if (kind == GT_MMQ_N6H) {
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(dw, dx), acc[t]);
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[t]);
                 } else {
@@ -120,23 +135,31 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
             if (kind == GT_MMQ_N4M) acc[t] = _mm512_fmadd_ps(d1, _mm512_set1_ps(a->ds), acc[t]);
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < NT; t++) {
         if (accum) acc[t] = _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(mask, y + t * ldy));
         _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
     }
 }
 
+/* Tiles of 16, 8, 4, 3, 2 and 1 tokens cover any count (N6H: 6 at most,
+ * its two chains per token need more registers). */
 #define PQ_SWITCH(KIND)                                                                            \
-    switch (nt) {                                                                                  \
-    case 1: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 4: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 5: pq_tile(KIND, 5, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 6: pq_tile(KIND, 6, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    case 7: pq_tile(KIND, 7, wp, nb, q, ldq, y, ldy, mask, accum); break;                                 \
-    default: pq_tile(KIND, 8, wp, nb, q, ldq, y, ldy, mask, accum); break;                                \
+    while (nt > 0) {                                                                               \
+        int n = nt >= 16 && KIND != GT_MMQ_N6H ? 16 : nt >= 8 && KIND != GT_MMQ_N6H ? 8          \
+              : nt >= 6 && KIND == GT_MMQ_N6H ? 6 : nt >= 4 ? 4 : nt;                            \
+        switch (n) {                                                                               \
+        case 16: pq_tile(KIND, 16, wp, nb, q, ldq, y, ldy, mask, accum); break;                   \
+        case 8: pq_tile(KIND, 8, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
+        case 6: pq_tile(KIND, 6, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
+        case 4: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
+        case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
+        case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
+        default: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, mask, accum); break;                    \
+        }                                                                                          \
+        nt -= n;                                                                                   \
+        q += n * ldq;                                                                              \
+        y += n * ldy;                                                                              \
     }
 
 static void tile_b8(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
@@ -151,14 +174,20 @@ static void tile_n4m(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, 
                      float *y, int64_t ldy, __mmask16 mask, int accum) {
     PQ_SWITCH(GT_MMQ_N4M)
 }
-static void tile_b8h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+static void tile_n5(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                    float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_N5)
+}
+static void tile_n6h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
                      float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_B8H)
+    PQ_SWITCH(GT_MMQ_N6H)
 }
 
-/* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2. */
-#define TOK_CHUNK 64
+/* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
+ * (about 512 KiB of them), 16 to 256 tokens. */
+#define CHUNK_BYTES (512 * 1024)
 #define KB 16 /* blocks per prefill k slice */
+#define NT_MAX 8
 
 void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                       const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
@@ -166,12 +195,18 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
                  __mmask16, int) = kind == GT_MMQ_B8    ? tile_b8
                               : kind == GT_MMQ_N4  ? tile_n4
                               : kind == GT_MMQ_N4M ? tile_n4m
-                                                   : tile_b8h;
+                              : kind == GT_MMQ_N5  ? tile_n5
+                                                   : tile_n6h;
+    if (n_tok > 4 && kind != GT_MMQ_N6H) {
+        gt__mm_pq2_avx512(kind, wp, n_in, n_out, q, y, n_tok, p0, p1);
+        return;
+    }
     int64_t nb = n_in / 32;
     size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
-    int ntmax = kind == GT_MMQ_B8H ? 6 : 8;
-    for (int64_t tc = 0; tc < n_tok; tc += TOK_CHUNK) {
-        int64_t tc1 = tc + TOK_CHUNK < n_tok ? tc + TOK_CHUNK : n_tok;
+    int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / NT_MAX * NT_MAX;
+    chunk = chunk < NT_MAX ? NT_MAX : chunk > 256 ? 256 : chunk;
+    for (int64_t tc = 0; tc < n_tok; tc += chunk) {
+        int64_t tc1 = tc + chunk < n_tok ? tc + chunk : n_tok;
         for (int64_t p = p0; p < p1; p++) {
             int64_t rows = n_out - p * 16;
             if (rows <= 0) break;
@@ -182,8 +217,8 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
             int64_t kb = n_tok <= 4 ? nb : KB;
             for (int64_t b0 = 0; b0 < nb; b0 += kb) {
                 int64_t bn = nb - b0 < kb ? nb - b0 : kb;
-                for (int64_t t = tc; t < tc1; t += ntmax) {
-                    int nt = (int)(tc1 - t < ntmax ? tc1 - t : ntmax);
+                for (int64_t t = tc; t < tc1; t += NT_MAX) {
+                    int nt = (int)(tc1 - t < NT_MAX ? tc1 - t : NT_MAX);
                     tile(nt, pw + (size_t)b0 * bb, bn, q + t * nb + b0, nb, y + t * n_out + p * 16,
                          n_out, mask, b0 > 0);
                 }

@@ -6,8 +6,11 @@
  * one 512-bit register holds the same k range of all 16 rows:
  *  - float panels (F32/F16/BF16): [panel][k][16 rows] of the stored type;
  *  - quant panels (Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K): per 32-element block,
- *    16 row scales and the weights as unsigned bytes in "chunks" of
- *    16 rows x 4 consecutive k (the vpdpbusd operand shape). The signed
+ *    16 row scales and the weights as unsigned codes in "chunks" of
+ *    16 rows x 4 consecutive k (the vpdpbusd operand shape): bytes for
+ *    Q8_0; nibbles for the 4-bit types; nibbles plus one (Q5_0) or two
+ *    (Q6_K) bit planes for the wider codes, so no type is stored larger
+ *    than its GGUF form by more than its f16 scales (Q6_K: +7%). The signed
  *    offset of the stored codes is folded into the activation block as an
  *    integer correction, so the inner loop is only vpdpbusd.
  * The panel count is padded to an even number with zero rows so the GEMM
@@ -30,17 +33,21 @@ enum {
 /* Quant panel kinds. Chunk c (0..7) of a block covers k = 4c..4c+3. */
 typedef enum gt_mm_qkind {
     GT_MMQ_NONE = 0,
-    GT_MMQ_B8,  /* bytes code+128 (Q8_0, Q5_0): f16 d[16], u8 qs[8][64] */
+    GT_MMQ_B8,  /* bytes code+128 (Q8_0): f16 d[16], u8 qs[8][64] */
     GT_MMQ_N4,  /* nibbles, value q-8 (Q4_0): f16 d[16], u8 qs[4][64] */
     GT_MMQ_N4M, /* nibbles, value d*q+m (Q4_1, Q4_K): f16 d[16], f16 m[16], u8 qs[4][64] */
-    GT_MMQ_B8H, /* bytes q, value d_half*(q-32) (Q6_K): f16 d0[16], d1[16], u8 qs[8][64] */
+    GT_MMQ_N5,  /* 5-bit q, value q-16 (Q5_0): f16 d[16], u8 qs[4][64], u64 hb[8] */
+    GT_MMQ_N6H, /* 6-bit q, value d_half*(q-32) (Q6_K): f16 d0[16], d1[16], u8 qs[4][64],
+                   u64 hb[2][8] */
 } gt_mm_qkind;
-/* In N4 kinds, register i (0..3) holds chunk i in the low nibbles and
- * chunk i+4 in the high nibbles. Byte r*4+j of a chunk is row r, k 4c+j. */
+/* In the nibble kinds, register i (0..3) holds chunk i in the low nibbles
+ * and chunk i+4 in the high nibbles. Byte r*4+j of a chunk is row r, k 4c+j.
+ * Bit plane hb[c] (64 bits, little-endian) holds bit 4 of the codes of
+ * chunk c in the same byte order (bit r*4+j); N6H's second plane bit 5. */
 
 /* One quantized activation block of 32 values: x ~ d * qs. c0/c1 are the
  * integer corrections added to the raw u8·s8 dot (-offset * sum(qs), per
- * half for GT_MMQ_B8H); ds = d * sum(qs) for the kinds with a min. */
+ * half for GT_MMQ_N6H); ds = d * sum(qs) for the kinds with a min. */
 typedef struct gt_mm_q8a {
     float d;
     float ds;
@@ -76,7 +83,14 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
 /* Panels [p0, p1) (p0 even for the GEMM), tokens [0, n_tok). */
 void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                       const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
+/* scratch: gt__mm_pf_scratch_floats(n_tok) floats per thread, 64-byte aligned. */
+size_t gt__mm_pf_scratch_floats(int64_t n_tok);
+/* Prefill of the B8, N4 and N4M kinds on panel pairs (matmul_avx512_q2.c);
+ * p0 and p1 even. gt__mm_pq_avx512 calls it for n_tok > 4. */
+void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
+                       const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
 void gt__mm_pf_avx512(gt_dtype type, const void *wp, int64_t n_in, int64_t n_out,
-                      const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1);
+                      const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1,
+                      float *scratch);
 
 #endif

@@ -4,22 +4,24 @@
  * Scalar and simple on purpose: it runs once per tensor. Every quantized
  * type is first decoded, per 32-element block, into unsigned codes plus a
  * scale (and a min or a second half-block scale), then scattered into the
- * 16-row interleaved panel. Q5_0 becomes bytes (lossless, +55% bytes for
- * those few tensors); Q4_K becomes nibbles with per-32 f16 scale and min
- * (d*sc and dmin*m rounded to f16: relative 2^-11 per block, +11% bytes);
- * Q6_K becomes bytes with two f16 scales per block (+37% bytes). */
+ * 16-row interleaved panel. Q5_0 becomes nibbles plus a bit plane
+ * (lossless, same bytes); Q4_K becomes nibbles with per-32 f16 scale and
+ * min (d*sc and dmin*m rounded to f16: relative 2^-11 per block, +11%
+ * bytes); Q6_K becomes nibbles plus two bit planes with two f16 scales per
+ * block (+7% bytes). Panels are independent, so threads pack disjoint
+ * panel ranges of one weight. */
 #include <string.h>
 
 #include "kernels/cpu/matmul_internal.h"
 
 gt_mm_qkind gt__mm_qkind(gt_dtype type) {
     switch (type) {
-    case GT_Q8_0:
-    case GT_Q5_0: return GT_MMQ_B8;
+    case GT_Q8_0: return GT_MMQ_B8;
+    case GT_Q5_0: return GT_MMQ_N5;
     case GT_Q4_0: return GT_MMQ_N4;
     case GT_Q4_1:
     case GT_Q4_K: return GT_MMQ_N4M;
-    case GT_Q6_K: return GT_MMQ_B8H;
+    case GT_Q6_K: return GT_MMQ_N6H;
     default: return GT_MMQ_NONE;
     }
 }
@@ -29,7 +31,8 @@ size_t gt__mm_qblock_bytes(gt_mm_qkind kind) {
     case GT_MMQ_B8: return 32 + 512;
     case GT_MMQ_N4: return 32 + 256;
     case GT_MMQ_N4M: return 64 + 256;
-    case GT_MMQ_B8H: return 64 + 512;
+    case GT_MMQ_N5: return 32 + 256 + 64;
+    case GT_MMQ_N6H: return 64 + 256 + 128;
     default: return 0;
     }
 }
@@ -43,7 +46,8 @@ size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_ou
 }
 
 /* Decoded 32-element block: value[j] = d * (code[j] - off) (+ m), with d1
- * for elements 16..31 where the type has half-block scales. */
+ * for elements 16..31 where the type has half-block scales; off is the
+ * kind's (128 for B8, 8 for N4, 16 for N5, 32 for N6H, none with a min). */
 typedef struct {
     uint8_t code[32];
     float d, d1, m;
@@ -77,8 +81,8 @@ static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
         for (int j = 0; j < 16; j++) {
             int lo = (x->qs[j] & 0xF) | (((qh >> j) & 1) << 4);
             int hi = (x->qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            o->code[j] = (uint8_t)(lo - 16 + 128);
-            o->code[j + 16] = (uint8_t)(hi - 16 + 128);
+            o->code[j] = (uint8_t)lo; /* value lo - 16 */
+            o->code[j + 16] = (uint8_t)hi;
         }
         break;
     }
@@ -178,20 +182,29 @@ static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
                 gt_f16 *d0 = (gt_f16 *)o, *d1 = (gt_f16 *)(o + 32);
-                uint8_t *qs = o + (kind == GT_MMQ_B8 || kind == GT_MMQ_N4 ? 32 : 64);
+                int two = kind == GT_MMQ_N4M || kind == GT_MMQ_N6H;
+                uint8_t *qs = o + (two ? 64 : 32), *hb = qs + 256; /* [planes][8 chunks][8] */
                 blk32 v;
                 decode32(type, in, b, &v);
                 d0[r] = gt_f32_to_f16(v.d);
                 if (kind == GT_MMQ_N4M) d1[r] = gt_f32_to_f16(v.m);
-                if (kind == GT_MMQ_B8H) d1[r] = gt_f32_to_f16(v.d1);
-                if (kind == GT_MMQ_N4 || kind == GT_MMQ_N4M) {
-                    for (int c = 0; c < 4; c++)
-                        for (int j = 0; j < 4; j++)
-                            qs[64 * c + r * 4 + j] =
-                                (uint8_t)(v.code[4 * c + j] | (v.code[4 * c + 16 + j] << 4));
-                } else {
+                if (kind == GT_MMQ_N6H) d1[r] = gt_f32_to_f16(v.d1);
+                if (kind == GT_MMQ_B8) {
                     for (int c = 0; c < 8; c++) memcpy(qs + 64 * c + r * 4, v.code + 4 * c, 4);
+                    continue;
                 }
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < 4; j++)
+                        qs[64 * c + r * 4 + j] =
+                            (uint8_t)((v.code[4 * c + j] & 0xF) | ((v.code[4 * c + 16 + j] & 0xF) << 4));
+                int planes = kind == GT_MMQ_N5 ? 1 : kind == GT_MMQ_N6H ? 2 : 0;
+                for (int pl = 0; pl < planes; pl++)
+                    for (int c = 0; c < 8; c++)
+                        for (int j = 0; j < 4; j++) {
+                            int bit = r * 4 + j;
+                            hb[64 * pl + 8 * c + bit / 8] |=
+                                (uint8_t)(((v.code[4 * c + j] >> (4 + pl)) & 1) << (bit % 8));
+                        }
             }
         }
 }

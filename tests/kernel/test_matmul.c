@@ -364,6 +364,50 @@ static void perturbed_scales_fail(gt_dtype t) {
 static void test_perturbed_q8_0(void **state) { perturbed_scales_fail(GT_Q8_0); }
 static void test_perturbed_q4_k(void **state) { perturbed_scales_fail(GT_Q4_K); }
 
+/* A prompt-sized batch: more tokens than one prefill token chunk (192 for
+ * the float panels, at most 252 for the quant panels) and several k blocks
+ * with a partial last one, on 1 and 2 threads, for the types whose prefill
+ * tiles differ (float, nibbles, nibbles + bit planes, two half scales). */
+static void big_batch(gt_dtype t) {
+    const int64_t n_in = t == GT_Q6_K ? 256 * 5 : 32 * 37, n_out = 45, n_tok = 261;
+    gt_test_rng g;
+    gt_test_rng_seed(&g, 4321 + (uint64_t)t);
+    size_t rb;
+    uint8_t *w = make_weights(&g, t, n_in, n_out, &rb);
+    size_t nx = (size_t)(n_tok * n_in), ny = (size_t)(n_tok * n_out);
+    double *wd = malloc(sizeof(double) * (size_t)(n_in * n_out));
+    float *x = malloc(sizeof(float) * nx), *y = malloc(sizeof(float) * ny);
+    double *xd = malloc(sizeof(double) * nx), *ye = malloc(sizeof(double) * ny);
+    double *Se = malloc(sizeof(double) * ny);
+    for (int64_t o = 0; o < n_out; o++) assert_true(test_dequant(t, w + (size_t)o * rb, wd + o * n_in, n_in));
+    gt_test_fill_normal(&g, x, nx, 1.0f);
+    for (int i = 0; i < N_ISA; i++)
+        for (int n = 1; n <= 2; n++) {
+            gt_kernels *k = KS[i][n - 1];
+            if (!k) continue;
+            int q8 = uses_q8(t, ISAS[i]);
+            for (size_t j = 0; j < nx; j++) xd[j] = x[j];
+            if (q8)
+                for (int64_t tt = 0; tt < n_tok; tt++) q8_round(x + tt * n_in, xd + tt * n_in, n_in);
+            oracle(wd, xd, n_in, n_out, n_tok, ye, Se);
+            gt_weight wt;
+            assert_int_equal(gt_weight_init(k, t, n_in, n_out, w, &wt), GT_OK);
+            for (size_t j = 0; j < ny; j++) y[j] = NAN;
+            gt_matmul(k, &wt, x, y, n_tok);
+            char label[160];
+            snprintf(label, sizeof label, "big batch %s isa=%s threads=%d n_tok=%lld",
+                     gt_dtype_name(t), ISAS[i], n, (long long)n_tok);
+            int ok = check(label, y, ye, Se, ny, tolerance(t, q8));
+            gt_weight_free(&wt);
+            if (!ok) fail_msg("%s", label);
+        }
+    free(w); free(wd); free(x); free(y); free(xd); free(ye); free(Se);
+}
+static void test_big_batch_f16(void **state) { big_batch(GT_F16); }
+static void test_big_batch_q4_0(void **state) { big_batch(GT_Q4_0); }
+static void test_big_batch_q5_0(void **state) { big_batch(GT_Q5_0); }
+static void test_big_batch_q6_k(void **state) { big_batch(GT_Q6_K); }
+
 static void test_bad_args(void **state) {
     gt_weight w;
     uint8_t buf[64] = {0};
@@ -382,6 +426,8 @@ int main(void) {
         cmocka_unit_test(test_Q2_K), cmocka_unit_test(test_Q3_K), cmocka_unit_test(test_Q4_K),
         cmocka_unit_test(test_Q5_K), cmocka_unit_test(test_Q6_K), cmocka_unit_test(test_Q8_K),
         cmocka_unit_test(test_perturbed_q8_0), cmocka_unit_test(test_perturbed_q4_k),
+        cmocka_unit_test(test_big_batch_f16), cmocka_unit_test(test_big_batch_q4_0),
+        cmocka_unit_test(test_big_batch_q5_0), cmocka_unit_test(test_big_batch_q6_k),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

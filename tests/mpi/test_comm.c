@@ -34,19 +34,31 @@ static size_t esize(gt_dtype dt) { return dt == GT_F16 || dt == GT_BF16 ? 2 : 4;
 
 static void hset(void *h, gt_dtype dt, size_t i, double v) {
     switch (dt) {
-    case GT_F32: ((float *)h)[i] = (float)v; break;
-    case GT_F16: ((uint16_t *)h)[i] = gt_f32_to_f16((float)v); break;
-    case GT_BF16: ((uint16_t *)h)[i] = gt_f32_to_bf16((float)v); break;
-    default: ((int32_t *)h)[i] = (int32_t)v; break;
+    case GT_F32:
+        ((float *)h)[i] = (float)v;
+        break;
+    case GT_F16:
+        ((uint16_t *)h)[i] = gt_f32_to_f16((float)v);
+        break;
+    case GT_BF16:
+        ((uint16_t *)h)[i] = gt_f32_to_bf16((float)v);
+        break;
+    default:
+        ((int32_t *)h)[i] = (int32_t)v;
+        break;
     }
 }
 
 static double hget(const void *h, gt_dtype dt, size_t i) {
     switch (dt) {
-    case GT_F32: return ((const float *)h)[i];
-    case GT_F16: return gt_f16_to_f32(((const uint16_t *)h)[i]);
-    case GT_BF16: return gt_bf16_to_f32(((const uint16_t *)h)[i]);
-    default: return ((const int32_t *)h)[i];
+    case GT_F32:
+        return ((const float *)h)[i];
+    case GT_F16:
+        return gt_f16_to_f32(((const uint16_t *)h)[i]);
+    case GT_BF16:
+        return gt_bf16_to_f32(((const uint16_t *)h)[i]);
+    default:
+        return ((const int32_t *)h)[i];
     }
 }
 
@@ -82,8 +94,9 @@ static void compare(const tcase *t, const char *op, const void *got, const void 
     }
     g_fail++;
     printf("FAIL [rank %d] %s %s: %zu of %zu elements differ; largest difference %g at %zu "
-           "(got %g, want %g)\n", g_rank, t->label, op, bad, n, worst_d, worst,
-           hget(got, t->dt, worst), hget(want, t->dt, worst));
+           "(got %g, want %g)\n",
+           g_rank, t->label, op, bad, n, worst_d, worst, hget(got, t->dt, worst),
+           hget(want, t->dt, worst));
 }
 
 /* Device (or host) buffer of n elements uploaded from host h. */
@@ -326,16 +339,13 @@ static void test_errors(gt_comm *w) {
     int size = gt_comm_size(w), r = gt_comm_rank(w);
     float x[8] = {0};
     expect_status("broadcast root out of range",
-                  gt_comm_broadcast(w, x, 1, GT_F32, size, "bad root"), GT_ERR_INVALID_ARG,
-                  "root");
-    expect_status("allreduce of q4_0",
-                  gt_comm_allreduce(w, x, x, 1, GT_Q4_0, "bad dtype"), GT_ERR_INVALID_ARG,
-                  "bad dtype");
-    expect_status("count past INT_MAX",
-                  gt_comm_allreduce(w, x, x, (size_t)1 << 31, GT_F32, "huge"), GT_ERR_RANGE,
-                  "exceeds");
-    expect_status("send to itself", gt_comm_send(w, x, 1, GT_F32, r, 0, "self"),
-                  GT_ERR_INVALID_ARG, "itself");
+                  gt_comm_broadcast(w, x, 1, GT_F32, size, "bad root"), GT_ERR_INVALID_ARG, "root");
+    expect_status("allreduce of q4_0", gt_comm_allreduce(w, x, x, 1, GT_Q4_0, "bad dtype"),
+                  GT_ERR_INVALID_ARG, "bad dtype");
+    expect_status("count past INT_MAX", gt_comm_allreduce(w, x, x, (size_t)1 << 31, GT_F32, "huge"),
+                  GT_ERR_RANGE, "exceeds");
+    expect_status("send to itself", gt_comm_send(w, x, 1, GT_F32, r, 0, "self"), GT_ERR_INVALID_ARG,
+                  "itself");
     expect_status("tag out of range", gt_comm_send(w, x, 1, GT_F32, (r + 1) % size, 40000, "tag"),
                   GT_ERR_INVALID_ARG, "tag");
     expect_status("timeout of zero", gt_comm_set_timeout(w, 0), GT_ERR_INVALID_ARG, "timeout");
@@ -372,8 +382,9 @@ int main(int argc, char **argv) {
         int ndev = gt_comm_cuda_device_count();
         if (!gt_comm_have_nccl() || ndev < size) {
             if (g_rank == 0)
-                printf("SKIP: nccl needs one CUDA device per rank (%d ranks, %d devices, NCCL %s)\n",
-                       size, ndev, gt_comm_have_nccl() ? "built" : "not built");
+                printf(
+                    "SKIP: nccl needs one CUDA device per rank (%d ranks, %d devices, NCCL %s)\n",
+                    size, ndev, gt_comm_have_nccl() ? "built" : "not built");
             gt_comm_finalize(world);
             return 77;
         }
@@ -402,8 +413,10 @@ int main(int argc, char **argv) {
     }
     gt_comm *none = world;
     st = gt_comm_split(world, g_rank == 0 ? GT_COMM_UNDEFINED : 1, 0, &none);
-    if (st == GT_OK && (g_rank == 0) == (none == NULL)) g_pass++;
-    else g_fail++, printf("FAIL [rank %d] split with GT_COMM_UNDEFINED\n", g_rank);
+    if (st == GT_OK && (g_rank == 0) == (none == NULL))
+        g_pass++;
+    else
+        g_fail++, printf("FAIL [rank %d] split with GT_COMM_UNDEFINED\n", g_rank);
     gt_comm_destroy(none);
     if (!nccl) test_half_accumulation(world);
     test_errors(all);

@@ -69,6 +69,36 @@ static void test_top_p_and_seed(void **state) {
     gt_sampler_destroy(b);
 }
 
+/* Sampling from the top-k candidates (as the vocabulary-parallel path
+ * gathers them) draws the same tokens as sampling from the full logits. */
+static void test_candidates_match_full(void **state) {
+    (void)state;
+    enum { V = 50, K = 8 };
+    float logits[V];
+    for (int i = 0; i < V; i++) logits[i] = (float)((i * 37) % 23) * 0.25f - 2.0f;
+    gt_sampler_config c = {0.7f, K, 0.9f, 5};
+    gt_sampler *a, *b;
+    assert_int_equal(gt_sampler_create(&c, V, &a), GT_OK);
+    assert_int_equal(gt_sampler_create(&c, V, &b), GT_OK);
+    assert_int_equal(gt_sampler_n_candidates(a), K);
+    /* The K best, sorted by logit descending then id ascending. */
+    float vals[K];
+    int32_t ids[K];
+    int used[V] = {0};
+    for (int j = 0; j < K; j++) {
+        int best = -1;
+        for (int i = 0; i < V; i++)
+            if (!used[i] && (best < 0 || logits[i] > logits[best])) best = i;
+        used[best] = 1;
+        vals[j] = logits[best];
+        ids[j] = best;
+    }
+    for (int i = 0; i < 500; i++)
+        assert_int_equal(gt_sampler_sample(a, logits), gt_sampler_sample_candidates(b, vals, ids, K));
+    gt_sampler_destroy(a);
+    gt_sampler_destroy(b);
+}
+
 static void test_bad_config(void **state) {
     (void)state;
     gt_sampler_config c = GT_SAMPLER_CONFIG_INIT;
@@ -83,6 +113,7 @@ int main(void) {
         cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_distribution),
         cmocka_unit_test(test_top_p_and_seed),
+        cmocka_unit_test(test_candidates_match_full),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,195 @@
+/* Run-time collectives of the grid; see par.h. The stage group is split
+ * once; pipeline transfers use the world communicator with ranks from the
+ * grid, so no extra groups are needed for them. */
+#include "parallel/par.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/timer.h"
+
+struct gt_par {
+    gt_grid grid;
+    double stall_s; /* test hook: sleep before the first allreduce */
+    int kill_self;  /* test hook: die before the first allreduce */
+    gt_comm *world; /* borrowed */
+    gt_comm *stage; /* owned; NULL when tp == 1 */
+    gt_par_stats stats;
+    float *cand_vals;   /* scratch for top candidates */
+    int32_t *cand_ids;
+    size_t cand_cap;
+};
+
+gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
+    *out = NULL;
+    if (gt_comm_size(world) != grid->world || gt_comm_rank(world) != grid->rank)
+        return gt_fail(GT_ERR_INVALID_ARG, "the grid is for rank %d of %d ranks, but this is rank %d "
+                       "of %d", grid->rank, grid->world, gt_comm_rank(world), gt_comm_size(world));
+    gt_par *p = calloc(1, sizeof *p);
+    if (!p) return gt_fail(GT_ERR_NOMEM, "cannot allocate the parallel context");
+    p->grid = *grid;
+    p->world = world;
+    /* GANTRY_TEST_STALL=RANK:SECONDS makes that rank arrive late at its first
+     * allreduce, so that tests can see the watchdog name it. */
+    const char *stall = getenv("GANTRY_TEST_STALL");
+    int stall_rank = -1;
+    double stall_s = 0;
+    if (stall && sscanf(stall, "%d:%lf", &stall_rank, &stall_s) == 2 && stall_rank == grid->rank)
+        p->stall_s = stall_s;
+    /* GANTRY_TEST_KILL=RANK kills that rank there instead (SIGKILL). */
+    const char *kill_env = getenv("GANTRY_TEST_KILL");
+    p->kill_self = kill_env && atoi(kill_env) == grid->rank;
+    gt_status st = GT_OK;
+    if (grid->tp > 1 || grid->pp > 1) {
+        /* Collective over world even when tp == 1, so every rank calls it. */
+        gt_comm_opts o = GT_COMM_OPTS_INIT;
+        char name[32];
+        snprintf(name, sizeof name, "stage %d", grid->stage);
+        o.name = name;
+        st = gt_comm_split_ex(world, grid->stage, grid->tp_rank, &o, &p->stage);
+    }
+    if (st != GT_OK) {
+        free(p);
+        return st;
+    }
+    *out = p;
+    return GT_OK;
+}
+
+void gt_par_destroy(gt_par *p) {
+    if (!p) return;
+    gt_comm_destroy(p->stage);
+    free(p->cand_vals);
+    free(p->cand_ids);
+    free(p);
+}
+
+const gt_grid *gt_par_grid(const gt_par *p) { return &p->grid; }
+gt_comm *gt_par_world(gt_par *p) { return p->world; }
+gt_comm *gt_par_stage(gt_par *p) { return p->stage; }
+const gt_par_stats *gt_par_get_stats(const gt_par *p) { return &p->stats; }
+void gt_par_reset_stats(gt_par *p) { memset(&p->stats, 0, sizeof p->stats); }
+
+static void account(gt_par *p, uint64_t t0, size_t bytes) {
+    p->stats.comm_s += (double)(gt_now_ns() - t0) * 1e-9;
+    p->stats.bytes_sent += bytes;
+    p->stats.n_calls++;
+}
+
+gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
+    if (p->grid.tp == 1) return GT_OK;
+    if (p->kill_self) raise(SIGKILL);
+    if (p->stall_s > 0) {
+        struct timespec ts = {(time_t)p->stall_s, (long)((p->stall_s - (double)(time_t)p->stall_s) * 1e9)};
+        p->stall_s = 0;
+        nanosleep(&ts, NULL);
+    }
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_allreduce(p->stage, x, x, n, GT_F32, what);
+    account(p, t0, n * sizeof(float));
+    return st;
+}
+
+gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what) {
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), 1, what);
+    account(p, t0, n * sizeof(float));
+    return st;
+}
+
+gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what) {
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), 1, what);
+    account(p, t0, 0);
+    return st;
+}
+
+gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *what) {
+    if (p->grid.world == 1) return GT_OK;
+    uint64_t t0 = gt_now_ns();
+    int root = gt_grid_rank_at(&p->grid, p->grid.pp - 1, 0);
+    gt_status st = gt_comm_broadcast(p->world, buf, n, GT_I32, root, what);
+    account(p, t0, p->grid.rank == root ? n * sizeof(int32_t) : 0);
+    return st;
+}
+
+typedef struct {
+    float v;
+    int32_t id;
+} cand;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The k best of n local logits, sorted; a partial selection keeps this
+ * O(n log k) rather than sorting the whole slice. */
+static void local_top(const float *logits, int64_t n, int64_t v0, int k, cand *out) {
+    int m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cand c = {logits[i], (int32_t)(v0 + i)};
+        if (m < k) {
+            out[m++] = c;
+            for (int j = m - 1; j > 0 && cand_cmp(&out[j], &out[j - 1]) < 0; j--) {
+                cand t = out[j];
+                out[j] = out[j - 1];
+                out[j - 1] = t;
+            }
+        } else if (cand_cmp(&c, &out[k - 1]) < 0) {
+            out[k - 1] = c;
+            for (int j = k - 1; j > 0 && cand_cmp(&out[j], &out[j - 1]) < 0; j--) {
+                cand t = out[j];
+                out[j] = out[j - 1];
+                out[j - 1] = t;
+            }
+        }
+    }
+}
+
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
+                                int k, float *vals, int32_t *ids, int *n_out, const char *what) {
+    if (k > n_local) k = (int)n_local;
+    if (k < 1) return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
+    int tp = p->grid.tp;
+    cand *all = malloc((size_t)k * (size_t)tp * sizeof *all);
+    if (!all) return gt_fail(GT_ERR_NOMEM, "cannot allocate %d sampling candidates", k * tp);
+    local_top(logits, n_local, v0, k, all + (size_t)p->grid.tp_rank * (size_t)k);
+    gt_status st = GT_OK;
+    if (tp > 1) {
+        /* Values and ids travel as two gathers of typed buffers. */
+        float *gv = malloc((size_t)k * (size_t)tp * sizeof *gv);
+        int32_t *gi = malloc((size_t)k * (size_t)tp * sizeof *gi);
+        if (!gv || !gi) {
+            st = gt_fail(GT_ERR_NOMEM, "cannot allocate %d sampling candidates", k * tp);
+        } else {
+            cand *mine = all + (size_t)p->grid.tp_rank * (size_t)k;
+            for (int j = 0; j < k; j++) {
+                gv[(size_t)p->grid.tp_rank * k + j] = mine[j].v;
+                gi[(size_t)p->grid.tp_rank * k + j] = mine[j].id;
+            }
+            uint64_t t0 = gt_now_ns();
+            st = gt_comm_allgather(p->stage, gv + (size_t)p->grid.tp_rank * k, gv, (size_t)k, GT_F32, what);
+            if (st == GT_OK)
+                st = gt_comm_allgather(p->stage, gi + (size_t)p->grid.tp_rank * k, gi, (size_t)k, GT_I32, what);
+            account(p, t0, (size_t)k * 8);
+            for (int j = 0; st == GT_OK && j < k * tp; j++) all[j] = (cand){gv[j], gi[j]};
+        }
+        free(gv);
+        free(gi);
+        if (st == GT_OK) qsort(all, (size_t)k * (size_t)tp, sizeof *all, cand_cmp);
+    }
+    if (st == GT_OK) {
+        for (int j = 0; j < k; j++) {
+            vals[j] = all[j].v;
+            ids[j] = all[j].id;
+        }
+        *n_out = k;
+    }
+    free(all);
+    return st;
+}

@@ -1,0 +1,59 @@
+/* A rank's view of the grid at run time: its communicators and the
+ * collectives the forward pass needs, with per-rank accounting.
+ *
+ * The engine (worker/) calls only these functions, never the transport
+ * directly: allreduce over the stage group after every row-parallel matrix,
+ * send/receive of activations between pipeline neighbours, and the
+ * vocabulary-parallel helpers for the embedding and the sampler. Every call
+ * takes a label ("layer 3 attn") that the transport's watchdog prints when a
+ * peer does not arrive. Time inside collectives and bytes sent are counted
+ * here, so that `gantry bench` can report compute against communication. */
+#ifndef GT_PAR_H
+#define GT_PAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "parallel/grid.h"
+#include "transport/comm.h"
+
+typedef struct gt_par_stats {
+    double comm_s;        /* wall time inside collectives and transfers */
+    uint64_t bytes_sent;  /* payload this rank contributed or sent */
+    uint64_t n_calls;
+} gt_par_stats;
+
+typedef struct gt_par gt_par;
+
+/* Splits the world into stage groups (same stage, ordered by tp position).
+ * Collective over world. GT_ERR_INVALID_ARG when the grid does not match the
+ * world's size, GT_ERR_COMM, GT_ERR_NOMEM. */
+gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out);
+void gt_par_destroy(gt_par *p); /* accepts NULL; collective-free */
+
+const gt_grid *gt_par_grid(const gt_par *p);
+gt_comm *gt_par_world(gt_par *p);
+gt_comm *gt_par_stage(gt_par *p);
+const gt_par_stats *gt_par_get_stats(const gt_par *p);
+void gt_par_reset_stats(gt_par *p);
+
+/* x[n] = sum over the stage group, in place; a no-op when tp == 1. */
+gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what);
+/* Activations to the next stage / from the previous one (same tp position). */
+gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what);
+gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what);
+/* buf[n] from the first rank of the last stage to every rank (the token the
+ * last stage sampled, which the first stage needs next). */
+gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *what);
+
+/* Vocabulary-parallel candidates: each rank of the last stage holds logits
+ * for the rows [v0, v0 + n_local) of the vocabulary. Returns on every rank of
+ * the stage the k best (logit, global id) pairs of the whole vocabulary,
+ * sorted by logit descending then id ascending, without gathering the full
+ * logits: each rank sends only its own k best. k is clamped to n_local.
+ * vals/ids must hold k * tp entries; *n_out receives the count kept (k). */
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
+                                int k, float *vals, int32_t *ids, int *n_out, const char *what);
+
+#endif

@@ -1,0 +1,247 @@
+/* `gantry plan -m FILE --tp T --pp P`: prints the sharding plan of a model
+ * over a tp × pp grid before anything is loaded.
+ *
+ * Only the GGUF metadata and tensor infos are read (the weights stay
+ * unmapped pages), so planning a 70B model takes milliseconds. The table
+ * shows, per rank, its stage and position, the layers, query heads, kv heads
+ * (marked when replicated), MLP columns and vocabulary rows it holds, and its
+ * bytes: weights (summed from the file's real tensor types), the KV pool for
+ * --ctx × --seqs, activations, total. With --mem-budget the memory planner
+ * fills each rank's budget with weights, then KV blocks, and says what does
+ * not fit. An impossible layout prints its one sentence and exits 1. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/dtype.h"
+#include "model/gguf.h"
+#include "parallel/plan.h"
+#include "tools/args.h"
+#include "tools/cmds.h"
+
+typedef struct plan_opts {
+    const char *path;
+    long tp, pp, ranks;
+    gt_plan_config cfg;
+} plan_opts;
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: gantry plan -m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
+        "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
+        "  --tp T            ranks per pipeline stage (tensor parallel; default 1)\n"
+        "  --pp P            pipeline stages (default 1)\n"
+        "  --ranks N         ranks in the job (default T*P; must equal it)\n"
+        "  --ctx C           positions per sequence for the KV pool (default min(training, 4096))\n"
+        "  --seqs S          sequences with a full context in the KV pool (default 1)\n"
+        "  --kv-type T       KV cache element type, f16 or f32 (default f16)\n"
+        "  --mem-budget B    memory per rank, like 2G or 512M: weights first, then KV blocks\n"
+        "  --batch B         tokens per forward step, for activation sizes (default 512)\n"
+        "  --block K         tokens per KV block (default 16)\n");
+}
+
+static gt_status parse_opts(int argc, char **argv, plan_opts *o, bool *help) {
+    gt_args a;
+    const char *arg, *s;
+    long v;
+    gt_args_init(&a, argc, argv);
+    while (gt_args_next(&a, &arg)) {
+        if (gt_args_is(&a, "-h", "--help")) {
+            *help = true;
+            return GT_OK;
+        } else if (gt_args_is(&a, "-m", "--model")) {
+            GT_TRY(gt_args_str(&a, &o->path));
+        } else if (gt_args_is(&a, NULL, "--tp")) {
+            GT_TRY(gt_args_long(&a, 1, 65536, &o->tp));
+        } else if (gt_args_is(&a, NULL, "--pp")) {
+            GT_TRY(gt_args_long(&a, 1, 65536, &o->pp));
+        } else if (gt_args_is(&a, NULL, "--ranks")) {
+            GT_TRY(gt_args_long(&a, 1, 1 << 20, &o->ranks));
+        } else if (gt_args_is(&a, NULL, "--ctx")) {
+            GT_TRY(gt_args_long(&a, 1, 1 << 24, &v));
+            o->cfg.n_ctx = (uint32_t)v;
+        } else if (gt_args_is(&a, NULL, "--seqs")) {
+            GT_TRY(gt_args_long(&a, 1, 65536, &v));
+            o->cfg.n_seqs = (int)v;
+        } else if (gt_args_is(&a, NULL, "--batch")) {
+            GT_TRY(gt_args_long(&a, 1, 16384, &v));
+            o->cfg.max_batch_tokens = (int)v;
+        } else if (gt_args_is(&a, NULL, "--block")) {
+            GT_TRY(gt_args_long(&a, 1, 4096, &v));
+            o->cfg.kv_block_size = (int)v;
+        } else if (gt_args_is(&a, NULL, "--kv-type")) {
+            GT_TRY(gt_args_str(&a, &s));
+            if (strcmp(s, "f16") == 0)
+                o->cfg.kv_type = GT_F16;
+            else if (strcmp(s, "f32") == 0)
+                o->cfg.kv_type = GT_F32;
+            else
+                return gt_fail(GT_ERR_INVALID_ARG, "--kv-type '%s' is not f16 or f32", s);
+        } else if (gt_args_is(&a, NULL, "--mem-budget")) {
+            GT_TRY(gt_args_str(&a, &s));
+            GT_TRY(gt_parse_bytes(s, &o->cfg.mem_budget_bytes));
+            if (!o->cfg.mem_budget_bytes)
+                return gt_fail(GT_ERR_INVALID_ARG, "--mem-budget %s leaves no memory", s);
+        } else if (arg[0] == '-' && arg[1]) {
+            return gt_args_unknown(&a);
+        } else if (!o->path) {
+            o->path = arg;
+        } else {
+            return gt_fail(GT_ERR_INVALID_ARG, "takes one model, got '%s' and '%s'", o->path, arg);
+        }
+    }
+    if (!o->path) return gt_fail(GT_ERR_INVALID_ARG, "needs a model: -m FILE");
+    o->cfg.tp = (int)o->tp;
+    o->cfg.pp = (int)o->pp;
+    o->cfg.world = o->ranks ? (int)o->ranks : (int)(o->tp * o->pp);
+    return GT_OK;
+}
+
+static const char *range_str(gt_range r, char *buf, size_t cap) {
+    snprintf(buf, cap, "[%lld, %lld)", (long long)r.begin, (long long)r.end);
+    return buf;
+}
+
+static const char *hb(uint64_t b, char *buf) { return gt_format_bytes(b, buf, 24); }
+
+static void print_header(const gt_plan *p, const char *path) {
+    const gt_hparams *hp = &p->hp;
+    const gt_plan_config *c = &p->cfg;
+    char b[24];
+    printf("model   %s: %s, %u layers, hidden %u, %u heads / %u kv heads of %u, ", path,
+           hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim);
+    if (hp->n_expert)
+        printf("%u experts (%u used) of %u columns", hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
+    else
+        printf("MLP %u", hp->n_ff);
+    printf(", vocab %u%s\n", hp->n_vocab, hp->tied_output ? " (tied head)" : "");
+    printf("weights %s in the file (%llu bytes)\n", hb(p->model_bytes, b),
+           (unsigned long long)p->model_bytes);
+    printf("grid    %d ranks = pp %d x tp %d; KV pool for %u positions x %d sequences, %s, "
+           "blocks of %d; activations for %d tokens\n\n",
+           c->world, c->pp, c->tp, c->n_ctx, c->n_seqs, c->kv_type == GT_F16 ? "f16" : "f32",
+           c->kv_block_size, c->max_batch_tokens);
+}
+
+static void print_table(const gt_plan *p) {
+    char r1[32], r2[32], r3[40], r4[32], r5[40], b1[24], b2[24], b3[24], b4[24];
+    bool any_repl = false, moe = p->hp.n_expert > 0;
+    printf("%4s %5s %3s  %-10s %-10s %-12s %-14s %-16s %11s %11s %11s %11s\n", "rank", "stage",
+           "tp", "layers", "heads", "kv heads", moe ? "expert cols" : "ffn cols", "vocab",
+           "weights", "KV pool", "activations", "total");
+    for (int r = 0; r < p->n_ranks; r++) {
+        const gt_shard *s = &p->shards[r];
+        range_str(s->kv_heads, r3, sizeof r3);
+        if (s->kv_copies > 1) {
+            size_t n = strlen(r3);
+            snprintf(r3 + n, sizeof r3 - n, " x%d", s->kv_copies);
+            any_repl = true;
+        }
+        printf("%4d %5d %3d  %-10s %-10s %-12s %-14s %-16s %11s %11s %11s %11s\n", r, s->grid.stage,
+               s->grid.tp_rank, range_str(s->layers, r1, sizeof r1),
+               range_str(s->heads, r2, sizeof r2), r3,
+               range_str(moe ? s->ff_exp : s->ff, r4, sizeof r4),
+               s->first_stage || s->last_stage ? range_str(s->vocab, r5, sizeof r5) : "-",
+               hb(s->weight_bytes, b1), hb(s->kv_bytes, b2), hb(s->act_bytes, b3),
+               hb(s->total_bytes, b4));
+    }
+    if (any_repl)
+        printf("  (x N: tp %d exceeds the %u kv heads, so each kv head is stored on the N ranks "
+               "whose query heads use it)\n",
+               p->cfg.tp, p->hp.n_head_kv);
+}
+
+static void print_totals(const gt_plan *p) {
+    uint64_t w = 0, kv = 0, act = 0, tot = 0, repl = 0, kvtok = 0;
+    char b1[24], b2[24], b3[24], b4[24];
+    for (int r = 0; r < p->n_ranks; r++) {
+        const gt_shard *s = &p->shards[r];
+        w += s->weight_bytes;
+        kv += s->kv_bytes;
+        act += s->act_bytes;
+        tot += s->total_bytes;
+        repl += s->replicated_bytes;
+        kvtok += s->kv_bytes_per_token;
+    }
+    printf("\ntotal   weights %s (file %s; %s more from replicated norms, kv heads and tied "
+           "embeddings), KV pool %s, activations %s, all %s\n",
+           hb(w, b1), hb(p->model_bytes, b2), hb(w - p->model_bytes, b3), hb(kv, b4),
+           gt_format_bytes(act, (char[24]){0}, 24), gt_format_bytes(tot, (char[24]){0}, 24));
+    printf("KV      %llu bytes per token over all ranks\n", (unsigned long long)kvtok);
+    printf("network per decoded token:");
+    if (p->cfg.tp > 1)
+        printf(" TP %d allreduces of %u floats (2 per layer, each in its stage group, + 1 for "
+               "the embedding) = %s, logits gather %s;",
+               p->tp_allreduces, p->hp.n_embd, hb(p->tp_allreduce_bytes, b1),
+               hb(p->logits_gather_bytes, b2));
+    else
+        printf(" no TP collectives;");
+    if (p->cfg.pp > 1)
+        printf(" PP %d activation sends of %u floats = %s\n", p->cfg.pp - 1, p->hp.n_embd,
+               hb(p->pp_send_bytes, b3));
+    else
+        printf(" no PP sends\n");
+}
+
+static void print_budget(const gt_plan *p) {
+    char b1[24], b2[24], b3[24], b4[24];
+    const gt_plan_config *c = &p->cfg;
+    uint64_t want = (c->n_ctx + (uint64_t)c->kv_block_size - 1) / c->kv_block_size * c->n_seqs;
+    printf("\nmemory budget %s per rank (weights and activations first, then KV blocks of %d "
+           "tokens; %d x %u positions need %llu blocks):\n",
+           hb(c->mem_budget_bytes, b1), c->kv_block_size, c->n_seqs, c->n_ctx,
+           (unsigned long long)want);
+    for (int r = 0; r < p->n_ranks; r++) {
+        const gt_shard *s = &p->shards[r];
+        if (s->weights_fit) {
+            printf("  rank %d: weights %s + activations %s; KV pool %lld blocks = %lld tokens "
+                   "(%s per block)%s\n",
+                   r, hb(s->weight_bytes, b1), hb(s->act_bytes, b2), (long long)s->kv_blocks_fit,
+                   (long long)s->kv_tokens_fit, hb(s->kv_block_bytes, b3),
+                   (uint64_t)s->kv_blocks_fit < want ? ": fewer than asked, the rest of the KV "
+                                                       "would be swapped to host memory"
+                                                     : "");
+        } else {
+            printf("  rank %d: weights %s + activations %s exceed the budget by %s; no room for "
+                   "KV. Host offload (a later issue) would move %s of routed experts",
+                   r, hb(s->weight_bytes, b1), hb(s->act_bytes, b2), hb(s->offload_bytes, b3),
+                   hb(s->offload_expert_bytes, b4));
+            if (s->offload_bytes > s->offload_expert_bytes)
+                printf(", and %s more (dense weights, activations) still would not fit: use more "
+                       "ranks",
+                       gt_format_bytes(s->offload_bytes - s->offload_expert_bytes, b1, 24));
+            printf("\n");
+        }
+    }
+}
+
+int gt_cmd_plan(int argc, char **argv) {
+    plan_opts o = {.tp = 1, .pp = 1, .cfg = GT_PLAN_CONFIG_INIT};
+    bool help = false;
+    gt_status st = parse_opts(argc, argv, &o, &help);
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (st != GT_OK) {
+        int rc = gt_args_report("plan", st);
+        usage(stderr);
+        return rc;
+    }
+    gt_gguf *g;
+    st = gt_gguf_open(o.path, &g);
+    if (st != GT_OK) return gt_args_report("plan", st);
+    gt_plan p;
+    st = gt_plan_build(g, &o.cfg, &p);
+    gt_gguf_close(g);
+    if (st != GT_OK) {
+        gt_args_report("plan", st);
+        return 1; /* an impossible layout is a failure, not a usage error */
+    }
+    print_header(&p, o.path);
+    print_table(&p);
+    print_totals(&p);
+    if (p.cfg.mem_budget_bytes) print_budget(&p);
+    gt_plan_free(&p);
+    return 0;
+}
