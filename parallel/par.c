@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/timer.h"
+#include "common/trace.h"
 
 struct gt_par {
     gt_grid grid;
@@ -73,7 +74,8 @@ gt_comm *gt_par_stage(gt_par *p) { return p->stage; }
 const gt_par_stats *gt_par_get_stats(const gt_par *p) { return &p->stats; }
 void gt_par_reset_stats(gt_par *p) { memset(&p->stats, 0, sizeof p->stats); }
 
-static void account(gt_par *p, uint64_t t0, size_t bytes) {
+static void account(gt_par *p, uint64_t t0, size_t bytes, const char *what) {
+    gt_trace_span("comm", what ? what : "transfer", t0);
     p->stats.comm_s += (double)(gt_now_ns() - t0) * 1e-9;
     p->stats.bytes_sent += bytes;
     p->stats.n_calls++;
@@ -89,21 +91,21 @@ gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
     }
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_allreduce(p->stage, x, x, n, GT_F32, what);
-    account(p, t0, n * sizeof(float));
+    account(p, t0, n * sizeof(float), what);
     return st;
 }
 
 gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), 1, what);
-    account(p, t0, n * sizeof(float));
+    account(p, t0, n * sizeof(float), what);
     return st;
 }
 
 gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), 1, what);
-    account(p, t0, 0);
+    account(p, t0, 0, what);
     return st;
 }
 
@@ -112,7 +114,7 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
     uint64_t t0 = gt_now_ns();
     int root = gt_grid_rank_at(&p->grid, p->grid.pp - 1, 0);
     gt_status st = gt_comm_broadcast(p->world, buf, n, GT_I32, root, what);
-    account(p, t0, p->grid.rank == root ? n * sizeof(int32_t) : 0);
+    account(p, t0, p->grid.rank == root ? n * sizeof(int32_t) : 0, what);
     return st;
 }
 
@@ -176,7 +178,7 @@ gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local,
             st = gt_comm_allgather(p->stage, gv + (size_t)p->grid.tp_rank * k, gv, (size_t)k, GT_F32, what);
             if (st == GT_OK)
                 st = gt_comm_allgather(p->stage, gi + (size_t)p->grid.tp_rank * k, gi, (size_t)k, GT_I32, what);
-            account(p, t0, (size_t)k * 8);
+            account(p, t0, (size_t)k * 8, what);
             for (int j = 0; st == GT_OK && j < k * tp; j++) all[j] = (cand){gv[j], gi[j]};
         }
         free(gv);

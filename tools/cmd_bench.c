@@ -17,6 +17,8 @@
 #include "tools/args.h"
 #include "tools/bandwidth.h"
 #include "tools/cmds.h"
+#include "tools/dist.h"
+#include "common/trace.h"
 #include "worker/engine.h"
 
 typedef struct bench_opts {
@@ -24,12 +26,16 @@ typedef struct bench_opts {
     long n_prompt, n_gen, batch, rounds;
     long bw_mib;
     const char *json;
+    const char *trace;
     unsigned seed;
+    long tp, pp;
 } bench_opts;
 
 typedef struct round_result {
     double bw, prefill_tps, decode_tps, roofline_frac;
     double step_bytes; /* bytes one decode step reads: weights + the KV attended over */
+    double decode_comm_s, decode_s; /* this rank: time in collectives / in all of decode */
+    double bytes_sent_per_token;    /* this rank's collective payload per decoded token */
 } round_result;
 
 static void usage(void) {
@@ -41,7 +47,11 @@ static void usage(void) {
            "  --rounds R         measurement rounds (default 3)\n"
            "  --isa NAME         kernels: auto, avx512, avx2, ref\n"
            "  --bw-mib N         bandwidth test buffer in MiB (default 1024)\n"
-           "  --json FILE        also write the results as JSON ('-' for stdout)\n");
+           "  --json FILE        also write the results as JSON ('-' for stdout)\n"
+           "  --tp N, --pp N     grid under mpirun (default: tp = ranks); adds per-rank compute and\n"
+           "                     communication time and bytes sent per decoded token\n"
+           "  --trace PREFIX     write PREFIX.rankR.json, Chrome trace events of the last round\n"
+           "                     (per layer, per collective), for Perfetto\n");
 }
 
 static gt_status parse(int argc, char **argv, bench_opts *o, bool *help) {
@@ -62,6 +72,9 @@ static gt_status parse(int argc, char **argv, bench_opts *o, bool *help) {
         else if (gt_args_is(&a, NULL, "--isa")) GT_TRY(gt_args_str(&a, &o->eng.isa));
         else if (gt_args_is(&a, NULL, "--bw-mib")) GT_TRY(gt_args_long(&a, 16, 65536, &o->bw_mib));
         else if (gt_args_is(&a, NULL, "--json")) GT_TRY(gt_args_str(&a, &o->json));
+        else if (gt_args_is(&a, NULL, "--trace")) GT_TRY(gt_args_str(&a, &o->trace));
+        else if (gt_args_is(&a, NULL, "--tp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->tp));
+        else if (gt_args_is(&a, NULL, "--pp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->pp));
         else return gt_args_unknown(&a);
     }
     if (!*help && !o->eng.model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model given (-m FILE)");
@@ -94,10 +107,12 @@ static const char *main_type(const gt_gguf *g) {
     return gt_dtype_name((uint32_t)best);
 }
 
-static gt_status one_round(gt_engine *e, const bench_opts *o, gt_bandwidth *bw, round_result *r) {
+static gt_status one_round(gt_engine *e, gt_dist *d, gt_sampler *smp, const bench_opts *o,
+                           gt_bandwidth *bw, round_result *r) {
     const gt_hparams *hp = gt_engine_hparams(e);
     int B = (int)o->batch, P = (int)o->n_prompt, G = (int)o->n_gen;
-    size_t V = hp->n_vocab;
+    int64_t v0, V;
+    gt_engine_vocab_slice(e, &v0, &V);
     int n_max = P > B ? P : B;
     int32_t *tok = malloc((size_t)n_max * sizeof *tok), *pos = malloc((size_t)n_max * sizeof *pos);
     int32_t *seq = malloc((size_t)n_max * sizeof *seq);
@@ -122,7 +137,8 @@ static gt_status one_round(gt_engine *e, const bench_opts *o, gt_bandwidth *bw, 
         GT_TRY_GOTO(gt_engine_decode(e, &b, logits + (size_t)s * V), st, done);
     }
     uint64_t t1 = gt_now_ns();
-    for (int s = 0; s < B; s++) tok[s] = gt_argmax(logits + (size_t)s * V, (int)V);
+    for (int s = 0; s < B; s++) GT_TRY_GOTO(gt_dist_next_token(d, e, smp, logits + (size_t)s * V, &tok[s]), st, done);
+    if (d->par) gt_par_reset_stats(d->par);
     int8_t want[256];
     memset(want, 1, sizeof want);
     for (int g = 0; g < G; g++) {
@@ -132,10 +148,17 @@ static gt_status one_round(gt_engine *e, const bench_opts *o, gt_bandwidth *bw, 
         }
         gt_batch b = {B, tok, pos, seq, want};
         GT_TRY_GOTO(gt_engine_decode(e, &b, logits), st, done);
-        for (int s = 0; s < B; s++) tok[s] = gt_argmax(logits + (size_t)s * V, (int)V);
+        for (int s = 0; s < B; s++)
+            GT_TRY_GOTO(gt_dist_next_token(d, e, smp, logits + (size_t)s * V, &tok[s]), st, done);
     }
     uint64_t t2 = gt_now_ns();
+    if (d->par) {
+        const gt_par_stats *ps = gt_par_get_stats(d->par);
+        r->decode_comm_s = ps->comm_s;
+        r->bytes_sent_per_token = (double)ps->bytes_sent / ((double)G * B);
+    }
     double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
+    r->decode_s = dc;
     r->prefill_tps = (double)P * B / pf;
     r->decode_tps = (double)G * B / dc;
     /* Bytes one decode step reads: all weights, plus K and V of every
@@ -154,60 +177,101 @@ done:
     return st;
 }
 
-static gt_status bench(const bench_opts *o) {
+/* Rank 0 prints every rank's compute / communication split of decode. */
+static gt_status report_ranks(gt_dist *d, const round_result *r) {
+    if (!d->par) return GT_OK;
+    float mine[4] = {(float)r->decode_s, (float)r->decode_comm_s, (float)r->bytes_sent_per_token, 0};
+    float *all = malloc((size_t)d->size * 4 * sizeof *all);
+    if (!all) return gt_fail(GT_ERR_NOMEM, "cannot gather per-rank statistics");
+    gt_status st = gt_comm_allgather(d->world, mine, all, 4, GT_F32, "bench statistics");
+    if (st == GT_OK && gt_dist_prints(d)) {
+        printf("per rank, decode of the last round:\n%5s %6s %4s %10s %12s %8s %16s\n", "rank", "stage",
+               "tp", "decode s", "collectives s", "comm %", "bytes sent/token");
+        for (int i = 0; i < d->size; i++) {
+            const gt_grid *g = &d->plan.shards[i].grid;
+            printf("%5d %6d %4d %10.3f %12.3f %7.1f%% %16.0f\n", i, g->stage, g->tp_rank, all[4 * i],
+                   all[4 * i + 1], 100.0 * all[4 * i + 1] / (all[4 * i] > 0 ? all[4 * i] : 1),
+                   all[4 * i + 2]);
+        }
+    }
+    free(all);
+    return st;
+}
+
+static gt_status bench(const bench_opts *o, gt_dist *d, gt_engine_config *ec) {
     gt_engine *e = NULL;
+    gt_sampler *smp = NULL;
     gt_bandwidth bw = {0};
     round_result r[100];
-    gt_engine_config ec = o->eng;
-    ec.max_seqs = (int)o->batch;
-    ec.max_batch_tokens = (int)(o->n_prompt > o->batch ? o->n_prompt : o->batch);
-    if (!ec.n_ctx) ec.n_ctx = (uint32_t)(o->n_prompt + o->n_gen);
     gt_status st;
-    GT_TRY_GOTO(gt_engine_create(&ec, &e), st, done);
+    bool out = gt_dist_prints(d);
+    GT_TRY_GOTO(gt_engine_create(ec, &e), st, done);
     GT_TRY_GOTO(gt_bandwidth_init(&bw, (size_t)o->bw_mib << 20), st, done);
+    gt_sampler_config sc = GT_SAMPLER_CONFIG_INIT;
+    sc.temperature = 0; /* greedy: the benchmark measures the engine, not the sampler */
+    GT_TRY_GOTO(gt_sampler_create(&sc, (int)gt_engine_hparams(e)->n_vocab, &smp), st, done);
     const gt_hparams *hp = gt_engine_hparams(e);
     const char *type = main_type(gt_engine_gguf(e));
-    printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads\n",
-           o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
-           (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
-           o->eng.n_threads);
-    printf("%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
+    if (out) {
+        printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads",
+               o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
+               (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
+               o->eng.n_threads);
+        if (d->par) printf("; rank 0 of %d (tp %d x pp %d)", d->size, d->shard->grid.tp, d->shard->grid.pp);
+        printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
+    }
     for (int i = 0; i < o->rounds; i++) {
-        GT_TRY_GOTO(one_round(e, o, &bw, &r[i]), st, done);
-        printf("%5d %10.1f %14.1f %14.2f %9.0f%%\n", i + 1, r[i].bw * 1e-9, r[i].prefill_tps,
-               r[i].decode_tps, 100 * r[i].roofline_frac);
+        if (o->trace && i == o->rounds - 1) gt_trace_enable(d->rank);
+        GT_TRY_GOTO(one_round(e, d, smp, o, &bw, &r[i]), st, done);
+        if (out)
+            printf("%5d %10.1f %14.1f %14.2f %9.0f%%\n", i + 1, r[i].bw * 1e-9, r[i].prefill_tps,
+                   r[i].decode_tps, 100 * r[i].roofline_frac);
         fflush(stdout);
     }
+    if (o->trace) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s.rank%d.json", o->trace, d->rank);
+        GT_TRY_GOTO(gt_trace_write(path), st, done);
+    }
+    GT_TRY_GOTO(report_ranks(d, &r[o->rounds - 1]), st, done);
+    if (!out) goto done;
     int n = (int)o->rounds;
     double bwb, bwm, pb, pm, db, dm, fb, fm;
     best_median(r, n, offsetof(round_result, bw), &bwb, &bwm);
     best_median(r, n, offsetof(round_result, prefill_tps), &pb, &pm);
     best_median(r, n, offsetof(round_result, decode_tps), &db, &dm);
     best_median(r, n, offsetof(round_result, roofline_frac), &fb, &fm);
-    printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)\n", r[0].step_bytes / (1 << 20),
-           (double)gt_engine_weight_bytes(e) / (1 << 20));
+    printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)%s\n",
+           r[0].step_bytes / (1 << 20), (double)gt_engine_weight_bytes(e) / (1 << 20),
+           d->par ? " on rank 0" : "");
     printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
-           "decode at %.0f%%/%.0f%% of the bandwidth roofline\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
-           db, dm, 100 * fb, 100 * fm);
+           "decode at %.0f%%/%.0f%% of the bandwidth roofline%s\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
+           db, dm, 100 * fb, 100 * fm, d->par ? " (rank 0's shard and bandwidth)" : "");
     if (o->json) {
         FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
         if (!f) {
             st = gt_fail(GT_ERR_IO, "%s: cannot open for writing", o->json);
             goto done;
         }
+        const round_result *last = &r[n - 1];
         fprintf(f, "{\"model\": \"%s\", \"arch\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", "
-                "\"threads\": %d, \"n_prompt\": %ld, \"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
+                "\"threads\": %d, \"ranks\": %d, \"tp\": %d, \"pp\": %d, \"n_prompt\": %ld, "
+                "\"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
                 "\"weight_bytes\": %llu, \"bytes_per_decode_step\": %.0f, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"prefill_tps\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
-                "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}}\n",
+                "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
+                "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f}\n",
                 o->eng.model_path, hp->arch_name, type, gt_kernels_isa(gt_engine_kernels(e)),
-                o->eng.n_threads, o->n_prompt, o->n_gen, o->batch, o->rounds,
+                o->eng.n_threads, d->size, d->par ? d->shard->grid.tp : 1, d->par ? d->shard->grid.pp : 1,
+                o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
-                fb, fm);
+                fb, fm, last->decode_s > 0 ? last->decode_comm_s / last->decode_s : 0.0,
+                last->bytes_sent_per_token);
         if (f != stdout) fclose(f);
     }
 done:
+    gt_sampler_destroy(smp);
     gt_bandwidth_free(&bw);
     gt_engine_destroy(e);
     return st;
@@ -222,6 +286,16 @@ int gt_cmd_bench(int argc, char **argv) {
         usage();
         return 0;
     }
-    if (st == GT_OK) st = bench(&o);
+    if (st != GT_OK) return gt_args_report("bench", st);
+    gt_engine_config ec = o.eng;
+    ec.max_seqs = (int)o.batch;
+    ec.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
+    if (!ec.n_ctx) ec.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
+    gt_dist d;
+    st = gt_dist_init(&d, NULL, NULL, (int)o.tp, (int)o.pp, &ec);
+    if (st != GT_OK) gt_dist_fail(&d, "bench", st, false);
+    st = bench(&o, &d, &ec);
+    if (st != GT_OK && d.active && d.size > 1) gt_dist_fail(&d, "bench", st, true);
+    gt_dist_finalize(&d);
     return st == GT_OK ? 0 : gt_args_report("bench", st);
 }

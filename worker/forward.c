@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "common/quant.h"
+#include "common/timer.h"
+#include "common/trace.h"
 #include "worker/engine_internal.h"
 
 static void add_bias(float *x, const float *b, int n_rows, int n) {
@@ -233,8 +235,20 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     if (first) GT_TRY(embed(e, b));
     else GT_TRY(gt_par_recv_prev(e->par, s->x, (size_t)b->n * D, "activations from the previous stage"));
     for (int il = 0; il < e->w.n_layer; il++) {
+        uint64_t t0 = gt_trace_enabled() ? gt_now_ns() : 0;
         GT_TRY(attention_block(e, b, il));
+        if (t0) {
+            char name[32];
+            snprintf(name, sizeof name, "layer %d attention", e->w.layer0 + il);
+            gt_trace_span("layer", name, t0);
+            t0 = gt_now_ns();
+        }
         GT_TRY(ffn_block(e, b, il));
+        if (t0) {
+            char name[32];
+            snprintf(name, sizeof name, "layer %d ffn", e->w.layer0 + il);
+            gt_trace_span("layer", name, t0);
+        }
     }
     if (!last) return gt_par_send_next(e->par, s->x, (size_t)b->n * D, "activations to the next stage");
     /* Gather the rows whose logits are wanted, then norm and project them. */

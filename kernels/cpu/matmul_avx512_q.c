@@ -97,12 +97,13 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
                 w[i] = _mm512_and_si512(r, m4);
                 w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
             }
+            if (planes) /* bits 4 (and 5) from the planes */
 #pragma GCC unroll 8
-            for (int c = 0; c < 8 && planes; c++) { /* bits 4 (and 5) from the planes */
-                w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 256 + 8 * c), w[c], _mm512_set1_epi8(16));
-                if (planes == 2)
-                    w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 320 + 8 * c), w[c], _mm512_set1_epi8(32));
-            }
+                for (int c = 0; c < 8; c++) {
+                    w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 256 + 8 * c), w[c], _mm512_set1_epi8(16));
+                    if (planes == 2)
+                        w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 320 + 8 * c), w[c], _mm512_set1_epi8(32));
+                }
         } else {
 #pragma GCC unroll 8
             for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);

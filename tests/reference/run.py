@@ -23,6 +23,9 @@ def main(argv=None):
     ap.add_argument("--tokens", required=True, help="comma-separated token ids")
     ap.add_argument("--logits-out", help="write float32 [n_tokens, n_vocab] here")
     ap.add_argument("--precision", choices=("float64", "float32"), default="float64")
+    ap.add_argument("--head-precision", choices=("float64", "float32"), default=None,
+                    help="precision of the output head product (default: --precision); float32 "
+                    "halves the memory of a large-vocabulary head, see model.Model")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     try:
@@ -31,7 +34,9 @@ def main(argv=None):
         ap.error(f"--tokens takes comma-separated ids, not {a.tokens!r}")
     if not tokens:
         ap.error("--tokens needs at least one id")
-    m = Model(a.model, dtype=np.float64 if a.precision == "float64" else np.float32)
+    dt = {"float64": np.float64, "float32": np.float32}
+    m = Model(a.model, dtype=dt[a.precision],
+              head_dtype=dt[a.head_precision] if a.head_precision else None)
     logits = m.forward(tokens)
     if a.logits_out:
         np.ascontiguousarray(logits, dtype=np.float32).tofile(a.logits_out)
