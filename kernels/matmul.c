@@ -6,10 +6,13 @@
  * rows for computation; everything else (and every type under the "ref" and
  * "avx2" ISAs) keeps the GGUF rows and runs the reference kernel, which
  * handles every type with a dequantizer. A product is at most two fork-join
- * regions on the pool: quantize the activations to Q8 (split over tokens,
- * or over blocks for one token), then the product split over output panels
- * (or rows for the reference), so each thread streams its own contiguous
- * part of the weights. */
+ * regions on the pool: quantize the activations to Q8 (split over tokens;
+ * for decode, n_tok <= 4, each thread quantizes them all into its own copy
+ * instead, so decode has a single region), then the product split over
+ * output panels (or rows for the reference), so each thread streams its own
+ * contiguous part of the weights. Packing at load is split over panels on
+ * the pool too. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -106,7 +109,11 @@ typedef struct {
     float *y;       /* [n_tok, n_out] */
     int64_t n_tok;
     gt_mm_qkind kind;
-    gt_mm_q8a *q;   /* [n_tok, n_in / 32] */
+    gt_mm_q8a *q;   /* [n_tok, n_in / 32], or [n_threads, q_stride] when fused */
+    size_t q_stride;
+    int fused;      /* each thread quantizes x itself: one fork-join per product */
+    long grain;     /* panels per grab (even) */
+    _Atomic long next; /* next panel to grab */
     float *fs;      /* [n_threads, fs_stride] float-panel packing scratch */
     size_t fs_stride;
     float *tmp;     /* [n_threads, tmp_stride] for the reference */
@@ -135,17 +142,33 @@ static void run_quantize(void *arg, int ith, int nth) {
     }
 }
 
+/* Panels are handed out in grains from a shared counter rather than split
+ * statically: on a shared host one thread is often slower (its core busy
+ * with another process) and the others then take its share. */
 static void run_panels(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    long p0, p1;
-    gt_pool_split((long)((j->w->n_out + 15) / 16), 2, ith, nth, &p0, &p1);
-    if (p0 >= p1) return;
-    if (j->w->layout == GT_MM_PF)
-        gt__mm_pf_avx512(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok,
-                         p0, p1, j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
-    else
-        gt__mm_pq_avx512(j->kind, j->w->data, j->w->n_in, j->w->n_out, j->q, j->y, j->n_tok, p0,
-                         p1);
+    long n_panels = (long)((j->w->n_out + 15) / 16);
+    const gt_mm_q8a *q = j->q;
+    int quantized = 0;
+    for (;;) {
+        long p0 = atomic_fetch_add_explicit(&j->next, j->grain, memory_order_relaxed);
+        if (p0 >= n_panels) return;
+        long p1 = p0 + j->grain < n_panels ? p0 + j->grain : n_panels;
+        if (j->fused && !quantized) {
+            gt_mm_q8a *mine = j->q + (size_t)ith * j->q_stride;
+            gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
+            q = mine;
+            quantized = 1;
+        }
+        if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
+        if (j->w->layout == GT_MM_PF)
+            gt__mm_pf_avx512(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok,
+                             p0, p1, j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+        else
+            gt__mm_pq_avx512(j->kind, j->w->data, j->w->n_in, j->w->n_out, q, j->y, j->n_tok, p0,
+                             p1);
+    }
+    (void)nth;
 }
 
 void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
@@ -162,13 +185,19 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
         return;
     }
     if (w->layout == GT_MM_PQ) {
+        /* Decode: every thread quantizes the few activation rows itself (a
+         * microsecond) rather than meeting the others at a second barrier,
+         * which costs far more when a core is shared and a worker is late. */
+        size_t nq = (size_t)n_tok * (size_t)(w->n_in / 32);
         j.kind = gt__mm_qkind(w->type);
-        j.q = gt__kernels_scratch(k, (size_t)n_tok * (size_t)(w->n_in / 32) * sizeof(gt_mm_q8a));
+        j.fused = n_tok <= 4;
+        j.q_stride = j.fused ? (nq + 3) / 4 * 4 : nq; /* 4 blocks = 192 B: 64-byte aligned */
+        j.q = gt__kernels_scratch(k, j.q_stride * sizeof(gt_mm_q8a) * (size_t)(j.fused ? k->n_threads : 1));
         if (!j.q) {
             GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for quantized activations");
             return;
         }
-        gt_pool_run(k->pool, run_quantize, &j);
+        if (!j.fused) gt_pool_run(k->pool, run_quantize, &j);
     } else if ((j.fs_stride = gt__mm_pf_scratch_floats(n_tok)) > 0) {
         j.fs = gt__kernels_scratch(k, j.fs_stride * sizeof(float) * (size_t)k->n_threads);
         if (!j.fs) {
@@ -176,5 +205,12 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
             return;
         }
     }
+    /* Grains: about 4 per thread for decode (streams of >= 8 panels), 2 for
+     * prefill (each grain repacks its activations, so not too small). */
+    long n_panels = (long)((w->n_out + 15) / 16);
+    long grain = n_panels / ((n_tok <= 4 ? 4L : 2L) * k->n_threads);
+    grain = k->n_threads == 1 ? n_panels : grain < 8 ? 8 : grain;
+    j.grain = (grain + 1) / 2 * 2;
+    atomic_init(&j.next, 0);
     gt_pool_run(k->pool, run_panels, &j);
 }

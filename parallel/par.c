@@ -95,6 +95,21 @@ gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
     return st;
 }
 
+gt_status gt_par_allgather(gt_par *p, float *x, size_t count, const char *what) {
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_allgather(p->stage, x + (size_t)p->grid.tp_rank * count, x, count, GT_F32, what);
+    account(p, t0, count * sizeof(float), what);
+    return st;
+}
+
+gt_status gt_par_reduce_scatter(gt_par *p, const float *send, float *recv, size_t count,
+                                const char *what) {
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_reduce_scatter(p->stage, send, recv, count, GT_F32, what);
+    account(p, t0, count * (size_t)(p->grid.tp - 1) * sizeof(float), what);
+    return st;
+}
+
 gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), 1, what);

@@ -40,6 +40,12 @@ void gt_par_reset_stats(gt_par *p);
 
 /* x[n] = sum over the stage group, in place; a no-op when tp == 1. */
 gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what);
+/* Sequence parallelism over the stage group: x[tp][count] gathered from
+ * every rank's block (this rank's block is x + tp_rank * count, in place),
+ * and recv[count] = the sum over ranks of their block tp_rank of send. */
+gt_status gt_par_allgather(gt_par *p, float *x, size_t count, const char *what);
+gt_status gt_par_reduce_scatter(gt_par *p, const float *send, float *recv, size_t count,
+                                const char *what);
 /* Activations to the next stage / from the previous one (same tp position). */
 gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what);
 gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what);

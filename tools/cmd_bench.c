@@ -50,6 +50,7 @@ static void usage(void) {
            "  --json FILE        also write the results as JSON ('-' for stdout)\n"
            "  --tp N, --pp N     grid under mpirun (default: tp = ranks); adds per-rank compute and\n"
            "                     communication time and bytes sent per decoded token\n"
+           "  --sp-min-tokens N  sequence parallelism for prompt batches of at least N tokens\n"
            "  --trace PREFIX     write PREFIX.rankR.json, Chrome trace events of the last round\n"
            "                     (per layer, per collective), for Perfetto\n");
 }
@@ -73,6 +74,10 @@ static gt_status parse(int argc, char **argv, bench_opts *o, bool *help) {
         else if (gt_args_is(&a, NULL, "--bw-mib")) GT_TRY(gt_args_long(&a, 16, 65536, &o->bw_mib));
         else if (gt_args_is(&a, NULL, "--json")) GT_TRY(gt_args_str(&a, &o->json));
         else if (gt_args_is(&a, NULL, "--trace")) GT_TRY(gt_args_str(&a, &o->trace));
+        else if (gt_args_is(&a, NULL, "--sp-min-tokens")) {
+            GT_TRY(gt_args_long(&a, 0, 1 << 20, &v));
+            o->eng.sp_min_tokens = (int)v;
+        }
         else if (gt_args_is(&a, NULL, "--tp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->tp));
         else if (gt_args_is(&a, NULL, "--pp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->pp));
         else return gt_args_unknown(&a);

@@ -60,7 +60,9 @@ static void usage(void) {
            "  --system TEXT         system message for --chat\n"
            "  --chat-format NAME    chat format instead of the GGUF's template (chatml, gemma, llama3, ...)\n"
            "  --tp N, --pp N        tensor and pipeline parallel sizes under mpirun (default: tp = ranks)\n"
-           "  --comm-timeout S      end the job when a collective or receive waits longer (default 300)\n");
+           "  --comm-timeout S      end the job when a collective or receive waits longer (default 300)\n"
+           "  --sp-min-tokens N     split prompt batches of at least N tokens along the sequence over\n"
+           "                        the stage group (sequence parallelism; default 0: off)\n");
 }
 
 static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
@@ -110,7 +112,10 @@ static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
         else if (gt_args_is(&a, NULL, "--chat")) o->chat = true;
         else if (gt_args_is(&a, NULL, "--tp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->tp));
         else if (gt_args_is(&a, NULL, "--pp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->pp));
-        else if (gt_args_is(&a, NULL, "--comm-timeout")) {
+        else if (gt_args_is(&a, NULL, "--sp-min-tokens")) {
+            GT_TRY(gt_args_long(&a, 0, 1 << 20, &v));
+            o->eng.sp_min_tokens = (int)v;
+        } else if (gt_args_is(&a, NULL, "--comm-timeout")) {
             GT_TRY(gt_args_double(&a, 0.1, 1e6, &d));
             gt_dist_set_timeout(d);
         }

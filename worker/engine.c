@@ -17,7 +17,9 @@ static gt_status alloc_f32(float **p, size_t n, const char *what) {
 static gt_status alloc_scratch(gt_engine *e) {
     const gt_hparams *hp = &e->hp;
     gt_fwd_scratch *s = &e->s;
-    size_t B = (size_t)e->cfg.max_batch_tokens, D = hp->n_embd;
+    /* Rows are padded to a multiple of tp under sequence parallelism. */
+    size_t tp = e->sharded ? (size_t)e->shard.grid.tp : 1;
+    size_t B = (size_t)e->cfg.max_batch_tokens + tp, D = hp->n_embd;
     size_t Q = (size_t)e->n_head * hp->head_dim, KV = (size_t)e->n_head_kv * hp->head_dim;
     size_t F = hp->n_ff;
     if (hp->n_ff_exp > F) F = hp->n_ff_exp;
@@ -42,6 +44,7 @@ static gt_status alloc_scratch(gt_engine *e) {
         s->moe_rows = gt_alloc(B * sizeof(int32_t));
         if (!s->moe_ids || !s->moe_rows) return gt_fail(GT_ERR_NOMEM, "cannot allocate expert routing");
     }
+    if (tp > 1) GT_TRY(alloc_f32(&s->sp, (B / tp + 1) * D, "sequence-parallel rows"));
     s->kblocks = calloc((size_t)e->max_seq_blocks, sizeof *s->kblocks);
     s->vblocks = calloc((size_t)e->max_seq_blocks, sizeof *s->vblocks);
     if (!s->kblocks || !s->vblocks) return gt_fail(GT_ERR_NOMEM, "cannot allocate block tables");
@@ -50,7 +53,7 @@ static gt_status alloc_scratch(gt_engine *e) {
 
 static void free_scratch(gt_fwd_scratch *s) {
     float *f[] = {s->x, s->cur, s->q, s->k, s->v, s->attn, s->out, s->gate, s->up,
-                  s->moe_x, s->moe_out, s->router, s->moe_w, s->moe_rw};
+                  s->moe_x, s->moe_out, s->router, s->moe_w, s->moe_rw, s->sp};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) gt_free(f[i]);
     gt_free(s->moe_ids);
     gt_free(s->moe_rows);

@@ -34,8 +34,9 @@ typedef struct gt_engine_config {
     int max_batch_tokens;   /* tokens per forward call; longer prompts are chunked by the caller */
     const gt_shard *shard;  /* this rank's part of the model (copied); NULL: all of it */
     gt_par *par;            /* collectives of the grid (borrowed); NULL on a single rank */
+    int sp_min_tokens;      /* batches this long split their rows over the stage group; 0: never */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),

@@ -24,6 +24,7 @@ typedef struct gt_fwd_scratch {
     float *moe_w;      /* [B, n_expert_used] */
     int32_t *moe_rows; /* [B] */
     float *moe_rw;     /* [B] */
+    float *sp;    /* [B / tp + 1, n_embd] this rank's rows under sequence parallelism */
     const void **kblocks, **vblocks; /* [max_seq_blocks] */
 } gt_fwd_scratch;
 

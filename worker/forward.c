@@ -47,17 +47,70 @@ static gt_status embed(gt_engine *e, const gt_batch *b) {
     return GT_OK;
 }
 
-/* Sums a row-parallel product's partial results over the stage group. */
-static gt_status reduce(gt_engine *e, float *x, size_t n, int il, const char *what) {
-    if (!e->par || e->shard.grid.tp == 1) return GT_OK;
+/* Sequence parallelism: for a long prompt on a stage group, each rank keeps
+ * only its slice of the residual stream's rows between the matrices (norms
+ * and residual adds run on the slice); the normed slice is all-gathered
+ * before the column-parallel matrices, and the row-parallel partial sums are
+ * reduce-scattered back to slices instead of all-reduced. The matrices and
+ * the KV cache stay split by heads and columns, so decode continues with
+ * plain tensor parallelism. Rows are padded to a multiple of tp. */
+typedef struct seq_split {
+    bool on;
+    int chunk;  /* rows per rank, padded */
+    int r0, nr; /* this rank's rows [r0, r0 + nr) of the batch */
+} seq_split;
+
+static seq_split split_rows(const gt_engine *e, int n) {
+    seq_split sp = {false, n, 0, n};
+    int tp = e->par ? e->shard.grid.tp : 1;
+    if (tp == 1 || e->cfg.sp_min_tokens <= 0 || n < e->cfg.sp_min_tokens) return sp;
+    sp.on = true;
+    sp.chunk = (n + tp - 1) / tp;
+    sp.r0 = e->shard.grid.tp_rank * sp.chunk;
+    sp.nr = sp.r0 >= n ? 0 : (n - sp.r0 < sp.chunk ? n - sp.r0 : sp.chunk);
+    return sp;
+}
+
+/* Normalises the rows this rank holds into s->cur and, under sequence
+ * parallelism, gathers every rank's rows so that s->cur holds all of them. */
+static gt_status norm_in(gt_engine *e, const seq_split *sp, const float *w, int il, const char *what) {
+    gt_fwd_scratch *s = &e->s;
+    size_t D = e->hp.n_embd;
+    if (sp->nr > 0) gt_rmsnorm(e->k, s->x + (size_t)sp->r0 * D, w, s->cur + (size_t)sp->r0 * D, sp->nr, (int64_t)D, e->hp.norm_eps);
+    if (!sp->on) return GT_OK;
     char label[64];
-    snprintf(label, sizeof label, "layer %d %s allreduce", il, what);
-    return gt_par_allreduce(e->par, x, n, label);
+    snprintf(label, sizeof label, "layer %d %s allgather", il, what);
+    return gt_par_allgather(e->par, s->cur, (size_t)sp->chunk * D, label);
+}
+
+/* Finishes a block whose row-parallel partial sums are in s->out [n, D]:
+ * sums them over the stage group (all-reduce, or reduce-scatter to this
+ * rank's rows), applies the optional post-norm and adds the residual. */
+static gt_status block_out(gt_engine *e, const seq_split *sp, int n, const float *post_norm, int il,
+                           const char *what) {
+    gt_fwd_scratch *s = &e->s;
+    size_t D = e->hp.n_embd;
+    char label[64];
+    float *out = s->out;
+    if (sp->on) {
+        size_t padded = (size_t)sp->chunk * (size_t)e->shard.grid.tp;
+        memset(s->out + (size_t)n * D, 0, (padded - (size_t)n) * D * sizeof(float));
+        snprintf(label, sizeof label, "layer %d %s reduce-scatter", il, what);
+        GT_TRY(gt_par_reduce_scatter(e->par, s->out, s->sp, (size_t)sp->chunk * D, label));
+        out = s->sp;
+    } else if (e->par && e->shard.grid.tp > 1) {
+        snprintf(label, sizeof label, "layer %d %s allreduce", il, what);
+        GT_TRY(gt_par_allreduce(e->par, s->out, (size_t)n * D, label));
+    }
+    if (sp->nr == 0) return GT_OK;
+    if (post_norm) gt_rmsnorm(e->k, out, post_norm, out, sp->nr, (int64_t)D, e->hp.norm_eps);
+    gt_add(e->k, s->x + (size_t)sp->r0 * D, out, (int64_t)sp->nr * (int64_t)D);
+    return GT_OK;
 }
 
 /* il: the local layer index (the KV cache's); the model's layer is
  * layer0 + il. */
-static gt_status attention_block(gt_engine *e, const gt_batch *b, int il) {
+static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
     gt_kernels *k = e->k;
@@ -66,7 +119,7 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, int il) {
     int nh = e->n_head, nkh = e->n_head_kv;
     int nq = nh * hd, nkv = nkh * hd;
 
-    gt_rmsnorm(k, s->x, L->attn_norm, s->cur, n, D, hp->norm_eps);
+    GT_TRY(norm_in(e, sp, L->attn_norm, layer, "attn"));
     gt_matmul(k, &L->wq, s->cur, s->q, n);
     gt_matmul(k, &L->wk, s->cur, s->k, n);
     gt_matmul(k, &L->wv, s->cur, s->v, n);
@@ -123,10 +176,8 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, int il) {
         i0 = i1;
     }
     gt_matmul(k, &L->wo, s->attn, s->out, n);
-    GT_TRY(reduce(e, s->out, (size_t)n * D, layer, "attn"));
-    if (L->post_attn_norm) gt_rmsnorm(k, s->out, L->post_attn_norm, s->out, n, D, hp->norm_eps);
-    gt_add(k, s->x, s->out, (int64_t)n * D);
-    return GT_OK;
+    (void)D;
+    return block_out(e, sp, n, L->post_attn_norm, layer, "attn");
 }
 
 /* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
@@ -213,18 +264,16 @@ static void moe(gt_engine *e, int il, int n) {
     }
 }
 
-static gt_status ffn_block(gt_engine *e, const gt_batch *b, int il) {
+static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
     gt_fwd_scratch *s = &e->s;
     int n = b->n, D = (int)hp->n_embd;
-    gt_rmsnorm(e->k, s->x, L->ffn_norm, s->cur, n, D, hp->norm_eps);
+    GT_TRY(norm_in(e, sp, L->ffn_norm, e->w.layer0 + il, "ffn"));
     if (hp->n_expert) moe(e, il, n);
     else mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n);
-    GT_TRY(reduce(e, s->out, (size_t)n * D, e->w.layer0 + il, "ffn"));
-    if (L->post_ffn_norm) gt_rmsnorm(e->k, s->out, L->post_ffn_norm, s->out, n, D, hp->norm_eps);
-    gt_add(e->k, s->x, s->out, (int64_t)n * D);
-    return GT_OK;
+    (void)D;
+    return block_out(e, sp, n, L->post_ffn_norm, e->w.layer0 + il, "ffn");
 }
 
 gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
@@ -234,22 +283,25 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     bool first = !e->sharded || e->shard.first_stage, last = !e->sharded || e->shard.last_stage;
     if (first) GT_TRY(embed(e, b));
     else GT_TRY(gt_par_recv_prev(e->par, s->x, (size_t)b->n * D, "activations from the previous stage"));
+    seq_split sp = split_rows(e, b->n);
     for (int il = 0; il < e->w.n_layer; il++) {
         uint64_t t0 = gt_trace_enabled() ? gt_now_ns() : 0;
-        GT_TRY(attention_block(e, b, il));
+        GT_TRY(attention_block(e, b, &sp, il));
         if (t0) {
             char name[32];
             snprintf(name, sizeof name, "layer %d attention", e->w.layer0 + il);
             gt_trace_span("layer", name, t0);
             t0 = gt_now_ns();
         }
-        GT_TRY(ffn_block(e, b, il));
+        GT_TRY(ffn_block(e, b, &sp, il));
         if (t0) {
             char name[32];
             snprintf(name, sizeof name, "layer %d ffn", e->w.layer0 + il);
             gt_trace_span("layer", name, t0);
         }
     }
+    if (sp.on) /* every rank's rows back into the whole residual stream */
+        GT_TRY(gt_par_allgather(e->par, s->x, (size_t)sp.chunk * D, "sequence-parallel allgather"));
     if (!last) return gt_par_send_next(e->par, s->x, (size_t)b->n * D, "activations to the next stage");
     /* Gather the rows whose logits are wanted, then norm and project them. */
     int m = 0;

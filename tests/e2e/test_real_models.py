@@ -10,8 +10,9 @@ For SmolLM2-135M-Instruct (llama, Q4_1) and Gemma 3 270M (gemma3, Q4_K_M):
      reference (tests/reference/) in float64, exact and with each path's
      rounding emulated. Per path (BOUNDS, derived in docs/reference.md): max
      abs and rms error against the exact reference; the rms error must be
-     0.75-1.33x the emulated rounding's own rms error (the error is what the
-     rounding explains, no more); the top-1 token agrees at every position
+     0.8-1.2x (f16 KV path: 0.75-1.33x) the emulated rounding's own rms
+     error (the error is what the rounding explains, no more); the top-1
+     token agrees at every position
      except genuine near-ties (reference gap below the path's tie bound).
      The emulation cannot be compared point by point: 8-bit rounding turns
      any fp32 summation-order difference into a fresh rounding sample within
@@ -79,8 +80,8 @@ GEN_PIN = 8    # of which the first GEN_PIN are pinned against the reference
 #        the error is the size the deliberate rounding predicts, not more.
 BOUNDS = {
     # default kernels: 8-bit activations + f16 KV (emulated: max 0.79-1.42, rms 0.13-0.21,
-    # top-2 difference error <= 0.50, over four independent rounding samples).
-    "default": dict(max_abs=2.5, rms=0.4, tie=1.0, ratio=(0.75, 1.33), emulate="q8+kv"),
+    # top-2 difference error <= 0.50, over five rounding samples whose rms spans +-5%).
+    "default": dict(max_abs=2.5, rms=0.4, tie=1.0, ratio=(0.8, 1.2), emulate="q8+kv"),
     # --isa ref: f16 KV only (emulated: max 0.0076-0.013, rms 0.0011-0.0034, top-2 0.004).
     "ref": dict(max_abs=0.05, rms=0.01, tie=0.02, ratio=(0.75, 1.33), emulate="kv"),
     # --isa ref --kv-type f32: no deliberate rounding, fp32 vs fp64 (measured max 6e-5).

@@ -64,7 +64,7 @@ def synth(arch, typ):
     path = os.path.join(TMP, f"par_{arch}_{typ}.gguf")
     p, _ = run([GANTRY, "synth", "-o", path, "--arch", arch, "--layers", "4", "--hidden", "256",
                 "--heads", "8", "--kv-heads", "4", "--ffn", "512", "--vocab", "1000",
-                "--type", typ, "--seed", "11"])
+                "--type", typ, "--seed", "11", "--ctx", "4096"])
     assert p.returncode == 0, p.stderr
     return path
 
@@ -135,6 +135,13 @@ def main():
                 tokens=toks, extra=("--isa", "ref", "--threads", "1"))
     else:
         print(f"note: {gemma} is absent (scripts/fetch-models.sh fetches it); real-model layouts not run")
+    # Sequence parallelism: a 2048-token prompt, prefilled in batches of 512
+    # whose rows are split over the stage group, then decoded with plain TP.
+    long_prompt = [(i * 37 + 11) % 1000 for i in range(2048)]
+    for arch in ("llama", "qwen3"):
+        model = synth(arch, "f32")
+        compare(f"{arch} f32 sp", model, "f32", BOUNDS["f32"], [(2, 1), (4, 1)], n=4,
+                tokens=long_prompt, extra=("--sp-min-tokens", "256", "--ctx", "2100"))
     model = synth("llama", "f32")
     refusals(model)
     faults(model)
