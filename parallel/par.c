@@ -14,8 +14,10 @@
 
 struct gt_par {
     gt_grid grid;
-    double stall_s; /* test hook: sleep before the first allreduce */
-    int kill_self;  /* test hook: die before the first allreduce */
+    double stall_s;  /* test hook: sleep before allreduce number stall_at */
+    long stall_at;
+    int kill_self;   /* test hook: die before the first allreduce */
+    long n_allreduce;
     gt_comm *world; /* borrowed */
     gt_comm *stage; /* owned; NULL when tp == 1 */
     gt_par_stats stats;
@@ -33,13 +35,18 @@ gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
     if (!p) return gt_fail(GT_ERR_NOMEM, "cannot allocate the parallel context");
     p->grid = *grid;
     p->world = world;
-    /* GANTRY_TEST_STALL=RANK:SECONDS makes that rank arrive late at its first
-     * allreduce, so that tests can see the watchdog name it. */
+    /* GANTRY_TEST_STALL=RANK:SECONDS[:CALL] makes that rank arrive late at
+     * its allreduce number CALL (0: the first), so that tests can see the
+     * watchdog name the operation and the rank. */
     const char *stall = getenv("GANTRY_TEST_STALL");
     int stall_rank = -1;
     double stall_s = 0;
-    if (stall && sscanf(stall, "%d:%lf", &stall_rank, &stall_s) == 2 && stall_rank == grid->rank)
+    long stall_at = 0;
+    if (stall && sscanf(stall, "%d:%lf:%ld", &stall_rank, &stall_s, &stall_at) >= 2 &&
+        stall_rank == grid->rank) {
         p->stall_s = stall_s;
+        p->stall_at = stall_at;
+    }
     /* GANTRY_TEST_KILL=RANK kills that rank there instead (SIGKILL). */
     const char *kill_env = getenv("GANTRY_TEST_KILL");
     p->kill_self = kill_env && atoi(kill_env) == grid->rank;
@@ -84,7 +91,7 @@ static void account(gt_par *p, uint64_t t0, size_t bytes, const char *what) {
 gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
     if (p->grid.tp == 1) return GT_OK;
     if (p->kill_self) raise(SIGKILL);
-    if (p->stall_s > 0) {
+    if (p->stall_s > 0 && p->n_allreduce++ == p->stall_at) {
         struct timespec ts = {(time_t)p->stall_s, (long)((p->stall_s - (double)(time_t)p->stall_s) * 1e9)};
         p->stall_s = 0;
         nanosleep(&ts, NULL);
