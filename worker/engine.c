@@ -197,5 +197,31 @@ static gt_status check_batch(gt_engine *e, const gt_batch *b) {
 
 gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
     GT_TRY(check_batch(e, b));
-    return gt__forward(e, b, logits);
+    int pp = e->sharded ? e->shard.grid.pp : 1;
+    if (pp == 1 || b->n < 2) return gt__forward(e, b, logits);
+    /* Pipeline: cut the batch into pp micro-batches so that stage s works on
+     * micro-batch m while stage s + 1 works on m - 1. Every stage processes
+     * them in order, so each sequence's KV cache still grows in order. */
+    int n_mb = b->n < pp ? b->n : pp;
+    float *out = logits;
+    for (int m = 0; m < n_mb; m++) {
+        int i0 = (int)((int64_t)b->n * m / n_mb), i1 = (int)((int64_t)b->n * (m + 1) / n_mb);
+        gt_batch mb = {i1 - i0, b->tokens + i0, b->pos + i0, b->seq + i0,
+                       b->want_logits ? b->want_logits + i0 : NULL};
+        /* Without want_logits only the batch's last token is wanted. */
+        int8_t *want = NULL;
+        if (!b->want_logits) {
+            want = calloc((size_t)(i1 - i0), 1);
+            if (!want) return gt_fail(GT_ERR_NOMEM, "cannot allocate a micro-batch");
+            if (m == n_mb - 1) want[i1 - i0 - 1] = 1;
+            mb.want_logits = want;
+        }
+        gt_status st = gt__forward(e, &mb, out);
+        int wanted = 0;
+        for (int i = 0; i < mb.n; i++) wanted += mb.want_logits[i] != 0;
+        free(want);
+        GT_TRY(st);
+        if (gt_engine_has_logits(e)) out += (size_t)wanted * (size_t)e->w.n_vocab_local;
+    }
+    return GT_OK;
 }

@@ -4,10 +4,11 @@ Design: clarity over speed. The whole prompt is evaluated at once with dense
 matrices in float64 (float32 on request): every weight is dequantized once
 (quants.py) and cached, and each operation is written the way the model's
 paper / llama.cpp graph defines it, so that it can be read against them.
-Architectures differ only through the feature flags of ARCHS; a new model
-family (gemma3: embedding scale, post-norms, GELU, sliding window, soft-cap)
-adds an entry there and the corresponding branches in Model.forward /
-Model._block, nothing else.
+Architectures differ only through the feature flags of ARCHS (llama, qwen2,
+qwen3, qwen2moe, gemma3: embedding scale, post-norms, GELU, sliding window,
+soft-cap); a new family adds an entry there and the corresponding branches in
+Model.forward / Model._block, nothing else. The output head may be kept in
+float32 (head_dtype) for large vocabularies.
 
 Weights are kept in numpy order: a GGUF tensor with ne = [n_in, n_out] is
 an array [n_out, n_in], so y = x @ W.T.
