@@ -197,7 +197,9 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
         /* Per layer: after wo and after down; plus the vocab-parallel embedding. */
         out->tp_allreduces = 2 * (int)hp.n_layer + 1;
         out->tp_allreduce_bytes = (uint64_t)out->tp_allreduces * hp.n_embd * F32_BYTES;
-        out->logits_gather_bytes = (uint64_t)hp.n_vocab * F32_BYTES;
+        /* Sampling gathers each rank's best (logit, id) pairs, not the
+         * logits: 40 candidates (the default top-k) of 8 bytes per rank. */
+        out->logits_gather_bytes = (uint64_t)cfg.tp * 40 * 8;
     }
     out->pp_send_bytes = (uint64_t)(cfg.pp - 1) * hp.n_embd * F32_BYTES;
     out->cfg = cfg;

@@ -111,7 +111,8 @@ typedef struct gt_plan {
                                      over stages, plus the vocab-parallel embedding's one */
     int tp_allreduces;            /* their count per token */
     uint64_t pp_send_bytes;       /* (pp - 1) activation sends of n_embd */
-    uint64_t logits_gather_bytes; /* the LM head's vocab slices gathered on the last stage */
+    uint64_t logits_gather_bytes; /* sampling candidates gathered on the last stage (top-40
+                                     (logit, id) pairs per rank), not the logits */
 } gt_plan;
 
 /* Builds the plan for every rank of the grid from the file's metadata and

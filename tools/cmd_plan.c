@@ -171,7 +171,7 @@ static void print_totals(const gt_plan *p) {
     printf("network per decoded token:");
     if (p->cfg.tp > 1)
         printf(" TP %d allreduces of %u floats (2 per layer, each in its stage group, + 1 for "
-               "the embedding) = %s, logits gather %s;",
+               "the embedding) = %s, sampling candidates %s;",
                p->tp_allreduces, p->hp.n_embd, hb(p->tp_allreduce_bytes, b1),
                hb(p->logits_gather_bytes, b2));
     else

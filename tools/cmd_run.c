@@ -255,6 +255,7 @@ static gt_status generate(run_opts *o, gt_dist *d, run_state *r) {
     if (!out) return GT_OK;
     if (!o->print_ids) gt_text_flush(r->text, stdout);
     if (o->n_predict > 0) printf("\n");
+    fflush(stdout);
     double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
     /* n_gen sampled tokens took n_gen - 1 forward passes. */
     fprintf(stderr, "prefill: %d tokens in %.3f s (%.2f tok/s); decode: %d tokens in %.3f s (%.2f tok/s); "

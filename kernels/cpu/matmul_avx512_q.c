@@ -1,15 +1,20 @@
 /* AVX-512 VNNI products of quant panels with Q8 activations.
  *
- * One tile kernel serves decode and prefill: 16 output rows (one zmm) x NT
- * tokens (NT = 1..8, a compile-time constant per instantiation). Per 32-k
+ * The decode tile: 16 output rows (one zmm) x NT tokens (NT = 1, 2, 3, 4,
+ * 6, 8, 16, a compile-time constant per instantiation); prefill (n_tok > 4)
+ * of every kind but N6H goes to the two-panel tile of matmul_avx512_q2.c,
+ * which needs half the activation broadcasts. Per 32-k
  * block and token: the int32 dot of the u8 weight codes with the s8
  * activation (8 vpdpbusd, started from the activation's integer offset
  * correction), converted once and FMA'd with d_w * d_x into an fp32
  * accumulator; for min types one more FMA with m_w * d_x*sum(x). Decode
  * (NT <= 2) splits each block into two independent vpdpbusd chains so that
  * latency does not bound a memory-bound loop; a software prefetch runs a few
- * blocks ahead on the panel stream. Prefill walks tokens in chunks so the
- * quantized activations of a chunk stay in L2 while panels stream by. */
+ * blocks ahead on the panel stream. The wider codes (N5, N6H) are nibbles
+ * plus bit planes, restored with one masked byte add per plane and chunk,
+ * so decode reads no more than the GGUF bytes (+ f16 scales). N6H prefill
+ * walks tokens in chunks so the quantized activations of a chunk stay in L2
+ * while panels stream by. */
 #include <immintrin.h>
 #include <string.h>
 

@@ -1,0 +1,281 @@
+/* AVX2 products of quant panels with Q8 activations (no VNNI), and the
+ * activation quantizer.
+ *
+ * Design: the panels and activation blocks of the AVX-512 path
+ * (matmul_internal.h) unchanged; a 16-row panel is two ymm halves (rows
+ * 0-7 and 8-15, bytes 0-31 and 32-63 of each 64-byte chunk). vpdpbusd is
+ * replaced by vpmaddubsw (u8 x s8, pairs summed to int16, saturating) and
+ * vpmaddwd against ones (int16 pairs to int32), arranged so that no int16
+ * ever saturates, which keeps the integer dot exact and equal to the
+ * AVX-512 one:
+ *  - nibble kinds: codes <= 15, |x| <= 127, a pair <= 3810, so all 8 chunks
+ *    of a block add up in int16 (<= 30480) before one vpmaddwd; N5 (codes
+ *    <= 31) adds 4 chunks, N6H (<= 63) 2 chunks per vpmaddwd;
+ *  - B8 (code = q + 128 up to 255) would overflow, so it uses the signed
+ *    form: |q| (<= 128, unsigned) times x with q's sign (vpsignb), a pair
+ *    <= 32512, one vpmaddwd per chunk. That is sum(q*x) directly, which is
+ *    exactly the AVX-512 u8 dot plus its correction c0 = -128*sum(x), so c0
+ *    is not added for B8.
+ * Bits 4 and 5 of N5/N6H come from the bit planes, 32 bits per half chunk
+ * spread to bytes with one vpshufb and a compare. Per block and token the
+ * int32 sum is converted and FMA'd with d_w * d_x (plus m_w * d_x*sum(x)
+ * for min kinds; two half-block scales for N6H) in the AVX-512 order, and
+ * the k slicing of the AVX-512 driver is kept (whole k for decode, 16-block
+ * slices accumulated in y for prefill), so the results match it to the bit.
+ * Tiles are one panel x 1..4 tokens (AVX2 has 16 vector registers). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/matmul_avx2.h"
+
+#define GT_AI static inline __attribute__((always_inline))
+
+/* ---- activation quantization ---- */
+
+static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline int32_t hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+void gt__mm_quantize_avx2(gt_mm_qkind kind, const float *x, int64_t n_in, int64_t t0, int64_t t1,
+                          int64_t b0, int64_t b1, gt_mm_q8a *q) {
+    int64_t nb = n_in / 32;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    /* vpackssdw + vpacksswb interleave the four vectors' 4-lane groups per
+     * 128-bit lane; this dword permutation restores element order. */
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t b = b0; b < b1; b++) {
+            const float *xs = x + t * n_in + 32 * b; /* [32] */
+            gt_mm_q8a *o = q + t * nb + b;
+            __m256 v0 = _mm256_loadu_ps(xs), v1 = _mm256_loadu_ps(xs + 8);
+            __m256 v2 = _mm256_loadu_ps(xs + 16), v3 = _mm256_loadu_ps(xs + 24);
+            __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                     _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+            float amax = hmax8(a);
+            float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            const __m256 vid = _mm256_set1_ps(id);
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            _mm256_storeu_si256((__m256i *)o->qs, _mm256_permutevar8x32_epi32(p, perm));
+            int32_t s0 = hsum8i(_mm256_add_epi32(i0, i1)), s1 = hsum8i(_mm256_add_epi32(i2, i3));
+            o->d = d;
+            o->ds = d * (float)(s0 + s1);
+            o->c1 = 0;
+            switch (kind) {
+            case GT_MMQ_B8: o->c0 = -128 * (s0 + s1); break;
+            case GT_MMQ_N4: o->c0 = -8 * (s0 + s1); break;
+            case GT_MMQ_N5: o->c0 = -16 * (s0 + s1); break;
+            case GT_MMQ_N6H:
+                o->c0 = -32 * s0;
+                o->c1 = -32 * s1;
+                break;
+            default: o->c0 = 0; break;
+            }
+        }
+}
+
+/* ---- tile kernel ---- */
+
+static inline int32_t ld32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 0xFF in byte i where bit i of m is set (i = 0..31). */
+GT_AI __m256i bits_to_bytes(int32_t m) {
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                            0x0303030303030303LL);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(m), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* Codes of chunk c (k 4c..4c+3), half h (rows 8h..8h+7) as 32 u8; for B8
+ * the signed q (code - 128). */
+GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
+    if (kind == GT_MMQ_B8)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(qs + 64 * c + 32 * h)),
+                                _mm256_set1_epi8((char)0x80));
+    __m256i r = _mm256_loadu_si256((const __m256i *)(qs + 64 * (c & 3) + 32 * h));
+    if (c >= 4) r = _mm256_srli_epi16(r, 4);
+    r = _mm256_and_si256(r, _mm256_set1_epi8(0x0F));
+    if (kind == GT_MMQ_N5 || kind == GT_MMQ_N6H) {
+        r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(qs + 256 + 8 * c + 4 * h)),
+                                                _mm256_set1_epi8(16)));
+        if (kind == GT_MMQ_N6H)
+            r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(qs + 320 + 8 * c + 4 * h)),
+                                                    _mm256_set1_epi8(32)));
+    }
+    return r;
+}
+
+/* y[t][0..rows) (+)= acc[t] for the 16 rows of a panel. */
+GT_AI void store16(float *y, __m256 a0, __m256 a1, int rows, int accum) {
+    if (rows >= 16) {
+        if (accum) {
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(y));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(y + 8));
+        }
+        _mm256_storeu_ps(y, a0);
+        _mm256_storeu_ps(y + 8, a1);
+        return;
+    }
+    float tmp[16];
+    _mm256_storeu_ps(tmp, a0);
+    _mm256_storeu_ps(tmp + 8, a1);
+    for (int r = 0; r < rows; r++) y[r] = accum ? tmp[r] + y[r] : tmp[r];
+}
+
+#define PF_BYTES 1536
+
+/* One panel (blocks [0, nb) at wp) x NT tokens (q[t * ldq + b]); writes
+ * (accum: adds to) y[t * ldy + r] for r < rows. */
+GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
+                   const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, int rows, int accum) {
+    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320
+                    : kind == GT_MMQ_N5 ? 352 : 448;
+    const int two = kind == GT_MMQ_N4M || kind == GT_MMQ_N6H; /* second f16 vector */
+    const size_t qoff = two ? 64 : 32;
+    /* Chunks summed in int16 before vpmaddwd (see the file comment). */
+    const int G = kind == GT_MMQ_B8 ? 1 : kind == GT_MMQ_N5 ? 4 : kind == GT_MMQ_N6H ? 2 : 8;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = wp + (size_t)b * bb, *qs = blk + qoff;
+#pragma GCC unroll 9
+        for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+        __m256i s[4][2], s1[4][2], s16[4][2]; /* s1: N6H second half block */
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++)
+            s[t][0] = s[t][1] = s1[t][0] = s1[t][1] = s16[t][0] = s16[t][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i w[2], wa[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                w[h] = wchunk(kind, qs, c, h);
+                wa[h] = kind == GT_MMQ_B8 ? _mm256_abs_epi8(w[h]) : w[h];
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const __m256i xb = _mm256_set1_epi32(ld32(q[t * ldq + b].qs + 4 * c));
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    if (kind == GT_MMQ_B8) {
+                        __m256i p = _mm256_maddubs_epi16(wa[h], _mm256_sign_epi8(xb, w[h]));
+                        s[t][h] = _mm256_add_epi32(s[t][h], _mm256_madd_epi16(p, ones));
+                        continue;
+                    }
+                    __m256i p = _mm256_maddubs_epi16(w[h], xb);
+                    s16[t][h] = c % G == 0 ? p : _mm256_add_epi16(s16[t][h], p);
+                    if (c % G == G - 1) {
+                        __m256i d = _mm256_madd_epi16(s16[t][h], ones);
+                        if (kind == GT_MMQ_N6H && c >= 4)
+                            s1[t][h] = _mm256_add_epi32(s1[t][h], d);
+                        else
+                            s[t][h] = _mm256_add_epi32(s[t][h], d);
+                    }
+                }
+            }
+        }
+        __m256 dw[2], d1[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            dw[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+            if (two) d1[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)));
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const gt_mm_q8a *a = q + t * ldq + b;
+            const __m256 dx = _mm256_set1_ps(a->d);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i si = s[t][h];
+                if (kind != GT_MMQ_B8) si = _mm256_add_epi32(si, _mm256_set1_epi32(a->c0));
+                acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dw[h], dx), acc[t][h]);
+                if (kind == GT_MMQ_N6H) {
+                    __m256i sj = _mm256_add_epi32(s1[t][h], _mm256_set1_epi32(a->c1));
+                    acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sj), _mm256_mul_ps(d1[h], dx), acc[t][h]);
+                }
+                if (kind == GT_MMQ_N4M) acc[t][h] = _mm256_fmadd_ps(d1[h], _mm256_set1_ps(a->ds), acc[t][h]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) store16(y + t * ldy, acc[t][0], acc[t][1], rows, accum);
+}
+
+typedef void (*tile_fn)(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                        float *y, int64_t ldy, int rows, int accum);
+
+/* nt is 1..4. */
+#define TILE_DEFINE(NAME, KIND)                                                                    \
+    static void NAME(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,     \
+                     float *y, int64_t ldy, int rows, int accum) {                                 \
+        switch (nt) {                                                                              \
+        case 1: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
+        case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
+        case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
+        default: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, rows, accum); break;                     \
+        }                                                                                          \
+    }
+TILE_DEFINE(tile_b8, GT_MMQ_B8)
+TILE_DEFINE(tile_n4, GT_MMQ_N4)
+TILE_DEFINE(tile_n4m, GT_MMQ_N4M)
+TILE_DEFINE(tile_n5, GT_MMQ_N5)
+TILE_DEFINE(tile_n6h, GT_MMQ_N6H)
+
+/* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
+ * (about 512 KiB of them), 16 to 256 tokens. */
+#define CHUNK_BYTES (512 * 1024)
+#define KB 16 /* blocks per prefill k slice (as the AVX-512 driver: same sums) */
+#define NT_MAX 4
+
+/* Loop order: token chunk -> panel -> k slice -> token tile, so a panel's
+ * k slice (16 blocks, <= 8.7 KiB) sits in L1 while the chunk's tokens pass. */
+void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
+                    const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
+    tile_fn tile = kind == GT_MMQ_B8    ? tile_b8
+                 : kind == GT_MMQ_N4  ? tile_n4
+                 : kind == GT_MMQ_N4M ? tile_n4m
+                 : kind == GT_MMQ_N5  ? tile_n5
+                                      : tile_n6h;
+    int64_t nb = n_in / 32;
+    if (nb <= 0) return;
+    size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
+    int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / NT_MAX * NT_MAX;
+    chunk = chunk < 4 * NT_MAX ? 4 * NT_MAX : chunk > 256 ? 256 : chunk;
+    int64_t kb = n_tok <= 4 ? nb : KB; /* decode: one pass over k */
+    for (int64_t tc = 0; tc < n_tok; tc += chunk) {
+        int64_t tc1 = tc + chunk < n_tok ? tc + chunk : n_tok;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t rows = n_out - p * 16;
+            if (rows <= 0) break;
+            const uint8_t *pw = (const uint8_t *)wp + (size_t)p * panel_bytes;
+            for (int64_t b0 = 0; b0 < nb; b0 += kb) {
+                int64_t bn = nb - b0 < kb ? nb - b0 : kb;
+                for (int64_t t = tc; t < tc1; t += NT_MAX) {
+                    int nt = (int)(tc1 - t < NT_MAX ? tc1 - t : NT_MAX);
+                    tile(nt, pw + (size_t)b0 * bb, bn, q + t * nb + b0, nb, y + t * n_out + p * 16,
+                         n_out, rows > 16 ? 16 : (int)rows, b0 > 0);
+                }
+            }
+        }
+    }
+}
