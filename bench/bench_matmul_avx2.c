@@ -22,10 +22,10 @@
 #include "kernels/internal.h"
 
 #define MAX_ROUNDS 16
-#define N_IN 2048
-#define N_OUT 8192
-#define PRE_TOK 512
-#define REF_ROWS 256
+#define N_IN       2048
+#define N_OUT      8192
+#define PRE_TOK    512
+#define REF_ROWS   256
 
 enum { K_AVX2, K_AVX512, K_REF, N_K };
 static const char *KNAME[N_K] = {"avx2", "avx512", "ref"};
@@ -37,7 +37,9 @@ static uint64_t rnd(void) {
     rng ^= rng << 17;
     return rng;
 }
-static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() >> 40) / 16777216.0f; }
+static float frand(float lo, float hi) {
+    return lo + (hi - lo) * (float)(rnd() >> 40) / 16777216.0f;
+}
 static void put_h(uint8_t *p, float f) {
     gt_f16 h = gt_f32_to_f16(f);
     memcpy(p, &h, 2);
@@ -55,8 +57,10 @@ static uint8_t *make_weights(gt_dtype t, size_t *bytes) {
         memcpy(w + i, &v, 8);
     }
     for (size_t off = 0; off < *bytes; off += info->block_bytes) {
-        if (t == GT_F16) put_h(w + off, frand(-1, 1));
-        else put_h(w + off, frand(0.002f, 0.02f)); /* Q4_0, Q8_0: d first */
+        if (t == GT_F16)
+            put_h(w + off, frand(-1, 1));
+        else
+            put_h(w + off, frand(0.002f, 0.02f)); /* Q4_0, Q8_0: d first */
     }
     return w;
 }
@@ -67,8 +71,8 @@ typedef struct {
     const uint8_t *rows; /* GGUF [N_OUT][N_IN] */
     uint8_t **packed;    /* copies of the panels */
     int n_copies;
-    const float *x;      /* [PRE_TOK][N_IN] */
-    float *y;            /* [PRE_TOK][N_OUT] */
+    const float *x; /* [PRE_TOK][N_IN] */
+    float *y;       /* [PRE_TOK][N_OUT] */
     gt_mm_q8a *q;
     float *scratch, *tmp;
 } bench;
@@ -127,8 +131,10 @@ int main(int argc, char **argv) {
     int rounds = 3;
     const char *types_arg = "q4_0,q8_0,f16";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--types") && i + 1 < argc) types_arg = argv[++i];
+        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--types") && i + 1 < argc)
+            types_arg = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--rounds N] [--types q4_0,q8_0,f16]\n", argv[0]);
             return 2;
@@ -141,14 +147,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     int have512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
-    float *x = gt_alloc(sizeof(float) * PRE_TOK * N_IN), *y = gt_alloc(sizeof(float) * PRE_TOK * N_OUT);
+    float *x = gt_alloc(sizeof(float) * PRE_TOK * N_IN),
+          *y = gt_alloc(sizeof(float) * PRE_TOK * N_OUT);
     for (size_t i = 0; i < (size_t)PRE_TOK * N_IN; i++) x[i] = frand(-1, 1);
     gt_mm_q8a *q = gt_alloc(sizeof(gt_mm_q8a) * PRE_TOK * (N_IN / 32));
     size_t nsf = gt__mm_pf_scratch_floats(PRE_TOK), ns2 = gt__mm_pf_avx2_scratch_floats(PRE_TOK);
     float *scratch = gt_alloc(sizeof(float) * (nsf > ns2 ? nsf : ns2));
     float *tmp = gt_alloc(sizeof(float) * N_IN);
-    printf("one thread, kernels called directly; weight %d x %d (n_in x n_out); best / median of %d "
-           "interleaved rounds\n", N_IN, N_OUT, rounds);
+    printf(
+        "one thread, kernels called directly; weight %d x %d (n_in x n_out); best / median of %d "
+        "interleaved rounds\n",
+        N_IN, N_OUT, rounds);
     printf("%-6s %-7s  %17s  %23s\n", "type", "kernel", "decode GB/s", "prefill GOP/s (512 tok)");
 
     char tbuf[128];
@@ -168,8 +177,10 @@ int main(int argc, char **argv) {
         n_copies = n_copies > 64 ? 64 : n_copies;
         for (int c = 0; c < n_copies; c++) {
             packed[c] = gt_alloc(pbytes);
-            if (c == 0) gt__mm_pack(t, layout, N_IN, N_OUT, rows, packed[0], 0, gt__mm_n_panels(N_OUT));
-            else memcpy(packed[c], packed[0], pbytes);
+            if (c == 0)
+                gt__mm_pack(t, layout, N_IN, N_OUT, rows, packed[0], 0, gt__mm_n_panels(N_OUT));
+            else
+                memcpy(packed[c], packed[0], pbytes);
         }
         bench b = {t, gt__mm_qkind(t), rows, packed, n_copies, x, y, q, scratch, tmp};
         double dec[N_K][MAX_ROUNDS], pre[N_K][MAX_ROUNDS];
@@ -179,8 +190,10 @@ int main(int argc, char **argv) {
                 if (k == K_AVX512 && !have512) continue;
                 /* The reference is compute bound (~1 GB/s): one copy, shorter. */
                 int nc = k == K_REF ? 1 : n_copies;
-                dec[k][r] = (double)gguf_bytes / time_calls(&b, k, 1, nc, k == K_REF ? 0.1 : 0.25) * 1e-9;
-                pre[k][r] = (k == K_REF ? ref_ops : ops) / time_calls(&b, k, PRE_TOK, 1, 0.3) * 1e-9;
+                dec[k][r] =
+                    (double)gguf_bytes / time_calls(&b, k, 1, nc, k == K_REF ? 0.1 : 0.25) * 1e-9;
+                pre[k][r] =
+                    (k == K_REF ? ref_ops : ops) / time_calls(&b, k, PRE_TOK, 1, 0.3) * 1e-9;
             }
         for (int k = 0; k < N_K; k++) {
             if (k == K_AVX512 && !have512) continue;

@@ -19,6 +19,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "kernels/cpu/matmul_avx2.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/internal.h"
 
@@ -27,8 +28,28 @@ bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type) {
     return info && info->has_codec;
 }
 
+/* The panel kernels of one instruction set; both share the packed layouts. */
+typedef struct mm_isa {
+    void (*quantize)(gt_mm_qkind kind, const float *x, int64_t n_in, int64_t t0, int64_t t1,
+                     int64_t b0, int64_t b1, gt_mm_q8a *q);
+    void (*pq)(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out, const gt_mm_q8a *q,
+               float *y, int64_t n_tok, int64_t p0, int64_t p1);
+    void (*pf)(gt_dtype type, const void *wp, int64_t n_in, int64_t n_out, const float *x,
+               float *y, int64_t n_tok, int64_t p0, int64_t p1, float *scratch);
+    size_t (*pf_scratch_floats)(int64_t n_tok);
+} mm_isa;
+
+static const mm_isa k_mm_avx512 = {gt__mm_quantize_avx512, gt__mm_pq_avx512, gt__mm_pf_avx512,
+                                   gt__mm_pf_scratch_floats};
+static const mm_isa k_mm_avx2 = {gt__mm_quantize_avx2, gt__mm_pq_avx2, gt__mm_pf_avx2,
+                                 gt__mm_pf_avx2_scratch_floats};
+
+static const mm_isa *isa_kernels(const gt_kernels *k) {
+    return k->isa == GT_ISA_AVX512 ? &k_mm_avx512 : k->isa == GT_ISA_AVX2 ? &k_mm_avx2 : NULL;
+}
+
 static int pick_layout(const gt_kernels *k, gt_dtype type) {
-    if (k->isa != GT_ISA_AVX512) return GT_MM_ROWS;
+    if (!isa_kernels(k)) return GT_MM_ROWS;
     if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
     if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
     return GT_MM_ROWS;
@@ -108,6 +129,7 @@ typedef struct {
     const float *x; /* [n_tok, n_in] */
     float *y;       /* [n_tok, n_out] */
     int64_t n_tok;
+    const mm_isa *isa;
     gt_mm_qkind kind;
     gt_mm_q8a *q;   /* [n_tok, n_in / 32], or [n_threads, q_stride] when fused */
     size_t q_stride;
@@ -135,10 +157,10 @@ static void run_quantize(void *arg, int ith, int nth) {
     long a, b;
     if (j->n_tok >= nth) {
         gt_pool_split((long)j->n_tok, 1, ith, nth, &a, &b);
-        gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, a, b, 0, nb, j->q);
+        j->isa->quantize(j->kind, j->x, j->w->n_in, a, b, 0, nb, j->q);
     } else {
         gt_pool_split((long)nb, 1, ith, nth, &a, &b);
-        gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, 0, j->n_tok, a, b, j->q);
+        j->isa->quantize(j->kind, j->x, j->w->n_in, 0, j->n_tok, a, b, j->q);
     }
 }
 
@@ -156,24 +178,23 @@ static void run_panels(void *arg, int ith, int nth) {
         long p1 = p0 + j->grain < n_panels ? p0 + j->grain : n_panels;
         if (j->fused && !quantized) {
             gt_mm_q8a *mine = j->q + (size_t)ith * j->q_stride;
-            gt__mm_quantize_avx512(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
+            j->isa->quantize(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
             q = mine;
             quantized = 1;
         }
         if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
         if (j->w->layout == GT_MM_PF)
-            gt__mm_pf_avx512(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok,
-                             p0, p1, j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+            j->isa->pf(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+                       j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
         else
-            gt__mm_pq_avx512(j->kind, j->w->data, j->w->n_in, j->w->n_out, q, j->y, j->n_tok, p0,
-                             p1);
+            j->isa->pq(j->kind, j->w->data, j->w->n_in, j->w->n_out, q, j->y, j->n_tok, p0, p1);
     }
     (void)nth;
 }
 
 void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
     if (n_tok <= 0) return;
-    mm_job j = {.w = w, .x = x, .y = y, .n_tok = n_tok};
+    mm_job j = {.w = w, .x = x, .y = y, .n_tok = n_tok, .isa = isa_kernels(k)};
     if (w->layout == GT_MM_ROWS) {
         j.tmp_stride = gt_align_up((size_t)w->n_in * sizeof(float), GT_ALIGN) / sizeof(float);
         j.tmp = gt__kernels_scratch(k, j.tmp_stride * sizeof(float) * (size_t)k->n_threads);
@@ -198,7 +219,7 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
             return;
         }
         if (!j.fused) gt_pool_run(k->pool, run_quantize, &j);
-    } else if ((j.fs_stride = gt__mm_pf_scratch_floats(n_tok)) > 0) {
+    } else if ((j.fs_stride = j.isa->pf_scratch_floats(n_tok)) > 0) {
         j.fs = gt__kernels_scratch(k, j.fs_stride * sizeof(float) * (size_t)k->n_threads);
         if (!j.fs) {
             GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for the packed activations");

@@ -46,7 +46,9 @@ void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_ou
                     const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
 
 /* Floats of per-thread scratch gt__mm_pf_avx2 needs for n_tok tokens (0
- * for decode); the caller gives each thread its own, 32-byte aligned. */
+ * for decode, 4096 beyond: one widened 256-k panel slab); the caller gives
+ * each thread its own (unaligned works; the dispatch's 64-byte aligned
+ * gt__kernels_scratch is best). */
 size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok);
 
 /* Float panels (type F32, F16 or BF16) times fp32 x [n_tok][n_in]; panels

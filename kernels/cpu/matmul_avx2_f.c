@@ -26,7 +26,8 @@ GT_AI void ldw(const gt_dtype type, const uint8_t *p, __m256 w[2]) {
         w[1] = _mm256_loadu_ps((const float *)p + 8);
         return;
     }
-    __m128i h0 = _mm_loadu_si128((const __m128i *)p), h1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i h0 = _mm_loadu_si128((const __m128i *)p),
+            h1 = _mm_loadu_si128((const __m128i *)(p + 16));
     if (type == GT_F16) {
         w[0] = _mm256_cvtph_ps(h0);
         w[1] = _mm256_cvtph_ps(h1);
@@ -66,7 +67,8 @@ GT_AI void pf_gemv(const gt_dtype type, const uint8_t *wp, int64_t n_in, const f
     for (; k + 4 <= n_in; k += 4) {
         const uint8_t *p = wp + (size_t)k * step;
 #pragma GCC unroll 4
-        for (size_t l = 0; l < 4 * step; l += 64) _mm_prefetch((const char *)p + PF_BYTES + l, _MM_HINT_T0);
+        for (size_t l = 0; l < 4 * step; l += 64)
+            _mm_prefetch((const char *)p + PF_BYTES + l, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int u = 0; u < 4; u++) {
             __m256 w[2];
@@ -86,7 +88,8 @@ GT_AI void pf_gemv(const gt_dtype type, const uint8_t *wp, int64_t n_in, const f
     __m256 s[2];
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++)
-        s[h] = _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[1][h]), _mm256_add_ps(acc[2][h], acc[3][h]));
+        s[h] =
+            _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[1][h]), _mm256_add_ps(acc[2][h], acc[3][h]));
     store16(y, s[0], s[1], rows, 0);
 }
 
@@ -126,12 +129,24 @@ GT_AI void pf_gemm(const int NT, const float *w, int64_t kn, const float *x, int
 static void gemm_tile(int nt, const float *w, int64_t kn, const float *x, int64_t ldx, float *y,
                       int64_t ldy, int rows, int accum) {
     switch (nt) {
-    case 1: pf_gemm(1, w, kn, x, ldx, y, ldy, rows, accum); break;
-    case 2: pf_gemm(2, w, kn, x, ldx, y, ldy, rows, accum); break;
-    case 3: pf_gemm(3, w, kn, x, ldx, y, ldy, rows, accum); break;
-    case 4: pf_gemm(4, w, kn, x, ldx, y, ldy, rows, accum); break;
-    case 5: pf_gemm(5, w, kn, x, ldx, y, ldy, rows, accum); break;
-    default: pf_gemm(NTG, w, kn, x, ldx, y, ldy, rows, accum); break;
+    case 1:
+        pf_gemm(1, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
+    case 2:
+        pf_gemm(2, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
+    case 3:
+        pf_gemm(3, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
+    case 4:
+        pf_gemm(4, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
+    case 5:
+        pf_gemm(5, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
+    default:
+        pf_gemm(NTG, w, kn, x, ldx, y, ldy, rows, accum);
+        break;
     }
 }
 
@@ -150,8 +165,10 @@ void gt__mm_pf_avx2(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_out,
     size_t es = type == GT_F32 ? 4 : 2, panel_bytes = (size_t)n_in * 16 * es;
     const int64_t ldx = n_in, ldy = n_out;
     if (n_tok <= 4) {
-        void (*f)(const uint8_t *, int64_t, const float *, float *, int) =
-            type == GT_F32 ? gemv_f32 : type == GT_F16 ? gemv_f16 : gemv_bf16;
+        void (*f)(const uint8_t *, int64_t, const float *, float *, int) = type == GT_F32 ? gemv_f32
+                                                                           : type == GT_F16
+                                                                               ? gemv_f16
+                                                                               : gemv_bf16;
         for (int64_t p = p0; p < p1; p++) {
             int64_t rows = n_out - p * 16;
             if (rows <= 0) break;
@@ -182,8 +199,8 @@ void gt__mm_pf_avx2(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_out,
                 }
                 for (int64_t t = 0; t < tn; t += NTG) {
                     int nt = (int)(tn - t < NTG ? tn - t : NTG);
-                    gemm_tile(nt, w32, kn, x + (tc + t) * ldx + k0, ldx, y + (tc + t) * ldy + p * 16,
-                              ldy, rows > 16 ? 16 : (int)rows, k0 > 0);
+                    gemm_tile(nt, w32, kn, x + (tc + t) * ldx + k0, ldx,
+                              y + (tc + t) * ldy + p * 16, ldy, rows > 16 ? 16 : (int)rows, k0 > 0);
                 }
             }
         }

@@ -22,7 +22,8 @@
  * for min kinds; two half-block scales for N6H) in the AVX-512 order, and
  * the k slicing of the AVX-512 driver is kept (whole k for decode, 16-block
  * slices accumulated in y for prefill), so the results match it to the bit.
- * Tiles are one panel x 1..4 tokens (AVX2 has 16 vector registers). */
+ * AVX2 has 16 vector registers: decode tiles are one panel x 1..4 tokens,
+ * prefill tiles half a panel (8 rows) x 1..5 tokens. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -59,8 +60,9 @@ void gt__mm_quantize_avx2(gt_mm_qkind kind, const float *x, int64_t n_in, int64_
             gt_mm_q8a *o = q + t * nb + b;
             __m256 v0 = _mm256_loadu_ps(xs), v1 = _mm256_loadu_ps(xs + 8);
             __m256 v2 = _mm256_loadu_ps(xs + 16), v3 = _mm256_loadu_ps(xs + 24);
-            __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                     _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+            __m256 a = _mm256_max_ps(
+                _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
             float amax = hmax8(a);
             float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
             const __m256 vid = _mm256_set1_ps(id);
@@ -75,14 +77,22 @@ void gt__mm_quantize_avx2(gt_mm_qkind kind, const float *x, int64_t n_in, int64_
             o->ds = d * (float)(s0 + s1);
             o->c1 = 0;
             switch (kind) {
-            case GT_MMQ_B8: o->c0 = -128 * (s0 + s1); break;
-            case GT_MMQ_N4: o->c0 = -8 * (s0 + s1); break;
-            case GT_MMQ_N5: o->c0 = -16 * (s0 + s1); break;
+            case GT_MMQ_B8:
+                o->c0 = -128 * (s0 + s1);
+                break;
+            case GT_MMQ_N4:
+                o->c0 = -8 * (s0 + s1);
+                break;
+            case GT_MMQ_N5:
+                o->c0 = -16 * (s0 + s1);
+                break;
             case GT_MMQ_N6H:
                 o->c0 = -32 * s0;
                 o->c1 = -32 * s1;
                 break;
-            default: o->c0 = 0; break;
+            default:
+                o->c0 = 0;
+                break;
             }
         }
 }
@@ -97,8 +107,8 @@ static inline int32_t ld32(const void *p) {
 
 /* 0xFF in byte i where bit i of m is set (i = 0..31). */
 GT_AI __m256i bits_to_bytes(int32_t m) {
-    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
-                                            0x0303030303030303LL);
+    const __m256i shuf =
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(m), shuf);
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
@@ -123,117 +133,168 @@ GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
     return r;
 }
 
-/* y[t][0..rows) (+)= acc[t] for the 16 rows of a panel. */
-GT_AI void store16(float *y, __m256 a0, __m256 a1, int rows, int accum) {
-    if (rows >= 16) {
-        if (accum) {
-            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(y));
-            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(y + 8));
-        }
-        _mm256_storeu_ps(y, a0);
-        _mm256_storeu_ps(y + 8, a1);
+/* y[0..rows) (+)= a for 8 rows (rows 1..8). */
+GT_AI void store8(float *y, __m256 a, int rows, int accum) {
+    if (rows >= 8) {
+        if (accum) a = _mm256_add_ps(a, _mm256_loadu_ps(y));
+        _mm256_storeu_ps(y, a);
         return;
     }
-    float tmp[16];
-    _mm256_storeu_ps(tmp, a0);
-    _mm256_storeu_ps(tmp + 8, a1);
+    float tmp[8];
+    _mm256_storeu_ps(tmp, a);
     for (int r = 0; r < rows; r++) y[r] = accum ? tmp[r] + y[r] : tmp[r];
 }
 
 #define PF_BYTES 1536
 
-/* One panel (blocks [0, nb) at wp) x NT tokens (q[t * ldq + b]); writes
- * (accum: adds to) y[t * ldy + r] for r < rows. */
-GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
-                   const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, int rows, int accum) {
-    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320
-                    : kind == GT_MMQ_N5 ? 352 : 448;
+/* One panel (blocks [0, nb) at wp), halves h0 .. h0 + H - 1, x NT tokens
+ * (q[t * ldq + b]); writes (accum: adds to) y[t * ldy + r] for the panel's
+ * rows r < rows. Decode takes both halves (H = 2: one pass over memory);
+ * prefill one half at a time (H = 1), which leaves registers for 4-5
+ * tokens: the two halves' weight bytes are disjoint, so nothing is decoded
+ * twice, only the activation broadcasts are repeated. */
+GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint8_t *wp, int64_t nb,
+                   const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, int h0, int rows,
+                   int accum) {
+    const size_t bb = kind == GT_MMQ_B8    ? 544
+                      : kind == GT_MMQ_N4  ? 288
+                      : kind == GT_MMQ_N4M ? 320
+                      : kind == GT_MMQ_N5  ? 352
+                                           : 448;
     const int two = kind == GT_MMQ_N4M || kind == GT_MMQ_N6H; /* second f16 vector */
     const size_t qoff = two ? 64 : 32;
     /* Chunks summed in int16 before vpmaddwd (see the file comment). */
     const int G = kind == GT_MMQ_B8 ? 1 : kind == GT_MMQ_N5 ? 4 : kind == GT_MMQ_N6H ? 2 : 8;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4][2];
-#pragma GCC unroll 4
+    __m256 acc[5][2];
+#pragma GCC unroll 5
     for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wp + (size_t)b * bb, *qs = blk + qoff;
 #pragma GCC unroll 9
-        for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
-        __m256i s[4][2], s1[4][2], s16[4][2]; /* s1: N6H second half block */
-#pragma GCC unroll 4
+        for (size_t l = 0; l < bb; l += 64)
+            _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+        __m256i s[5][2], s16[5][2];
+#pragma GCC unroll 5
         for (int t = 0; t < NT; t++)
-            s[t][0] = s[t][1] = s1[t][0] = s1[t][1] = s16[t][0] = s16[t][1] = _mm256_setzero_si256();
+            s[t][0] = s[t][1] = s16[t][0] = s16[t][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             __m256i w[2], wa[2];
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                w[h] = wchunk(kind, qs, c, h);
-                wa[h] = kind == GT_MMQ_B8 ? _mm256_abs_epi8(w[h]) : w[h];
+            for (int hh = 0; hh < H; hh++) {
+                w[hh] = wchunk(kind, qs, c, h0 + hh);
+                wa[hh] = kind == GT_MMQ_B8 ? _mm256_abs_epi8(w[hh]) : w[hh];
             }
-#pragma GCC unroll 4
+#pragma GCC unroll 5
             for (int t = 0; t < NT; t++) {
                 const __m256i xb = _mm256_set1_epi32(ld32(q[t * ldq + b].qs + 4 * c));
 #pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
+                for (int hh = 0; hh < H; hh++) {
                     if (kind == GT_MMQ_B8) {
-                        __m256i p = _mm256_maddubs_epi16(wa[h], _mm256_sign_epi8(xb, w[h]));
-                        s[t][h] = _mm256_add_epi32(s[t][h], _mm256_madd_epi16(p, ones));
+                        __m256i p = _mm256_maddubs_epi16(wa[hh], _mm256_sign_epi8(xb, w[hh]));
+                        s[t][hh] = _mm256_add_epi32(s[t][hh], _mm256_madd_epi16(p, ones));
                         continue;
                     }
-                    __m256i p = _mm256_maddubs_epi16(w[h], xb);
-                    s16[t][h] = c % G == 0 ? p : _mm256_add_epi16(s16[t][h], p);
-                    if (c % G == G - 1) {
-                        __m256i d = _mm256_madd_epi16(s16[t][h], ones);
-                        if (kind == GT_MMQ_N6H && c >= 4)
-                            s1[t][h] = _mm256_add_epi32(s1[t][h], d);
-                        else
-                            s[t][h] = _mm256_add_epi32(s[t][h], d);
+                    __m256i p = _mm256_maddubs_epi16(w[hh], xb);
+                    s16[t][hh] = c % G == 0 ? p : _mm256_add_epi16(s16[t][hh], p);
+                    if (c % G == G - 1)
+                        s[t][hh] = _mm256_add_epi32(s[t][hh], _mm256_madd_epi16(s16[t][hh], ones));
+                }
+            }
+            if (kind == GT_MMQ_N6H && (c == 3 || c == 7)) {
+                /* A half block is done: scale it by its own d (d0 for k
+                 * 0-15, d1 for k 16-31, in that order, as AVX-512 does). */
+                const int sec = c == 7;
+#pragma GCC unroll 2
+                for (int hh = 0; hh < H; hh++) {
+                    const __m256 dh = _mm256_cvtph_ps(
+                        _mm_loadu_si128((const __m128i *)(blk + 32 * sec + 16 * (h0 + hh))));
+#pragma GCC unroll 5
+                    for (int t = 0; t < NT; t++) {
+                        const gt_mm_q8a *a = q + t * ldq + b;
+                        __m256i si =
+                            _mm256_add_epi32(s[t][hh], _mm256_set1_epi32(sec ? a->c1 : a->c0));
+                        acc[t][hh] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),
+                                            _mm256_mul_ps(dh, _mm256_set1_ps(a->d)), acc[t][hh]);
+                        s[t][hh] = _mm256_setzero_si256();
                     }
                 }
             }
         }
-        __m256 dw[2], d1[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        if (kind == GT_MMQ_N6H) continue;
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            dw[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
-            if (two) d1[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)));
-        }
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            const gt_mm_q8a *a = q + t * ldq + b;
-            const __m256 dx = _mm256_set1_ps(a->d);
-#pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                __m256i si = s[t][h];
+        for (int hh = 0; hh < H; hh++) {
+            const __m256 dw =
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * (h0 + hh))));
+#pragma GCC unroll 5
+            for (int t = 0; t < NT; t++) {
+                const gt_mm_q8a *a = q + t * ldq + b;
+                __m256i si = s[t][hh];
                 if (kind != GT_MMQ_B8) si = _mm256_add_epi32(si, _mm256_set1_epi32(a->c0));
-                acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dw[h], dx), acc[t][h]);
-                if (kind == GT_MMQ_N6H) {
-                    __m256i sj = _mm256_add_epi32(s1[t][h], _mm256_set1_epi32(a->c1));
-                    acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sj), _mm256_mul_ps(d1[h], dx), acc[t][h]);
+                acc[t][hh] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),
+                                             _mm256_mul_ps(dw, _mm256_set1_ps(a->d)), acc[t][hh]);
+                if (kind == GT_MMQ_N4M) {
+                    const __m256 m = _mm256_cvtph_ps(
+                        _mm_loadu_si128((const __m128i *)(blk + 32 + 16 * (h0 + hh))));
+                    acc[t][hh] = _mm256_fmadd_ps(m, _mm256_set1_ps(a->ds), acc[t][hh]);
                 }
-                if (kind == GT_MMQ_N4M) acc[t][h] = _mm256_fmadd_ps(d1[h], _mm256_set1_ps(a->ds), acc[t][h]);
             }
         }
     }
-#pragma GCC unroll 4
-    for (int t = 0; t < NT; t++) store16(y + t * ldy, acc[t][0], acc[t][1], rows, accum);
+#pragma GCC unroll 2
+    for (int hh = 0; hh < H; hh++) {
+        int r = rows - 8 * (h0 + hh);
+        if (r <= 0) break;
+#pragma GCC unroll 5
+        for (int t = 0; t < NT; t++) store8(y + t * ldy + 8 * (h0 + hh), acc[t][hh], r, accum);
+    }
 }
 
 typedef void (*tile_fn)(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
                         float *y, int64_t ldy, int rows, int accum);
 
-/* nt is 1..4. */
+/* Decode tiles: both halves, nt = 1..4 tokens. Prefill tiles: the halves
+ * one after the other, nt = 1..NT_PF tokens. */
+#define NT_PF 5
 #define TILE_DEFINE(NAME, KIND)                                                                    \
-    static void NAME(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,     \
+    static void NAME(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,       \
                      float *y, int64_t ldy, int rows, int accum) {                                 \
         switch (nt) {                                                                              \
-        case 1: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
-        case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
-        case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, rows, accum); break;                      \
-        default: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, rows, accum); break;                     \
+        case 1:                                                                                    \
+            pq_tile(KIND, 1, 2, wp, nb, q, ldq, y, ldy, 0, rows, accum);                           \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            pq_tile(KIND, 2, 2, wp, nb, q, ldq, y, ldy, 0, rows, accum);                           \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            pq_tile(KIND, 3, 2, wp, nb, q, ldq, y, ldy, 0, rows, accum);                           \
+            break;                                                                                 \
+        default:                                                                                   \
+            pq_tile(KIND, 4, 2, wp, nb, q, ldq, y, ldy, 0, rows, accum);                           \
+            break;                                                                                 \
         }                                                                                          \
+    }                                                                                              \
+    static void NAME##_pf(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,  \
+                          float *y, int64_t ldy, int rows, int accum) {                            \
+        for (int h = 0; h < 2 && 8 * h < rows; h++) switch (nt) {                                  \
+            case 1:                                                                                \
+                pq_tile(KIND, 1, 1, wp, nb, q, ldq, y, ldy, h, rows, accum);                       \
+                break;                                                                             \
+            case 2:                                                                                \
+                pq_tile(KIND, 2, 1, wp, nb, q, ldq, y, ldy, h, rows, accum);                       \
+                break;                                                                             \
+            case 3:                                                                                \
+                pq_tile(KIND, 3, 1, wp, nb, q, ldq, y, ldy, h, rows, accum);                       \
+                break;                                                                             \
+            case 4:                                                                                \
+                pq_tile(KIND, 4, 1, wp, nb, q, ldq, y, ldy, h, rows, accum);                       \
+                break;                                                                             \
+            default:                                                                               \
+                pq_tile(KIND, NT_PF, 1, wp, nb, q, ldq, y, ldy, h, rows, accum);                   \
+                break;                                                                             \
+            }                                                                                      \
     }
 TILE_DEFINE(tile_b8, GT_MMQ_B8)
 TILE_DEFINE(tile_n4, GT_MMQ_N4)
@@ -244,24 +305,24 @@ TILE_DEFINE(tile_n6h, GT_MMQ_N6H)
 /* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
  * (about 512 KiB of them), 16 to 256 tokens. */
 #define CHUNK_BYTES (512 * 1024)
-#define KB 16 /* blocks per prefill k slice (as the AVX-512 driver: same sums) */
-#define NT_MAX 4
-
+#define KB          16 /* blocks per prefill k slice (as the AVX-512 driver: same sums) */
 /* Loop order: token chunk -> panel -> k slice -> token tile, so a panel's
  * k slice (16 blocks, <= 8.7 KiB) sits in L1 while the chunk's tokens pass. */
 void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                     const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
-    tile_fn tile = kind == GT_MMQ_B8    ? tile_b8
-                 : kind == GT_MMQ_N4  ? tile_n4
-                 : kind == GT_MMQ_N4M ? tile_n4m
-                 : kind == GT_MMQ_N5  ? tile_n5
-                                      : tile_n6h;
+    const int dec = n_tok <= 4;
+    tile_fn tile = kind == GT_MMQ_B8    ? (dec ? tile_b8 : tile_b8_pf)
+                   : kind == GT_MMQ_N4  ? (dec ? tile_n4 : tile_n4_pf)
+                   : kind == GT_MMQ_N4M ? (dec ? tile_n4m : tile_n4m_pf)
+                   : kind == GT_MMQ_N5  ? (dec ? tile_n5 : tile_n5_pf)
+                                        : (dec ? tile_n6h : tile_n6h_pf);
+    const int ntm = dec ? 4 : NT_PF;
     int64_t nb = n_in / 32;
     if (nb <= 0) return;
     size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
-    int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / NT_MAX * NT_MAX;
-    chunk = chunk < 4 * NT_MAX ? 4 * NT_MAX : chunk > 256 ? 256 : chunk;
-    int64_t kb = n_tok <= 4 ? nb : KB; /* decode: one pass over k */
+    int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / ntm * ntm;
+    chunk = chunk < 4 * ntm ? 4 * ntm : chunk > 255 ? 255 : chunk;
+    int64_t kb = dec ? nb : KB; /* decode: one pass over k */
     for (int64_t tc = 0; tc < n_tok; tc += chunk) {
         int64_t tc1 = tc + chunk < n_tok ? tc + chunk : n_tok;
         for (int64_t p = p0; p < p1; p++) {
@@ -270,8 +331,8 @@ void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_ou
             const uint8_t *pw = (const uint8_t *)wp + (size_t)p * panel_bytes;
             for (int64_t b0 = 0; b0 < nb; b0 += kb) {
                 int64_t bn = nb - b0 < kb ? nb - b0 : kb;
-                for (int64_t t = tc; t < tc1; t += NT_MAX) {
-                    int nt = (int)(tc1 - t < NT_MAX ? tc1 - t : NT_MAX);
+                for (int64_t t = tc; t < tc1; t += ntm) {
+                    int nt = (int)(tc1 - t < ntm ? tc1 - t : ntm);
                     tile(nt, pw + (size_t)b0 * bb, bn, q + t * nb + b0, nb, y + t * n_out + p * 16,
                          n_out, rows > 16 ? 16 : (int)rows, b0 > 0);
                 }

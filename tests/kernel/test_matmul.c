@@ -189,8 +189,9 @@ static double tolerance(gt_dtype t, int q8act) {
     return 1e-4;
 }
 
+/* The AVX2 and AVX-512 panel paths both quantize activations to 8 bits. */
 static int uses_q8(gt_dtype t, const char *isa) {
-    if (strcmp(isa, "avx512")) return 0;
+    if (strcmp(isa, "avx512") && strcmp(isa, "avx2")) return 0;
     return t == GT_Q4_0 || t == GT_Q4_1 || t == GT_Q5_0 || t == GT_Q8_0 || t == GT_Q4_K ||
            t == GT_Q6_K;
 }

@@ -57,17 +57,32 @@ static void set_scales(gt_test_rng *g, gt_dtype t, uint8_t *w, size_t total) {
             memcpy(b, &f, 4);
             break;
         }
-        case GT_F16: put_h(b, gt_test_rng_normal(g)); break;
+        case GT_F16:
+            put_h(b, gt_test_rng_normal(g));
+            break;
         case GT_BF16: {
             gt_bf16 h = gt_f32_to_bf16(gt_test_rng_normal(g));
             memcpy(b, &h, 2);
             break;
         }
-        case GT_Q4_0: case GT_Q5_0: case GT_Q8_0: put_h(b, s); break;
-        case GT_Q4_1: put_h(b, s); put_h(b + 2, s2); break;
-        case GT_Q4_K: put_h(b, s * 0.1f); put_h(b + 2, s * 0.1f); break;
-        case GT_Q6_K: put_h(b + 208, s * 0.05f); break;
-        default: break;
+        case GT_Q4_0:
+        case GT_Q5_0:
+        case GT_Q8_0:
+            put_h(b, s);
+            break;
+        case GT_Q4_1:
+            put_h(b, s);
+            put_h(b + 2, s2);
+            break;
+        case GT_Q4_K:
+            put_h(b, s * 0.1f);
+            put_h(b + 2, s * 0.1f);
+            break;
+        case GT_Q6_K:
+            put_h(b + 208, s * 0.05f);
+            break;
+        default:
+            break;
         }
     }
 }
@@ -96,7 +111,10 @@ static void q8_ref(gt_mm_qkind kind, const float *x, int64_t n_in, gt_mm_q8a *q)
         for (int j = 0; j < 32; j++) {
             int v = (int)nearbyintf(xs[j] * id);
             q[b].qs[j] = (int8_t)v;
-            if (j < 16) s0 += v; else s1 += v;
+            if (j < 16)
+                s0 += v;
+            else
+                s1 += v;
         }
         q[b].d = d;
         q[b].ds = d * (float)(s0 + s1);
@@ -136,7 +154,8 @@ static int check(const char *label, const float *got, const float *want, const d
         }
     }
     if (worst <= 1.0) return 1;
-    fprintf(stderr, "%s: worst error %.3g x tolerance at index %zu: got %.9g want %.9g (scale %.3g)\n",
+    fprintf(stderr,
+            "%s: worst error %.3g x tolerance at index %zu: got %.9g want %.9g (scale %.3g)\n",
             label, worst, wi, (double)got[wi], (double)want[wi], scale[wi]);
     return 0;
 }
@@ -146,15 +165,15 @@ static int check(const char *label, const float *got, const float *want, const d
 typedef struct {
     gt_dtype t;
     int64_t n_in, n_out, n_tok;
-    const uint8_t *w;  /* GGUF rows [n_out][n_in] */
-    const float *wd;   /* the same dequantized by the library codec, [n_out][n_in] */
-    uint8_t *packed;   /* panels of w, gt__mm_pack */
-    const float *x;    /* [n_tok][n_in] */
+    const uint8_t *w; /* GGUF rows [n_out][n_in] */
+    const float *wd;  /* the same dequantized by the library codec, [n_out][n_in] */
+    uint8_t *packed;  /* panels of w, gt__mm_pack */
+    const float *x;   /* [n_tok][n_in] */
 } mm_case;
 
 typedef struct {
-    float *y2;   /* AVX2 [n_tok][n_out] */
-    float *yr;   /* reference */
+    float *y2; /* AVX2 [n_tok][n_out] */
+    float *yr; /* reference */
     double *S, *A;
     gt_mm_q8a *q; /* AVX2-quantized activations [n_tok][nb] */
 } mm_out;
@@ -169,7 +188,11 @@ static void out_alloc(const mm_case *c, mm_out *o) {
 }
 
 static void out_free(mm_out *o) {
-    free(o->y2); free(o->yr); free(o->S); free(o->A); free(o->q);
+    free(o->y2);
+    free(o->yr);
+    free(o->S);
+    free(o->A);
+    free(o->q);
 }
 
 static void pack(gt_dtype t, int64_t n_in, int64_t n_out, const uint8_t *w, uint8_t **packed) {
@@ -213,12 +236,15 @@ static int run_and_check_ref(const mm_case *c, const uint8_t *packed, mm_out *o,
         gt_mm_qkind kind = gt__mm_qkind(c->t);
         gt_mm_q8a *qr = malloc(sizeof(gt_mm_q8a) * (size_t)(c->n_tok * nb));
         xq = malloc(sizeof(float) * nx);
-        for (int64_t t = 0; t < c->n_tok; t++) q8_ref(kind, c->x + t * c->n_in, c->n_in, qr + t * nb);
+        for (int64_t t = 0; t < c->n_tok; t++)
+            q8_ref(kind, c->x + t * c->n_in, c->n_in, qr + t * nb);
         for (int64_t i = 0; i < c->n_tok * nb; i++)
             if (memcmp(&qr[i], &o->q[i], sizeof(gt_mm_q8a)) != 0) {
-                fprintf(stderr, "%s: quantized block %lld differs from the scalar quantizer "
-                                "(d %.9g vs %.9g, c0 %d vs %d)\n",
-                        label, (long long)i, (double)o->q[i].d, (double)qr[i].d, o->q[i].c0, qr[i].c0);
+                fprintf(stderr,
+                        "%s: quantized block %lld differs from the scalar quantizer "
+                        "(d %.9g vs %.9g, c0 %d vs %d)\n",
+                        label, (long long)i, (double)o->q[i].d, (double)qr[i].d, o->q[i].c0,
+                        qr[i].c0);
                 ok = 0;
                 break;
             }
@@ -289,8 +315,9 @@ static void run_type(gt_dtype t) {
     int be = info->block_elems;
     /* 3 blocks, and a larger odd block count (floats: odd k, past one
      * 256-k prefill block, with a k tail for the 4-phase GEMV). */
-    int64_t n_ins[2] = {is_float(t) ? 99 : 3 * (be == 256 ? 256 : 32),
-                        is_float(t) ? 1001 : be == 256 ? 256 * 5 : 32 * 33};
+    int64_t n_ins[2] = {is_float(t) ? 99 : 3 * (be == 256 ? 256 : 32), is_float(t) ? 1001
+                                                                       : be == 256 ? 256 * 5
+                                                                                   : 32 * 33};
     static const int64_t N_OUT[] = {1, 3, 17, 33, 257};
     static const int64_t N_TOK[] = {1, 2, 3, 5, 7, 17, 64};
     gt_test_rng g;
@@ -303,7 +330,8 @@ static void run_type(gt_dtype t) {
             uint8_t *w = make_weights(&g, t, c.n_in, c.n_out, &rb);
             float *wd = malloc(sizeof(float) * (size_t)(c.n_in * c.n_out));
             for (int64_t r = 0; r < c.n_out; r++)
-                assert_int_equal(gt_dequantize_row(t, w + (size_t)r * rb, wd + r * c.n_in, c.n_in), GT_OK);
+                assert_int_equal(gt_dequantize_row(t, w + (size_t)r * rb, wd + r * c.n_in, c.n_in),
+                                 GT_OK);
             c.w = w;
             c.wd = wd;
             pack(t, c.n_in, c.n_out, w, &c.packed);
@@ -331,8 +359,8 @@ static void run_type(gt_dtype t) {
                 run_avx2(&c, c.packed, o.q, ys, 0, ps);
                 run_avx2(&c, c.packed, o.q, ys, ps, np);
                 if (ok && memcmp(ys, o.y2, sizeof(float) * ny) != 0) {
-                    fprintf(stderr, "%s: panels [0,%lld) + [%lld,%lld) differ from one call\n", label,
-                            (long long)ps, (long long)ps, (long long)np);
+                    fprintf(stderr, "%s: panels [0,%lld) + [%lld,%lld) differ from one call\n",
+                            label, (long long)ps, (long long)ps, (long long)np);
                     ok = 0;
                 }
                 free(ys);
@@ -349,18 +377,20 @@ static void run_type(gt_dtype t) {
                 n_same, n_total);
 }
 
-#define TYPE_TEST(T) static void test_##T(void **state) { run_type(GT_##T); }
-TYPE_TEST(F32) TYPE_TEST(F16) TYPE_TEST(BF16) TYPE_TEST(Q8_0) TYPE_TEST(Q4_0) TYPE_TEST(Q4_1)
-TYPE_TEST(Q5_0) TYPE_TEST(Q4_K) TYPE_TEST(Q6_K)
+#define TYPE_TEST(T)                                                                               \
+    static void test_##T(void **state) { run_type(GT_##T); }
+TYPE_TEST(F32)
+TYPE_TEST(F16) TYPE_TEST(BF16) TYPE_TEST(Q8_0) TYPE_TEST(Q4_0) TYPE_TEST(Q4_1) TYPE_TEST(Q5_0)
+    TYPE_TEST(Q4_K) TYPE_TEST(Q6_K)
 
-/* ---- extreme codes: the int16 bounds of vpmaddubsw ---- */
+    /* ---- extreme codes: the int16 bounds of vpmaddubsw ---- */
 
-/* Every code at its largest magnitude (all bits set; Q8_0: q = +127 in even
- * rows, -128 in odd rows) against activations that quantize to +-127: a
- * vpmaddubsw of the u8 B8 codes would saturate (255 * 127 * 2 > 32767),
- * and summing more chunks in int16 than the file comment allows would
- * wrap. Decode and prefill, both signs of x. */
-static void extreme(gt_dtype t) {
+    /* Every code at its largest magnitude (all bits set; Q8_0: q = +127 in even
+     * rows, -128 in odd rows) against activations that quantize to +-127: a
+     * vpmaddubsw of the u8 B8 codes would saturate (255 * 127 * 2 > 32767),
+     * and summing more chunks in int16 than the file comment allows would
+     * wrap. Decode and prefill, both signs of x. */
+    static void extreme(gt_dtype t) {
     const int64_t n_in = t == GT_Q4_K || t == GT_Q6_K ? 512 : 64, n_out = 32;
     gt_test_rng g;
     gt_test_rng_seed(&g, 5);
@@ -492,10 +522,12 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_F32),  cmocka_unit_test(test_F16),  cmocka_unit_test(test_BF16),
-        cmocka_unit_test(test_Q8_0), cmocka_unit_test(test_Q4_0), cmocka_unit_test(test_Q4_1),
-        cmocka_unit_test(test_Q5_0), cmocka_unit_test(test_Q4_K), cmocka_unit_test(test_Q6_K),
-        cmocka_unit_test(test_extreme), cmocka_unit_test(test_perturbed),
+        cmocka_unit_test(test_F32),       cmocka_unit_test(test_F16),
+        cmocka_unit_test(test_BF16),      cmocka_unit_test(test_Q8_0),
+        cmocka_unit_test(test_Q4_0),      cmocka_unit_test(test_Q4_1),
+        cmocka_unit_test(test_Q5_0),      cmocka_unit_test(test_Q4_K),
+        cmocka_unit_test(test_Q6_K),      cmocka_unit_test(test_extreme),
+        cmocka_unit_test(test_perturbed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
