@@ -18,9 +18,9 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/matmul_avx512_util.h"
 #include "kernels/cpu/matmul_internal.h"
 
-#define GT_AI static inline __attribute__((always_inline))
 
 /* ---- activation quantization ---- */
 
@@ -59,19 +59,6 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
 
 /* ---- tile kernel ---- */
 
-static inline int32_t ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline __mmask64 ld_mask(const void *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return (__mmask64)v;
-}
-
-#define PF_BYTES 1536
 
 GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
                    const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, __mmask16 mask,

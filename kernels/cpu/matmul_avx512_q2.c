@@ -16,23 +16,10 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/matmul_avx512_util.h"
 #include "kernels/cpu/matmul_internal.h"
 
-#define GT_AI static inline __attribute__((always_inline))
 
-static inline int32_t ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline __mmask64 ld_mask(const void *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return (__mmask64)v;
-}
-
-#define PF_BYTES 1536
 #define NT2 6
 
 /* Panels at w0 and w0 + pstride, blocks [0, nb), tokens [0, NT). */
