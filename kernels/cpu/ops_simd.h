@@ -245,17 +245,39 @@ static inline vf dot_lanes(const float *q, const float *const *k, int n) {
 
 /* Rows [c0, c0 + nc) of kv head g as float pointers: F32 rows are used in
  * place, F16 rows are converted into buf (stride `stride`). */
+/* Rows ahead of the one being converted whose head slice is prefetched. A
+ * kv head's slice is a short piece (128 B for head_dim 64 in f16) of each
+ * 1-2 KiB row, strided across the blocks, which the hardware prefetchers
+ * do not follow: without this, decode attention waits on memory latency at
+ * every key instead of streaming the cache at bandwidth. */
+#define STAGE_PF_ROWS 16
+
+static inline const char *kv_slice(const gt_attn_args *a, const void *const *blocks, int g,
+                                   int64_t p, size_t row_bytes, size_t slice_bytes) {
+    return (const char *)blocks[p / a->block_size] + (size_t)(p % a->block_size) * row_bytes +
+           (size_t)g * slice_bytes;
+}
+
+/* Rows [c0, c0 + nc) of kv head g as f32 row pointers: borrowed from the
+ * cache for F32, converted into buf for F16. Rows up to `last` exist and
+ * may be prefetched. */
 static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
-                       float *buf, size_t stride, const float **rows) {
+                       int64_t last, float *buf, size_t stride, const float **rows) {
     const int hd = a->head_dim;
     const size_t esz = a->kv_type == GT_F16 ? 2 : 4, row_bytes = (size_t)a->n_kv_head * hd * esz;
+    const size_t slice = (size_t)hd * esz;
     int64_t b = c0 / a->block_size, r = c0 % a->block_size; /* walked, not divided per row */
     for (int c = 0; c < nc; c++, r++) {
         if (r == a->block_size) {
             b++;
             r = 0;
         }
-        const void *src = (const char *)blocks[b] + (size_t)r * row_bytes + (size_t)g * hd * esz;
+        const int64_t ahead = c0 + c + STAGE_PF_ROWS;
+        if (ahead <= last) {
+            const char *pf = kv_slice(a, blocks, g, ahead, row_bytes, slice);
+            for (size_t o = 0; o < slice; o += 64) __builtin_prefetch(pf + o, 0, 3);
+        }
+        const void *src = (const char *)blocks[b] + (size_t)r * row_bytes + (size_t)g * slice;
         if (a->kv_type == GT_F32) {
             rows[c] = src;
             continue;
@@ -334,8 +356,8 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
     const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
     for (int64_t c0 = kmin; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
-        stage_rows(a, a->k_blocks, g, c0, nc, kbuf, st, krows);
-        stage_rows(a, a->v_blocks, g, c0, nc, vbuf, st, vrows);
+        stage_rows(a, a->k_blocks, g, c0, nc, kmax, kbuf, st, krows);
+        stage_rows(a, a->v_blocks, g, c0, nc, kmax, vbuf, st, vrows);
         for (int i = 0; i < M; i++) {
             const int64_t cl64 = (lo[i] > c0 ? lo[i] : c0) - c0;
             const int64_t ch64 = (hi[i] < c0 + nc - 1 ? hi[i] : c0 + nc - 1) - c0;
