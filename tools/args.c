@@ -100,3 +100,14 @@ int gt_args_report(const char *verb, gt_status st) {
     fprintf(stderr, "gantry %s: %s\n", verb, *msg ? msg : gt_status_str(st));
     return st == GT_ERR_INVALID_ARG ? 2 : 1;
 }
+
+int gt_args_parsed(const char *verb, gt_status st, bool help, void (*usage)(FILE *)) {
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (st == GT_OK) return -1;
+    int rc = gt_args_report(verb, st);
+    usage(stderr);
+    return rc;
+}

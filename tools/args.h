@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/status.h"
 
@@ -31,7 +32,13 @@ gt_status gt_args_int_list(gt_args *a, int32_t **out, int *n_out);
 /* The sentence for an unknown flag. */
 gt_status gt_args_unknown(const gt_args *a);
 
-/* Prints gt_last_error() as "gantry VERB: sentence" and returns 1. */
+/* Prints gt_last_error() as "gantry VERB: sentence" and returns 1 (2 for
+ * GT_ERR_INVALID_ARG). */
 int gt_args_report(const char *verb, gt_status st);
+
+/* The end of a verb's flag parsing: with --help prints the usage and returns
+ * 0; on a parse error prints the sentence and the usage and returns the exit
+ * code; otherwise returns -1 (go on). */
+int gt_args_parsed(const char *verb, gt_status st, bool help, void (*usage)(FILE *));
 
 #endif

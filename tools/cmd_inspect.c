@@ -219,15 +219,8 @@ int gt_cmd_inspect(int argc, char **argv) {
     inspect_opts o = {.kv_limit = 6, .tensors = true};
     bool help = false;
     gt_status st = parse_opts(argc, argv, &o, &help);
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
-    if (st != GT_OK) {
-        int rc = gt_args_report("inspect", st);
-        usage(stderr);
-        return rc;
-    }
+    int rc = gt_args_parsed("inspect", st, help, usage);
+    if (rc >= 0) return rc;
     gt_gguf *g;
     st = gt_gguf_open(o.path, &g);
     if (st != GT_OK) return gt_args_report("inspect", st);

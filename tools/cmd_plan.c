@@ -219,15 +219,8 @@ int gt_cmd_plan(int argc, char **argv) {
     plan_opts o = {.tp = 1, .pp = 1, .cfg = GT_PLAN_CONFIG_INIT};
     bool help = false;
     gt_status st = parse_opts(argc, argv, &o, &help);
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
-    if (st != GT_OK) {
-        int rc = gt_args_report("plan", st);
-        usage(stderr);
-        return rc;
-    }
+    int rc = gt_args_parsed("plan", st, help, usage);
+    if (rc >= 0) return rc;
     gt_gguf *g;
     st = gt_gguf_open(o.path, &g);
     if (st != GT_OK) return gt_args_report("plan", st);
