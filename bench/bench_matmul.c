@@ -15,12 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_stats.h"
 #include "common/alloc.h"
 #include "common/dtype.h"
 #include "common/timer.h"
 #include "kernels/kernels.h"
 
-#define MAX_ROUNDS 16
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
 
 /* ---- memory bandwidth: each thread sums its slice with 512-bit loads ---- */
 typedef struct {
@@ -107,21 +108,6 @@ static uint8_t *make_weights(gt_dtype t, int64_t n_in, int64_t n_out, size_t *by
     return w;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    double s[MAX_ROUNDS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
-static double best(const double *v, int n) {
-    double b = 0;
-    for (int i = 0; i < n; i++) b = v[i] > b ? v[i] : b;
-    return b;
-}
 
 /* Copies of one prepared weight so that decode streams from memory. */
 typedef struct {
@@ -258,8 +244,8 @@ int main(int argc, char **argv) {
                 for (int n = 0; n < 2; n++)
                     printf("%-6s %5lldx%-6lld %3d  %8.1f %8.1f  %8.1f %8.1f  %6.0f%% %6.0f%%\n",
                            gt_dtype_name(types[ti]), (long long)shapes[si][0], (long long)shapes[si][1],
-                           n + 1, best(g[n], rounds), median(g[n], rounds), best(b[n], rounds),
-                           median(b[n], rounds), best(pct[n], rounds), median(pct[n], rounds));
+                           n + 1, bench_best(g[n], rounds), bench_median(g[n], rounds), bench_best(b[n], rounds),
+                           bench_median(b[n], rounds), bench_best(pct[n], rounds), bench_median(pct[n], rounds));
                 fflush(stdout);
                 wset_free(&s);
             }
@@ -278,8 +264,8 @@ int main(int argc, char **argv) {
                     for (int n = 0; n < 2; n++)
                         g[n][r] = ops / time_calls(ks[n], &s, x, y, pre_tok, 0.3) * 1e-9;
                 printf("%-6s %5lldx%-6lld  %9.1f %9.1f  %9.1f %9.1f\n", gt_dtype_name(types[ti]),
-                       (long long)shapes[si][0], (long long)shapes[si][1], best(g[0], rounds),
-                       median(g[0], rounds), best(g[1], rounds), median(g[1], rounds));
+                       (long long)shapes[si][0], (long long)shapes[si][1], bench_best(g[0], rounds),
+                       bench_median(g[0], rounds), bench_best(g[1], rounds), bench_median(g[1], rounds));
                 fflush(stdout);
                 wset_free(&s);
             }

@@ -15,13 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_stats.h"
 #include "common/alloc.h"
 #include "common/dtype.h"
 #include "common/timer.h"
 #include "kernels/cpu/matmul_avx2.h"
 #include "kernels/internal.h"
 
-#define MAX_ROUNDS 16
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
 #define N_IN       2048
 #define N_OUT      8192
 #define PRE_TOK    512
@@ -111,21 +112,6 @@ static double time_calls(const bench *b, int k, int64_t n_tok, int n_copies, dou
     return el / (double)calls;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(const double *v, int n) {
-    double s[MAX_ROUNDS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
-static double best(const double *v, int n) {
-    double m = 0;
-    for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
-    return m;
-}
 
 int main(int argc, char **argv) {
     int rounds = 3;
@@ -198,8 +184,8 @@ int main(int argc, char **argv) {
         for (int k = 0; k < N_K; k++) {
             if (k == K_AVX512 && !have512) continue;
             printf("%-6s %-7s  %8.1f %8.1f  %11.1f %11.1f\n", gt_dtype_name(t), KNAME[k],
-                   best(dec[k], rounds), median(dec[k], rounds), best(pre[k], rounds),
-                   median(pre[k], rounds));
+                   bench_best(dec[k], rounds), bench_median(dec[k], rounds), bench_best(pre[k], rounds),
+                   bench_median(pre[k], rounds));
         }
         fflush(stdout);
         for (int c = 0; c < n_copies; c++) gt_free(packed[c]);
