@@ -13,31 +13,6 @@
 
 #include "model/tokenizer/tok_internal.h"
 
-uint32_t gt__bpe_byte_to_cpt(uint8_t b) {
-    /* Printable Latin-1 bytes stand for themselves; the other 68 bytes map,
-     * in order, to U+0100 onwards. */
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    uint32_t n = 0;
-    for (uint32_t x = 0; x < b; x++)
-        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174)) n++;
-    return 256 + n;
-}
-
-int gt__bpe_cpt_to_byte(uint32_t cpt) {
-    if (cpt < 256) {
-        if ((cpt >= 33 && cpt <= 126) || (cpt >= 161 && cpt <= 172) || cpt >= 174) return (int)cpt;
-        return -1;
-    }
-    if (cpt >= 256 + 68) return -1;
-    uint32_t n = 0;
-    for (uint32_t x = 0; x < 256; x++)
-        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174)) {
-            if (n == cpt - 256) return (int)x;
-            n++;
-        }
-    return -1;
-}
-
 typedef struct sym {
     int32_t prev, next;
     uint32_t off, n; /* bytes of the encoded word; n == 0 once merged away */
@@ -177,17 +152,8 @@ gt_status gt__bpe_tokenize(const gt_tokenizer *t, const char *text, size_t len, 
     GT_TRY(gt__pretok_split(t->pretok, text, len, &ends, &n_words));
     session s;
     memset(&s, 0, sizeof s);
-    for (int b = 0; b < 256; b++) {
-        uint32_t c = gt__bpe_byte_to_cpt((uint8_t)b);
-        if (c < 0x80) {
-            s.enc_table[b][0] = (char)c;
-            s.enc_len[b] = 1;
-        } else {
-            s.enc_table[b][0] = (char)(0xC0 | (c >> 6));
-            s.enc_table[b][1] = (char)(0x80 | (c & 0x3F));
-            s.enc_len[b] = 2;
-        }
-    }
+    for (int b = 0; b < 256; b++)
+        s.enc_len[b] = (uint8_t)gt__bpe_byte_utf8((uint8_t)b, s.enc_table[b]);
     gt_status st = GT_OK;
     size_t start = 0;
     for (size_t i = 0; i < n_words && st == GT_OK; i++) {

@@ -28,33 +28,6 @@ static int byte_token_value(gt_str s) {
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-int gt__utf8_next(const unsigned char *p, size_t n, uint32_t *cpt) {
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *cpt = c;
-        return 1;
-    }
-    int len;
-    uint32_t v, lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, v = c & 0x0F, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, v = c & 0x07, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return -1;
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n) return 0;
-        unsigned char x = p[i];
-        if (x < lo || x > hi) return -i;
-        lo = 0x80, hi = 0xBF;
-        v = (v << 6) | (x & 0x3F);
-    }
-    *cpt = v;
-    return len;
-}
-
 gt_status gt__build_pieces(gt_tokenizer *t) {
     size_t bytes = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) bytes += t->texts[i].len;

@@ -1,6 +1,13 @@
 /* Private to model/tokenizer/: the tokenizer object and the helpers its
  * files share (hash look-ups, growable id arrays, the pre-tokenizer).
  *
+ * The files form layers, each calling only the ones below it (scripts/
+ * check-deps.py checks it on the object files):
+ *   tok_base.c             hashing, look-ups, id arrays, UTF-8, bytes
+ *   pretok.c detok.c spm.c bpe.c   (bpe.c also calls pretok.c)
+ *   special.c              text -> ids (gt_tokenize)
+ *   vocab.c                loading (calls pretok.c and detok.c)
+ *
  * All strings the tokenizer needs live in arenas it owns, addressed with
  * (offset, length) pairs, so the GGUF mapping can be closed after loading.
  * Token text -> id and merge pair -> rank are open-addressing hash tables
@@ -59,8 +66,11 @@ struct gt_tokenizer {
     gt__pretok *pretok; /* BPE only */
 };
 
+/* ---- shared (tok_base.c): calls no other tokenizer file ---- */
 uint64_t gt__hash_bytes(uint64_t h, const char *s, size_t n);
 #define GT__HASH_SEED 0xcbf29ce484222325ull
+/* The merge table's key: l, a 0xff separator, r. */
+uint64_t gt__merge_hash(const char *l, size_t ln, const char *r, size_t rn);
 
 /* Id of the token whose text is s[0..n), or GT_TOKEN_NULL. */
 int32_t gt__tok_find(const gt_tokenizer *t, const char *s, size_t n);
@@ -82,6 +92,12 @@ static inline size_t gt__utf8_len(unsigned char c) {
  * valid. Overlongs, surrogates and code points past U+10FFFF are invalid. */
 int gt__utf8_next(const unsigned char *p, size_t n, uint32_t *cpt);
 
+/* The GPT-2 byte <-> unicode mapping of byte-level BPE. */
+uint32_t gt__bpe_byte_to_cpt(uint8_t b);
+int gt__bpe_cpt_to_byte(uint32_t cpt); /* -1 when the code point stands for no byte */
+/* The UTF-8 of byte b's code point into out: its length, 1 or 2. */
+size_t gt__bpe_byte_utf8(uint8_t b, char out[2]);
+
 /* ---- SPM (spm.c) ---- */
 /* Tokenizes one fragment already escaped ("▁" for spaces), appending to out. */
 gt_status gt__spm_tokenize(const gt_tokenizer *t, const char *text, size_t len, gt__ids *out);
@@ -89,9 +105,6 @@ gt_status gt__spm_tokenize(const gt_tokenizer *t, const char *text, size_t len, 
 /* ---- BPE (bpe.c) ---- */
 /* Splits with the pre-tokenizer, byte-encodes and merges, appending to out. */
 gt_status gt__bpe_tokenize(const gt_tokenizer *t, const char *text, size_t len, gt__ids *out);
-/* The GPT-2 byte <-> unicode mapping. */
-uint32_t gt__bpe_byte_to_cpt(uint8_t b);
-int gt__bpe_cpt_to_byte(uint32_t cpt); /* -1 when the code point stands for no byte */
 
 /* ---- pre-tokenizer (pretok.c) ---- */
 typedef struct gt__pretok_info {

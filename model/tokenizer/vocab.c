@@ -19,59 +19,10 @@
 #define GT_TOK_MAX_VOCAB  (1 << 24)
 #define GT_TOK_MAX_MERGES (1 << 24)
 
-uint64_t gt__hash_bytes(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-gt_status gt__ids_push(gt__ids *a, int32_t id) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (!v) return gt_fail(GT_ERR_NOMEM, "cannot grow the token list to %zu ids", cap);
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->n++] = id;
-    return GT_OK;
-}
-
 static size_t table_size(size_t n) {
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
     return cap;
-}
-
-int32_t gt__tok_find(const gt_tokenizer *t, const char *s, size_t n) {
-    size_t i = gt__hash_bytes(GT__HASH_SEED, s, n) & t->tok_mask;
-    for (;;) {
-        int32_t id = t->tok_map[i];
-        if (id < 0) return GT_TOKEN_NULL;
-        if (t->texts[id].len == n && memcmp(t->texts[id].ptr, s, n) == 0) return id;
-        i = (i + 1) & t->tok_mask;
-    }
-}
-
-static uint64_t merge_hash(const char *l, size_t ln, const char *r, size_t rn) {
-    uint64_t h = gt__hash_bytes(GT__HASH_SEED, l, ln);
-    h = gt__hash_bytes(h ^ 0xff, "\xff", 1);
-    return gt__hash_bytes(h, r, rn);
-}
-
-int32_t gt__merge_rank(const gt_tokenizer *t, const char *l, size_t ln, const char *r, size_t rn) {
-    if (!t->merge_map) return -1;
-    size_t i = merge_hash(l, ln, r, rn) & t->merge_mask;
-    for (;;) {
-        int32_t m = t->merge_map[i];
-        if (m < 0) return -1;
-        if (t->merge_l[m].len == ln && t->merge_r[m].len == rn &&
-            memcmp(t->merge_l[m].ptr, l, ln) == 0 && memcmp(t->merge_r[m].ptr, r, rn) == 0)
-            return m;
-        i = (i + 1) & t->merge_mask;
-    }
 }
 
 /* A string array value, or NULL with a sentence. */
@@ -227,7 +178,8 @@ static gt_status load_merges(gt_tokenizer *t, const gt_gguf *g) {
         t->merge_l[i] = (gt_str){p, ln};
         t->merge_r[i] = (gt_str){sp + 1, l - ln - 1};
         p += l;
-        size_t h = merge_hash(t->merge_l[i].ptr, ln, t->merge_r[i].ptr, l - ln - 1) & t->merge_mask;
+        size_t h =
+            gt__merge_hash(t->merge_l[i].ptr, ln, t->merge_r[i].ptr, l - ln - 1) & t->merge_mask;
         bool dup = false;
         while (t->merge_map[h] >= 0) {
             int32_t o = t->merge_map[h];
@@ -463,18 +415,32 @@ static void build_byte_tokens(gt_tokenizer *t) {
                 id = gt__tok_find(t, buf, 1);
             }
         } else {
-            uint32_t c = gt__bpe_byte_to_cpt((uint8_t)b);
-            size_t l = 0;
-            if (c < 0x80) {
-                buf[l++] = (char)c;
-            } else {
-                buf[l++] = (char)(0xC0 | (c >> 6));
-                buf[l++] = (char)(0x80 | (c & 0x3F));
-            }
-            id = gt__tok_find(t, buf, l);
+            id = gt__tok_find(t, buf, gt__bpe_byte_utf8((uint8_t)b, buf));
         }
         t->byte_tok[b] = id;
     }
+}
+
+/* The newline token, looked up without running the tokenizer. SPM: the
+ * byte token of '\n' ("<0x0A>"). BPE: what gt_tokenize(t, "\n", 0) gives
+ * first, found directly: a user-defined token "\n" (cut out before BPE; a
+ * control or unknown one is not without GT_TOK_PARSE_SPECIAL); else the
+ * byte-level word "\xc4\x8a" ("Ċ", one symbol, so no merge applies); else,
+ * as bpe.c's fallback for a symbol that is no token, the first of its bytes
+ * that is a one-byte token. PAD when none is. */
+static int32_t find_nl(const gt_tokenizer *t) {
+    if (t->type == GT_VOCAB_SPM) return t->byte_tok['\n'] >= 0 ? t->byte_tok['\n'] : t->pad;
+    int32_t id = gt__tok_find(t, "\n", 1);
+    const uint32_t skip = GT_TOKEN_ATTR_CONTROL | GT_TOKEN_ATTR_UNKNOWN;
+    if (id >= 0 && (t->attr[id] & GT_TOKEN_ATTR_USER_DEFINED) && !(t->attr[id] & skip)) return id;
+    if (t->byte_tok['\n'] >= 0) return t->byte_tok['\n'];
+    char w[2];
+    size_t n = gt__bpe_byte_utf8('\n', w);
+    for (size_t i = 0; i < n; i++) {
+        id = gt__tok_find(t, w + i, 1);
+        if (id >= 0) return id;
+    }
+    return t->pad;
 }
 
 static gt_status read_model(gt_tokenizer *t, const gt_gguf *g) {
@@ -583,16 +549,7 @@ gt_status gt_tokenizer_load(const gt_gguf *g, gt_tokenizer **out) {
     build_byte_tokens(t);
     GT_TRY_GOTO(gt__build_pieces(t), st, fail);
 
-    /* The newline token: "<0x0A>" for SPM, the tokenization of "\n" for BPE. */
-    if (t->type == GT_VOCAB_SPM) {
-        t->nl = t->byte_tok['\n'] >= 0 ? t->byte_tok['\n'] : t->pad;
-    } else {
-        int32_t *ids = NULL;
-        size_t n = 0;
-        GT_TRY_GOTO(gt_tokenize(t, "\n", 1, 0, &ids, &n), st, fail);
-        t->nl = n ? ids[0] : t->pad;
-        free(ids);
-    }
+    t->nl = find_nl(t);
     *out = t;
     return GT_OK;
 fail:
