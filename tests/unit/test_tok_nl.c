@@ -2,7 +2,10 @@
  * the tokenizer on "\n", for every vocabulary in shared/vocab/ and every
  * cached real model. SPM keeps its rule: the byte token <0x0A> (or a raw
  * "\n" byte token), else PAD; BPE: the first id gt_tokenize gives for "\n"
- * without special parsing, else PAD. */
+ * without special parsing, else PAD. Four small hand-made BPE vocabularies
+ * reach each branch of the look-up: a user-defined "\n" token, a normal one
+ * (not cut out, so "Ċ" wins), no "Ċ" (the one-byte fallback), and nothing
+ * at all (PAD). */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,10 +43,66 @@ static int check_file(const char *path) {
         want = n ? ids[0] : gt_tokenizer_pad(t);
         free(ids);
     }
-    fprintf(stderr, "%s: newline token %d (want %d)\n", path, gt_tokenizer_nl(t), want);
-    assert_int_equal(gt_tokenizer_nl(t), want);
+    int32_t nl = gt_tokenizer_nl(t);
+    fprintf(stderr, "%s: newline token %d (want %d)\n", path, nl, want);
+    assert_int_equal(nl, want);
+    if (gt_tokenizer_type(t) == GT_VOCAB_SPM && nl != gt_tokenizer_pad(t)) {
+        gt_str p = gt_token_piece(t, nl, true);
+        assert_int_equal(p.len, 1);
+        assert_int_equal(p.ptr[0], '\n');
+    }
     gt_tokenizer_free(t);
     return 1;
+}
+
+/* A byte-level BPE vocabulary of the given texts and types (one merge, "a
+ * a"); pad < 0 sets no padding id. Returns gt_tokenizer_nl after checking it
+ * against the tokenizer. */
+static int32_t tiny_bpe(const char *const *texts, const int32_t *types, size_t n, int32_t pad) {
+    gt_str strs[8];
+    for (size_t i = 0; i < n; i++) strs[i] = (gt_str){texts[i], strlen(texts[i])};
+    gt_str merge = {"a a", 3};
+    gt_gguf_writer *w;
+    assert_int_equal(gt_gguf_writer_create(&w), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_str(w, "general.architecture", "llama"), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default"), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, n), GT_OK);
+    assert_int_equal(
+        gt_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GT_GGUF_INT32, types, n), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", &merge, 1), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 0), GT_OK);
+    assert_int_equal(gt_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 0), GT_OK);
+    if (pad >= 0)
+        assert_int_equal(
+            gt_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)pad), GT_OK);
+    const char *path = gt_test_tmp_path(0, "tok_nl.gguf");
+    assert_int_equal(gt_gguf_writer_write(w, path), GT_OK);
+    gt_gguf_writer_destroy(w);
+    assert_int_equal(check_file(path), 1);
+    gt_gguf *g;
+    gt_tokenizer *t;
+    assert_int_equal(gt_gguf_open(path, &g), GT_OK);
+    assert_int_equal(gt_tokenizer_load(g, &t), GT_OK);
+    gt_gguf_close(g);
+    int32_t nl = gt_tokenizer_nl(t);
+    gt_tokenizer_free(t);
+    return nl;
+}
+
+static void test_nl_branches(void **state) {
+    (void)state;
+    enum { NORMAL = 1, CONTROL = 3, USER = 4 };
+    /* "\xc4\x8a" is "Ċ", GPT-2's character for the byte '\n'. */
+    static const char *const user[] = {"a", "\xc4\x8a", "\n"};
+    assert_int_equal(tiny_bpe(user, (const int32_t[]){NORMAL, NORMAL, USER}, 3, -1), 2);
+    assert_int_equal(tiny_bpe(user, (const int32_t[]){NORMAL, NORMAL, NORMAL}, 3, -1), 1);
+    assert_int_equal(tiny_bpe(user, (const int32_t[]){NORMAL, NORMAL, CONTROL}, 3, -1), 1);
+    static const char *const fallback[] = {"a", "\n", "\x8a"};
+    assert_int_equal(tiny_bpe(fallback, (const int32_t[]){NORMAL, CONTROL, NORMAL}, 3, -1), 2);
+    static const char *const none[] = {"a", "b"};
+    assert_int_equal(tiny_bpe(none, (const int32_t[]){NORMAL, NORMAL}, 2, 1), 1);
+    assert_int_equal(tiny_bpe(none, (const int32_t[]){NORMAL, NORMAL}, 2, -1), GT_TOKEN_NULL);
 }
 
 static int check_dir(const char *dir) {
@@ -81,6 +140,7 @@ static void test_nl_matches_tokenizer(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nl_matches_tokenizer),
+        cmocka_unit_test(test_nl_branches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
