@@ -172,3 +172,7 @@ gt_status gt_hparams_load(const gt_gguf *g, gt_hparams *hp) {
                        hp->arch_name);
     return validate(g, hp);
 }
+
+uint32_t gt_hparams_default_ctx(const gt_hparams *hp) {
+    return hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+}

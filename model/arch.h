@@ -65,4 +65,8 @@ bool gt_arch_parse(const char *name, gt_arch *out);
 /* True when layer il uses sliding-window attention. */
 bool gt_hparams_layer_is_swa(const gt_hparams *hp, uint32_t il);
 
+/* The context a job uses when none is asked for: the training context,
+ * capped at 4096 positions (the plan and the engine both take it from here). */
+uint32_t gt_hparams_default_ctx(const gt_hparams *hp);
+
 #endif

@@ -217,3 +217,107 @@ gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local,
     free(all);
     return st;
 }
+
+/* The coordinator's traffic ------------------------------------------------ */
+
+gt_status gt_par_bcast_plan(gt_par *p, void *buf, size_t bytes, const char *what) {
+    if (p->grid.world == 1) return GT_OK;
+    if (bytes % 4) return gt_fail(GT_ERR_INTERNAL, "%s: %zu bytes is not whole words", what, bytes);
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_broadcast(p->world, buf, bytes / 4, GT_I32, 0, what);
+    account(p, t0, p->grid.rank == 0 ? bytes : 0, what);
+    return st;
+}
+
+gt_status gt_par_gather_logits(gt_par *p, const float *local, int n_rows, int64_t n_local,
+                               int64_t v0, int64_t n_vocab, float *full, const char *what) {
+    const gt_grid *g = &p->grid;
+    bool last = gt_grid_last_stage(g);
+    size_t slice = (size_t)n_rows * (size_t)n_local;
+    if (g->world == 1) {
+        if (full != local) memcpy(full, local, slice * sizeof *full);
+        return GT_OK;
+    }
+    uint64_t t0 = gt_now_ns();
+    gt_status st = GT_OK;
+    /* Each last-stage rank sends its slice, led by its (v0, n_local), to
+     * world rank 0, which places the columns. */
+    if (last && g->rank != 0) {
+        int32_t hdr[4] = {(int32_t)v0, (int32_t)n_local, n_rows, 0};
+        st = gt_comm_send(p->world, hdr, 4, GT_I32, 0, 4, what);
+        if (st == GT_OK) st = gt_comm_send(p->world, local, slice, GT_F32, 0, 4, what);
+        account(p, t0, slice * sizeof(float), what);
+        return st;
+    }
+    if (g->rank != 0) return GT_OK;
+    float *buf = NULL;
+    for (int tr = 0; st == GT_OK && tr < g->tp; tr++) {
+        int src = gt_grid_rank_at(g, g->pp - 1, tr);
+        int64_t s0 = v0, sn = n_local;
+        const float *rows = local;
+        if (src != 0) {
+            int32_t hdr[4];
+            st = gt_comm_recv(p->world, hdr, 4, GT_I32, src, 4, what);
+            if (st != GT_OK) break;
+            s0 = hdr[0];
+            sn = hdr[1];
+            if (hdr[2] != n_rows || s0 < 0 || sn < 0 || s0 + sn > n_vocab) {
+                st = gt_fail(GT_ERR_INTERNAL, "%s: rank %d sent rows %d of vocabulary %d..%d, expected "
+                             "%d rows within %lld", what, src, hdr[2], hdr[0], hdr[0] + hdr[1], n_rows,
+                             (long long)n_vocab);
+                break;
+            }
+            free(buf);
+            buf = malloc((size_t)n_rows * (size_t)sn * sizeof *buf);
+            if (!buf) {
+                st = gt_fail(GT_ERR_NOMEM, "%s: cannot hold a logits slice", what);
+                break;
+            }
+            st = gt_comm_recv(p->world, buf, (size_t)n_rows * (size_t)sn, GT_F32, src, 4, what);
+            rows = buf;
+        }
+        for (int r = 0; st == GT_OK && r < n_rows; r++)
+            memcpy(full + (size_t)r * (size_t)n_vocab + s0, rows + (size_t)r * (size_t)sn,
+                   (size_t)sn * sizeof *full);
+    }
+    free(buf);
+    account(p, t0, 0, what);
+    return st;
+}
+
+gt_status gt_par_last_to_coord(gt_par *p, void *buf, size_t words, const char *what) {
+    const gt_grid *g = &p->grid;
+    int src = gt_grid_rank_at(g, g->pp - 1, 0);
+    if (src == 0 || (g->rank != 0 && g->rank != src) || words == 0) return GT_OK;
+    uint64_t t0 = gt_now_ns();
+    gt_status st = g->rank == src ? gt_comm_send(p->world, buf, words, GT_I32, 0, 5, what)
+                                  : gt_comm_recv(p->world, buf, words, GT_I32, src, 5, what);
+    account(p, t0, g->rank == src ? words * 4 : 0, what);
+    return st;
+}
+
+gt_status gt_par_gather_world(gt_par *p, const float *mine, size_t n, float *all, const char *what) {
+    if (p->grid.world == 1) {
+        memcpy(all, mine, n * sizeof *all);
+        return GT_OK;
+    }
+    return gt_comm_allgather(p->world, mine, all, n, GT_F32, what);
+}
+
+gt_status gt_par_agree(gt_par *p, int failed, int *first_failed, const char *what) {
+    /* The lowest failed rank, or world when none: a min-reduction written
+     * as a sum of one-hot votes so that only sums are needed. */
+    int n = p->grid.world;
+    int32_t *votes = calloc((size_t)n, sizeof *votes);
+    if (!votes) return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate %d votes", what, n);
+    votes[p->grid.rank] = failed != 0;
+    gt_status st = n > 1 ? gt_comm_allreduce(p->world, votes, votes, (size_t)n, GT_I32, what) : GT_OK;
+    *first_failed = n;
+    for (int i = 0; st == GT_OK && i < n; i++)
+        if (votes[i]) {
+            *first_failed = i;
+            break;
+        }
+    free(votes);
+    return st;
+}

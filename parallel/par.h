@@ -62,4 +62,25 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
 gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
                                 int k, float *vals, int32_t *ids, int *n_out, const char *what);
 
+/* The coordinator's traffic (world rank 0 leads the job). */
+/* Broadcasts bytes (a multiple of 4) from world rank 0 to every rank: the
+ * step plan. A no-op on one rank. */
+gt_status gt_par_bcast_plan(gt_par *p, void *buf, size_t bytes, const char *what);
+/* Logits gather for --logits-out and perplexity: each rank of the last stage
+ * holds rows [n_rows, n_local] of its vocabulary slice [v0, v0 + n_local);
+ * world rank 0 receives full [n_rows, n_vocab] rows in `full` (only written
+ * there; other ranks pass NULL). Collective over the last stage and world
+ * rank 0. */
+gt_status gt_par_gather_logits(gt_par *p, const float *local, int n_rows, int64_t n_local,
+                               int64_t v0, int64_t n_vocab, float *full, const char *what);
+/* words 32-bit words from the first rank of the last stage to world rank 0
+ * (the sampling candidates); a no-op on the other ranks and when the two are
+ * one rank. */
+gt_status gt_par_last_to_coord(gt_par *p, void *buf, size_t words, const char *what);
+/* all[world][n] on every rank from each rank's mine[n] (counters). */
+gt_status gt_par_gather_world(gt_par *p, const float *mine, size_t n, float *all, const char *what);
+/* Start-up agreement over the world: *first_failed is the lowest rank that
+ * passed failed != 0, or the world size when none did. */
+gt_status gt_par_agree(gt_par *p, int failed, int *first_failed, const char *what);
+
 #endif

@@ -3,6 +3,7 @@
  * is refused with the one sentence that names the numbers; then every
  * tensor of the file is sliced for every rank and its bytes added up. */
 #include "parallel/plan.h"
+#include "parallel/scratch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -119,24 +120,13 @@ static gt_status shard_weights(const gt_gguf *g, const gt_hparams *hp, gt_shard 
     return GT_OK;
 }
 
-/* The forward pass's f32 scratch for max_batch_tokens tokens, as the engine
- * allocates it on one rank, with the local widths of this shard. */
+/* The forward pass's scratch, laid out as the engine allocates it. */
 static uint64_t shard_activations(const gt_hparams *hp, const gt_plan_config *cfg,
                                   const gt_shard *s) {
-    uint64_t B = (uint64_t)cfg->max_batch_tokens, D = hp->n_embd;
-    uint64_t Q = (uint64_t)gt_range_len(s->heads) * hp->head_dim;
-    uint64_t KV = (uint64_t)gt_range_len(s->kv_heads) * hp->head_dim;
-    uint64_t F = (uint64_t)gt_range_len(s->ff);
-    if ((uint64_t)gt_range_len(s->ff_exp) > F) F = (uint64_t)gt_range_len(s->ff_exp);
-    if ((uint64_t)gt_range_len(s->ff_shexp) > F) F = (uint64_t)gt_range_len(s->ff_shexp);
-    uint64_t n = 3 * B * D    /* x, cur, out: [B, n_embd], whole on every rank */
-                 + 2 * B * Q  /* q, attention output: [B, local heads × head_dim] */
-                 + 2 * B * KV /* k, v: [B, local kv heads × head_dim] */
-                 + 2 * B * F; /* gate, up: [B, local columns] */
-    if (hp->n_expert)         /* expert in/out [B, n_embd] ×2, router [B, E], weights */
-        n += 2 * B * D + B * hp->n_expert + B * hp->n_expert_used + B;
-    if (s->last_stage) n += B * (uint64_t)gt_range_len(s->vocab); /* logits [B, local vocab] */
-    return n * F32_BYTES;
+    gt_scratch_config sc = {cfg->max_batch_tokens, cfg->max_out_rows, cfg->n_ctx, cfg->kv_block_size};
+    gt_scratch_layout L;
+    gt_scratch_layout_compute(hp, s, &sc, &L);
+    return L.total_bytes;
 }
 
 void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s) {
@@ -173,7 +163,8 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
     GT_TRY(check_config(&cfg));
     GT_TRY(gt_grid_init(cfg.world, cfg.tp, cfg.pp, 0, &g0));
     GT_TRY(gt_hparams_load(g, &hp));
-    if (!cfg.n_ctx) cfg.n_ctx = hp.n_ctx_train < 4096 ? hp.n_ctx_train : 4096;
+    if (!cfg.n_ctx) cfg.n_ctx = gt_hparams_default_ctx(&hp);
+    if (!cfg.max_out_rows) cfg.max_out_rows = cfg.n_seqs;
     GT_TRY(check_layout(&hp, cfg.tp, cfg.pp));
 
     gt_shard *shards = calloc((size_t)cfg.world, sizeof *shards);

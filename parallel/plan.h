@@ -60,9 +60,10 @@ typedef struct gt_plan_config {
     gt_dtype kv_type;          /* GT_F16 or GT_F32 */
     int max_batch_tokens;      /* tokens per forward step, for the activation buffers */
     uint64_t mem_budget_bytes; /* per rank; 0: no budget (KV pool sized by n_ctx × n_seqs) */
+    int max_out_rows;          /* logits rows per step on the last stage; 0: n_seqs */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0 }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0 }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {

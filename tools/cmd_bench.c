@@ -17,7 +17,7 @@
 #include "tools/args.h"
 #include "tools/bandwidth.h"
 #include "tools/cmds.h"
-#include "tools/dist.h"
+#include "tools/verb.h"
 #include "common/trace.h"
 #include "worker/engine.h"
 
@@ -112,59 +112,44 @@ static const char *main_type(const gt_gguf *g) {
     return gt_dtype_name((uint32_t)best);
 }
 
-static gt_status one_round(gt_engine *e, gt_dist *d, gt_sampler *smp, const bench_opts *o,
-                           gt_bandwidth *bw, round_result *r) {
-    const gt_hparams *hp = gt_engine_hparams(e);
+static gt_status one_round(gt_coord *c, const bench_opts *o, gt_bandwidth *bw, round_result *r) {
+    gt_rank *rk = gt_coord_rank(c);
+    gt_engine *e = gt_rank_engine(rk);
+    const gt_hparams *hp = gt_rank_hparams(rk);
     int B = (int)o->batch, P = (int)o->n_prompt, G = (int)o->n_gen;
-    int64_t v0, V;
-    gt_engine_vocab_slice(e, &v0, &V);
     int n_max = P > B ? P : B;
-    int32_t *tok = malloc((size_t)n_max * sizeof *tok), *pos = malloc((size_t)n_max * sizeof *pos);
-    int32_t *seq = malloc((size_t)n_max * sizeof *seq);
-    float *logits = malloc((size_t)B * V * sizeof *logits);
+    int32_t *tok = malloc((size_t)n_max * sizeof *tok), *seq = malloc((size_t)B * sizeof *seq);
     gt_status st = GT_OK;
-    if (!tok || !pos || !seq || !logits) {
+    *r = (round_result){0};
+    if (!tok || !seq) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate the benchmark batch");
         goto done;
     }
     r->bw = gt_bandwidth_read(bw, gt_kernels_pool(gt_engine_kernels(e)), 3);
     unsigned rng = o->seed;
-    for (int s = 0; s < B; s++) gt_engine_seq_clear(e, s);
+    for (int s = 0; s < B; s++) GT_TRY_GOTO(gt_coord_free_seq(c, s), st, done);
     uint64_t t0 = gt_now_ns();
     for (int s = 0; s < B; s++) {
         for (int i = 0; i < P; i++) {
             rng = rng * 1103515245u + 12345u;
             tok[i] = (int32_t)((rng >> 8) % hp->n_vocab);
-            pos[i] = i;
-            seq[i] = s;
         }
-        gt_batch b = {P, tok, pos, seq, NULL};
-        GT_TRY_GOTO(gt_engine_decode(e, &b, logits + (size_t)s * V), st, done);
+        GT_TRY_GOTO(gt_coord_prefill(c, s, tok, P, NULL), st, done);
     }
-    /* The first tokens come from the prefill's logits: on a pipeline the
-     * first stage only has them once the last stage has finished, so they
-     * belong to the prefill's time, not to decode's. */
-    for (int s = 0; s < B; s++) GT_TRY_GOTO(gt_dist_next_token(d, e, smp, logits + (size_t)s * V, &tok[s]), st, done);
+    /* The first tokens come from the prefill's outputs: on a pipeline they
+     * exist only once the last stage has finished, so they belong to the
+     * prefill's time, not to decode's. */
+    for (int s = 0; s < B; s++) {
+        seq[s] = s;
+        GT_TRY_GOTO(gt_coord_next_token(c, s, &tok[s]), st, done);
+    }
     uint64_t t1 = gt_now_ns();
-    if (d->par) gt_par_reset_stats(d->par);
-    int8_t want[256];
-    memset(want, 1, sizeof want);
+    gt_coord_reset_stats(c);
     for (int g = 0; g < G; g++) {
-        for (int s = 0; s < B; s++) {
-            pos[s] = P + g;
-            seq[s] = s;
-        }
-        gt_batch b = {B, tok, pos, seq, want};
-        GT_TRY_GOTO(gt_engine_decode(e, &b, logits), st, done);
-        for (int s = 0; s < B; s++)
-            GT_TRY_GOTO(gt_dist_next_token(d, e, smp, logits + (size_t)s * V, &tok[s]), st, done);
+        GT_TRY_GOTO(gt_coord_decode(c, B, seq, tok), st, done);
+        for (int s = 0; s < B; s++) GT_TRY_GOTO(gt_coord_next_token(c, s, &tok[s]), st, done);
     }
     uint64_t t2 = gt_now_ns();
-    if (d->par) {
-        const gt_par_stats *ps = gt_par_get_stats(d->par);
-        r->decode_comm_s = ps->comm_s;
-        r->bytes_sent_per_token = (double)ps->bytes_sent / ((double)G * B);
-    }
     double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
     r->decode_s = dc;
     r->prefill_tps = (double)P * B / pf;
@@ -179,70 +164,64 @@ static gt_status one_round(gt_engine *e, gt_dist *d, gt_sampler *smp, const benc
     r->step_bytes = step_bytes;
 done:
     free(tok);
-    free(pos);
     free(seq);
-    free(logits);
     return st;
 }
 
-/* Rank 0 prints every rank's compute / communication split of decode. */
-static gt_status report_ranks(gt_dist *d, const round_result *r) {
-    if (!d->par) return GT_OK;
-    float mine[4] = {(float)r->decode_s, (float)r->decode_comm_s, (float)r->bytes_sent_per_token, 0};
-    float *all = malloc((size_t)d->size * 4 * sizeof *all);
+/* Every rank's compute / communication split of the last round's decode,
+ * and rank 0's own figures for the summary. */
+static gt_status report_ranks(gt_coord *c, const bench_opts *o, round_result *r) {
+    gt_rank *rk = gt_coord_rank(c);
+    int n = gt_rank_world_size(rk);
+    gt_rank_counters *all = calloc((size_t)n, sizeof *all);
     if (!all) return gt_fail(GT_ERR_NOMEM, "cannot gather per-rank statistics");
-    gt_status st = gt_comm_allgather(d->world, mine, all, 4, GT_F32, "bench statistics");
-    if (st == GT_OK && gt_dist_prints(d)) {
+    gt_status st = gt_coord_report(c, o->trace != NULL, all);
+    double tokens = (double)o->n_gen * (double)o->batch;
+    if (st == GT_OK && n > 1) {
+        r->decode_comm_s = all[0].comm_s;
+        r->bytes_sent_per_token = all[0].bytes_sent / tokens;
         printf("per rank, decode of the last round:\n%5s %6s %4s %10s %12s %8s %16s\n", "rank", "stage",
                "tp", "decode s", "collectives s", "comm %", "bytes sent/token");
-        for (int i = 0; i < d->size; i++) {
-            const gt_grid *g = &d->plan.shards[i].grid;
-            printf("%5d %6d %4d %10.3f %12.3f %7.1f%% %16.0f\n", i, g->stage, g->tp_rank, all[4 * i],
-                   all[4 * i + 1], 100.0 * all[4 * i + 1] / (all[4 * i] > 0 ? all[4 * i] : 1),
-                   all[4 * i + 2]);
-        }
+        for (int i = 0; i < n; i++)
+            printf("%5d %6d %4d %10.3f %12.3f %7.1f%% %16.0f\n", i, all[i].stage, all[i].tp_rank,
+                   all[i].busy_s, all[i].comm_s, 100.0 * all[i].comm_s / (all[i].busy_s > 0 ? all[i].busy_s : 1),
+                   all[i].bytes_sent / tokens);
     }
     free(all);
     return st;
 }
 
-static gt_status bench(const bench_opts *o, gt_dist *d, gt_engine_config *ec) {
-    gt_engine *e = NULL;
+static gt_status bench_lead(gt_coord *c, void *opts) {
+    const bench_opts *o = opts;
+    gt_rank *rk = gt_coord_rank(c);
+    gt_engine *e = gt_rank_engine(rk);
     gt_sampler *smp = NULL;
     gt_bandwidth bw = {0};
     round_result r[100];
     gt_status st;
-    bool out = gt_dist_prints(d);
-    GT_TRY_GOTO(gt_engine_create(ec, &e), st, done);
+    bool grid = gt_rank_world_size(rk) > 1;
+    const gt_grid *gr = &gt_rank_shard(rk)->grid;
     GT_TRY_GOTO(gt_bandwidth_init(&bw, (size_t)o->bw_mib << 20), st, done);
     gt_sampler_config sc = GT_SAMPLER_CONFIG_INIT;
     sc.temperature = 0; /* greedy: the benchmark measures the engine, not the sampler */
-    GT_TRY_GOTO(gt_sampler_create(&sc, (int)gt_engine_hparams(e)->n_vocab, &smp), st, done);
-    const gt_hparams *hp = gt_engine_hparams(e);
-    const char *type = main_type(gt_engine_gguf(e));
-    if (out) {
-        printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads",
-               o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
-               (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
-               o->eng.n_threads);
-        if (d->par) printf("; rank 0 of %d (tp %d x pp %d)", d->size, d->shard->grid.tp, d->shard->grid.pp);
-        printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
-    }
+    const gt_hparams *hp = gt_rank_hparams(rk);
+    GT_TRY_GOTO(gt_sampler_create(&sc, (int)hp->n_vocab, &smp), st, done);
+    for (int s = 0; s < (int)o->batch; s++) GT_TRY_GOTO(gt_coord_set_sampler(c, s, smp), st, done);
+    const char *type = main_type(gt_rank_gguf(rk));
+    printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads",
+           o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
+           (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
+           o->eng.n_threads);
+    if (grid) printf("; rank 0 of %d (tp %d x pp %d)", gr->world, gr->tp, gr->pp);
+    printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
     for (int i = 0; i < o->rounds; i++) {
-        if (o->trace && i == o->rounds - 1) gt_trace_enable(d->rank);
-        GT_TRY_GOTO(one_round(e, d, smp, o, &bw, &r[i]), st, done);
-        if (out)
-            printf("%5d %10.1f %14.1f %14.2f %9.0f%%\n", i + 1, r[i].bw * 1e-9, r[i].prefill_tps,
-                   r[i].decode_tps, 100 * r[i].roofline_frac);
+        if (o->trace && i == o->rounds - 1) gt_coord_trace_on(c);
+        GT_TRY_GOTO(one_round(c, o, &bw, &r[i]), st, done);
+        printf("%5d %10.1f %14.1f %14.2f %9.0f%%\n", i + 1, r[i].bw * 1e-9, r[i].prefill_tps,
+               r[i].decode_tps, 100 * r[i].roofline_frac);
         fflush(stdout);
     }
-    if (o->trace) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s.rank%d.json", o->trace, d->rank);
-        GT_TRY_GOTO(gt_trace_write(path), st, done);
-    }
-    GT_TRY_GOTO(report_ranks(d, &r[o->rounds - 1]), st, done);
-    if (!out) goto done;
+    GT_TRY_GOTO(report_ranks(c, o, &r[o->rounds - 1]), st, done);
     int n = (int)o->rounds;
     double bwb, bwm, pb, pm, db, dm, fb, fm;
     best_median(r, n, offsetof(round_result, bw), &bwb, &bwm);
@@ -251,10 +230,10 @@ static gt_status bench(const bench_opts *o, gt_dist *d, gt_engine_config *ec) {
     best_median(r, n, offsetof(round_result, roofline_frac), &fb, &fm);
     printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)%s\n",
            r[0].step_bytes / (1 << 20), (double)gt_engine_weight_bytes(e) / (1 << 20),
-           d->par ? " on rank 0" : "");
+           grid ? " on rank 0" : "");
     printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
            "decode at %.0f%%/%.0f%% of the bandwidth roofline%s\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
-           db, dm, 100 * fb, 100 * fm, d->par ? " (rank 0's shard and bandwidth)" : "");
+           db, dm, 100 * fb, 100 * fm, grid ? " (rank 0's shard and bandwidth)" : "");
     if (o->json) {
         FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
         if (!f) {
@@ -271,7 +250,7 @@ static gt_status bench(const bench_opts *o, gt_dist *d, gt_engine_config *ec) {
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f}\n",
                 o->eng.model_path, hp->arch_name, type, gt_kernels_isa(gt_engine_kernels(e)),
-                o->eng.n_threads, d->size, d->par ? d->shard->grid.tp : 1, d->par ? d->shard->grid.pp : 1,
+                o->eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
                 fb, fm, last->decode_s > 0 ? last->decode_comm_s / last->decode_s : 0.0,
@@ -281,7 +260,6 @@ static gt_status bench(const bench_opts *o, gt_dist *d, gt_engine_config *ec) {
 done:
     gt_sampler_destroy(smp);
     gt_bandwidth_free(&bw);
-    gt_engine_destroy(e);
     return st;
 }
 
@@ -295,15 +273,15 @@ int gt_cmd_bench(int argc, char **argv) {
         return 0;
     }
     if (st != GT_OK) return gt_args_report("bench", st);
-    gt_engine_config ec = o.eng;
-    ec.max_seqs = (int)o.batch;
-    ec.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
-    if (!ec.n_ctx) ec.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
-    gt_dist d;
-    st = gt_dist_init(&d, NULL, NULL, (int)o.tp, (int)o.pp, &ec);
-    if (st != GT_OK) gt_dist_fail(&d, "bench", st, false);
-    st = bench(&o, &d, &ec);
-    if (st != GT_OK && d.active && d.size > 1) gt_dist_fail(&d, "bench", st, true);
-    gt_dist_finalize(&d);
-    return st == GT_OK ? 0 : gt_args_report("bench", st);
+    gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng = o.eng;
+    rc.eng.max_seqs = (int)o.batch;
+    rc.eng.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
+    if (!rc.eng.n_ctx) rc.eng.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
+    rc.tp = (int)o.tp;
+    rc.pp = (int)o.pp;
+    rc.max_cand = 1;
+    rc.max_out_rows = (int)o.batch;
+    rc.trace_prefix = o.trace;
+    return gt_verb_run("bench", &rc, &o, bench_lead);
 }

@@ -14,19 +14,23 @@
 #include "model/tokenizer/tokenizer.h"
 #include "tools/args.h"
 #include "tools/cmds.h"
-#include "worker/engine.h"
+#include "tools/verb.h"
 
 typedef struct ppl_opts {
     gt_engine_config eng;
     const char *file;
     long ctx;
     long max_chunks;
+    long tp, pp;
+    double comm_timeout;
 } ppl_opts;
 
 static void usage(void) {
     printf("usage: gantry perplexity -m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME]\n"
            "  --ctx N      tokens per chunk (default 512); the second half of each is scored\n"
-           "  --chunks N   evaluate at most N chunks (default: all)\n");
+           "  --chunks N   evaluate at most N chunks (default: all)\n"
+           "  --tp N, --pp N     tensor and pipeline parallel sizes under mpirun (default: tp = ranks)\n"
+           "  --comm-timeout S   end the job when a collective or receive waits longer (default 300)\n");
 }
 
 static gt_status read_all(const char *path, char **buf, size_t *len) {
@@ -59,23 +63,19 @@ static double log_prob(const float *logits, int n, int target) {
     return (double)logits[target] - max - log(sum);
 }
 
-static gt_status perplexity(const ppl_opts *o) {
-    gt_engine *e = NULL;
+static gt_status ppl_lead(gt_coord *c, void *opts) {
+    const ppl_opts *o = opts;
     gt_tokenizer *tok = NULL;
     char *text = NULL;
-    int32_t *ids = NULL, *pos = NULL, *seq = NULL, *chunk = NULL;
-    int8_t *want = NULL;
+    int32_t *ids = NULL, *chunk = NULL;
     float *logits = NULL;
     gt_status st;
-    gt_engine_config ec = o->eng;
-    ec.n_ctx = (uint32_t)o->ctx;
-    ec.max_batch_tokens = (int)(o->ctx < 512 ? o->ctx : 512);
-    GT_TRY_GOTO(gt_engine_create(&ec, &e), st, done);
-    GT_TRY_GOTO(gt_tokenizer_load(gt_engine_gguf(e), &tok), st, done);
+    const gt_gguf *g = gt_rank_gguf(gt_coord_rank(c));
+    GT_TRY_GOTO(gt_tokenizer_load(g, &tok), st, done);
     size_t len = 0, n_ids = 0;
     GT_TRY_GOTO(read_all(o->file, &text, &len), st, done);
     GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
-    int C = (int)o->ctx, V = (int)gt_engine_hparams(e)->n_vocab, B = ec.max_batch_tokens;
+    int C = (int)o->ctx, V = (int)gt_rank_hparams(gt_coord_rank(c))->n_vocab;
     int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
     int body = bos != GT_TOKEN_NULL ? C - 1 : C; /* text tokens per chunk */
     long n_chunks = (long)(n_ids / (size_t)body);
@@ -85,53 +85,40 @@ static gt_status perplexity(const ppl_opts *o) {
                      o->file, n_ids, body);
         goto done;
     }
-    pos = malloc((size_t)B * sizeof *pos);
-    seq = calloc((size_t)B, sizeof *seq);
-    want = malloc((size_t)B);
     chunk = malloc((size_t)C * sizeof *chunk);
     logits = malloc((size_t)C * (size_t)V * sizeof *logits);
-    if (!pos || !seq || !want || !chunk || !logits) {
+    if (!chunk || !logits) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate logits for a chunk of %d tokens", C);
         goto done;
     }
-    memset(want, 1, (size_t)B);
     printf("%s: %zu tokens, %ld chunks of %d, scoring the second half of each\n", o->file, n_ids,
            n_chunks, C);
     double nll = 0;
     long scored = 0;
     uint64_t t0 = gt_now_ns();
-    for (long c = 0; c < n_chunks; c++) {
+    for (long ci = 0; ci < n_chunks; ci++) {
         int n = 0;
         if (bos != GT_TOKEN_NULL) chunk[n++] = bos;
-        memcpy(chunk + n, ids + (size_t)c * (size_t)body, (size_t)body * sizeof *chunk);
+        memcpy(chunk + n, ids + (size_t)ci * (size_t)body, (size_t)body * sizeof *chunk);
         n += body;
-        gt_engine_seq_clear(e, 0);
-        for (int i0 = 0; i0 < n; i0 += B) {
-            int m = n - i0 < B ? n - i0 : B;
-            for (int i = 0; i < m; i++) pos[i] = i0 + i;
-            gt_batch b = {m, chunk + i0, pos, seq, want};
-            GT_TRY_GOTO(gt_engine_decode(e, &b, logits + (size_t)i0 * V), st, done);
-        }
+        GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
+        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, n, logits), st, done);
         for (int j = C / 2; j < n - 1; j++) {
             nll -= log_prob(logits + (size_t)j * V, V, chunk[j + 1]);
             scored++;
         }
-        printf("[%ld] %.4f\n", c + 1, exp(nll / (double)scored));
+        printf("[%ld] %.4f\n", ci + 1, exp(nll / (double)scored));
         fflush(stdout);
     }
     double secs = (double)(gt_now_ns() - t0) * 1e-9;
     printf("perplexity: %.4f over %ld scored tokens (%.1f tok/s evaluated)\n", exp(nll / (double)scored),
            scored, (double)n_chunks * C / secs);
 done:
-    free(pos);
-    free(seq);
-    free(want);
     free(chunk);
     free(logits);
     free(ids);
     free(text);
     gt_tokenizer_free(tok);
-    gt_engine_destroy(e);
     return st;
 }
 
@@ -154,10 +141,21 @@ int gt_cmd_perplexity(int argc, char **argv) {
             st = gt_args_long(&a, 1, 1024, &v);
             o.eng.n_threads = (int)v;
         } else if (gt_args_is(&a, NULL, "--isa")) st = gt_args_str(&a, &o.eng.isa);
+        else if (gt_args_is(&a, NULL, "--tp")) st = gt_args_long(&a, 1, 4096, &o.tp);
+        else if (gt_args_is(&a, NULL, "--pp")) st = gt_args_long(&a, 1, 4096, &o.pp);
+        else if (gt_args_is(&a, NULL, "--comm-timeout")) st = gt_args_double(&a, 0.1, 1e6, &o.comm_timeout);
         else st = gt_args_unknown(&a);
     }
     if (st == GT_OK && (!o.eng.model_path || !o.file))
         st = gt_fail(GT_ERR_INVALID_ARG, "perplexity needs a model (-m FILE) and a text (-f FILE)");
-    if (st == GT_OK) st = perplexity(&o);
-    return st == GT_OK ? 0 : gt_args_report("perplexity", st);
+    if (st != GT_OK) return gt_args_report("perplexity", st);
+    gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng = o.eng;
+    rc.eng.n_ctx = (uint32_t)o.ctx;
+    rc.eng.max_batch_tokens = (int)(o.ctx < 512 ? o.ctx : 512);
+    rc.tp = (int)o.tp;
+    rc.pp = (int)o.pp;
+    rc.comm_timeout_s = o.comm_timeout;
+    rc.max_out_rows = rc.eng.max_batch_tokens;
+    return gt_verb_run("perplexity", &rc, &o, ppl_lead);
 }

@@ -13,7 +13,7 @@
 #include "coordinator/sampler.h"
 #include "tools/args.h"
 #include "tools/cmds.h"
-#include "tools/dist.h"
+#include "tools/verb.h"
 #include "tools/text.h"
 #include "worker/engine.h"
 
@@ -34,6 +34,7 @@ typedef struct run_opts {
     const char *system;
     const char *chat_format;
     long tp, pp;
+    double comm_timeout;
 } run_opts;
 
 static void usage(void) {
@@ -117,7 +118,7 @@ static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
             o->eng.sp_min_tokens = (int)v;
         } else if (gt_args_is(&a, NULL, "--comm-timeout")) {
             GT_TRY(gt_args_double(&a, 0.1, 1e6, &d));
-            gt_dist_set_timeout(d);
+            o->comm_timeout = d;
         }
         else if (gt_args_is(&a, NULL, "--system")) GT_TRY(gt_args_str(&a, &o->system));
         else if (gt_args_is(&a, NULL, "--chat-format")) {
@@ -134,37 +135,6 @@ static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
     return GT_OK;
 }
 
-/* Evaluates the prompt in ubatch-sized chunks; the logits of every position
- * go to all_logits when given, else only the last row is kept in last.
- * Logit rows hold this rank's vocabulary slice of n_local entries. */
-static gt_status prefill(gt_engine *e, const int32_t *toks, int n, int ubatch, int64_t n_local,
-                         float *all_logits, float *last) {
-    int32_t *pos = malloc((size_t)ubatch * sizeof *pos), *seq = calloc((size_t)ubatch, sizeof *seq);
-    int8_t *want = malloc((size_t)ubatch);
-    gt_status st = GT_OK;
-    if (!pos || !seq || !want) {
-        st = gt_fail(GT_ERR_NOMEM, "cannot allocate a batch of %d tokens", ubatch);
-        goto done;
-    }
-    for (int i0 = 0; i0 < n; i0 += ubatch) {
-        int m = n - i0 < ubatch ? n - i0 : ubatch;
-        for (int i = 0; i < m; i++) {
-            pos[i] = i0 + i;
-            want[i] = all_logits != NULL || i0 + i == n - 1;
-        }
-        gt_batch b = {m, toks + i0, pos, seq, want};
-        float *out = all_logits ? all_logits + (size_t)i0 * (size_t)n_local : last;
-        GT_TRY_GOTO(gt_engine_decode(e, &b, out), st, done);
-    }
-    if (all_logits && gt_engine_has_logits(e))
-        memcpy(last, all_logits + (size_t)(n - 1) * (size_t)n_local, (size_t)n_local * sizeof(float));
-done:
-    free(pos);
-    free(seq);
-    free(want);
-    return st;
-}
-
 static gt_status write_logits(const char *path, const float *logits, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open for writing", path);
@@ -174,85 +144,71 @@ static gt_status write_logits(const char *path, const float *logits, size_t n) {
 }
 
 typedef struct run_state {
-    gt_engine *e;
     gt_text *text;
     gt_sampler *smp;
-    float *all_logits, *logits, *full;
+    float *full;
     int32_t *prompt_owned;
 } run_state;
 
 static void run_state_free(run_state *r) {
     gt_sampler_destroy(r->smp);
-    free(r->all_logits);
-    free(r->logits);
     free(r->full);
     free(r->prompt_owned);
     gt_text_close(r->text);
-    gt_engine_destroy(r->e);
 }
 
-/* Everything after the engine exists; any failure here may leave peers
- * inside a collective, so the caller ends the whole job on error. */
-static gt_status generate(run_opts *o, gt_dist *d, run_state *r) {
+/* Rank 0: tokenizes the prompt, has the coordinator evaluate it and draws
+ * tokens until -n, an end-of-generation token or a stop string. */
+static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
     int32_t *prompt = o->tokens;
     int n_prompt = o->n_tokens;
-    const gt_hparams *hp = gt_engine_hparams(r->e);
-    bool out = gt_dist_prints(d);
-    GT_TRY(gt_text_open(gt_engine_gguf(r->e), &r->text));
+    gt_rank *rk = gt_coord_rank(c);
+    const gt_gguf *g = gt_rank_gguf(rk);
+    const gt_hparams *hp = gt_rank_hparams(rk);
+    GT_TRY(gt_text_open(g, &r->text));
     if (!prompt) {
         gt_text_prompt_opts po = {o->prompt, o->prompt_file, !o->no_bos, o->chat, o->system,
                                   o->chat_format};
-        GT_TRY(gt_text_prompt(r->text, gt_engine_gguf(r->e), &po, &r->prompt_owned, &n_prompt));
+        GT_TRY(gt_text_prompt(r->text, g, &po, &r->prompt_owned, &n_prompt));
         prompt = r->prompt_owned;
     }
     if (n_prompt < 1) return gt_fail(GT_ERR_INVALID_ARG, "the prompt is empty");
-    if ((uint64_t)n_prompt + (uint64_t)o->n_predict > gt_engine_n_ctx(r->e))
+    if ((uint64_t)n_prompt + (uint64_t)o->n_predict > gt_coord_n_ctx(c))
         return gt_fail(GT_ERR_RANGE, "the prompt of %d tokens plus %ld to generate exceeds the context "
-                       "of %u tokens", n_prompt, o->n_predict, gt_engine_n_ctx(r->e));
+                       "of %u tokens", n_prompt, o->n_predict, gt_coord_n_ctx(c));
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= hp->n_vocab)
             return gt_fail(GT_ERR_INVALID_ARG, "prompt token %d (id %d) is outside the vocabulary of %u",
                            i, prompt[i], hp->n_vocab);
-    int64_t v0, nl;
-    gt_engine_vocab_slice(r->e, &v0, &nl);
     size_t V = hp->n_vocab;
-    r->logits = malloc((size_t)nl * sizeof *r->logits);
-    if (o->logits_out) r->all_logits = malloc((size_t)n_prompt * (size_t)nl * sizeof *r->all_logits);
-    if (o->logits_out && out) r->full = malloc((size_t)n_prompt * V * sizeof *r->full);
-    if (!r->logits || (o->logits_out && !r->all_logits) || (o->logits_out && out && !r->full))
-        return gt_fail(GT_ERR_NOMEM, "cannot allocate logits for %d positions of %zu tokens", n_prompt, V);
+    if (o->logits_out) {
+        r->full = malloc((size_t)n_prompt * V * sizeof *r->full);
+        if (!r->full)
+            return gt_fail(GT_ERR_NOMEM, "cannot allocate logits for %d positions of %zu tokens", n_prompt, V);
+    }
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
+    GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
 
     uint64_t t0 = gt_now_ns();
-    GT_TRY(prefill(r->e, prompt, n_prompt, o->eng.max_batch_tokens, nl, r->all_logits, r->logits));
+    GT_TRY(gt_coord_prefill(c, 0, prompt, n_prompt, r->full));
     uint64_t t1 = gt_now_ns();
-    if (o->logits_out) {
-        GT_TRY(gt_dist_gather_logits(d, r->e, r->all_logits, n_prompt, r->full));
-        if (out) GT_TRY(write_logits(o->logits_out, r->full, (size_t)n_prompt * V));
-    }
+    if (o->logits_out) GT_TRY(write_logits(o->logits_out, r->full, (size_t)n_prompt * V));
 
     int n_gen = 0;
-    int32_t zero = 0;
+    int32_t seq0 = 0;
     for (long i = 0; i < o->n_predict; i++) {
         int32_t tok;
-        GT_TRY(gt_dist_next_token(d, r->e, r->smp, r->logits, &tok));
+        GT_TRY(gt_coord_next_token(c, 0, &tok));
         n_gen++;
         bool stop = false;
-        if (out) {
-            if (o->print_ids) printf(i ? " %d" : "%d", tok);
-            else stop = gt_text_print(r->text, tok, stdout);
-            fflush(stdout);
-        } else if (!o->print_ids) {
-            stop = gt_text_print(r->text, tok, NULL);
-        }
+        if (o->print_ids) printf(i ? " %d" : "%d", tok);
+        else stop = gt_text_print(r->text, tok, stdout);
+        fflush(stdout);
         if (!o->ignore_eos && (stop || gt_text_is_eog(r->text, tok))) break;
         if (i + 1 == o->n_predict) break;
-        int32_t pos = n_prompt + (int32_t)i;
-        gt_batch b = {1, &tok, &pos, &zero, NULL};
-        GT_TRY(gt_engine_decode(r->e, &b, r->logits));
+        GT_TRY(gt_coord_decode(c, 1, &seq0, &tok));
     }
     uint64_t t2 = gt_now_ns();
-    if (!out) return GT_OK;
     if (!o->print_ids) gt_text_flush(r->text, stdout);
     if (o->n_predict > 0) printf("\n");
     fflush(stdout);
@@ -260,12 +216,20 @@ static gt_status generate(run_opts *o, gt_dist *d, run_state *r) {
     /* n_gen sampled tokens took n_gen - 1 forward passes. */
     fprintf(stderr, "prefill: %d tokens in %.3f s (%.2f tok/s); decode: %d tokens in %.3f s (%.2f tok/s); "
             "%s x%d threads", n_prompt, pf, n_prompt / (pf > 0 ? pf : 1e-9), n_gen, dc,
-            n_gen > 1 ? (n_gen - 1) / (dc > 0 ? dc : 1e-9) : 0.0, gt_kernels_isa(gt_engine_kernels(r->e)),
-            o->eng.n_threads);
-    if (d->active && d->size > 1)
-        fprintf(stderr, "; %d ranks (tp %d x pp %d)", d->size, d->shard->grid.tp, d->shard->grid.pp);
+            n_gen > 1 ? (n_gen - 1) / (dc > 0 ? dc : 1e-9) : 0.0,
+            gt_kernels_isa(gt_engine_kernels(gt_rank_engine(rk))), o->eng.n_threads);
+    if (gt_rank_world_size(rk) > 1)
+        fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
+                gt_rank_shard(rk)->grid.pp);
     fprintf(stderr, "\n");
     return GT_OK;
+}
+
+static gt_status run_lead(gt_coord *c, void *opts) {
+    run_state r = {0};
+    gt_status st = generate(opts, c, &r);
+    run_state_free(&r);
+    return st;
 }
 
 int gt_cmd_run(int argc, char **argv) {
@@ -282,15 +246,14 @@ int gt_cmd_run(int argc, char **argv) {
         return gt_args_report("run", st);
     }
     if (o.ubatch > 0) o.eng.max_batch_tokens = (int)o.ubatch;
-    gt_dist d;
-    st = gt_dist_init(&d, NULL, NULL, (int)o.tp, (int)o.pp, &o.eng);
-    if (st != GT_OK) gt_dist_fail(&d, "run", st, false);
-    run_state r = {0};
-    st = gt_engine_create(&o.eng, &r.e);
-    if (st == GT_OK) st = generate(&o, &d, &r);
-    if (st != GT_OK && d.active && d.size > 1) gt_dist_fail(&d, "run", st, true);
-    run_state_free(&r);
-    gt_dist_finalize(&d);
+    gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng = o.eng;
+    rc.tp = (int)o.tp;
+    rc.pp = (int)o.pp;
+    rc.comm_timeout_s = o.comm_timeout;
+    rc.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
+    rc.max_out_rows = o.logits_out ? o.eng.max_batch_tokens : 1;
+    int rc_exit = gt_verb_run("run", &rc, &o, run_lead);
     free(o.tokens);
-    return st == GT_OK ? 0 : gt_args_report("run", st);
+    return rc_exit;
 }

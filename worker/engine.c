@@ -8,66 +8,52 @@
 #include "common/log.h"
 #include "worker/engine_internal.h"
 
-static gt_status alloc_f32(float **p, size_t n, const char *what) {
-    *p = gt_alloc(n * sizeof(float));
-    if (!*p) return gt_fail(GT_ERR_NOMEM, "cannot allocate %zu floats for %s", n, what);
-    return GT_OK;
-}
-
+/* Every scratch buffer of the forward pass, at its offset of one
+ * allocation laid out by parallel/scratch.c, the same function that sizes
+ * the plan's activations. */
 static gt_status alloc_scratch(gt_engine *e) {
-    const gt_hparams *hp = &e->hp;
+    gt_scratch_config sc = {e->cfg.max_batch_tokens, e->cfg.max_out_rows, e->n_ctx, e->cfg.kv_block_size};
+    gt_scratch_layout *L = &e->layout;
+    gt_scratch_layout_compute(&e->hp, &e->shard, &sc, L);
+    e->scratch_mem = gt_alloc(L->total_bytes);
+    if (!e->scratch_mem)
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate %zu bytes of activations for batches of %d tokens",
+                       L->total_bytes, e->cfg.max_batch_tokens);
+    void *p[GT_SCR_COUNT];
+    for (int i = 0; i < GT_SCR_COUNT; i++)
+        p[i] = L->bytes[i] ? (char *)e->scratch_mem + L->offset[i] : NULL;
     gt_fwd_scratch *s = &e->s;
-    /* Rows are padded to a multiple of tp under sequence parallelism. */
-    size_t tp = e->sharded ? (size_t)e->shard.grid.tp : 1;
-    size_t B = (size_t)e->cfg.max_batch_tokens + tp, D = hp->n_embd;
-    size_t Q = (size_t)e->n_head * hp->head_dim, KV = (size_t)e->n_head_kv * hp->head_dim;
-    size_t F = hp->n_ff;
-    if (hp->n_ff_exp > F) F = hp->n_ff_exp;
-    if (hp->n_ff_shexp > F) F = hp->n_ff_shexp;
-    GT_TRY(alloc_f32(&s->x, B * D, "the residual stream"));
-    GT_TRY(alloc_f32(&s->cur, B * D, "normed activations"));
-    GT_TRY(alloc_f32(&s->q, B * Q, "queries"));
-    GT_TRY(alloc_f32(&s->k, B * KV, "keys"));
-    GT_TRY(alloc_f32(&s->v, B * KV, "values"));
-    GT_TRY(alloc_f32(&s->attn, B * Q, "attention output"));
-    GT_TRY(alloc_f32(&s->out, B * D, "block output"));
-    GT_TRY(alloc_f32(&s->gate, B * F, "the MLP gate"));
-    GT_TRY(alloc_f32(&s->up, B * F, "the MLP up projection"));
-    if (hp->n_expert) {
-        size_t E = hp->n_expert, K = hp->n_expert_used;
-        GT_TRY(alloc_f32(&s->moe_x, B * D, "expert inputs"));
-        GT_TRY(alloc_f32(&s->moe_out, B * D, "expert outputs"));
-        GT_TRY(alloc_f32(&s->router, B * E, "router probabilities"));
-        GT_TRY(alloc_f32(&s->moe_w, B * K, "expert weights"));
-        GT_TRY(alloc_f32(&s->moe_rw, B, "expert row weights"));
-        s->moe_ids = gt_alloc(B * K * sizeof(int32_t));
-        s->moe_rows = gt_alloc(B * sizeof(int32_t));
-        if (!s->moe_ids || !s->moe_rows) return gt_fail(GT_ERR_NOMEM, "cannot allocate expert routing");
-    }
-    if (tp > 1) GT_TRY(alloc_f32(&s->sp, (B / tp + 1) * D, "sequence-parallel rows"));
-    s->kblocks = calloc((size_t)e->max_seq_blocks, sizeof *s->kblocks);
-    s->vblocks = calloc((size_t)e->max_seq_blocks, sizeof *s->vblocks);
-    if (!s->kblocks || !s->vblocks) return gt_fail(GT_ERR_NOMEM, "cannot allocate block tables");
+    s->x = p[GT_SCR_X];
+    s->cur = p[GT_SCR_CUR];
+    s->q = p[GT_SCR_Q];
+    s->k = p[GT_SCR_K];
+    s->v = p[GT_SCR_V];
+    s->attn = p[GT_SCR_ATTN];
+    s->out = p[GT_SCR_OUT];
+    s->gate = p[GT_SCR_GATE];
+    s->up = p[GT_SCR_UP];
+    s->moe_x = p[GT_SCR_MOE_X];
+    s->moe_out = p[GT_SCR_MOE_OUT];
+    s->router = p[GT_SCR_ROUTER];
+    s->moe_w = p[GT_SCR_MOE_W];
+    s->moe_ids = p[GT_SCR_MOE_IDS];
+    s->moe_rows = p[GT_SCR_MOE_ROWS];
+    s->moe_rw = p[GT_SCR_MOE_RW];
+    s->sp = p[GT_SCR_SP];
+    s->kblocks = p[GT_SCR_KBLOCKS];
+    s->vblocks = p[GT_SCR_VBLOCKS];
+    s->logits = p[GT_SCR_LOGITS];
     return GT_OK;
-}
-
-static void free_scratch(gt_fwd_scratch *s) {
-    float *f[] = {s->x, s->cur, s->q, s->k, s->v, s->attn, s->out, s->gate, s->up,
-                  s->moe_x, s->moe_out, s->router, s->moe_w, s->moe_rw, s->sp};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) gt_free(f[i]);
-    gt_free(s->moe_ids);
-    gt_free(s->moe_rows);
-    free(s->kblocks);
-    free(s->vblocks);
-    memset(s, 0, sizeof *s);
 }
 
 static gt_status check_config(const gt_engine_config *c) {
-    if (!c->model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model file given");
+    if (!c->model_path && !c->gguf) return gt_fail(GT_ERR_INVALID_ARG, "no model file given");
     if (c->max_seqs < 1 || c->max_seqs > 65536)
         return gt_fail(GT_ERR_INVALID_ARG, "sequence count %d is outside 1..65536", c->max_seqs);
     if (c->kv_block_size < 1 || c->kv_block_size > 4096)
         return gt_fail(GT_ERR_INVALID_ARG, "KV block size %d is outside 1..4096", c->kv_block_size);
+    if (c->max_out_rows < 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "output rows %d is negative", c->max_out_rows);
     if (c->max_batch_tokens < 1 || c->max_batch_tokens > 16384)
         return gt_fail(GT_ERR_INVALID_ARG, "batch size %d is outside 1..16384", c->max_batch_tokens);
     return GT_OK;
@@ -79,30 +65,43 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     gt_engine *e = calloc(1, sizeof *e);
     if (!e) return gt_fail(GT_ERR_NOMEM, "cannot allocate an engine");
     e->cfg = *cfg;
+    if (!e->cfg.max_out_rows) e->cfg.max_out_rows = cfg->max_seqs;
     gt_status st;
-    GT_TRY_GOTO(gt_gguf_open(cfg->model_path, &e->g), st, fail);
+    if (cfg->gguf) {
+        e->g = cfg->gguf;
+    } else {
+        GT_TRY_GOTO(gt_gguf_open(cfg->model_path, &e->g_owned), st, fail);
+        e->g = e->g_owned;
+    }
     GT_TRY_GOTO(gt_hparams_load(e->g, &e->hp), st, fail);
     gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
     kc.n_threads = cfg->n_threads;
     kc.isa = cfg->isa;
     GT_TRY_GOTO(gt_kernels_create(&kc, &e->k), st, fail);
     e->par = cfg->par;
-    e->sharded = cfg->shard != NULL;
-    e->n_head = (int)e->hp.n_head;
-    e->n_head_kv = (int)e->hp.n_head_kv;
+    /* Every size comes from the shard of a plan: the caller's (a rank of a
+     * grid) or a one-rank plan of the whole model built here. */
     if (cfg->shard) {
         e->shard = *cfg->shard;
-        e->n_head = (int)gt_range_len(e->shard.heads);
-        e->n_head_kv = (int)gt_range_len(e->shard.kv_heads);
-        if ((e->shard.grid.tp > 1 || e->shard.grid.pp > 1) && !cfg->par) {
-            st = gt_fail(GT_ERR_INVALID_ARG, "a shard of a %d x %d grid needs the grid's communicators",
-                         e->shard.grid.tp, e->shard.grid.pp);
-            goto fail;
-        }
+        e->n_ctx = cfg->n_ctx ? cfg->n_ctx : gt_hparams_default_ctx(&e->hp);
+    } else {
+        gt_plan_config pc = GT_PLAN_CONFIG_INIT;
+        pc.n_ctx = cfg->n_ctx;
+        pc.n_seqs = cfg->max_seqs;
+        pc.kv_block_size = cfg->kv_block_size;
+        pc.kv_type = cfg->kv_type;
+        pc.max_batch_tokens = cfg->max_batch_tokens;
+        pc.max_out_rows = cfg->max_out_rows;
+        gt_plan plan;
+        GT_TRY_GOTO(gt_plan_build(e->g, &pc, &plan), st, fail);
+        e->shard = plan.shards[0];
+        e->n_ctx = plan.cfg.n_ctx;
+        gt_plan_free(&plan);
     }
-    GT_TRY_GOTO(gt_weights_load(e->g, &e->hp, cfg->shard, e->k, &e->w), st, fail);
+    e->n_head = (int)gt_range_len(e->shard.heads);
+    e->n_head_kv = (int)gt_range_len(e->shard.kv_heads);
+    GT_TRY_GOTO(gt_weights_load(e->g, &e->hp, &e->shard, e->k, &e->w), st, fail);
 
-    e->n_ctx = cfg->n_ctx ? cfg->n_ctx : (e->hp.n_ctx_train < 4096 ? e->hp.n_ctx_train : 4096);
     if (e->n_ctx > e->hp.n_ctx_train)
         GT_LOG_WARN(GT_SUB_WORKER, "context %u is longer than the model's training context %u",
                     e->n_ctx, e->hp.n_ctx_train);
@@ -131,11 +130,11 @@ fail:
 
 void gt_engine_destroy(gt_engine *e) {
     if (!e) return;
-    free_scratch(&e->s);
+    gt_free(e->scratch_mem);
     gt_kv_cache_destroy(e->kv);
     gt_weights_free(&e->w);
     gt_kernels_destroy(e->k);
-    gt_gguf_close(e->g);
+    gt_gguf_close(e->g_owned);
     free(e);
 }
 
@@ -143,6 +142,11 @@ const gt_hparams *gt_engine_hparams(const gt_engine *e) { return &e->hp; }
 const gt_gguf *gt_engine_gguf(const gt_engine *e) { return e->g; }
 gt_kernels *gt_engine_kernels(gt_engine *e) { return e->k; }
 uint32_t gt_engine_n_ctx(const gt_engine *e) { return e->n_ctx; }
+float *gt_engine_logits(gt_engine *e) { return e->s.logits; }
+
+gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
+    return (gt_engine_memory){e->layout.total_bytes, gt_kv_cache_bytes(e->kv)};
+}
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 
 void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n) {
@@ -150,7 +154,7 @@ void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n) {
     *n = e->w.n_vocab_local;
 }
 
-bool gt_engine_has_logits(const gt_engine *e) { return !e->sharded || e->shard.last_stage; }
+bool gt_engine_has_logits(const gt_engine *e) { return e->shard.last_stage; }
 
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq) {
     if (seq < 0 || seq >= e->cfg.max_seqs) return 0;
@@ -196,8 +200,11 @@ static gt_status check_batch(gt_engine *e, const gt_batch *b) {
 }
 
 gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
+    if ((e->shard.grid.tp > 1 || e->shard.grid.pp > 1) && !e->par)
+        return gt_fail(GT_ERR_INVALID_ARG, "a shard of a %d x %d grid needs the grid's communicators",
+                       e->shard.grid.tp, e->shard.grid.pp);
     GT_TRY(check_batch(e, b));
-    int pp = e->sharded ? e->shard.grid.pp : 1;
+    int pp = e->shard.grid.pp;
     if (pp == 1 || b->n < 2) return gt__forward(e, b, logits);
     /* Pipeline: cut the batch into pp micro-batches so that stage s works on
      * micro-batch m while stage s + 1 works on m - 1. Every stage processes

@@ -3,6 +3,7 @@
 #ifndef GT_ENGINE_INTERNAL_H
 #define GT_ENGINE_INTERNAL_H
 
+#include "parallel/scratch.h"
 #include "worker/engine.h"
 #include "worker/kv_cache.h"
 #include "worker/weights.h"
@@ -26,11 +27,13 @@ typedef struct gt_fwd_scratch {
     float *moe_rw;     /* [B] */
     float *sp;    /* [B / tp + 1, n_embd] this rank's rows under sequence parallelism */
     const void **kblocks, **vblocks; /* [max_seq_blocks] */
+    float *logits; /* [max_out_rows, local vocab] the step's logits rows (last stage) */
 } gt_fwd_scratch;
 
 struct gt_engine {
     gt_engine_config cfg;
-    gt_gguf *g;
+    const gt_gguf *g;
+    gt_gguf *g_owned;       /* the file when the engine opened it itself */
     gt_hparams hp;
     gt_kernels *k;
     gt_model_weights w;
@@ -38,10 +41,11 @@ struct gt_engine {
     uint32_t n_ctx;
     int max_seq_blocks;
     gt_shard shard;         /* this rank's part (the whole model on one rank) */
-    bool sharded;
     gt_par *par;            /* borrowed; NULL on one rank */
     int n_head, n_head_kv;  /* local heads */
-    gt_fwd_scratch s;
+    gt_fwd_scratch s;       /* pointers into scratch_mem */
+    gt_scratch_layout layout;
+    void *scratch_mem;
 };
 
 /* Runs the layers and the head for a validated batch whose positions are

@@ -280,7 +280,7 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     const gt_hparams *hp = &e->hp;
     gt_fwd_scratch *s = &e->s;
     int D = (int)hp->n_embd;
-    bool first = !e->sharded || e->shard.first_stage, last = !e->sharded || e->shard.last_stage;
+    bool first = e->shard.first_stage, last = e->shard.last_stage;
     if (first) GT_TRY(embed(e, b));
     else GT_TRY(gt_par_recv_prev(e->par, s->x, (size_t)b->n * D, "activations from the previous stage"));
     seq_split sp = split_rows(e, b->n);

@@ -1,0 +1,269 @@
+/* The in-process coordinator; see coord.h.
+ *
+ * Each sequence keeps its length, its sampler and its last output: the
+ * candidates or the full logits row of its last evaluated token, copied out
+ * of the step's result so that steps of other sequences may come between
+ * (a benchmark prefills every sequence before sampling any). */
+#include "coordinator/coord.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+typedef struct seq_state {
+    uint32_t len;
+    gt_sampler *smp;  /* borrowed */
+    int out;          /* 0: none, 1: candidates, 2: full row */
+    int n_cand;
+    float *vals;      /* [max_cand] or [n_vocab] */
+    int32_t *ids;     /* [max_cand] */
+} seq_state;
+
+struct gt_coord {
+    gt_rank *r;
+    bool leads, failed;
+    int n_vocab, max_seqs, max_batch, max_cand, max_rows;
+    uint32_t n_ctx;
+    uint32_t pending_flags;
+    seq_state *seqs;     /* [max_seqs] (leader) */
+    float *rows;         /* [max_seqs, n_vocab] full-row outputs */
+    float *cvals;        /* [max_seqs, max_cand] */
+    int32_t *cids;
+    int32_t *free_list;  /* [max_seqs] sequences to free with the next step */
+    int n_free;
+    int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
+    int8_t *want;
+};
+
+gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
+    *out = NULL;
+    gt_coord *c = calloc(1, sizeof *c);
+    if (!c) return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator");
+    gt_rank_config rc = *cfg;
+    rc.gather_logits = true; /* full rows: one rank's sampling, top-k 0, --logits-out */
+    gt_status st = gt_rank_create(&rc, &c->r);
+    if (st != GT_OK) {
+        free(c);
+        return st;
+    }
+    c->leads = gt_rank_world_rank(c->r) == 0;
+    gt_engine *e = gt_rank_engine(c->r);
+    c->n_vocab = (int)gt_rank_hparams(c->r)->n_vocab;
+    c->n_ctx = gt_engine_n_ctx(e);
+    gt_step_limits lim = gt_rank_step_limits(c->r);
+    c->max_seqs = lim.max_seqs;
+    c->max_batch = lim.max_tokens;
+    c->max_cand = lim.max_cand;
+    c->max_rows = cfg->max_out_rows ? cfg->max_out_rows : lim.max_seqs;
+    if (c->max_rows > c->max_batch) c->max_rows = c->max_batch;
+    if (!c->leads) {
+        *out = c;
+        return GT_OK;
+    }
+    size_t S = (size_t)c->max_seqs, B = (size_t)c->max_batch;
+    c->seqs = calloc(S, sizeof *c->seqs);
+    c->rows = gt_alloc(S * (size_t)c->n_vocab * sizeof(float));
+    c->cvals = gt_alloc(S * (size_t)c->max_cand * sizeof(float));
+    c->cids = gt_alloc(S * (size_t)c->max_cand * sizeof(int32_t));
+    c->free_list = malloc(S * sizeof *c->free_list);
+    c->tok = malloc(B * sizeof *c->tok);
+    c->pos = malloc(B * sizeof *c->pos);
+    c->seq = malloc(B * sizeof *c->seq);
+    c->want = malloc(B);
+    if (!c->seqs || !c->rows || !c->cvals || !c->cids || !c->free_list || !c->tok || !c->pos ||
+        !c->seq || !c->want) {
+        gt_coord_destroy(c);
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
+    }
+    for (size_t s = 0; s < S; s++) {
+        c->seqs[s].vals = c->cvals + s * (size_t)c->max_cand;
+        c->seqs[s].ids = c->cids + s * (size_t)c->max_cand;
+    }
+    *out = c;
+    return GT_OK;
+}
+
+void gt_coord_destroy(gt_coord *c) {
+    if (!c) return;
+    if (c->leads && !c->failed && c->r) {
+        gt_step stop = {.op = GT_STEP_STOP};
+        if (gt_rank_lead(c->r, &stop, NULL) != GT_OK) gt_rank_abort(c->r, 1);
+    }
+    free(c->seqs);
+    gt_free(c->rows);
+    gt_free(c->cvals);
+    gt_free(c->cids);
+    free(c->free_list);
+    free(c->tok);
+    free(c->pos);
+    free(c->seq);
+    free(c->want);
+    gt_rank_destroy(c->r);
+    free(c);
+}
+
+bool gt_coord_leads(const gt_coord *c) { return c->leads; }
+gt_rank *gt_coord_rank(gt_coord *c) { return c->r; }
+bool gt_coord_failed(const gt_coord *c) { return c->failed; }
+uint32_t gt_coord_n_ctx(const gt_coord *c) { return c->n_ctx; }
+
+gt_status gt_coord_follow(gt_coord *c) {
+    if (c->leads) return GT_OK;
+    return gt_rank_follow(c->r);
+}
+
+_Noreturn void gt_coord_abort(gt_coord *c, int code) { gt_rank_abort(c ? c->r : NULL, code); }
+
+static gt_status check_seq(const gt_coord *c, int seq) {
+    if (!c->leads) return gt_fail(GT_ERR_INTERNAL, "only rank 0 coordinates sequences");
+    if (seq < 0 || seq >= c->max_seqs)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d is outside 0..%d", seq, c->max_seqs - 1);
+    return GT_OK;
+}
+
+gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s) {
+    GT_TRY(check_seq(c, seq));
+    if (s && gt_sampler_n_candidates(s) < c->n_vocab && gt_sampler_n_candidates(s) > c->max_cand)
+        return gt_fail(GT_ERR_INVALID_ARG, "the sampler needs %d candidates, more than the %d this job "
+                       "reserved", gt_sampler_n_candidates(s), c->max_cand);
+    c->seqs[seq].smp = s;
+    return GT_OK;
+}
+
+uint32_t gt_coord_seq_len(const gt_coord *c, int seq) {
+    return check_seq(c, seq) == GT_OK ? c->seqs[seq].len : 0;
+}
+
+gt_status gt_coord_free_seq(gt_coord *c, int seq) {
+    GT_TRY(check_seq(c, seq));
+    seq_state *s = &c->seqs[seq];
+    for (int i = 0; i < c->n_free; i++)
+        if (c->free_list[i] == seq) return GT_OK;
+    c->free_list[c->n_free++] = seq;
+    s->len = 0;
+    s->out = 0;
+    return GT_OK;
+}
+
+void gt_coord_reset_stats(gt_coord *c) { c->pending_flags |= GT_STEP_RESET_STATS; }
+void gt_coord_trace_on(gt_coord *c) { c->pending_flags |= GT_STEP_TRACE_ON; }
+
+gt_status gt_coord_report(gt_coord *c, bool write_trace, gt_rank_counters *all) {
+    gt_status st = gt_rank_report(c->r, write_trace ? GT_STEP_TRACE_WRITE : 0, all);
+    if (st != GT_OK) c->failed = true;
+    return st;
+}
+
+/* Full rows are needed on one rank (the sampler reads them there) and for
+ * samplers that consider the whole vocabulary. */
+static bool needs_full_row(const gt_coord *c, const gt_sampler *s) {
+    return gt_rank_world_size(c->r) == 1 || gt_sampler_n_candidates(s) >= c->n_vocab;
+}
+
+/* Runs the batch assembled in c->tok/pos/seq/want[n]: full logits of the
+ * wanted rows into `logits` ([rows, n_vocab]) when given, and each wanted
+ * row's output kept for its sequence's sampler. */
+static gt_status run_step(gt_coord *c, int n, float *logits) {
+    int n_cand = 0;
+    bool full = logits != NULL;
+    for (int i = 0; i < n; i++) {
+        const gt_sampler *smp = c->seqs[c->seq[i]].smp;
+        if (!c->want[i] || !smp) continue;
+        if (needs_full_row(c, smp)) full = true;
+        int k = gt_sampler_n_candidates(smp);
+        if (k > n_cand) n_cand = k;
+    }
+    gt_step s = {.op = GT_STEP_FORWARD, .n_tokens = n, .n_free = c->n_free,
+                 .n_cand = full ? 0 : n_cand, .flags = c->pending_flags | (full ? GT_STEP_LOGITS : 0),
+                 .tokens = c->tok, .pos = c->pos, .seq = c->seq, .want = c->want,
+                 .free_seqs = c->free_list};
+    gt_step_result res;
+    gt_status st = gt_rank_lead(c->r, &s, &res);
+    if (st != GT_OK) {
+        c->failed = true;
+        return st;
+    }
+    c->pending_flags = 0;
+    c->n_free = 0;
+    int row = 0;
+    for (int i = 0; i < n; i++) {
+        seq_state *q = &c->seqs[c->seq[i]];
+        q->len = (uint32_t)c->pos[i] + 1;
+        if (!c->want[i]) continue;
+        if (full && logits)
+            memcpy(logits + (size_t)row * (size_t)c->n_vocab, res.logits + (size_t)row * (size_t)c->n_vocab,
+                   (size_t)c->n_vocab * sizeof(float));
+        if (q->smp && full) {
+            q->out = 2;
+            q->vals = c->rows + (size_t)c->seq[i] * (size_t)c->n_vocab;
+            memcpy(q->vals, res.logits + (size_t)row * (size_t)c->n_vocab, (size_t)c->n_vocab * sizeof(float));
+        } else if (q->smp) {
+            q->out = 1;
+            q->n_cand = res.n_cand;
+            q->vals = c->cvals + (size_t)c->seq[i] * (size_t)c->max_cand;
+            memcpy(q->vals, res.cand_vals + (size_t)row * (size_t)res.n_cand, (size_t)res.n_cand * sizeof(float));
+            memcpy(q->ids, res.cand_ids + (size_t)row * (size_t)res.n_cand, (size_t)res.n_cand * sizeof(int32_t));
+        }
+        row++;
+    }
+    return GT_OK;
+}
+
+static gt_status check_tokens(const gt_coord *c, int seq, const int32_t *toks, int n) {
+    GT_TRY(check_seq(c, seq));
+    for (int i = 0; i < n; i++)
+        if (toks[i] < 0 || toks[i] >= c->n_vocab)
+            return gt_fail(GT_ERR_INVALID_ARG, "token %d (id %d) is outside the vocabulary of %d", i,
+                           toks[i], c->n_vocab);
+    if ((uint64_t)c->seqs[seq].len + (uint64_t)n > c->n_ctx)
+        return gt_fail(GT_ERR_RANGE, "sequence %d holds %u tokens; %d more exceed the context of %u "
+                       "tokens", seq, c->seqs[seq].len, n, c->n_ctx);
+    return GT_OK;
+}
+
+gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, float *logits) {
+    GT_TRY(check_tokens(c, seq, toks, n));
+    if (logits && c->max_rows < (n < c->max_batch ? n : c->max_batch))
+        return gt_fail(GT_ERR_INVALID_ARG, "full logits of %d tokens need %d output rows per step; this "
+                       "job holds %d", n, n < c->max_batch ? n : c->max_batch, c->max_rows);
+    for (int i0 = 0; i0 < n; i0 += c->max_batch) {
+        int m = n - i0 < c->max_batch ? n - i0 : c->max_batch;
+        uint32_t p0 = c->seqs[seq].len;
+        for (int i = 0; i < m; i++) {
+            c->tok[i] = toks[i0 + i];
+            c->pos[i] = (int32_t)(p0 + (uint32_t)i);
+            c->seq[i] = seq;
+            c->want[i] = logits != NULL || i0 + i == n - 1;
+        }
+        GT_TRY(run_step(c, m, logits ? logits + (size_t)i0 * (size_t)c->n_vocab : NULL));
+    }
+    return GT_OK;
+}
+
+gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks) {
+    if (n < 1 || n > c->max_batch || n > c->max_rows)
+        return gt_fail(GT_ERR_INVALID_ARG, "a decode step of %d sequences is outside 1..%d", n,
+                       c->max_batch < c->max_rows ? c->max_batch : c->max_rows);
+    for (int i = 0; i < n; i++) {
+        GT_TRY(check_tokens(c, seqs[i], toks + i, 1));
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i])
+                return gt_fail(GT_ERR_INVALID_ARG, "sequence %d appears twice in one decode step", seqs[i]);
+        c->tok[i] = toks[i];
+        c->pos[i] = (int32_t)c->seqs[seqs[i]].len;
+        c->seq[i] = seqs[i];
+        c->want[i] = 1;
+    }
+    return run_step(c, n, NULL);
+}
+
+gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok) {
+    GT_TRY(check_seq(c, seq));
+    seq_state *q = &c->seqs[seq];
+    if (!q->smp) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no sampler", seq);
+    if (q->out == 0) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no output to sample from", seq);
+    *tok = q->out == 2 ? gt_sampler_sample(q->smp, q->vals)
+                       : gt_sampler_sample_candidates(q->smp, q->vals, q->ids, q->n_cand);
+    return GT_OK;
+}

@@ -1,0 +1,74 @@
+/* The in-process coordinator: the job's leader on world rank 0.
+ *
+ * It owns the rank (worker/rank.h) and drives every rank of the grid with
+ * step plans: it turns "evaluate these tokens of sequence s" into steps of at
+ * most the engine's batch, keeps each sequence's length, samples each
+ * sequence's next token from the candidates (or full logits) the ranks
+ * return, and gathers full logits when a caller wants them. The verbs (`run`,
+ * `bench`, `perplexity`, later `serve`) are thin clients of it; on every
+ * other rank they only call gt_coord_follow.
+ *
+ * How a sequence's next token is drawn, the same on every grid: on one rank
+ * the sampler reads the full logits row; on a grid each rank of the last
+ * stage sends its k best (logit, id) pairs and the sampler draws from the k
+ * best of those (k = the sampler's candidate count), or, when the sampler
+ * needs the whole vocabulary (top-k 0), the full row is gathered. Both give
+ * the token the full row would. */
+#ifndef GT_COORD_H
+#define GT_COORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coordinator/sampler.h"
+#include "worker/rank.h"
+
+typedef struct gt_coord gt_coord;
+
+/* Creates the rank (collective over the job) and, on rank 0, the leader's
+ * state. cfg->max_cand bounds the samplers' candidate counts. */
+gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out);
+/* Rank 0 sends STOP first (unless a step failed); then the rank is freed.
+ * Accepts NULL. */
+void gt_coord_destroy(gt_coord *c);
+/* True on the rank that leads (and prints). */
+bool gt_coord_leads(const gt_coord *c);
+/* Ranks other than 0: execute the leader's steps until it stops. */
+gt_status gt_coord_follow(gt_coord *c);
+/* Ends the whole job after a failed step. Never returns. */
+_Noreturn void gt_coord_abort(gt_coord *c, int code);
+gt_rank *gt_coord_rank(gt_coord *c);
+/* True once a step failed: the ranks may be out of step, so the job must
+ * end with gt_coord_abort rather than a STOP. */
+bool gt_coord_failed(const gt_coord *c);
+uint32_t gt_coord_n_ctx(const gt_coord *c);
+
+/* ---- rank 0 only ---- */
+
+/* The sampler that draws seq's tokens (borrowed; NULL: none, the sequence's
+ * outputs are not kept). */
+gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s);
+/* Tokens seq holds. */
+uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
+/* Evaluates toks[n] at the end of seq, in steps of at most the engine's
+ * batch. With logits != NULL, the full logits of every token are gathered
+ * into logits[n, n_vocab]. The last token's output is kept for
+ * gt_coord_next_token. GT_ERR_RANGE when the sequence would pass the
+ * context, GT_ERR_INVALID_ARG for a token outside the vocabulary. */
+gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, float *logits);
+/* One step: toks[i] appended to seqs[i] (distinct sequences), each output
+ * kept for gt_coord_next_token. */
+gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks);
+/* Draws seq's next token with its sampler from its last output. */
+gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok);
+/* Drops seq's KV cache on every rank (sent with the next step). */
+gt_status gt_coord_free_seq(gt_coord *c, int seq);
+/* Counters: zeroed on every rank at the next step; tracing from the next
+ * step on. */
+void gt_coord_reset_stats(gt_coord *c);
+void gt_coord_trace_on(gt_coord *c);
+/* Every rank's counters since the reset ([world size]); write_trace also
+ * has each rank write its trace file. */
+gt_status gt_coord_report(gt_coord *c, bool write_trace, gt_rank_counters *all);
+
+#endif

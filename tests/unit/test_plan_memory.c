@@ -1,0 +1,125 @@
+/* `gantry plan` prints what the engine allocates.
+ *
+ * For every synthetic architecture (llama, qwen2, qwen3, llama-moe,
+ * qwen2moe; f32 and a quantized type) and every grid of (tp, pp) in (1,1)
+ * (2,1) (4,1) (1,2) (2,2), the plan is built from the file's metadata and,
+ * for each rank, an engine is created on that rank's shard (no collectives
+ * run: creating an engine needs none). The bytes the engine really
+ * allocated for its activations and logits rows and for its KV block pool
+ * must equal the plan's act_bytes and kv_bytes exactly; so must the
+ * one-rank engine built without a plan. A deliberately wrong layout (one
+ * more output row) must not match, so the check can fail. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "model/synth.h"
+#include "parallel/plan.h"
+#include "parallel/scratch.h"
+#include "util/test_util.h"
+#include "worker/engine.h"
+
+static const int k_grids[][2] = {{1, 1}, {2, 1}, {4, 1}, {1, 2}, {2, 2}};
+
+static const char *synth(const char *arch, gt_dtype type) {
+    static char path[1024];
+    char name[64];
+    snprintf(name, sizeof name, "planmem_%s_%s.gguf", arch, gt_dtype_name(type));
+    snprintf(path, sizeof path, "%s", gt_test_tmp_path(0, name));
+    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
+    c.arch = arch;
+    c.type = type;
+    c.n_layer = 4;
+    c.n_embd = 128;
+    c.n_head = 8;
+    c.n_head_kv = 4;
+    c.n_ff = 256;
+    c.n_vocab = 1001;
+    c.n_ctx = 256;
+    if (strstr(arch, "moe")) {
+        c.n_expert = 4;
+        c.n_expert_used = 2;
+        c.n_ff_exp = 128; /* 4 x 32: Q8_0 blocks survive tp 4 */
+        c.n_ff_shexp = 256;
+    }
+    if (gt_synth_write(&c, path) != GT_OK) fail_msg("synth %s: %s", arch, gt_last_error());
+    return path;
+}
+
+static void check_model(const char *path) {
+    gt_gguf *g = NULL;
+    assert_int_equal(gt_gguf_open(path, &g), GT_OK);
+    for (size_t gi = 0; gi < sizeof k_grids / sizeof k_grids[0]; gi++) {
+        int tp = k_grids[gi][0], pp = k_grids[gi][1];
+        gt_plan_config pc = GT_PLAN_CONFIG_INIT;
+        pc.tp = tp;
+        pc.pp = pp;
+        pc.n_ctx = 200; /* not a multiple of the block size */
+        pc.n_seqs = 3;
+        pc.kv_block_size = 16;
+        pc.max_batch_tokens = 37;
+        pc.max_out_rows = 5;
+        gt_plan plan;
+        if (gt_plan_build(g, &pc, &plan) != GT_OK) fail_msg("%s tp %d pp %d: %s", path, tp, pp, gt_last_error());
+        for (int r = 0; r < plan.n_ranks; r++) {
+            const gt_shard *s = &plan.shards[r];
+            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
+            ec.gguf = g;
+            ec.shard = s;
+            ec.n_ctx = plan.cfg.n_ctx;
+            ec.max_seqs = pc.n_seqs;
+            ec.kv_block_size = pc.kv_block_size;
+            ec.max_batch_tokens = pc.max_batch_tokens;
+            ec.max_out_rows = pc.max_out_rows;
+            gt_engine *e = NULL;
+            if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
+            gt_engine_memory m = gt_engine_memory_used(e);
+            if (m.act_bytes != s->act_bytes || m.kv_bytes != s->kv_bytes)
+                fail_msg("%s tp %d pp %d rank %d: engine allocated activations %llu, KV %llu; the plan "
+                         "says %llu and %llu", path, tp, pp, r, (unsigned long long)m.act_bytes,
+                         (unsigned long long)m.kv_bytes, (unsigned long long)s->act_bytes,
+                         (unsigned long long)s->kv_bytes);
+            /* The same sizes with one more output row differ on the last stage. */
+            gt_scratch_config sc = {pc.max_batch_tokens, pc.max_out_rows + 1, plan.cfg.n_ctx, pc.kv_block_size};
+            gt_scratch_layout wrong;
+            gt_scratch_layout_compute(&plan.hp, s, &sc, &wrong);
+            if (s->last_stage) assert_true(wrong.total_bytes != m.act_bytes);
+            gt_engine_destroy(e);
+        }
+        if (tp * pp == 1) { /* the engine's own one-rank plan */
+            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
+            ec.gguf = g;
+            ec.n_ctx = pc.n_ctx;
+            ec.max_seqs = pc.n_seqs;
+            ec.kv_block_size = pc.kv_block_size;
+            ec.max_batch_tokens = pc.max_batch_tokens;
+            ec.max_out_rows = pc.max_out_rows;
+            gt_engine *e = NULL;
+            assert_int_equal(gt_engine_create(&ec, &e), GT_OK);
+            gt_engine_memory m = gt_engine_memory_used(e);
+            assert_int_equal(m.act_bytes, plan.shards[0].act_bytes);
+            assert_int_equal(m.kv_bytes, plan.shards[0].kv_bytes);
+            gt_engine_destroy(e);
+        }
+        gt_plan_free(&plan);
+    }
+    gt_gguf_close(g);
+}
+
+static void test_every_arch_and_grid(void **state) {
+    (void)state;
+    const char *archs[] = {"llama", "qwen2", "qwen3", "llama-moe", "qwen2moe"};
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        check_model(synth(archs[i], GT_F32));
+        check_model(synth(archs[i], GT_Q8_0));
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_arch_and_grid)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
