@@ -6,14 +6,16 @@
  * every scored token has at least ctx/2 tokens of context — the same
  * convention as llama.cpp's perplexity tool, which makes figures comparable. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/timer.h"
 #include "model/tokenizer/tokenizer.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 #include "worker/engine.h"
 
 typedef struct ppl_opts {
@@ -23,31 +25,28 @@ typedef struct ppl_opts {
     long max_chunks;
 } ppl_opts;
 
-static void usage(void) {
-    printf("usage: gantry perplexity -m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME]\n"
-           "  --ctx N      tokens per chunk (default 512); the second half of each is scored\n"
-           "  --chunks N   evaluate at most N chunks (default: all)\n");
-}
+#define O(f) offsetof(ppl_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+     .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
+    {"-f", "--file", GT_FLAG_STR, O(file), .metavar = "TEXT", .help = "the text file",
+     .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
+    {"-c", "--ctx", GT_FLAG_LONG, O(ctx), .lo = 8, .hi = 1 << 20, .metavar = "N",
+     .help = "tokens per chunk (default 512); the second half of each is scored"},
+    {NULL, "--chunks", GT_FLAG_LONG, O(max_chunks), .lo = 1, .hi = 1 << 30, .metavar = "N",
+     .help = "evaluate at most N chunks (default: all)"},
+    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "compute threads (default 1)"},
+    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+};
+#undef O
 
-static gt_status read_all(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open the text file", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1l << 30)) {
-        fclose(f);
-        return gt_fail(GT_ERR_RANGE, "%s: text file of %ld bytes is not readable or over 1 GiB", path, n);
-    }
-    *buf = malloc((size_t)n + 1);
-    if (!*buf) {
-        fclose(f);
-        return gt_fail(GT_ERR_NOMEM, "cannot hold %ld bytes of text", n);
-    }
-    *len = fread(*buf, 1, (size_t)n, f);
-    fclose(f);
-    return GT_OK;
-}
+static const gt_flag_spec k_spec = {
+    .verb = "perplexity",
+    .synopsis = "-m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+};
 
 /* log p(target) from one row of logits, in double precision. */
 static double log_prob(const float *logits, int n, int target) {
@@ -73,7 +72,7 @@ static gt_status perplexity(const ppl_opts *o) {
     GT_TRY_GOTO(gt_engine_create(&ec, &e), st, done);
     GT_TRY_GOTO(gt_tokenizer_load(gt_engine_gguf(e), &tok), st, done);
     size_t len = 0, n_ids = 0;
-    GT_TRY_GOTO(read_all(o->file, &text, &len), st, done);
+    GT_TRY_GOTO(gt_read_file(o->file, (size_t)1 << 30, &text, &len), st, done);
     GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
     int C = (int)o->ctx, V = (int)gt_engine_hparams(e)->n_vocab, B = ec.max_batch_tokens;
     int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
@@ -137,27 +136,8 @@ done:
 
 int gt_cmd_perplexity(int argc, char **argv) {
     ppl_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .ctx = 512};
-    gt_args a;
-    gt_args_init(&a, argc, argv);
-    const char *arg;
-    long v;
-    gt_status st = GT_OK;
-    while (st == GT_OK && gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            usage();
-            return 0;
-        } else if (gt_args_is(&a, "-m", "--model")) st = gt_args_str(&a, &o.eng.model_path);
-        else if (gt_args_is(&a, "-f", "--file")) st = gt_args_str(&a, &o.file);
-        else if (gt_args_is(&a, "-c", "--ctx")) st = gt_args_long(&a, 8, 1 << 20, &o.ctx);
-        else if (gt_args_is(&a, NULL, "--chunks")) st = gt_args_long(&a, 1, 1 << 30, &o.max_chunks);
-        else if (gt_args_is(&a, "-t", "--threads")) {
-            st = gt_args_long(&a, 1, 1024, &v);
-            o.eng.n_threads = (int)v;
-        } else if (gt_args_is(&a, NULL, "--isa")) st = gt_args_str(&a, &o.eng.isa);
-        else st = gt_args_unknown(&a);
-    }
-    if (st == GT_OK && (!o.eng.model_path || !o.file))
-        st = gt_fail(GT_ERR_INVALID_ARG, "perplexity needs a model (-m FILE) and a text (-f FILE)");
-    if (st == GT_OK) st = perplexity(&o);
-    return st == GT_OK ? 0 : gt_args_report("perplexity", st);
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    gt_status st = perplexity(&o);
+    return st == GT_OK ? 0 : gt_flags_report("perplexity", st);
 }
