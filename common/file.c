@@ -28,6 +28,7 @@ gt_status gt_read_file(const char *path, size_t max_bytes, char **out, size_t *l
             if (!nb) {
                 free(b);
                 b = NULL;
+                cap = ncap;
                 break;
             }
             b = nb;
@@ -41,7 +42,7 @@ gt_status gt_read_file(const char *path, size_t max_bytes, char **out, size_t *l
         }
     }
     fclose(f);
-    if (!b) return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap * 2);
+    if (!b) return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
     if (st != GT_OK) {
         free(b);
         return st;
