@@ -176,10 +176,4 @@ gt_status gt_plan_slice_cols(const gt_tensor_info *t, int64_t c0, int64_t c1,
  * the engine to re-plan under a different budget). */
 void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s);
 
-/* "2G", "512M", "1.5GiB", "123456" (K/M/G/T are powers of 1024) into bytes.
- * GT_ERR_INVALID_ARG with a sentence naming the text. */
-gt_status gt_parse_bytes(const char *text, uint64_t *out);
-/* "1.50 GiB" style; returns buf. */
-const char *gt_format_bytes(uint64_t bytes, char *buf, size_t cap);
-
 #endif

@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/timer.h"
 #include "coordinator/sampler.h"
-#include "tools/args.h"
 #include "tools/bandwidth.h"
 #include "tools/cmds.h"
 #include "tools/verb.h"
+#include "tools/flags.h"
 #include "common/trace.h"
-#include "worker/engine.h"
 
 typedef struct bench_opts {
     gt_engine_config eng;
@@ -29,6 +29,8 @@ typedef struct bench_opts {
     const char *trace;
     unsigned seed;
     long tp, pp;
+    double comm_timeout;
+    uint64_t mem_budget;
 } bench_opts;
 
 typedef struct round_result {
@@ -38,53 +40,48 @@ typedef struct round_result {
     double bytes_sent_per_token;    /* this rank's collective payload per decoded token */
 } round_result;
 
-static void usage(void) {
-    printf("usage: gantry bench -m FILE [options]\n"
-           "  -t, --threads N    compute threads (default 1)\n"
-           "  --prompt N         prompt tokens per sequence (default 512)\n"
-           "  --gen N            decode steps (default 64)\n"
-           "  --batch B          sequences decoded together (default 1)\n"
-           "  --rounds R         measurement rounds (default 3)\n"
-           "  --isa NAME         kernels: auto, avx512, avx2, ref\n"
-           "  --bw-mib N         bandwidth test buffer in MiB (default 1024)\n"
-           "  --json FILE        also write the results as JSON ('-' for stdout)\n"
-           "  --tp N, --pp N     grid under mpirun (default: tp = ranks); adds per-rank compute and\n"
-           "                     communication time and bytes sent per decoded token\n"
-           "  --sp-min-tokens N  sequence parallelism for prompt batches of at least N tokens\n"
-           "  --trace PREFIX     write PREFIX.rankR.json, Chrome trace events of the last round\n"
-           "                     (per layer, per collective), for Perfetto\n");
-}
+#define O(f) offsetof(bench_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+     .required = "no model given (-m FILE)"},
+    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "compute threads (default 1)"},
+    {NULL, "--prompt", GT_FLAG_LONG, O(n_prompt), .lo = 1, .hi = 16384, .metavar = "N",
+     .help = "prompt tokens per sequence (default 512)"},
+    {NULL, "--gen", GT_FLAG_LONG, O(n_gen), .lo = 1, .hi = 16384, .metavar = "N",
+     .help = "decode steps (default 64)"},
+    {NULL, "--batch", GT_FLAG_LONG, O(batch), .lo = 1, .hi = 256, .metavar = "B",
+     .help = "sequences decoded together (default 1)"},
+    {NULL, "--rounds", GT_FLAG_LONG, O(rounds), .lo = 1, .hi = 100, .metavar = "R",
+     .help = "measurement rounds (default 3)"},
+    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {NULL, "--bw-mib", GT_FLAG_LONG, O(bw_mib), .lo = 16, .hi = 65536, .metavar = "N",
+     .help = "bandwidth test buffer in MiB (default 1024)"},
+    {NULL, "--json", GT_FLAG_STR, O(json), .metavar = "FILE",
+     .help = "also write the results as JSON ('-' for stdout)"},
+    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "tensor parallel size under mpirun (default: tp = ranks); adds per-rank compute and\n"
+             "communication time and bytes sent per decoded token"},
+    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "pipeline parallel size under mpirun (default 1)"},
+    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
+     .help = "sequence parallelism for prompt batches of at least N tokens"},
+    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
+     .help = "end the job when a collective or receive waits longer (default 300)"},
+    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
+     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
+    {NULL, "--trace", GT_FLAG_STR, O(trace), .metavar = "PREFIX",
+     .help = "write PREFIX.rankR.json, Chrome trace events of the last round\n"
+             "(per layer, per collective), for Perfetto"},
+};
+#undef O
 
-static gt_status parse(int argc, char **argv, bench_opts *o, bool *help) {
-    gt_args a;
-    gt_args_init(&a, argc, argv);
-    const char *arg;
-    long v;
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) *help = true;
-        else if (gt_args_is(&a, "-m", "--model")) GT_TRY(gt_args_str(&a, &o->eng.model_path));
-        else if (gt_args_is(&a, "-t", "--threads")) {
-            GT_TRY(gt_args_long(&a, 1, 1024, &v));
-            o->eng.n_threads = (int)v;
-        } else if (gt_args_is(&a, NULL, "--prompt")) GT_TRY(gt_args_long(&a, 1, 16384, &o->n_prompt));
-        else if (gt_args_is(&a, NULL, "--gen")) GT_TRY(gt_args_long(&a, 1, 16384, &o->n_gen));
-        else if (gt_args_is(&a, NULL, "--batch")) GT_TRY(gt_args_long(&a, 1, 256, &o->batch));
-        else if (gt_args_is(&a, NULL, "--rounds")) GT_TRY(gt_args_long(&a, 1, 100, &o->rounds));
-        else if (gt_args_is(&a, NULL, "--isa")) GT_TRY(gt_args_str(&a, &o->eng.isa));
-        else if (gt_args_is(&a, NULL, "--bw-mib")) GT_TRY(gt_args_long(&a, 16, 65536, &o->bw_mib));
-        else if (gt_args_is(&a, NULL, "--json")) GT_TRY(gt_args_str(&a, &o->json));
-        else if (gt_args_is(&a, NULL, "--trace")) GT_TRY(gt_args_str(&a, &o->trace));
-        else if (gt_args_is(&a, NULL, "--sp-min-tokens")) {
-            GT_TRY(gt_args_long(&a, 0, 1 << 20, &v));
-            o->eng.sp_min_tokens = (int)v;
-        }
-        else if (gt_args_is(&a, NULL, "--tp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->tp));
-        else if (gt_args_is(&a, NULL, "--pp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->pp));
-        else return gt_args_unknown(&a);
-    }
-    if (!*help && !o->eng.model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model given (-m FILE)");
-    return GT_OK;
-}
+static const gt_flag_spec k_spec = {
+    .verb = "bench",
+    .synopsis = "-m FILE [options]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+};
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -241,15 +238,21 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
             goto done;
         }
         const round_result *last = &r[n - 1];
-        fprintf(f, "{\"model\": \"%s\", \"arch\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", "
-                "\"threads\": %d, \"ranks\": %d, \"tp\": %d, \"pp\": %d, \"n_prompt\": %ld, "
+        fputs("{\"model\": ", f);
+        gt_json_write_str(f, o->eng.model_path);
+        fputs(", \"arch\": ", f);
+        gt_json_write_str(f, hp->arch_name);
+        fputs(", \"type\": ", f);
+        gt_json_write_str(f, type);
+        fputs(", \"isa\": ", f);
+        gt_json_write_str(f, gt_kernels_isa(gt_engine_kernels(e)));
+        fprintf(f, ", \"threads\": %d, \"ranks\": %d, \"tp\": %d, \"pp\": %d, \"n_prompt\": %ld, "
                 "\"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
                 "\"weight_bytes\": %llu, \"bytes_per_decode_step\": %.0f, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"prefill_tps\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f}\n",
-                o->eng.model_path, hp->arch_name, type, gt_kernels_isa(gt_engine_kernels(e)),
                 o->eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
@@ -266,22 +269,19 @@ done:
 int gt_cmd_bench(int argc, char **argv) {
     bench_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
                     .rounds = 3, .bw_mib = 1024, .seed = 42};
-    bool help = false;
-    gt_status st = parse(argc, argv, &o, &help);
-    if (st == GT_OK && help) {
-        usage();
-        return 0;
-    }
-    if (st != GT_OK) return gt_args_report("bench", st);
-    gt_rank_config rc = GT_RANK_CONFIG_INIT;
-    rc.eng = o.eng;
-    rc.eng.max_seqs = (int)o.batch;
-    rc.eng.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
-    if (!rc.eng.n_ctx) rc.eng.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
-    rc.tp = (int)o.tp;
-    rc.pp = (int)o.pp;
-    rc.max_cand = 1;
-    rc.max_out_rows = (int)o.batch;
-    rc.trace_prefix = o.trace;
-    return gt_verb_run("bench", &rc, &o, bench_lead);
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    gt_rank_config rk = GT_RANK_CONFIG_INIT;
+    rk.eng = o.eng;
+    rk.eng.max_seqs = (int)o.batch;
+    rk.eng.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
+    if (!rk.eng.n_ctx) rk.eng.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
+    rk.tp = (int)o.tp;
+    rk.comm_timeout_s = o.comm_timeout;
+    rk.mem_budget_bytes = o.mem_budget;
+    rk.pp = (int)o.pp;
+    rk.max_cand = 1;
+    rk.max_out_rows = (int)o.batch;
+    rk.trace_prefix = o.trace;
+    return gt_verb_run("bench", &rk, &o, bench_lead);
 }

@@ -5,13 +5,14 @@
  * type, count and first few elements, the tensor table, bytes per tensor
  * type and the parameter count. Everything comes from the validating reader,
  * so a malformed file prints the reader's one sentence and exits 1. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/dtype.h"
 #include "model/gguf.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 
 #define STR_SHOW 60 /* bytes of a string value shown before "..." */
 
@@ -20,13 +21,6 @@ typedef struct inspect_opts {
     long kv_limit; /* array elements shown per key */
     bool tensors;
 } inspect_opts;
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gantry inspect FILE [--kv-limit N] [--tensors|--no-tensors]\n"
-            "  --kv-limit N    array elements shown per metadata key (default 6, 0: counts only)\n"
-            "  --no-tensors    leave out the tensor table (totals are still printed)\n");
-}
 
 /* A string with control bytes escaped, cut after `max` bytes. */
 static void print_str(const gt_str *s, size_t max) {
@@ -189,41 +183,46 @@ static void print_tensors(const gt_gguf *g, bool table) {
     putchar('\n');
 }
 
-static gt_status parse_opts(int argc, char **argv, inspect_opts *o, bool *help) {
-    gt_args a;
-    const char *arg;
-    gt_args_init(&a, argc, argv);
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            *help = true;
-            return GT_OK;
-        } else if (gt_args_is(&a, NULL, "--kv-limit")) {
-            GT_TRY(gt_args_long(&a, 0, 1000000, &o->kv_limit));
-        } else if (gt_args_is(&a, NULL, "--tensors")) {
-            o->tensors = true;
-        } else if (gt_args_is(&a, NULL, "--no-tensors")) {
-            o->tensors = false;
-        } else if (arg[0] == '-' && arg[1]) {
-            return gt_args_unknown(&a);
-        } else if (!o->path) {
-            o->path = arg;
-        } else {
-            return gt_fail(GT_ERR_INVALID_ARG, "takes one file, got '%s' and '%s'", o->path, arg);
-        }
-    }
+#define O(f) offsetof(inspect_opts, f)
+static const gt_flag k_flags[] = {
+    {NULL, "--kv-limit", GT_FLAG_LONG, O(kv_limit), .lo = 0, .hi = 1000000, .metavar = "N",
+     .help = "array elements shown per metadata key (default 6, 0: counts only)"},
+    {NULL, "--tensors", GT_FLAG_BOOL, O(tensors), .help = "print the tensor table (default)"},
+    {NULL, "--no-tensors", GT_FLAG_UNSET, O(tensors),
+     .help = "leave out the tensor table (totals are still printed)"},
+};
+#undef O
+
+static gt_status positional(const char *arg, void *opts) {
+    inspect_opts *o = opts;
+    if (o->path) return gt_fail(GT_ERR_INVALID_ARG, "takes one file, got '%s' and '%s'", o->path, arg);
+    o->path = arg;
+    return GT_OK;
+}
+
+static gt_status validate(void *opts) {
+    inspect_opts *o = opts;
     if (!o->path) return gt_fail(GT_ERR_INVALID_ARG, "needs a GGUF file to inspect");
     return GT_OK;
 }
 
+static const gt_flag_spec k_spec = {
+    .verb = "inspect",
+    .synopsis = "FILE [--kv-limit N] [--tensors|--no-tensors]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .positional = positional,
+    .validate = validate,
+    .usage_on_error = GT_USAGE_AFTER,
+};
+
 int gt_cmd_inspect(int argc, char **argv) {
     inspect_opts o = {.kv_limit = 6, .tensors = true};
-    bool help = false;
-    gt_status st = parse_opts(argc, argv, &o, &help);
-    int rc = gt_args_parsed("inspect", st, help, usage);
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
     gt_gguf *g;
-    st = gt_gguf_open(o.path, &g);
-    if (st != GT_OK) return gt_args_report("inspect", st);
+    gt_status st = gt_gguf_open(o.path, &g);
+    if (st != GT_OK) return gt_flags_report("inspect", st);
     printf("file       %s\n", gt_gguf_name(g));
     printf("size       %zu bytes (", gt_gguf_file_bytes(g));
     print_bytes_human((double)gt_gguf_file_bytes(g));

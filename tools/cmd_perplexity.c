@@ -6,14 +6,16 @@
  * every scored token has at least ctx/2 tokens of context — the same
  * convention as llama.cpp's perplexity tool, which makes figures comparable. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/timer.h"
 #include "model/tokenizer/tokenizer.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 #include "tools/verb.h"
 
 typedef struct ppl_opts {
@@ -23,35 +25,39 @@ typedef struct ppl_opts {
     long max_chunks;
     long tp, pp;
     double comm_timeout;
+    uint64_t mem_budget;
 } ppl_opts;
 
-static void usage(void) {
-    printf("usage: gantry perplexity -m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME]\n"
-           "  --ctx N      tokens per chunk (default 512); the second half of each is scored\n"
-           "  --chunks N   evaluate at most N chunks (default: all)\n"
-           "  --tp N, --pp N     tensor and pipeline parallel sizes under mpirun (default: tp = ranks)\n"
-           "  --comm-timeout S   end the job when a collective or receive waits longer (default 300)\n");
-}
+#define O(f) offsetof(ppl_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+     .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
+    {"-f", "--file", GT_FLAG_STR, O(file), .metavar = "TEXT", .help = "the text file",
+     .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
+    {"-c", "--ctx", GT_FLAG_LONG, O(ctx), .lo = 8, .hi = 1 << 20, .metavar = "N",
+     .help = "tokens per chunk (default 512); the second half of each is scored"},
+    {NULL, "--chunks", GT_FLAG_LONG, O(max_chunks), .lo = 1, .hi = 1 << 30, .metavar = "N",
+     .help = "evaluate at most N chunks (default: all)"},
+    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "compute threads (default 1)"},
+    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "tensor parallel size under mpirun (default: tp = ranks)"},
+    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "pipeline parallel size under mpirun (default 1)"},
+    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
+     .help = "end the job when a collective or receive waits longer (default 300)"},
+    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
+     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
+};
+#undef O
 
-static gt_status read_all(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open the text file", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1l << 30)) {
-        fclose(f);
-        return gt_fail(GT_ERR_RANGE, "%s: text file of %ld bytes is not readable or over 1 GiB", path, n);
-    }
-    *buf = malloc((size_t)n + 1);
-    if (!*buf) {
-        fclose(f);
-        return gt_fail(GT_ERR_NOMEM, "cannot hold %ld bytes of text", n);
-    }
-    *len = fread(*buf, 1, (size_t)n, f);
-    fclose(f);
-    return GT_OK;
-}
+static const gt_flag_spec k_spec = {
+    .verb = "perplexity",
+    .synopsis = "-m FILE -f TEXT [--ctx N] [--chunks N] [--threads N] [--isa NAME] [--tp N --pp N]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+};
 
 /* log p(target) from one row of logits, in double precision. */
 static double log_prob(const float *logits, int n, int target) {
@@ -73,7 +79,7 @@ static gt_status ppl_lead(gt_coord *c, void *opts) {
     const gt_gguf *g = gt_rank_gguf(gt_coord_rank(c));
     GT_TRY_GOTO(gt_tokenizer_load(g, &tok), st, done);
     size_t len = 0, n_ids = 0;
-    GT_TRY_GOTO(read_all(o->file, &text, &len), st, done);
+    GT_TRY_GOTO(gt_read_file(o->file, (size_t)1 << 30, &text, &len), st, done);
     GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
     int C = (int)o->ctx, V = (int)gt_rank_hparams(gt_coord_rank(c))->n_vocab;
     int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
@@ -124,38 +130,16 @@ done:
 
 int gt_cmd_perplexity(int argc, char **argv) {
     ppl_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .ctx = 512};
-    gt_args a;
-    gt_args_init(&a, argc, argv);
-    const char *arg;
-    long v;
-    gt_status st = GT_OK;
-    while (st == GT_OK && gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            usage();
-            return 0;
-        } else if (gt_args_is(&a, "-m", "--model")) st = gt_args_str(&a, &o.eng.model_path);
-        else if (gt_args_is(&a, "-f", "--file")) st = gt_args_str(&a, &o.file);
-        else if (gt_args_is(&a, "-c", "--ctx")) st = gt_args_long(&a, 8, 1 << 20, &o.ctx);
-        else if (gt_args_is(&a, NULL, "--chunks")) st = gt_args_long(&a, 1, 1 << 30, &o.max_chunks);
-        else if (gt_args_is(&a, "-t", "--threads")) {
-            st = gt_args_long(&a, 1, 1024, &v);
-            o.eng.n_threads = (int)v;
-        } else if (gt_args_is(&a, NULL, "--isa")) st = gt_args_str(&a, &o.eng.isa);
-        else if (gt_args_is(&a, NULL, "--tp")) st = gt_args_long(&a, 1, 4096, &o.tp);
-        else if (gt_args_is(&a, NULL, "--pp")) st = gt_args_long(&a, 1, 4096, &o.pp);
-        else if (gt_args_is(&a, NULL, "--comm-timeout")) st = gt_args_double(&a, 0.1, 1e6, &o.comm_timeout);
-        else st = gt_args_unknown(&a);
-    }
-    if (st == GT_OK && (!o.eng.model_path || !o.file))
-        st = gt_fail(GT_ERR_INVALID_ARG, "perplexity needs a model (-m FILE) and a text (-f FILE)");
-    if (st != GT_OK) return gt_args_report("perplexity", st);
-    gt_rank_config rc = GT_RANK_CONFIG_INIT;
-    rc.eng = o.eng;
-    rc.eng.n_ctx = (uint32_t)o.ctx;
-    rc.eng.max_batch_tokens = (int)(o.ctx < 512 ? o.ctx : 512);
-    rc.tp = (int)o.tp;
-    rc.pp = (int)o.pp;
-    rc.comm_timeout_s = o.comm_timeout;
-    rc.max_out_rows = rc.eng.max_batch_tokens;
-    return gt_verb_run("perplexity", &rc, &o, ppl_lead);
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    gt_rank_config rk = GT_RANK_CONFIG_INIT;
+    rk.eng = o.eng;
+    rk.eng.n_ctx = (uint32_t)o.ctx;
+    rk.eng.max_batch_tokens = (int)(o.ctx < 512 ? o.ctx : 512);
+    rk.tp = (int)o.tp;
+    rk.pp = (int)o.pp;
+    rk.comm_timeout_s = o.comm_timeout;
+    rk.mem_budget_bytes = o.mem_budget;
+    rk.max_out_rows = rk.eng.max_batch_tokens;
+    return gt_verb_run("perplexity", &rk, &o, ppl_lead);
 }

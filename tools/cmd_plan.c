@@ -9,14 +9,16 @@
  * --ctx × --seqs, activations, total. With --mem-budget the memory planner
  * fills each rank's budget with weights, then KV blocks, and says what does
  * not fit. An impossible layout prints its one sentence and exits 1. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/dtype.h"
 #include "model/gguf.h"
 #include "parallel/plan.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 
 typedef struct plan_opts {
     const char *path;
@@ -24,78 +26,67 @@ typedef struct plan_opts {
     gt_plan_config cfg;
 } plan_opts;
 
-static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: gantry plan -m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
-        "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
-        "  --tp T            ranks per pipeline stage (tensor parallel; default 1)\n"
-        "  --pp P            pipeline stages (default 1)\n"
-        "  --ranks N         ranks in the job (default T*P; must equal it)\n"
-        "  --ctx C           positions per sequence for the KV pool (default min(training, 4096))\n"
-        "  --seqs S          sequences with a full context in the KV pool (default 1)\n"
-        "  --kv-type T       KV cache element type, f16 or f32 (default f16)\n"
-        "  --mem-budget B    memory per rank, like 2G or 512M: weights first, then KV blocks\n"
-        "  --batch B         tokens per forward step, for activation sizes (default 512)\n"
-        "  --block K         tokens per KV block (default 16)\n");
+static gt_status kv_type_flag(const char *flag, const char *value, void *opts) {
+    plan_opts *o = opts;
+    if (strcmp(value, "f16") == 0)
+        o->cfg.kv_type = GT_F16;
+    else if (strcmp(value, "f32") == 0)
+        o->cfg.kv_type = GT_F32;
+    else
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s' is not f16 or f32", flag, value);
+    return GT_OK;
 }
 
-static gt_status parse_opts(int argc, char **argv, plan_opts *o, bool *help) {
-    gt_args a;
-    const char *arg, *s;
-    long v;
-    gt_args_init(&a, argc, argv);
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            *help = true;
-            return GT_OK;
-        } else if (gt_args_is(&a, "-m", "--model")) {
-            GT_TRY(gt_args_str(&a, &o->path));
-        } else if (gt_args_is(&a, NULL, "--tp")) {
-            GT_TRY(gt_args_long(&a, 1, 65536, &o->tp));
-        } else if (gt_args_is(&a, NULL, "--pp")) {
-            GT_TRY(gt_args_long(&a, 1, 65536, &o->pp));
-        } else if (gt_args_is(&a, NULL, "--ranks")) {
-            GT_TRY(gt_args_long(&a, 1, 1 << 20, &o->ranks));
-        } else if (gt_args_is(&a, NULL, "--ctx")) {
-            GT_TRY(gt_args_long(&a, 1, 1 << 24, &v));
-            o->cfg.n_ctx = (uint32_t)v;
-        } else if (gt_args_is(&a, NULL, "--seqs")) {
-            GT_TRY(gt_args_long(&a, 1, 65536, &v));
-            o->cfg.n_seqs = (int)v;
-        } else if (gt_args_is(&a, NULL, "--batch")) {
-            GT_TRY(gt_args_long(&a, 1, 16384, &v));
-            o->cfg.max_batch_tokens = (int)v;
-        } else if (gt_args_is(&a, NULL, "--block")) {
-            GT_TRY(gt_args_long(&a, 1, 4096, &v));
-            o->cfg.kv_block_size = (int)v;
-        } else if (gt_args_is(&a, NULL, "--kv-type")) {
-            GT_TRY(gt_args_str(&a, &s));
-            if (strcmp(s, "f16") == 0)
-                o->cfg.kv_type = GT_F16;
-            else if (strcmp(s, "f32") == 0)
-                o->cfg.kv_type = GT_F32;
-            else
-                return gt_fail(GT_ERR_INVALID_ARG, "--kv-type '%s' is not f16 or f32", s);
-        } else if (gt_args_is(&a, NULL, "--mem-budget")) {
-            GT_TRY(gt_args_str(&a, &s));
-            GT_TRY(gt_parse_bytes(s, &o->cfg.mem_budget_bytes));
-            if (!o->cfg.mem_budget_bytes)
-                return gt_fail(GT_ERR_INVALID_ARG, "--mem-budget %s leaves no memory", s);
-        } else if (arg[0] == '-' && arg[1]) {
-            return gt_args_unknown(&a);
-        } else if (!o->path) {
-            o->path = arg;
-        } else {
-            return gt_fail(GT_ERR_INVALID_ARG, "takes one model, got '%s' and '%s'", o->path, arg);
-        }
-    }
-    if (!o->path) return gt_fail(GT_ERR_INVALID_ARG, "needs a model: -m FILE");
+static gt_status positional(const char *arg, void *opts) {
+    plan_opts *o = opts;
+    if (o->path) return gt_fail(GT_ERR_INVALID_ARG, "takes one model, got '%s' and '%s'", o->path, arg);
+    o->path = arg;
+    return GT_OK;
+}
+
+static gt_status validate(void *opts) {
+    plan_opts *o = opts;
     o->cfg.tp = (int)o->tp;
     o->cfg.pp = (int)o->pp;
     o->cfg.world = o->ranks ? (int)o->ranks : (int)(o->tp * o->pp);
     return GT_OK;
 }
+
+#define O(f) offsetof(plan_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(path), .metavar = "FILE", .help = "GGUF model (or give it as FILE)",
+     .required = "needs a model: -m FILE"},
+    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 65536, .metavar = "T",
+     .help = "ranks per pipeline stage (tensor parallel; default 1)"},
+    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 65536, .metavar = "P",
+     .help = "pipeline stages (default 1)"},
+    {NULL, "--ranks", GT_FLAG_LONG, O(ranks), .lo = 1, .hi = 1 << 20, .metavar = "N",
+     .help = "ranks in the job (default T*P; must equal it)"},
+    {NULL, "--ctx", GT_FLAG_U32, O(cfg.n_ctx), .lo = 1, .hi = 1 << 24, .metavar = "C",
+     .help = "positions per sequence for the KV pool (default min(training, 4096))"},
+    {NULL, "--seqs", GT_FLAG_INT, O(cfg.n_seqs), .lo = 1, .hi = 65536, .metavar = "S",
+     .help = "sequences with a full context in the KV pool (default 1)"},
+    {NULL, "--kv-type", GT_FLAG_CALL, 0, .call = kv_type_flag, .metavar = "T",
+     .help = "KV cache element type, f16 or f32 (default f16)"},
+    {NULL, "--mem-budget", GT_FLAG_BYTES, O(cfg.mem_budget_bytes), .lo = 1, .metavar = "B",
+     .help = "memory per rank, like 2G or 512M: weights first, then KV blocks"},
+    {NULL, "--batch", GT_FLAG_INT, O(cfg.max_batch_tokens), .lo = 1, .hi = 16384, .metavar = "B",
+     .help = "tokens per forward step, for activation sizes (default 512)"},
+    {NULL, "--block", GT_FLAG_INT, O(cfg.kv_block_size), .lo = 1, .hi = 4096, .metavar = "K",
+     .help = "tokens per KV block (default 16)"},
+};
+#undef O
+
+static const gt_flag_spec k_spec = {
+    .verb = "plan",
+    .synopsis = "-m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
+                "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .positional = positional,
+    .validate = validate,
+    .usage_on_error = GT_USAGE_AFTER,
+};
 
 static const char *range_str(gt_range r, char *buf, size_t cap) {
     snprintf(buf, cap, "[%lld, %lld)", (long long)r.begin, (long long)r.end);
@@ -217,18 +208,16 @@ static void print_budget(const gt_plan *p) {
 
 int gt_cmd_plan(int argc, char **argv) {
     plan_opts o = {.tp = 1, .pp = 1, .cfg = GT_PLAN_CONFIG_INIT};
-    bool help = false;
-    gt_status st = parse_opts(argc, argv, &o, &help);
-    int rc = gt_args_parsed("plan", st, help, usage);
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
     gt_gguf *g;
-    st = gt_gguf_open(o.path, &g);
-    if (st != GT_OK) return gt_args_report("plan", st);
+    gt_status st = gt_gguf_open(o.path, &g);
+    if (st != GT_OK) return gt_flags_report("plan", st);
     gt_plan p;
     st = gt_plan_build(g, &o.cfg, &p);
     gt_gguf_close(g);
     if (st != GT_OK) {
-        gt_args_report("plan", st);
+        gt_flags_report("plan", st);
         return 1; /* an impossible layout is a failure, not a usage error */
     }
     print_header(&p, o.path);

@@ -4,6 +4,7 @@
  * call each, so prefill is a GEMM), then tokens are decoded one at a time.
  * --logits-out writes the logits of every prompt position, so any tool can
  * compare them with its own reference. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,9 @@
 #include "common/alloc.h"
 #include "common/timer.h"
 #include "coordinator/sampler.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
 #include "tools/verb.h"
+#include "tools/flags.h"
 #include "tools/text.h"
 #include "worker/engine.h"
 
@@ -22,10 +23,11 @@ typedef struct run_opts {
     gt_sampler_config samp;
     const char *prompt;
     const char *prompt_file;
-    int32_t *tokens;
+    int32_t *tokens; /* [n_tokens], from --tokens */
     int n_tokens;
     long n_predict;
     long ubatch;
+    int kv_type; /* gt_dtype: GT_F16 or GT_F32 */
     const char *logits_out;
     bool print_ids;
     bool ignore_eos;
@@ -34,106 +36,83 @@ typedef struct run_opts {
     const char *system;
     const char *chat_format;
     long tp, pp;
-    double comm_timeout;
+    double comm_timeout; /* seconds; 0: the default */
+    uint64_t mem_budget; /* bytes per rank; 0: none */
 } run_opts;
 
-static void usage(void) {
-    printf("usage: gantry run -m FILE (-p TEXT | -f FILE | --tokens 1,2,3) [-n N] [options]\n"
-           "  -m, --model FILE      GGUF model\n"
-           "  -p, --prompt TEXT     prompt text (tokenized with the model's vocabulary)\n"
-           "  -f, --file FILE       prompt text from a file\n"
-           "  --tokens IDS          prompt as comma-separated token ids\n"
-           "  -n, --n-predict N     tokens to generate (default 32; 0 only evaluates the prompt)\n"
-           "  --temp T              temperature (default 0: greedy)\n"
-           "  --top-k K             keep the K most likely tokens (default 40; 0: all)\n"
-           "  --top-p P             nucleus sampling threshold (default 0.95)\n"
-           "  --seed S              sampling seed (default 1234)\n"
-           "  -t, --threads N       compute threads (default 1)\n"
-           "  --isa NAME            kernels: auto, avx512, avx2, ref\n"
-           "  -c, --ctx N           context length (default min(model, 4096))\n"
-           "  --ubatch N            prompt tokens per forward call (default 512)\n"
-           "  --kv-type T           KV cache type: f16 (default) or f32\n"
-           "  --logits-out FILE     write prompt logits, float32 [n_prompt, n_vocab]\n"
-           "  --print-ids           print the generated token ids on one line\n"
-           "  --ignore-eos          keep generating after an end-of-generation token\n"
-           "  --no-bos              do not add the BOS token to a text prompt\n"
-           "  --chat                format the prompt as a user turn with the model's chat template\n"
-           "  --system TEXT         system message for --chat\n"
-           "  --chat-format NAME    chat format instead of the GGUF's template (chatml, gemma, llama3, ...)\n"
-           "  --tp N, --pp N        tensor and pipeline parallel sizes under mpirun (default: tp = ranks)\n"
-           "  --comm-timeout S      end the job when a collective or receive waits longer (default 300)\n"
-           "  --sp-min-tokens N     split prompt batches of at least N tokens along the sequence over\n"
-           "                        the stage group (sequence parallelism; default 0: off)\n");
-}
+static const int k_kv_types[] = {GT_F16, GT_F32};
 
-static gt_status parse(int argc, char **argv, run_opts *o, bool *help) {
-    gt_args a;
-    gt_args_init(&a, argc, argv);
-    const char *arg;
-    long v;
-    double d;
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) *help = true;
-        else if (gt_args_is(&a, "-m", "--model")) GT_TRY(gt_args_str(&a, &o->eng.model_path));
-        else if (gt_args_is(&a, "-p", "--prompt")) GT_TRY(gt_args_str(&a, &o->prompt));
-        else if (gt_args_is(&a, "-f", "--file")) GT_TRY(gt_args_str(&a, &o->prompt_file));
-        else if (gt_args_is(&a, NULL, "--tokens")) {
-            free(o->tokens);
-            GT_TRY(gt_args_int_list(&a, &o->tokens, &o->n_tokens));
-        } else if (gt_args_is(&a, "-n", "--n-predict")) GT_TRY(gt_args_long(&a, 0, 1 << 20, &o->n_predict));
-        else if (gt_args_is(&a, NULL, "--temp")) {
-            GT_TRY(gt_args_double(&a, 0, 100, &d));
-            o->samp.temperature = (float)d;
-        } else if (gt_args_is(&a, NULL, "--top-k")) {
-            GT_TRY(gt_args_long(&a, 0, 1 << 24, &v));
-            o->samp.top_k = (int)v;
-        } else if (gt_args_is(&a, NULL, "--top-p")) {
-            GT_TRY(gt_args_double(&a, 0, 1, &d));
-            o->samp.top_p = (float)d;
-        } else if (gt_args_is(&a, NULL, "--seed")) {
-            GT_TRY(gt_args_long(&a, 0, 0x7fffffffl, &v));
-            o->samp.seed = (uint64_t)v;
-        } else if (gt_args_is(&a, "-t", "--threads")) {
-            GT_TRY(gt_args_long(&a, 1, 1024, &v));
-            o->eng.n_threads = (int)v;
-        } else if (gt_args_is(&a, NULL, "--isa")) GT_TRY(gt_args_str(&a, &o->eng.isa));
-        else if (gt_args_is(&a, "-c", "--ctx")) {
-            GT_TRY(gt_args_long(&a, 1, 1 << 22, &v));
-            o->eng.n_ctx = (uint32_t)v;
-        } else if (gt_args_is(&a, NULL, "--ubatch")) GT_TRY(gt_args_long(&a, 1, 16384, &o->ubatch));
-        else if (gt_args_is(&a, NULL, "--kv-type")) {
-            const char *s;
-            GT_TRY(gt_args_str(&a, &s));
-            if (!gt_dtype_parse(s, &o->eng.kv_type) || (o->eng.kv_type != GT_F16 && o->eng.kv_type != GT_F32))
-                return gt_fail(GT_ERR_INVALID_ARG, "--kv-type takes f16 or f32, not '%s'", s);
-        } else if (gt_args_is(&a, NULL, "--logits-out")) GT_TRY(gt_args_str(&a, &o->logits_out));
-        else if (gt_args_is(&a, NULL, "--print-ids")) o->print_ids = true;
-        else if (gt_args_is(&a, NULL, "--ignore-eos")) o->ignore_eos = true;
-        else if (gt_args_is(&a, NULL, "--no-bos")) o->no_bos = true;
-        else if (gt_args_is(&a, NULL, "--chat")) o->chat = true;
-        else if (gt_args_is(&a, NULL, "--tp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->tp));
-        else if (gt_args_is(&a, NULL, "--pp")) GT_TRY(gt_args_long(&a, 1, 4096, &o->pp));
-        else if (gt_args_is(&a, NULL, "--sp-min-tokens")) {
-            GT_TRY(gt_args_long(&a, 0, 1 << 20, &v));
-            o->eng.sp_min_tokens = (int)v;
-        } else if (gt_args_is(&a, NULL, "--comm-timeout")) {
-            GT_TRY(gt_args_double(&a, 0.1, 1e6, &d));
-            o->comm_timeout = d;
-        }
-        else if (gt_args_is(&a, NULL, "--system")) GT_TRY(gt_args_str(&a, &o->system));
-        else if (gt_args_is(&a, NULL, "--chat-format")) {
-            GT_TRY(gt_args_str(&a, &o->chat_format));
-            o->chat = true;
-        }
-        else return gt_args_unknown(&a);
-    }
-    if (*help) return GT_OK;
-    if (!o->eng.model_path) return gt_fail(GT_ERR_INVALID_ARG, "no model given (-m FILE)");
+#define O(f) offsetof(run_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+     .required = "no model given (-m FILE)"},
+    {"-p", "--prompt", GT_FLAG_STR, O(prompt), .metavar = "TEXT",
+     .help = "prompt text (tokenized with the model's vocabulary)"},
+    {"-f", "--file", GT_FLAG_STR, O(prompt_file), .metavar = "FILE", .help = "prompt text from a file"},
+    {NULL, "--tokens", GT_FLAG_INT_LIST, O(tokens), .off2 = O(n_tokens), .metavar = "IDS",
+     .help = "prompt as comma-separated token ids"},
+    {"-n", "--n-predict", GT_FLAG_LONG, O(n_predict), .lo = 0, .hi = 1 << 20, .metavar = "N",
+     .help = "tokens to generate (default 32; 0 only evaluates the prompt)"},
+    {NULL, "--temp", GT_FLAG_FLOAT, O(samp.temperature), .flo = 0, .fhi = 100, .metavar = "T",
+     .help = "temperature (default 0: greedy)"},
+    {NULL, "--top-k", GT_FLAG_INT, O(samp.top_k), .lo = 0, .hi = 1 << 24, .metavar = "K",
+     .help = "keep the K most likely tokens (default 40; 0: all)"},
+    {NULL, "--top-p", GT_FLAG_FLOAT, O(samp.top_p), .flo = 0, .fhi = 1, .metavar = "P",
+     .help = "nucleus sampling threshold (default 0.95)"},
+    {NULL, "--seed", GT_FLAG_U64, O(samp.seed), .lo = 0, .hi = 0x7fffffffl, .metavar = "S",
+     .help = "sampling seed (default 1234)"},
+    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "compute threads (default 1)"},
+    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {"-c", "--ctx", GT_FLAG_U32, O(eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
+     .help = "context length (default min(model, 4096))"},
+    {NULL, "--ubatch", GT_FLAG_LONG, O(ubatch), .lo = 1, .hi = 16384, .metavar = "N",
+     .help = "prompt tokens per forward call (default 512)"},
+    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32", .choice_values = k_kv_types,
+     .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
+    {NULL, "--logits-out", GT_FLAG_STR, O(logits_out), .metavar = "FILE",
+     .help = "write prompt logits, float32 [n_prompt, n_vocab]"},
+    {NULL, "--print-ids", GT_FLAG_BOOL, O(print_ids), .help = "print the generated token ids on one line"},
+    {NULL, "--ignore-eos", GT_FLAG_BOOL, O(ignore_eos),
+     .help = "keep generating after an end-of-generation token"},
+    {NULL, "--no-bos", GT_FLAG_BOOL, O(no_bos), .help = "do not add the BOS token to a text prompt"},
+    {NULL, "--chat", GT_FLAG_BOOL, O(chat),
+     .help = "format the prompt as a user turn with the model's chat template"},
+    {NULL, "--system", GT_FLAG_STR, O(system), .metavar = "TEXT", .help = "system message for --chat"},
+    {NULL, "--chat-format", GT_FLAG_STR, O(chat_format), .metavar = "NAME",
+     .help = "chat format instead of the GGUF's template (chatml, gemma, llama3, ...)"},
+    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "tensor parallel size under mpirun (default: tp = ranks)"},
+    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "pipeline parallel size under mpirun (default 1)"},
+    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
+     .help = "end the job when a collective or receive waits longer (default 300)"},
+    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
+     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
+    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
+     .help = "split prompt batches of at least N tokens along the sequence over\n"
+             "the stage group (sequence parallelism; default 0: off)"},
+};
+#undef O
+
+static gt_status validate(void *opts) {
+    run_opts *o = opts;
+    if (o->chat_format) o->chat = true;
+    o->eng.kv_type = (gt_dtype)o->kv_type;
+    if (o->ubatch > 0) o->eng.max_batch_tokens = (int)o->ubatch;
     int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (sources != 1)
         return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
     return GT_OK;
 }
+
+static const gt_flag_spec k_spec = {
+    .verb = "run",
+    .synopsis = "-m FILE (-p TEXT | -f FILE | --tokens 1,2,3) [-n N] [options]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .validate = validate,
+};
 
 static gt_status write_logits(const char *path, const float *logits, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -234,26 +213,21 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 
 int gt_cmd_run(int argc, char **argv) {
     run_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
-    bool help = false;
-    gt_status st = parse(argc, argv, &o, &help);
-    if (st == GT_OK && help) {
-        usage();
-        free(o.tokens);
-        return 0;
+    o.kv_type = (int)o.eng.kv_type;
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) {
+        gt_flags_free(&k_spec, &o);
+        return rc;
     }
-    if (st != GT_OK) {
-        free(o.tokens);
-        return gt_args_report("run", st);
-    }
-    if (o.ubatch > 0) o.eng.max_batch_tokens = (int)o.ubatch;
-    gt_rank_config rc = GT_RANK_CONFIG_INIT;
-    rc.eng = o.eng;
-    rc.tp = (int)o.tp;
-    rc.pp = (int)o.pp;
-    rc.comm_timeout_s = o.comm_timeout;
-    rc.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
-    rc.max_out_rows = o.logits_out ? o.eng.max_batch_tokens : 1;
-    int rc_exit = gt_verb_run("run", &rc, &o, run_lead);
-    free(o.tokens);
-    return rc_exit;
+    gt_rank_config rk = GT_RANK_CONFIG_INIT;
+    rk.eng = o.eng;
+    rk.tp = (int)o.tp;
+    rk.pp = (int)o.pp;
+    rk.comm_timeout_s = o.comm_timeout;
+    rk.mem_budget_bytes = o.mem_budget;
+    rk.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
+    rk.max_out_rows = o.logits_out ? o.eng.max_batch_tokens : 1;
+    rc = gt_verb_run("run", &rk, &o, run_lead);
+    gt_flags_free(&k_spec, &o);
+    return rc;
 }

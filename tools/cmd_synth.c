@@ -5,6 +5,7 @@
  * that call the library and the users that call the verb see the same
  * sentences. The default vocabulary is the llama-spm vocab-only GGUF from the
  * shared folder; without it a minimal generated vocabulary is used. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,23 +14,10 @@
 #include "common/log.h"
 #include "common/timer.h"
 #include "model/synth.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 
 #define VOCAB_NAME "vocab/ggml-vocab-llama-spm.gguf"
-
-static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: gantry synth -o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe} [options]\n"
-        "  --layers N (2)  --hidden N (256)  --heads N (4)  --kv-heads N (2)\n"
-        "  --head-dim N (hidden/heads)  --ffn N (512)\n"
-        "  --experts N (0; MoE archs: 4)  --experts-used N (2)  --expert-ffn N (ffn)\n"
-        "  --shared-ffn N (ffn; qwen2moe)\n"
-        "  --vocab-from FILE.gguf | --vocab N   (default: shared llama-spm vocab)\n"
-        "  --ctx N (2048)  --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k\n"
-        "  --seed N (1)  --rope-base X (10000)  --tied  --threads N  --name TEXT\n");
-}
 
 /* $GANTRY_SHARED_DIR/vocab/..., else ../shared/vocab/... next to the source
  * tree this binary was built from. NULL when neither exists. */
@@ -51,100 +39,86 @@ static const char *default_vocab(char *buf, size_t n) {
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
-static gt_status u32_flag(gt_args *a, long lo, long hi, uint32_t *out) {
-    long v;
-    GT_TRY(gt_args_long(a, lo, hi, &v));
-    *out = (uint32_t)v;
+typedef struct synth_opts {
+    gt_synth_config cfg;
+    const char *path;
+} synth_opts;
+
+static gt_status type_flag(const char *flag, const char *value, void *opts) {
+    synth_opts *o = opts;
+    if (!gt_dtype_parse(value, &o->cfg.type))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s '%s' is not a weight type (f32, f16, "
+                       "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
+                       flag, value);
     return GT_OK;
 }
 
-static gt_status parse(int argc, char **argv, gt_synth_config *cfg, const char **out_path,
-                       bool *vocab_given, bool *help) {
-    gt_args a;
-    const char *arg;
-    gt_args_init(&a, argc, argv);
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            *help = true;
-            return GT_OK;
-        } else if (gt_args_is(&a, "-o", "--output")) {
-            GT_TRY(gt_args_str(&a, out_path));
-        } else if (gt_args_is(&a, NULL, "--arch")) {
-            GT_TRY(gt_args_str(&a, &cfg->arch));
-        } else if (gt_args_is(&a, NULL, "--name")) {
-            GT_TRY(gt_args_str(&a, &cfg->name));
-        } else if (gt_args_is(&a, NULL, "--layers")) {
-            GT_TRY(u32_flag(&a, 1, 1024, &cfg->n_layer));
-        } else if (gt_args_is(&a, NULL, "--hidden")) {
-            GT_TRY(u32_flag(&a, 1, 1 << 20, &cfg->n_embd));
-        } else if (gt_args_is(&a, NULL, "--heads")) {
-            GT_TRY(u32_flag(&a, 1, 4096, &cfg->n_head));
-        } else if (gt_args_is(&a, NULL, "--kv-heads")) {
-            GT_TRY(u32_flag(&a, 1, 4096, &cfg->n_head_kv));
-        } else if (gt_args_is(&a, NULL, "--head-dim")) {
-            GT_TRY(u32_flag(&a, 1, 4096, &cfg->head_dim));
-        } else if (gt_args_is(&a, NULL, "--ffn")) {
-            GT_TRY(u32_flag(&a, 1, 1 << 20, &cfg->n_ff));
-        } else if (gt_args_is(&a, NULL, "--experts")) {
-            GT_TRY(u32_flag(&a, 0, 1024, &cfg->n_expert));
-        } else if (gt_args_is(&a, NULL, "--experts-used")) {
-            GT_TRY(u32_flag(&a, 1, 1024, &cfg->n_expert_used));
-        } else if (gt_args_is(&a, NULL, "--expert-ffn")) {
-            GT_TRY(u32_flag(&a, 1, 1 << 20, &cfg->n_ff_exp));
-        } else if (gt_args_is(&a, NULL, "--shared-ffn")) {
-            GT_TRY(u32_flag(&a, 1, 1 << 20, &cfg->n_ff_shexp));
-        } else if (gt_args_is(&a, NULL, "--vocab-from")) {
-            GT_TRY(gt_args_str(&a, &cfg->vocab_from));
-            *vocab_given = true;
-        } else if (gt_args_is(&a, NULL, "--vocab")) {
-            GT_TRY(u32_flag(&a, 3, 1 << 24, &cfg->n_vocab));
-            *vocab_given = true;
-        } else if (gt_args_is(&a, NULL, "--ctx")) {
-            GT_TRY(u32_flag(&a, 1, 1 << 24, &cfg->n_ctx));
-        } else if (gt_args_is(&a, NULL, "--type")) {
-            const char *t;
-            GT_TRY(gt_args_str(&a, &t));
-            if (!gt_dtype_parse(t, &cfg->type))
-                return gt_fail(GT_ERR_INVALID_ARG,
-                               "--type '%s' is not a weight type (f32, f16, "
-                               "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
-                               t);
-        } else if (gt_args_is(&a, NULL, "--seed")) {
-            long v;
-            GT_TRY(gt_args_long(&a, 0, 0x7fffffffffffffffL, &v));
-            cfg->seed = (uint64_t)v;
-        } else if (gt_args_is(&a, NULL, "--rope-base")) {
-            double v;
-            GT_TRY(gt_args_double(&a, 1e-3, 1e12, &v));
-            cfg->rope_base = (float)v;
-        } else if (gt_args_is(&a, NULL, "--tied")) {
-            cfg->tied = true;
-        } else if (gt_args_is(&a, "-t", "--threads")) {
-            long v;
-            GT_TRY(gt_args_long(&a, 1, 64, &v));
-            cfg->n_threads = (int)v;
-        } else {
-            return gt_args_unknown(&a);
-        }
-    }
-    if (cfg->vocab_from && cfg->n_vocab)
+#define O(f) offsetof(synth_opts, f)
+#define C(f) offsetof(synth_opts, cfg.f)
+static const gt_flag k_flags[] = {
+    {"-o", "--output", GT_FLAG_STR, O(path), .metavar = "FILE", .help = "the GGUF file to write (required)"},
+    {NULL, "--arch", GT_FLAG_STR, C(arch), .metavar = "NAME", .help = "llama, qwen2, qwen3, llama-moe or qwen2moe (default llama)"},
+    {NULL, "--layers", GT_FLAG_U32, C(n_layer), .lo = 1, .hi = 1024, .metavar = "N", .help = "layers (default 2)"},
+    {NULL, "--hidden", GT_FLAG_U32, C(n_embd), .lo = 1, .hi = 1 << 20, .metavar = "N",
+     .help = "embedding width (default 256)"},
+    {NULL, "--heads", GT_FLAG_U32, C(n_head), .lo = 1, .hi = 4096, .metavar = "N", .help = "query heads (default 4)"},
+    {NULL, "--kv-heads", GT_FLAG_U32, C(n_head_kv), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "key/value heads (default 2)"},
+    {NULL, "--head-dim", GT_FLAG_U32, C(head_dim), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "head dimension (default hidden/heads)"},
+    {NULL, "--ffn", GT_FLAG_U32, C(n_ff), .lo = 1, .hi = 1 << 20, .metavar = "N", .help = "MLP width (default 512)"},
+    {NULL, "--experts", GT_FLAG_U32, C(n_expert), .lo = 0, .hi = 1024, .metavar = "N",
+     .help = "experts (default 0; MoE archs: 4)"},
+    {NULL, "--experts-used", GT_FLAG_U32, C(n_expert_used), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "experts per token (default 2)"},
+    {NULL, "--expert-ffn", GT_FLAG_U32, C(n_ff_exp), .lo = 1, .hi = 1 << 20, .metavar = "N",
+     .help = "expert MLP width (default ffn)"},
+    {NULL, "--shared-ffn", GT_FLAG_U32, C(n_ff_shexp), .lo = 1, .hi = 1 << 20, .metavar = "N",
+     .help = "shared expert MLP width (default ffn; qwen2moe)"},
+    {NULL, "--vocab-from", GT_FLAG_STR, C(vocab_from), .metavar = "FILE.gguf",
+     .help = "copy the vocabulary of a GGUF (default: shared llama-spm vocab)"},
+    {NULL, "--vocab", GT_FLAG_U32, C(n_vocab), .lo = 3, .hi = 1 << 24, .metavar = "N",
+     .help = "a generated vocabulary of N tokens instead"},
+    {NULL, "--ctx", GT_FLAG_U32, C(n_ctx), .lo = 1, .hi = 1 << 24, .metavar = "N",
+     .help = "training context (default 2048)"},
+    {NULL, "--type", GT_FLAG_CALL, 0, .call = type_flag, .metavar = "T",
+     .help = "weight type: f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k\n(default f32)"},
+    {NULL, "--seed", GT_FLAG_U64, C(seed), .lo = 0, .hi = 0x7fffffffffffffffL, .metavar = "N",
+     .help = "weight seed (default 1)"},
+    {NULL, "--rope-base", GT_FLAG_FLOAT, C(rope_base), .flo = 1e-3, .fhi = 1e12, .metavar = "X",
+     .help = "RoPE base (default 10000)"},
+    {NULL, "--tied", GT_FLAG_BOOL, C(tied), .help = "the output matrix is the token embedding"},
+    {"-t", "--threads", GT_FLAG_INT, C(n_threads), .lo = 1, .hi = 64, .metavar = "N", .help = "writer threads (default: the online CPUs, at most 8)"},
+    {NULL, "--name", GT_FLAG_STR, C(name), .metavar = "TEXT", .help = "general.name"},
+};
+#undef C
+#undef O
+
+static gt_status validate(void *opts) {
+    synth_opts *o = opts;
+    if (o->cfg.vocab_from && o->cfg.n_vocab)
         return gt_fail(GT_ERR_INVALID_ARG, "give either --vocab-from or --vocab, not both");
-    if (!*out_path) return gt_fail(GT_ERR_INVALID_ARG, "-o FILE is required");
+    if (!o->path) return gt_fail(GT_ERR_INVALID_ARG, "-o FILE is required");
     return GT_OK;
 }
+
+static const gt_flag_spec k_spec = {
+    .verb = "synth",
+    .synopsis = "-o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe} [options]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .validate = validate,
+};
 
 int gt_cmd_synth(int argc, char **argv) {
-    gt_synth_config cfg = GT_SYNTH_CONFIG_INIT;
-    const char *path = NULL;
-    bool vocab_given = false, help = false;
+    synth_opts o = {.cfg = GT_SYNTH_CONFIG_INIT};
     char vbuf[4096];
-    gt_status st = parse(argc, argv, &cfg, &path, &vocab_given, &help);
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
-    if (st != GT_OK) return gt_args_report("synth", st);
-    if (!vocab_given) {
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    gt_synth_config cfg = o.cfg;
+    const char *path = o.path;
+    if (!cfg.vocab_from && !cfg.n_vocab) {
         cfg.vocab_from = default_vocab(vbuf, sizeof vbuf);
         if (!cfg.vocab_from) {
             cfg.n_vocab = 32000;
@@ -155,8 +129,8 @@ int gt_cmd_synth(int argc, char **argv) {
         }
     }
     double t0 = gt_now_s();
-    st = gt_synth_write(&cfg, path);
-    if (st != GT_OK) return gt_args_report("synth", st);
+    gt_status st = gt_synth_write(&cfg, path);
+    if (st != GT_OK) return gt_flags_report("synth", st);
     fprintf(stderr, "gantry synth: wrote %s in %.2f s\n", path, gt_now_s() - t0);
     return 0;
 }

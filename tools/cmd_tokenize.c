@@ -8,63 +8,61 @@
  * published test vectors: no BOS/EOS unless --add-special, special-token text
  * taken as plain text unless --parse-special. --file reads the text exactly
  * as stored (a trailing newline is part of it). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "model/gguf.h"
 #include "model/tokenizer/tokenizer.h"
-#include "tools/args.h"
 #include "tools/cmds.h"
+#include "tools/flags.h"
 
 #define MAX_TEXT_BYTES (256u << 20)
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: gantry tokenize -m FILE (TEXT | --file PATH) [--ids] [--add-special]\n"
-               "                       [--parse-special]\n"
-               "  -m, --model FILE   a GGUF file with a tokenizer (vocabulary-only files work)\n"
-               "  -f, --file PATH    read the text from PATH (exactly, newlines included)\n"
-               "  --ids              print only the ids, space-separated on one line\n"
-               "  --add-special      add BOS/EOS as the model asks (tokenizer.ggml.add_*_token)\n"
-               "  --parse-special    turn control-token text such as <|im_end|> into that token\n");
-}
+typedef struct tokenize_opts {
+    const char *model, *file, *text;
+    bool ids_only, add_special, parse_special;
+} tokenize_opts;
 
-static gt_status read_file(const char *path, char **out, size_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open the text file", path);
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    gt_status st = GT_OK;
-    while (b) {
-        if (n == cap) {
-            if (cap >= MAX_TEXT_BYTES) {
-                st =
-                    gt_fail(GT_ERR_RANGE, "%s: text is larger than %u bytes", path, MAX_TEXT_BYTES);
-                break;
-            }
-            char *nb = realloc(b, cap * 2);
-            if (!nb) break;
-            b = nb;
-            cap *= 2;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) {
-            if (ferror(f)) st = gt_fail(GT_ERR_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (!b) return gt_fail(GT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
-    if (st != GT_OK) {
-        free(b);
-        return st;
-    }
-    *out = b;
-    *len = n;
+#define O(f) offsetof(tokenize_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(model), .metavar = "FILE",
+     .help = "a GGUF file with a tokenizer (vocabulary-only files work)", .required = "-m FILE is required"},
+    {"-f", "--file", GT_FLAG_STR, O(file), .metavar = "PATH",
+     .help = "read the text from PATH (exactly, newlines included)"},
+    {NULL, "--ids", GT_FLAG_BOOL, O(ids_only), .help = "print only the ids, space-separated on one line"},
+    {NULL, "--add-special", GT_FLAG_BOOL, O(add_special),
+     .help = "add BOS/EOS as the model asks (tokenizer.ggml.add_*_token)"},
+    {NULL, "--parse-special", GT_FLAG_BOOL, O(parse_special),
+     .help = "turn control-token text such as <|im_end|> into that token"},
+};
+#undef O
+
+static gt_status positional(const char *arg, void *opts) {
+    tokenize_opts *o = opts;
+    if (o->text) return gt_fail(GT_ERR_INVALID_ARG, "more than one TEXT given ('%s'); quote the text", arg);
+    o->text = arg;
     return GT_OK;
 }
+
+static gt_status validate(void *opts) {
+    tokenize_opts *o = opts;
+    if ((!o->text && !o->file) || (o->text && o->file))
+        return gt_fail(GT_ERR_INVALID_ARG, "give either TEXT or --file PATH");
+    return GT_OK;
+}
+
+static const gt_flag_spec k_spec = {
+    .verb = "tokenize",
+    .synopsis = "-m FILE (TEXT | --file PATH) [--ids] [--add-special] [--parse-special]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .positional = positional,
+    .validate = validate,
+    .usage_on_error = GT_USAGE_BEFORE,
+};
 
 /* The piece between quotes: printable UTF-8 as is, the rest escaped. */
 static void print_piece(gt_str p) {
@@ -103,52 +101,18 @@ static void print_piece(gt_str p) {
 }
 
 int gt_cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *text = NULL;
-    bool ids_only = false;
-    unsigned flags = 0;
-    gt_args a;
-    gt_args_init(&a, argc, argv);
-    const char *arg;
-    gt_status st = GT_OK;
-    while (gt_args_next(&a, &arg)) {
-        if (gt_args_is(&a, "-h", "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (gt_args_is(&a, "-m", "--model")) {
-            st = gt_args_str(&a, &model);
-        } else if (gt_args_is(&a, "-f", "--file")) {
-            st = gt_args_str(&a, &file);
-        } else if (gt_args_is(&a, NULL, "--ids")) {
-            ids_only = true;
-        } else if (gt_args_is(&a, NULL, "--add-special")) {
-            flags |= GT_TOK_ADD_SPECIAL;
-        } else if (gt_args_is(&a, NULL, "--parse-special")) {
-            flags |= GT_TOK_PARSE_SPECIAL;
-        } else if (arg[0] == '-' && arg[1] != 0) {
-            st = gt_args_unknown(&a);
-        } else if (!text) {
-            text = arg;
-        } else {
-            st =
-                gt_fail(GT_ERR_INVALID_ARG, "more than one TEXT given ('%s'); quote the text", arg);
-        }
-        if (st != GT_OK) {
-            usage(stderr);
-            return gt_args_report("tokenize", st);
-        }
-    }
-    if (!model || (!text && !file) || (text && file)) {
-        usage(stderr);
-        return gt_args_report(
-            "tokenize", gt_fail(GT_ERR_INVALID_ARG, !model ? "-m FILE is required"
-                                                           : "give either TEXT or --file PATH"));
-    }
-
+    tokenize_opts o = {0};
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    const char *model = o.model, *file = o.file, *text = o.text;
+    bool ids_only = o.ids_only;
+    unsigned flags = (o.add_special ? GT_TOK_ADD_SPECIAL : 0u) | (o.parse_special ? GT_TOK_PARSE_SPECIAL : 0u);
+    gt_status st;
     char *buf = NULL;
     size_t len = 0;
     if (file) {
-        st = read_file(file, &buf, &len);
-        if (st != GT_OK) return gt_args_report("tokenize", st);
+        st = gt_read_file(file, MAX_TEXT_BYTES, &buf, &len);
+        if (st != GT_OK) return gt_flags_report("tokenize", st);
     } else {
         len = strlen(text);
     }
@@ -175,6 +139,6 @@ int gt_cmd_tokenize(int argc, char **argv) {
     gt_tokenizer_free(t);
     gt_gguf_close(g);
     free(buf);
-    if (st != GT_OK) return gt_args_report("tokenize", st);
+    if (st != GT_OK) return gt_flags_report("tokenize", st);
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -1,5 +1,5 @@
 /* The `gantry` command: one binary, one verb per job. Verbs live in
- * tools/cmd_*.c and share the flag parser in tools/args.c. */
+ * tools/cmd_*.c and share the declarative flag tables of tools/flags.c. */
 #include <stdio.h>
 #include <string.h>
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "model/chat.h"
 #include "model/tokenizer/tokenizer.h"
@@ -41,32 +42,6 @@ void gt_text_close(gt_text *t) {
     gt_detok_stream_free(t->stream);
     gt_tokenizer_free(t->tok);
     free(t);
-}
-
-static gt_status read_file(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gt_fail(GT_ERR_IO, "%s: cannot open the prompt file", path);
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) {
-            fclose(f);
-            return gt_fail(GT_ERR_NOMEM, "%s: cannot hold the prompt file in memory", path);
-        }
-        n += fread(b + n, 1, cap - 1 - n, f);
-        if (n < cap - 1) break;
-        if (cap > (1u << 30)) {
-            free(b);
-            fclose(f);
-            return gt_fail(GT_ERR_RANGE, "%s: prompt file is larger than 1 GiB", path);
-        }
-        cap *= 2;
-        b = realloc(b, cap);
-    }
-    fclose(f);
-    *buf = b;
-    *len = n;
-    return GT_OK;
 }
 
 /* Formats one user turn (after an optional system turn) with the chat
@@ -115,7 +90,7 @@ gt_status gt_text_prompt(gt_text *t, const gt_gguf *g, const gt_text_prompt_opts
                        "--tokens IDS");
     char *buf = NULL, *chat = NULL;
     size_t len = o->prompt ? strlen(o->prompt) : 0;
-    if (!o->prompt) GT_TRY(read_file(o->file, &buf, &len));
+    if (!o->prompt) GT_TRY(gt_read_file(o->file, (size_t)1 << 30, &buf, &len));
     const char *text = o->prompt ? o->prompt : buf;
     gt_status st = GT_OK;
     if (o->chat) {

@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 
-#include "tools/args.h"
+#include "tools/flags.h"
 
 static _Noreturn void fail_job(const char *verb, gt_coord *c, gt_status st) {
     const char *msg = gt_last_error();
@@ -20,7 +20,7 @@ int gt_verb_run(const char *verb, const gt_rank_config *rc, void *opts, gt_verb_
     if (st != GT_OK) {
         /* Every rank holds the same sentence (or names the rank that failed). */
         if (gt_rank_launch_rank() != 0) return st == GT_ERR_INVALID_ARG ? 2 : 1;
-        return gt_args_report(verb, st);
+        return gt_flags_report(verb, st);
     }
     if (!gt_coord_leads(c)) {
         st = gt_coord_follow(c);
@@ -31,5 +31,5 @@ int gt_verb_run(const char *verb, const gt_rank_config *rc, void *opts, gt_verb_
     st = lead(c, opts);
     if (st != GT_OK && gt_coord_failed(c) && gt_rank_world_size(gt_coord_rank(c)) > 1) fail_job(verb, c, st);
     gt_coord_destroy(c);
-    return st == GT_OK ? 0 : gt_args_report(verb, st);
+    return st == GT_OK ? 0 : gt_flags_report(verb, st);
 }

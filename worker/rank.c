@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/bytes.h"
 #include "common/log.h"
 #include "common/timer.h"
 #include "common/trace.h"

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint64_t g_rng = 0x1234567;
@@ -65,19 +67,16 @@ int main(int argc, char **argv) {
         if (e->d_name[0] == '.') continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", argv[1], e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        if (len < 0 || len > (64l << 20)) {
-            fclose(f);
+        char *text = NULL;
+        size_t got = 0;
+        if (gt_read_file(path, (size_t)64 << 20, &text, &got) != GT_OK) continue;
+        size_t cap = got + 64; /* room for mutations that insert bytes */
+        uint8_t *orig = realloc(text, cap), *buf = malloc(cap);
+        if (!orig || !buf) {
+            free(orig ? orig : (uint8_t *)text);
+            free(buf);
             continue;
         }
-        size_t cap = (size_t)len + 64;
-        uint8_t *orig = malloc(cap), *buf = malloc(cap);
-        size_t got = fread(orig, 1, (size_t)len, f);
-        fclose(f);
         LLVMFuzzerTestOneInput(orig, got);
         runs++;
         for (int m = 0; m < mutations; m++) {

@@ -26,6 +26,7 @@
 #include "model/gguf.h"
 #include "model/synth.h"
 #include "parallel/grid.h"
+#include "common/bytes.h"
 #include "parallel/plan.h"
 #include "util/test_util.h"
 

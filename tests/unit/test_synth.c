@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "common/file.h"
+
 #include "common/alloc.h"
 #include "common/quant.h"
 #include "model/gguf.h"
@@ -262,16 +264,11 @@ static void test_distributions_and_tied(void **state) {
 }
 
 static size_t read_file(const char *path, uint8_t **out) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc((size_t)n);
-    assert_non_null(*out);
-    assert_int_equal(fread(*out, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return (size_t)n;
+    char *b = NULL;
+    size_t n = 0;
+    assert_int_equal(gt_read_file(path, 0, &b, &n), GT_OK);
+    *out = (uint8_t *)b;
+    return n;
 }
 
 static void test_determinism(void **state) {

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "common/file.h"
+
 #include "model/gguf.h"
 #include "model/tokenizer/tok_internal.h"
 #include "model/tokenizer/tokenizer.h"
@@ -26,20 +28,10 @@
 static const char *const k_vocabs[] = {"llama-spm",      "phi-3",     "gpt-2", "mpt",
                                        "deepseek-coder", "llama-bpe", "qwen2"};
 
+/* The whole file, NUL-terminated, or NULL when it cannot be read. */
 static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    if (len) *len = (size_t)n;
+    char *b = NULL;
+    if (gt_read_file(path, 0, &b, len) != GT_OK) return NULL;
     return b;
 }
 

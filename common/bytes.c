@@ -1,5 +1,5 @@
-/* Byte counts as people write them: parsing "2G" for --mem-budget and
- * printing "1.50 GiB" in plan tables. Suffixes are powers of 1024 whether
+/* Byte counts as people write them: parsing "2G" for flags such as
+ * --mem-budget and printing "1.50 GiB" in plan tables. Suffixes are powers of 1024 whether
  * written K, KB or KiB, since memory budgets are compared with device sizes
  * that are reported in binary units. */
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#include "parallel/plan.h"
+#include "common/bytes.h"
 
 gt_status gt_parse_bytes(const char *text, uint64_t *out) {
     *out = 0;
