@@ -15,7 +15,7 @@
 #include "tools/cmds.h"
 #include "tools/verb.h"
 #include "tools/flags.h"
-#include "tools/text.h"
+#include "coordinator/text.h"
 #include "worker/engine.h"
 
 typedef struct run_opts {

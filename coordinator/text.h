@@ -1,5 +1,7 @@
-/* Text in and out for the command-line verbs: the model's tokenizer when its
- * GGUF carries one, plain token ids otherwise (synthetic models written with
+/* Text in and out on the coordinator, on rank 0 only: the prompt is
+ * tokenized once (with the chat template when asked) and generated tokens
+ * are detokenized as a stream. Uses the model's tokenizer when its GGUF
+ * carries one, plain token ids otherwise (synthetic models written with
  * --vocab N, or a tokenizer type Gantry lacks; a warning says so). */
 #ifndef GT_TEXT_H
 #define GT_TEXT_H

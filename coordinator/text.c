@@ -1,5 +1,5 @@
 /* Prompt tokenization and streamed output for the verbs; see text.h. */
-#include "tools/text.h"
+#include "coordinator/text.h"
 
 #include <stdlib.h>
 #include <string.h>
