@@ -36,7 +36,8 @@ typedef struct bench_opts {
 typedef struct round_result {
     double bw, prefill_tps, decode_tps, roofline_frac;
     double step_bytes; /* bytes one decode step reads: weights + the KV attended over */
-    double decode_comm_s, decode_s; /* this rank: time in collectives / in all of decode */
+    double decode_s;                /* wall time of decode on rank 0 */
+    double comm_fraction;           /* rank 0: time in collectives / its time in decode */
     double bytes_sent_per_token;    /* this rank's collective payload per decoded token */
 } round_result;
 
@@ -175,7 +176,7 @@ static gt_status report_ranks(gt_coord *c, const bench_opts *o, round_result *r)
     gt_status st = gt_coord_report(c, o->trace != NULL, all);
     double tokens = (double)o->n_gen * (double)o->batch;
     if (st == GT_OK && n > 1) {
-        r->decode_comm_s = all[0].comm_s;
+        r->comm_fraction = all[0].busy_s > 0 ? all[0].comm_s / all[0].busy_s : 0.0;
         r->bytes_sent_per_token = all[0].bytes_sent / tokens;
         printf("per rank, decode of the last round:\n%5s %6s %4s %10s %12s %8s %16s\n", "rank", "stage",
                "tp", "decode s", "collectives s", "comm %", "bytes sent/token");
@@ -256,7 +257,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 o->eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
-                fb, fm, last->decode_s > 0 ? last->decode_comm_s / last->decode_s : 0.0,
+                fb, fm, last->comm_fraction,
                 last->bytes_sent_per_token);
         if (f != stdout) fclose(f);
     }
