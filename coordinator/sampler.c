@@ -26,7 +26,8 @@ struct gt_sampler {
 
 gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sampler **out) {
     *out = NULL;
-    if (n_vocab < 1) return gt_fail(GT_ERR_INVALID_ARG, "vocabulary size %d is not positive", n_vocab);
+    if (n_vocab < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "vocabulary size %d is not positive", n_vocab);
     if (isnan(cfg->temperature) || !(cfg->top_p >= 0))
         return gt_fail(GT_ERR_INVALID_ARG, "temperature %g or top-p %g is not a usable number",
                        (double)cfg->temperature, (double)cfg->top_p);

@@ -1,13 +1,17 @@
 /* Token sampling from one row of logits: greedy, temperature, top-k, top-p,
  * min-p, seeded.
  *
- * Order (the same as llama.cpp's default chain for these three filters):
- * the logits are divided by the temperature, then top-k keeps the k best,
- * top-p keeps the smallest prefix of those whose renormalised probability
- * reaches top_p, and min-p drops every token whose probability is below
- * min_p times the most likely one's. Selection is O(n log k) with top-k and
- * O(n) without it, never a comparison sort of the vocabulary. The sampler owns its scratch and its random state; one sampler per
- * sequence keeps runs reproducible whatever else is batched alongside. */
+ * Order: the logits are divided by the temperature, then top-k keeps the k
+ * best, top-p keeps the smallest prefix of those whose renormalised
+ * probability reaches top_p, and min-p drops every token whose probability
+ * is below min_p times the most likely one's. Top-k, top-p, min-p is the
+ * order of llama.cpp's default chain (penalties, dry, top_n_sigma, top_k,
+ * typ_p, top_p, min_p, xtc, temperature); unlike it, the temperature comes
+ * first here, as it always has for Gantry's top-p, so both filters see the
+ * tempered probabilities. Selection is O(n log k) with top-k and
+ * O(n) without it, never a comparison sort of the vocabulary. The sampler owns its scratch and its
+ * random state; one sampler per sequence keeps runs reproducible whatever else is batched
+ * alongside. */
 #ifndef GT_SAMPLER_H
 #define GT_SAMPLER_H
 
@@ -20,9 +24,10 @@ typedef struct gt_sampler_config {
     int top_k;         /* <= 0: all tokens */
     float top_p;       /* >= 1: no nucleus cut */
     uint64_t seed;
-    float min_p;       /* 0: off; in [0, 1] */
+    float min_p; /* 0: off; in [0, 1] */
 } gt_sampler_config;
-#define GT_SAMPLER_CONFIG_INIT {0.0f, 40, 0.95f, 1234, 0.0f}
+#define GT_SAMPLER_CONFIG_INIT                                                                     \
+    { 0.0f, 40, 0.95f, 1234, 0.0f }
 
 typedef struct gt_sampler gt_sampler;
 

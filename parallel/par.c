@@ -39,8 +39,10 @@ struct gt_par {
 gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
     *out = NULL;
     if (gt_comm_size(world) != grid->world || gt_comm_rank(world) != grid->rank)
-        return gt_fail(GT_ERR_INVALID_ARG, "the grid is for rank %d of %d ranks, but this is rank %d "
-                       "of %d", grid->rank, grid->world, gt_comm_rank(world), gt_comm_size(world));
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "the grid is for rank %d of %d ranks, but this is rank %d "
+                       "of %d",
+                       grid->rank, grid->world, gt_comm_rank(world), gt_comm_size(world));
     gt_par *p = calloc(1, sizeof *p);
     if (!p) return gt_fail(GT_ERR_NOMEM, "cannot allocate the parallel context");
     p->grid = *grid;
@@ -109,7 +111,8 @@ gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
 
 gt_status gt_par_allgather(gt_par *p, float *x, size_t count, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_allgather(p->stage, x + (size_t)p->grid.tp_rank * count, x, count, GT_F32, what);
+    gt_status st =
+        gt_comm_allgather(p->stage, x + (size_t)p->grid.tp_rank * count, x, count, GT_F32, what);
     account(p, t0, count * sizeof(float), what);
     return st;
 }
@@ -124,14 +127,16 @@ gt_status gt_par_reduce_scatter(gt_par *p, const float *send, float *recv, size_
 
 gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), TAG_ACTIVATIONS, what);
+    gt_status st =
+        gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), TAG_ACTIVATIONS, what);
     account(p, t0, n * sizeof(float), what);
     return st;
 }
 
 gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), TAG_ACTIVATIONS, what);
+    gt_status st =
+        gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), TAG_ACTIVATIONS, what);
     account(p, t0, 0, what);
     return st;
 }
@@ -152,10 +157,9 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
 static gt_status stage_slices(gt_par *p, int64_t n_local, const char *what) {
     if (p->slices_known) {
         if (n_local != p->slice_mine)
-            return gt_fail(GT_ERR_INVALID_ARG,
-                           "%s: the vocabulary slice changed from %lld to %lld rows",
-                           what ? what : "candidates", (long long)p->slice_mine,
-                           (long long)n_local);
+            return gt_fail(
+                GT_ERR_INVALID_ARG, "%s: the vocabulary slice changed from %lld to %lld rows",
+                what ? what : "candidates", (long long)p->slice_mine, (long long)n_local);
         return GT_OK;
     }
     int tp = p->grid.tp;
@@ -178,9 +182,10 @@ static gt_status stage_slices(gt_par *p, int64_t n_local, const char *what) {
     return st;
 }
 
-gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
-                                int k, float *vals, int32_t *ids, int *n_out, const char *what) {
-    if (k < 1 || n_local < 1) return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
+                                float *vals, int32_t *ids, int *n_out, const char *what) {
+    if (k < 1 || n_local < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
     if (n_local > INT32_MAX || v0 < 0 || v0 + n_local > (int64_t)INT32_MAX + 1)
         return gt_fail(GT_ERR_RANGE, "%s: vocabulary slice [%lld, %lld) does not fit token ids",
                        what, (long long)v0, (long long)(v0 + n_local));
@@ -195,7 +200,8 @@ gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local,
      * candidates [tp][ks], the merged ones [tp * ks], their values [tp][ks]
      * and ids [tp][ks]. */
     size_t n_cand = (size_t)(2 * n_local + 2 * (int64_t)tp * ks);
-    size_t bytes = n_cand * sizeof(gt_cand) + (size_t)tp * (size_t)ks * (sizeof(float) + sizeof(int32_t));
+    size_t bytes =
+        n_cand * sizeof(gt_cand) + (size_t)tp * (size_t)ks * (sizeof(float) + sizeof(int32_t));
     gt_cand *sel = scratch(p, bytes, what);
     if (!sel) return GT_ERR_NOMEM;
     gt_cand *tmp = sel + n_local, *all = tmp + n_local, *best = all + (size_t)tp * (size_t)ks;
@@ -272,8 +278,8 @@ static int64_t gather_chunk_rows(int64_t n) {
 
 /* A last-stage rank other than world rank 0: a header {n_rows, v0, n_local}
  * then the rows in chunks, all on TAG_LOGITS. */
-static gt_status gather_send(gt_par *p, const float *local, int n_rows, int64_t n_local,
-                             int64_t v0, const char *what) {
+static gt_status gather_send(gt_par *p, const float *local, int n_rows, int64_t n_local, int64_t v0,
+                             const char *what) {
     int32_t head[3] = {n_rows, (int32_t)v0, (int32_t)n_local};
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_send(p->world, head, 3, GT_I32, 0, TAG_LOGITS, what);

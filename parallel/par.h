@@ -20,8 +20,8 @@
 #include "transport/comm.h"
 
 typedef struct gt_par_stats {
-    double comm_s;        /* wall time inside collectives and transfers */
-    uint64_t bytes_sent;  /* payload this rank contributed or sent */
+    double comm_s;       /* wall time inside collectives and transfers */
+    uint64_t bytes_sent; /* payload this rank contributed or sent */
     uint64_t n_calls;
 } gt_par_stats;
 
@@ -64,8 +64,8 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
  * the first call exchanges them once (collective), later calls must pass the
  * same n_local. vals/ids must hold k * tp entries; *n_out receives the count
  * kept. GT_ERR_INVALID_ARG (k < 1), GT_ERR_NOMEM, GT_ERR_COMM. */
-gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
-                                int k, float *vals, int32_t *ids, int *n_out, const char *what);
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
+                                float *vals, int32_t *ids, int *n_out, const char *what);
 
 /* Broadcasts bytes from world rank 0 to every rank (the coordinator's step
  * plan), counted in the stats. Collective over the world; a no-op on one

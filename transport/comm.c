@@ -236,9 +236,13 @@ gt_status gt_comm_set_allocator(gt_comm *c, const gt_comm_allocator *a) {
         return GT_OK;
     }
     /* Back to the default: the backend's own for NCCL lives in the attach. */
-    if (c->backend == GT_COMM_MPI) c->alloc = gt__comm_host_allocator();
-    else return gt_fail(GT_ERR_INVALID_ARG, "group '%s': an NCCL group needs an explicit allocator "
-                        "to replace its own", c->name);
+    if (c->backend == GT_COMM_MPI)
+        c->alloc = gt__comm_host_allocator();
+    else
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "group '%s': an NCCL group needs an explicit allocator "
+                       "to replace its own",
+                       c->name);
     return GT_OK;
 }
 

@@ -77,7 +77,9 @@ typedef struct gt_comm_opts {
     gt_comm_allocator alloc; /* zero: the parent's when the backend is the same, else the default */
 } gt_comm_opts;
 #define GT_COMM_OPTS_INIT                                                                          \
-    { GT_COMM_MPI, 0, 0.0, NULL, { NULL, NULL, NULL } }
+    {                                                                                              \
+        GT_COMM_MPI, 0, 0.0, NULL, { NULL, NULL, NULL }                                            \
+    }
 
 /* Creates the world group ("world"), calling MPI_Init_thread first unless MPI
  * is already initialised; argc/argv may be NULL. Sets the log's rank prefix
@@ -123,9 +125,9 @@ int gt_comm_cuda_device_count(void);
 
 /* Memory a group's collectives can use, from the group's allocator: host
  * memory for GT_COMM_MPI, device memory for GT_COMM_NCCL, so that code (and
- * tests) can be written once for both. alloc returns NULL (with GT_ERR_NOMEM recorded) on failure or for 0
- * bytes; free accepts NULL. The copies are synchronous; they return GT_OK or
- * GT_ERR_COMM (a CUDA failure). */
+ * tests) can be written once for both. alloc returns NULL (with GT_ERR_NOMEM recorded) on failure
+ * or for 0 bytes; free accepts NULL. The copies are synchronous; they return GT_OK or GT_ERR_COMM
+ * (a CUDA failure). */
 void *gt_comm_mem_alloc(const gt_comm *c, size_t bytes);
 void gt_comm_mem_free(const gt_comm *c, void *p);
 gt_status gt_comm_mem_upload(const gt_comm *c, void *dst, const void *host_src, size_t bytes);

@@ -274,8 +274,10 @@ static gt_status local_setup(gt_comm *c, nccl_state *s, int device) {
     if (e == cudaSuccess) {
         s->barrier_buf = s->barrier_alloc.alloc(s->barrier_alloc.ctx, sizeof(int));
         if (!s->barrier_buf)
-            return gt_fail(GT_ERR_NOMEM, "group '%s': rank %d cannot allocate the barrier word on "
-                           "CUDA device %d", c->name, c->rank, device);
+            return gt_fail(GT_ERR_NOMEM,
+                           "group '%s': rank %d cannot allocate the barrier word on "
+                           "CUDA device %d",
+                           c->name, c->rank, device);
         e = cudaMemset(s->barrier_buf, 0, sizeof(int));
     }
     if (e != cudaSuccess)
@@ -309,8 +311,7 @@ gt_status gt__comm_nccl_attach(gt_comm *c, const gt_comm_opts *o) {
                      c->name, n_bad);
     if (st == GT_OK) st = local;
     _Static_assert(sizeof id % 4 == 0, "unique id broadcast as int32 words");
-    if (st == GT_OK)
-        st = c->ops->broadcast(c, &id, sizeof id / 4, GT_I32, 0, "nccl unique id");
+    if (st == GT_OK) st = c->ops->broadcast(c, &id, sizeof id / 4, GT_I32, 0, "nccl unique id");
     if (st == GT_OK) {
         /* Blocking: bounded by the id broadcast above, which every member
          * has just completed, so all of them are here. */

@@ -124,8 +124,8 @@ size_t gt__dtype_bytes(gt_dtype dt); /* 4 or 2; 0 for types transport does not m
 /* backends.c ---------------------------------------------------------------- */
 
 typedef struct gt__comm_backend_entry {
-    const char *name;          /* "mpi" */
-    const gt__comm_ops *ops;   /* the table a new group of this backend starts with */
+    const char *name;        /* "mpi" */
+    const gt__comm_ops *ops; /* the table a new group of this backend starts with */
     /* Turns a new MPI group into one of this backend (collective over c,
      * which still runs the MPI table for the bootstrap); NULL when nothing is
      * needed. On success it sets c->ops, c->backend and, when o->alloc is

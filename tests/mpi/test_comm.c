@@ -406,7 +406,8 @@ static void test_allocator(gt_comm *world) {
         g_pass++;
     else
         g_fail++, printf("FAIL [rank %d] allocator: status %d, %d allocs after the sum, %d after "
-                         "mem_alloc, %d frees\n", g_rank, (int)st, after_sum, after_mem, ca.n_free);
+                         "mem_alloc, %d frees\n",
+                         g_rank, (int)st, after_sum, after_mem, ca.n_free);
     gt_comm_allocator bad = {count_alloc, NULL, &ca};
     if (gt_comm_set_allocator(world, &bad) == GT_ERR_INVALID_ARG)
         g_pass++;

@@ -57,8 +57,9 @@ static void test_bcast_plan(gt_par *p, const char *grid) {
         size_t bad = n;
         for (size_t i = 0; i < n && bad == n; i++)
             if (buf[i] != (unsigned char)((i * 31 + n) & 0xff)) bad = i;
-        CHECK(st == GT_OK && bad == n, "%s: bcast_plan of %zu bytes: status %d, first wrong byte %zu",
-              grid, n, (int)st, bad);
+        CHECK(st == GT_OK && bad == n,
+              "%s: bcast_plan of %zu bytes: status %d, first wrong byte %zu", grid, n, (int)st,
+              bad);
         int world = gt_par_grid(p)->world;
         CHECK(world == 1 || gt_par_get_stats(p)->n_calls == calls + 1,
               "%s: bcast_plan is not counted in the stats", grid);

@@ -222,7 +222,8 @@ static void test_select_every_k(void **state) {
             for (int i = 0; i < N; i++) c[i] = (gt_cand){x[i], i};
             gt_cand_select(c, N, k, tmp);
             for (int j = 0; j < k; j++) {
-                if (c[j].id != want[j].id) fail_msg("k %d: position %d holds %d, want %d", k, j, c[j].id, want[j].id);
+                if (c[j].id != want[j].id)
+                    fail_msg("k %d: position %d holds %d, want %d", k, j, c[j].id, want[j].id);
             }
         }
     }
