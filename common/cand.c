@@ -88,8 +88,9 @@ static void radix_sort(gt_cand *c, int64_t n, gt_cand *tmp) {
 void gt_cand_select(gt_cand *c, int64_t n, int64_t k, gt_cand *tmp) {
     if (k > n) k = n;
     if (k <= 0 || n <= 1) return;
-    /* The heap's n log k beats three linear passes only for small k. */
-    if (k * 16 < n || !tmp)
+    /* The heap's n log k beats three linear passes (and clearing their
+     * counters) only for small k or short arrays. */
+    if (k * 16 < n || n < 2048 || !tmp)
         heap_top_k(c, n, k);
     else
         radix_sort(c, n, tmp);

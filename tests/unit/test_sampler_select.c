@@ -209,7 +209,7 @@ static void test_matches_full_sort(void **state) {
 /* gt_cand_select keeps the k best in order for every k, by heap or by sort. */
 static void test_select_every_k(void **state) {
     (void)state;
-    enum { N = 300 };
+    enum { N = 3000 }; /* above the size where the radix sort takes over */
     gt_test_rng rng;
     gt_test_rng_seed(&rng, 7);
     float x[N];
@@ -218,7 +218,7 @@ static void test_select_every_k(void **state) {
         fill_logits(&rng, x, N, v);
         for (int i = 0; i < N; i++) want[i] = (gt_cand){x[i], i};
         qsort(want, N, sizeof *want, gt_cand_cmp);
-        for (int k = 0; k <= N; k += (k < 20 ? 1 : 17)) {
+        for (int k = 0; k <= N; k += (k < 20 ? 1 : 97)) {
             for (int i = 0; i < N; i++) c[i] = (gt_cand){x[i], i};
             gt_cand_select(c, N, k, tmp);
             for (int j = 0; j < k; j++) {
