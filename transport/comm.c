@@ -228,21 +228,16 @@ gt_status gt_comm_set_timeout(gt_comm *c, double seconds) {
 }
 
 gt_status gt_comm_set_allocator(gt_comm *c, const gt_comm_allocator *a) {
-    if (a && a->alloc && !a->free)
+    bool given = a && a->alloc;
+    if (given && !a->free)
         return gt_fail(GT_ERR_INVALID_ARG, "group '%s': the allocator has no free", c->name);
-    gt__comm_scratch_release(c);
-    if (a && a->alloc) {
-        c->alloc = *a;
-        return GT_OK;
-    }
-    /* Back to the default: the backend's own for NCCL lives in the attach. */
-    if (c->backend == GT_COMM_MPI)
-        c->alloc = gt__comm_host_allocator();
-    else
+    /* The NCCL default lives in its attach; only MPI has one to return to. */
+    if (!given && c->backend != GT_COMM_MPI)
         return gt_fail(GT_ERR_INVALID_ARG,
-                       "group '%s': an NCCL group needs an explicit allocator "
-                       "to replace its own",
+                       "group '%s': an NCCL group needs an explicit allocator to replace its own",
                        c->name);
+    gt__comm_scratch_release(c);
+    c->alloc = given ? *a : gt__comm_host_allocator();
     return GT_OK;
 }
 
