@@ -1,34 +1,45 @@
-/* Sampling: greedy is a plain argmax; otherwise temperature, then top-k by
- * partial selection, softmax over the survivors, then the top-p prefix of
- * the sorted candidates, and a draw from a seeded xorshift generator. */
+/* Sampling: greedy is a plain argmax; otherwise temperature, then the
+ * candidates in order (common/cand.h: the top-k by a heap of k, or all of
+ * them by a linear-time radix sort when top-k is off), softmax over them,
+ * the top-p prefix, the min-p prefix, and a draw from a seeded xorshift
+ * generator.
+ *
+ * The normaliser is summed over the sorted candidates, best first, exactly
+ * as a full sort would order them, so the drawn token is bit-for-bit the
+ * one a straightforward sort-everything sampler draws (tests/unit/
+ * test_sampler.c keeps such a reference). Each exp is computed once. */
 #include "coordinator/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct {
-    float logit;
-    int32_t id;
-} cand;
+#include "common/cand.h"
 
 struct gt_sampler {
     gt_sampler_config cfg;
     int n_vocab;
-    cand *cands; /* [n_vocab] scratch */
+    gt_cand *cands; /* [n_vocab] scratch */
+    gt_cand *tmp;   /* [n_vocab] radix sort scratch */
+    double *w;      /* [n_vocab] exp(logit - max) of the sorted candidates */
     uint64_t rng;
 };
 
 gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sampler **out) {
     *out = NULL;
-    if (n_vocab < 1) return gt_fail(GT_ERR_INVALID_ARG, "vocabulary size %d is not positive", n_vocab);
+    if (n_vocab < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "vocabulary size %d is not positive", n_vocab);
     if (isnan(cfg->temperature) || !(cfg->top_p >= 0))
         return gt_fail(GT_ERR_INVALID_ARG, "temperature %g or top-p %g is not a usable number",
                        (double)cfg->temperature, (double)cfg->top_p);
+    if (!(cfg->min_p >= 0 && cfg->min_p <= 1))
+        return gt_fail(GT_ERR_INVALID_ARG, "min-p %g is not in [0, 1]", (double)cfg->min_p);
     gt_sampler *s = calloc(1, sizeof *s);
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate a sampler");
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
-    if (!s->cands) {
-        free(s);
+    s->tmp = malloc((size_t)n_vocab * sizeof *s->tmp);
+    s->w = malloc((size_t)n_vocab * sizeof *s->w);
+    if (!s->cands || !s->tmp || !s->w) {
+        gt_sampler_destroy(s);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate a sampler for %d tokens", n_vocab);
     }
     s->cfg = *cfg;
@@ -41,6 +52,8 @@ gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sample
 void gt_sampler_destroy(gt_sampler *s) {
     if (!s) return;
     free(s->cands);
+    free(s->tmp);
+    free(s->w);
     free(s);
 }
 
@@ -58,76 +71,51 @@ static double next_uniform(gt_sampler *s) {
     return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id;
-}
-
-/* Total order: larger logit first, then lower id, so that ties resolve the
- * same way as gt_argmax whatever the selection algorithm does. */
-static inline int before(const cand *a, const cand *b) {
-    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
-}
-
-/* Moves the k first candidates in that order to the front (unordered), by
- * quickselect. */
-static void select_top_k(cand *c, int n, int k) {
-    int lo = 0, hi = n - 1;
-    while (lo < hi) {
-        cand pivot = c[(lo + hi) / 2];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (before(&c[i], &pivot)) i++;
-            while (before(&pivot, &c[j])) j--;
-            if (i <= j) {
-                cand t = c[i];
-                c[i] = c[j];
-                c[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
-    }
-}
-
-/* Temperature, top-p and the draw over the first k candidates, which are
- * sorted best first. */
+/* Top-p, min-p and the draw over the first k candidates, which are sorted
+ * best first and already divided by the temperature. */
 static int32_t draw(gt_sampler *s, int k) {
-    double max = s->cands[0].logit, sum = 0;
-    for (int i = 0; i < k; i++) sum += exp(s->cands[i].logit - max);
-    /* Keep the smallest prefix whose probability reaches top_p. */
+    const gt_cand *c = s->cands;
+    double *w = s->w;
+    double max = c[0].logit, sum = 0;
+    for (int i = 0; i < k; i++) {
+        w[i] = exp(c[i].logit - max);
+        sum += w[i];
+    }
+    /* Top-p: the smallest prefix whose probability reaches top_p. */
     int keep = k;
     if (s->cfg.top_p < 1) {
         double acc = 0;
         for (int i = 0; i < k; i++) {
-            acc += exp(s->cands[i].logit - max) / sum;
+            acc += w[i] / sum;
             if (acc >= s->cfg.top_p) {
                 keep = i + 1;
                 break;
             }
         }
     }
+    /* Min-p: drop what is less likely than min_p times the best (w[0] = 1). */
+    if (s->cfg.min_p > 0)
+        for (int i = 1; i < keep; i++)
+            if (w[i] < s->cfg.min_p) {
+                keep = i;
+                break;
+            }
     double kept = 0;
-    for (int i = 0; i < keep; i++) kept += exp(s->cands[i].logit - max);
+    for (int i = 0; i < keep; i++) kept += w[i];
     double r = next_uniform(s) * kept;
     for (int i = 0; i < keep; i++) {
-        r -= exp(s->cands[i].logit - max);
-        if (r <= 0) return s->cands[i].id;
+        r -= w[i];
+        if (r <= 0) return c[i].id;
     }
-    return s->cands[keep - 1].id;
+    return c[keep - 1].id;
 }
 
 int32_t gt_sampler_sample(gt_sampler *s, const float *logits) {
     int n = s->n_vocab;
     if (s->cfg.temperature <= 0) return gt_argmax(logits, n);
-    for (int i = 0; i < n; i++) s->cands[i] = (cand){logits[i] / s->cfg.temperature, i};
+    for (int i = 0; i < n; i++) s->cands[i] = (gt_cand){logits[i] / s->cfg.temperature, i};
     int k = gt_sampler_n_candidates(s);
-    if (k < n) select_top_k(s->cands, n, k);
-    qsort(s->cands, (size_t)k, sizeof *s->cands, cmp_desc);
+    gt_cand_select(s->cands, n, k, s->tmp);
     return draw(s, k);
 }
 
@@ -135,7 +123,7 @@ int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int
     if (s->cfg.temperature <= 0 || n == 1) return ids[0];
     int k = gt_sampler_n_candidates(s);
     if (k > n) k = n;
-    for (int i = 0; i < k; i++) s->cands[i] = (cand){vals[i] / s->cfg.temperature, ids[i]};
+    for (int i = 0; i < k; i++) s->cands[i] = (gt_cand){vals[i] / s->cfg.temperature, ids[i]};
     return draw(s, k);
 }
 

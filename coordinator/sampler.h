@@ -1,6 +1,17 @@
 /* Token sampling from one row of logits: greedy, temperature, top-k, top-p,
- * seeded. The sampler owns its scratch and its random state; one sampler per
- * sequence keeps runs reproducible whatever else is batched alongside. */
+ * min-p, seeded.
+ *
+ * Order: the logits are divided by the temperature, then top-k keeps the k
+ * best, top-p keeps the smallest prefix of those whose renormalised
+ * probability reaches top_p, and min-p drops every token whose probability
+ * is below min_p times the most likely one's. Top-k, top-p, min-p is the
+ * order of llama.cpp's default chain (penalties, dry, top_n_sigma, top_k,
+ * typ_p, top_p, min_p, xtc, temperature); unlike it, the temperature comes
+ * first here, as it always has for Gantry's top-p, so both filters see the
+ * tempered probabilities. Selection is O(n log k) with top-k and
+ * O(n) without it, never a comparison sort of the vocabulary. The sampler owns its scratch and its
+ * random state; one sampler per sequence keeps runs reproducible whatever else is batched
+ * alongside. */
 #ifndef GT_SAMPLER_H
 #define GT_SAMPLER_H
 
@@ -13,12 +24,15 @@ typedef struct gt_sampler_config {
     int top_k;         /* <= 0: all tokens */
     float top_p;       /* >= 1: no nucleus cut */
     uint64_t seed;
+    float min_p; /* 0: off; in [0, 1] */
 } gt_sampler_config;
-#define GT_SAMPLER_CONFIG_INIT {0.0f, 40, 0.95f, 1234}
+#define GT_SAMPLER_CONFIG_INIT                                                                     \
+    { 0.0f, 40, 0.95f, 1234, 0.0f }
 
 typedef struct gt_sampler gt_sampler;
 
-/* GT_ERR_INVALID_ARG for n_vocab < 1 or a negative/NaN parameter, GT_ERR_NOMEM. */
+/* GT_ERR_INVALID_ARG for n_vocab < 1, a negative/NaN parameter or min_p
+ * outside [0, 1]; GT_ERR_NOMEM. */
 gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sampler **out);
 void gt_sampler_destroy(gt_sampler *s); /* accepts NULL */
 /* Picks a token from logits[n_vocab] (not modified). */
@@ -29,7 +43,9 @@ int32_t gt_sampler_sample(gt_sampler *s, const float *logits);
  * the candidates include the top_k best (n >= top_k). */
 int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int32_t *ids, int n);
 /* The number of candidates a sampler needs (1 for greedy, top_k, or the
- * whole vocabulary when top_k is 0). */
+ * whole vocabulary when top_k is 0: top-p and min-p then need every token's
+ * probability, so across ranks each rank contributes its whole slice, in
+ * linear time). */
 int gt_sampler_n_candidates(const gt_sampler *s);
 /* Index of the largest value; the lowest index wins ties. */
 int32_t gt_argmax(const float *x, int n);

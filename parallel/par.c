@@ -1,55 +1,53 @@
 /* Run-time collectives of the grid; see par.h. The stage group is split
- * once; pipeline transfers use the world communicator with ranks from the
- * grid, so no extra groups are needed for them. */
+ * once; pipeline transfers and the logits gather use the world
+ * communicator with ranks from the grid and the tags below, so no extra
+ * groups are needed for them. */
 #include "parallel/par.h"
 
-#include <signal.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/cand.h"
 #include "common/timer.h"
 #include "common/trace.h"
+#include "parallel/fault.h"
+
+/* Point-to-point tags on the world communicator, one per kind of message,
+ * so that an activation can never match a logits slice. */
+enum { TAG_ACTIVATIONS = 1, TAG_LOGITS = 3, TAG_CANDIDATES = 5 };
+
+/* Rows of a logits slice moved per message: bounds the receiver's staging
+ * buffer (64 MiB) and keeps every count far below INT_MAX. */
+#define GATHER_CHUNK_FLOATS ((int64_t)1 << 24)
 
 struct gt_par {
     gt_grid grid;
-    double stall_s;  /* test hook: sleep before allreduce number stall_at */
-    long stall_at;
-    int kill_self;   /* test hook: die before the first allreduce */
-    long n_allreduce;
     gt_comm *world; /* borrowed */
-    gt_comm *stage; /* owned; NULL when tp == 1 */
+    gt_comm *stage; /* owned; NULL when the grid is 1 x 1 */
     gt_par_stats stats;
-    float *cand_vals;   /* scratch for top candidates */
-    int32_t *cand_ids;
-    size_t cand_cap;
+    gt__par_fault *fault; /* test hooks; NULL unless a test asks (parallel/fault.h) */
+    /* Vocabulary slices of the stage, learned at the first top-candidates call. */
+    bool slices_known;
+    int64_t slice_mine, slice_max, slice_total;
+    void *scratch; /* candidates and staging; grown on demand */
+    size_t scratch_bytes;
 };
 
 gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
     *out = NULL;
     if (gt_comm_size(world) != grid->world || gt_comm_rank(world) != grid->rank)
-        return gt_fail(GT_ERR_INVALID_ARG, "the grid is for rank %d of %d ranks, but this is rank %d "
-                       "of %d", grid->rank, grid->world, gt_comm_rank(world), gt_comm_size(world));
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "the grid is for rank %d of %d ranks, but this is rank %d "
+                       "of %d",
+                       grid->rank, grid->world, gt_comm_rank(world), gt_comm_size(world));
     gt_par *p = calloc(1, sizeof *p);
     if (!p) return gt_fail(GT_ERR_NOMEM, "cannot allocate the parallel context");
     p->grid = *grid;
     p->world = world;
-    /* GANTRY_TEST_STALL=RANK:SECONDS[:CALL] makes that rank arrive late at
-     * its allreduce number CALL (0: the first), so that tests can see the
-     * watchdog name the operation and the rank. */
-    const char *stall = getenv("GANTRY_TEST_STALL");
-    int stall_rank = -1;
-    double stall_s = 0;
-    long stall_at = 0;
-    if (stall && sscanf(stall, "%d:%lf:%ld", &stall_rank, &stall_s, &stall_at) >= 2 &&
-        stall_rank == grid->rank) {
-        p->stall_s = stall_s;
-        p->stall_at = stall_at;
-    }
-    /* GANTRY_TEST_KILL=RANK kills that rank there instead (SIGKILL). */
-    const char *kill_env = getenv("GANTRY_TEST_KILL");
-    p->kill_self = kill_env && atoi(kill_env) == grid->rank;
+    p->fault = gt__par_fault_create(grid->rank);
     gt_status st = GT_OK;
     if (grid->tp > 1 || grid->pp > 1) {
         /* Collective over world even when tp == 1, so every rank calls it. */
@@ -60,7 +58,7 @@ gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
         st = gt_comm_split_ex(world, grid->stage, grid->tp_rank, &o, &p->stage);
     }
     if (st != GT_OK) {
-        free(p);
+        gt_par_destroy(p);
         return st;
     }
     *out = p;
@@ -70,8 +68,8 @@ gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
 void gt_par_destroy(gt_par *p) {
     if (!p) return;
     gt_comm_destroy(p->stage);
-    free(p->cand_vals);
-    free(p->cand_ids);
+    gt__par_fault_destroy(p->fault);
+    free(p->scratch);
     free(p);
 }
 
@@ -88,14 +86,23 @@ static void account(gt_par *p, uint64_t t0, size_t bytes, const char *what) {
     p->stats.n_calls++;
 }
 
+/* p->scratch grown to at least bytes; NULL with GT_ERR_NOMEM recorded. */
+static void *scratch(gt_par *p, size_t bytes, const char *what) {
+    if (bytes <= p->scratch_bytes) return p->scratch;
+    void *n = realloc(p->scratch, bytes);
+    if (!n) {
+        gt_fail(GT_ERR_NOMEM, "%s: cannot allocate %zu bytes of scratch", what ? what : "par",
+                bytes);
+        return NULL;
+    }
+    p->scratch = n;
+    p->scratch_bytes = bytes;
+    return n;
+}
+
 gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
     if (p->grid.tp == 1) return GT_OK;
-    if (p->kill_self) raise(SIGKILL);
-    if (p->stall_s > 0 && p->n_allreduce++ == p->stall_at) {
-        struct timespec ts = {(time_t)p->stall_s, (long)((p->stall_s - (double)(time_t)p->stall_s) * 1e9)};
-        p->stall_s = 0;
-        nanosleep(&ts, NULL);
-    }
+    gt__par_fault_allreduce(p->fault);
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_allreduce(p->stage, x, x, n, GT_F32, what);
     account(p, t0, n * sizeof(float), what);
@@ -104,7 +111,8 @@ gt_status gt_par_allreduce(gt_par *p, float *x, size_t n, const char *what) {
 
 gt_status gt_par_allgather(gt_par *p, float *x, size_t count, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_allgather(p->stage, x + (size_t)p->grid.tp_rank * count, x, count, GT_F32, what);
+    gt_status st =
+        gt_comm_allgather(p->stage, x + (size_t)p->grid.tp_rank * count, x, count, GT_F32, what);
     account(p, t0, count * sizeof(float), what);
     return st;
 }
@@ -119,14 +127,16 @@ gt_status gt_par_reduce_scatter(gt_par *p, const float *send, float *recv, size_
 
 gt_status gt_par_send_next(gt_par *p, const float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), 1, what);
+    gt_status st =
+        gt_comm_send(p->world, x, n, GT_F32, gt_grid_next_rank(&p->grid), TAG_ACTIVATIONS, what);
     account(p, t0, n * sizeof(float), what);
     return st;
 }
 
 gt_status gt_par_recv_prev(gt_par *p, float *x, size_t n, const char *what) {
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), 1, what);
+    gt_status st =
+        gt_comm_recv(p->world, x, n, GT_F32, gt_grid_prev_rank(&p->grid), TAG_ACTIVATIONS, what);
     account(p, t0, 0, what);
     return st;
 }
@@ -140,158 +150,210 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
     return st;
 }
 
-typedef struct {
-    float v;
-    int32_t id;
-} cand;
+/* Candidates ---------------------------------------------------------------- */
 
-static int cand_cmp(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? 1 : -1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* The k best of n local logits, sorted; a partial selection keeps this
- * O(n log k) rather than sorting the whole slice. */
-static void local_top(const float *logits, int64_t n, int64_t v0, int k, cand *out) {
-    int m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        cand c = {logits[i], (int32_t)(v0 + i)};
-        if (m < k) {
-            out[m++] = c;
-            for (int j = m - 1; j > 0 && cand_cmp(&out[j], &out[j - 1]) < 0; j--) {
-                cand t = out[j];
-                out[j] = out[j - 1];
-                out[j - 1] = t;
-            }
-        } else if (cand_cmp(&c, &out[k - 1]) < 0) {
-            out[k - 1] = c;
-            for (int j = k - 1; j > 0 && cand_cmp(&out[j], &out[j - 1]) < 0; j--) {
-                cand t = out[j];
-                out[j] = out[j - 1];
-                out[j - 1] = t;
-            }
-        }
+/* Learns the stage's slice lengths once (an allgather of one integer), so
+ * that every rank sends the same number of candidates. */
+static gt_status stage_slices(gt_par *p, int64_t n_local, const char *what) {
+    if (p->slices_known) {
+        if (n_local != p->slice_mine)
+            return gt_fail(
+                GT_ERR_INVALID_ARG, "%s: the vocabulary slice changed from %lld to %lld rows",
+                what ? what : "candidates", (long long)p->slice_mine, (long long)n_local);
+        return GT_OK;
     }
-}
-
-gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
-                                int k, float *vals, int32_t *ids, int *n_out, const char *what) {
-    if (k > n_local) k = (int)n_local;
-    if (k < 1) return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
     int tp = p->grid.tp;
-    cand *all = malloc((size_t)k * (size_t)tp * sizeof *all);
-    if (!all) return gt_fail(GT_ERR_NOMEM, "cannot allocate %d sampling candidates", k * tp);
-    local_top(logits, n_local, v0, k, all + (size_t)p->grid.tp_rank * (size_t)k);
-    gt_status st = GT_OK;
-    if (tp > 1) {
-        /* Values and ids travel as two gathers of typed buffers. */
-        float *gv = malloc((size_t)k * (size_t)tp * sizeof *gv);
-        int32_t *gi = malloc((size_t)k * (size_t)tp * sizeof *gi);
-        if (!gv || !gi) {
-            st = gt_fail(GT_ERR_NOMEM, "cannot allocate %d sampling candidates", k * tp);
-        } else {
-            cand *mine = all + (size_t)p->grid.tp_rank * (size_t)k;
-            for (int j = 0; j < k; j++) {
-                gv[(size_t)p->grid.tp_rank * k + j] = mine[j].v;
-                gi[(size_t)p->grid.tp_rank * k + j] = mine[j].id;
-            }
-            uint64_t t0 = gt_now_ns();
-            st = gt_comm_allgather(p->stage, gv + (size_t)p->grid.tp_rank * k, gv, (size_t)k, GT_F32, what);
-            if (st == GT_OK)
-                st = gt_comm_allgather(p->stage, gi + (size_t)p->grid.tp_rank * k, gi, (size_t)k, GT_I32, what);
-            account(p, t0, (size_t)k * 8, what);
-            for (int j = 0; st == GT_OK && j < k * tp; j++) all[j] = (cand){gv[j], gi[j]};
-        }
-        free(gv);
-        free(gi);
-        if (st == GT_OK) qsort(all, (size_t)k * (size_t)tp, sizeof *all, cand_cmp);
-    }
+    int32_t *len = calloc((size_t)tp, sizeof *len); /* [tp] */
+    if (!len) return gt_fail(GT_ERR_NOMEM, "cannot allocate %d slice lengths", tp);
+    len[p->grid.tp_rank] = (int32_t)n_local;
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_allgather(p->stage, len + p->grid.tp_rank, len, 1, GT_I32, what);
+    account(p, t0, sizeof(int32_t), what);
     if (st == GT_OK) {
-        for (int j = 0; j < k; j++) {
-            vals[j] = all[j].v;
-            ids[j] = all[j].id;
+        p->slice_max = p->slice_total = 0;
+        for (int r = 0; r < tp; r++) {
+            if (len[r] > p->slice_max) p->slice_max = len[r];
+            p->slice_total += len[r];
         }
-        *n_out = k;
+        p->slice_mine = n_local;
+        p->slices_known = true;
     }
-    free(all);
+    free(len);
     return st;
 }
 
-/* The coordinator's traffic ------------------------------------------------ */
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
+                                float *vals, int32_t *ids, int *n_out, const char *what) {
+    if (k < 1 || n_local < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
+    if (n_local > INT32_MAX || v0 < 0 || v0 + n_local > (int64_t)INT32_MAX + 1)
+        return gt_fail(GT_ERR_RANGE, "%s: vocabulary slice [%lld, %lld) does not fit token ids",
+                       what, (long long)v0, (long long)(v0 + n_local));
+    int tp = p->grid.tp;
+    int64_t ks = k < n_local ? k : n_local; /* candidates each rank sends */
+    if (tp > 1) {
+        GT_TRY(stage_slices(p, n_local, what));
+        ks = k < p->slice_max ? k : p->slice_max;
+    }
+    int64_t mine = ks < n_local ? ks : n_local; /* real ones among them */
+    /* Scratch: the slice [n_local], radix scratch [n_local], the gathered
+     * candidates [tp][ks], the merged ones [tp * ks], their values [tp][ks]
+     * and ids [tp][ks]. */
+    size_t n_cand = (size_t)(2 * n_local + 2 * (int64_t)tp * ks);
+    size_t bytes =
+        n_cand * sizeof(gt_cand) + (size_t)tp * (size_t)ks * (sizeof(float) + sizeof(int32_t));
+    gt_cand *sel = scratch(p, bytes, what);
+    if (!sel) return GT_ERR_NOMEM;
+    gt_cand *tmp = sel + n_local, *all = tmp + n_local, *best = all + (size_t)tp * (size_t)ks;
+    float *gv = (float *)(best + (size_t)tp * (size_t)ks);
+    int32_t *gi = (int32_t *)(gv + (size_t)tp * (size_t)ks);
+    for (int64_t i = 0; i < n_local; i++) sel[i] = (gt_cand){logits[i], (int32_t)(v0 + i)};
+    gt_cand_select(sel, n_local, mine, tmp);
+    if (tp == 1) {
+        for (int64_t j = 0; j < mine; j++) {
+            vals[j] = sel[j].logit;
+            ids[j] = sel[j].id;
+        }
+        *n_out = (int)mine;
+        return GT_OK;
+    }
+    /* This rank's block: its best, then sentinels that sort after every
+     * real candidate when this slice is shorter than the longest. */
+    size_t off = (size_t)p->grid.tp_rank * (size_t)ks;
+    for (int64_t j = 0; j < ks; j++) {
+        gv[off + j] = j < mine ? sel[j].logit : -INFINITY;
+        gi[off + j] = j < mine ? sel[j].id : INT32_MAX;
+    }
+    /* Values and ids travel as two gathers of typed buffers. */
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_allgather(p->stage, gv + off, gv, (size_t)ks, GT_F32, what);
+    if (st == GT_OK) st = gt_comm_allgather(p->stage, gi + off, gi, (size_t)ks, GT_I32, what);
+    account(p, t0, (size_t)ks * 8, what);
+    GT_TRY(st);
+    for (size_t j = 0; j < (size_t)tp * (size_t)ks; j++) all[j] = (gt_cand){gv[j], gi[j]};
+    int64_t n = k < p->slice_total ? k : p->slice_total;
+    gt_cand_merge(all, tp, ks, best, n);
+    for (int64_t j = 0; j < n; j++) {
+        vals[j] = best[j].logit;
+        ids[j] = best[j].id;
+    }
+    *n_out = (int)n;
+    return GT_OK;
+}
+
+/* Coordinator traffic ------------------------------------------------------- */
 
 gt_status gt_par_bcast_plan(gt_par *p, void *buf, size_t bytes, const char *what) {
-    if (p->grid.world == 1) return GT_OK;
-    if (bytes % 4) return gt_fail(GT_ERR_INTERNAL, "%s: %zu bytes is not whole words", what, bytes);
+    if (p->grid.world == 1 || bytes == 0) return GT_OK;
+    /* Transport moves typed words: whole 32-bit words in place, or through
+     * scratch rounded up to one when the length is not a multiple of 4. */
+    size_t words = (bytes + 3) / 4;
+    void *wbuf = buf;
+    if (bytes % 4) {
+        wbuf = scratch(p, words * 4, what);
+        if (!wbuf) return GT_ERR_NOMEM;
+        if (p->grid.rank == 0) {
+            memset((char *)wbuf + bytes, 0, words * 4 - bytes);
+            memcpy(wbuf, buf, bytes);
+        }
+    }
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_broadcast(p->world, buf, bytes / 4, GT_I32, 0, what);
+    gt_status st = gt_comm_broadcast(p->world, wbuf, words, GT_I32, 0, what);
     account(p, t0, p->grid.rank == 0 ? bytes : 0, what);
+    if (st == GT_OK && wbuf != buf && p->grid.rank != 0) memcpy(buf, wbuf, bytes);
+    return st;
+}
+
+/* Copies rows [n_rows, n] into columns [v0, v0 + n) of full [n_rows, n_vocab]. */
+static void place_rows(float *full, int64_t n_vocab, const float *rows, int64_t n_rows, int64_t n,
+                       int64_t v0) {
+    for (int64_t r = 0; r < n_rows; r++)
+        memcpy(full + r * n_vocab + v0, rows + r * n, (size_t)n * sizeof *full);
+}
+
+static int64_t gather_chunk_rows(int64_t n) {
+    int64_t rows = GATHER_CHUNK_FLOATS / (n > 0 ? n : 1);
+    return rows > 0 ? rows : 1;
+}
+
+/* A last-stage rank other than world rank 0: a header {n_rows, v0, n_local}
+ * then the rows in chunks, all on TAG_LOGITS. */
+static gt_status gather_send(gt_par *p, const float *local, int n_rows, int64_t n_local, int64_t v0,
+                             const char *what) {
+    int32_t head[3] = {n_rows, (int32_t)v0, (int32_t)n_local};
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_send(p->world, head, 3, GT_I32, 0, TAG_LOGITS, what);
+    int64_t step = gather_chunk_rows(n_local);
+    for (int64_t r = 0; st == GT_OK && r < n_rows; r += step) {
+        int64_t nr = n_rows - r < step ? n_rows - r : step;
+        st = gt_comm_send(p->world, local + r * n_local, (size_t)(nr * n_local), GT_F32, 0,
+                          TAG_LOGITS, what);
+    }
+    account(p, t0, sizeof head + (size_t)n_rows * (size_t)n_local * sizeof(float), what);
+    return st;
+}
+
+/* World rank 0: one last-stage rank's slice into full. */
+static gt_status gather_recv(gt_par *p, int src, int n_rows, int64_t n_vocab, float *full,
+                             const char *what) {
+    int32_t head[3];
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_recv(p->world, head, 3, GT_I32, src, TAG_LOGITS, what);
+    int64_t v0 = head[1], n = head[2];
+    if (st == GT_OK && (head[0] != n_rows || v0 < 0 || n < 0 || v0 + n > n_vocab))
+        st = gt_fail(GT_ERR_INVALID_ARG,
+                     "%s: rank %d sends %d rows of vocabulary [%lld, %lld), but rank 0 expects "
+                     "%d rows of a %lld-token vocabulary",
+                     what, src, head[0], (long long)v0, (long long)(v0 + n), n_rows,
+                     (long long)n_vocab);
+    int64_t step = gather_chunk_rows(n);
+    float *buf = NULL;
+    if (st == GT_OK && n > 0) {
+        buf = scratch(p, (size_t)(step < n_rows ? step : n_rows) * (size_t)n * sizeof *buf, what);
+        if (!buf) st = GT_ERR_NOMEM;
+    }
+    for (int64_t r = 0; st == GT_OK && n > 0 && r < n_rows; r += step) {
+        int64_t nr = n_rows - r < step ? n_rows - r : step;
+        st = gt_comm_recv(p->world, buf, (size_t)(nr * n), GT_F32, src, TAG_LOGITS, what);
+        if (st == GT_OK) place_rows(full + r * n_vocab, n_vocab, buf, nr, n, v0);
+    }
+    account(p, t0, 0, what);
     return st;
 }
 
 gt_status gt_par_gather_logits(gt_par *p, const float *local, int n_rows, int64_t n_local,
                                int64_t v0, int64_t n_vocab, float *full, const char *what) {
     const gt_grid *g = &p->grid;
-    bool last = gt_grid_last_stage(g);
-    size_t slice = (size_t)n_rows * (size_t)n_local;
-    if (g->world == 1) {
-        if (full != local) memcpy(full, local, slice * sizeof *full);
-        return GT_OK;
-    }
-    uint64_t t0 = gt_now_ns();
-    gt_status st = GT_OK;
-    /* Each last-stage rank sends its slice, led by its (v0, n_local), to
-     * world rank 0, which places the columns. */
-    if (last && g->rank != 0) {
-        int32_t hdr[4] = {(int32_t)v0, (int32_t)n_local, n_rows, 0};
-        st = gt_comm_send(p->world, hdr, 4, GT_I32, 0, 4, what);
-        if (st == GT_OK) st = gt_comm_send(p->world, local, slice, GT_F32, 0, 4, what);
-        account(p, t0, slice * sizeof(float), what);
-        return st;
-    }
-    if (g->rank != 0) return GT_OK;
-    float *buf = NULL;
-    for (int tr = 0; st == GT_OK && tr < g->tp; tr++) {
+    bool last = gt_grid_last_stage(g), root = g->rank == 0;
+    if (!last && !root) return GT_OK;
+    if (n_rows < 0 || (last && (v0 < 0 || n_local < 0 || v0 + n_local > n_vocab ||
+                                v0 + n_local > INT32_MAX || (n_rows && n_local && !local))))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s: %d rows of vocabulary slice [%lld, %lld) do not fit a %lld-token "
+                       "vocabulary",
+                       what, n_rows, (long long)v0, (long long)(v0 + n_local), (long long)n_vocab);
+    if (root && !full && n_rows)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: rank 0 has no buffer for the full logits", what);
+    if (last && !root) return gather_send(p, local, n_rows, n_local, v0, what);
+    for (int tr = 0; tr < g->tp; tr++) {
         int src = gt_grid_rank_at(g, g->pp - 1, tr);
-        int64_t s0 = v0, sn = n_local;
-        const float *rows = local;
-        if (src != 0) {
-            int32_t hdr[4];
-            st = gt_comm_recv(p->world, hdr, 4, GT_I32, src, 4, what);
-            if (st != GT_OK) break;
-            s0 = hdr[0];
-            sn = hdr[1];
-            if (hdr[2] != n_rows || s0 < 0 || sn < 0 || s0 + sn > n_vocab) {
-                st = gt_fail(GT_ERR_INTERNAL, "%s: rank %d sent rows %d of vocabulary %d..%d, expected "
-                             "%d rows within %lld", what, src, hdr[2], hdr[0], hdr[0] + hdr[1], n_rows,
-                             (long long)n_vocab);
-                break;
-            }
-            free(buf);
-            buf = malloc((size_t)n_rows * (size_t)sn * sizeof *buf);
-            if (!buf) {
-                st = gt_fail(GT_ERR_NOMEM, "%s: cannot hold a logits slice", what);
-                break;
-            }
-            st = gt_comm_recv(p->world, buf, (size_t)n_rows * (size_t)sn, GT_F32, src, 4, what);
-            rows = buf;
-        }
-        for (int r = 0; st == GT_OK && r < n_rows; r++)
-            memcpy(full + (size_t)r * (size_t)n_vocab + s0, rows + (size_t)r * (size_t)sn,
-                   (size_t)sn * sizeof *full);
+        if (src == 0)
+            place_rows(full, n_vocab, local, n_rows, n_local, v0);
+        else
+            GT_TRY(gather_recv(p, src, n_rows, n_vocab, full, what));
     }
-    free(buf);
-    account(p, t0, 0, what);
-    return st;
+    return GT_OK;
 }
+
+/* The coordinator's traffic beyond the plan and the logits ------------------ */
 
 gt_status gt_par_last_to_coord(gt_par *p, void *buf, size_t words, const char *what) {
     const gt_grid *g = &p->grid;
     int src = gt_grid_rank_at(g, g->pp - 1, 0);
     if (src == 0 || (g->rank != 0 && g->rank != src) || words == 0) return GT_OK;
     uint64_t t0 = gt_now_ns();
-    gt_status st = g->rank == src ? gt_comm_send(p->world, buf, words, GT_I32, 0, 5, what)
-                                  : gt_comm_recv(p->world, buf, words, GT_I32, src, 5, what);
+    gt_status st = g->rank == src ? gt_comm_send(p->world, buf, words, GT_I32, 0, TAG_CANDIDATES, what)
+                                  : gt_comm_recv(p->world, buf, words, GT_I32, src, TAG_CANDIDATES, what);
     account(p, t0, g->rank == src ? words * 4 : 0, what);
     return st;
 }

@@ -4,7 +4,8 @@
  * The engine (worker/) calls only these functions, never the transport
  * directly: allreduce over the stage group after every row-parallel matrix,
  * send/receive of activations between pipeline neighbours, and the
- * vocabulary-parallel helpers for the embedding and the sampler. Every call
+ * vocabulary-parallel helpers for the embedding and the sampler; the
+ * coordinator broadcasts its step plan and gathers logits through it too. Every call
  * takes a label ("layer 3 attn") that the transport's watchdog prints when a
  * peer does not arrive. Time inside collectives and bytes sent are counted
  * here, so that `gantry bench` can report compute against communication. */
@@ -19,8 +20,8 @@
 #include "transport/comm.h"
 
 typedef struct gt_par_stats {
-    double comm_s;        /* wall time inside collectives and transfers */
-    uint64_t bytes_sent;  /* payload this rank contributed or sent */
+    double comm_s;       /* wall time inside collectives and transfers */
+    uint64_t bytes_sent; /* payload this rank contributed or sent */
     uint64_t n_calls;
 } gt_par_stats;
 
@@ -55,24 +56,34 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
 
 /* Vocabulary-parallel candidates: each rank of the last stage holds logits
  * for the rows [v0, v0 + n_local) of the vocabulary. Returns on every rank of
- * the stage the k best (logit, global id) pairs of the whole vocabulary,
- * sorted by logit descending then id ascending, without gathering the full
- * logits: each rank sends only its own k best. k is clamped to n_local.
- * vals/ids must hold k * tp entries; *n_out receives the count kept (k). */
-gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0,
-                                int k, float *vals, int32_t *ids, int *n_out, const char *what);
+ * the stage the min(k, n_vocab) best (logit, global id) pairs of the whole
+ * vocabulary, sorted by logit descending then id ascending, without
+ * gathering the full logits: each rank selects its own min(k, n_local) best
+ * (a heap of k, O(n_local log k), or a linear-time sort of the slice when k
+ * is near n_local) and the stage merges them. Slices may differ in length;
+ * the first call exchanges them once (collective), later calls must pass the
+ * same n_local. vals/ids must hold k * tp entries; *n_out receives the count
+ * kept. GT_ERR_INVALID_ARG (k < 1), GT_ERR_NOMEM, GT_ERR_COMM. */
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
+                                float *vals, int32_t *ids, int *n_out, const char *what);
 
-/* The coordinator's traffic (world rank 0 leads the job). */
-/* Broadcasts bytes (a multiple of 4) from world rank 0 to every rank: the
- * step plan. A no-op on one rank. */
+/* Broadcasts bytes from world rank 0 to every rank (the coordinator's step
+ * plan), counted in the stats. Collective over the world; a no-op on one
+ * rank. GT_ERR_NOMEM, GT_ERR_RANGE (too large), GT_ERR_COMM. */
 gt_status gt_par_bcast_plan(gt_par *p, void *buf, size_t bytes, const char *what);
+
 /* Logits gather for --logits-out and perplexity: each rank of the last stage
  * holds rows [n_rows, n_local] of its vocabulary slice [v0, v0 + n_local);
  * world rank 0 receives full [n_rows, n_vocab] rows in `full` (only written
- * there; other ranks pass NULL). Collective over the last stage and world
- * rank 0. */
+ * there; other ranks pass NULL). Through the stage/world communicators with
+ * the watchdog and the stats, no hard-coded raw tag on world send/recv
+ * outside gt_par. Collective over the last stage and world rank 0; other
+ * ranks return at once. On one rank it is a copy. GT_ERR_INVALID_ARG (a
+ * slice outside the vocabulary, rows that disagree, full NULL on rank 0),
+ * GT_ERR_NOMEM, GT_ERR_COMM. */
 gt_status gt_par_gather_logits(gt_par *p, const float *local, int n_rows, int64_t n_local,
                                int64_t v0, int64_t n_vocab, float *full, const char *what);
+
 /* words 32-bit words from the first rank of the last stage to world rank 0
  * (the sampling candidates); a no-op on the other ranks and when the two are
  * one rank. */

@@ -59,6 +59,8 @@ static const gt_flag k_flags[] = {
      .help = "keep the K most likely tokens (default 40; 0: all)"},
     {NULL, "--top-p", GT_FLAG_FLOAT, O(samp.top_p), .flo = 0, .fhi = 1, .metavar = "P",
      .help = "nucleus sampling threshold (default 0.95)"},
+    {NULL, "--min-p", GT_FLAG_FLOAT, O(samp.min_p), .flo = 0, .fhi = 1, .metavar = "P",
+     .help = "drop tokens less likely than P times the most likely one (default 0: off)"},
     {NULL, "--seed", GT_FLAG_U64, O(samp.seed), .lo = 0, .hi = 0x7fffffffl, .metavar = "S",
      .help = "sampling seed (default 1234)"},
     {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/alloc.h"
 #include "common/log.h"
 #include "transport/internal.h"
 
@@ -32,35 +31,9 @@ static double env_timeout(void) {
     return v;
 }
 
-size_t gt__dtype_bytes(gt_dtype dt) {
-    switch (dt) {
-    case GT_F32:
-    case GT_I32:
-        return 4;
-    case GT_F16:
-    case GT_BF16:
-        return 2;
-    default:
-        return 0;
-    }
-}
-
-void *gt__comm_scratch(gt_comm *c, size_t bytes) {
-    if (bytes <= c->scratch_bytes) return c->scratch;
-    void *p = gt_alloc(bytes);
-    if (!p) {
-        gt_fail(GT_ERR_NOMEM, "group '%s': cannot allocate %zu bytes of reduction scratch", c->name,
-                bytes);
-        return NULL;
-    }
-    gt_free(c->scratch);
-    c->scratch = p;
-    c->scratch_bytes = bytes;
-    return p;
-}
-
 static void comm_free(gt_comm *c) {
     if (!c) return;
+    gt__comm_scratch_release(c); /* before the backend state its allocator may use */
     if (c->ops && c->ops->release) c->ops->release(c);
     int fin = 0;
     MPI_Finalized(&fin);
@@ -75,7 +48,6 @@ static void comm_free(gt_comm *c) {
     free(c->seen_op);
     free(c->notice);
     free(c->notice_req);
-    gt_free(c->scratch);
     free(c);
 }
 
@@ -88,8 +60,9 @@ static gt_status comm_wrap(MPI_Comm comm, const char *name, double timeout_s, gt
     }
     c->comm = comm;
     c->side = MPI_COMM_NULL;
-    c->ops = &gt__comm_mpi_ops;
+    c->ops = gt__comm_backend(GT_COMM_MPI)->ops;
     c->backend = GT_COMM_MPI;
+    c->alloc = gt__comm_host_allocator();
     c->timeout_s = timeout_s;
     snprintf(c->name, sizeof c->name, "%s", name);
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
@@ -180,9 +153,13 @@ gt_status gt_comm_split_ex(gt_comm *parent, int color, int key, const gt_comm_op
         return gt_fail(GT_ERR_INVALID_ARG,
                        "split of group '%s': color %d is negative and not GT_COMM_UNDEFINED",
                        parent->name, color);
-    if (o.backend != GT_COMM_MPI && o.backend != GT_COMM_NCCL)
+    const gt__comm_backend_entry *be = gt__comm_backend(o.backend);
+    if (!be)
         return gt_fail(GT_ERR_INVALID_ARG, "split of group '%s': unknown backend %d", parent->name,
                        (int)o.backend);
+    if (o.alloc.alloc && !o.alloc.free)
+        return gt_fail(GT_ERR_INVALID_ARG, "split of group '%s': the allocator has no free",
+                       parent->name);
     /* Checked before the collective split so that every rank stays in step:
      * all ranks of one build agree on whether NCCL exists. */
     if (o.backend == GT_COMM_NCCL && !gt_comm_have_nccl())
@@ -208,8 +185,13 @@ gt_status gt_comm_split_ex(gt_comm *parent, int color, int key, const gt_comm_op
         snprintf(name, sizeof name, "%.40s/%d", parent->name, color);
     gt_comm *c;
     GT_TRY(comm_wrap(nc, name, o.timeout_s > 0 ? o.timeout_s : parent->timeout_s, &c));
-    if (o.backend == GT_COMM_NCCL) {
-        gt_status st = gt__comm_nccl_attach(c, o.cuda_device);
+    c->ops = be->ops;
+    if (o.alloc.alloc)
+        c->alloc = o.alloc;
+    else if (o.backend == parent->backend)
+        c->alloc = parent->alloc;
+    if (be->attach) {
+        gt_status st = be->attach(c, &o);
         if (st != GT_OK) {
             comm_free(c);
             return st;
@@ -242,6 +224,20 @@ gt_status gt_comm_set_timeout(gt_comm *c, double seconds) {
         return gt_fail(GT_ERR_INVALID_ARG, "group '%s': timeout %g s is not in (0, 1e6]", c->name,
                        seconds);
     c->timeout_s = seconds;
+    return GT_OK;
+}
+
+gt_status gt_comm_set_allocator(gt_comm *c, const gt_comm_allocator *a) {
+    bool given = a && a->alloc;
+    if (given && !a->free)
+        return gt_fail(GT_ERR_INVALID_ARG, "group '%s': the allocator has no free", c->name);
+    /* The NCCL default lives in its attach; only MPI has one to return to. */
+    if (!given && c->backend != GT_COMM_MPI)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "group '%s': an NCCL group needs an explicit allocator to replace its own",
+                       c->name);
+    gt__comm_scratch_release(c);
+    c->alloc = given ? *a : gt__comm_host_allocator();
     return GT_OK;
 }
 
@@ -391,7 +387,7 @@ _Noreturn void gt_comm_abort(gt_comm *c, int code) {
 
 void *gt_comm_mem_alloc(const gt_comm *c, size_t bytes) {
     if (!bytes) return NULL;
-    void *p = c->ops->mem_alloc(c, bytes);
+    void *p = c->alloc.alloc(c->alloc.ctx, bytes);
     if (!p)
         gt_fail(GT_ERR_NOMEM, "group '%s': cannot allocate %zu bytes of %s memory", c->name, bytes,
                 c->backend == GT_COMM_NCCL ? "device" : "host");
@@ -399,7 +395,7 @@ void *gt_comm_mem_alloc(const gt_comm *c, size_t bytes) {
 }
 
 void gt_comm_mem_free(const gt_comm *c, void *p) {
-    if (p) c->ops->mem_free(c, p);
+    if (p) c->alloc.free(c->alloc.ctx, p);
 }
 
 gt_status gt_comm_mem_upload(const gt_comm *c, void *dst, const void *host_src, size_t bytes) {

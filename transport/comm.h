@@ -55,14 +55,31 @@ typedef enum gt_comm_backend {
 /* gt_comm_split's color for ranks that join no group (*out becomes NULL). */
 #define GT_COMM_UNDEFINED (-1)
 
+/* Where a group's own buffers come from: the reduction scratch, the NCCL
+ * barrier word and gt_comm_mem_alloc. Transport never allocates device
+ * memory itself when it is given one of these: the layer above wires it to
+ * the kernel backend's buffers. For GT_COMM_MPI the memory must be host
+ * memory; for GT_COMM_NCCL, memory of the group's CUDA device. alloc
+ * returns NULL on failure; free accepts NULL. A zero allocator (alloc NULL)
+ * means the default: host memory (gt_alloc) for MPI groups; for NCCL groups,
+ * until kernels/ has a CUDA backend to supply them, plain cudaMalloc. */
+typedef struct gt_comm_allocator {
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    void *ctx;
+} gt_comm_allocator;
+
 typedef struct gt_comm_opts {
     gt_comm_backend backend; /* of the new group */
     int cuda_device;         /* GT_COMM_NCCL: the device this rank drives */
     double timeout_s;        /* watchdog deadline; <= 0 inherits the parent's */
     const char *name;        /* label in messages ("stage 1"); NULL: "<parent>/<color>" */
+    gt_comm_allocator alloc; /* zero: the parent's when the backend is the same, else the default */
 } gt_comm_opts;
 #define GT_COMM_OPTS_INIT                                                                          \
-    { GT_COMM_MPI, 0, 0.0, NULL }
+    {                                                                                              \
+        GT_COMM_MPI, 0, 0.0, NULL, { NULL, NULL, NULL }                                            \
+    }
 
 /* Creates the world group ("world"), calling MPI_Init_thread first unless MPI
  * is already initialised; argc/argv may be NULL. Sets the log's rank prefix
@@ -94,16 +111,23 @@ gt_comm_backend gt_comm_backend_of(const gt_comm *c);
 double gt_comm_timeout(const gt_comm *c);
 /* GT_ERR_INVALID_ARG unless 0 < seconds <= 1e6. Local; not collective. */
 gt_status gt_comm_set_timeout(gt_comm *c, double seconds);
+/* Replaces the group's allocator (a zero one restores the default): frees
+ * the scratch taken from the old one; buffers the backend took at creation
+ * (the NCCL barrier word) stay with the allocator that gave them. Local; not
+ * collective; call it before the group's first collective. Returns GT_OK or
+ * GT_ERR_INVALID_ARG (free missing beside alloc). */
+gt_status gt_comm_set_allocator(gt_comm *c, const gt_comm_allocator *a);
+
 /* True when this build has the NCCL backend. */
 int gt_comm_have_nccl(void);
 /* CUDA devices visible to this rank (0 without NCCL or without a GPU). */
 int gt_comm_cuda_device_count(void);
 
-/* Memory a group's collectives can use: host memory for GT_COMM_MPI, device
- * memory for GT_COMM_NCCL, so that code (and tests) can be written once for
- * both. alloc returns NULL (with GT_ERR_NOMEM recorded) on failure or for 0
- * bytes; free accepts NULL. The copies are synchronous; they return GT_OK or
- * GT_ERR_COMM (a CUDA failure). */
+/* Memory a group's collectives can use, from the group's allocator: host
+ * memory for GT_COMM_MPI, device memory for GT_COMM_NCCL, so that code (and
+ * tests) can be written once for both. alloc returns NULL (with GT_ERR_NOMEM recorded) on failure
+ * or for 0 bytes; free accepts NULL. The copies are synchronous; they return GT_OK or GT_ERR_COMM
+ * (a CUDA failure). */
 void *gt_comm_mem_alloc(const gt_comm *c, size_t bytes);
 void gt_comm_mem_free(const gt_comm *c, void *p);
 gt_status gt_comm_mem_upload(const gt_comm *c, void *dst, const void *host_src, size_t bytes);

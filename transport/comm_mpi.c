@@ -8,11 +8,11 @@
  * scratch, reduced as MPI_FLOAT and rounded back once, so the result is the
  * correctly rounded f32 sum whatever the rank count (a user-defined MPI op on
  * 16-bit values would round after every partial sum). The price is a
- * temporary of 4 bytes per element. */
+ * temporary of 4 bytes per element, in the group's scratch (from its
+ * allocator, comm_core.c). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/alloc.h"
 #include "transport/internal.h"
 
 static MPI_Datatype mpi_type(gt_dtype dt) {
@@ -201,8 +201,6 @@ static gt_status mpi_recv(gt_comm *c, void *buf, size_t count, gt_dtype dt, int 
     return GT_OK;
 }
 
-static void *host_alloc(const gt_comm *c, size_t bytes) { return gt_alloc(bytes); }
-static void host_free(const gt_comm *c, void *p) { gt_free(p); }
 static gt_status host_copy(const gt_comm *c, void *dst, const void *src, size_t bytes, int to_dev) {
     memmove(dst, src, bytes);
     return GT_OK;
@@ -218,8 +216,6 @@ const gt__comm_ops gt__comm_mpi_ops = {
     .barrier = mpi_barrier,
     .send = mpi_send,
     .recv = mpi_recv,
-    .mem_alloc = host_alloc,
-    .mem_free = host_free,
     .mem_copy = host_copy,
     .release = NULL,
     .abort = NULL,

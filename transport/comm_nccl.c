@@ -27,7 +27,8 @@ typedef struct nccl_state {
     ncclComm_t nc;
     cudaStream_t stream; /* every collective of this group runs on it, in call order */
     int device;
-    int *barrier_buf; /* [1] device integer reduced by gt_comm_barrier */
+    int *barrier_buf; /* [1] device integer reduced by gt_comm_barrier, from barrier_alloc */
+    gt_comm_allocator barrier_alloc;
     bool aborted;
 } nccl_state;
 
@@ -207,14 +208,20 @@ static gt_status nccl_recv(gt_comm *c, void *buf, size_t count, gt_dtype dt, int
     return run(c, &d, "ncclRecv", ncclRecv(buf, count, nccl_type(dt), peer, s->nc, s->stream));
 }
 
-static void *dev_alloc(const gt_comm *c, size_t bytes) {
-    nccl_state *s = c->backend_state;
+/* The default allocator when the layer above supplies none (gt_comm_opts):
+ * plain cudaMalloc on the group's device, until kernels/ has a CUDA
+ * backend whose buffers the engine wires in instead. ctx is the state. */
+static void *dev_alloc(void *ctx, size_t bytes) {
+    nccl_state *s = ctx;
     void *p = NULL;
     cudaSetDevice(s->device);
     return cudaMalloc(&p, bytes) == cudaSuccess ? p : NULL;
 }
 
-static void dev_free(const gt_comm *c, void *p) { cudaFree(p); }
+static void dev_free(void *ctx, void *p) {
+    (void)ctx;
+    cudaFree(p);
+}
 
 static gt_status dev_copy(const gt_comm *c, void *dst, const void *src, size_t bytes, int to_dev) {
     nccl_state *s = c->backend_state;
@@ -233,7 +240,7 @@ static void nccl_release(gt_comm *c) {
     cudaSetDevice(s->device);
     if (s->nc && !s->aborted) ncclCommDestroy(s->nc);
     if (s->stream) cudaStreamDestroy(s->stream);
-    cudaFree(s->barrier_buf);
+    if (s->barrier_buf) s->barrier_alloc.free(s->barrier_alloc.ctx, s->barrier_buf);
     free(s);
     c->backend_state = NULL;
 }
@@ -248,14 +255,13 @@ static const gt__comm_ops nccl_ops = {
     .barrier = nccl_barrier,
     .send = nccl_send,
     .recv = nccl_recv,
-    .mem_alloc = dev_alloc,
-    .mem_free = dev_free,
     .mem_copy = dev_copy,
     .release = nccl_release,
     .abort = nccl_abort,
 };
 
-/* Selects the device and creates the stream; a sentence on failure. */
+/* Selects the device, creates the stream and takes the barrier word from
+ * the allocator; a sentence on failure. */
 static gt_status local_setup(gt_comm *c, nccl_state *s, int device) {
     int n = gt_comm_cuda_device_count();
     if (device < 0 || device >= n)
@@ -265,18 +271,27 @@ static gt_status local_setup(gt_comm *c, nccl_state *s, int device) {
                        c->name, c->rank, device, n);
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
-    if (e == cudaSuccess) e = cudaMalloc((void **)&s->barrier_buf, sizeof(int));
-    if (e == cudaSuccess) e = cudaMemset(s->barrier_buf, 0, sizeof(int));
+    if (e == cudaSuccess) {
+        s->barrier_buf = s->barrier_alloc.alloc(s->barrier_alloc.ctx, sizeof(int));
+        if (!s->barrier_buf)
+            return gt_fail(GT_ERR_NOMEM,
+                           "group '%s': rank %d cannot allocate the barrier word on "
+                           "CUDA device %d",
+                           c->name, c->rank, device);
+        e = cudaMemset(s->barrier_buf, 0, sizeof(int));
+    }
     if (e != cudaSuccess)
         return gt_fail(GT_ERR_COMM, "group '%s': rank %d cannot set up CUDA device %d: %s", c->name,
                        c->rank, device, cudaGetErrorString(e));
     return GT_OK;
 }
 
-gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
+gt_status gt__comm_nccl_attach(gt_comm *c, const gt_comm_opts *o) {
+    int cuda_device = o->cuda_device;
     nccl_state *s = calloc(1, sizeof *s);
     if (!s) return gt_fail(GT_ERR_NOMEM, "group '%s': cannot allocate the NCCL state", c->name);
     s->device = cuda_device;
+    s->barrier_alloc = o->alloc.alloc ? o->alloc : (gt_comm_allocator){dev_alloc, dev_free, s};
     c->backend_state = s;
     /* c->ops is still the MPI table here: the bootstrap runs over MPI. */
     gt_status local = local_setup(c, s, cuda_device);
@@ -288,7 +303,7 @@ gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
                             ncclGetErrorString(r));
     }
     int bad = local != GT_OK, n_bad = 0;
-    gt_status st = gt__comm_mpi_ops.allreduce(c, &bad, &n_bad, 1, GT_I32, "nccl bootstrap check");
+    gt_status st = c->ops->allreduce(c, &bad, &n_bad, 1, GT_I32, "nccl bootstrap check");
     if (st == GT_OK && n_bad && local == GT_OK)
         st = gt_fail(GT_ERR_COMM,
                      "group '%s': %d rank(s) could not set up CUDA/NCCL, so the "
@@ -296,8 +311,7 @@ gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
                      c->name, n_bad);
     if (st == GT_OK) st = local;
     _Static_assert(sizeof id % 4 == 0, "unique id broadcast as int32 words");
-    if (st == GT_OK)
-        st = gt__comm_mpi_ops.broadcast(c, &id, sizeof id / 4, GT_I32, 0, "nccl unique id");
+    if (st == GT_OK) st = c->ops->broadcast(c, &id, sizeof id / 4, GT_I32, 0, "nccl unique id");
     if (st == GT_OK) {
         /* Blocking: bounded by the id broadcast above, which every member
          * has just completed, so all of them are here. */
@@ -316,6 +330,7 @@ gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device) {
     }
     c->ops = &nccl_ops;
     c->backend = GT_COMM_NCCL;
+    c->alloc = s->barrier_alloc;
     GT_LOG_INFO(GT_SUB_NET, "group '%s': NCCL rank %d of %d on device %d", c->name, c->rank,
                 c->size, cuda_device);
     return GT_OK;

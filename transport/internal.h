@@ -5,7 +5,15 @@
  * checks the arguments once, then calls c->ops. A backend starts a
  * non-blocking operation and hands a poll function to gt__comm_wait, which
  * owns the deadline, the arrival notices and the failure sentence, so that
- * every backend reports a stall the same way. */
+ * every backend reports a stall the same way.
+ *
+ * Files, each using only those below it (no two call each other):
+ *   comm.c            lifecycle, argument checks, dispatch
+ *   backends.c        the table of backends by gt_comm_backend (the only
+ *                     file that names them)
+ *   comm_mpi.c, comm_nccl.c (or nccl_none.c)   the backends
+ *   comm_core.c, watchdog.c   what every backend shares: sizes, scratch and
+ *                     allocators; sequence numbers, waiting, failure sentences */
 #ifndef GT_TRANSPORT_INTERNAL_H
 #define GT_TRANSPORT_INTERNAL_H
 
@@ -48,8 +56,6 @@ typedef struct gt__comm_ops {
                       const char *what);
     gt_status (*recv)(gt_comm *c, void *buf, size_t count, gt_dtype dt, int peer, int tag,
                       const char *what);
-    void *(*mem_alloc)(const gt_comm *c, size_t bytes);
-    void (*mem_free)(const gt_comm *c, void *p);
     gt_status (*mem_copy)(const gt_comm *c, void *dst, const void *src, size_t bytes, int to_dev);
     void (*release)(gt_comm *c); /* frees backend state; NULL when none */
     void (*abort)(gt_comm *c);   /* best-effort cancel before MPI_Abort; may be NULL */
@@ -70,7 +76,8 @@ struct gt_comm {
     uint8_t *seen_op;        /* [size] the gt__comm_op of that collective */
     uint64_t *notice;        /* [size][2] send buffers of our own notices */
     MPI_Request *notice_req; /* [size] */
-    void *scratch;           /* f32 temporaries for f16/bf16 reductions */
+    gt_comm_allocator alloc; /* the group's memory; never zero (defaults filled in) */
+    void *scratch;           /* f32 temporaries for f16/bf16 reductions, from alloc */
     size_t scratch_bytes;
     void *backend_state; /* NCCL: see comm_nccl.c */
 };
@@ -102,13 +109,35 @@ gt_status gt__comm_wait(gt_comm *c, const gt__wait_desc *d, gt__poll_fn poll, vo
 /* Records "<op> '<what>' on group '<name>' failed: <MPI error string>". */
 gt_status gt__comm_mpi_fail(gt_comm *c, const gt__wait_desc *d, int mpi_err);
 
-/* Grows c->scratch to at least bytes; NULL (with GT_ERR_NOMEM recorded) on failure. */
+/* comm_core.c ------------------------------------------------------------- */
+
+/* Grows c->scratch (from c->alloc) to at least bytes; NULL (with
+ * GT_ERR_NOMEM recorded) on failure. */
 void *gt__comm_scratch(gt_comm *c, size_t bytes);
+/* Returns c->scratch to c->alloc. */
+void gt__comm_scratch_release(gt_comm *c);
+/* The default allocator of host memory (gt_alloc / gt_free). */
+gt_comm_allocator gt__comm_host_allocator(void);
 
 size_t gt__dtype_bytes(gt_dtype dt); /* 4 or 2; 0 for types transport does not move */
 
+/* backends.c ---------------------------------------------------------------- */
+
+typedef struct gt__comm_backend_entry {
+    const char *name;        /* "mpi" */
+    const gt__comm_ops *ops; /* the table a new group of this backend starts with */
+    /* Turns a new MPI group into one of this backend (collective over c,
+     * which still runs the MPI table for the bootstrap); NULL when nothing is
+     * needed. On success it sets c->ops, c->backend and, when o->alloc is
+     * zero, the backend's default allocator. */
+    gt_status (*attach)(gt_comm *c, const gt_comm_opts *o);
+} gt__comm_backend_entry;
+
+/* The entry of backend b; NULL for an unknown value. */
+const gt__comm_backend_entry *gt__comm_backend(gt_comm_backend b);
+
+/* The backends (only backends.c names these). */
 extern const gt__comm_ops gt__comm_mpi_ops;
-/* Turns an MPI group c into an NCCL one on cuda_device (collective over c). */
-gt_status gt__comm_nccl_attach(gt_comm *c, int cuda_device);
+gt_status gt__comm_nccl_attach(gt_comm *c, const gt_comm_opts *o);
 
 #endif

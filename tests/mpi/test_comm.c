@@ -8,7 +8,8 @@
  * displacements, untouched gaps), broadcast, send/recv around a ring and
  * barrier, for 1, 7 and 1000003 elements, all four dtypes, on the world and
  * on two split groups; then f32 accumulation of f16/bf16 sums, and argument
- * and message-length errors.
+ * and message-length errors; and that a group takes its buffers (reduction
+ * scratch, gt_comm_mem_alloc) from the allocator it is given.
  *
  * Usage: test_comm [mpi|nccl]. Each rank counts its own checks; rank 0
  * prints "N passed, N failed" over all ranks; the exit status is non-zero on
@@ -367,6 +368,53 @@ static void test_errors(gt_comm *w) {
     }
 }
 
+/* A group's buffers come from the allocator it is given: the f16 reduction
+ * scratch and gt_comm_mem_alloc, all returned by destroy. */
+typedef struct counting_alloc {
+    int n_alloc, n_free;
+} counting_alloc;
+
+static void *count_alloc(void *ctx, size_t bytes) {
+    ((counting_alloc *)ctx)->n_alloc++;
+    return malloc(bytes);
+}
+
+static void count_free(void *ctx, void *p) {
+    ((counting_alloc *)ctx)->n_free++;
+    free(p);
+}
+
+static void test_allocator(gt_comm *world) {
+    counting_alloc ca = {0, 0};
+    gt_comm_opts o = GT_COMM_OPTS_INIT;
+    o.name = "counted";
+    o.alloc = (gt_comm_allocator){count_alloc, count_free, &ca};
+    gt_comm *c = NULL;
+    gt_status st = gt_comm_split_ex(world, 0, g_rank, &o, &c);
+    uint16_t h[5];
+    for (int i = 0; i < 5; i++) h[i] = gt_f32_to_f16((float)i);
+    if (st == GT_OK) st = gt_comm_allreduce(c, h, h, 5, GT_F16, "counted f16 sum");
+    int after_sum = ca.n_alloc;
+    void *m = st == GT_OK ? gt_comm_mem_alloc(c, 64) : NULL;
+    int after_mem = ca.n_alloc;
+    gt_comm_mem_free(c, m);
+    gt_comm_destroy(c);
+    int size = gt_comm_size(world);
+    int ok = st == GT_OK && after_sum == 1 && after_mem == 2 && ca.n_free == 2 &&
+             gt_f16_to_f32(h[3]) == (float)(3 * size);
+    if (ok)
+        g_pass++;
+    else
+        g_fail++, printf("FAIL [rank %d] allocator: status %d, %d allocs after the sum, %d after "
+                         "mem_alloc, %d frees\n",
+                         g_rank, (int)st, after_sum, after_mem, ca.n_free);
+    gt_comm_allocator bad = {count_alloc, NULL, &ca};
+    if (gt_comm_set_allocator(world, &bad) == GT_ERR_INVALID_ARG)
+        g_pass++;
+    else
+        g_fail++, printf("FAIL [rank %d] an allocator without free was accepted\n", g_rank);
+}
+
 int main(int argc, char **argv) {
     gt_comm *world;
     if (gt_comm_init_world(&argc, &argv, &world) != GT_OK) {
@@ -419,6 +467,7 @@ int main(int argc, char **argv) {
         g_fail++, printf("FAIL [rank %d] split with GT_COMM_UNDEFINED\n", g_rank);
     gt_comm_destroy(none);
     if (!nccl) test_half_accumulation(world);
+    if (!nccl) test_allocator(world);
     test_errors(all);
     gt_comm_destroy(half);
     if (all != world) gt_comm_destroy(all);
