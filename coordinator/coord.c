@@ -1,9 +1,10 @@
 /* The in-process coordinator; see coord.h.
  *
- * Each sequence keeps its length, its sampler and its last output: the
- * candidates or the full logits row of its last evaluated token, copied out
- * of the step's result so that steps of other sequences may come between
- * (a benchmark prefills every sequence before sampling any). */
+ * Each sequence keeps its length, its sampler and its next token: a wanted
+ * row's token is drawn as soon as its step returns (from the candidates or
+ * the full logits row), in batch order, so that steps of other sequences may
+ * come between (a benchmark prefills every sequence before sampling any)
+ * without keeping rows of logits. */
 #include "coordinator/coord.h"
 
 #include <stdlib.h>
@@ -14,10 +15,8 @@
 typedef struct seq_state {
     uint32_t len;
     gt_sampler *smp;  /* borrowed */
-    int out;          /* 0: none, 1: candidates, 2: full row */
-    int n_cand;
-    float *vals;      /* [max_cand] or [n_vocab] */
-    int32_t *ids;     /* [max_cand] */
+    bool has_next;    /* a token was drawn from the last output */
+    int32_t next;
 } seq_state;
 
 struct gt_coord {
@@ -27,9 +26,6 @@ struct gt_coord {
     uint32_t n_ctx;
     uint32_t pending_flags;
     seq_state *seqs;     /* [max_seqs] (leader) */
-    float *rows;         /* [max_seqs, n_vocab] full-row outputs */
-    float *cvals;        /* [max_seqs, max_cand] */
-    int32_t *cids;
     int32_t *free_list;  /* [max_seqs] sequences to free with the next step */
     int n_free;
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
@@ -63,22 +59,14 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     }
     size_t S = (size_t)c->max_seqs, B = (size_t)c->max_batch;
     c->seqs = calloc(S, sizeof *c->seqs);
-    c->rows = gt_alloc(S * (size_t)c->n_vocab * sizeof(float));
-    c->cvals = gt_alloc(S * (size_t)c->max_cand * sizeof(float));
-    c->cids = gt_alloc(S * (size_t)c->max_cand * sizeof(int32_t));
     c->free_list = malloc(S * sizeof *c->free_list);
     c->tok = malloc(B * sizeof *c->tok);
     c->pos = malloc(B * sizeof *c->pos);
     c->seq = malloc(B * sizeof *c->seq);
     c->want = malloc(B);
-    if (!c->seqs || !c->rows || !c->cvals || !c->cids || !c->free_list || !c->tok || !c->pos ||
-        !c->seq || !c->want) {
+    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
-    }
-    for (size_t s = 0; s < S; s++) {
-        c->seqs[s].vals = c->cvals + s * (size_t)c->max_cand;
-        c->seqs[s].ids = c->cids + s * (size_t)c->max_cand;
     }
     *out = c;
     return GT_OK;
@@ -91,9 +79,6 @@ void gt_coord_destroy(gt_coord *c) {
         if (gt_rank_lead(c->r, &stop, NULL) != GT_OK) gt_rank_abort(c->r, 1);
     }
     free(c->seqs);
-    gt_free(c->rows);
-    gt_free(c->cvals);
-    gt_free(c->cids);
     free(c->free_list);
     free(c->tok);
     free(c->pos);
@@ -142,7 +127,7 @@ gt_status gt_coord_free_seq(gt_coord *c, int seq) {
         if (c->free_list[i] == seq) return GT_OK;
     c->free_list[c->n_free++] = seq;
     s->len = 0;
-    s->out = 0;
+    s->has_next = false;
     return GT_OK;
 }
 
@@ -190,20 +175,17 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     for (int i = 0; i < n; i++) {
         seq_state *q = &c->seqs[c->seq[i]];
         q->len = (uint32_t)c->pos[i] + 1;
+        q->has_next = false;
         if (!c->want[i]) continue;
-        if (full && logits)
-            memcpy(logits + (size_t)row * (size_t)c->n_vocab, res.logits + (size_t)row * (size_t)c->n_vocab,
-                   (size_t)c->n_vocab * sizeof(float));
-        if (q->smp && full) {
-            q->out = 2;
-            q->vals = c->rows + (size_t)c->seq[i] * (size_t)c->n_vocab;
-            memcpy(q->vals, res.logits + (size_t)row * (size_t)c->n_vocab, (size_t)c->n_vocab * sizeof(float));
-        } else if (q->smp) {
-            q->out = 1;
-            q->n_cand = res.n_cand;
-            q->vals = c->cvals + (size_t)c->seq[i] * (size_t)c->max_cand;
-            memcpy(q->vals, res.cand_vals + (size_t)row * (size_t)res.n_cand, (size_t)res.n_cand * sizeof(float));
-            memcpy(q->ids, res.cand_ids + (size_t)row * (size_t)res.n_cand, (size_t)res.n_cand * sizeof(int32_t));
+        const float *full_row = full ? res.logits + (size_t)row * (size_t)c->n_vocab : NULL;
+        if (logits)
+            memcpy(logits + (size_t)row * (size_t)c->n_vocab, full_row, (size_t)c->n_vocab * sizeof(float));
+        if (q->smp) {
+            q->next = full_row ? gt_sampler_sample(q->smp, full_row)
+                               : gt_sampler_sample_candidates(q->smp, res.cand_vals + (size_t)row * (size_t)res.n_cand,
+                                                              res.cand_ids + (size_t)row * (size_t)res.n_cand,
+                                                              res.n_cand);
+            q->has_next = true;
         }
         row++;
     }
@@ -262,8 +244,7 @@ gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok) {
     GT_TRY(check_seq(c, seq));
     seq_state *q = &c->seqs[seq];
     if (!q->smp) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no sampler", seq);
-    if (q->out == 0) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no output to sample from", seq);
-    *tok = q->out == 2 ? gt_sampler_sample(q->smp, q->vals)
-                       : gt_sampler_sample_candidates(q->smp, q->vals, q->ids, q->n_cand);
+    if (!q->has_next) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no output to sample from", seq);
+    *tok = q->next;
     return GT_OK;
 }

@@ -45,8 +45,9 @@ uint32_t gt_coord_n_ctx(const gt_coord *c);
 
 /* ---- rank 0 only ---- */
 
-/* The sampler that draws seq's tokens (borrowed; NULL: none, the sequence's
- * outputs are not kept). */
+/* The sampler that draws seq's tokens (borrowed; NULL: none). Each step
+ * that evaluates seq's wanted token draws its next token at once, in batch
+ * order, so a sampler shared by several sequences sees them in that order. */
 gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s);
 /* Tokens seq holds. */
 uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
@@ -56,10 +57,11 @@ uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
  * gt_coord_next_token. GT_ERR_RANGE when the sequence would pass the
  * context, GT_ERR_INVALID_ARG for a token outside the vocabulary. */
 gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, float *logits);
-/* One step: toks[i] appended to seqs[i] (distinct sequences), each output
- * kept for gt_coord_next_token. */
+/* One step: toks[i] appended to seqs[i] (distinct sequences); each one's
+ * next token is drawn. */
 gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks);
-/* Draws seq's next token with its sampler from its last output. */
+/* The token drawn from seq's last output. GT_ERR_INVALID_ARG when the
+ * sequence has no sampler or nothing was evaluated since its last token. */
 gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok);
 /* Drops seq's KV cache on every rank (sent with the next step). */
 gt_status gt_coord_free_seq(gt_coord *c, int seq);
