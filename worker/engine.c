@@ -116,7 +116,17 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         .max_seq_blocks = e->max_seq_blocks,
         .type = cfg->kv_type,
     };
-    GT_TRY_GOTO(gt_kv_cache_create(&kv, &e->kv), st, fail);
+    /* The kernels' workspace, once: rows padded by tp as alloc_scratch pads them. */
+    gt_workspace_req wr = {
+        .max_tokens = (int64_t)cfg->max_batch_tokens + (e->sharded ? e->shard.grid.tp : 1),
+        .max_n_in = gt_weights_max_n_in(&e->w),
+        .max_heads = e->n_head,
+        .head_dim = (int)e->hp.head_dim,
+        .max_kv = e->n_ctx,
+        .n_threads = cfg->n_threads,
+    };
+    GT_TRY_GOTO(gt_kernels_reserve(e->k, &wr), st, fail);
+    GT_TRY_GOTO(gt_kv_cache_create(e->k, &kv, &e->kv), st, fail);
     GT_TRY_GOTO(alloc_scratch(e), st, fail);
     GT_LOG_INFO(GT_SUB_WORKER, "%s: %s, %u layers, %u embd, %u heads (%u kv), vocab %u, ctx %u, "
                 "kernels %s x%d, KV %zu MiB", gt_gguf_name(e->g), e->hp.arch_name, e->hp.n_layer,
