@@ -38,8 +38,9 @@ typedef struct gt_backend_iface {
 
     /* weights */
     bool (*matmul_supports)(const gt_kernels *k, gt_dtype type);
+    /* invariant: see gt_weight_init_invariant */
     gt_status (*weight_init)(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
-                             const void *data, gt_weight *w);
+                             const void *data, bool invariant, gt_weight *w);
     gt_status (*weight_free)(gt_kernels *k, gt_weight *w);
 
     /* ops: the meaning of each is the public function of the same name */

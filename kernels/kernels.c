@@ -123,12 +123,22 @@ bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type) {
     return k->iface->matmul_supports && k->iface->matmul_supports(k, type);
 }
 
-gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
-                         const void *data, gt_weight *w) {
+static gt_status weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                             const void *data, bool invariant, gt_weight *w) {
     memset(w, 0, sizeof *w);
-    GT_TRY(DISPATCH(k, weight_init, "matrix product", k, type, n_in, n_out, data, w));
+    GT_TRY(DISPATCH(k, weight_init, "matrix product", k, type, n_in, n_out, data, invariant, w));
     w->backend = k;
     return GT_OK;
+}
+
+gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                         const void *data, gt_weight *w) {
+    return weight_init(k, type, n_in, n_out, data, false, w);
+}
+
+gt_status gt_weight_init_invariant(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                                   const void *data, gt_weight *w) {
+    return weight_init(k, type, n_in, n_out, data, true, w);
 }
 
 void gt_weight_free(gt_weight *w) {

@@ -108,6 +108,13 @@ bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type);
  * GT_ERR_NOMEM. */
 gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                          const void *data, gt_weight *w);
+/* The same for a matrix whose products must not depend on how many tokens
+ * share a call (each output is computed the same way for a batch of 1 or of
+ * 1000): small matrices whose outputs pick discrete choices, such as the MoE
+ * router, where a rounding difference between the decode and prefill
+ * kernels would route a token to another expert. */
+gt_status gt_weight_init_invariant(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                                   const void *data, gt_weight *w);
 void gt_weight_free(gt_weight *w); /* frees only what it owns; accepts NULL */
 
 /* ---- ops (all threaded on the CPU's pool) ---- */

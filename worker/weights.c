@@ -172,7 +172,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     gt_dtype_row_bytes(tr->type, D, &row);
     for (int64_t e = 0; e < E; e++)
         GT_TRY(gt_dequantize_row(tr->type, (const uint8_t *)tr->data + row * (size_t)e, lw->router + e * D, D));
-    GT_TRY(gt_weight_init(L->k, GT_F32, D, E, lw->router, &lw->router_w));
+    GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, E, lw->router, &lw->router_w));
     snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", il);
     GT_TRY(find(L, n, true, &tg));
     GT_TRY(check_shape(L, tg, D, F, E));
@@ -199,7 +199,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
         GT_TRY(load_mat(L, n, S, D, true, &lw->sh_down));
         snprintf(n, sizeof n, "blk.%d.ffn_gate_inp_shexp.weight", il);
         GT_TRY(load_vec(L, n, D, false, &lw->sh_gate_inp));
-        if (lw->sh_gate_inp) GT_TRY(gt_weight_init(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
+        if (lw->sh_gate_inp) GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
     }
     return GT_OK;
 }

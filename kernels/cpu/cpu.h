@@ -47,7 +47,7 @@ void *gt__cpu_scratch(gt_cpu *c, size_t bytes);
 /* Matrix product and weights (kernels/cpu/matmul.c). */
 bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type);
 gt_status gt__cpu_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
-                              const void *data, gt_weight *w);
+                              const void *data, bool invariant, gt_weight *w);
 gt_status gt__cpu_weight_free(gt_kernels *k, gt_weight *w);
 gt_status gt__cpu_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y,
                          int64_t n_tok);

@@ -5,7 +5,9 @@
  * 16-row panels (kernels/cpu/matmul_internal.h), which replace the mmap'd
  * rows for computation; everything else (and every type under the "ref" and
  * "avx2" ISAs) keeps the GGUF rows and runs the reference kernel, which
- * handles every type with a dequantizer. A product is at most two fork-join
+ * handles every type with a dequantizer; so do the weights prepared with
+ * gt_weight_init_invariant, since its products do not depend on the token
+ * count. A product is at most two fork-join
  * regions on the pool: quantize the activations to Q8 (split over tokens;
  * for decode, n_tok <= 4, each thread quantizes them all into its own copy
  * instead, so decode has a single region), then the product split over
@@ -85,7 +87,7 @@ static void run_pack(void *arg, int ith, int nth) {
 }
 
 gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64_t n_out,
-                              const void *data, gt_weight *w) {
+                              const void *data, bool invariant, gt_weight *w) {
     gt_cpu *k = gt__cpu(kb);
     const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
     if (!info || !info->has_codec)
@@ -100,7 +102,8 @@ gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64
     w->n_in = n_in;
     w->n_out = n_out;
     w->data = data;
-    int layout = pick_layout(k, type);
+    /* The reference computes each output the same way for any token count. */
+    int layout = invariant ? GT_MM_ROWS : pick_layout(k, type);
     if (layout == GT_MM_ROWS) return GT_OK;
     size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
     void *p = alloc_packed(bytes);
