@@ -77,37 +77,7 @@ static const char *cpu_isa(const gt_kernels *k) { return gt__isa_name(gt__cpu_c(
 static int cpu_n_threads(const gt_kernels *k) { return gt__cpu_c(k)->n_threads; }
 static gt_pool *cpu_pool(gt_kernels *k) { return gt__cpu(k)->pool; }
 
-/* ---- workspace and buffers ---- */
-
-static gt_status cpu_reserve(gt_kernels *kb, const gt_workspace_req *r) {
-    gt_cpu *k = gt__cpu(kb);
-    if (r->n_threads < 1 || r->max_tokens < 0 || r->max_n_in < 0 || r->max_heads < 0 ||
-        r->head_dim < 0)
-        return gt_fail(GT_ERR_INVALID_ARG, "kernels: a workspace for %lld tokens, rows of %lld, %d "
-                       "heads of %d and %d threads is not a valid request", (long long)r->max_tokens,
-                       (long long)r->max_n_in, r->max_heads, r->head_dim, r->n_threads);
-    size_t bytes = gt__cpu_workspace_bytes(r);
-    void *p = bytes ? gt_alloc(bytes) : NULL;
-    if (bytes && !p)
-        return gt_fail(GT_ERR_NOMEM, "kernels: cannot allocate a workspace of %zu bytes", bytes);
-    gt_free(k->scratch);
-    k->scratch = p;
-    k->scratch_bytes = bytes;
-    k->reserved = true;
-    return GT_OK;
-}
-
-void *gt__cpu_scratch(gt_cpu *k, size_t bytes) {
-    if (k->scratch && bytes <= k->scratch_bytes) return k->scratch;
-    if (k->reserved) return NULL;
-    size_t want = gt_align_up(bytes > 4096 ? bytes : 4096, GT_ALIGN);
-    void *p = gt_alloc(want);
-    if (!p) return NULL;
-    gt_free(k->scratch);
-    k->scratch = p;
-    k->scratch_bytes = want;
-    return p;
-}
+/* ---- buffers ---- */
 
 static gt_status cpu_buffer_alloc(gt_kernels *k, gt_buffer *b) {
     b->addr = gt_calloc(b->bytes, 1);
@@ -365,7 +335,7 @@ static const gt_backend_iface cpu_iface = {
     .isa = cpu_isa,
     .n_threads = cpu_n_threads,
     .pool = cpu_pool,
-    .reserve = cpu_reserve,
+    .reserve = gt__cpu_reserve,
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
     .matmul_supports = gt__cpu_matmul_supports,

@@ -1,7 +1,8 @@
 /* Private to kernels/cpu/: the CPU backend instance shared by its files.
  * backend.c owns creation, the CPU check, buffers, the workspace and the
  * threaded non-matmul ops; matmul.c owns weight preparation and the
- * matrix-product dispatch; workspace.c sizes the workspace. */
+ * matrix-product dispatch; workspace.c sizes, reserves and lends the
+ * workspace. */
 #ifndef GT_KERNELS_CPU_H
 #define GT_KERNELS_CPU_H
 
@@ -43,6 +44,8 @@ static inline const gt_cpu *gt__cpu_c(const gt_kernels *k) { return (const gt_cp
  * when that allocation fails); after, it is NULL when `bytes` exceeds the
  * reservation, and the caller fails with GT_ERR_RANGE naming its numbers. */
 void *gt__cpu_scratch(gt_cpu *c, size_t bytes);
+/* gt_kernels_reserve for the CPU (kernels/cpu/workspace.c, with gt__cpu_scratch). */
+gt_status gt__cpu_reserve(gt_kernels *k, const gt_workspace_req *r);
 
 /* Matrix product and weights (kernels/cpu/matmul.c). */
 bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type);

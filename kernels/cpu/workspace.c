@@ -1,5 +1,6 @@
-/* The CPU backend's workspace: how many bytes each op's scratch takes, and
- * the maximum over every op and every ISA for a gt_workspace_req. Baseline
+/* The CPU backend's workspace: how many bytes each op's scratch takes, the
+ * maximum over every op and every ISA for a gt_workspace_req, and the one
+ * buffer that reserve allocates and the ops borrow. Baseline
  * code (no wide instructions), so that any CPU can size the workspace of any
  * ISA; the kernels call these same functions for their own scratch. */
 #include "common/alloc.h"
@@ -80,4 +81,34 @@ static size_t matmul_bytes(const gt_workspace_req *r) {
 size_t gt__cpu_workspace_bytes(const gt_workspace_req *r) {
     if (r->n_threads < 1) return 0;
     return gt_align_up(max2(matmul_bytes(r), attn_bytes(r)), GT_ALIGN);
+}
+
+gt_status gt__cpu_reserve(gt_kernels *kb, const gt_workspace_req *r) {
+    gt_cpu *k = gt__cpu(kb);
+    if (r->n_threads < 1 || r->max_tokens < 0 || r->max_n_in < 0 || r->max_heads < 0 ||
+        r->head_dim < 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "kernels: a workspace for %lld tokens, rows of %lld, %d "
+                       "heads of %d and %d threads is not a valid request", (long long)r->max_tokens,
+                       (long long)r->max_n_in, r->max_heads, r->head_dim, r->n_threads);
+    size_t bytes = gt__cpu_workspace_bytes(r);
+    void *p = bytes ? gt_alloc(bytes) : NULL;
+    if (bytes && !p)
+        return gt_fail(GT_ERR_NOMEM, "kernels: cannot allocate a workspace of %zu bytes", bytes);
+    gt_free(k->scratch);
+    k->scratch = p;
+    k->scratch_bytes = bytes;
+    k->reserved = true;
+    return GT_OK;
+}
+
+void *gt__cpu_scratch(gt_cpu *k, size_t bytes) {
+    if (k->scratch && bytes <= k->scratch_bytes) return k->scratch;
+    if (k->reserved) return NULL;
+    size_t want = gt_align_up(bytes > 4096 ? bytes : 4096, GT_ALIGN);
+    void *p = gt_alloc(want);
+    if (!p) return NULL;
+    gt_free(k->scratch);
+    k->scratch = p;
+    k->scratch_bytes = want;
+    return p;
 }
