@@ -78,6 +78,9 @@ static size_t matmul_bytes(const gt_workspace_req *r) {
     return b;
 }
 
+/* max_kv does not enter: the CPU attention streams the keys in chunks of
+ * GT_ATTN_CHUNK with an online softmax, so its scratch is independent of the
+ * context (a device backend that materialises scores would use it). */
 size_t gt__cpu_workspace_bytes(const gt_workspace_req *r) {
     if (r->n_threads < 1) return 0;
     return gt_align_up(max2(matmul_bytes(r), attn_bytes(r)), GT_ALIGN);
