@@ -163,7 +163,11 @@ static double clock_s(void) {
 /* Seconds per call, cycling through the copies for >= min_s. */
 static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64_t n_tok,
                          double min_s) {
-    for (int i = 0; i < s->n; i++) gt_matmul(k, &s->w[i], x, y, n_tok); /* warm up */
+    for (int i = 0; i < s->n; i++) /* warm up */
+        if (gt_matmul(k, &s->w[i], x, y, n_tok) != GT_OK) {
+            fprintf(stderr, "%s\n", gt_last_error());
+            exit(1);
+        }
     long calls = 0;
     double t0 = clock_s(), el;
     do {
@@ -202,6 +206,13 @@ int main(int argc, char **argv) {
         cfg.isa = isa;
         if (gt_kernels_create(&cfg, &ks[n]) != GT_OK) {
             fprintf(stderr, "cannot create kernels (isa %s)\n", isa ? isa : "auto");
+            return 1;
+        }
+        /* The workspace reserved once, as the engine does: the largest shapes below. */
+        gt_workspace_req wr = {.max_tokens = dec_tok > pre_tok ? dec_tok : pre_tok,
+                               .max_n_in = 8192, .n_threads = n + 1};
+        if (gt_kernels_reserve(ks[n], &wr) != GT_OK) {
+            fprintf(stderr, "%s\n", gt_last_error());
             return 1;
         }
     }

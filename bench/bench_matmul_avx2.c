@@ -20,7 +20,7 @@
 #include "common/dtype.h"
 #include "common/timer.h"
 #include "kernels/cpu/matmul_avx2.h"
-#include "kernels/internal.h"
+#include "kernels/cpu/cpu.h"
 
 #define MAX_ROUNDS BENCH_MAX_ROUNDS
 #define N_IN       2048

@@ -1,13 +1,22 @@
-/* The math of a forward pass, behind one op table.
+/* The math of a forward pass, behind one backend interface.
  *
- * A gt_kernels is a backend instance: an op table chosen once at creation
- * (from CPU features, or forced with cfg.isa) plus the thread pool the ops
- * run on. Every op has a scalar `_ref` version that is always compiled and is
- * the oracle for the fast ones; see kernels/ops.h for the table itself.
+ * A gt_kernels is a backend instance, chosen by name at creation ("cpu", the
+ * default, or "cuda"): its memory (gt_buffer), its prepared weights
+ * (gt_weight), its reserved workspace and its ops. Every call below
+ * dispatches through the backend's function table (kernels/backend.h); the
+ * CPU backend (kernels/cpu/) picks scalar, AVX2 or AVX-512 bodies from CPUID
+ * or cfg.isa, and keeps a scalar `_ref` version of every op as the oracle.
  *
- * Calls on one gt_kernels must come from one thread at a time (the pool is
- * fork-join). Shapes are row-major; the fastest-varying index is last in the
- * shape comments. Nothing here knows about ranks, files or models. */
+ * Pointers given to ops are addresses on the backend: for a host-visible
+ * backend (the CPU) ordinary host pointers, e.g. gt_buffer_host_ptr of its
+ * buffers; for a device backend, addresses inside its buffers
+ * (gt_buffer_addr). Every op returns a status and none allocates once
+ * gt_kernels_reserve has been called; ops whose arguments exceed the
+ * reservation return GT_ERR_RANGE.
+ *
+ * Calls on one gt_kernels must come from one thread at a time (the CPU pool
+ * is fork-join). Shapes are row-major; the fastest-varying index is last in
+ * the shape comments. Nothing here knows about ranks, files or models. */
 #ifndef GT_KERNELS_H
 #define GT_KERNELS_H
 
@@ -22,18 +31,60 @@
 typedef struct gt_kernels gt_kernels;
 
 typedef struct gt_kernels_config {
-    int n_threads;   /* >= 1, counts the calling thread */
-    const char *isa; /* NULL or "auto": best available; "ref", "avx2", "avx512" */
+    int n_threads;       /* >= 1, counts the calling thread */
+    const char *isa;     /* CPU: NULL or "auto": best available; "ref", "avx2", "avx512" */
+    const char *backend; /* NULL or "cpu": the CPU; "cuda": an NVIDIA GPU */
 } gt_kernels_config;
-#define GT_KERNELS_CONFIG_INIT {1, NULL}
+#define GT_KERNELS_CONFIG_INIT {1, NULL, NULL}
 
-/* GT_ERR_INVALID_ARG (bad thread count, unknown isa), GT_ERR_UNSUPPORTED (isa
- * not available on this CPU), GT_ERR_NOMEM. */
+/* GT_ERR_INVALID_ARG (bad thread count, unknown isa or backend),
+ * GT_ERR_UNSUPPORTED (isa not available on this CPU; a backend not built),
+ * GT_ERR_NOMEM. */
 gt_status gt_kernels_create(const gt_kernels_config *cfg, gt_kernels **out);
 void gt_kernels_destroy(gt_kernels *k); /* accepts NULL */
-const char *gt_kernels_isa(const gt_kernels *k); /* "avx512", "avx2", "ref" */
+const char *gt_kernels_backend(const gt_kernels *k); /* "cpu", "cuda" */
+const char *gt_kernels_isa(const gt_kernels *k);     /* CPU: "avx512", "avx2", "ref" */
 int gt_kernels_n_threads(const gt_kernels *k);
-gt_pool *gt_kernels_pool(gt_kernels *k);
+gt_pool *gt_kernels_pool(gt_kernels *k); /* the CPU's thread pool; NULL on other backends */
+
+/* ---- workspace ---- */
+
+typedef struct gt_workspace_req {
+    int64_t max_tokens;  /* rows of the largest matmul / attention call */
+    int64_t max_n_in;    /* the longest matmul row (n_in) */
+    int max_heads;       /* query heads per attention call */
+    int head_dim;
+    int64_t max_kv;      /* key positions one attention query may see (the context) */
+    int n_threads;
+} gt_workspace_req;
+/* Bytes gt_kernels_reserve allocates for r: a pure function, the same for
+ * every ISA of the CPU backend (take the maximum over them). */
+size_t gt_kernels_workspace_bytes(const gt_workspace_req *r);
+/* Allocates that workspace once (replacing any earlier one). Ops whose
+ * arguments exceed what was reserved return GT_ERR_RANGE with a sentence
+ * naming the numbers, never allocate. */
+gt_status gt_kernels_reserve(gt_kernels *k, const gt_workspace_req *r);
+
+/* ---- buffers ---- */
+
+/* Memory of one backend: host memory for the CPU, device memory for a GPU. */
+typedef struct gt_buffer gt_buffer;
+
+/* A zero-filled buffer of `bytes` (> 0), 64-byte aligned. GT_ERR_NOMEM. */
+gt_status gt_buffer_alloc(gt_kernels *k, size_t bytes, gt_buffer **out);
+void gt_buffer_free(gt_buffer *b); /* accepts NULL */
+size_t gt_buffer_size(const gt_buffer *b);
+/* The address ops of b's backend take for b's first byte. */
+void *gt_buffer_addr(gt_buffer *b);
+/* The host pointer of b's first byte, or NULL when b is device memory. */
+void *gt_buffer_host_ptr(gt_buffer *b);
+/* Host -> b[offset, offset + n), b[offset, offset + n) -> host. GT_ERR_RANGE
+ * when the range leaves the buffer. */
+gt_status gt_buffer_upload(gt_buffer *b, size_t offset, const void *src, size_t n);
+gt_status gt_buffer_download(gt_buffer *b, size_t offset, void *dst, size_t n);
+/* dst[dst_off, +n) = src[src_off, +n); the buffers may belong to different
+ * backends (the copy then goes through host memory). */
+gt_status gt_buffer_copy(gt_buffer *dst, size_t dst_off, gt_buffer *src, size_t src_off, size_t n);
 
 /* ---- weights ---- */
 
@@ -47,6 +98,7 @@ typedef struct gt_weight {
     const void *data; /* borrowed GGUF rows (mmap), or == owned when repacked */
     void *owned;      /* backend-owned copy, NULL when borrowed */
     int layout;       /* 0: GGUF rows; other values are backend-private */
+    gt_kernels *backend; /* the backend that prepared it */
 } gt_weight;
 
 /* True when gt_matmul computes with this type. */
@@ -56,19 +108,26 @@ bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type);
  * GT_ERR_NOMEM. */
 gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                          const void *data, gt_weight *w);
+/* The same for a matrix whose products must not depend on how many tokens
+ * share a call (each output is computed the same way for a batch of 1 or of
+ * 1000): small matrices whose outputs pick discrete choices, such as the MoE
+ * router, where a rounding difference between the decode and prefill
+ * kernels would route a token to another expert. */
+gt_status gt_weight_init_invariant(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                                   const void *data, gt_weight *w);
 void gt_weight_free(gt_weight *w); /* frees only what it owns; accepts NULL */
 
-/* ---- ops (all threaded on the kernels' pool) ---- */
+/* ---- ops (all threaded on the CPU's pool) ---- */
 
 /* y[n_tok, n_out] = x[n_tok, n_in] · W^T, fp32 accumulation. Activations may
  * be quantized on the fly (to Q8) where the weight type has integer dot
  * products. x and y must not overlap. */
-void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok);
+gt_status gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok);
 
 /* y[r] = x[r] / rms(x[r]) * w  for each of n_rows rows of n; w may be NULL
  * (no scale). x and y may alias. */
-void gt_rmsnorm(gt_kernels *k, const float *x, const float *w, float *y, int64_t n_rows,
-                int64_t n, float eps);
+gt_status gt_rmsnorm(gt_kernels *k, const float *x, const float *w, float *y, int64_t n_rows,
+                     int64_t n, float eps);
 
 typedef struct gt_rope_params {
     float freq_base;  /* theta */
@@ -78,15 +137,55 @@ typedef struct gt_rope_params {
 } gt_rope_params;
 
 /* Rotates x[n_tok, n_head, head_dim] in place; pos[n_tok]. */
-void gt_rope(gt_kernels *k, float *x, int64_t n_tok, int n_head, int head_dim,
-             const int32_t *pos, const gt_rope_params *p);
+gt_status gt_rope(gt_kernels *k, float *x, int64_t n_tok, int n_head, int head_dim,
+                  const int32_t *pos, const gt_rope_params *p);
 
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
-void gt_swiglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n);
+gt_status gt_swiglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n);
 /* out[i] = gelu_tanh(gate[i]) * up[i] (exact tanh formula in fp32). */
-void gt_geglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n);
+gt_status gt_geglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n);
 /* y[i] += x[i] */
-void gt_add(gt_kernels *k, float *y, const float *x, int64_t n);
+gt_status gt_add(gt_kernels *k, float *y, const float *x, int64_t n);
+/* y[r, i] += b[i] for the n_rows rows of y[n_rows, n]. */
+gt_status gt_add_bias(gt_kernels *k, float *y, const float *b, int64_t n_rows, int64_t n);
+/* y[i] *= s */
+gt_status gt_scale(gt_kernels *k, float *y, float s, int64_t n);
+/* y[i] = c * tanh(y[i] / c), c > 0 */
+gt_status gt_softcap(gt_kernels *k, float *y, float c, int64_t n);
+/* y[i] = 0 */
+gt_status gt_zero(gt_kernels *k, float *y, int64_t n);
+
+/* Embedding rows: out[i] = dequantize(rows[ids[i] - v0]) * scale, one row of
+ * n elements of `type` per id, for the vocabulary slice [v0, v0 + n_rows)
+ * that `rows` holds; ids outside the slice give rows of zeros. */
+typedef struct gt_embed_args {
+    gt_dtype type;
+    const void *rows; /* [n_rows] rows of `type` */
+    int64_t v0, n_rows;
+    int64_t n;        /* elements per row */
+    float scale;      /* 1: none */
+    const int32_t *ids; /* [n_ids] */
+    int64_t n_ids;
+    float *out;       /* [n_ids, n] */
+} gt_embed_args;
+gt_status gt_embed(gt_kernels *k, const gt_embed_args *a);
+
+/* Mixture-of-experts routing: for each of n_tok tokens, probs[t] becomes the
+ * softmax of its n_expert logits (in place), ids[t] the k_used experts of
+ * largest probability (lowest id on ties, in decreasing order) and w[t]
+ * their probabilities, divided by their sum when renorm. */
+gt_status gt_router_topk(gt_kernels *k, float *probs, int64_t n_tok, int n_expert, int k_used,
+                         bool renorm, int32_t *ids, float *w);
+/* dst[i] = src[rows[i]] for the m rows of n elements. */
+gt_status gt_gather_rows(gt_kernels *k, const float *src, const int32_t *rows, int64_t m,
+                         int64_t n, float *dst);
+/* dst[rows[i]] += w[i] * src[i] for the m rows of n elements, in order of i. */
+gt_status gt_scatter_add_rows(gt_kernels *k, const float *src, const int32_t *rows,
+                              const float *w, int64_t m, int64_t n, float *dst);
+/* dst[t] += sigmoid(gate[t]) * src[t] for the n_tok rows of n elements;
+ * gate NULL: a gate of 1. */
+gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src, float *dst,
+                              int64_t n_tok, int64_t n);
 
 /* Attention of n_tok queries of one sequence against its paged KV cache.
  * Key/value position p lives in block p / block_size, row p % block_size;
@@ -107,6 +206,20 @@ typedef struct gt_attn_args {
     int window;    /* 0: no sliding window */
     float softcap; /* 0: none; else logits = softcap * tanh(logits / softcap) */
 } gt_attn_args;
-void gt_attention(gt_kernels *k, const gt_attn_args *a);
+gt_status gt_attention(gt_kernels *k, const gt_attn_args *a);
+
+/* Stores rows[n_tok] (f32, row_elems each) at positions pos[n_tok] of the
+ * paged cache laid out as gt_attn_args describes (a row is n_kv_head *
+ * head_dim elements of kv_type; F16 rounds to nearest even). */
+typedef struct gt_kv_store_args {
+    const float *rows;     /* [n_tok, row_elems] */
+    const int32_t *pos;    /* [n_tok] */
+    int64_t n_tok;
+    int row_elems;
+    void *const *blocks;   /* [n_blocks] borrowed: the sequence's blocks in position order */
+    int block_size;
+    gt_dtype kv_type;
+} gt_kv_store_args;
+gt_status gt_kv_store(gt_kernels *k, const gt_kv_store_args *a);
 
 #endif

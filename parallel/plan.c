@@ -123,10 +123,11 @@ static gt_status shard_weights(const gt_gguf *g, const gt_hparams *hp, gt_shard 
 /* The forward pass's scratch, laid out as the engine allocates it. */
 static uint64_t shard_activations(const gt_hparams *hp, const gt_plan_config *cfg,
                                   const gt_shard *s) {
-    gt_scratch_config sc = {cfg->max_batch_tokens, cfg->max_out_rows, cfg->n_ctx, cfg->kv_block_size};
+    gt_scratch_config sc = {cfg->max_batch_tokens, cfg->max_out_rows, cfg->n_ctx, cfg->kv_block_size,
+                            cfg->n_threads};
     gt_scratch_layout L;
     gt_scratch_layout_compute(hp, s, &sc, &L);
-    return L.total_bytes;
+    return L.total_bytes + L.workspace_bytes;
 }
 
 void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s) {

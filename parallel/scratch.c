@@ -7,7 +7,7 @@ static const char *const k_names[GT_SCR_COUNT] = {
     "residual stream", "normed activations", "queries", "keys", "values", "attention output",
     "block output", "MLP gate", "MLP up projection", "expert inputs", "expert outputs",
     "router probabilities", "expert weights", "expert choices", "expert rows", "expert row weights",
-    "sequence-parallel rows", "K block table", "V block table", "logits rows",
+    "sequence-parallel rows", "K block table", "V block table", "logits rows", "micro-batch rows",
 };
 
 const char *gt_scratch_buf_name(gt_scratch_buf b) {
@@ -47,6 +47,7 @@ void gt_scratch_layout_compute(const gt_hparams *hp, const gt_shard *s, const gt
         if (rows > (size_t)c->max_batch_tokens) rows = (size_t)c->max_batch_tokens;
         n[GT_SCR_LOGITS] = rows * (size_t)gt_range_len(s->vocab) * f;
     }
+    n[GT_SCR_MB_WANT] = B;
     size_t off = 0;
     for (int i = 0; i < GT_SCR_COUNT; i++) {
         out->offset[i] = off;
@@ -54,4 +55,20 @@ void gt_scratch_layout_compute(const gt_hparams *hp, const gt_shard *s, const gt
     }
     out->total_bytes = off;
     out->rows = (int64_t)B;
+    /* The longest matmul row of the shard: the hidden size (wq wk wv gate
+     * up, router, head), the local heads (wo) or the widest local MLP
+     * (down of the dense, expert and shared MLPs). */
+    size_t n_in = D;
+    size_t Qv = (size_t)gt_range_len(s->heads) * (hp->head_dim_v > hp->head_dim ? hp->head_dim_v : hp->head_dim);
+    if (Qv > n_in) n_in = Qv;
+    if (F > n_in) n_in = F;
+    out->ws = (gt_workspace_req){
+        .max_tokens = (int64_t)B,
+        .max_n_in = (int64_t)n_in,
+        .max_heads = (int)gt_range_len(s->heads),
+        .head_dim = (int)hp->head_dim,
+        .max_kv = c->n_ctx,
+        .n_threads = c->n_threads > 0 ? c->n_threads : 1,
+    };
+    out->workspace_bytes = gt_kernels_workspace_bytes(&out->ws);
 }

@@ -3,14 +3,16 @@
  * at a 64-byte aligned offset of one allocation.
  *
  * One function computes it from the hyper-parameters, the rank's shard and
- * the job's limits; the plan (gantry plan, --mem-budget) sums it and the
- * engine allocates it, so the two cannot disagree. */
+ * the job's limits, together with the kernels' workspace request for the
+ * same shard; the plan (gantry plan, --mem-budget) sums both and the engine
+ * allocates both, so the two cannot disagree. */
 #ifndef GT_SCRATCH_H
 #define GT_SCRATCH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "model/arch.h"
 #include "parallel/plan.h"
 
@@ -35,6 +37,7 @@ typedef enum gt_scratch_buf {
     GT_SCR_KBLOCKS,  /* [blocks per sequence] pointers: one sequence's K blocks */
     GT_SCR_VBLOCKS,  /* [blocks per sequence] pointers: its V blocks */
     GT_SCR_LOGITS,   /* [out rows, local vocab] f32 logits rows (last stage) */
+    GT_SCR_MB_WANT,  /* [B] i8 which rows of a pipeline micro-batch want logits */
     GT_SCR_COUNT
 } gt_scratch_buf;
 
@@ -43,13 +46,16 @@ typedef struct gt_scratch_config {
     int max_out_rows;     /* logits rows one step returns */
     uint32_t n_ctx;       /* positions per sequence */
     int kv_block_size;
+    int n_threads;        /* for the kernels' workspace */
 } gt_scratch_config;
 
 typedef struct gt_scratch_layout {
     size_t offset[GT_SCR_COUNT]; /* from the start of the allocation, 64-byte aligned */
     size_t bytes[GT_SCR_COUNT];  /* 0 when the rank has no such buffer */
-    size_t total_bytes;
+    size_t total_bytes;          /* of the one scratch buffer */
     int64_t rows;                /* B: batch rows, padded for sequence parallelism */
+    gt_workspace_req ws;         /* what the kernels reserve for this shard */
+    size_t workspace_bytes;      /* gt_kernels_workspace_bytes(&ws) */
 } gt_scratch_layout;
 
 /* Fills *out for shard s (the whole model on one rank). Pure. */

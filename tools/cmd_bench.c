@@ -56,6 +56,8 @@ static const gt_flag k_flags[] = {
     {NULL, "--rounds", GT_FLAG_LONG, O(rounds), .lo = 1, .hi = 100, .metavar = "R",
      .help = "measurement rounds (default 3)"},
     {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
+     .help = "kernel backend: cpu (default) or cuda"},
     {NULL, "--bw-mib", GT_FLAG_LONG, O(bw_mib), .lo = 16, .hi = 65536, .metavar = "N",
      .help = "bandwidth test buffer in MiB (default 1024)"},
     {NULL, "--json", GT_FLAG_STR, O(json), .metavar = "FILE",

@@ -41,6 +41,8 @@ static const gt_flag k_flags[] = {
     {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
      .help = "compute threads (default 1)"},
     {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
+     .help = "kernel backend: cpu (default) or cuda"},
     {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
      .help = "tensor parallel size under mpirun (default: tp = ranks)"},
     {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",

@@ -70,6 +70,8 @@ static const gt_flag k_flags[] = {
      .help = "KV cache element type, f16 or f32 (default f16)"},
     {NULL, "--mem-budget", GT_FLAG_BYTES, O(cfg.mem_budget_bytes), .lo = 1, .metavar = "B",
      .help = "memory per rank, like 2G or 512M: weights first, then KV blocks"},
+    {"-t", "--threads", GT_FLAG_INT, O(cfg.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
+     .help = "compute threads per rank, for the kernels' workspace (default 1)"},
     {NULL, "--batch", GT_FLAG_INT, O(cfg.max_batch_tokens), .lo = 1, .hi = 16384, .metavar = "B",
      .help = "tokens per forward step, for activation sizes (default 512)"},
     {NULL, "--block", GT_FLAG_INT, O(cfg.kv_block_size), .lo = 1, .hi = 4096, .metavar = "K",

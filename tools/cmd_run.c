@@ -66,6 +66,8 @@ static const gt_flag k_flags[] = {
     {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
      .help = "compute threads (default 1)"},
     {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
+    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
+     .help = "kernel backend: cpu (default) or cuda"},
     {"-c", "--ctx", GT_FLAG_U32, O(eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
      .help = "context length (default min(model, 4096))"},
     {NULL, "--ubatch", GT_FLAG_LONG, O(ubatch), .lo = 1, .hi = 16384, .metavar = "N",

@@ -12,16 +12,11 @@
  * allocation laid out by parallel/scratch.c, the same function that sizes
  * the plan's activations. */
 static gt_status alloc_scratch(gt_engine *e) {
-    gt_scratch_config sc = {e->cfg.max_batch_tokens, e->cfg.max_out_rows, e->n_ctx, e->cfg.kv_block_size};
-    gt_scratch_layout *L = &e->layout;
-    gt_scratch_layout_compute(&e->hp, &e->shard, &sc, L);
-    e->scratch_mem = gt_alloc(L->total_bytes);
-    if (!e->scratch_mem)
-        return gt_fail(GT_ERR_NOMEM, "cannot allocate %zu bytes of activations for batches of %d tokens",
-                       L->total_bytes, e->cfg.max_batch_tokens);
+    const gt_scratch_layout *L = &e->layout;
+    GT_TRY(gt_buffer_alloc(e->k, L->total_bytes, &e->scratch));
+    char *base = gt_buffer_addr(e->scratch);
     void *p[GT_SCR_COUNT];
-    for (int i = 0; i < GT_SCR_COUNT; i++)
-        p[i] = L->bytes[i] ? (char *)e->scratch_mem + L->offset[i] : NULL;
+    for (int i = 0; i < GT_SCR_COUNT; i++) p[i] = L->bytes[i] ? base + L->offset[i] : NULL;
     gt_fwd_scratch *s = &e->s;
     s->x = p[GT_SCR_X];
     s->cur = p[GT_SCR_CUR];
@@ -43,6 +38,7 @@ static gt_status alloc_scratch(gt_engine *e) {
     s->kblocks = p[GT_SCR_KBLOCKS];
     s->vblocks = p[GT_SCR_VBLOCKS];
     s->logits = p[GT_SCR_LOGITS];
+    s->mb_want = p[GT_SCR_MB_WANT];
     return GT_OK;
 }
 
@@ -74,10 +70,16 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         e->g = e->g_owned;
     }
     GT_TRY_GOTO(gt_hparams_load(e->g, &e->hp), st, fail);
-    gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
-    kc.n_threads = cfg->n_threads;
-    kc.isa = cfg->isa;
-    GT_TRY_GOTO(gt_kernels_create(&kc, &e->k), st, fail);
+    if (cfg->kernels) {
+        e->k = cfg->kernels;
+    } else {
+        gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
+        kc.n_threads = cfg->n_threads;
+        kc.isa = cfg->isa;
+        kc.backend = cfg->backend;
+        GT_TRY_GOTO(gt_kernels_create(&kc, &e->k_owned), st, fail);
+        e->k = e->k_owned;
+    }
     e->par = cfg->par;
     /* Every size comes from the shard of a plan: the caller's (a rank of a
      * grid) or a one-rank plan of the whole model built here. */
@@ -115,7 +117,19 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         .max_seq_blocks = e->max_seq_blocks,
         .type = cfg->kv_type,
     };
-    GT_TRY_GOTO(gt_kv_cache_create(&kv, &e->kv), st, fail);
+    /* The scratch layout and the kernels' workspace, from the one function
+     * that also sizes the plan. */
+    gt_scratch_config sc = {cfg->max_batch_tokens, e->cfg.max_out_rows, e->n_ctx, cfg->kv_block_size,
+                            gt_kernels_n_threads(e->k)};
+    gt_scratch_layout_compute(&e->hp, &e->shard, &sc, &e->layout);
+    if (gt_weights_max_n_in(&e->w) > e->layout.ws.max_n_in) {
+        st = gt_fail(GT_ERR_INTERNAL, "a weight row of %lld elements is longer than the %lld the scratch "
+                     "layout allows for", (long long)gt_weights_max_n_in(&e->w),
+                     (long long)e->layout.ws.max_n_in);
+        goto fail;
+    }
+    GT_TRY_GOTO(gt_kernels_reserve(e->k, &e->layout.ws), st, fail);
+    GT_TRY_GOTO(gt_kv_cache_create(e->k, &kv, &e->kv), st, fail);
     GT_TRY_GOTO(alloc_scratch(e), st, fail);
     GT_LOG_INFO(GT_SUB_WORKER, "%s: %s, %u layers, %u embd, %u heads (%u kv), vocab %u, ctx %u, "
                 "kernels %s x%d, KV %zu MiB", gt_gguf_name(e->g), e->hp.arch_name, e->hp.n_layer,
@@ -130,10 +144,10 @@ fail:
 
 void gt_engine_destroy(gt_engine *e) {
     if (!e) return;
-    gt_free(e->scratch_mem);
+    gt_buffer_free(e->scratch);
     gt_kv_cache_destroy(e->kv);
     gt_weights_free(&e->w);
-    gt_kernels_destroy(e->k);
+    gt_kernels_destroy(e->k_owned);
     gt_gguf_close(e->g_owned);
     free(e);
 }
@@ -145,7 +159,7 @@ uint32_t gt_engine_n_ctx(const gt_engine *e) { return e->n_ctx; }
 float *gt_engine_logits(gt_engine *e) { return e->s.logits; }
 
 gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
-    return (gt_engine_memory){e->layout.total_bytes, gt_kv_cache_bytes(e->kv)};
+    return (gt_engine_memory){e->layout.total_bytes + e->layout.workspace_bytes, gt_kv_cache_bytes(e->kv)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 
@@ -216,17 +230,14 @@ gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
         gt_batch mb = {i1 - i0, b->tokens + i0, b->pos + i0, b->seq + i0,
                        b->want_logits ? b->want_logits + i0 : NULL};
         /* Without want_logits only the batch's last token is wanted. */
-        int8_t *want = NULL;
         if (!b->want_logits) {
-            want = calloc((size_t)(i1 - i0), 1);
-            if (!want) return gt_fail(GT_ERR_NOMEM, "cannot allocate a micro-batch");
-            if (m == n_mb - 1) want[i1 - i0 - 1] = 1;
-            mb.want_logits = want;
+            memset(e->s.mb_want, 0, (size_t)(i1 - i0));
+            if (m == n_mb - 1) e->s.mb_want[i1 - i0 - 1] = 1;
+            mb.want_logits = e->s.mb_want;
         }
         gt_status st = gt__forward(e, &mb, out);
         int wanted = 0;
         for (int i = 0; i < mb.n; i++) wanted += mb.want_logits[i] != 0;
-        free(want);
         GT_TRY(st);
         if (gt_engine_has_logits(e)) out += (size_t)wanted * (size_t)e->w.n_vocab_local;
     }

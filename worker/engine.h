@@ -37,8 +37,10 @@ typedef struct gt_engine_config {
     int sp_min_tokens;      /* batches this long split their rows over the stage group; 0: never */
     const gt_gguf *gguf;    /* the model already open (borrowed; outlives the engine); NULL: open model_path */
     int max_out_rows;       /* logits rows one forward call returns into gt_engine_logits; 0: max_seqs */
+    const char *backend;    /* kernels: NULL or "cpu", "cuda" */
+    gt_kernels *kernels;    /* the rank's backend (borrowed); NULL: the engine creates its own */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -82,8 +84,9 @@ gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits);
 /* The engine's own logits rows [max_out_rows, n_local] (last stage; NULL
  * elsewhere): where a rank asks gt_engine_decode to write. */
 float *gt_engine_logits(gt_engine *e);
-/* Bytes the engine allocated: its activations and logits rows (one buffer
- * laid out by parallel/scratch.h) and its KV block pool. */
+/* Bytes the engine allocated: its activations and logits rows (one backend
+ * buffer laid out by parallel/scratch.h) with the kernels' workspace it
+ * reserved, and its KV block pool. */
 typedef struct gt_engine_memory {
     uint64_t act_bytes;
     uint64_t kv_bytes;

@@ -28,6 +28,7 @@ typedef struct gt_fwd_scratch {
     float *sp;    /* [B / tp + 1, n_embd] this rank's rows under sequence parallelism */
     const void **kblocks, **vblocks; /* [max_seq_blocks] */
     float *logits; /* [max_out_rows, local vocab] the step's logits rows (last stage) */
+    int8_t *mb_want; /* [B] a pipeline micro-batch's wanted rows */
 } gt_fwd_scratch;
 
 struct gt_engine {
@@ -45,7 +46,8 @@ struct gt_engine {
     int n_head, n_head_kv;  /* local heads */
     gt_fwd_scratch s;       /* pointers into scratch_mem */
     gt_scratch_layout layout;
-    void *scratch_mem;
+    gt_buffer *scratch;     /* the one buffer behind s */
+    gt_kernels *k_owned;    /* the kernels when the engine created them itself */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are

@@ -5,43 +5,35 @@
  * run of consecutive tokens of one sequence against that sequence's paged
  * KV cache. Architecture differences are feature flags in gt_hparams:
  * QKV bias (qwen2), QK-norm (qwen3, gemma3), post-norms, GELU, embedding
- * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe). */
+ * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe).
+ * Every piece of math is an op of the kernels' backend (kernels/kernels.h);
+ * this file only does the index bookkeeping between them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "common/quant.h"
 #include "common/timer.h"
 #include "common/trace.h"
 #include "worker/engine_internal.h"
-
-static void add_bias(float *x, const float *b, int n_rows, int n) {
-    for (int r = 0; r < n_rows; r++)
-        for (int i = 0; i < n; i++) x[(size_t)r * n + i] += b[i];
-}
 
 /* Embedding rows for the batch's tokens, scaled for gemma. A rank holds the
  * rows of its vocabulary slice; the others are zero, and the stage group's
  * sum assembles every row (vocabulary-parallel embedding). */
 static gt_status embed(gt_engine *e, const gt_batch *b) {
-    const gt_tensor_info *t = e->w.tok_embd;
-    size_t row_bytes;
     int D = (int)e->hp.n_embd;
-    gt_dtype_row_bytes(t->type, D, &row_bytes);
-    float scale = e->hp.embd_scale ? sqrtf((float)D) : 1.0f;
-    int64_t v0 = e->w.vocab0, nv = e->w.n_vocab_local;
-    for (int i = 0; i < b->n; i++) {
-        float *x = e->s.x + (size_t)i * D;
-        int64_t r = b->tokens[i] - v0;
-        if (r < 0 || r >= nv) {
-            memset(x, 0, (size_t)D * sizeof *x);
-            continue;
-        }
-        GT_TRY(gt_dequantize_row(t->type, e->w.embd_rows + row_bytes * (size_t)r, x, D));
-        if (scale != 1.0f)
-            for (int j = 0; j < D; j++) x[j] *= scale;
-    }
+    int64_t nv = e->w.n_vocab_local;
+    gt_embed_args a = {
+        .type = e->w.tok_embd->type,
+        .rows = e->w.embd_rows,
+        .v0 = e->w.vocab0,
+        .n_rows = nv,
+        .n = D,
+        .scale = e->hp.embd_scale ? sqrtf((float)D) : 1.0f,
+        .ids = b->tokens,
+        .n_ids = b->n,
+        .out = e->s.x,
+    };
+    GT_TRY(gt_embed(e->k, &a));
     if (e->par && nv < (int64_t)e->hp.n_vocab)
         GT_TRY(gt_par_allreduce(e->par, e->s.x, (size_t)b->n * D, "embedding allreduce"));
     return GT_OK;
@@ -76,7 +68,9 @@ static seq_split split_rows(const gt_engine *e, int n) {
 static gt_status norm_in(gt_engine *e, const seq_split *sp, const float *w, int il, const char *what) {
     gt_fwd_scratch *s = &e->s;
     size_t D = e->hp.n_embd;
-    if (sp->nr > 0) gt_rmsnorm(e->k, s->x + (size_t)sp->r0 * D, w, s->cur + (size_t)sp->r0 * D, sp->nr, (int64_t)D, e->hp.norm_eps);
+    if (sp->nr > 0)
+        GT_TRY(gt_rmsnorm(e->k, s->x + (size_t)sp->r0 * D, w, s->cur + (size_t)sp->r0 * D, sp->nr,
+                          (int64_t)D, e->hp.norm_eps));
     if (!sp->on) return GT_OK;
     char label[64];
     snprintf(label, sizeof label, "layer %d %s allgather", il, what);
@@ -94,7 +88,7 @@ static gt_status block_out(gt_engine *e, const seq_split *sp, int n, const float
     float *out = s->out;
     if (sp->on) {
         size_t padded = (size_t)sp->chunk * (size_t)e->shard.grid.tp;
-        memset(s->out + (size_t)n * D, 0, (padded - (size_t)n) * D * sizeof(float));
+        GT_TRY(gt_zero(e->k, s->out + (size_t)n * D, (int64_t)((padded - (size_t)n) * D)));
         snprintf(label, sizeof label, "layer %d %s reduce-scatter", il, what);
         GT_TRY(gt_par_reduce_scatter(e->par, s->out, s->sp, (size_t)sp->chunk * D, label));
         out = s->sp;
@@ -103,9 +97,8 @@ static gt_status block_out(gt_engine *e, const seq_split *sp, int n, const float
         GT_TRY(gt_par_allreduce(e->par, s->out, (size_t)n * D, label));
     }
     if (sp->nr == 0) return GT_OK;
-    if (post_norm) gt_rmsnorm(e->k, out, post_norm, out, sp->nr, (int64_t)D, e->hp.norm_eps);
-    gt_add(e->k, s->x + (size_t)sp->r0 * D, out, (int64_t)sp->nr * (int64_t)D);
-    return GT_OK;
+    if (post_norm) GT_TRY(gt_rmsnorm(e->k, out, post_norm, out, sp->nr, (int64_t)D, e->hp.norm_eps));
+    return gt_add(e->k, s->x + (size_t)sp->r0 * D, out, (int64_t)sp->nr * (int64_t)D);
 }
 
 /* il: the local layer index (the KV cache's); the model's layer is
@@ -120,17 +113,17 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
     int nq = nh * hd, nkv = nkh * hd;
 
     GT_TRY(norm_in(e, sp, L->attn_norm, layer, "attn"));
-    gt_matmul(k, &L->wq, s->cur, s->q, n);
-    gt_matmul(k, &L->wk, s->cur, s->k, n);
-    gt_matmul(k, &L->wv, s->cur, s->v, n);
+    GT_TRY(gt_matmul(k, &L->wq, s->cur, s->q, n));
+    GT_TRY(gt_matmul(k, &L->wk, s->cur, s->k, n));
+    GT_TRY(gt_matmul(k, &L->wv, s->cur, s->v, n));
     if (L->bq) {
-        add_bias(s->q, L->bq, n, nq);
-        add_bias(s->k, L->bk, n, nkv);
-        add_bias(s->v, L->bv, n, nkv);
+        GT_TRY(gt_add_bias(k, s->q, L->bq, n, nq));
+        GT_TRY(gt_add_bias(k, s->k, L->bk, n, nkv));
+        GT_TRY(gt_add_bias(k, s->v, L->bv, n, nkv));
     }
     if (L->q_norm) {
-        gt_rmsnorm(k, s->q, L->q_norm, s->q, (int64_t)n * nh, hd, hp->norm_eps);
-        gt_rmsnorm(k, s->k, L->k_norm, s->k, (int64_t)n * nkh, hd, hp->norm_eps);
+        GT_TRY(gt_rmsnorm(k, s->q, L->q_norm, s->q, (int64_t)n * nh, hd, hp->norm_eps));
+        GT_TRY(gt_rmsnorm(k, s->k, L->k_norm, s->k, (int64_t)n * nkh, hd, hp->norm_eps));
     }
     bool swa = gt_hparams_layer_is_swa(hp, (uint32_t)layer);
     gt_rope_params rp = {
@@ -139,15 +132,15 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
         .n_rot = (int)hp->n_rot,
         .neox = hp->rope_neox,
     };
-    gt_rope(k, s->q, n, nh, hd, b->pos, &rp);
-    gt_rope(k, s->k, n, nkh, hd, b->pos, &rp);
+    GT_TRY(gt_rope(k, s->q, n, nh, hd, b->pos, &rp));
+    GT_TRY(gt_rope(k, s->k, n, nkh, hd, b->pos, &rp));
 
     /* Store K/V, then attend, one run of a sequence's consecutive tokens at a time. */
     for (int i0 = 0; i0 < n;) {
         int seq = b->seq[i0], i1 = i0 + 1;
         while (i1 < n && b->seq[i1] == seq) i1++;
-        gt_kv_cache_store(e->kv, il, seq, 0, b->pos + i0, s->k + (size_t)i0 * nkv, i1 - i0);
-        gt_kv_cache_store(e->kv, il, seq, 1, b->pos + i0, s->v + (size_t)i0 * nkv, i1 - i0);
+        GT_TRY(gt_kv_cache_store(e->kv, il, seq, 0, b->pos + i0, s->k + (size_t)i0 * nkv, i1 - i0));
+        GT_TRY(gt_kv_cache_store(e->kv, il, seq, 1, b->pos + i0, s->v + (size_t)i0 * nkv, i1 - i0));
         i0 = i1;
     }
     for (int i0 = 0; i0 < n;) {
@@ -172,96 +165,65 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
             .window = swa ? (int)hp->sliding_window : 0,
             .softcap = 0.0f,
         };
-        gt_attention(k, &a);
+        GT_TRY(gt_attention(k, &a));
         i0 = i1;
     }
-    gt_matmul(k, &L->wo, s->attn, s->out, n);
+    GT_TRY(gt_matmul(k, &L->wo, s->attn, s->out, n));
     (void)D;
     return block_out(e, sp, n, L->post_attn_norm, layer, "attn");
 }
 
 /* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
-static void mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
-                const float *x, float *out, int n) {
+static gt_status mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
+                     const gt_weight *down, const float *x, float *out, int n) {
     gt_fwd_scratch *s = &e->s;
     int64_t F = gate->n_out;
-    gt_matmul(e->k, gate, x, s->gate, n);
-    gt_matmul(e->k, up, x, s->up, n);
-    if (e->hp.gelu) gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F);
-    else gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F);
-    gt_matmul(e->k, down, s->gate, out, n);
+    GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
+    GT_TRY(gt_matmul(e->k, up, x, s->up, n));
+    if (e->hp.gelu) GT_TRY(gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
+    else GT_TRY(gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
+    return gt_matmul(e->k, down, s->gate, out, n);
 }
 
 /* Routes each token to its top experts and sums their weighted outputs
  * into s->out. Mixtral renormalises the chosen experts' probabilities;
  * qwen2moe keeps the full-softmax values and adds a gated shared expert. */
-static void moe(gt_engine *e, int il, int n) {
+static gt_status moe(gt_engine *e, int il, int n) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
+    gt_kernels *k = e->k;
     gt_fwd_scratch *s = &e->s;
     int D = (int)hp->n_embd, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
     bool renorm = hp->arch != GT_ARCH_QWEN2MOE;
-    for (int t = 0; t < n; t++) {
-        float *r = s->router + (size_t)t * E;
-        const float *x = s->cur + (size_t)t * D;
-        float max = -INFINITY;
-        for (int ex = 0; ex < E; ex++) {
-            double acc = 0;
-            for (int j = 0; j < D; j++) acc += (double)x[j] * L->router[(size_t)ex * D + j];
-            r[ex] = (float)acc;
-            if (r[ex] > max) max = r[ex];
-        }
-        double sum = 0;
-        for (int ex = 0; ex < E; ex++) sum += exp((double)(r[ex] - max));
-        for (int ex = 0; ex < E; ex++) r[ex] = (float)(exp((double)(r[ex] - max)) / sum);
-        int32_t *ids = s->moe_ids + (size_t)t * K;
-        float *w = s->moe_w + (size_t)t * K, wsum = 0;
-        for (int j = 0; j < K; j++) { /* selection of the K largest, lowest id on ties */
-            int best = -1;
-            for (int ex = 0; ex < E; ex++) {
-                bool taken = false;
-                for (int q = 0; q < j; q++) taken |= ids[q] == ex;
-                if (!taken && (best < 0 || r[ex] > r[best])) best = ex;
-            }
-            ids[j] = best;
-            w[j] = r[best];
-            wsum += r[best];
-        }
-        if (renorm)
-            for (int j = 0; j < K; j++) w[j] /= wsum;
-    }
-    memset(s->out, 0, (size_t)n * D * sizeof(float));
+    GT_TRY(gt_matmul(k, &L->router_w, s->cur, s->router, n));
+    GT_TRY(gt_router_topk(k, s->router, n, E, K, renorm, s->moe_ids, s->moe_w));
+    GT_TRY(gt_zero(k, s->out, (int64_t)n * D));
     for (int ex = 0; ex < E; ex++) {
-        int m = 0;
+        int m = 0; /* the (token, slot) pairs routed to ex, in token order */
         for (int t = 0; t < n; t++)
             for (int j = 0; j < K; j++)
                 if (s->moe_ids[(size_t)t * K + j] == ex) {
                     s->moe_rows[m] = t;
                     s->moe_rw[m] = s->moe_w[(size_t)t * K + j];
-                    memcpy(s->moe_x + (size_t)m * D, s->cur + (size_t)t * D, (size_t)D * sizeof(float));
                     m++;
                 }
         if (!m) continue;
         const gt_expert_weights *X = &L->experts[ex];
-        mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m);
-        for (int i = 0; i < m; i++) {
-            float *dst = s->out + (size_t)s->moe_rows[i] * D;
-            const float *src = s->moe_out + (size_t)i * D;
-            for (int j = 0; j < D; j++) dst[j] += s->moe_rw[i] * src[j];
-        }
+        GT_TRY(gt_gather_rows(k, s->cur, s->moe_rows, m, D, s->moe_x));
+        GT_TRY(mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m));
+        GT_TRY(gt_scatter_add_rows(k, s->moe_out, s->moe_rows, s->moe_rw, m, D, s->out));
     }
     if (L->sh_gate.n_out) {
-        mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n);
-        for (int t = 0; t < n; t++) {
-            float g = 1.0f;
-            if (L->sh_gate_inp) {
-                double acc = 0;
-                for (int j = 0; j < D; j++) acc += (double)s->cur[(size_t)t * D + j] * L->sh_gate_inp[j];
-                g = (float)(1.0 / (1.0 + exp(-acc)));
-            }
-            for (int j = 0; j < D; j++) s->out[(size_t)t * D + j] += g * s->moe_out[(size_t)t * D + j];
+        GT_TRY(mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n));
+        /* The gate logits [n] reuse the router's scratch, whose probabilities are spent. */
+        const float *gate = NULL;
+        if (L->sh_gate_inp) {
+            GT_TRY(gt_matmul(k, &L->sh_gate_inp_w, s->cur, s->router, n));
+            gate = s->router;
         }
+        GT_TRY(gt_sigmoid_gate_add(k, gate, s->moe_out, s->out, n, D));
     }
+    return GT_OK;
 }
 
 static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
@@ -270,8 +232,8 @@ static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp,
     gt_fwd_scratch *s = &e->s;
     int n = b->n, D = (int)hp->n_embd;
     GT_TRY(norm_in(e, sp, L->ffn_norm, e->w.layer0 + il, "ffn"));
-    if (hp->n_expert) moe(e, il, n);
-    else mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n);
+    if (hp->n_expert) GT_TRY(moe(e, il, n));
+    else GT_TRY(mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n));
     (void)D;
     return block_out(e, sp, n, L->post_ffn_norm, e->w.layer0 + il, "ffn");
 }
@@ -305,16 +267,14 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     if (!last) return gt_par_send_next(e->par, s->x, (size_t)b->n * D, "activations to the next stage");
     /* Gather the rows whose logits are wanted, then norm and project them. */
     int m = 0;
-    for (int i = 0; i < b->n; i++) {
+    for (int32_t i = 0; i < b->n; i++) {
         bool want = b->want_logits ? b->want_logits[i] != 0 : i == b->n - 1;
-        if (want) memcpy(s->cur + (size_t)m++ * D, s->x + (size_t)i * D, (size_t)D * sizeof(float));
+        if (want) GT_TRY(gt_gather_rows(e->k, s->x, &i, 1, D, s->cur + (size_t)m++ * D));
     }
     if (m == 0) return GT_OK;
-    gt_rmsnorm(e->k, s->cur, e->w.output_norm, s->cur, m, D, hp->norm_eps);
-    gt_matmul(e->k, &e->w.output, s->cur, logits, m);
-    if (hp->final_softcap > 0) {
-        float c = hp->final_softcap;
-        for (size_t i = 0; i < (size_t)m * (size_t)e->w.n_vocab_local; i++) logits[i] = c * tanhf(logits[i] / c);
-    }
+    GT_TRY(gt_rmsnorm(e->k, s->cur, e->w.output_norm, s->cur, m, D, hp->norm_eps));
+    GT_TRY(gt_matmul(e->k, &e->w.output, s->cur, logits, m));
+    if (hp->final_softcap > 0)
+        GT_TRY(gt_softcap(e->k, logits, hp->final_softcap, (int64_t)m * e->w.n_vocab_local));
     return GT_OK;
 }

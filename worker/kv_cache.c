@@ -1,18 +1,21 @@
 /* Paged KV cache; see kv_cache.h. Blocks are handed out from a LIFO free
- * list so that recently freed (cache-warm) blocks are reused first. */
+ * list so that recently freed (cache-warm) blocks are reused first. Each
+ * layer's K and V pools are one buffer of the kernels' backend, written by
+ * its KV-store op and read by its attention. */
 #include "worker/kv_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
-#include "common/quant.h"
 
 struct gt_kv_cache {
     gt_kv_cache_config cfg;
+    gt_kernels *kern;   /* borrowed: the backend that owns the pools */
     size_t row_bytes, block_bytes;
-    uint8_t **k; /* [n_layer] → [n_blocks * block_bytes] */
-    uint8_t **v;
+    gt_buffer **k;      /* [n_layer] → [n_blocks * block_bytes] */
+    gt_buffer **v;
+    void **store_blocks; /* [max_seq_blocks] block addresses of one store */
     int32_t *free_list; /* [n_blocks] */
     int n_free;
     int32_t *tables;    /* [max_seqs, max_seq_blocks] block ids */
@@ -20,7 +23,7 @@ struct gt_kv_cache {
     uint32_t *seq_len;  /* [max_seqs] */
 };
 
-gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out) {
+gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv_cache **out) {
     *out = NULL;
     if (cfg->type != GT_F16 && cfg->type != GT_F32)
         return gt_fail(GT_ERR_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
@@ -33,6 +36,7 @@ gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out) {
     gt_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV cache");
     kv->cfg = *cfg;
+    kv->kern = k;
     kv->row_bytes = (size_t)cfg->row_elems * (cfg->type == GT_F16 ? 2 : 4);
     kv->block_bytes = kv->row_bytes * (size_t)cfg->block_size;
     size_t layer_bytes;
@@ -43,12 +47,14 @@ gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out) {
     kv->tables = malloc((size_t)cfg->max_seqs * (size_t)cfg->max_seq_blocks * sizeof *kv->tables);
     kv->n_seq_blocks = calloc((size_t)cfg->max_seqs, sizeof *kv->n_seq_blocks);
     kv->seq_len = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_len);
-    if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len)
+    kv->store_blocks = calloc((size_t)cfg->max_seq_blocks, sizeof *kv->store_blocks);
+    if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len ||
+        !kv->store_blocks)
         goto nomem;
     for (int il = 0; il < cfg->n_layer; il++) {
-        kv->k[il] = gt_calloc(layer_bytes, 1);
-        kv->v[il] = gt_calloc(layer_bytes, 1);
-        if (!kv->k[il] || !kv->v[il]) goto nomem;
+        if (gt_buffer_alloc(k, layer_bytes, &kv->k[il]) != GT_OK ||
+            gt_buffer_alloc(k, layer_bytes, &kv->v[il]) != GT_OK)
+            goto nomem;
     }
     for (int b = 0; b < cfg->n_blocks; b++) kv->free_list[b] = cfg->n_blocks - 1 - b;
     kv->n_free = cfg->n_blocks;
@@ -63,9 +69,10 @@ nomem:
 void gt_kv_cache_destroy(gt_kv_cache *kv) {
     if (!kv) return;
     for (int il = 0; il < kv->cfg.n_layer; il++) {
-        if (kv->k) gt_free(kv->k[il]);
-        if (kv->v) gt_free(kv->v[il]);
+        if (kv->k) gt_buffer_free(kv->k[il]);
+        if (kv->v) gt_buffer_free(kv->v[il]);
     }
+    free(kv->store_blocks);
     free(kv->k);
     free(kv->v);
     free(kv->free_list);
@@ -104,24 +111,28 @@ void gt_kv_cache_clear(gt_kv_cache *kv, int seq) {
     kv->seq_len[seq] = 0;
 }
 
-void gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
-                       const float *rows, int n) {
+gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
+                            const float *rows, int n) {
     const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
-    uint8_t *base = is_v ? kv->v[il] : kv->k[il];
-    int bs = kv->cfg.block_size;
-    for (int i = 0; i < n; i++) {
-        uint8_t *dst = base + (size_t)table[pos[i] / bs] * kv->block_bytes +
-                       (size_t)(pos[i] % bs) * kv->row_bytes;
-        const float *src = rows + (size_t)i * (size_t)kv->cfg.row_elems;
-        if (kv->cfg.type == GT_F32) memcpy(dst, src, kv->row_bytes);
-        else gt_quantize_row(GT_F16, src, dst, kv->cfg.row_elems);
-    }
+    uint8_t *base = gt_buffer_addr(is_v ? kv->v[il] : kv->k[il]);
+    for (int b = 0; b < kv->n_seq_blocks[seq]; b++)
+        kv->store_blocks[b] = base + (size_t)table[b] * kv->block_bytes;
+    gt_kv_store_args a = {
+        .rows = rows,
+        .pos = pos,
+        .n_tok = n,
+        .row_elems = kv->cfg.row_elems,
+        .blocks = kv->store_blocks,
+        .block_size = kv->cfg.block_size,
+        .kv_type = kv->cfg.type,
+    };
+    return gt_kv_store(kv->kern, &a);
 }
 
 int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_t n_tokens,
                        const void **blocks) {
     const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
-    const uint8_t *base = is_v ? kv->v[il] : kv->k[il];
+    const uint8_t *base = gt_buffer_addr(is_v ? kv->v[il] : kv->k[il]);
     int n = (int)((n_tokens + (uint32_t)kv->cfg.block_size - 1) / (uint32_t)kv->cfg.block_size);
     for (int b = 0; b < n; b++) blocks[b] = base + (size_t)table[b] * kv->block_bytes;
     return n;

@@ -15,6 +15,7 @@
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "kernels/kernels.h"
 
 typedef struct gt_kv_cache_config {
     int n_layer;
@@ -28,7 +29,9 @@ typedef struct gt_kv_cache_config {
 
 typedef struct gt_kv_cache gt_kv_cache;
 
-gt_status gt_kv_cache_create(const gt_kv_cache_config *cfg, gt_kv_cache **out);
+/* The block pools are buffers of k's backend (borrowed; it must outlive the
+ * cache). */
+gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv_cache **out);
 void gt_kv_cache_destroy(gt_kv_cache *kv);
 size_t gt_kv_cache_bytes(const gt_kv_cache *kv);
 
@@ -40,10 +43,11 @@ void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n);
 void gt_kv_cache_clear(gt_kv_cache *kv, int seq);
 
 /* Stores rows[n] (f32, row_elems each) of K or V of layer il at positions
- * pos[n] of seq. The positions must be reserved. */
-void gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
+ * pos[n] of seq through the backend's KV-store op. The positions must be
+ * reserved. */
+gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
                        const float *rows, int n);
-/* Fills blocks[] (borrowed pointers to the K or V blocks of seq in layer il)
+/* Fills blocks[] (borrowed backend addresses of the K or V blocks of seq in layer il)
  * for positions [0, n_tokens); returns the block count. */
 int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_t n_tokens,
                        const void **blocks);

@@ -25,6 +25,8 @@ struct gt_rank {
     gt_comm *world;     /* NULL on one rank without mpirun */
     int rank, size;
     gt_gguf *g;         /* the one open of the model file */
+    gt_kernels *k;      /* the rank's backend: the engine computes on it, transport takes its buffers from it */
+    struct comm_buf *comm_bufs; /* buffers lent to transport */
     gt_plan plan;
     bool have_plan;
     gt_par *par;        /* NULL without MPI */
@@ -58,6 +60,51 @@ static bool launched(void) {
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) return true;
     return false;
+}
+
+/* Transport's own buffers (reduction scratch, ...) come from the backend:
+ * host memory on the CPU, device memory under CUDA. */
+struct comm_buf {
+    void *addr;
+    gt_buffer *b;
+    struct comm_buf *next;
+};
+
+static void *comm_alloc(void *ctx, size_t bytes) {
+    gt_rank *r = ctx;
+    struct comm_buf *n = malloc(sizeof *n);
+    if (!n) return NULL;
+    if (gt_buffer_alloc(r->k, bytes, &n->b) != GT_OK) {
+        free(n);
+        return NULL;
+    }
+    n->addr = gt_buffer_addr(n->b);
+    n->next = r->comm_bufs;
+    r->comm_bufs = n;
+    return n->addr;
+}
+
+static void comm_free(void *ctx, void *p) {
+    gt_rank *r = ctx;
+    for (struct comm_buf **q = &r->comm_bufs; *q; q = &(*q)->next)
+        if ((*q)->addr == p) {
+            struct comm_buf *n = *q;
+            *q = n->next;
+            gt_buffer_free(n->b);
+            free(n);
+            return;
+        }
+}
+
+static gt_status create_kernels(gt_rank *r) {
+    gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
+    kc.n_threads = r->cfg.eng.n_threads;
+    kc.isa = r->cfg.eng.isa;
+    kc.backend = r->cfg.eng.backend;
+    GT_TRY(gt_kernels_create(&kc, &r->k));
+    if (!r->world) return GT_OK;
+    gt_comm_allocator a = {comm_alloc, comm_free, r};
+    return gt_comm_set_allocator(r->world, &a);
 }
 
 static gt_status start_world(gt_rank *r) {
@@ -107,6 +154,7 @@ static gt_status build_plan(gt_rank *r) {
     pc.max_batch_tokens = c->eng.max_batch_tokens;
     pc.mem_budget_bytes = c->mem_budget_bytes;
     pc.max_out_rows = c->max_out_rows;
+    pc.n_threads = gt_kernels_n_threads(r->k);
     GT_TRY(gt_plan_build(r->g, &pc, &r->plan));
     r->have_plan = true;
     return check_budget(&r->plan);
@@ -143,6 +191,7 @@ static gt_status alloc_buffers(gt_rank *r) {
 static gt_status create_engine(gt_rank *r) {
     gt_engine_config ec = r->cfg.eng;
     ec.gguf = r->g;
+    ec.kernels = r->k;
     ec.shard = gt_rank_shard(r);
     ec.par = r->par;
     ec.n_ctx = r->plan.cfg.n_ctx;
@@ -168,6 +217,8 @@ static void release(gt_rank *r) {
     if (r->have_plan) gt_plan_free(&r->plan);
     gt_gguf_close(r->g);
     if (r->world) gt_comm_finalize(r->world);
+    while (r->comm_bufs) comm_free(r, r->comm_bufs->addr);
+    gt_kernels_destroy(r->k);
     free(r);
 }
 
@@ -182,6 +233,7 @@ gt_status gt_rank_create(const gt_rank_config *cfg, gt_rank **out) {
     if (r->cfg.max_out_rows == 0) r->cfg.max_out_rows = cfg->eng.max_seqs;
     gt_status st;
     GT_TRY_GOTO(start_world(r), st, fail);
+    GT_TRY_GOTO(create_kernels(r), st, fail);
     GT_TRY_GOTO(build_plan(r), st, fail);
     const gt_shard *sh = gt_rank_shard(r);
     if (r->world) GT_TRY_GOTO(gt_par_create(r->world, &sh->grid, &r->par), st, fail);

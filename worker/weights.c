@@ -172,6 +172,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     gt_dtype_row_bytes(tr->type, D, &row);
     for (int64_t e = 0; e < E; e++)
         GT_TRY(gt_dequantize_row(tr->type, (const uint8_t *)tr->data + row * (size_t)e, lw->router + e * D, D));
+    GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, E, lw->router, &lw->router_w));
     snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", il);
     GT_TRY(find(L, n, true, &tg));
     GT_TRY(check_shape(L, tg, D, F, E));
@@ -198,6 +199,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
         GT_TRY(load_mat(L, n, S, D, true, &lw->sh_down));
         snprintf(n, sizeof n, "blk.%d.ffn_gate_inp_shexp.weight", il);
         GT_TRY(load_vec(L, n, D, false, &lw->sh_gate_inp));
+        if (lw->sh_gate_inp) GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
     }
     return GT_OK;
 }
@@ -284,7 +286,7 @@ static void free_layer(gt_layer_weights *lw, int n_expert) {
                      lw->post_attn_norm, lw->ffn_norm, lw->post_ffn_norm, lw->router, lw->sh_gate_inp};
     for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) gt_free(vecs[i]);
     gt_weight *mats[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->gate, &lw->up, &lw->down,
-                         &lw->sh_gate, &lw->sh_up, &lw->sh_down};
+                         &lw->sh_gate, &lw->sh_up, &lw->sh_down, &lw->router_w, &lw->sh_gate_inp_w};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) gt_weight_free(mats[i]);
     if (lw->experts) {
         for (int e = 0; e < n_expert; e++) {
@@ -306,4 +308,24 @@ void gt_weights_free(gt_model_weights *w) {
     for (int i = 0; i < w->n_owned; i++) gt_free(w->owned[i]);
     free(w->owned);
     memset(w, 0, sizeof *w);
+}
+
+static int64_t longer(int64_t a, const gt_weight *w) { return w->n_in > a ? w->n_in : a; }
+
+int64_t gt_weights_max_n_in(const gt_model_weights *w) {
+    int64_t n = longer(0, &w->output);
+    for (int il = 0; il < w->n_layer; il++) {
+        const gt_layer_weights *lw = &w->layers[il];
+        const gt_weight *mats[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->gate, &lw->up,
+                                   &lw->down, &lw->sh_gate, &lw->sh_up, &lw->sh_down,
+                                   &lw->router_w, &lw->sh_gate_inp_w};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) n = longer(n, mats[i]);
+        if (lw->experts)
+            for (int e = 0; e < w->n_expert; e++) {
+                n = longer(n, &lw->experts[e].gate);
+                n = longer(n, &lw->experts[e].up);
+                n = longer(n, &lw->experts[e].down);
+            }
+    }
+    return n;
 }

@@ -26,9 +26,11 @@ typedef struct gt_layer_weights {
     gt_weight gate, up, down;   /* dense MLP (n_out 0 when the layer is MoE) */
     /* MoE */
     float *router;              /* [n_expert, n_embd] f32 */
+    gt_weight router_w;         /* router as a matrix: logits = x · router^T */
     gt_expert_weights *experts; /* [n_expert] views into the stacked tensors */
     gt_weight sh_gate, sh_up, sh_down; /* shared expert (n_out 0 when absent) */
     float *sh_gate_inp;         /* [n_embd] or NULL */
+    gt_weight sh_gate_inp_w;    /* [1, n_embd] as a matrix (n_out 0 when absent) */
 } gt_layer_weights;
 
 typedef struct gt_model_weights {
@@ -51,5 +53,8 @@ typedef struct gt_model_weights {
 gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, const gt_shard *shard,
                           gt_kernels *k, gt_model_weights *w);
 void gt_weights_free(gt_model_weights *w);
+/* The longest row (n_in) of any matrix w holds: what the kernels' matmul
+ * workspace is sized for. */
+int64_t gt_weights_max_n_in(const gt_model_weights *w);
 
 #endif

@@ -6,7 +6,7 @@
  * than fast: it is the oracle for the SIMD versions. */
 #include <math.h>
 
-#include "kernels/ops.h"
+#include "kernels/cpu/ops.h"
 
 size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok) {
     return (size_t)a->head_dim * (sizeof(double) + 2 * sizeof(float));

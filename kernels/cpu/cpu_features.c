@@ -4,7 +4,7 @@
  * wide registers on a context switch (YMM for AVX2, ZMM and opmask state for
  * AVX-512). Both must agree before a table built with those instructions is
  * used. This file is compiled for the baseline ISA. */
-#include "kernels/internal.h"
+#include "kernels/cpu/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

@@ -150,13 +150,8 @@ static void gemm_tile(int nt, const float *w, int64_t kn, const float *x, int64_
     }
 }
 
-#define KC 256 /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
-#define TC 192 /* tokens per chunk: their x over one k block (192 KiB) stays in L2 */
-
-size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok) {
-    if (n_tok <= 4) return 0;
-    return (size_t)KC * 16;
-}
+#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
+#define TC GT_MM_PF_TC /* tokens per chunk: their x over one k block (192 KiB) stays in L2 */
 
 /* Prefill order: token chunk -> k block -> panel -> token tile. */
 void gt__mm_pf_avx2(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_out, const float *x,

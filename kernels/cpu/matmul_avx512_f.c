@@ -126,14 +126,9 @@ static __mmask16 rows_mask(int64_t n_out, int64_t p) {
     return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
 }
 
-#define KC 256     /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
-#define NT_GEMM 24 /* tokens per register tile */
-#define TC 192     /* tokens per chunk: the packed x of one k block (192 KiB) stays in L2 */
-
-size_t gt__mm_pf_scratch_floats(int64_t n_tok) {
-    if (n_tok <= 4) return 0;
-    return (size_t)KC * TC + (size_t)KC * 16;
-}
+#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
+#define NT_GEMM 24      /* tokens per register tile */
+#define TC GT_MM_PF_TC  /* tokens per chunk: the packed x of one k block (192 KiB) stays in L2 */
 
 /* Prefill order: token chunk -> k block -> panel -> token tile. The chunk's
  * x for one k block is packed once into tiles xp[tile][k][24]; each panel's

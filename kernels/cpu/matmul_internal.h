@@ -31,6 +31,11 @@ enum {
 };
 
 /* Quant panel kinds. Chunk c (0..7) of a block covers k = 4c..4c+3. */
+/* The float-panel prefill blocks of both ISAs: k block (a widened panel slab
+ * of 16 KiB stays in L1) and tokens per chunk. */
+#define GT_MM_PF_KC 256
+#define GT_MM_PF_TC 192
+
 typedef enum gt_mm_qkind {
     GT_MMQ_NONE = 0,
     GT_MMQ_B8,  /* bytes code+128 (Q8_0): f16 d[16], u8 qs[8][64] */
@@ -83,7 +88,9 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
 /* Panels [p0, p1) (p0 even for the GEMM), tokens [0, n_tok). */
 void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                       const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
-/* scratch: gt__mm_pf_scratch_floats(n_tok) floats per thread, 64-byte aligned. */
+/* scratch: gt__mm_pf_scratch_floats(n_tok) floats per thread, 64-byte aligned
+ * (defined in the baseline kernels/cpu/workspace.c, so that the workspace can
+ * be sized on any CPU). */
 size_t gt__mm_pf_scratch_floats(int64_t n_tok);
 /* Prefill of the B8, N4 and N4M kinds on panel pairs (matmul_avx512_q2.c);
  * p0 and p1 even. gt__mm_pq_avx512 calls it for n_tok > 4. */

@@ -6,7 +6,7 @@
  * tables are compared with them in tests/kernel/test_ops.c. */
 #include <math.h>
 
-#include "kernels/ops.h"
+#include "kernels/cpu/ops.h"
 
 void gt__rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps) {
     double ss = 0;

@@ -27,7 +27,7 @@
 
 #include <math.h>
 
-#include "kernels/ops.h"
+#include "kernels/cpu/ops.h"
 
 /* ---- transcendental functions ---- */
 
@@ -167,8 +167,8 @@ static void simd_rope(float *x, int64_t n_vec, int head_dim, int32_t pos, const 
 
 /* ---- attention ---- */
 
-#define ATTN_CHUNK 64 /* keys per softmax step; a multiple of VW */
-#define ATTN_TILE  4  /* query tokens per work item */
+#define ATTN_CHUNK GT_ATTN_CHUNK /* keys per softmax step; a multiple of VW */
+#define ATTN_TILE  GT_ATTN_TILE  /* query tokens per work item */
 
 typedef struct {
     int hd, group, m;
@@ -185,12 +185,7 @@ static attn_dims attn_dims_of(const gt_attn_args *a, int64_t n_tok) {
 }
 
 static size_t simd_attn_scratch_bytes(const gt_attn_args *a, int64_t n_tok) {
-    const attn_dims d = attn_dims_of(a, n_tok);
-    size_t floats = (size_t)d.m * d.acc_stride               /* accumulators */
-                    + (size_t)d.m * ATTN_CHUNK               /* scores / probabilities */
-                    + 2 * (size_t)d.m                        /* running max and sum */
-                    + 2 * (size_t)ATTN_CHUNK * d.acc_stride; /* converted K and V rows */
-    return floats * sizeof(float) + 2 * (size_t)d.m * sizeof(int64_t) + 4 * 64;
+    return gt__attn_simd_scratch_bytes(a->head_dim, a->n_head / a->n_kv_head, n_tok, VW);
 }
 
 static inline float dot_n(const float *a, const float *b, int n) {

@@ -298,7 +298,7 @@ static void run_type(gt_dtype t) {
                         gt_weight wt;
                         assert_int_equal(gt_weight_init(k, t, n_in, n_out, w, &wt), GT_OK);
                         for (size_t j = 0; j < ny; j++) y[j] = NAN;
-                        gt_matmul(k, &wt, x, y, n_tok);
+                        assert_int_equal(gt_matmul(k, &wt, x, y, n_tok), GT_OK);
                         int q8 = uses_q8(t, ISAS[i]);
                         char label[160];
                         snprintf(label, sizeof label, "%s isa=%s threads=%d n_in=%lld n_out=%lld n_tok=%lld",
@@ -349,11 +349,11 @@ static void perturbed_scales_fail(gt_dtype t) {
         int q8 = uses_q8(t, ISAS[i]);
         gt_weight wt;
         assert_int_equal(gt_weight_init(k, t, n_in, n_out, w, &wt), GT_OK);
-        gt_matmul(k, &wt, x, y, n_tok);
+        assert_int_equal(gt_matmul(k, &wt, x, y, n_tok), GT_OK);
         assert_true(check("good", y, q8 ? yq : ye, q8 ? Sq : Se, (size_t)(n_tok * n_out), tolerance(t, q8)));
         gt_weight_free(&wt);
         assert_int_equal(gt_weight_init(k, t, n_in, n_out, wbad, &wt), GT_OK);
-        gt_matmul(k, &wt, x, y, n_tok);
+        assert_int_equal(gt_matmul(k, &wt, x, y, n_tok), GT_OK);
         fprintf(stderr, "(expected) ");
         assert_false(check("perturbed", y, q8 ? yq : ye, q8 ? Sq : Se, (size_t)(n_tok * n_out), tolerance(t, q8)));
         gt_weight_free(&wt);
@@ -394,7 +394,7 @@ static void big_batch(gt_dtype t) {
             gt_weight wt;
             assert_int_equal(gt_weight_init(k, t, n_in, n_out, w, &wt), GT_OK);
             for (size_t j = 0; j < ny; j++) y[j] = NAN;
-            gt_matmul(k, &wt, x, y, n_tok);
+            assert_int_equal(gt_matmul(k, &wt, x, y, n_tok), GT_OK);
             char label[160];
             snprintf(label, sizeof label, "big batch %s isa=%s threads=%d n_tok=%lld",
                      gt_dtype_name(t), ISAS[i], n, (long long)n_tok);

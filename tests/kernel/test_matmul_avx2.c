@@ -31,7 +31,7 @@
 #include "common/alloc.h"
 #include "common/quant.h"
 #include "kernels/cpu/matmul_avx2.h"
-#include "kernels/internal.h"
+#include "kernels/cpu/cpu.h"
 #include "util/test_util.h"
 
 static gt_cpu_features CPU;

@@ -21,7 +21,7 @@
 #include "common/dtype.h"
 #include "common/status.h"
 #include "kernels/kernels.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops.h"
 #include "util/test_util.h"
 
 /* ---- tolerances (atol, rtol for gt_test_allclose) ---- */
@@ -62,7 +62,7 @@ static const char *const k_isas[] = {"avx2", "avx512"};
 
 /* Creates kernels for isa with n threads, or NULL when the CPU lacks it. */
 static gt_kernels *make_kernels(const char *isa, int n_threads) {
-    gt_kernels_config cfg = {n_threads, isa};
+    gt_kernels_config cfg = {n_threads, isa, NULL};
     gt_kernels *k = NULL;
     gt_status st = gt_kernels_create(&cfg, &k);
     if (st == GT_ERR_UNSUPPORTED) {
@@ -77,12 +77,12 @@ static gt_kernels *make_kernels(const char *isa, int n_threads) {
 
 static void test_create(void **state) {
     gt_kernels *k = NULL;
-    gt_kernels_config bad = {0, NULL};
+    gt_kernels_config bad = {0, NULL, NULL};
     assert_int_equal(gt_kernels_create(&bad, &k), GT_ERR_INVALID_ARG);
-    gt_kernels_config unknown = {1, "sse9"};
+    gt_kernels_config unknown = {1, "sse9", NULL};
     assert_int_equal(gt_kernels_create(&unknown, &k), GT_ERR_INVALID_ARG);
     assert_non_null(strstr(gt_last_error(), "sse9"));
-    gt_kernels_config automatic = {2, "auto"};
+    gt_kernels_config automatic = {2, "auto", NULL};
     assert_int_equal(gt_kernels_create(&automatic, &k), GT_OK);
     printf("auto isa on this CPU: %s\n", gt_kernels_isa(k));
     assert_non_null(gt_kernels_pool(k));
@@ -112,21 +112,21 @@ static void test_elementwise(void **state) {
                 if (n > 3) g[0] = -90.f, g[1] = 90.f, g[2] = 0.f; /* exp range ends */
                 snprintf(label, sizeof label, "swiglu %s t%d n%ld", k_isas[ii], nt, (long)n);
                 gt__swiglu_ref(g, u, want, n);
-                gt_swiglu(k, g, u, got, n);
+                assert_int_equal(gt_swiglu(k, g, u, got, n), GT_OK);
                 assert_true(close_tol(label, got, want, (size_t)n, &TOL_SWIGLU));
                 snprintf(label, sizeof label, "geglu %s t%d n%ld", k_isas[ii], nt, (long)n);
                 gt__geglu_ref(g, u, want, n);
-                gt_geglu(k, g, u, got, n);
+                assert_int_equal(gt_geglu(k, g, u, got, n), GT_OK);
                 assert_true(close_tol(label, got, want, (size_t)n, &TOL_GEGLU));
                 /* in place: out aliases gate */
                 memcpy(got, g, (size_t)n * 4);
-                gt_geglu(k, got, u, got, n);
+                assert_int_equal(gt_geglu(k, got, u, got, n), GT_OK);
                 assert_true(close_tol(label, got, want, (size_t)n, &TOL_GEGLU));
                 /* add is exact */
                 memcpy(want, u, (size_t)n * 4);
                 gt__add_ref(want, g, n);
                 memcpy(got, u, (size_t)n * 4);
-                gt_add(k, got, g, n);
+                assert_int_equal(gt_add(k, got, g, n), GT_OK);
                 assert_memory_equal(got, want, (size_t)n * 4);
             }
             gt_kernels_destroy(k);
@@ -160,10 +160,10 @@ static void test_rmsnorm(void **state) {
                              (long)n, wi);
                     for (int64_t r = 0; r < rows; r++)
                         gt__rmsnorm_ref(x + r * n, wp, want + r * n, n, 1e-6f);
-                    gt_rmsnorm(k, x, wp, got, rows, n, 1e-6f);
+                    assert_int_equal(gt_rmsnorm(k, x, wp, got, rows, n, 1e-6f), GT_OK);
                     assert_true(close_tol(label, got, want, (size_t)(rows * n), &TOL_RMSNORM));
                     memcpy(got, x, (size_t)(rows * n) * 4); /* in place */
-                    gt_rmsnorm(k, got, wp, got, rows, n, 1e-6f);
+                    assert_int_equal(gt_rmsnorm(k, got, wp, got, rows, n, 1e-6f), GT_OK);
                     assert_true(close_tol(label, got, want, (size_t)(rows * n), &TOL_RMSNORM));
                 }
             }
@@ -241,7 +241,7 @@ static void test_rope(void **state) {
                 char label[96];
                 snprintf(label, sizeof label, "rope %s t%d case %zu", k_isas[ii], nt, ci);
                 memcpy(got, x, n * 4);
-                gt_rope(k, got, c->n_tok, c->n_head, c->head_dim, pos, &p);
+                assert_int_equal(gt_rope(k, got, c->n_tok, c->n_head, c->head_dim, pos, &p), GT_OK);
                 assert_true(close_tol(label, got, want, n, &TOL_ROPE));
                 gt_kernels_destroy(k);
             }
@@ -394,7 +394,7 @@ static void test_attention(void **state) {
     gt_test_rng rng;
     gt_test_rng_seed(&rng, 4);
     gt_kernels *kref = NULL;
-    gt_kernels_config rc = {1, "ref"};
+    gt_kernels_config rc = {1, "ref", NULL};
     assert_int_equal(gt_kernels_create(&rc, &kref), GT_OK);
     for (size_t ci = 0; ci < sizeof k_attn_cases / sizeof k_attn_cases[0]; ci++) {
         attn_fixture f;
@@ -405,7 +405,7 @@ static void test_attention(void **state) {
         /* the reference against the dense formula */
         attn_dense(&f, f.c.window, dense);
         gt_attn_args a = attn_args(&f, want);
-        gt_attention(kref, &a);
+        assert_int_equal(gt_attention(kref, &a), GT_OK);
         snprintf(label, sizeof label, "attention_ref case %zu", ci);
         assert_true(close_tol(label, want, dense, n, &TOL_ATTN_REF));
         /* every fast table and thread count against the reference */
@@ -415,7 +415,7 @@ static void test_attention(void **state) {
                 if (!k) continue;
                 memset(got, 0xff, n * 4); /* NaN: every output must be written */
                 a = attn_args(&f, got);
-                gt_attention(k, &a);
+                assert_int_equal(gt_attention(k, &a), GT_OK);
                 snprintf(label, sizeof label, "attention %s t%d case %zu", k_isas[ii], nt, ci);
                 assert_true(close_tol(label, got, want, n, &TOL_ATTN));
                 gt_kernels_destroy(k);
@@ -445,7 +445,7 @@ static void test_broken_variants_fail(void **state) {
     gt_attn_args a = attn_args(&f, want);
     attn_dense(&f, c.window, want);
     a = attn_args(&f, got);
-    gt_attention(k, &a);
+    assert_int_equal(gt_attention(k, &a), GT_OK);
     assert_true(close_tol("attention", got, want, n, &TOL_ATTN));
     got[n / 3] *= 1.001f; /* perturbed output */
     assert_false(close_tol("perturbed attention (expected to fail)", got, want, n, &TOL_ATTN));
@@ -465,7 +465,7 @@ static void test_broken_variants_fail(void **state) {
     rope_formula(r1, &rc, pos);
     const gt_rope_params wrong = {10000.f, 1.f, 64, true};
     memcpy(r2, x, rn * 4);
-    gt_rope(k, r2, 2, 2, 64, pos, &wrong);
+    assert_int_equal(gt_rope(k, r2, 2, 2, 64, pos, &wrong), GT_OK);
     assert_false(close_tol("rope neox-for-adjacent (expected to fail)", r2, r1, rn, &TOL_ROPE));
     free(x);
     free(r1);

@@ -6,7 +6,9 @@
  * for each rank, an engine is created on that rank's shard (no collectives
  * run: creating an engine needs none). The bytes the engine really
  * allocated for its activations and logits rows and for its KV block pool
- * must equal the plan's act_bytes and kv_bytes exactly; so must the
+ * (one backend buffer laid out by parallel/scratch.c, plus the kernels'
+ * workspace it reserved) and for its KV block pool must equal the plan's
+ * act_bytes and kv_bytes exactly; so must the
  * one-rank engine built without a plan. A deliberately wrong layout (one
  * more output row) must not match, so the check can fail. */
 #include <setjmp.h>
@@ -63,6 +65,7 @@ static void check_model(const char *path) {
         pc.kv_block_size = 16;
         pc.max_batch_tokens = 37;
         pc.max_out_rows = 5;
+        pc.n_threads = 2; /* the kernels' workspace has a part per thread */
         gt_plan plan;
         if (gt_plan_build(g, &pc, &plan) != GT_OK) fail_msg("%s tp %d pp %d: %s", path, tp, pp, gt_last_error());
         for (int r = 0; r < plan.n_ranks; r++) {
@@ -75,6 +78,7 @@ static void check_model(const char *path) {
             ec.kv_block_size = pc.kv_block_size;
             ec.max_batch_tokens = pc.max_batch_tokens;
             ec.max_out_rows = pc.max_out_rows;
+            ec.n_threads = pc.n_threads;
             gt_engine *e = NULL;
             if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
             gt_engine_memory m = gt_engine_memory_used(e);
@@ -84,10 +88,11 @@ static void check_model(const char *path) {
                          (unsigned long long)m.kv_bytes, (unsigned long long)s->act_bytes,
                          (unsigned long long)s->kv_bytes);
             /* The same sizes with one more output row differ on the last stage. */
-            gt_scratch_config sc = {pc.max_batch_tokens, pc.max_out_rows + 1, plan.cfg.n_ctx, pc.kv_block_size};
+            gt_scratch_config sc = {pc.max_batch_tokens, pc.max_out_rows + 1, plan.cfg.n_ctx, pc.kv_block_size,
+                                    pc.n_threads};
             gt_scratch_layout wrong;
             gt_scratch_layout_compute(&plan.hp, s, &sc, &wrong);
-            if (s->last_stage) assert_true(wrong.total_bytes != m.act_bytes);
+            if (s->last_stage) assert_true(wrong.total_bytes + wrong.workspace_bytes != m.act_bytes);
             gt_engine_destroy(e);
         }
         if (tp * pp == 1) { /* the engine's own one-rank plan */
@@ -98,6 +103,7 @@ static void check_model(const char *path) {
             ec.kv_block_size = pc.kv_block_size;
             ec.max_batch_tokens = pc.max_batch_tokens;
             ec.max_out_rows = pc.max_out_rows;
+            ec.n_threads = pc.n_threads;
             gt_engine *e = NULL;
             assert_int_equal(gt_engine_create(&ec, &e), GT_OK);
             gt_engine_memory m = gt_engine_memory_used(e);

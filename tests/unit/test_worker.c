@@ -160,8 +160,10 @@ static void test_kv_cache(void **state) {
     (void)state;
     gt_kv_cache_config c = {.n_layer = 2, .row_elems = 8, .block_size = 4, .n_blocks = 5,
                             .max_seqs = 2, .max_seq_blocks = 3, .type = GT_F32};
+    gt_kernels *k;
+    assert_int_equal(gt_kernels_create(NULL, &k), GT_OK);
     gt_kv_cache *kv;
-    assert_int_equal(gt_kv_cache_create(&c, &kv), GT_OK);
+    assert_int_equal(gt_kv_cache_create(k, &c, &kv), GT_OK);
     assert_int_equal(gt_kv_cache_reserve(kv, 0, 12), GT_OK);
     assert_int_equal(gt_kv_cache_reserve(kv, 0, 13), GT_ERR_RANGE); /* > 3 blocks */
     assert_int_equal(gt_kv_cache_reserve(kv, 1, 8), GT_OK);
@@ -170,7 +172,7 @@ static void test_kv_cache(void **state) {
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 8; j++) rows[i][j] = (float)(i * 10 + j);
     int32_t pos[3] = {3, 4, 9};
-    gt_kv_cache_store(kv, 1, 0, 1, pos, &rows[0][0], 3);
+    assert_int_equal(gt_kv_cache_store(kv, 1, 0, 1, pos, &rows[0][0], 3), GT_OK);
     const void *blocks[3];
     assert_int_equal(gt_kv_cache_blocks(kv, 1, 0, 1, 12, blocks), 3);
     assert_memory_equal((const float *)blocks[0] + 3 * 8, rows[0], sizeof rows[0]);
@@ -179,6 +181,7 @@ static void test_kv_cache(void **state) {
     gt_kv_cache_clear(kv, 0);
     assert_int_equal(gt_kv_cache_reserve(kv, 1, 12), GT_OK); /* freed blocks are reusable */
     gt_kv_cache_destroy(kv);
+    gt_kernels_destroy(k);
 }
 
 int main(void) {

@@ -5,7 +5,9 @@
  * 16-row panels (kernels/cpu/matmul_internal.h), which replace the mmap'd
  * rows for computation; everything else (and every type under the "ref" and
  * "avx2" ISAs) keeps the GGUF rows and runs the reference kernel, which
- * handles every type with a dequantizer. A product is at most two fork-join
+ * handles every type with a dequantizer; so do the weights prepared with
+ * gt_weight_init_invariant, since its products do not depend on the token
+ * count. A product is at most two fork-join
  * regions on the pool: quantize the activations to Q8 (split over tokens;
  * for decode, n_tok <= 4, each thread quantizes them all into its own copy
  * instead, so decode has a single region), then the product split over
@@ -18,12 +20,11 @@
 #include <sys/mman.h>
 
 #include "common/alloc.h"
-#include "common/log.h"
 #include "kernels/cpu/matmul_avx2.h"
 #include "kernels/cpu/matmul_internal.h"
-#include "kernels/internal.h"
+#include "kernels/cpu/cpu.h"
 
-bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type) {
+bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type) {
     const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
     return info && info->has_codec;
 }
@@ -44,11 +45,11 @@ static const mm_isa k_mm_avx512 = {gt__mm_quantize_avx512, gt__mm_pq_avx512, gt_
 static const mm_isa k_mm_avx2 = {gt__mm_quantize_avx2, gt__mm_pq_avx2, gt__mm_pf_avx2,
                                  gt__mm_pf_avx2_scratch_floats};
 
-static const mm_isa *isa_kernels(const gt_kernels *k) {
+static const mm_isa *isa_kernels(const gt_cpu *k) {
     return k->isa == GT_ISA_AVX512 ? &k_mm_avx512 : k->isa == GT_ISA_AVX2 ? &k_mm_avx2 : NULL;
 }
 
-static int pick_layout(const gt_kernels *k, gt_dtype type) {
+static int pick_layout(const gt_cpu *k, gt_dtype type) {
     if (!isa_kernels(k)) return GT_MM_ROWS;
     if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
     if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
@@ -85,9 +86,9 @@ static void run_pack(void *arg, int ith, int nth) {
     if (p0 < p1) gt__mm_pack(j->type, j->layout, j->n_in, j->n_out, j->src, j->dst, p0, p1);
 }
 
-gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
-                         const void *data, gt_weight *w) {
-    memset(w, 0, sizeof(*w));
+gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64_t n_out,
+                              const void *data, bool invariant, gt_weight *w) {
+    gt_cpu *k = gt__cpu(kb);
     const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
     if (!info || !info->has_codec)
         return gt_fail(GT_ERR_UNSUPPORTED, "matmul: weight type %s has no matrix product",
@@ -101,7 +102,8 @@ gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_o
     w->n_in = n_in;
     w->n_out = n_out;
     w->data = data;
-    int layout = pick_layout(k, type);
+    /* The reference computes each output the same way for any token count. */
+    int layout = invariant ? GT_MM_ROWS : pick_layout(k, type);
     if (layout == GT_MM_ROWS) return GT_OK;
     size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
     void *p = alloc_packed(bytes);
@@ -116,12 +118,9 @@ gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_o
     return GT_OK;
 }
 
-void gt_weight_free(gt_weight *w) {
-    if (!w) return;
+gt_status gt__cpu_weight_free(gt_kernels *k, gt_weight *w) {
     free(w->owned); /* alloc_packed: posix_memalign */
-    w->owned = NULL;
-    w->data = NULL;
-    w->layout = 0;
+    return GT_OK;
 }
 
 typedef struct {
@@ -192,18 +191,29 @@ static void run_panels(void *arg, int ith, int nth) {
     (void)nth;
 }
 
-void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
-    if (n_tok <= 0) return;
+/* The workspace for one product, or a sentence naming the numbers. */
+static gt_status mm_scratch(gt_cpu *k, const gt_weight *w, int64_t n_tok, size_t bytes, void **out) {
+    *out = gt__cpu_scratch(k, bytes);
+    if (*out) return GT_OK;
+    if (k->reserved)
+        return gt_fail(GT_ERR_RANGE,
+                       "matmul: %lld tokens of a %lld-long row need %zu bytes of kernel workspace, "
+                       "more than the %zu reserved", (long long)n_tok, (long long)w->n_in, bytes,
+                       k->scratch_bytes);
+    return gt_fail(GT_ERR_NOMEM, "matmul: out of memory for %zu bytes of kernel workspace", bytes);
+}
+
+gt_status gt__cpu_matmul(gt_kernels *kb, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
+    gt_cpu *k = gt__cpu(kb);
+    if (n_tok <= 0) return GT_OK;
     mm_job j = {.w = w, .x = x, .y = y, .n_tok = n_tok, .isa = isa_kernels(k)};
+    void *scratch;
     if (w->layout == GT_MM_ROWS) {
         j.tmp_stride = gt_align_up((size_t)w->n_in * sizeof(float), GT_ALIGN) / sizeof(float);
-        j.tmp = gt__kernels_scratch(k, j.tmp_stride * sizeof(float) * (size_t)k->n_threads);
-        if (!j.tmp) {
-            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for the reference scratch");
-            return;
-        }
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_ref_scratch_bytes(w->n_in, k->n_threads), &scratch));
+        j.tmp = scratch;
         gt_pool_run(k->pool, run_ref, &j);
-        return;
+        return GT_OK;
     }
     if (w->layout == GT_MM_PQ) {
         /* Decode: every thread quantizes the few activation rows itself (a
@@ -213,18 +223,14 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
         j.kind = gt__mm_qkind(w->type);
         j.fused = n_tok <= 4;
         j.q_stride = j.fused ? (nq + 3) / 4 * 4 : nq; /* 4 blocks = 192 B: 64-byte aligned */
-        j.q = gt__kernels_scratch(k, j.q_stride * sizeof(gt_mm_q8a) * (size_t)(j.fused ? k->n_threads : 1));
-        if (!j.q) {
-            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for quantized activations");
-            return;
-        }
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_q8_scratch_bytes(w->n_in, n_tok, k->n_threads),
+                          &scratch));
+        j.q = scratch;
         if (!j.fused) gt_pool_run(k->pool, run_quantize, &j);
     } else if ((j.fs_stride = j.isa->pf_scratch_floats(n_tok)) > 0) {
-        j.fs = gt__kernels_scratch(k, j.fs_stride * sizeof(float) * (size_t)k->n_threads);
-        if (!j.fs) {
-            GT_LOG_ERROR(GT_SUB_KERNEL, "matmul: out of memory for the packed activations");
-            return;
-        }
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_pf_scratch_bytes(k->isa, n_tok, k->n_threads),
+                          &scratch));
+        j.fs = scratch;
     }
     /* Grains: about 4 per thread for decode (streams of >= 8 panels), 2 for
      * prefill (each grain repacks its activations, so not too small). */
@@ -234,4 +240,5 @@ void gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int6
     j.grain = (grain + 1) / 2 * 2;
     atomic_init(&j.next, 0);
     gt_pool_run(k->pool, run_panels, &j);
+    return GT_OK;
 }

@@ -2,12 +2,12 @@
  *
  * One `struct gt_ops` per instruction set (scalar reference, AVX2, AVX-512),
  * chosen once in gt_kernels_create. Every entry works on a slice that one
- * thread owns; kernels.c splits the work over the pool and calls these. The
+ * thread owns; kernels/cpu/backend.c splits the work over the pool and calls these. The
  * scalar `_ref` functions are always compiled and are the oracle that tests
  * compare the fast tables with. No entry allocates: scratch comes from the
  * caller, sized by attn_scratch_bytes. */
-#ifndef GT_KERNELS_OPS_H
-#define GT_KERNELS_OPS_H
+#ifndef GT_KERNELS_CPU_OPS_H
+#define GT_KERNELS_CPU_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +17,15 @@
 /* Largest rotated dimension count rope accepts (its cos/sin table lives on
  * the stack); model loaders refuse larger heads. */
 #define GT_ROPE_MAX_ROT 1024
+
+/* The SIMD attention (kernels/cpu/ops_simd.h): keys per softmax step (a
+ * multiple of the vector width) and query tokens per work item. */
+#define GT_ATTN_CHUNK 64
+#define GT_ATTN_TILE 4
+/* Its scratch for n_tok query tokens of `group` heads sharing a kv head, with
+ * vectors of vw floats; baseline code (kernels/cpu/workspace.c), so that the
+ * workspace can be sized on any CPU. */
+size_t gt__attn_simd_scratch_bytes(int head_dim, int group, int64_t n_tok, int vw);
 
 struct gt_ops {
     const char *name;
@@ -49,6 +58,21 @@ void gt__geglu_ref(const float *g, const float *u, float *out, int64_t n);
 void gt__add_ref(float *y, const float *x, int64_t n);
 void gt__attention_ref(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch);
 size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok);
+
+/* The scalar versions of the small ops (kernels/cpu/ops_misc_ref.c); the
+ * meaning of each is the public op of the same name (kernels/kernels.h). */
+void gt__add_bias_ref(float *y, const float *b, int64_t n_rows, int64_t n);
+void gt__scale_ref(float *y, float s, int64_t n);
+void gt__softcap_ref(float *y, float c, int64_t n);
+gt_status gt__embed_ref(const gt_embed_args *a);
+void gt__router_topk_ref(float *probs, int64_t n_tok, int n_expert, int k_used, bool renorm,
+                         int32_t *ids, float *w);
+void gt__gather_rows_ref(const float *src, const int32_t *rows, int64_t m, int64_t n, float *dst);
+void gt__scatter_add_rows_ref(const float *src, const int32_t *rows, const float *w, int64_t m,
+                              int64_t n, float *dst);
+void gt__sigmoid_gate_add_ref(const float *gate, const float *src, float *dst, int64_t n_tok,
+                              int64_t n);
+gt_status gt__kv_store_ref(const gt_kv_store_args *a);
 
 /* cos/sin of theta_i = pos * freq_scale * freq_base^(-2i/n_rot) for
  * i < n_rot/2, computed in double; shared by every rope so that the tables

@@ -1,0 +1,67 @@
+/* Private to kernels/cpu/: the CPU backend instance shared by its files.
+ * backend.c owns creation, the CPU check, buffers, the workspace and the
+ * threaded non-matmul ops; matmul.c owns weight preparation and the
+ * matrix-product dispatch; workspace.c sizes, reserves and lends the
+ * workspace. */
+#ifndef GT_KERNELS_CPU_H
+#define GT_KERNELS_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kernels/backend.h"
+
+typedef enum gt_isa { GT_ISA_REF = 0, GT_ISA_AVX2, GT_ISA_AVX512 } gt_isa;
+
+typedef struct gt_cpu_features {
+    bool avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
+} gt_cpu_features;
+
+/* Reads CPUID (and XGETBV for OS support of the wide registers). */
+gt_cpu_features gt__cpu_detect(void);
+/* The best ISA these features allow. */
+gt_isa gt__cpu_best_isa(const gt_cpu_features *f);
+const char *gt__isa_name(gt_isa isa);
+
+typedef struct gt_cpu {
+    gt_kernels base; /* first: gt_kernels * and gt_cpu * convert */
+    gt_pool *pool;
+    int n_threads;
+    gt_isa isa;
+    gt_cpu_features cpu;
+    const struct gt_ops *ops; /* non-matmul op table (kernels/cpu/ops.h) */
+    void *scratch;            /* the workspace; see gt__cpu_scratch */
+    size_t scratch_bytes;
+    bool reserved;            /* gt_kernels_reserve fixed the workspace: no growth */
+} gt_cpu;
+
+static inline gt_cpu *gt__cpu(gt_kernels *k) { return (gt_cpu *)k; }
+static inline const gt_cpu *gt__cpu_c(const gt_kernels *k) { return (const gt_cpu *)k; }
+
+/* A 64-byte aligned scratch buffer of at least `bytes`, owned by c and valid
+ * until the next op. Before gt_kernels_reserve it grows on demand (NULL only
+ * when that allocation fails); after, it is NULL when `bytes` exceeds the
+ * reservation, and the caller fails with GT_ERR_RANGE naming its numbers. */
+void *gt__cpu_scratch(gt_cpu *c, size_t bytes);
+/* gt_kernels_reserve for the CPU (kernels/cpu/workspace.c, with gt__cpu_scratch). */
+gt_status gt__cpu_reserve(gt_kernels *k, const gt_workspace_req *r);
+
+/* Matrix product and weights (kernels/cpu/matmul.c). */
+bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type);
+gt_status gt__cpu_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                              const void *data, bool invariant, gt_weight *w);
+gt_status gt__cpu_weight_free(gt_kernels *k, gt_weight *w);
+gt_status gt__cpu_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y,
+                         int64_t n_tok);
+
+/* Per-thread scratch of the matrix product for one ISA's kernels
+ * (kernels/cpu/workspace.c): the reference's widened row, the Q8 activations
+ * (fused decode: one copy per thread) and the float panels' packing. */
+size_t gt__mm_ref_scratch_bytes(int64_t n_in, int n_threads);
+size_t gt__mm_q8_scratch_bytes(int64_t n_in, int64_t n_tok, int n_threads);
+size_t gt__mm_pf_scratch_bytes(gt_isa isa, int64_t n_tok, int n_threads);
+/* Attention: per-thread bytes (aligned) times the threads, for a table. */
+size_t gt__attn_scratch_total(const struct gt_ops *ops, const gt_attn_args *a, int n_threads);
+
+#endif

@@ -1,0 +1,335 @@
+/* Tests of the small ops of the forward pass (kernels/cpu/ops_misc_ref.c
+ * and their wrappers in kernels/cpu/backend.c): bias add, scale, softcap,
+ * zero, embedding look-up, MoE router top-k, row gather and weighted
+ * scatter-add, the sigmoid-gated add and the KV store. Each op, on every ISA
+ * this CPU has, is compared with its `_ref` (bit for bit: these ops do the
+ * same float operations) and with a double-precision oracle written here;
+ * a deliberately wrong oracle must fail the same comparison. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/dtype.h"
+#include "common/quant.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/kernels.h"
+#include "util/test_util.h"
+
+static const char *const k_isas[] = {"ref", "avx2", "avx512"};
+#define N_ISAS (sizeof k_isas / sizeof k_isas[0])
+
+static gt_kernels *make(const char *isa) {
+    gt_kernels_config cfg = {2, isa, NULL};
+    gt_kernels *k = NULL;
+    gt_status st = gt_kernels_create(&cfg, &k);
+    if (st == GT_ERR_UNSUPPORTED) return NULL;
+    assert_int_equal(st, GT_OK);
+    return k;
+}
+
+static float *rnd(gt_test_rng *r, size_t n, float sd) {
+    float *x = malloc(n * sizeof(float));
+    gt_test_fill_normal(r, x, n, sd);
+    return x;
+}
+
+static float *dup(const float *x, size_t n) {
+    float *y = malloc(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+static void test_bias_scale_softcap_zero(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 11);
+    const int64_t rows = 5, n = 1001;
+    float *y0 = rnd(&r, rows * n, 3.0f), *b = rnd(&r, n, 1.0f);
+    float *want = malloc(rows * n * sizeof(float));
+    for (size_t i = 0; i < N_ISAS; i++) {
+        gt_kernels *k = make(k_isas[i]);
+        if (!k) continue;
+        /* bias: the table's SIMD add per row vs the reference and an oracle */
+        float *y = dup(y0, rows * n), *yr = dup(y0, rows * n);
+        assert_int_equal(gt_add_bias(k, y, b, rows, n), GT_OK);
+        gt__add_bias_ref(yr, b, rows, n);
+        assert_memory_equal(y, yr, rows * n * sizeof(float));
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t j = 0; j < n; j++) want[t * n + j] = (float)((double)y0[t * n + j] + b[j]);
+        assert_memory_equal(y, want, rows * n * sizeof(float)); /* one float add each */
+        want[7] += 1e-3f;
+        assert_false(gt_test_allclose("add_bias vs a wrong oracle (expected to fail)", y, want,
+                                      rows * n, 1e-6, 1e-6));
+        /* scale */
+        memcpy(y, y0, rows * n * sizeof(float));
+        assert_int_equal(gt_scale(k, y, 0.37f, rows * n), GT_OK);
+        for (int64_t j = 0; j < rows * n; j++) want[j] = (float)((double)y0[j] * 0.37f);
+        assert_memory_equal(y, want, rows * n * sizeof(float));
+        /* softcap: tanhf against tanh in double, within an ulp or two */
+        memcpy(y, y0, rows * n * sizeof(float));
+        memcpy(yr, y0, rows * n * sizeof(float));
+        assert_int_equal(gt_softcap(k, y, 2.5f, rows * n), GT_OK);
+        gt__softcap_ref(yr, 2.5f, rows * n);
+        assert_memory_equal(y, yr, rows * n * sizeof(float));
+        for (int64_t j = 0; j < rows * n; j++) want[j] = (float)(2.5 * tanh((double)y0[j] / 2.5));
+        assert_true(gt_test_allclose("softcap", y, want, rows * n, 1e-6, 1e-6));
+        for (int64_t j = 0; j < rows * n; j++) assert_true(fabsf(y[j]) <= 2.5f);
+        for (int64_t j = 0; j < rows * n; j++) want[j] = (float)(2.0 * tanh((double)y0[j] / 2.0));
+        assert_false(gt_test_allclose("softcap 2 for 2.5 (expected to fail)", y, want, rows * n,
+                                      1e-6, 1e-6));
+        assert_int_equal(gt_softcap(k, y, 0.0f, 4), GT_ERR_INVALID_ARG);
+        /* zero */
+        assert_int_equal(gt_zero(k, y + 3, 10), GT_OK);
+        for (int j = 3; j < 13; j++) assert_true(y[j] == 0.0f);
+        assert_true(y[2] != 0.0f && y[13] != 0.0f);
+        free(y);
+        free(yr);
+        gt_kernels_destroy(k);
+    }
+    free(y0);
+    free(b);
+    free(want);
+}
+
+static void test_embed(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 12);
+    const int64_t V = 50, D = 96, v0 = 20, nv = 17;
+    const gt_dtype types[] = {GT_F32, GT_F16, GT_Q8_0};
+    float *src = rnd(&r, V * D, 1.0f);
+    int32_t ids[] = {20, 36, 19, 37, 25, 0, 25};
+    const int64_t n_ids = sizeof ids / sizeof ids[0];
+    float *out = malloc(n_ids * D * sizeof(float)), *ref = malloc(n_ids * D * sizeof(float));
+    float *want = malloc(n_ids * D * sizeof(float));
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        size_t rb;
+        assert_true(gt_dtype_row_bytes(types[ti], D, &rb));
+        uint8_t *rows = malloc(rb * V);
+        for (int64_t v = 0; v < V; v++)
+            assert_int_equal(gt_quantize_row(types[ti], src + v * D, rows + rb * v, D), GT_OK);
+        /* the oracle: each held row decoded on its own, times the scale in double */
+        for (int64_t i = 0; i < n_ids; i++) {
+            float row[96];
+            const bool held = ids[i] >= v0 && ids[i] < v0 + nv;
+            if (held) assert_int_equal(gt_dequantize_row(types[ti], rows + rb * ids[i], row, D), GT_OK);
+            for (int64_t j = 0; j < D; j++) want[i * D + j] = held ? (float)((double)row[j] * 1.5) : 0.0f;
+        }
+        for (size_t i = 0; i < N_ISAS; i++) {
+            gt_kernels *k = make(k_isas[i]);
+            if (!k) continue;
+            gt_embed_args a = {types[ti], rows + rb * v0, v0, nv, D, 1.5f, ids, n_ids, out};
+            for (int64_t j = 0; j < n_ids * D; j++) out[j] = NAN; /* zeros must be written */
+            assert_int_equal(gt_embed(k, &a), GT_OK);
+            a.out = ref;
+            assert_int_equal(gt__embed_ref(&a), GT_OK);
+            assert_memory_equal(out, ref, n_ids * D * sizeof(float));
+            assert_memory_equal(out, want, n_ids * D * sizeof(float)); /* one product each */
+            gt_kernels_destroy(k);
+        }
+        want[1] = 1.0f; /* row 0 is id 20, held */
+        assert_false(gt_test_allclose("embed vs a wrong oracle (expected to fail)", out, want,
+                                      n_ids * D, 1e-6, 1e-6));
+        free(rows);
+    }
+    free(src);
+    free(out);
+    free(ref);
+    free(want);
+}
+
+/* Softmax in double and top-k by sorting (probability descending, id
+ * ascending): an independent formulation of the router. */
+static void router_oracle(const float *logits, int64_t n_tok, int E, int K, bool renorm,
+                          double *probs, int32_t *ids, double *w) {
+    for (int64_t t = 0; t < n_tok; t++) {
+        const float *l = logits + t * E;
+        double *p = probs + t * E;
+        float mx = -INFINITY;
+        for (int e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+        double s = 0;
+        for (int e = 0; e < E; e++) s += exp((double)(l[e] - mx));
+        for (int e = 0; e < E; e++) p[e] = (double)(float)(exp((double)(l[e] - mx)) / s);
+        int32_t order[64];
+        for (int e = 0; e < E; e++) order[e] = e;
+        for (int a = 1; a < E; a++) /* stable insertion sort, descending */
+            for (int b = a; b > 0 && p[order[b]] > p[order[b - 1]]; b--) {
+                int32_t tmp = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = tmp;
+            }
+        double sum = 0;
+        for (int j = 0; j < K; j++) sum += p[order[j]];
+        for (int j = 0; j < K; j++) {
+            ids[t * K + j] = order[j];
+            w[t * K + j] = renorm ? p[order[j]] / sum : p[order[j]];
+        }
+    }
+}
+
+static void test_router_topk(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 13);
+    const int64_t T = 9;
+    const int E = 8, K = 2;
+    float *logits = rnd(&r, T * E, 2.0f);
+    /* ties: token 0 has experts 5 and 2 equal and largest, token 1 all equal */
+    for (int e = 0; e < E; e++) logits[e] = -1.0f;
+    logits[5] = logits[2] = 3.0f;
+    for (int e = 0; e < E; e++) logits[E + e] = 0.25f;
+    double probs_o[9 * 8], w_o[9 * 2];
+    int32_t ids_o[9 * 2];
+    for (int renorm = 0; renorm < 2; renorm++) {
+        router_oracle(logits, T, E, K, renorm, probs_o, ids_o, w_o);
+        assert_int_equal(ids_o[0], 2);
+        assert_int_equal(ids_o[1], 5);
+        assert_int_equal(ids_o[2], 0);
+        assert_int_equal(ids_o[3], 1);
+        for (size_t i = 0; i < N_ISAS; i++) {
+            gt_kernels *k = make(k_isas[i]);
+            if (!k) continue;
+            float *p = dup(logits, T * E), *pr = dup(logits, T * E), w[18], wr[18];
+            int32_t ids[18], idsr[18];
+            assert_int_equal(gt_router_topk(k, p, T, E, K, renorm, ids, w), GT_OK);
+            gt__router_topk_ref(pr, T, E, K, renorm, idsr, wr);
+            assert_memory_equal(p, pr, T * E * sizeof(float));
+            assert_memory_equal(ids, idsr, sizeof ids);
+            assert_memory_equal(w, wr, sizeof w);
+            assert_memory_equal(ids, ids_o, sizeof ids);
+            for (int j = 0; j < T * E; j++) assert_true(fabs(p[j] - probs_o[j]) <= 1e-7);
+            for (int j = 0; j < T * K; j++) assert_true(fabs(w[j] - w_o[j]) <= 2e-7 * (1 + fabs(w_o[j])));
+            if (renorm) assert_true(fabs(w[0] - 0.5) < 1e-7 && fabs(w[2] - 0.5) < 1e-7);
+            /* a wrong oracle: the other normalisation */
+            router_oracle(logits, T, E, K, !renorm, probs_o, ids_o, w_o);
+            int differs = 0;
+            for (int j = 0; j < T * K; j++) differs |= fabs(w[j] - w_o[j]) > 1e-6;
+            assert_true(differs);
+            router_oracle(logits, T, E, K, renorm, probs_o, ids_o, w_o);
+            assert_int_equal(gt_router_topk(k, p, T, E, E + 1, renorm, ids, w), GT_ERR_INVALID_ARG);
+            free(p);
+            free(pr);
+            gt_kernels_destroy(k);
+        }
+    }
+    free(logits);
+}
+
+static void test_gather_scatter_gate(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 14);
+    const int64_t T = 7, D = 133, m = 5;
+    float *src = rnd(&r, T * D, 1.0f), *dst0 = rnd(&r, T * D, 1.0f);
+    float *rowsv = rnd(&r, m * D, 1.0f), *gate = rnd(&r, T, 2.0f);
+    int32_t rows[5] = {6, 0, 3, 3, 1}; /* a row twice: both adds land, in order */
+    float w[5] = {0.5f, 0.25f, 0.125f, 0.75f, 1.0f};
+    float *g = malloc(m * D * sizeof(float)), *want = malloc(T * D * sizeof(float));
+    double *acc = malloc(T * D * sizeof(double));
+    for (size_t i = 0; i < N_ISAS; i++) {
+        gt_kernels *k = make(k_isas[i]);
+        if (!k) continue;
+        assert_int_equal(gt_gather_rows(k, src, rows, m, D, g), GT_OK);
+        for (int64_t j = 0; j < m; j++) assert_memory_equal(g + j * D, src + rows[j] * D, D * sizeof(float));
+
+        float *d = dup(dst0, T * D), *dr = dup(dst0, T * D);
+        assert_int_equal(gt_scatter_add_rows(k, rowsv, rows, w, m, D, d), GT_OK);
+        gt__scatter_add_rows_ref(rowsv, rows, w, m, D, dr);
+        assert_memory_equal(d, dr, T * D * sizeof(float));
+        for (int64_t j = 0; j < T * D; j++) acc[j] = dst0[j];
+        for (int64_t j = 0; j < m; j++)
+            for (int64_t c = 0; c < D; c++) acc[rows[j] * D + c] += (double)w[j] * rowsv[j * D + c];
+        for (int64_t j = 0; j < T * D; j++) want[j] = (float)acc[j];
+        assert_true(gt_test_allclose("scatter_add_rows", d, want, T * D, 1e-6, 1e-6));
+        want[3 * D + 5] += 0.01f; /* the second add to row 3 forgotten, roughly */
+        assert_false(gt_test_allclose("scatter vs a wrong oracle (expected to fail)", d, want,
+                                      T * D, 1e-6, 1e-6));
+
+        for (int gated = 0; gated < 2; gated++) {
+            memcpy(d, dst0, T * D * sizeof(float));
+            memcpy(dr, dst0, T * D * sizeof(float));
+            const float *gp = gated ? gate : NULL;
+            assert_int_equal(gt_sigmoid_gate_add(k, gp, src, d, T, D), GT_OK);
+            gt__sigmoid_gate_add_ref(gp, src, dr, T, D);
+            assert_memory_equal(d, dr, T * D * sizeof(float));
+            for (int64_t t = 0; t < T; t++) {
+                const double s = gated ? 1.0 / (1.0 + exp(-(double)gate[t])) : 1.0;
+                for (int64_t c = 0; c < D; c++)
+                    want[t * D + c] = (float)(dst0[t * D + c] + s * src[t * D + c]);
+            }
+            assert_true(gt_test_allclose("sigmoid_gate_add", d, want, T * D, 1e-6, 1e-6));
+        }
+        for (int64_t t = 0; t < T; t++) /* the gate's sign flipped */
+            for (int64_t c = 0; c < D; c++)
+                want[t * D + c] = (float)(dst0[t * D + c] + src[t * D + c] / (1.0 + exp((double)gate[t])));
+        assert_false(gt_test_allclose("gate sign flipped (expected to fail)", d, want, T * D, 1e-6, 1e-6));
+        free(d);
+        free(dr);
+        gt_kernels_destroy(k);
+    }
+    free(src);
+    free(dst0);
+    free(rowsv);
+    free(gate);
+    free(g);
+    free(want);
+    free(acc);
+}
+
+/* The KV store writes each row where gt_attention reads it: block p / bs,
+ * row p % bs, F32 exactly and F16 rounded to nearest even. */
+static void test_kv_store(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 15);
+    const int bs = 4, row = 24, nb = 3;
+    const int64_t n = 5;
+    int32_t pos[5] = {3, 4, 5, 9, 0};
+    float *rows = rnd(&r, n * row, 1.0f);
+    for (int type = 0; type < 2; type++) {
+        const gt_dtype t = type ? GT_F16 : GT_F32;
+        const size_t elem = type ? 2 : 4, block_bytes = (size_t)bs * row * elem;
+        for (size_t i = 0; i < N_ISAS; i++) {
+            gt_kernels *k = make(k_isas[i]);
+            if (!k) continue;
+            uint8_t *pool = calloc(nb + 1, block_bytes), *poolr = calloc(nb + 1, block_bytes);
+            /* the sequence's blocks out of pool order */
+            void *blocks[3] = {pool + 2 * block_bytes, pool + 0 * block_bytes, pool + 3 * block_bytes};
+            void *blocksr[3] = {poolr + 2 * block_bytes, poolr, poolr + 3 * block_bytes};
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t};
+            assert_int_equal(gt_kv_store(k, &a), GT_OK);
+            a.blocks = blocksr;
+            assert_int_equal(gt__kv_store_ref(&a), GT_OK);
+            assert_memory_equal(pool, poolr, (nb + 1) * block_bytes);
+            for (int64_t j = 0; j < n; j++) {
+                const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] + (size_t)(pos[j] % bs) * row * elem;
+                for (int c = 0; c < row; c++) {
+                    const float x = rows[j * row + c];
+                    if (type) assert_int_equal(((const gt_f16 *)at)[c], gt_f32_to_f16(x));
+                    else assert_true(((const float *)at)[c] == x);
+                }
+            }
+            /* pool block 0 is the sequence's block 1 (positions 4, 5 in rows 0, 1);
+             * pool block 1 belongs to no one: nothing else was written */
+            for (size_t b = 2 * row * elem; b < 2 * block_bytes; b++) assert_int_equal(pool[b], 0);
+            gt_kv_store_args bad = a;
+            bad.kv_type = GT_Q8_0;
+            assert_int_equal(gt_kv_store(k, &bad), GT_ERR_INVALID_ARG);
+            free(pool);
+            free(poolr);
+            gt_kernels_destroy(k);
+        }
+    }
+    free(rows);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bias_scale_softcap_zero), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_router_topk),             cmocka_unit_test(test_gather_scatter_gate),
+        cmocka_unit_test(test_kv_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
