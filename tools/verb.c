@@ -18,8 +18,12 @@ int gt_verb_run(const char *verb, const gt_rank_config *rc, void *opts, gt_verb_
     gt_coord *c = NULL;
     gt_status st = gt_coord_create(rc, &c);
     if (st != GT_OK) {
-        /* Every rank holds the same sentence (or names the rank that failed). */
-        if (gt_rank_launch_rank() != 0) return st == GT_ERR_INVALID_ARG ? 2 : 1;
+        /* Every rank failed alike (the plan's verdict is the same everywhere,
+         * and an engine that failed on one rank failed the start-up agreement
+         * on all). Rank 0 prints the sentence and carries the exit code: a
+         * non-zero exit of another rank would let mpirun kill rank 0 before
+         * it has printed. */
+        if (gt_rank_launch_rank() != 0) return 0;
         return gt_flags_report(verb, st);
     }
     if (!gt_coord_leads(c)) {
