@@ -22,15 +22,12 @@
 #include "common/trace.h"
 
 typedef struct bench_opts {
-    gt_engine_config eng;
+    gt_rank_config job; /* the model, engine, grid and limits of the job */
     long n_prompt, n_gen, batch, rounds;
     long bw_mib;
     const char *json;
     const char *trace;
     unsigned seed;
-    long tp, pp;
-    double comm_timeout;
-    uint64_t mem_budget;
 } bench_opts;
 
 typedef struct round_result {
@@ -43,10 +40,8 @@ typedef struct round_result {
 
 #define O(f) offsetof(bench_opts, f)
 static const gt_flag k_flags[] = {
-    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+    {"-m", "--model", GT_FLAG_STR, O(job.eng.model_path), .metavar = "FILE", .help = "GGUF model",
      .required = "no model given (-m FILE)"},
-    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
-     .help = "compute threads (default 1)"},
     {NULL, "--prompt", GT_FLAG_LONG, O(n_prompt), .lo = 1, .hi = 16384, .metavar = "N",
      .help = "prompt tokens per sequence (default 512)"},
     {NULL, "--gen", GT_FLAG_LONG, O(n_gen), .lo = 1, .hi = 16384, .metavar = "N",
@@ -55,27 +50,16 @@ static const gt_flag k_flags[] = {
      .help = "sequences decoded together (default 1)"},
     {NULL, "--rounds", GT_FLAG_LONG, O(rounds), .lo = 1, .hi = 100, .metavar = "R",
      .help = "measurement rounds (default 3)"},
-    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
-    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
-     .help = "kernel backend: cpu (default) or cuda"},
     {NULL, "--bw-mib", GT_FLAG_LONG, O(bw_mib), .lo = 16, .hi = 65536, .metavar = "N",
      .help = "bandwidth test buffer in MiB (default 1024)"},
     {NULL, "--json", GT_FLAG_STR, O(json), .metavar = "FILE",
      .help = "also write the results as JSON ('-' for stdout)"},
-    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "tensor parallel size under mpirun (default: tp = ranks); adds per-rank compute and\n"
-             "communication time and bytes sent per decoded token"},
-    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "pipeline parallel size under mpirun (default 1)"},
-    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
+    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(job.eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
      .help = "sequence parallelism for prompt batches of at least N tokens"},
-    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
-     .help = "end the job when a collective or receive waits longer (default 300)"},
-    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
-     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
     {NULL, "--trace", GT_FLAG_STR, O(trace), .metavar = "PREFIX",
      .help = "write PREFIX.rankR.json, Chrome trace events of the last round\n"
              "(per layer, per collective), for Perfetto"},
+    GT_JOB_FLAGS(bench_opts),
 };
 #undef O
 
@@ -156,7 +140,7 @@ static gt_status one_round(gt_coord *c, const bench_opts *o, gt_bandwidth *bw, r
     r->decode_tps = (double)G * B / dc;
     /* Bytes one decode step reads: all weights, plus K and V of every
      * layer over the average attended length, for each sequence. */
-    double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->eng.kv_type == GT_F16 ? 2 : 4);
+    double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->job.eng.kv_type == GT_F16 ? 2 : 4);
     double kv_bytes = 2.0 * hp->n_layer * kv_row * (P + G / 2.0) * B;
     double step_bytes = (double)gt_engine_weight_bytes(e) + kv_bytes;
     double steps_per_s = (double)G / dc;
@@ -209,9 +193,9 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
     for (int s = 0; s < (int)o->batch; s++) GT_TRY_GOTO(gt_coord_set_sampler(c, s, smp), st, done);
     const char *type = main_type(gt_rank_gguf(rk));
     printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads",
-           o->eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
+           o->job.eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
            (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
-           o->eng.n_threads);
+           o->job.eng.n_threads);
     if (grid) printf("; rank 0 of %d (tp %d x pp %d)", gr->world, gr->tp, gr->pp);
     printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
     for (int i = 0; i < o->rounds; i++) {
@@ -242,7 +226,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
         }
         const round_result *last = &r[n - 1];
         fputs("{\"model\": ", f);
-        gt_json_write_str(f, o->eng.model_path);
+        gt_json_write_str(f, o->job.eng.model_path);
         fputs(", \"arch\": ", f);
         gt_json_write_str(f, hp->arch_name);
         fputs(", \"type\": ", f);
@@ -256,7 +240,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f}\n",
-                o->eng.n_threads, gr->world, gr->tp, gr->pp,
+                o->job.eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
                 fb, fm, last->comm_fraction,
@@ -270,19 +254,14 @@ done:
 }
 
 int gt_cmd_bench(int argc, char **argv) {
-    bench_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
+    bench_opts o = {.job = GT_RANK_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
                     .rounds = 3, .bw_mib = 1024, .seed = 42};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
-    gt_rank_config rk = GT_RANK_CONFIG_INIT;
-    rk.eng = o.eng;
+    gt_rank_config rk = o.job;
     rk.eng.max_seqs = (int)o.batch;
     rk.eng.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);
     if (!rk.eng.n_ctx) rk.eng.n_ctx = (uint32_t)(o.n_prompt + o.n_gen);
-    rk.tp = (int)o.tp;
-    rk.comm_timeout_s = o.comm_timeout;
-    rk.mem_budget_bytes = o.mem_budget;
-    rk.pp = (int)o.pp;
     rk.max_cand = 1;
     rk.max_out_rows = (int)o.batch;
     rk.trace_prefix = o.trace;

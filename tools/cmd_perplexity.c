@@ -19,18 +19,15 @@
 #include "tools/verb.h"
 
 typedef struct ppl_opts {
-    gt_engine_config eng;
+    gt_rank_config job; /* the model, engine, grid and limits of the job */
     const char *file;
     long ctx;
     long max_chunks;
-    long tp, pp;
-    double comm_timeout;
-    uint64_t mem_budget;
 } ppl_opts;
 
 #define O(f) offsetof(ppl_opts, f)
 static const gt_flag k_flags[] = {
-    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+    {"-m", "--model", GT_FLAG_STR, O(job.eng.model_path), .metavar = "FILE", .help = "GGUF model",
      .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
     {"-f", "--file", GT_FLAG_STR, O(file), .metavar = "TEXT", .help = "the text file",
      .required = "perplexity needs a model (-m FILE) and a text (-f FILE)"},
@@ -38,19 +35,7 @@ static const gt_flag k_flags[] = {
      .help = "tokens per chunk (default 512); the second half of each is scored"},
     {NULL, "--chunks", GT_FLAG_LONG, O(max_chunks), .lo = 1, .hi = 1 << 30, .metavar = "N",
      .help = "evaluate at most N chunks (default: all)"},
-    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
-     .help = "compute threads (default 1)"},
-    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
-    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
-     .help = "kernel backend: cpu (default) or cuda"},
-    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "tensor parallel size under mpirun (default: tp = ranks)"},
-    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "pipeline parallel size under mpirun (default 1)"},
-    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
-     .help = "end the job when a collective or receive waits longer (default 300)"},
-    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
-     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
+    GT_JOB_FLAGS(ppl_opts),
 };
 #undef O
 
@@ -131,17 +116,12 @@ done:
 }
 
 int gt_cmd_perplexity(int argc, char **argv) {
-    ppl_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .ctx = 512};
+    ppl_opts o = {.job = GT_RANK_CONFIG_INIT, .ctx = 512};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
-    gt_rank_config rk = GT_RANK_CONFIG_INIT;
-    rk.eng = o.eng;
+    gt_rank_config rk = o.job;
     rk.eng.n_ctx = (uint32_t)o.ctx;
     rk.eng.max_batch_tokens = (int)(o.ctx < 512 ? o.ctx : 512);
-    rk.tp = (int)o.tp;
-    rk.pp = (int)o.pp;
-    rk.comm_timeout_s = o.comm_timeout;
-    rk.mem_budget_bytes = o.mem_budget;
     rk.max_out_rows = rk.eng.max_batch_tokens;
     return gt_verb_run("perplexity", &rk, &o, ppl_lead);
 }

@@ -19,7 +19,7 @@
 #include "worker/engine.h"
 
 typedef struct run_opts {
-    gt_engine_config eng;
+    gt_rank_config job; /* the model, engine, grid and limits of the job */
     gt_sampler_config samp;
     const char *prompt;
     const char *prompt_file;
@@ -35,16 +35,13 @@ typedef struct run_opts {
     bool chat;
     const char *system;
     const char *chat_format;
-    long tp, pp;
-    double comm_timeout; /* seconds; 0: the default */
-    uint64_t mem_budget; /* bytes per rank; 0: none */
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
 
 #define O(f) offsetof(run_opts, f)
 static const gt_flag k_flags[] = {
-    {"-m", "--model", GT_FLAG_STR, O(eng.model_path), .metavar = "FILE", .help = "GGUF model",
+    {"-m", "--model", GT_FLAG_STR, O(job.eng.model_path), .metavar = "FILE", .help = "GGUF model",
      .required = "no model given (-m FILE)"},
     {"-p", "--prompt", GT_FLAG_STR, O(prompt), .metavar = "TEXT",
      .help = "prompt text (tokenized with the model's vocabulary)"},
@@ -63,12 +60,7 @@ static const gt_flag k_flags[] = {
      .help = "drop tokens less likely than P times the most likely one (default 0: off)"},
     {NULL, "--seed", GT_FLAG_U64, O(samp.seed), .lo = 0, .hi = 0x7fffffffl, .metavar = "S",
      .help = "sampling seed (default 1234)"},
-    {"-t", "--threads", GT_FLAG_INT, O(eng.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
-     .help = "compute threads (default 1)"},
-    {NULL, "--isa", GT_FLAG_STR, O(eng.isa), .metavar = "NAME", .help = "kernels: auto, avx512, avx2, ref"},
-    {NULL, "--backend", GT_FLAG_STR, O(eng.backend), .metavar = "NAME",
-     .help = "kernel backend: cpu (default) or cuda"},
-    {"-c", "--ctx", GT_FLAG_U32, O(eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
+    {"-c", "--ctx", GT_FLAG_U32, O(job.eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
      .help = "context length (default min(model, 4096))"},
     {NULL, "--ubatch", GT_FLAG_LONG, O(ubatch), .lo = 1, .hi = 16384, .metavar = "N",
      .help = "prompt tokens per forward call (default 512)"},
@@ -85,25 +77,18 @@ static const gt_flag k_flags[] = {
     {NULL, "--system", GT_FLAG_STR, O(system), .metavar = "TEXT", .help = "system message for --chat"},
     {NULL, "--chat-format", GT_FLAG_STR, O(chat_format), .metavar = "NAME",
      .help = "chat format instead of the GGUF's template (chatml, gemma, llama3, ...)"},
-    {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "tensor parallel size under mpirun (default: tp = ranks)"},
-    {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 4096, .metavar = "N",
-     .help = "pipeline parallel size under mpirun (default 1)"},
-    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, O(comm_timeout), .flo = 0.1, .fhi = 1e6, .metavar = "S",
-     .help = "end the job when a collective or receive waits longer (default 300)"},
-    {NULL, "--mem-budget", GT_FLAG_BYTES, O(mem_budget), .lo = 1, .metavar = "B",
-     .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"},
-    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
+    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(job.eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
      .help = "split prompt batches of at least N tokens along the sequence over\n"
              "the stage group (sequence parallelism; default 0: off)"},
+    GT_JOB_FLAGS(run_opts),
 };
 #undef O
 
 static gt_status validate(void *opts) {
     run_opts *o = opts;
     if (o->chat_format) o->chat = true;
-    o->eng.kv_type = (gt_dtype)o->kv_type;
-    if (o->ubatch > 0) o->eng.max_batch_tokens = (int)o->ubatch;
+    o->job.eng.kv_type = (gt_dtype)o->kv_type;
+    if (o->ubatch > 0) o->job.eng.max_batch_tokens = (int)o->ubatch;
     int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (sources != 1)
         return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
@@ -200,7 +185,7 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
     fprintf(stderr, "prefill: %d tokens in %.3f s (%.2f tok/s); decode: %d tokens in %.3f s (%.2f tok/s); "
             "%s x%d threads", n_prompt, pf, n_prompt / (pf > 0 ? pf : 1e-9), n_gen, dc,
             n_gen > 1 ? (n_gen - 1) / (dc > 0 ? dc : 1e-9) : 0.0,
-            gt_kernels_isa(gt_engine_kernels(gt_rank_engine(rk))), o->eng.n_threads);
+            gt_kernels_isa(gt_engine_kernels(gt_rank_engine(rk))), o->job.eng.n_threads);
     if (gt_rank_world_size(rk) > 1)
         fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
                 gt_rank_shard(rk)->grid.pp);
@@ -216,21 +201,16 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 }
 
 int gt_cmd_run(int argc, char **argv) {
-    run_opts o = {.eng = GT_ENGINE_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
-    o.kv_type = (int)o.eng.kv_type;
+    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
+    o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
         gt_flags_free(&k_spec, &o);
         return rc;
     }
-    gt_rank_config rk = GT_RANK_CONFIG_INIT;
-    rk.eng = o.eng;
-    rk.tp = (int)o.tp;
-    rk.pp = (int)o.pp;
-    rk.comm_timeout_s = o.comm_timeout;
-    rk.mem_budget_bytes = o.mem_budget;
+    gt_rank_config rk = o.job;
     rk.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
-    rk.max_out_rows = o.logits_out ? o.eng.max_batch_tokens : 1;
+    rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : 1;
     rc = gt_verb_run("run", &rk, &o, run_lead);
     gt_flags_free(&k_spec, &o);
     return rc;

@@ -5,7 +5,30 @@
 #ifndef GT_VERB_H
 #define GT_VERB_H
 
+#include <stddef.h>
+
 #include "coordinator/coord.h"
+#include "tools/flags.h"
+
+/* The flags of every verb that starts a job, for an options struct T whose
+ * field `job` (a gt_rank_config) they fill: threads, kernels, grid,
+ * watchdog and memory budget. */
+#define GT_JOB_FLAGS(T)                                                                            \
+    {"-t", "--threads", GT_FLAG_INT, offsetof(T, job.eng.n_threads), .lo = 1, .hi = 1024,           \
+     .metavar = "N", .help = "compute threads (default 1)"},                                       \
+    {NULL, "--isa", GT_FLAG_STR, offsetof(T, job.eng.isa), .metavar = "NAME",                      \
+     .help = "kernels: auto, avx512, avx2, ref"},                                                  \
+    {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \
+     .help = "kernel backend: cpu (default) or cuda"},                                             \
+    {NULL, "--tp", GT_FLAG_INT, offsetof(T, job.tp), .lo = 1, .hi = 4096, .metavar = "N",          \
+     .help = "tensor parallel size under mpirun (default: tp = ranks)"},                           \
+    {NULL, "--pp", GT_FLAG_INT, offsetof(T, job.pp), .lo = 1, .hi = 4096, .metavar = "N",          \
+     .help = "pipeline parallel size under mpirun (default 1)"},                                   \
+    {NULL, "--comm-timeout", GT_FLAG_DOUBLE, offsetof(T, job.comm_timeout_s), .flo = 0.1,          \
+     .fhi = 1e6, .metavar = "S",                                                                   \
+     .help = "end the job when a collective or receive waits longer (default 300)"},              \
+    {NULL, "--mem-budget", GT_FLAG_BYTES, offsetof(T, job.mem_budget_bytes), .lo = 1,             \
+     .metavar = "B", .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"}
 
 /* The verb's body on rank 0. */
 typedef gt_status (*gt_verb_lead_fn)(gt_coord *c, void *opts);
