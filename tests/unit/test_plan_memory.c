@@ -52,6 +52,23 @@ static const char *synth(const char *arch, gt_dtype type) {
     return path;
 }
 
+/* An engine with the plan's limits on shard s (NULL: its own one-rank plan). */
+static gt_engine *open_engine(const gt_gguf *g, const gt_plan_config *pc, const gt_shard *s,
+                              uint32_t n_ctx) {
+    gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
+    ec.gguf = g;
+    ec.shard = s;
+    ec.n_ctx = n_ctx;
+    ec.max_seqs = pc->n_seqs;
+    ec.kv_block_size = pc->kv_block_size;
+    ec.max_batch_tokens = pc->max_batch_tokens;
+    ec.max_out_rows = pc->max_out_rows;
+    ec.n_threads = pc->n_threads;
+    gt_engine *e = NULL;
+    if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
+    return e;
+}
+
 static void check_model(const char *path) {
     gt_gguf *g = NULL;
     assert_int_equal(gt_gguf_open(path, &g), GT_OK);
@@ -70,17 +87,7 @@ static void check_model(const char *path) {
         if (gt_plan_build(g, &pc, &plan) != GT_OK) fail_msg("%s tp %d pp %d: %s", path, tp, pp, gt_last_error());
         for (int r = 0; r < plan.n_ranks; r++) {
             const gt_shard *s = &plan.shards[r];
-            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
-            ec.gguf = g;
-            ec.shard = s;
-            ec.n_ctx = plan.cfg.n_ctx;
-            ec.max_seqs = pc.n_seqs;
-            ec.kv_block_size = pc.kv_block_size;
-            ec.max_batch_tokens = pc.max_batch_tokens;
-            ec.max_out_rows = pc.max_out_rows;
-            ec.n_threads = pc.n_threads;
-            gt_engine *e = NULL;
-            if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
+            gt_engine *e = open_engine(g, &pc, s, plan.cfg.n_ctx);
             gt_engine_memory m = gt_engine_memory_used(e);
             if (m.act_bytes != s->act_bytes || m.kv_bytes != s->kv_bytes)
                 fail_msg("%s tp %d pp %d rank %d: engine allocated activations %llu, KV %llu; the plan "
@@ -96,16 +103,7 @@ static void check_model(const char *path) {
             gt_engine_destroy(e);
         }
         if (tp * pp == 1) { /* the engine's own one-rank plan */
-            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
-            ec.gguf = g;
-            ec.n_ctx = pc.n_ctx;
-            ec.max_seqs = pc.n_seqs;
-            ec.kv_block_size = pc.kv_block_size;
-            ec.max_batch_tokens = pc.max_batch_tokens;
-            ec.max_out_rows = pc.max_out_rows;
-            ec.n_threads = pc.n_threads;
-            gt_engine *e = NULL;
-            assert_int_equal(gt_engine_create(&ec, &e), GT_OK);
+            gt_engine *e = open_engine(g, &pc, NULL, pc.n_ctx);
             gt_engine_memory m = gt_engine_memory_used(e);
             assert_int_equal(m.act_bytes, plan.shards[0].act_bytes);
             assert_int_equal(m.kv_bytes, plan.shards[0].kv_bytes);
