@@ -222,7 +222,7 @@ static gt_status drain_pending(gt_detok_stream *s, bool final) {
             break;
         }
     }
-    memmove(s->pend.p, s->pend.p + i, n - i);
+    if (n > i) memmove(s->pend.p, s->pend.p + i, n - i); /* pend.p may be NULL when empty */
     s->pend.n = n - i;
     return GT_OK;
 }
