@@ -30,6 +30,7 @@ struct gt_coord {
     int n_free;
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
     int8_t *want;
+    int8_t *want_in;          /* [max_batch] all ones, for decode steps */
 };
 
 gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
@@ -64,7 +65,8 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->pos = malloc(B * sizeof *c->pos);
     c->seq = malloc(B * sizeof *c->seq);
     c->want = malloc(B);
-    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want) {
+    c->want_in = malloc(B);
+    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
     }
@@ -84,6 +86,7 @@ void gt_coord_destroy(gt_coord *c) {
     free(c->pos);
     free(c->seq);
     free(c->want);
+    free(c->want_in);
     gt_rank_destroy(c->r);
     free(c);
 }
@@ -223,21 +226,49 @@ gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, flo
     return GT_OK;
 }
 
+gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                        const int8_t *want) {
+    if (!c->leads) return gt_fail(GT_ERR_INTERNAL, "only rank 0 coordinates sequences");
+    if (n < 1 || n > c->max_batch)
+        return gt_fail(GT_ERR_INVALID_ARG, "a step of %d tokens is outside 1..%d", n, c->max_batch);
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        GT_TRY(check_seq(c, seqs[i]));
+        if (toks[i] < 0 || toks[i] >= c->n_vocab)
+            return gt_fail(GT_ERR_INVALID_ARG, "token %d (id %d) is outside the vocabulary of %d", i,
+                           toks[i], c->n_vocab);
+        /* The position continues the sequence's cache and its earlier tokens here. */
+        uint32_t pos = c->seqs[seqs[i]].len;
+        for (int j = 0; j < i; j++) {
+            pos += seqs[j] == seqs[i];
+            if (seqs[j] == seqs[i] && want[j])
+                return gt_fail(GT_ERR_INVALID_ARG, "sequence %d wants an output before its last token "
+                               "of the step", seqs[i]);
+        }
+        if (pos >= c->n_ctx)
+            return gt_fail(GT_ERR_RANGE, "sequence %d would pass the context of %u tokens", seqs[i],
+                           c->n_ctx);
+        c->tok[i] = toks[i];
+        c->pos[i] = (int32_t)pos;
+        c->seq[i] = seqs[i];
+        c->want[i] = want[i] != 0;
+        rows += want[i] != 0;
+    }
+    if (rows > c->max_rows)
+        return gt_fail(GT_ERR_INVALID_ARG, "a step wants %d outputs; this job holds %d", rows, c->max_rows);
+    return run_step(c, n, NULL);
+}
+
 gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks) {
     if (n < 1 || n > c->max_batch || n > c->max_rows)
         return gt_fail(GT_ERR_INVALID_ARG, "a decode step of %d sequences is outside 1..%d", n,
                        c->max_batch < c->max_rows ? c->max_batch : c->max_rows);
-    for (int i = 0; i < n; i++) {
-        GT_TRY(check_tokens(c, seqs[i], toks + i, 1));
+    for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
                 return gt_fail(GT_ERR_INVALID_ARG, "sequence %d appears twice in one decode step", seqs[i]);
-        c->tok[i] = toks[i];
-        c->pos[i] = (int32_t)c->seqs[seqs[i]].len;
-        c->seq[i] = seqs[i];
-        c->want[i] = 1;
-    }
-    return run_step(c, n, NULL);
+    memset(c->want_in, 1, (size_t)n);
+    return gt_coord_step(c, n, seqs, toks, c->want_in);
 }
 
 gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok) {

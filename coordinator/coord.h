@@ -57,6 +57,13 @@ uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
  * gt_coord_next_token. GT_ERR_RANGE when the sequence would pass the
  * context, GT_ERR_INVALID_ARG for a token outside the vocabulary. */
 gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, float *logits);
+/* One step of any mix (the scheduler's): toks[i] appended to seqs[i], in
+ * order, each continuing its sequence's cache; want[i] draws that
+ * sequence's next token from token i's output (only a sequence's last token
+ * of the step may want one). GT_ERR_RANGE past the context,
+ * GT_ERR_INVALID_ARG for a bad sequence, token or count. */
+gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                        const int8_t *want);
 /* One step: toks[i] appended to seqs[i] (distinct sequences); each one's
  * next token is drawn. */
 gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks);

@@ -1,0 +1,72 @@
+/* Continuous batching on the coordinator: requests wait in a queue, get a
+ * sequence slot when one is free, and every engine step carries one decode
+ * token of each running request plus chunks of prompts still being
+ * prefilled, within a token budget (chunked prefill). A request leaves when
+ * it reaches max_tokens, when its token callback says stop (end of
+ * generation, a stop string), or when it is cancelled; its slot and KV
+ * blocks are freed with the next step.
+ *
+ * The scheduler decides; gt_coord executes (one step plan per step) and
+ * draws each request's tokens with the request's own sampler, so a
+ * request's tokens do not depend on what else is batched beside it as long
+ * as the kernels are batch-invariant. Single-threaded: the server's loop
+ * calls submit, cancel and step. */
+#ifndef GT_SCHED_H
+#define GT_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coordinator/coord.h"
+#include "coordinator/sampler.h"
+
+typedef enum gt_finish {
+    GT_FINISH_STOP = 1,  /* the token callback asked to stop (end of generation, stop string) */
+    GT_FINISH_LENGTH,    /* max_tokens reached */
+    GT_FINISH_CANCELLED, /* gt_sched_cancel */
+    GT_FINISH_SHUTDOWN,  /* gt_sched_destroy with the request unfinished */
+} gt_finish;
+const char *gt_finish_name(gt_finish f); /* "stop", "length", "cancelled", "shutdown" */
+
+typedef struct gt_sched_config {
+    int max_batch_tokens; /* tokens per step; 0: the engine's batch */
+    int max_waiting;      /* queued requests; beyond: GT_ERR_RANGE ("queue full") */
+} gt_sched_config;
+#define GT_SCHED_CONFIG_INIT {0, 1024}
+
+typedef struct gt_sched_req {
+    uint64_t id;            /* the caller's, unique among live requests */
+    const int32_t *prompt;  /* [n_prompt], copied */
+    int n_prompt;
+    gt_sampler_config samp;
+    int max_tokens;         /* >= 1 */
+    /* Called with each generated token, in order; returns true to stop
+     * after it. */
+    bool (*on_token)(void *user, uint64_t id, int32_t token);
+    /* Called once when the request leaves, with the tokens it generated. */
+    void (*on_done)(void *user, uint64_t id, gt_finish why, int n_generated);
+    void *user;
+} gt_sched_req;
+
+typedef struct gt_sched gt_sched;
+
+/* The scheduler drives c (borrowed; rank 0). */
+gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **out);
+/* Finishes every live request with GT_FINISH_SHUTDOWN; accepts NULL. */
+void gt_sched_destroy(gt_sched *s);
+/* Queues a request. GT_ERR_RANGE when its prompt plus max_tokens exceed
+ * the context or the queue is full; GT_ERR_INVALID_ARG for an empty prompt,
+ * a token outside the vocabulary, max_tokens < 1, a bad sampler setting or
+ * an id already live. Each with a sentence naming the numbers. */
+gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r);
+/* Finishes a waiting or running request as cancelled (its on_done runs
+ * now). GT_ERR_NOT_FOUND when no live request has that id. */
+gt_status gt_sched_cancel(gt_sched *s, uint64_t id);
+/* Runs one engine step if any request can advance; *did_work is false when
+ * nothing was waiting or running. A failed step is returned as is (the
+ * job then ends). */
+gt_status gt_sched_step(gt_sched *s, bool *did_work);
+int gt_sched_n_waiting(const gt_sched *s);
+int gt_sched_n_running(const gt_sched *s);
+
+#endif

@@ -1,0 +1,257 @@
+/* Continuous batching must not change what a request generates.
+ *
+ * The oracle is each request run alone through the coordinator's direct
+ * path (gt_coord_prefill, then gt_coord_next_token / gt_coord_decode one
+ * token at a time, with a fresh sampler of the same settings), which shares
+ * none of the scheduler's logic. The scheduler then runs all requests
+ * together: 4 sequence slots, a 16-token step budget (so prompts are
+ * chunked, and decode tokens share steps with prefill chunks), greedy and
+ * sampled requests mixed. Every request's tokens must equal its solo run,
+ * bit for bit. The scalar kernels (--isa ref) reduce every row in one order
+ * whatever the batch, which is what makes bit equality the right check
+ * here; the fast kernels' batch invariance is their own issue.
+ * Also: cancel (waiting and running), stop from the token callback, slot
+ * reuse after a finish (a stale KV cache would be refused by the engine),
+ * and the refusals at submit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "coordinator/sched.h"
+#include "model/synth.h"
+#include "util/test_util.h"
+
+enum { V = 300, N_REQ = 7, MAX_GEN = 12 };
+
+static const char *model(void) {
+    const char *path = gt_test_tmp_path(0, "sched_llama.gguf");
+    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
+    c.arch = "llama";
+    c.n_layer = 2;
+    c.n_embd = 64;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.n_ff = 96;
+    c.n_vocab = V;
+    c.n_ctx = 128;
+    c.type = GT_F32;
+    c.seed = 9;
+    if (gt_synth_write(&c, path) != GT_OK) fail_msg("synth: %s", gt_last_error());
+    return path;
+}
+
+static gt_coord *open_coord(const char *path) {
+    gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng.model_path = path;
+    rc.eng.isa = "ref";
+    rc.eng.n_ctx = 96;
+    rc.eng.max_seqs = 4;
+    rc.eng.max_batch_tokens = 16;
+    rc.eng.kv_block_size = 4;
+    rc.max_cand = 8;
+    gt_coord *c = NULL;
+    if (gt_coord_create(&rc, &c) != GT_OK) fail_msg("coordinator: %s", gt_last_error());
+    return c;
+}
+
+typedef struct result {
+    int32_t toks[MAX_GEN];
+    int n;
+    int done;         /* times on_done ran */
+    gt_finish why;
+    int stop_after;   /* the token callback stops after this many (0: never) */
+} result;
+
+static result g_res[N_REQ + 4];
+
+static bool on_token(void *user, uint64_t id, int32_t tok) {
+    (void)user;
+    result *r = &g_res[id];
+    assert_true(r->n < MAX_GEN);
+    r->toks[r->n++] = tok;
+    return r->stop_after && r->n == r->stop_after;
+}
+
+static void on_done(void *user, uint64_t id, gt_finish why, int n) {
+    (void)user;
+    g_res[id].done++;
+    g_res[id].why = why;
+    assert_int_equal(n, g_res[id].n);
+}
+
+static const int k_len[N_REQ] = {3, 20, 5, 37, 1, 12, 9};
+static const int k_gen[N_REQ] = {6, 4, 10, 3, 8, 5, 7};
+
+static void make_prompt(int i, int32_t *p) {
+    for (int j = 0; j < k_len[i]; j++) p[j] = (int32_t)((j * 31 + i * 57 + 3) % V);
+}
+
+static gt_sampler_config samp_of(int i) {
+    gt_sampler_config s = GT_SAMPLER_CONFIG_INIT;
+    if (i % 2) { /* odd requests sample: temperature, top-k within the reserved candidates */
+        s.temperature = 0.9f;
+        s.top_k = 8;
+        s.top_p = 0.9f;
+        s.seed = 100 + (uint64_t)i;
+    } else {
+        s.temperature = 0;
+    }
+    return s;
+}
+
+/* Request i alone, through the coordinator's direct path. */
+static void solo(gt_coord *c, int i, int32_t *out) {
+    int32_t p[64];
+    make_prompt(i, p);
+    gt_sampler_config sc = samp_of(i);
+    gt_sampler *smp = NULL;
+    assert_int_equal(gt_sampler_create(&sc, V, &smp), GT_OK);
+    assert_int_equal(gt_coord_free_seq(c, 0), GT_OK);
+    assert_int_equal(gt_coord_set_sampler(c, 0, smp), GT_OK);
+    assert_int_equal(gt_coord_prefill(c, 0, p, k_len[i], NULL), GT_OK);
+    int32_t seq = 0;
+    for (int g = 0; g < k_gen[i]; g++) {
+        assert_int_equal(gt_coord_next_token(c, 0, &out[g]), GT_OK);
+        if (g + 1 < k_gen[i]) assert_int_equal(gt_coord_decode(c, 1, &seq, &out[g]), GT_OK);
+    }
+    assert_int_equal(gt_coord_set_sampler(c, 0, NULL), GT_OK);
+    gt_sampler_destroy(smp);
+}
+
+static gt_sched_req request(int i, const int32_t *prompt) {
+    gt_sched_req r = {.id = (uint64_t)i, .prompt = prompt, .n_prompt = k_len[i], .samp = samp_of(i),
+                      .max_tokens = k_gen[i], .on_token = on_token, .on_done = on_done};
+    return r;
+}
+
+static int run_to_idle(gt_sched *s) {
+    int steps = 0;
+    bool work = true;
+    while (work) {
+        assert_int_equal(gt_sched_step(s, &work), GT_OK);
+        steps += work;
+        assert_true(steps < 1000);
+    }
+    return steps;
+}
+
+static void test_batched_equals_solo(void **state) {
+    (void)state;
+    gt_coord *c = open_coord(model());
+    int32_t want[N_REQ][MAX_GEN];
+    for (int i = 0; i < N_REQ; i++) solo(c, i, want[i]);
+    assert_int_equal(gt_coord_free_seq(c, 0), GT_OK);
+
+    gt_sched *s = NULL;
+    gt_sched_config cfg = GT_SCHED_CONFIG_INIT;
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    memset(g_res, 0, sizeof g_res);
+    int32_t prompts[N_REQ][64];
+    for (int i = 0; i < N_REQ; i++) {
+        make_prompt(i, prompts[i]);
+        gt_sched_req r = request(i, prompts[i]);
+        assert_int_equal(gt_sched_submit(s, &r), GT_OK);
+    }
+    assert_int_equal(gt_sched_n_waiting(s), N_REQ);
+    int steps = run_to_idle(s);
+    /* Fewer steps than running the requests one after another. */
+    int serial = 0;
+    for (int i = 0; i < N_REQ; i++) serial += (k_len[i] + 15) / 16 + k_gen[i] - 1;
+    assert_true(steps < serial);
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g_res[i].done, 1);
+        assert_int_equal(g_res[i].why, GT_FINISH_LENGTH);
+        assert_int_equal(g_res[i].n, k_gen[i]);
+        if (memcmp(g_res[i].toks, want[i], (size_t)k_gen[i] * sizeof(int32_t)) != 0)
+            fail_msg("request %d: batched tokens differ from its solo run", i);
+    }
+    assert_int_equal(gt_sched_n_running(s), 0);
+    gt_sched_destroy(s);
+    gt_coord_destroy(c);
+}
+
+static void test_cancel_stop_and_reuse(void **state) {
+    (void)state;
+    gt_coord *c = open_coord(model());
+    int32_t want[MAX_GEN];
+    solo(c, 2, want);
+    assert_int_equal(gt_coord_free_seq(c, 0), GT_OK);
+    gt_sched *s = NULL;
+    gt_sched_config cfg = GT_SCHED_CONFIG_INIT;
+    cfg.max_waiting = 5;
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    memset(g_res, 0, sizeof g_res);
+    int32_t prompts[N_REQ][64];
+    for (int i = 0; i < 5; i++) {
+        make_prompt(i, prompts[i]);
+        gt_sched_req r = request(i, prompts[i]);
+        assert_int_equal(gt_sched_submit(s, &r), GT_OK);
+    }
+    g_res[1].stop_after = 2;
+    /* The queue holds 5: a sixth is refused with the count. */
+    make_prompt(5, prompts[5]);
+    gt_sched_req r5 = request(5, prompts[5]);
+    assert_int_equal(gt_sched_submit(s, &r5), GT_ERR_RANGE);
+    assert_non_null(strstr(gt_last_error(), "queue is full (5 requests waiting)"));
+    bool work;
+    assert_int_equal(gt_sched_step(s, &work), GT_OK);
+    assert_int_equal(gt_sched_step(s, &work), GT_OK);
+    /* Request 4 still waits (4 slots); request 0 runs. */
+    assert_int_equal(gt_sched_cancel(s, 4), GT_OK);
+    assert_int_equal(g_res[4].why, GT_FINISH_CANCELLED);
+    assert_int_equal(g_res[4].n, 0);
+    assert_int_equal(gt_sched_cancel(s, 0), GT_OK);
+    assert_int_equal(g_res[0].why, GT_FINISH_CANCELLED);
+    assert_int_equal(gt_sched_cancel(s, 0), GT_ERR_NOT_FOUND);
+    run_to_idle(s);
+    assert_int_equal(g_res[1].why, GT_FINISH_STOP);
+    assert_int_equal(g_res[1].n, 2);
+    /* Slots freed by cancel and finish are reused: request 2 again, under a
+     * new id, generates what it generates alone. */
+    int32_t p2[64];
+    make_prompt(2, p2);
+    gt_sched_req again = request(2, p2);
+    again.id = N_REQ + 1;
+    g_res[N_REQ + 1] = (result){0};
+    assert_int_equal(gt_sched_submit(s, &again), GT_OK);
+    run_to_idle(s);
+    assert_int_equal(g_res[N_REQ + 1].n, k_gen[2]);
+    assert_memory_equal(g_res[N_REQ + 1].toks, want, (size_t)k_gen[2] * sizeof(int32_t));
+    /* Refusals at submit, each naming its numbers. */
+    gt_sched_req bad = request(3, prompts[3]);
+    bad.max_tokens = 90;
+    assert_int_equal(gt_sched_submit(s, &bad), GT_ERR_RANGE);
+    assert_non_null(strstr(gt_last_error(), "prompt of 37 tokens plus max_tokens 90 exceeds the context of 96"));
+    bad = request(3, prompts[3]);
+    bad.samp.temperature = 1;
+    bad.samp.top_k = 50;
+    assert_int_equal(gt_sched_submit(s, &bad), GT_ERR_INVALID_ARG);
+    assert_non_null(strstr(gt_last_error(), "top_k 50"));
+    int32_t oov = V;
+    bad = request(3, &oov);
+    bad.n_prompt = 1;
+    assert_int_equal(gt_sched_submit(s, &bad), GT_ERR_INVALID_ARG);
+    assert_non_null(strstr(gt_last_error(), "outside the vocabulary of 300"));
+    /* Shutdown finishes what is left. */
+    gt_sched_req last = request(6, prompts[6]);
+    make_prompt(6, prompts[6]);
+    g_res[6] = (result){0};
+    assert_int_equal(gt_sched_submit(s, &last), GT_OK);
+    assert_int_equal(gt_sched_submit(s, &last), GT_ERR_INVALID_ARG);
+    gt_sched_destroy(s);
+    assert_int_equal(g_res[6].why, GT_FINISH_SHUTDOWN);
+    gt_coord_destroy(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batched_equals_solo),
+        cmocka_unit_test(test_cancel_stop_and_reuse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
