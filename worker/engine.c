@@ -213,13 +213,23 @@ static gt_status check_batch(gt_engine *e, const gt_batch *b) {
     return GT_OK;
 }
 
+/* The batch's tokens enter their sequences' prefix chains (full blocks
+ * become reusable by later sequences with the same prefix). */
+static void note_tokens(gt_engine *e, const gt_batch *b) {
+    for (int i = 0; i < b->n; i++) gt_kv_cache_note_tokens(e->kv, b->seq[i], b->tokens + i, 1);
+}
+
 gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
     if ((e->shard.grid.tp > 1 || e->shard.grid.pp > 1) && !e->par)
         return gt_fail(GT_ERR_INVALID_ARG, "a shard of a %d x %d grid needs the grid's communicators",
                        e->shard.grid.tp, e->shard.grid.pp);
     GT_TRY(check_batch(e, b));
     int pp = e->shard.grid.pp;
-    if (pp == 1 || b->n < 2) return gt__forward(e, b, logits);
+    if (pp == 1 || b->n < 2) {
+        GT_TRY(gt__forward(e, b, logits));
+        note_tokens(e, b);
+        return GT_OK;
+    }
     /* Pipeline: cut the batch into pp micro-batches so that stage s works on
      * micro-batch m while stage s + 1 works on m - 1. Every stage processes
      * them in order, so each sequence's KV cache still grows in order. */
@@ -241,5 +251,23 @@ gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
         GT_TRY(st);
         if (gt_engine_has_logits(e)) out += (size_t)wanted * (size_t)e->w.n_vocab_local;
     }
+    note_tokens(e, b);
     return GT_OK;
+}
+
+uint32_t gt_engine_prefix_cached(const gt_engine *e, const int32_t *toks, int n) {
+    int bs = gt_kv_cache_block_size(e->kv);
+    int whole = n > 0 ? (n - 1) / bs : 0; /* the last token is always computed */
+    if (whole > e->max_seq_blocks) whole = e->max_seq_blocks;
+    return (uint32_t)gt_kv_cache_prefix_blocks(e->kv, toks, whole) * (uint32_t)bs;
+}
+
+gt_status gt_engine_seq_attach(gt_engine *e, int seq, const int32_t *toks, uint32_t n_tokens) {
+    int bs = gt_kv_cache_block_size(e->kv);
+    if (seq < 0 || seq >= e->cfg.max_seqs)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d is outside 0..%d", seq, e->cfg.max_seqs - 1);
+    if (n_tokens % (uint32_t)bs)
+        return gt_fail(GT_ERR_INVALID_ARG, "a cached prefix of %u tokens is not whole blocks of %d", n_tokens,
+                       bs);
+    return gt_kv_cache_attach(e->kv, seq, toks, (int)(n_tokens / (uint32_t)bs));
 }

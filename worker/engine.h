@@ -93,6 +93,19 @@ typedef struct gt_engine_memory {
 } gt_engine_memory;
 gt_engine_memory gt_engine_memory_used(const gt_engine *e);
 
+/* Prefix caching: every full KV block a forward pass completes is indexed
+ * by the tokens of its sequence up to it; a sequence released with
+ * gt_engine_seq_clear leaves its indexed blocks cached (evicted least
+ * recently released first, only when blocks run out).
+ * The tokens at the start of toks[n] whose KV rows are cached, in whole
+ * blocks, leaving at least the last token to compute. */
+uint32_t gt_engine_prefix_cached(const gt_engine *e, const int32_t *toks, int n);
+/* Gives the empty sequence seq those cached rows: it then holds n_tokens
+ * (a multiple of the block size, as gt_engine_prefix_cached returned) and
+ * continues at that position. Every rank that executed the same steps has
+ * the same cache, so every rank can attach alike. */
+gt_status gt_engine_seq_attach(gt_engine *e, int seq, const int32_t *toks, uint32_t n_tokens);
+
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);
 /* Drops a sequence's KV cache (its blocks return to the pool). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "worker/kv_prefix.h"
 
 struct gt_kv_cache {
     gt_kv_cache_config cfg;
@@ -21,6 +22,18 @@ struct gt_kv_cache {
     int32_t *tables;    /* [max_seqs, max_seq_blocks] block ids */
     int *n_seq_blocks;  /* [max_seqs] */
     uint32_t *seq_len;  /* [max_seqs] */
+    /* Prefix caching: a block's references (sequences holding it); full
+     * blocks in the prefix index outlive their sequences, unreferenced ones
+     * in least-recently-released order, evicted when the free list is
+     * empty. */
+    gt_kv_prefix *prefix;
+    int32_t *ref;       /* [n_blocks] */
+    int32_t *lru_prev, *lru_next; /* [n_blocks] the evictable list, oldest first */
+    int lru_head, lru_tail, n_lru;
+    uint64_t *seq_key;  /* [max_seqs] key of the sequence's last full block (0: none) */
+    int32_t *seq_tail;  /* [max_seqs, block_size] tokens of its unfinished block */
+    int *seq_tail_n;    /* [max_seqs] */
+    uint32_t *seq_noted; /* [max_seqs] tokens noted so far */
 };
 
 gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv_cache **out) {
@@ -48,9 +61,19 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     kv->n_seq_blocks = calloc((size_t)cfg->max_seqs, sizeof *kv->n_seq_blocks);
     kv->seq_len = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_len);
     kv->store_blocks = calloc((size_t)cfg->max_seq_blocks, sizeof *kv->store_blocks);
+    kv->ref = calloc((size_t)cfg->n_blocks, sizeof *kv->ref);
+    kv->lru_prev = malloc((size_t)cfg->n_blocks * sizeof *kv->lru_prev);
+    kv->lru_next = malloc((size_t)cfg->n_blocks * sizeof *kv->lru_next);
+    kv->seq_key = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_key);
+    kv->seq_tail = malloc((size_t)cfg->max_seqs * (size_t)cfg->block_size * sizeof *kv->seq_tail);
+    kv->seq_tail_n = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_tail_n);
+    kv->seq_noted = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_noted);
     if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len ||
-        !kv->store_blocks)
+        !kv->store_blocks || !kv->ref || !kv->lru_prev || !kv->lru_next || !kv->seq_key ||
+        !kv->seq_tail || !kv->seq_tail_n || !kv->seq_noted ||
+        gt__kv_prefix_create(cfg->n_blocks, cfg->block_size, &kv->prefix) != GT_OK)
         goto nomem;
+    kv->lru_head = kv->lru_tail = -1;
     for (int il = 0; il < cfg->n_layer; il++) {
         if (gt_buffer_alloc(k, layer_bytes, &kv->k[il]) != GT_OK ||
             gt_buffer_alloc(k, layer_bytes, &kv->v[il]) != GT_OK)
@@ -79,11 +102,58 @@ void gt_kv_cache_destroy(gt_kv_cache *kv) {
     free(kv->tables);
     free(kv->n_seq_blocks);
     free(kv->seq_len);
+    free(kv->ref);
+    free(kv->lru_prev);
+    free(kv->lru_next);
+    free(kv->seq_key);
+    free(kv->seq_tail);
+    free(kv->seq_tail_n);
+    free(kv->seq_noted);
+    gt__kv_prefix_destroy(kv->prefix);
     free(kv);
 }
 
 size_t gt_kv_cache_bytes(const gt_kv_cache *kv) {
     return kv->block_bytes * (size_t)kv->cfg.n_blocks * (size_t)kv->cfg.n_layer * 2;
+}
+
+static void lru_unlink(gt_kv_cache *kv, int b) {
+    int p = kv->lru_prev[b], n = kv->lru_next[b];
+    if (p >= 0) kv->lru_next[p] = n;
+    else kv->lru_head = n;
+    if (n >= 0) kv->lru_prev[n] = p;
+    else kv->lru_tail = p;
+    kv->n_lru--;
+}
+
+static void lru_push(gt_kv_cache *kv, int b) {
+    kv->lru_prev[b] = kv->lru_tail;
+    kv->lru_next[b] = -1;
+    if (kv->lru_tail >= 0) kv->lru_next[kv->lru_tail] = b;
+    else kv->lru_head = b;
+    kv->lru_tail = b;
+    kv->n_lru++;
+}
+
+/* A block for a sequence: a free one, else the least recently released
+ * cached one (which leaves the prefix index). -1 when every block is held. */
+static int take_block(gt_kv_cache *kv) {
+    int b = -1;
+    if (kv->n_free > 0) {
+        b = kv->free_list[--kv->n_free];
+    } else if (kv->lru_head >= 0) {
+        b = kv->lru_head;
+        lru_unlink(kv, b);
+        gt__kv_prefix_remove(kv->prefix, b);
+    }
+    if (b >= 0) kv->ref[b] = 1;
+    return b;
+}
+
+static void release_block(gt_kv_cache *kv, int b) {
+    if (--kv->ref[b] > 0) return;
+    if (gt__kv_prefix_has(kv->prefix, b)) lru_push(kv, b);
+    else kv->free_list[kv->n_free++] = b;
 }
 
 gt_status gt_kv_cache_reserve(gt_kv_cache *kv, int seq, uint32_t n_tokens) {
@@ -93,10 +163,11 @@ gt_status gt_kv_cache_reserve(gt_kv_cache *kv, int seq, uint32_t n_tokens) {
                        seq, n_tokens, kv->cfg.max_seq_blocks * kv->cfg.block_size);
     int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
     while (kv->n_seq_blocks[seq] < need) {
-        if (kv->n_free == 0)
+        int b = take_block(kv);
+        if (b < 0)
             return gt_fail(GT_ERR_RANGE, "the KV cache is full: all %d blocks of %d tokens are in use",
                            kv->cfg.n_blocks, kv->cfg.block_size);
-        table[kv->n_seq_blocks[seq]++] = kv->free_list[--kv->n_free];
+        table[kv->n_seq_blocks[seq]++] = b;
     }
     return GT_OK;
 }
@@ -107,9 +178,72 @@ void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n) { kv->seq_len
 
 void gt_kv_cache_clear(gt_kv_cache *kv, int seq) {
     int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
-    while (kv->n_seq_blocks[seq] > 0) kv->free_list[kv->n_free++] = table[--kv->n_seq_blocks[seq]];
+    while (kv->n_seq_blocks[seq] > 0) release_block(kv, table[--kv->n_seq_blocks[seq]]);
     kv->seq_len[seq] = 0;
+    kv->seq_key[seq] = 0;
+    kv->seq_tail_n[seq] = 0;
+    kv->seq_noted[seq] = 0;
 }
+
+void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int n) {
+    int bs = kv->cfg.block_size;
+    int32_t *tail = kv->seq_tail + (size_t)seq * (size_t)bs;
+    const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    for (int i = 0; i < n; i++) {
+        tail[kv->seq_tail_n[seq]++] = toks[i];
+        kv->seq_noted[seq]++;
+        if (kv->seq_tail_n[seq] < bs) continue;
+        /* The block just filled: index it under its prefix (unless another
+         * block already holds the same prefix) and chain on. */
+        int b = table[kv->seq_noted[seq] / (uint32_t)bs - 1];
+        uint64_t key;
+        int found = gt__kv_prefix_find(kv->prefix, kv->seq_key[seq], tail, &key);
+        if (found < 0) gt__kv_prefix_insert(kv->prefix, b, kv->seq_key[seq], tail);
+        kv->seq_key[seq] = key;
+        kv->seq_tail_n[seq] = 0;
+    }
+}
+
+int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_blocks) {
+    uint64_t parent = 0;
+    int bs = kv->cfg.block_size;
+    for (int i = 0; i < n_blocks; i++) {
+        uint64_t key;
+        if (gt__kv_prefix_find(kv->prefix, parent, toks + (size_t)i * (size_t)bs, &key) < 0) return i;
+        parent = key;
+    }
+    return n_blocks;
+}
+
+gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int n_blocks) {
+    if (kv->n_seq_blocks[seq] || kv->seq_len[seq])
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; a cached prefix attaches only "
+                       "to an empty sequence", seq, kv->seq_len[seq]);
+    if (n_blocks > kv->cfg.max_seq_blocks)
+        return gt_fail(GT_ERR_RANGE, "a prefix of %d blocks is longer than a sequence's %d", n_blocks,
+                       kv->cfg.max_seq_blocks);
+    if (gt_kv_cache_prefix_blocks(kv, toks, n_blocks) < n_blocks)
+        return gt_fail(GT_ERR_NOT_FOUND, "the first %d blocks of sequence %d's tokens are not all in "
+                       "the prefix cache", n_blocks, seq);
+    int bs = kv->cfg.block_size;
+    int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    uint64_t parent = 0;
+    for (int i = 0; i < n_blocks; i++) {
+        uint64_t key;
+        int b = gt__kv_prefix_find(kv->prefix, parent, toks + (size_t)i * (size_t)bs, &key);
+        if (kv->ref[b]++ == 0) lru_unlink(kv, b);
+        table[kv->n_seq_blocks[seq]++] = b;
+        parent = key;
+    }
+    kv->seq_len[seq] = (uint32_t)n_blocks * (uint32_t)bs;
+    kv->seq_key[seq] = parent;
+    kv->seq_tail_n[seq] = 0;
+    kv->seq_noted[seq] = kv->seq_len[seq];
+    return GT_OK;
+}
+
+int gt_kv_cache_n_cached(const gt_kv_cache *kv) { return kv->n_lru; }
+int gt_kv_cache_n_free(const gt_kv_cache *kv) { return kv->n_free; }
 
 gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
                             const float *rows, int n) {

@@ -40,7 +40,26 @@ size_t gt_kv_cache_bytes(const gt_kv_cache *kv);
 gt_status gt_kv_cache_reserve(gt_kv_cache *kv, int seq, uint32_t n_tokens);
 uint32_t gt_kv_cache_seq_len(const gt_kv_cache *kv, int seq);
 void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n);
+/* Drops seq's blocks: each returns to the free list when no other sequence
+ * holds it, or, when it is a full block in the prefix index, waits among
+ * the cached blocks until it is attached again or evicted. */
 void gt_kv_cache_clear(gt_kv_cache *kv, int seq);
+
+/* Prefix caching. After a forward pass, the tokens of seq's new positions
+ * are noted, in order: every block they fill enters the prefix index under
+ * the hash chain of the sequence's tokens so far. */
+void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int n);
+/* How many of the first n_blocks full blocks of toks [n_blocks * block_size]
+ * the index holds, consecutively from the first. */
+int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_blocks);
+/* Gives the empty sequence seq the cached blocks of its first n_blocks
+ * blocks of tokens (shared, never written again) and its length.
+ * GT_ERR_NOT_FOUND when they are not all cached, GT_ERR_INVALID_ARG when
+ * seq is not empty. */
+gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int n_blocks);
+/* Blocks held by no sequence but kept for their prefix / on the free list. */
+int gt_kv_cache_n_cached(const gt_kv_cache *kv);
+int gt_kv_cache_n_free(const gt_kv_cache *kv);
 
 /* Stores rows[n] (f32, row_elems each) of K or V of layer il at positions
  * pos[n] of seq through the backend's KV-store op. The positions must be
