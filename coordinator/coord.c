@@ -31,6 +31,9 @@ struct gt_coord {
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
     int8_t *want;
     int8_t *want_in;          /* [max_batch] all ones, for decode steps */
+    int32_t *attach_seq, *attach_len; /* [max_seqs] cached prefixes to attach with the next step */
+    int32_t *attach_tok;      /* [max_attach_tokens] */
+    int n_attach, n_attach_tok, max_attach_tok;
 };
 
 gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
@@ -66,7 +69,12 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->seq = malloc(B * sizeof *c->seq);
     c->want = malloc(B);
     c->want_in = malloc(B);
-    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in) {
+    c->max_attach_tok = lim.max_attach_tokens;
+    c->attach_seq = malloc(S * sizeof *c->attach_seq);
+    c->attach_len = malloc(S * sizeof *c->attach_len);
+    c->attach_tok = malloc((size_t)(c->max_attach_tok > 0 ? c->max_attach_tok : 1) * sizeof *c->attach_tok);
+    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in ||
+        !c->attach_seq || !c->attach_len || !c->attach_tok) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
     }
@@ -87,6 +95,9 @@ void gt_coord_destroy(gt_coord *c) {
     free(c->seq);
     free(c->want);
     free(c->want_in);
+    free(c->attach_seq);
+    free(c->attach_len);
+    free(c->attach_tok);
     gt_rank_destroy(c->r);
     free(c);
 }
@@ -121,6 +132,27 @@ gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s) {
 
 uint32_t gt_coord_seq_len(const gt_coord *c, int seq) {
     return check_seq(c, seq) == GT_OK ? c->seqs[seq].len : 0;
+}
+
+gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int n, int *cached) {
+    *cached = 0;
+    GT_TRY(check_seq(c, seq));
+    if (c->seqs[seq].len)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; a cached prefix attaches only to an "
+                       "empty sequence", seq, c->seqs[seq].len);
+    for (int i = 0; i < c->n_attach; i++)
+        if (c->attach_seq[i] == seq) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d is attached twice", seq);
+    /* Rank 0's cache is every rank's: they all executed the same steps. */
+    int hit = (int)gt_engine_prefix_cached(gt_rank_engine(c->r), toks, n);
+    if (hit == 0 || c->n_attach_tok + hit > c->max_attach_tok) return GT_OK;
+    c->attach_seq[c->n_attach] = seq;
+    c->attach_len[c->n_attach++] = hit;
+    memcpy(c->attach_tok + c->n_attach_tok, toks, (size_t)hit * sizeof *toks);
+    c->n_attach_tok += hit;
+    c->seqs[seq].len = (uint32_t)hit;
+    c->seqs[seq].has_next = false;
+    *cached = hit;
+    return GT_OK;
 }
 
 gt_status gt_coord_free_seq(gt_coord *c, int seq) {
@@ -165,7 +197,8 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     gt_step s = {.op = GT_STEP_FORWARD, .n_tokens = n, .n_free = c->n_free,
                  .n_cand = full ? 0 : n_cand, .flags = c->pending_flags | (full ? GT_STEP_LOGITS : 0),
                  .tokens = c->tok, .pos = c->pos, .seq = c->seq, .want = c->want,
-                 .free_seqs = c->free_list};
+                 .free_seqs = c->free_list, .n_attach = c->n_attach, .n_attach_tokens = c->n_attach_tok,
+                 .attach_seq = c->attach_seq, .attach_len = c->attach_len, .attach_tokens = c->attach_tok};
     gt_step_result res;
     gt_status st = gt_rank_lead(c->r, &s, &res);
     if (st != GT_OK) {
@@ -174,6 +207,7 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     }
     c->pending_flags = 0;
     c->n_free = 0;
+    c->n_attach = c->n_attach_tok = 0;
     int row = 0;
     for (int i = 0; i < n; i++) {
         seq_state *q = &c->seqs[c->seq[i]];

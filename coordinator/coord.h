@@ -70,7 +70,14 @@ gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t
 /* The token drawn from seq's last output. GT_ERR_INVALID_ARG when the
  * sequence has no sampler or nothing was evaluated since its last token. */
 gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok);
-/* Drops seq's KV cache on every rank (sent with the next step). */
+/* Prefix caching: gives the empty sequence seq the KV rows the ranks
+ * already hold for the start of toks[n] (whole blocks of an earlier
+ * sequence with the same tokens, never the last token), sent with the next
+ * step; *cached receives their count (0 when none), and seq continues at
+ * that position, so the caller evaluates only toks[*cached..n). */
+gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int n, int *cached);
+/* Drops seq's KV cache on every rank (sent with the next step); its full
+ * blocks stay cached for later prefixes. */
 gt_status gt_coord_free_seq(gt_coord *c, int seq);
 /* Counters: zeroed on every rank at the next step; tracing from the next
  * step on. */

@@ -18,7 +18,8 @@ typedef struct req {
     int32_t *prompt;   /* owned copy */
     gt_sampler *smp;
     int slot;          /* the coordinator's sequence; -1 while waiting */
-    int prefilled;     /* prompt tokens evaluated */
+    int prefilled;     /* prompt tokens evaluated (or taken from the prefix cache) */
+    int cached;        /* of which from the prefix cache */
     int n_gen;
     bool decoding;     /* the prompt is in; `last` is the next input */
     int32_t last;
@@ -92,7 +93,8 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
         s->slots[q->slot] = NULL;
         s->n_running--;
     }
-    if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, q->n_gen);
+    gt_sched_usage u = {q->r.n_prompt, q->cached, q->n_gen};
+    if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, &u);
     release(q);
 }
 
@@ -234,6 +236,8 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         s->slots[slot] = q;
         s->n_running++;
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
+        GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &q->cached));
+        q->prefilled = q->cached;
         n += add_chunk(s, q, n, s->budget - n);
     }
     *did_work = n > 0;

@@ -6,6 +6,9 @@
  * generation, a stop string), or when it is cancelled; its slot and KV
  * blocks are freed with the next step.
  *
+ * A request admitted to a slot first takes whatever its prompt's start has
+ * in the prefix cache (gt_coord_attach_prefix), and prefills the rest.
+ *
  * The scheduler decides; gt_coord executes (one step plan per step) and
  * draws each request's tokens with the request's own sampler, so a
  * request's tokens do not depend on what else is batched beside it as long
@@ -34,6 +37,13 @@ typedef struct gt_sched_config {
 } gt_sched_config;
 #define GT_SCHED_CONFIG_INIT {0, 1024}
 
+/* What a finished request used. */
+typedef struct gt_sched_usage {
+    int prompt_tokens;
+    int cached_tokens;     /* prompt tokens whose KV rows came from the prefix cache */
+    int completion_tokens; /* tokens generated */
+} gt_sched_usage;
+
 typedef struct gt_sched_req {
     uint64_t id;            /* the caller's, unique among live requests */
     const int32_t *prompt;  /* [n_prompt], copied */
@@ -43,8 +53,8 @@ typedef struct gt_sched_req {
     /* Called with each generated token, in order; returns true to stop
      * after it. */
     bool (*on_token)(void *user, uint64_t id, int32_t token);
-    /* Called once when the request leaves, with the tokens it generated. */
-    void (*on_done)(void *user, uint64_t id, gt_finish why, int n_generated);
+    /* Called once when the request leaves. */
+    void (*on_done)(void *user, uint64_t id, gt_finish why, const gt_sched_usage *usage);
     void *user;
 } gt_sched_req;
 

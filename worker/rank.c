@@ -202,6 +202,8 @@ static gt_status create_engine(gt_rank *r) {
     r->lim.max_tokens = ec.max_batch_tokens;
     r->lim.max_seqs = ec.max_seqs;
     r->lim.max_cand = r->cfg.max_cand < r->n_vocab ? r->cfg.max_cand : (int32_t)r->n_vocab;
+    /* Cached prefixes attached in one step: four whole contexts. */
+    r->lim.max_attach_tokens = (int32_t)(4 * gt_engine_n_ctx(r->e));
     return alloc_buffers(r);
 }
 
@@ -316,6 +318,23 @@ static gt_status forward(gt_rank *r, const gt_step *s, gt_step_result *res) {
             return gt_fail(GT_ERR_INVALID_ARG, "step %u frees sequence %d, outside 0..%d", s->id,
                            s->free_seqs[i], r->lim.max_seqs - 1);
         gt_engine_seq_clear(r->e, s->free_seqs[i]);
+    }
+    /* Every rank has executed the same steps, so every rank's prefix cache
+     * holds the blocks rank 0 found; a rank that does not has diverged. */
+    const int32_t *pt = s->attach_tokens;
+    for (int i = 0; i < s->n_attach; i++) {
+        int seq = s->attach_seq[i];
+        if (seq < 0 || seq >= r->lim.max_seqs)
+            return gt_fail(GT_ERR_INVALID_ARG, "step %u attaches sequence %d, outside 0..%d", s->id, seq,
+                           r->lim.max_seqs - 1);
+        gt_status st = gt_engine_seq_attach(r->e, seq, pt, (uint32_t)s->attach_len[i]);
+        if (st != GT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", gt_last_error());
+            return gt_fail(st, "step %u: rank %d cannot attach the cached prefix of sequence %d: %s", s->id,
+                           r->rank, seq, why);
+        }
+        pt += s->attach_len[i];
     }
     int n_rows = 0;
     for (int i = 0; i < s->n_tokens; i++) n_rows += s->want[i] != 0;

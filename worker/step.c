@@ -13,33 +13,42 @@ static uint32_t get_u32(const uint8_t *p) {
     return v;
 }
 
-size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free) {
-    size_t n = (size_t)(n_tokens > 0 ? n_tokens : 0), f = (size_t)(n_free > 0 ? n_free : 0);
-    return (3 * n + f) * 4 + ((n + 3) & ~(size_t)3);
+static size_t nonneg(int32_t v) { return (size_t)(v > 0 ? v : 0); }
+
+size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free, int32_t n_attach, int32_t n_attach_tokens) {
+    size_t n = nonneg(n_tokens);
+    return (3 * n + nonneg(n_free) + 2 * nonneg(n_attach) + nonneg(n_attach_tokens)) * 4 +
+           ((n + 3) & ~(size_t)3);
 }
 
 size_t gt_step_max_payload_bytes(const gt_step_limits *lim) {
-    return gt_step_payload_bytes(lim->max_tokens, lim->max_seqs);
+    return gt_step_payload_bytes(lim->max_tokens, lim->max_seqs, lim->max_seqs, lim->max_attach_tokens);
+}
+
+static size_t put_words(uint8_t *dst, const int32_t *src, int32_t n) {
+    if (n > 0) memcpy(dst, src, (size_t)n * 4);
+    return nonneg(n) * 4;
 }
 
 gt_status gt_step_encode(const gt_step *s, uint8_t *header, uint8_t *payload, size_t cap) {
-    size_t bytes = gt_step_payload_bytes(s->n_tokens, s->n_free);
+    size_t bytes = gt_step_payload_bytes(s->n_tokens, s->n_free, s->n_attach, s->n_attach_tokens);
     if (bytes > cap)
-        return gt_fail(GT_ERR_RANGE, "a step of %d tokens and %d freed sequences needs %zu bytes, "
-                       "more than the %zu the ranks accept", s->n_tokens, s->n_free, bytes, cap);
-    uint32_t h[10] = {GT_STEP_MAGIC, GT_STEP_VERSION, (uint32_t)s->op, s->id,
+        return gt_fail(GT_ERR_RANGE, "a step of %d tokens, %d freed and %d attached sequences (%d prefix "
+                       "tokens) needs %zu bytes, more than the %zu the ranks accept", s->n_tokens,
+                       s->n_free, s->n_attach, s->n_attach_tokens, bytes, cap);
+    uint32_t h[12] = {GT_STEP_MAGIC, GT_STEP_VERSION, (uint32_t)s->op, s->id,
                       (uint32_t)s->n_tokens, (uint32_t)s->n_free, (uint32_t)s->n_cand, s->flags,
-                      (uint32_t)bytes, 0};
-    for (int i = 0; i < 10; i++) put_u32(header + 4 * i, h[i]);
-    size_t n = (size_t)s->n_tokens, o = 0;
-    if (n) {
-        memcpy(payload + o, s->tokens, n * 4);
-        memcpy(payload + (o += n * 4), s->pos, n * 4);
-        memcpy(payload + (o += n * 4), s->seq, n * 4);
-        o += n * 4;
-    }
-    if (s->n_free) memcpy(payload + o, s->free_seqs, (size_t)s->n_free * 4);
-    o += (size_t)s->n_free * 4;
+                      (uint32_t)bytes, 0, (uint32_t)s->n_attach, (uint32_t)s->n_attach_tokens};
+    for (int i = 0; i < 12; i++) put_u32(header + 4 * i, h[i]);
+    size_t o = 0;
+    o += put_words(payload + o, s->tokens, s->n_tokens);
+    o += put_words(payload + o, s->pos, s->n_tokens);
+    o += put_words(payload + o, s->seq, s->n_tokens);
+    o += put_words(payload + o, s->free_seqs, s->n_free);
+    o += put_words(payload + o, s->attach_seq, s->n_attach);
+    o += put_words(payload + o, s->attach_len, s->n_attach);
+    o += put_words(payload + o, s->attach_tokens, s->n_attach_tokens);
+    size_t n = nonneg(s->n_tokens);
     for (size_t i = 0; i < n; i++) payload[o + i] = s->want ? (uint8_t)(s->want[i] != 0) : 0;
     memset(payload + o + n, 0, bytes - o - n);
     return GT_OK;
@@ -47,8 +56,8 @@ gt_status gt_step_encode(const gt_step *s, uint8_t *header, uint8_t *payload, si
 
 gt_status gt_step_decode_header(const uint8_t *header, const gt_step_limits *lim, gt_step *s,
                                 size_t *payload_bytes) {
-    uint32_t h[10];
-    for (int i = 0; i < 10; i++) h[i] = get_u32(header + 4 * i);
+    uint32_t h[12];
+    for (int i = 0; i < 12; i++) h[i] = get_u32(header + 4 * i);
     if (h[0] != GT_STEP_MAGIC)
         return gt_fail(GT_ERR_FORMAT, "step plan: magic 0x%08x is not 0x%08x", h[0], GT_STEP_MAGIC);
     if (h[1] != GT_STEP_VERSION)
@@ -57,6 +66,7 @@ gt_status gt_step_decode_header(const uint8_t *header, const gt_step_limits *lim
     if (h[2] < GT_STEP_FORWARD || h[2] > GT_STEP_STOP)
         return gt_fail(GT_ERR_FORMAT, "step plan: unknown operation %u", h[2]);
     int32_t n = (int32_t)h[4], nf = (int32_t)h[5], nc = (int32_t)h[6];
+    int32_t na = (int32_t)h[10], nat = (int32_t)h[11];
     if (n < 0 || n > lim->max_tokens)
         return gt_fail(GT_ERR_FORMAT, "step plan: %d tokens, outside 0..%d", n, lim->max_tokens);
     if (nf < 0 || nf > lim->max_seqs)
@@ -65,12 +75,18 @@ gt_status gt_step_decode_header(const uint8_t *header, const gt_step_limits *lim
     if (nc < 0 || nc > lim->max_cand)
         return gt_fail(GT_ERR_FORMAT, "step plan: %d candidates per row, outside 0..%d", nc,
                        lim->max_cand);
+    if (na < 0 || na > lim->max_seqs)
+        return gt_fail(GT_ERR_FORMAT, "step plan: %d sequences to attach, outside 0..%d", na,
+                       lim->max_seqs);
+    if (nat < 0 || nat > lim->max_attach_tokens)
+        return gt_fail(GT_ERR_FORMAT, "step plan: %d prefix tokens to attach, outside 0..%d", nat,
+                       lim->max_attach_tokens);
     if (h[7] & ~(uint32_t)GT_STEP_FLAGS_ALL)
         return gt_fail(GT_ERR_FORMAT, "step plan: unknown flags 0x%x", h[7] & ~(uint32_t)GT_STEP_FLAGS_ALL);
-    size_t want = gt_step_payload_bytes(n, nf);
+    size_t want = gt_step_payload_bytes(n, nf, na, nat);
     if (h[8] != want || h[9] != 0)
-        return gt_fail(GT_ERR_FORMAT, "step plan: payload of %u bytes, but %d tokens and %d freed "
-                       "sequences take %zu", h[8], n, nf, want);
+        return gt_fail(GT_ERR_FORMAT, "step plan: payload of %u bytes, but %d tokens, %d freed and %d "
+                       "attached sequences with %d prefix tokens take %zu", h[8], n, nf, na, nat, want);
     memset(s, 0, sizeof *s);
     s->op = (gt_step_op)h[2];
     s->id = h[3];
@@ -78,20 +94,36 @@ gt_status gt_step_decode_header(const uint8_t *header, const gt_step_limits *lim
     s->n_free = nf;
     s->n_cand = nc;
     s->flags = h[7];
+    s->n_attach = na;
+    s->n_attach_tokens = nat;
     *payload_bytes = want;
     return GT_OK;
 }
 
 gt_status gt_step_decode_payload(const uint8_t *payload, size_t bytes, gt_step *s) {
-    if (bytes != gt_step_payload_bytes(s->n_tokens, s->n_free))
+    if (bytes != gt_step_payload_bytes(s->n_tokens, s->n_free, s->n_attach, s->n_attach_tokens))
         return gt_fail(GT_ERR_FORMAT, "step plan: payload of %zu bytes does not match its header",
                        bytes);
     size_t n = (size_t)s->n_tokens, o = 0;
-    s->tokens = (const int32_t *)(const void *)payload;
-    s->pos = (const int32_t *)(const void *)(payload + (o += n * 4));
-    s->seq = (const int32_t *)(const void *)(payload + (o += n * 4));
-    s->free_seqs = (const int32_t *)(const void *)(payload + (o += n * 4));
-    s->want = (const int8_t *)(payload + (o += (size_t)s->n_free * 4));
+    const int32_t *w = (const int32_t *)(const void *)payload;
+    s->tokens = w;
+    s->pos = w + n;
+    s->seq = w + 2 * n;
+    s->free_seqs = w + 3 * n;
+    s->attach_seq = s->free_seqs + s->n_free;
+    s->attach_len = s->attach_seq + s->n_attach;
+    s->attach_tokens = s->attach_len + s->n_attach;
+    o = (3 * n + (size_t)s->n_free + 2 * (size_t)s->n_attach + (size_t)s->n_attach_tokens) * 4;
+    s->want = (const int8_t *)(payload + o);
+    int64_t sum = 0;
+    for (int32_t i = 0; i < s->n_attach; i++) {
+        if (s->attach_len[i] < 0)
+            return gt_fail(GT_ERR_FORMAT, "step plan: attach %d has a negative length %d", i, s->attach_len[i]);
+        sum += s->attach_len[i];
+    }
+    if (sum != s->n_attach_tokens)
+        return gt_fail(GT_ERR_FORMAT, "step plan: attach lengths add up to %lld, but %d prefix tokens "
+                       "follow", (long long)sum, s->n_attach_tokens);
     for (size_t i = 0; i < n; i++)
         if ((uint8_t)s->want[i] > 1)
             return gt_fail(GT_ERR_FORMAT, "step plan: want flag %u of token %zu is not 0 or 1",

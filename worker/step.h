@@ -6,13 +6,18 @@
  * every rank decodes the same bytes and executes the same step, so the grid
  * stays in lockstep without any rank seeing text, sockets or requests.
  *
- * Wire layout (little-endian, versioned). A fixed 40-byte header is
+ * Wire layout (little-endian, versioned). A fixed 48-byte header is
  * broadcast first, then the payload whose length the header gives:
  *   u32 magic 'GTSP'   u32 version     u32 op          u32 id
  *   i32 n_tokens       i32 n_free      i32 n_cand      u32 flags
- *   u32 payload_bytes  u32 reserved (0)
+ *   u32 payload_bytes  u32 reserved (0) i32 n_attach   i32 n_attach_tokens
  *   payload: i32 tokens[n_tokens], i32 pos[n_tokens], i32 seq[n_tokens],
- *            i32 free_seqs[n_free], u8 want[n_tokens], zero padding to 4.
+ *            i32 free_seqs[n_free], i32 attach_seq[n_attach],
+ *            i32 attach_len[n_attach], i32 attach_tokens[n_attach_tokens],
+ *            u8 want[n_tokens], zero padding to 4.
+ * A step executes in that order: free, attach cached prefixes (sequence
+ * attach_seq[i] takes the cached KV rows of its first attach_len[i] tokens,
+ * which follow each other in attach_tokens), then the batch.
  * Decoding checks every field against the receiver's limits and answers a
  * broken frame with a sentence naming the field and the numbers. */
 #ifndef GT_STEP_H
@@ -24,8 +29,8 @@
 #include "common/status.h"
 
 #define GT_STEP_MAGIC 0x50535447u /* "GTSP" */
-#define GT_STEP_VERSION 1u
-#define GT_STEP_HEADER_BYTES 40
+#define GT_STEP_VERSION 2u
+#define GT_STEP_HEADER_BYTES 48
 
 typedef enum gt_step_op {
     GT_STEP_FORWARD = 1, /* free sequences, then run the batch (may be empty) */
@@ -55,18 +60,24 @@ typedef struct gt_step {
     const int32_t *seq;        /* [n_tokens] */
     const int8_t *want;        /* [n_tokens]: 1 when the row's output is wanted */
     const int32_t *free_seqs;  /* [n_free] */
+    int32_t n_attach;
+    int32_t n_attach_tokens;
+    const int32_t *attach_seq;    /* [n_attach] */
+    const int32_t *attach_len;    /* [n_attach] tokens, whole KV blocks */
+    const int32_t *attach_tokens; /* [n_attach_tokens] the prefixes, one after another */
 } gt_step;
 
 /* What a receiver accepts: the engine's batch limit, its sequences and the
  * largest candidate count. */
 typedef struct gt_step_limits {
     int32_t max_tokens;
-    int32_t max_seqs;
+    int32_t max_seqs;        /* also bounds the sequences freed or attached in one step */
     int32_t max_cand;
+    int32_t max_attach_tokens;
 } gt_step_limits;
 
 /* Bytes of the payload of a step with these counts. */
-size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free);
+size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free, int32_t n_attach, int32_t n_attach_tokens);
 /* Largest payload under these limits (every sequence freed at once). */
 size_t gt_step_max_payload_bytes(const gt_step_limits *lim);
 

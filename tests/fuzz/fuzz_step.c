@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < GT_STEP_HEADER_BYTES) return 0;
-    gt_step_limits lim = {64, 8, 16};
+    gt_step_limits lim = {64, 8, 16, 128};
     gt_step s;
     size_t bytes = 0;
     gt_clear_error();
@@ -36,6 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < s.n_tokens; i++)
         sink += (uint32_t)s.tokens[i] + (uint32_t)s.pos[i] + (uint32_t)s.seq[i] + (uint32_t)s.want[i];
     for (int i = 0; i < s.n_free; i++) sink += (uint32_t)s.free_seqs[i];
+    for (int i = 0; i < s.n_attach; i++) sink += (uint32_t)s.attach_seq[i] + (uint32_t)s.attach_len[i];
+    for (int i = 0; i < s.n_attach_tokens; i++) sink += (uint32_t)s.attach_tokens[i];
     uint8_t hdr[GT_STEP_HEADER_BYTES];
     uint8_t *again = malloc(bytes ? bytes : 1);
     if (!again || gt_step_encode(&s, hdr, again, bytes) != GT_OK) abort();

@@ -10,7 +10,9 @@
  * bit for bit. The scalar kernels (--isa ref) reduce every row in one order
  * whatever the batch, which is what makes bit equality the right check
  * here; the fast kernels' batch invariance is their own issue.
- * Also: cancel (waiting and running), stop from the token callback, slot
+ * Also: a shared prompt prefix taken from the prefix cache (the tokens
+ * still equal a from-scratch run), cancel (waiting and running), stop from
+ * the token callback, slot
  * reuse after a finish (a stale KV cache would be refused by the engine),
  * and the refusals at submit. */
 #include <setjmp.h>
@@ -65,6 +67,7 @@ typedef struct result {
     int done;         /* times on_done ran */
     gt_finish why;
     int stop_after;   /* the token callback stops after this many (0: never) */
+    int cached;       /* prompt tokens the prefix cache gave */
 } result;
 
 static result g_res[N_REQ + 4];
@@ -77,11 +80,12 @@ static bool on_token(void *user, uint64_t id, int32_t tok) {
     return r->stop_after && r->n == r->stop_after;
 }
 
-static void on_done(void *user, uint64_t id, gt_finish why, int n) {
+static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage *u) {
     (void)user;
     g_res[id].done++;
     g_res[id].why = why;
-    assert_int_equal(n, g_res[id].n);
+    g_res[id].cached = u->cached_tokens;
+    assert_int_equal(u->completion_tokens, g_res[id].n);
 }
 
 static const int k_len[N_REQ] = {3, 20, 5, 37, 1, 12, 9};
@@ -248,10 +252,54 @@ static void test_cancel_stop_and_reuse(void **state) {
     gt_coord_destroy(c);
 }
 
+/* A shared 20-token prefix (a system prompt): the second request reuses the
+ * first's KV blocks (whole blocks of 4: all 20) and generates exactly what
+ * it generates when computed from scratch. */
+static void test_prefix_cache(void **state) {
+    (void)state;
+    gt_coord *c = open_coord(model());
+    int32_t p1[26], p2[29];
+    for (int i = 0; i < 20; i++) p1[i] = p2[i] = (int32_t)((i * 13 + 7) % V);
+    for (int i = 20; i < 26; i++) p1[i] = (int32_t)(i * 3 % V);
+    for (int i = 20; i < 29; i++) p2[i] = (int32_t)(i * 5 % V + 1);
+    gt_sched *s = NULL;
+    gt_sched_config cfg = GT_SCHED_CONFIG_INIT;
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    memset(g_res, 0, sizeof g_res);
+    gt_sched_req r1 = {.id = 1, .prompt = p1, .n_prompt = 26, .samp = samp_of(0), .max_tokens = 6,
+                       .on_token = on_token, .on_done = on_done};
+    gt_sched_req r2 = r1;
+    r2.id = 2;
+    r2.prompt = p2;
+    r2.n_prompt = 29;
+    assert_int_equal(gt_sched_submit(s, &r1), GT_OK);
+    run_to_idle(s);
+    assert_int_equal(g_res[1].cached, 0);
+    assert_int_equal(gt_sched_submit(s, &r2), GT_OK);
+    run_to_idle(s);
+    assert_int_equal(g_res[2].cached, 20);
+    gt_sched_destroy(s);
+    /* The oracle: p2 computed from scratch on the direct path. */
+    gt_sampler_config sc = samp_of(0);
+    gt_sampler *smp = NULL;
+    assert_int_equal(gt_sampler_create(&sc, V, &smp), GT_OK);
+    assert_int_equal(gt_coord_set_sampler(c, 3, smp), GT_OK);
+    assert_int_equal(gt_coord_prefill(c, 3, p2, 29, NULL), GT_OK);
+    int32_t seq = 3, tok[6];
+    for (int g = 0; g < 6; g++) {
+        assert_int_equal(gt_coord_next_token(c, 3, &tok[g]), GT_OK);
+        if (g < 5) assert_int_equal(gt_coord_decode(c, 1, &seq, &tok[g]), GT_OK);
+    }
+    assert_memory_equal(g_res[2].toks, tok, sizeof tok);
+    gt_sampler_destroy(smp);
+    gt_coord_destroy(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_solo),
         cmocka_unit_test(test_cancel_stop_and_reuse),
+        cmocka_unit_test(test_prefix_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
