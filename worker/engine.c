@@ -116,7 +116,15 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         .max_seqs = cfg->max_seqs,
         .max_seq_blocks = e->max_seq_blocks,
         .type = cfg->kv_type,
+        .n_host_blocks = 0,
     };
+    if (cfg->kv_host_bytes) {
+        /* A host block holds K and V of every local layer. */
+        uint64_t per = 2 * (uint64_t)kv.n_layer * (uint64_t)kv.row_elems * (uint64_t)kv.block_size *
+                       (cfg->kv_type == GT_F16 ? 2u : 4u);
+        uint64_t n = cfg->kv_host_bytes / per;
+        kv.n_host_blocks = n > (uint64_t)INT32_MAX ? INT32_MAX : (int)n;
+    }
     /* The scratch layout and the kernels' workspace, from the one function
      * that also sizes the plan. */
     gt_scratch_config sc = {cfg->max_batch_tokens, e->cfg.max_out_rows, e->n_ctx, cfg->kv_block_size,
@@ -162,6 +170,12 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
     return (gt_engine_memory){e->layout.total_bytes + e->layout.workspace_bytes, gt_kv_cache_bytes(e->kv)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
+
+gt_engine_kv_stats gt_engine_kv(const gt_engine *e) {
+    gt_engine_kv_stats s = {gt_kv_cache_n_host(e->kv), gt_kv_cache_n_cached(e->kv), gt_kv_cache_n_free(e->kv), 0, 0};
+    gt_kv_cache_host_traffic(e->kv, &s.to_host_bytes, &s.from_host_bytes);
+    return s;
+}
 
 void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n) {
     *v0 = e->w.vocab0;

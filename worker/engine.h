@@ -39,8 +39,9 @@ typedef struct gt_engine_config {
     int max_out_rows;       /* logits rows one forward call returns into gt_engine_logits; 0: max_seqs */
     const char *backend;    /* kernels: NULL or "cpu", "cuda" */
     gt_kernels *kernels;    /* the rank's backend (borrowed); NULL: the engine creates its own */
+    uint64_t kv_host_bytes; /* host tier for evicted cached KV blocks; 0: none */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -105,6 +106,14 @@ uint32_t gt_engine_prefix_cached(const gt_engine *e, const int32_t *toks, int n)
  * continues at that position. Every rank that executed the same steps has
  * the same cache, so every rank can attach alike. */
 gt_status gt_engine_seq_attach(gt_engine *e, int seq, const int32_t *toks, uint32_t n_tokens);
+
+/* The KV cache's host tier and prefix cache: blocks held in host memory,
+ * cached blocks in the pool, free blocks, and bytes moved each way. */
+typedef struct gt_engine_kv_stats {
+    int host_blocks, cached_blocks, free_blocks;
+    uint64_t to_host_bytes, from_host_bytes;
+} gt_engine_kv_stats;
+gt_engine_kv_stats gt_engine_kv(const gt_engine *e);
 
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);

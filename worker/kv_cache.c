@@ -34,7 +34,42 @@ struct gt_kv_cache {
     int32_t *seq_tail;  /* [max_seqs, block_size] tokens of its unfinished block */
     int *seq_tail_n;    /* [max_seqs] */
     uint32_t *seq_noted; /* [max_seqs] tokens noted so far */
+    /* The host tier: slots of host memory for evicted cached blocks, their
+     * own prefix index and eviction order (oldest stored first). */
+    int n_host;          /* slots */
+    uint8_t **hk, **hv;  /* [n_layer] → [n_host * block_bytes] */
+    gt_kv_prefix *host_prefix;
+    int32_t *host_free;  /* [n_host] */
+    int n_host_free;
+    int32_t *hlru_prev, *hlru_next; /* [n_host] */
+    int hlru_head, hlru_tail, n_hlru;
+    uint64_t to_host, from_host;
+    int32_t *pin;        /* [max_seq_blocks] host slots of the chain being attached */
 };
+
+static gt_status host_tier_create(gt_kv_cache *kv) {
+    int n = kv->cfg.n_host_blocks, L = kv->cfg.n_layer;
+    size_t bytes;
+    if (!gt_size_mul(kv->block_bytes, (size_t)n, &bytes))
+        return gt_fail(GT_ERR_NOMEM, "a host tier of %d blocks overflows", n);
+    kv->n_host = n;
+    kv->hk = calloc((size_t)L, sizeof *kv->hk);
+    kv->hv = calloc((size_t)L, sizeof *kv->hv);
+    kv->host_free = malloc((size_t)n * sizeof *kv->host_free);
+    kv->hlru_prev = malloc((size_t)n * sizeof *kv->hlru_prev);
+    kv->hlru_next = malloc((size_t)n * sizeof *kv->hlru_next);
+    if (!kv->hk || !kv->hv || !kv->host_free || !kv->hlru_prev || !kv->hlru_next)
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV host tier's tables");
+    for (int il = 0; il < L; il++) {
+        kv->hk[il] = gt_alloc(bytes);
+        kv->hv[il] = gt_alloc(bytes);
+        if (!kv->hk[il] || !kv->hv[il])
+            return gt_fail(GT_ERR_NOMEM, "cannot allocate a KV host tier of %d blocks", n);
+    }
+    for (int b = 0; b < n; b++) kv->host_free[b] = n - 1 - b;
+    kv->n_host_free = n;
+    return gt__kv_prefix_create(n, kv->cfg.block_size, &kv->host_prefix);
+}
 
 gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv_cache **out) {
     *out = NULL;
@@ -68,12 +103,15 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     kv->seq_tail = malloc((size_t)cfg->max_seqs * (size_t)cfg->block_size * sizeof *kv->seq_tail);
     kv->seq_tail_n = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_tail_n);
     kv->seq_noted = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_noted);
+    kv->pin = malloc((size_t)cfg->max_seq_blocks * sizeof *kv->pin);
     if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len ||
         !kv->store_blocks || !kv->ref || !kv->lru_prev || !kv->lru_next || !kv->seq_key ||
-        !kv->seq_tail || !kv->seq_tail_n || !kv->seq_noted ||
+        !kv->seq_tail || !kv->seq_tail_n || !kv->seq_noted || !kv->pin ||
         gt__kv_prefix_create(cfg->n_blocks, cfg->block_size, &kv->prefix) != GT_OK)
         goto nomem;
     kv->lru_head = kv->lru_tail = -1;
+    kv->hlru_head = kv->hlru_tail = -1;
+    if (cfg->n_host_blocks > 0 && host_tier_create(kv) != GT_OK) goto nomem;
     for (int il = 0; il < cfg->n_layer; il++) {
         if (gt_buffer_alloc(k, layer_bytes, &kv->k[il]) != GT_OK ||
             gt_buffer_alloc(k, layer_bytes, &kv->v[il]) != GT_OK)
@@ -109,7 +147,18 @@ void gt_kv_cache_destroy(gt_kv_cache *kv) {
     free(kv->seq_tail);
     free(kv->seq_tail_n);
     free(kv->seq_noted);
+    free(kv->pin);
     gt__kv_prefix_destroy(kv->prefix);
+    for (int il = 0; kv->hk && il < kv->cfg.n_layer; il++) {
+        gt_free(kv->hk[il]);
+        gt_free(kv->hv[il]);
+    }
+    free(kv->hk);
+    free(kv->hv);
+    free(kv->host_free);
+    free(kv->hlru_prev);
+    free(kv->hlru_next);
+    gt__kv_prefix_destroy(kv->host_prefix);
     free(kv);
 }
 
@@ -135,8 +184,71 @@ static void lru_push(gt_kv_cache *kv, int b) {
     kv->n_lru++;
 }
 
+static void hlru_unlink(gt_kv_cache *kv, int h) {
+    int p = kv->hlru_prev[h], n = kv->hlru_next[h];
+    if (p >= 0) kv->hlru_next[p] = n;
+    else kv->hlru_head = n;
+    if (n >= 0) kv->hlru_prev[n] = p;
+    else kv->hlru_tail = p;
+    kv->n_hlru--;
+}
+
+static void hlru_push(gt_kv_cache *kv, int h) {
+    kv->hlru_prev[h] = kv->hlru_tail;
+    kv->hlru_next[h] = -1;
+    if (kv->hlru_tail >= 0) kv->hlru_next[kv->hlru_tail] = h;
+    else kv->hlru_head = h;
+    kv->hlru_tail = h;
+    kv->n_hlru++;
+}
+
+/* Copies the K and V rows of pool block b to or from host slot h, every
+ * layer, through the pool's backend. */
+static gt_status host_copy(gt_kv_cache *kv, int b, int h, bool to_host) {
+    size_t off = (size_t)b * kv->block_bytes, hoff = (size_t)h * kv->block_bytes;
+    for (int il = 0; il < kv->cfg.n_layer; il++) {
+        if (to_host) {
+            GT_TRY(gt_buffer_download(kv->k[il], off, kv->hk[il] + hoff, kv->block_bytes));
+            GT_TRY(gt_buffer_download(kv->v[il], off, kv->hv[il] + hoff, kv->block_bytes));
+        } else {
+            GT_TRY(gt_buffer_upload(kv->k[il], off, kv->hk[il] + hoff, kv->block_bytes));
+            GT_TRY(gt_buffer_upload(kv->v[il], off, kv->hv[il] + hoff, kv->block_bytes));
+        }
+    }
+    uint64_t n = 2 * (uint64_t)kv->block_bytes * (uint64_t)kv->cfg.n_layer;
+    if (to_host) kv->to_host += n;
+    else kv->from_host += n;
+    return GT_OK;
+}
+
+/* An evicted cached block moves to the host tier (whose own oldest entry
+ * makes room when it is full), unless the tier already holds that prefix. */
+static void evict_to_host(gt_kv_cache *kv, int b) {
+    if (!kv->n_host) return;
+    uint64_t parent, key;
+    const int32_t *toks;
+    gt__kv_prefix_entry(kv->prefix, b, &parent, &toks);
+    if (gt__kv_prefix_find(kv->host_prefix, parent, toks, &key) >= 0) return;
+    int h = -1;
+    if (kv->n_host_free > 0) {
+        h = kv->host_free[--kv->n_host_free];
+    } else if (kv->hlru_head >= 0) {
+        h = kv->hlru_head;
+        hlru_unlink(kv, h);
+        gt__kv_prefix_remove(kv->host_prefix, h);
+    }
+    if (h < 0) return; /* every host slot is pinned by an attach in progress */
+    if (host_copy(kv, b, h, true) != GT_OK) {
+        kv->host_free[kv->n_host_free++] = h;
+        return;
+    }
+    gt__kv_prefix_insert(kv->host_prefix, h, parent, toks);
+    hlru_push(kv, h);
+}
+
 /* A block for a sequence: a free one, else the least recently released
- * cached one (which leaves the prefix index). -1 when every block is held. */
+ * cached one (which leaves the prefix index, for the host tier when there
+ * is one). -1 when every block is held. */
 static int take_block(gt_kv_cache *kv) {
     int b = -1;
     if (kv->n_free > 0) {
@@ -144,6 +256,7 @@ static int take_block(gt_kv_cache *kv) {
     } else if (kv->lru_head >= 0) {
         b = kv->lru_head;
         lru_unlink(kv, b);
+        evict_to_host(kv, b);
         gt__kv_prefix_remove(kv->prefix, b);
     }
     if (b >= 0) kv->ref[b] = 1;
@@ -204,12 +317,21 @@ void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int 
     }
 }
 
+/* Where block i of a prefix lives: *b in the pool, else *h in the host tier. */
+static bool find_block(const gt_kv_cache *kv, uint64_t parent, const int32_t *toks, int *b, int *h,
+                       uint64_t *key) {
+    *b = gt__kv_prefix_find(kv->prefix, parent, toks, key);
+    *h = *b < 0 && kv->n_host ? gt__kv_prefix_find(kv->host_prefix, parent, toks, key) : -1;
+    return *b >= 0 || *h >= 0;
+}
+
 int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_blocks) {
     uint64_t parent = 0;
     int bs = kv->cfg.block_size;
     for (int i = 0; i < n_blocks; i++) {
         uint64_t key;
-        if (gt__kv_prefix_find(kv->prefix, parent, toks + (size_t)i * (size_t)bs, &key) < 0) return i;
+        int b, h;
+        if (!find_block(kv, parent, toks + (size_t)i * (size_t)bs, &b, &h, &key)) return i;
         parent = key;
     }
     return n_blocks;
@@ -227,19 +349,60 @@ gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int 
                        "the prefix cache", n_blocks, seq);
     int bs = kv->cfg.block_size;
     int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    /* Pin the chain first: pool blocks by reference, host slots out of the
+     * host eviction order, so that bringing one block back cannot evict
+     * another of the same chain. */
     uint64_t parent = 0;
+    int32_t *pinned_host = kv->pin;
     for (int i = 0; i < n_blocks; i++) {
         uint64_t key;
-        int b = gt__kv_prefix_find(kv->prefix, parent, toks + (size_t)i * (size_t)bs, &key);
-        if (kv->ref[b]++ == 0) lru_unlink(kv, b);
-        table[kv->n_seq_blocks[seq]++] = b;
+        int b, h;
+        find_block(kv, parent, toks + (size_t)i * (size_t)bs, &b, &h, &key);
+        pinned_host[i] = h;
+        if (b >= 0) {
+            if (kv->ref[b]++ == 0) lru_unlink(kv, b);
+        } else {
+            hlru_unlink(kv, h);
+        }
+        table[i] = b; /* -1: comes from the host slot */
         parent = key;
     }
+    gt_status st = GT_OK;
+    for (int i = 0; i < n_blocks; i++) {
+        int h = pinned_host[i];
+        if (h < 0) continue;
+        int b = st == GT_OK ? take_block(kv) : -1;
+        if (b < 0 && st == GT_OK)
+            st = gt_fail(GT_ERR_RANGE, "the KV cache is full: no block to bring a cached prefix back into");
+        if (st == GT_OK) st = host_copy(kv, b, h, false);
+        uint64_t hp;
+        const int32_t *ht;
+        gt__kv_prefix_entry(kv->host_prefix, h, &hp, &ht);
+        if (st == GT_OK) gt__kv_prefix_insert(kv->prefix, b, hp, ht);
+        gt__kv_prefix_remove(kv->host_prefix, h);
+        kv->host_free[kv->n_host_free++] = h;
+        table[i] = b;
+    }
+    if (st != GT_OK) { /* give back what was taken */
+        for (int i = 0; i < n_blocks; i++)
+            if (table[i] >= 0) release_block(kv, table[i]);
+        return st;
+    }
+    kv->n_seq_blocks[seq] = n_blocks;
     kv->seq_len[seq] = (uint32_t)n_blocks * (uint32_t)bs;
     kv->seq_key[seq] = parent;
     kv->seq_tail_n[seq] = 0;
     kv->seq_noted[seq] = kv->seq_len[seq];
     return GT_OK;
+}
+
+int gt_kv_cache_n_host(const gt_kv_cache *kv) { return kv->n_hlru; }
+void gt_kv_cache_host_traffic(const gt_kv_cache *kv, uint64_t *to_host, uint64_t *from_host) {
+    *to_host = kv->to_host;
+    *from_host = kv->from_host;
+}
+size_t gt_kv_cache_host_bytes(const gt_kv_cache *kv) {
+    return kv->block_bytes * (size_t)kv->n_host * (size_t)kv->cfg.n_layer * 2;
 }
 
 int gt_kv_cache_n_cached(const gt_kv_cache *kv) { return kv->n_lru; }

@@ -25,6 +25,7 @@ typedef struct gt_kv_cache_config {
     int max_seqs;
     int max_seq_blocks; /* blocks one sequence may hold (n_ctx / block_size, rounded up) */
     gt_dtype type;     /* GT_F16 or GT_F32 */
+    int n_host_blocks; /* host tier for evicted cached blocks; 0: none */
 } gt_kv_cache_config;
 
 typedef struct gt_kv_cache gt_kv_cache;
@@ -57,6 +58,16 @@ int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_
  * GT_ERR_NOT_FOUND when they are not all cached, GT_ERR_INVALID_ARG when
  * seq is not empty. */
 gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int n_blocks);
+/* The host tier (n_host_blocks > 0): a cached block evicted from the pool is
+ * copied to host memory instead of being dropped (the host tier evicts its
+ * own least recently stored block when full), and a prefix found there is
+ * copied back into the pool when a sequence attaches it, instead of being
+ * recomputed. On the CPU both tiers are host memory; on a GPU the pool is
+ * device memory and the copies cross the bus.
+ * Blocks in the host tier, and bytes moved each way since creation. */
+int gt_kv_cache_n_host(const gt_kv_cache *kv);
+void gt_kv_cache_host_traffic(const gt_kv_cache *kv, uint64_t *to_host, uint64_t *from_host);
+size_t gt_kv_cache_host_bytes(const gt_kv_cache *kv);
 /* Blocks held by no sequence but kept for their prefix / on the free list. */
 int gt_kv_cache_n_cached(const gt_kv_cache *kv);
 int gt_kv_cache_n_free(const gt_kv_cache *kv);

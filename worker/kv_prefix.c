@@ -80,6 +80,11 @@ int gt__kv_prefix_find(const gt_kv_prefix *p, uint64_t parent, const int32_t *to
 
 bool gt__kv_prefix_has(const gt_kv_prefix *p, int block) { return p->in[block]; }
 
+void gt__kv_prefix_entry(const gt_kv_prefix *p, int block, uint64_t *parent, const int32_t **tokens) {
+    *parent = p->parent[block];
+    *tokens = p->tokens + (size_t)block * (size_t)p->block_size;
+}
+
 bool gt__kv_prefix_insert(gt_kv_prefix *p, int block, uint64_t parent, const int32_t *tokens) {
     uint64_t k;
     if (p->in[block] || gt__kv_prefix_find(p, parent, tokens, &k) >= 0) return false;

@@ -30,6 +30,8 @@ bool gt__kv_prefix_insert(gt_kv_prefix *p, int block, uint64_t parent, const int
 int gt__kv_prefix_find(const gt_kv_prefix *p, uint64_t parent, const int32_t *tokens, uint64_t *key);
 /* True when block is in the index. */
 bool gt__kv_prefix_has(const gt_kv_prefix *p, int block);
+/* The parent key and the tokens [block_size] a filed block was filed with. */
+void gt__kv_prefix_entry(const gt_kv_prefix *p, int block, uint64_t *parent, const int32_t **tokens);
 /* Takes block out of the index (when it is evicted or rewritten). */
 void gt__kv_prefix_remove(gt_kv_prefix *p, int block);
 

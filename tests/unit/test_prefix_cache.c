@@ -25,7 +25,7 @@
 
 enum { V = 300, BS = 4, CTX = 32, SEQS = 3 };
 
-static gt_engine *open_engine(void) {
+static gt_engine *open_engine_host(uint64_t host_bytes) {
     const char *path = gt_test_tmp_path(0, "prefix_llama.gguf");
     gt_synth_config c = GT_SYNTH_CONFIG_INIT;
     c.arch = "llama";
@@ -47,10 +47,13 @@ static gt_engine *open_engine(void) {
     ec.kv_block_size = BS;
     ec.kv_type = GT_F32;
     ec.max_batch_tokens = 32;
+    ec.kv_host_bytes = host_bytes;
     gt_engine *e = NULL;
     if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
     return e;
 }
+
+static gt_engine *open_engine(void) { return open_engine_host(0); }
 
 /* Evaluates toks[n] at the end of seq in one batch; logits of every token. */
 static void eval(gt_engine *e, int seq, const int32_t *toks, int n, float *logits) {
@@ -172,11 +175,57 @@ static void test_eviction(void **state) {
     gt_engine_destroy(e);
 }
 
+/* The host tier: a prefix evicted from the pool is kept in host memory and
+ * copied back when a sequence attaches it; the tail computed after it
+ * matches the first computation exactly. */
+static void test_host_tier(void **state) {
+    (void)state;
+    /* 2 layers x (K and V) x 2 kv heads x 16 dims x 4 rows x 4 bytes = 2 KiB a block. */
+    gt_engine *e = open_engine_host(16 * 2048);
+    int32_t a[32], f[32];
+    prompt(a, 32, 8);
+    eval(e, 0, a, 32, g_ref);
+    gt_engine_seq_clear(e, 0);
+    prompt(f, 32, 9);
+    eval(e, 1, f, 32, g_got);
+    prompt(f, 32, 10);
+    eval(e, 2, f, 32, g_got);
+    gt_engine_seq_clear(e, 1);
+    prompt(f, 32, 11);
+    eval(e, 0, f, 32, g_got); /* evicts a's 8 blocks from the pool: to the host tier */
+    gt_engine_kv_stats st = gt_engine_kv(e);
+    assert_int_equal(st.host_blocks, 8);
+    assert_int_equal(st.to_host_bytes, 8 * 2048);
+    assert_int_equal(gt_engine_prefix_cached(e, a, 32), 28);
+    gt_engine_seq_clear(e, 0);
+    assert_int_equal(gt_engine_seq_attach(e, 0, a, 28), GT_OK);
+    st = gt_engine_kv(e);
+    assert_int_equal(st.from_host_bytes, 7 * 2048);
+    eval(e, 0, a + 28, 4, g_got);
+    assert_memory_equal(g_got, g_ref + 28 * V, 4 * V * sizeof(float));
+    gt_engine_destroy(e);
+    /* Without a host tier the same eviction drops the prefix. */
+    e = open_engine();
+    eval(e, 0, a, 32, g_ref);
+    gt_engine_seq_clear(e, 0);
+    prompt(f, 32, 9);
+    eval(e, 1, f, 32, g_got);
+    prompt(f, 32, 10);
+    eval(e, 2, f, 32, g_got);
+    gt_engine_seq_clear(e, 1);
+    prompt(f, 32, 11);
+    eval(e, 0, f, 32, g_got);
+    assert_int_equal(gt_engine_prefix_cached(e, a, 32), 0);
+    assert_int_equal(gt_engine_kv(e).host_blocks, 0);
+    gt_engine_destroy(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse_is_exact),
         cmocka_unit_test(test_shared_blocks_diverge),
         cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_host_tier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
