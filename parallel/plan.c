@@ -135,6 +135,7 @@ void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s) {
     uint64_t pool_blocks = blocks_per_seq * (uint64_t)cfg->n_seqs;
     s->kv_block_bytes = s->kv_bytes_per_token * (uint64_t)cfg->kv_block_size;
     s->kv_bytes = pool_blocks * s->kv_block_bytes;
+    s->kv_host_bytes = s->kv_block_bytes ? cfg->kv_host_bytes / s->kv_block_bytes * s->kv_block_bytes : 0;
     s->total_bytes = s->weight_bytes + s->kv_bytes + s->act_bytes;
     s->offload_bytes = s->offload_expert_bytes = 0;
     s->weights_fit = true;

@@ -62,9 +62,10 @@ typedef struct gt_plan_config {
     uint64_t mem_budget_bytes; /* per rank; 0: no budget (KV pool sized by n_ctx × n_seqs) */
     int max_out_rows;          /* logits rows per step on the last stage; 0: n_seqs */
     int n_threads;             /* compute threads per rank (the kernels' workspace); 0: 1 */
+    uint64_t kv_host_bytes;    /* per rank: host memory for evicted cached KV blocks; 0: none */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0 }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0 }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {
@@ -91,6 +92,7 @@ typedef struct gt_shard {
     uint64_t kv_bytes_per_token; /* K and V of every local layer, local kv heads */
     uint64_t kv_block_bytes;     /* kv_bytes_per_token × kv_block_size */
     uint64_t kv_bytes;           /* pool for n_ctx × n_seqs tokens (whole blocks) */
+    uint64_t kv_host_bytes;      /* host tier: whole blocks within kv_host_bytes (not in total_bytes) */
     uint64_t act_bytes;          /* the forward pass's scratch and the kernels' workspace */
     uint64_t total_bytes;        /* weights + KV pool + activations */
 

@@ -70,6 +70,8 @@ static const gt_flag k_flags[] = {
      .help = "KV cache element type, f16 or f32 (default f16)"},
     {NULL, "--mem-budget", GT_FLAG_BYTES, O(cfg.mem_budget_bytes), .lo = 1, .metavar = "B",
      .help = "memory per rank, like 2G or 512M: weights first, then KV blocks"},
+    {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(cfg.kv_host_bytes), .lo = 1, .metavar = "B",
+     .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
     {"-t", "--threads", GT_FLAG_INT, O(cfg.n_threads), .lo = 1, .hi = 1024, .metavar = "N",
      .help = "compute threads per rank, for the kernels' workspace (default 1)"},
     {NULL, "--batch", GT_FLAG_INT, O(cfg.max_batch_tokens), .lo = 1, .hi = 16384, .metavar = "B",
@@ -161,6 +163,10 @@ static void print_totals(const gt_plan *p) {
            hb(w, b1), hb(p->model_bytes, b2), hb(w - p->model_bytes, b3), hb(kv, b4),
            gt_format_bytes(act, (char[24]){0}, 24), gt_format_bytes(tot, (char[24]){0}, 24));
     printf("KV      %llu bytes per token over all ranks\n", (unsigned long long)kvtok);
+    if (p->cfg.kv_host_bytes)
+        printf("KV host tier %s per rank (%llu blocks of rank 0's shard) in host memory\n",
+               hb(p->shards[0].kv_host_bytes, b1),
+               (unsigned long long)(p->shards[0].kv_block_bytes ? p->shards[0].kv_host_bytes / p->shards[0].kv_block_bytes : 0));
     printf("network per decoded token:");
     if (p->cfg.tp > 1)
         printf(" TP %d allreduces of %u floats (2 per layer, each in its stage group, + 1 for "

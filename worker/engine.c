@@ -94,6 +94,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         pc.kv_type = cfg->kv_type;
         pc.max_batch_tokens = cfg->max_batch_tokens;
         pc.max_out_rows = cfg->max_out_rows;
+        pc.kv_host_bytes = cfg->kv_host_bytes;
         gt_plan plan;
         GT_TRY_GOTO(gt_plan_build(e->g, &pc, &plan), st, fail);
         e->shard = plan.shards[0];
@@ -167,7 +168,8 @@ uint32_t gt_engine_n_ctx(const gt_engine *e) { return e->n_ctx; }
 float *gt_engine_logits(gt_engine *e) { return e->s.logits; }
 
 gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
-    return (gt_engine_memory){e->layout.total_bytes + e->layout.workspace_bytes, gt_kv_cache_bytes(e->kv)};
+    return (gt_engine_memory){e->layout.total_bytes + e->layout.workspace_bytes, gt_kv_cache_bytes(e->kv),
+                              gt_kv_cache_host_bytes(e->kv)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 

@@ -91,6 +91,7 @@ float *gt_engine_logits(gt_engine *e);
 typedef struct gt_engine_memory {
     uint64_t act_bytes;
     uint64_t kv_bytes;
+    uint64_t kv_host_bytes; /* the host tier, in host memory */
 } gt_engine_memory;
 gt_engine_memory gt_engine_memory_used(const gt_engine *e);
 

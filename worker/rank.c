@@ -155,6 +155,7 @@ static gt_status build_plan(gt_rank *r) {
     pc.mem_budget_bytes = c->mem_budget_bytes;
     pc.max_out_rows = c->max_out_rows;
     pc.n_threads = gt_kernels_n_threads(r->k);
+    pc.kv_host_bytes = c->eng.kv_host_bytes;
     GT_TRY(gt_plan_build(r->g, &pc, &r->plan));
     r->have_plan = true;
     return check_budget(&r->plan);

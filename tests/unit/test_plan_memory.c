@@ -64,6 +64,7 @@ static gt_engine *open_engine(const gt_gguf *g, const gt_plan_config *pc, const 
     ec.max_batch_tokens = pc->max_batch_tokens;
     ec.max_out_rows = pc->max_out_rows;
     ec.n_threads = pc->n_threads;
+    ec.kv_host_bytes = pc->kv_host_bytes;
     gt_engine *e = NULL;
     if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
     return e;
@@ -83,13 +84,14 @@ static void check_model(const char *path) {
         pc.max_batch_tokens = 37;
         pc.max_out_rows = 5;
         pc.n_threads = 2; /* the kernels' workspace has a part per thread */
+        pc.kv_host_bytes = 100000; /* not a whole number of blocks */
         gt_plan plan;
         if (gt_plan_build(g, &pc, &plan) != GT_OK) fail_msg("%s tp %d pp %d: %s", path, tp, pp, gt_last_error());
         for (int r = 0; r < plan.n_ranks; r++) {
             const gt_shard *s = &plan.shards[r];
             gt_engine *e = open_engine(g, &pc, s, plan.cfg.n_ctx);
             gt_engine_memory m = gt_engine_memory_used(e);
-            if (m.act_bytes != s->act_bytes || m.kv_bytes != s->kv_bytes)
+            if (m.act_bytes != s->act_bytes || m.kv_bytes != s->kv_bytes || m.kv_host_bytes != s->kv_host_bytes)
                 fail_msg("%s tp %d pp %d rank %d: engine allocated activations %llu, KV %llu; the plan "
                          "says %llu and %llu", path, tp, pp, r, (unsigned long long)m.act_bytes,
                          (unsigned long long)m.kv_bytes, (unsigned long long)s->act_bytes,
@@ -107,6 +109,8 @@ static void check_model(const char *path) {
             gt_engine_memory m = gt_engine_memory_used(e);
             assert_int_equal(m.act_bytes, plan.shards[0].act_bytes);
             assert_int_equal(m.kv_bytes, plan.shards[0].kv_bytes);
+            assert_int_equal(m.kv_host_bytes, plan.shards[0].kv_host_bytes);
+            assert_true(m.kv_host_bytes > 0);
             gt_engine_destroy(e);
         }
         gt_plan_free(&plan);
