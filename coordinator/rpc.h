@@ -35,11 +35,11 @@ typedef enum gt_rpc_code {
     GT_RPC_BAD_REQUEST,    /* "bad_request": not a msgpack-RPC request of the right shape */
     GT_RPC_UNKNOWN_METHOD, /* "unknown_method" */
     GT_RPC_INVALID_PARAM,  /* "invalid_param": a wrong type, an unknown key, a value out of range */
-    GT_RPC_TOO_LONG,       /* "too_long": a frame or value over its limit, a prompt past the context */
-    GT_RPC_UNAUTHORIZED,   /* "unauthorized" */
-    GT_RPC_DRAINING,       /* "draining": the server is shutting down */
-    GT_RPC_QUEUE_FULL,     /* "queue_full" */
-    GT_RPC_INTERNAL,       /* "internal" */
+    GT_RPC_TOO_LONG, /* "too_long": a frame or value over its limit, a prompt past the context */
+    GT_RPC_UNAUTHORIZED, /* "unauthorized" */
+    GT_RPC_DRAINING,     /* "draining": the server is shutting down */
+    GT_RPC_QUEUE_FULL,   /* "queue_full" */
+    GT_RPC_INTERNAL,     /* "internal" */
     GT_RPC_CODE_COUNT
 } gt_rpc_code;
 
@@ -211,8 +211,8 @@ typedef struct gt_rpc_model_limits {
  * context ("prompt of 5000 tokens plus max_tokens 100 exceeds the context
  * of 4096"). Sets max_tokens to what remains when it was absent. *code:
  * invalid_param (GT_ERR_INVALID_ARG) or too_long (GT_ERR_RANGE). */
-gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m,
-                                uint32_t n_prompt, gt_rpc_code *code);
+gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m, uint32_t n_prompt,
+                                gt_rpc_code *code);
 /* Every id of field (e.g. "tokens") in [0, n_vocab): GT_ERR_INVALID_ARG
  * naming the index, the id and the vocabulary. */
 gt_status gt_rpc_tokens_check(const char *field, const int32_t *ids, uint32_t n, uint32_t n_vocab);
@@ -273,7 +273,7 @@ typedef struct gt_rpc_generate_result {
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r);
 
 typedef struct gt_rpc_token_event {
-    uint32_t msgid; /* the generate request's */
+    uint32_t msgid;   /* the generate request's */
     const char *text; /* borrowed [text_len]: whole UTF-8 characters */
     size_t text_len;
     int32_t token;

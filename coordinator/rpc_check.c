@@ -7,10 +7,14 @@
 
 const char *gt_rpc_code_name(gt_rpc_code c) {
     static const char *const names[GT_RPC_CODE_COUNT] = {
-        [GT_RPC_BAD_FRAME] = "bad_frame",           [GT_RPC_BAD_REQUEST] = "bad_request",
-        [GT_RPC_UNKNOWN_METHOD] = "unknown_method", [GT_RPC_INVALID_PARAM] = "invalid_param",
-        [GT_RPC_TOO_LONG] = "too_long",             [GT_RPC_UNAUTHORIZED] = "unauthorized",
-        [GT_RPC_DRAINING] = "draining",             [GT_RPC_QUEUE_FULL] = "queue_full",
+        [GT_RPC_BAD_FRAME] = "bad_frame",
+        [GT_RPC_BAD_REQUEST] = "bad_request",
+        [GT_RPC_UNKNOWN_METHOD] = "unknown_method",
+        [GT_RPC_INVALID_PARAM] = "invalid_param",
+        [GT_RPC_TOO_LONG] = "too_long",
+        [GT_RPC_UNAUTHORIZED] = "unauthorized",
+        [GT_RPC_DRAINING] = "draining",
+        [GT_RPC_QUEUE_FULL] = "queue_full",
         [GT_RPC_INTERNAL] = "internal",
     };
     return (c > 0 && c < GT_RPC_CODE_COUNT) ? names[c] : "internal";
@@ -35,8 +39,8 @@ gt_status gt_rpc_tokens_check(const char *field, const int32_t *ids, uint32_t n,
     return GT_OK;
 }
 
-gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m,
-                                uint32_t n_prompt, gt_rpc_code *code) {
+gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m, uint32_t n_prompt,
+                                gt_rpc_code *code) {
     *code = GT_RPC_INVALID_PARAM;
     if (g->input == GT_RPC_INPUT_TOKENS) {
         gt_status st = gt_rpc_tokens_check("generate: tokens", g->tokens, g->n_tokens, m->n_vocab);

@@ -79,10 +79,14 @@ static size_t utf8_len(const uint8_t *p, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((p[i] & 0xc0) != 0x80) return 0;
@@ -323,8 +327,10 @@ gt_status gt_rpc_encode_cancel(gt_rpc_buf *b, uint32_t msgid, bool found) {
     response_head(&e, msgid);
     msgpack_pack_map(&e.pk, 1);
     pack_cstr(&e, "cancelled");
-    if (found) msgpack_pack_true(&e.pk);
-    else msgpack_pack_false(&e.pk);
+    if (found)
+        msgpack_pack_true(&e.pk);
+    else
+        msgpack_pack_false(&e.pk);
     return end(&e, "a cancel response");
 }
 

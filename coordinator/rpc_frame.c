@@ -101,16 +101,16 @@ static gt_status die(gt_rpc_decoder *d, gt_status st, gt_rpc_code code, const ch
 static unsigned header_bytes(uint8_t b) {
     if (b <= 0xbf || b >= 0xe0) return 1; /* fixint, fixmap, fixarray, fixstr, negative fixint */
     static const uint8_t n[0x20] = {
-        1, 0, 1, 1,       /* c0 nil, c1 unused, c2 false, c3 true */
-        2, 3, 5,          /* c4-c6 bin 8/16/32 */
-        3, 4, 6,          /* c7-c9 ext 8/16/32 (length, then type) */
-        5, 9,             /* ca float32, cb float64 */
-        2, 3, 5, 9,       /* cc-cf uint */
-        2, 3, 5, 9,       /* d0-d3 int */
-        3, 4, 6, 10, 18,  /* d4-d8 fixext 1/2/4/8/16, body included */
-        2, 3, 5,          /* d9-db str 8/16/32 */
-        3, 5,             /* dc-dd array 16/32 */
-        3, 5,             /* de-df map 16/32 */
+        1, 0, 1, 1,      /* c0 nil, c1 unused, c2 false, c3 true */
+        2, 3, 5,         /* c4-c6 bin 8/16/32 */
+        3, 4, 6,         /* c7-c9 ext 8/16/32 (length, then type) */
+        5, 9,            /* ca float32, cb float64 */
+        2, 3, 5, 9,      /* cc-cf uint */
+        2, 3, 5, 9,      /* d0-d3 int */
+        3, 4, 6, 10, 18, /* d4-d8 fixext 1/2/4/8/16, body included */
+        2, 3, 5,         /* d9-db str 8/16/32 */
+        3, 5,            /* dc-dd array 16/32 */
+        3, 5,            /* de-df map 16/32 */
     };
     return n[b - 0xc0];
 }
@@ -161,21 +161,52 @@ static gt_status on_header(gt_rpc_decoder *d) {
         /* negative fixint */
     } else {
         switch (b) {
-        case 0xc4: case 0xd9: body = h[1]; break;
-        case 0xc5: case 0xda: body = be(h + 1, 2); break;
-        case 0xc6: case 0xdb: body = be(h + 1, 4); break;
-        case 0xc7: body = h[1]; break;
-        case 0xc8: body = be(h + 1, 2); break;
-        case 0xc9: body = be(h + 1, 4); break;
-        case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        case 0xc4:
+        case 0xd9:
+            body = h[1];
+            break;
+        case 0xc5:
+        case 0xda:
+            body = be(h + 1, 2);
+            break;
+        case 0xc6:
+        case 0xdb:
+            body = be(h + 1, 4);
+            break;
+        case 0xc7:
+            body = h[1];
+            break;
+        case 0xc8:
+            body = be(h + 1, 2);
+            break;
+        case 0xc9:
+            body = be(h + 1, 4);
+            break;
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
             scalar_uint = true;
             uval = be(h + 1, (int)d->hdr_need - 1);
             break;
-        case 0xdc: container = is_array = true; count = be(h + 1, 2); break;
-        case 0xdd: container = is_array = true; count = be(h + 1, 4); break;
-        case 0xde: container = true; count = be(h + 1, 2) * 2; break;
-        case 0xdf: container = true; count = be(h + 1, 4) * 2; break;
-        default: break; /* nil, booleans, floats, signed ints, fixext: no body */
+        case 0xdc:
+            container = is_array = true;
+            count = be(h + 1, 2);
+            break;
+        case 0xdd:
+            container = is_array = true;
+            count = be(h + 1, 4);
+            break;
+        case 0xde:
+            container = true;
+            count = be(h + 1, 2) * 2;
+            break;
+        case 0xdf:
+            container = true;
+            count = be(h + 1, 4) * 2;
+            break;
+        default:
+            break; /* nil, booleans, floats, signed ints, fixext: no body */
         }
     }
     if (d->depth == 1 && d->root_array && d->root_index < 2) {
@@ -253,8 +284,8 @@ gt_status gt_rpc_decoder_feed(gt_rpc_decoder *d, const void *data, size_t n) {
     /* The bytes up to the failure go in: the frames before it still count. */
     if (used > 0) {
         if (!msgpack_unpacker_reserve_buffer(&d->up, used))
-            return die(d, GT_ERR_NOMEM, GT_RPC_INTERNAL,
-                       "out of memory for %zu bytes of RPC input", used);
+            return die(d, GT_ERR_NOMEM, GT_RPC_INTERNAL, "out of memory for %zu bytes of RPC input",
+                       used);
         memcpy(msgpack_unpacker_buffer(&d->up), data, used);
         msgpack_unpacker_buffer_consumed(&d->up, used);
     }

@@ -32,23 +32,32 @@ static gt_status refuse(ctx *c, gt_status st, gt_rpc_code code, const char *fmt,
     c->ref->code = code;
     return c->method ? gt_fail(st, "%s: %s", c->method, msg) : gt_fail(st, "%s", msg);
 }
-#define INVALID(c, ...) refuse(c, GT_ERR_INVALID_ARG, GT_RPC_INVALID_PARAM, __VA_ARGS__)
+#define INVALID(c, ...)  refuse(c, GT_ERR_INVALID_ARG, GT_RPC_INVALID_PARAM, __VA_ARGS__)
 #define TOO_LONG(c, ...) refuse(c, GT_ERR_RANGE, GT_RPC_TOO_LONG, __VA_ARGS__)
-#define NOMEM(c) refuse(c, GT_ERR_NOMEM, GT_RPC_INTERNAL, "out of memory copying the params")
+#define NOMEM(c)         refuse(c, GT_ERR_NOMEM, GT_RPC_INTERNAL, "out of memory copying the params")
 
 static const char *type_name(const msgpack_object *o) {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "a boolean";
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "an integer";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a float";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_BIN: return "a bin";
-    case MSGPACK_OBJECT_ARRAY: return "an array";
-    case MSGPACK_OBJECT_MAP: return "a map";
-    default: return "an extension";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "a float";
+    case MSGPACK_OBJECT_STR:
+        return "a string";
+    case MSGPACK_OBJECT_BIN:
+        return "a bin";
+    case MSGPACK_OBJECT_ARRAY:
+        return "an array";
+    case MSGPACK_OBJECT_MAP:
+        return "a map";
+    default:
+        return "an extension";
     }
 }
 
@@ -91,9 +100,8 @@ static gt_status get_uint(ctx *c, const char *name, const msgpack_object *o, uin
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return INVALID(c, "%s must be an integer, not %s", name, type_name(o));
     if (o->via.u64 < lo || o->via.u64 > hi)
-        return INVALID(c, "%s %llu is outside [%llu, %llu]", name,
-                       (unsigned long long)o->via.u64, (unsigned long long)lo,
-                       (unsigned long long)hi);
+        return INVALID(c, "%s %llu is outside [%llu, %llu]", name, (unsigned long long)o->via.u64,
+                       (unsigned long long)lo, (unsigned long long)hi);
     *out = o->via.u64;
     return GT_OK;
 }
@@ -124,8 +132,8 @@ static gt_status get_bool(ctx *c, const char *name, const msgpack_object *o, boo
 }
 
 /* A str or bin of min..max bytes without NUL, copied NUL-terminated. */
-static gt_status get_text(ctx *c, const char *name, const msgpack_object *o, size_t min,
-                          size_t max, char **out, size_t *len) {
+static gt_status get_text(ctx *c, const char *name, const msgpack_object *o, size_t min, size_t max,
+                          char **out, size_t *len) {
     const char *p;
     size_t n;
     if (!text_of(o, &p, &n)) return INVALID(c, "%s must be a string, not %s", name, type_name(o));
@@ -185,9 +193,10 @@ static gt_status match_keys(ctx *c, const char *what, const msgpack_object *m,
         if (k == n_keys) {
             char known[256] = "";
             for (int j = 0; j < n_keys; j++)
-                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
-                         j ? ", " : "", keys[j]);
-            if (n_keys == 0) return INVALID(c, "%s takes no params, got '%s'", what, quote(p, n, q));
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", j ? ", " : "",
+                         keys[j]);
+            if (n_keys == 0)
+                return INVALID(c, "%s takes no params, got '%s'", what, quote(p, n, q));
             return INVALID(c, "%s has no key '%s' (known: %s)", what, quote(p, n, q), known);
         }
         if (seen & (1u << k)) return INVALID(c, "%s gives '%s' twice", what, keys[k]);
@@ -199,7 +208,8 @@ static gt_status match_keys(ctx *c, const char *what, const msgpack_object *m,
 
 static gt_status get_messages(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return INVALID(c, "messages must be an array of {role, content} maps, not %s", type_name(o));
+        return INVALID(c, "messages must be an array of {role, content} maps, not %s",
+                       type_name(o));
     uint32_t n = o->via.array.size;
     if (n > c->lim->max_messages)
         return TOO_LONG(c, "messages holds %u messages, over the limit of %u", n,
@@ -245,20 +255,45 @@ static gt_status get_stop(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
     for (uint32_t i = 0; i < n; i++) {
         char field[32];
         snprintf(field, sizeof field, "stop[%u]", i);
-        GT_TRY(get_text(c, field, &o->via.array.ptr[i], 1, c->lim->max_stop_bytes, &g->stop[i],
-                        NULL));
+        GT_TRY(
+            get_text(c, field, &o->via.array.ptr[i], 1, c->lim->max_stop_bytes, &g->stop[i], NULL));
     }
     return GT_OK;
 }
 
 enum {
-    G_PROMPT, G_MESSAGES, G_TOKENS, G_MAX_TOKENS, G_TEMPERATURE, G_TOP_K, G_TOP_P, G_MIN_P,
-    G_REPETITION, G_PRESENCE, G_FREQUENCY, G_SEED, G_STOP, G_LOGPROBS, G_STREAM, G_COUNT
+    G_PROMPT,
+    G_MESSAGES,
+    G_TOKENS,
+    G_MAX_TOKENS,
+    G_TEMPERATURE,
+    G_TOP_K,
+    G_TOP_P,
+    G_MIN_P,
+    G_REPETITION,
+    G_PRESENCE,
+    G_FREQUENCY,
+    G_SEED,
+    G_STOP,
+    G_LOGPROBS,
+    G_STREAM,
+    G_COUNT
 };
-static const char *const generate_keys[G_COUNT] = {
-    "prompt", "messages", "tokens", "max_tokens", "temperature", "top_k", "top_p", "min_p",
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop", "logprobs",
-    "stream"};
+static const char *const generate_keys[G_COUNT] = {"prompt",
+                                                   "messages",
+                                                   "tokens",
+                                                   "max_tokens",
+                                                   "temperature",
+                                                   "top_k",
+                                                   "top_p",
+                                                   "min_p",
+                                                   "repetition_penalty",
+                                                   "presence_penalty",
+                                                   "frequency_penalty",
+                                                   "seed",
+                                                   "stop",
+                                                   "logprobs",
+                                                   "stream"};
 
 static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate *g) {
     const msgpack_object *v[G_COUNT];
@@ -276,8 +311,8 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
     const gt_rpc_limits *lim = c->lim;
     if (v[G_PROMPT]) {
         g->input = GT_RPC_INPUT_PROMPT;
-        GT_TRY(get_text(c, "prompt", v[G_PROMPT], 1, lim->max_text_bytes, &g->prompt,
-                        &g->prompt_len));
+        GT_TRY(
+            get_text(c, "prompt", v[G_PROMPT], 1, lim->max_text_bytes, &g->prompt, &g->prompt_len));
     } else if (v[G_MESSAGES]) {
         g->input = GT_RPC_INPUT_MESSAGES;
         GT_TRY(get_messages(c, v[G_MESSAGES], g));
@@ -296,7 +331,8 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
         g->max_tokens = (uint32_t)u;
     }
     if (v[G_TEMPERATURE])
-        GT_TRY(get_float(c, "temperature", v[G_TEMPERATURE], 0, 100, false, &g->sampling.temperature));
+        GT_TRY(
+            get_float(c, "temperature", v[G_TEMPERATURE], 0, 100, false, &g->sampling.temperature));
     if (v[G_TOP_K]) {
         GT_TRY(get_uint(c, "top_k", v[G_TOP_K], 0, INT32_MAX, &u));
         g->sampling.top_k = (int)u;
@@ -309,8 +345,8 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
     if (v[G_PRESENCE])
         GT_TRY(get_float(c, "presence_penalty", v[G_PRESENCE], -2, 2, false, &g->presence_penalty));
     if (v[G_FREQUENCY])
-        GT_TRY(get_float(c, "frequency_penalty", v[G_FREQUENCY], -2, 2, false,
-                         &g->frequency_penalty));
+        GT_TRY(
+            get_float(c, "frequency_penalty", v[G_FREQUENCY], -2, 2, false, &g->frequency_penalty));
     if (v[G_SEED]) GT_TRY(get_uint(c, "seed", v[G_SEED], 0, UINT64_MAX, &g->sampling.seed));
     if (v[G_STOP]) GT_TRY(get_stop(c, v[G_STOP], g));
     if (v[G_LOGPROBS]) {
@@ -326,7 +362,8 @@ static gt_status parse_params(ctx *c, gt_rpc_method method, const msgpack_object
     const msgpack_object *v[2];
     uint64_t u;
     switch (method) {
-    case GT_RPC_GENERATE: return parse_generate(c, m, &r->generate);
+    case GT_RPC_GENERATE:
+        return parse_generate(c, m, &r->generate);
     case GT_RPC_TOKENIZE: {
         static const char *const keys[] = {"text", "add_special"};
         GT_TRY(match_keys(c, "tokenize", m, keys, 2, v));
@@ -383,8 +420,8 @@ static gt_status params_map(ctx *c, const msgpack_object *p, const msgpack_objec
     const msgpack_object *e = &p->via.array.ptr[0];
     if (e->type == MSGPACK_OBJECT_NIL) return GT_OK;
     if (e->type != MSGPACK_OBJECT_MAP)
-        return refuse(c, GT_ERR_FORMAT, GT_RPC_BAD_REQUEST,
-                      "params must hold one map, not %s", type_name(e));
+        return refuse(c, GT_ERR_FORMAT, GT_RPC_BAD_REQUEST, "params must hold one map, not %s",
+                      type_name(e));
     *map = e;
     return GT_OK;
 }

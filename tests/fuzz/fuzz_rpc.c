@@ -28,8 +28,8 @@ static void check_refusal(const gt_rpc_refusal *ref) {
     if (gt_rpc_decoder_create(1 << 16, &d) != GT_OK) abort();
     gt_rpc_msg *m;
     gt_rpc_refusal r2;
-    if (gt_rpc_decoder_feed(d, b.data, b.len) != GT_OK || gt_rpc_decoder_next(d, &m, &r2) != GT_OK ||
-        !m || gt_rpc_decoder_pending(d) != 0)
+    if (gt_rpc_decoder_feed(d, b.data, b.len) != GT_OK ||
+        gt_rpc_decoder_next(d, &m, &r2) != GT_OK || !m || gt_rpc_decoder_pending(d) != 0)
         abort();
     gt_rpc_msg_free(m);
     gt_rpc_decoder_destroy(d);
@@ -43,7 +43,8 @@ static void check_request(gt_rpc_request *r, const gt_rpc_limits *lim) {
         gt_rpc_generate *g = &r->generate;
         switch (g->input) {
         case GT_RPC_INPUT_PROMPT:
-            if (!g->prompt || strlen(g->prompt) != g->prompt_len || g->prompt_len > lim->max_text_bytes)
+            if (!g->prompt || strlen(g->prompt) != g->prompt_len ||
+                g->prompt_len > lim->max_text_bytes)
                 abort();
             break;
         case GT_RPC_INPUT_MESSAGES:
@@ -54,7 +55,8 @@ static void check_request(gt_rpc_request *r, const gt_rpc_limits *lim) {
         case GT_RPC_INPUT_TOKENS:
             if (g->n_tokens == 0 || g->n_tokens > lim->max_tokens_in) abort();
             break;
-        default: abort();
+        default:
+            abort();
         }
         if (g->n_stop > lim->max_stop || g->logprobs > lim->max_logprobs) abort();
         if (!(g->sampling.temperature >= 0) || !(g->sampling.top_p > 0)) abort();
@@ -63,14 +65,16 @@ static void check_request(gt_rpc_request *r, const gt_rpc_limits *lim) {
         uint32_t n_prompt = g->input == GT_RPC_INPUT_TOKENS ? g->n_tokens : (uint32_t)g->prompt_len;
         gt_clear_error();
         if (gt_rpc_generate_check(g, &ml, n_prompt, &code) != GT_OK) {
-            if (!*gt_last_error() || (code != GT_RPC_INVALID_PARAM && code != GT_RPC_TOO_LONG)) abort();
+            if (!*gt_last_error() || (code != GT_RPC_INVALID_PARAM && code != GT_RPC_TOO_LONG))
+                abort();
         } else if (!g->has_max_tokens || n_prompt + g->max_tokens > ml.n_ctx) {
             abort();
         }
     } else if (r->method == GT_RPC_DETOKENIZE) {
         if (r->detokenize.n_tokens > lim->max_tokens_in) abort();
         gt_clear_error();
-        if (gt_rpc_tokens_check("tokens", r->detokenize.tokens, r->detokenize.n_tokens, 300) != GT_OK &&
+        if (gt_rpc_tokens_check("tokens", r->detokenize.tokens, r->detokenize.n_tokens, 300) !=
+                GT_OK &&
             !*gt_last_error())
             abort();
     }

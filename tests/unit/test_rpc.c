@@ -31,8 +31,10 @@ static int count_items(const char *s, char close) {
     bool in_str = false, item = false;
     for (; *s; s++) {
         if (in_str) {
-            if (*s == '\\') s++;
-            else if (*s == '\'') in_str = false;
+            if (*s == '\\')
+                s++;
+            else if (*s == '\'')
+                in_str = false;
             continue;
         }
         if (*s == '\'') in_str = true;
@@ -54,13 +56,16 @@ static const char *pack_string(msgpack_packer *pk, const char *s, bool bin) {
             continue;
         }
         s++;
-        if (*s == '0') buf[n++] = 0;
-        else if (*s == 'n') buf[n++] = '\n';
+        if (*s == '0')
+            buf[n++] = 0;
+        else if (*s == 'n')
+            buf[n++] = '\n';
         else if (*s == 'x') {
             char hex[3] = {s[1], s[2], 0};
             buf[n++] = (char)strtol(hex, NULL, 16);
             s += 2;
-        } else buf[n++] = *s;
+        } else
+            buf[n++] = *s;
     }
     if (bin) {
         msgpack_pack_bin(pk, n);
@@ -77,8 +82,10 @@ static const char *pack_value(msgpack_packer *pk, const char *s) {
     if (*s == '[' || *s == '{') {
         char close = *s == '[' ? ']' : '}';
         int n = count_items(s + 1, close);
-        if (close == ']') msgpack_pack_array(pk, (size_t)n);
-        else msgpack_pack_map(pk, (size_t)n); /* items are pairs */
+        if (close == ']')
+            msgpack_pack_array(pk, (size_t)n);
+        else
+            msgpack_pack_map(pk, (size_t)n); /* items are pairs */
         s = skip_ws(s + 1);
         while (*s != close) s = skip_ws(pack_value(pk, s));
         return s + 1;
@@ -146,7 +153,8 @@ static gt_status parse_text(const char *text, gt_rpc_request *req, gt_rpc_refusa
 static void test_hand_written_request(void **state) {
     (void)state;
     /* [0, 7, "health", [{}]] */
-    static const uint8_t bytes[] = {0x94, 0x00, 0x07, 0xa6, 'h', 'e', 'a', 'l', 't', 'h', 0x91, 0x80};
+    static const uint8_t bytes[] = {0x94, 0x00, 0x07, 0xa6, 'h',  'e',
+                                    'a',  'l',  't',  'h',  0x91, 0x80};
     gt_rpc_request r;
     gt_rpc_refusal ref;
     assert_int_equal(parse_bytes(bytes, sizeof bytes, &LIMITS, &r, &ref), GT_OK);
@@ -156,7 +164,7 @@ static void test_hand_written_request(void **state) {
     gt_rpc_request_free(&r);
     /* [0, 0x10000, bin "cancel", {"id": 300}]: msgid as uint32, method as bin,
      * params as a bare map, id as uint16 */
-    static const uint8_t b2[] = {0x94, 0x00, 0xce, 0x00, 0x01, 0x00, 0x00, 0xc4, 0x06, 'c', 'a',
+    static const uint8_t b2[] = {0x94, 0x00, 0xce, 0x00, 0x01, 0x00, 0x00, 0xc4, 0x06, 'c',  'a',
                                  'n',  'c',  'e',  'l',  0x81, 0xa2, 'i',  'd',  0xcd, 0x01, 0x2c};
     assert_int_equal(parse_bytes(b2, sizeof b2, &LIMITS, &r, &ref), GT_OK);
     assert_int_equal(r.msgid, 0x10000);
@@ -170,11 +178,12 @@ static void test_generate_all_params(void **state) {
     gt_rpc_request r;
     gt_rpc_refusal ref;
     assert_int_equal(
-        parse_text("[0, 42, 'generate', [{'prompt': 'Hello', 'max_tokens': 16, 'temperature': 0.5,"
-                   " 'top_k': 7, 'top_p': 0.9, 'min_p': 0.05, 'repetition_penalty': 1.1,"
-                   " 'presence_penalty': -0.5, 'frequency_penalty': 2, 'seed': 18446744073709551615,"
-                   " 'stop': ['\\n\\n', 'END'], 'logprobs': 3, 'stream': true}]]",
-                   &r, &ref),
+        parse_text(
+            "[0, 42, 'generate', [{'prompt': 'Hello', 'max_tokens': 16, 'temperature': 0.5,"
+            " 'top_k': 7, 'top_p': 0.9, 'min_p': 0.05, 'repetition_penalty': 1.1,"
+            " 'presence_penalty': -0.5, 'frequency_penalty': 2, 'seed': 18446744073709551615,"
+            " 'stop': ['\\n\\n', 'END'], 'logprobs': 3, 'stream': true}]]",
+            &r, &ref),
         GT_OK);
     gt_rpc_generate *g = &r.generate;
     assert_int_equal(r.msgid, 42);
@@ -198,9 +207,9 @@ static void test_generate_all_params(void **state) {
     gt_rpc_request_free(&r);
 
     /* Defaults: the sampler's (greedy), no max_tokens, nil means absent. */
-    assert_int_equal(parse_text("[0, 1, 'generate', [{'tokens': [1, 2, 2147483647], 'seed': nil}]]",
-                                &r, &ref),
-                     GT_OK);
+    assert_int_equal(
+        parse_text("[0, 1, 'generate', [{'tokens': [1, 2, 2147483647], 'seed': nil}]]", &r, &ref),
+        GT_OK);
     gt_sampler_config def = GT_SAMPLER_CONFIG_INIT;
     assert_int_equal(g->input, GT_RPC_INPUT_TOKENS);
     assert_int_equal(g->n_tokens, 3);
@@ -211,10 +220,11 @@ static void test_generate_all_params(void **state) {
     assert_false(g->stream);
     gt_rpc_request_free(&r);
 
-    assert_int_equal(parse_text("[0, 2, 'generate', {'messages': [{'role': 'system', 'content': ''},"
-                                " {'content': 'Hi', 'role': 'user'}]}]",
-                                &r, &ref),
-                     GT_OK);
+    assert_int_equal(
+        parse_text("[0, 2, 'generate', {'messages': [{'role': 'system', 'content': ''},"
+                   " {'content': 'Hi', 'role': 'user'}]}]",
+                   &r, &ref),
+        GT_OK);
     assert_int_equal(g->input, GT_RPC_INPUT_MESSAGES);
     assert_int_equal(g->n_messages, 2);
     assert_string_equal(g->messages[0].role, "system");
@@ -228,7 +238,8 @@ static void test_other_methods(void **state) {
     (void)state;
     gt_rpc_request r;
     gt_rpc_refusal ref;
-    assert_int_equal(parse_text("[0, 3, 'tokenize', [{'text': 'a b', 'add_special': true}]]", &r, &ref), GT_OK);
+    assert_int_equal(
+        parse_text("[0, 3, 'tokenize', [{'text': 'a b', 'add_special': true}]]", &r, &ref), GT_OK);
     assert_int_equal(r.method, GT_RPC_TOKENIZE);
     assert_string_equal(r.tokenize.text, "a b");
     assert_true(r.tokenize.add_special);
@@ -239,8 +250,8 @@ static void test_other_methods(void **state) {
     assert_int_equal(parse_text("[0, 5, 'auth', [{'token': 'sesame'}]]", &r, &ref), GT_OK);
     assert_string_equal(r.auth.token, "sesame");
     gt_rpc_request_free(&r);
-    const char *plain[] = {"[0, 6, 'model_info', []]", "[0, 6, 'stats', nil]", "[0, 6, 'health', [nil]]",
-                           "[0, 4294967295, 'stats', {}]"};
+    const char *plain[] = {"[0, 6, 'model_info', []]", "[0, 6, 'stats', nil]",
+                           "[0, 6, 'health', [nil]]", "[0, 4294967295, 'stats', {}]"};
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         assert_int_equal(parse_text(plain[i], &r, &ref), GT_OK);
         gt_rpc_request_free(&r);
@@ -274,12 +285,14 @@ static const refusal_case REFUSALS[] = {
     {"[0, 4294967296, 'health', []]", GT_RPC_BAD_REQUEST, false,
      "a request's msgid must be an integer in [0, 4294967295]"},
     {"[0, 5, 7, []]", GT_RPC_BAD_REQUEST, true, "the method must be a string, not an integer"},
-    {"[2, 'x']", GT_RPC_BAD_REQUEST, false, "a notification is [2, method, params], not an array of 2"},
+    {"[2, 'x']", GT_RPC_BAD_REQUEST, false,
+     "a notification is [2, method, params], not an array of 2"},
     {"[0, 5, 'health', [{}, {}]]", GT_RPC_BAD_REQUEST, true,
      "health: params holds 2 elements; it must hold one map"},
     {"[0, 5, 'health', 'x']", GT_RPC_BAD_REQUEST, true,
      "health: params must be an array holding one map, not a string"},
-    {"[0, 5, 'health', [3]]", GT_RPC_BAD_REQUEST, true, "health: params must hold one map, not an integer"},
+    {"[0, 5, 'health', [3]]", GT_RPC_BAD_REQUEST, true,
+     "health: params must hold one map, not an integer"},
     {"[0, 5, 'generat', [{}]]", GT_RPC_UNKNOWN_METHOD, true,
      "unknown method 'generat' (known: generate, tokenize, detokenize, cancel, model_info, health, "
      "stats, auth)"},
@@ -299,12 +312,14 @@ static const refusal_case REFUSALS[] = {
      "generate: give exactly one of prompt, messages or tokens (got none)"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'tokens': [1]}]]", GT_RPC_INVALID_PARAM, true,
      "generate: give exactly one of prompt, messages or tokens (got prompt and tokens)"},
-    {"[0, 5, 'generate', [{'prompt': ''}]]", GT_RPC_INVALID_PARAM, true, "generate: prompt is empty"},
+    {"[0, 5, 'generate', [{'prompt': ''}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: prompt is empty"},
     {"[0, 5, 'generate', [{'prompt': 12}]]", GT_RPC_INVALID_PARAM, true,
      "generate: prompt must be a string, not an integer"},
     {"[0, 5, 'generate', [{'prompt': 'a\\0b'}]]", GT_RPC_INVALID_PARAM, true,
      "generate: prompt holds a NUL byte at offset 1"},
-    {"[0, 5, 'generate', [{'tokens': []}]]", GT_RPC_INVALID_PARAM, true, "generate: tokens is empty"},
+    {"[0, 5, 'generate', [{'tokens': []}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: tokens is empty"},
     {"[0, 5, 'generate', [{'tokens': [1, -2]}]]", GT_RPC_INVALID_PARAM, true,
      "generate: tokens[1] is not a token id (it must be in [0, 2147483647])"},
     {"[0, 5, 'generate', [{'tokens': [2147483648]}]]", GT_RPC_INVALID_PARAM, true,
@@ -313,7 +328,8 @@ static const refusal_case REFUSALS[] = {
      "generate: tokens[0] must be an integer, not a float"},
     {"[0, 5, 'generate', [{'tokens': 'abc'}]]", GT_RPC_INVALID_PARAM, true,
      "generate: tokens must be an array of token ids, not a string"},
-    {"[0, 5, 'generate', [{'messages': []}]]", GT_RPC_INVALID_PARAM, true, "generate: messages is empty"},
+    {"[0, 5, 'generate', [{'messages': []}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: messages is empty"},
     {"[0, 5, 'generate', [{'messages': ['hi']}]]", GT_RPC_INVALID_PARAM, true,
      "generate: messages[0] must be a map with role and content, not a string"},
     {"[0, 5, 'generate', [{'messages': [{'role': 'user'}]}]]", GT_RPC_INVALID_PARAM, true,
@@ -618,12 +634,13 @@ static void test_model_checks(void **state) {
     gt_rpc_request r;
     gt_rpc_refusal ref;
     gt_rpc_code code;
-    assert_int_equal(parse_text("[0, 1, 'generate', [{'prompt': 'x', 'max_tokens': 100}]]", &r, &ref),
-                     GT_OK);
+    assert_int_equal(
+        parse_text("[0, 1, 'generate', [{'prompt': 'x', 'max_tokens': 100}]]", &r, &ref), GT_OK);
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 5000, &code), GT_ERR_RANGE);
     assert_int_equal(code, GT_RPC_TOO_LONG);
-    assert_string_equal(gt_last_error(),
-                        "generate: prompt of 5000 tokens plus max_tokens 100 exceeds the context of 4096");
+    assert_string_equal(
+        gt_last_error(),
+        "generate: prompt of 5000 tokens plus max_tokens 100 exceeds the context of 4096");
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 3997, &code), GT_ERR_RANGE);
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 3996, &code), GT_OK);
     assert_int_equal(r.generate.max_tokens, 100);
@@ -635,28 +652,34 @@ static void test_model_checks(void **state) {
     /* Without max_tokens: what remains of the context. */
     assert_int_equal(parse_text("[0, 1, 'generate', [{'prompt': 'x'}]]", &r, &ref), GT_OK);
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 4096, &code), GT_ERR_RANGE);
-    assert_string_equal(gt_last_error(),
-                        "generate: prompt of 4096 tokens leaves no room for a token in the context of 4096");
+    assert_string_equal(
+        gt_last_error(),
+        "generate: prompt of 4096 tokens leaves no room for a token in the context of 4096");
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 4000, &code), GT_OK);
     assert_true(r.generate.has_max_tokens);
     assert_int_equal(r.generate.max_tokens, 96);
     gt_rpc_request_free(&r);
 
-    assert_int_equal(parse_text("[0, 1, 'generate', [{'tokens': [0, 999, 1000]}]]", &r, &ref), GT_OK);
+    assert_int_equal(parse_text("[0, 1, 'generate', [{'tokens': [0, 999, 1000]}]]", &r, &ref),
+                     GT_OK);
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 3, &code), GT_ERR_INVALID_ARG);
     assert_int_equal(code, GT_RPC_INVALID_PARAM);
-    assert_string_equal(gt_last_error(), "generate: tokens[2] is 1000, outside the vocabulary of 1000 tokens");
+    assert_string_equal(gt_last_error(),
+                        "generate: tokens[2] is 1000, outside the vocabulary of 1000 tokens");
     gt_rpc_request_free(&r);
 
-    assert_int_equal(parse_text("[0, 1, 'generate', [{'prompt': 'x', 'top_k': 1001}]]", &r, &ref), GT_OK);
+    assert_int_equal(parse_text("[0, 1, 'generate', [{'prompt': 'x', 'top_k': 1001}]]", &r, &ref),
+                     GT_OK);
     assert_int_equal(gt_rpc_generate_check(&r.generate, &ml, 1, &code), GT_ERR_INVALID_ARG);
-    assert_string_equal(gt_last_error(), "generate: top_k 1001 exceeds the vocabulary of 1000 tokens");
+    assert_string_equal(gt_last_error(),
+                        "generate: top_k 1001 exceeds the vocabulary of 1000 tokens");
     gt_rpc_request_free(&r);
 
     int32_t ids[] = {3, 5, 1000};
     assert_int_equal(gt_rpc_tokens_check("detokenize: tokens", ids, 2, 1000), GT_OK);
     assert_int_equal(gt_rpc_tokens_check("detokenize: tokens", ids, 3, 1000), GT_ERR_INVALID_ARG);
-    assert_string_equal(gt_last_error(), "detokenize: tokens[2] is 1000, outside the vocabulary of 1000 tokens");
+    assert_string_equal(gt_last_error(),
+                        "detokenize: tokens[2] is 1000, outside the vocabulary of 1000 tokens");
 }
 
 /* ---- encoders ---- */
@@ -678,22 +701,27 @@ static void test_encode_hand_written(void **state) {
     expect_bytes(&b, ok, sizeof ok);
     gt_rpc_buf_consume(&b, b.len);
     assert_int_equal(gt_rpc_encode_error(&b, 300, GT_RPC_TOO_LONG, "x"), GT_OK);
-    static const uint8_t err[] = {0x94, 0x01, 0xcd, 0x01, 0x2c, 0x82, 0xa4, 'c', 'o', 'd', 'e',
+    static const uint8_t err[] = {0x94, 0x01, 0xcd, 0x01, 0x2c, 0x82, 0xa4, 'c', 'o', 'd',  'e',
                                   0xa8, 't',  'o',  'o',  '_',  'l',  'o',  'n', 'g', 0xa7, 'm',
                                   'e',  's',  's',  'a',  'g',  'e',  0xa1, 'x', 0xc0};
     expect_bytes(&b, err, sizeof err);
     gt_rpc_buf_consume(&b, b.len);
     gt_rpc_token_event ev = {5, "hi", 2, 17, NULL};
     assert_int_equal(gt_rpc_encode_token(&b, &ev), GT_OK);
-    static const uint8_t tok[] = {0x93, 0x02, 0xa5, 't', 'o', 'k', 'e', 'n', 0x91, 0x83,
-                                  0xa2, 'i',  'd',  0x05, 0xa4, 't', 'e', 'x', 't', 0xa2,
+    static const uint8_t tok[] = {0x93, 0x02, 0xa5, 't',  'o',  'k', 'e', 'n', 0x91, 0x83,
+                                  0xa2, 'i',  'd',  0x05, 0xa4, 't', 'e', 'x', 't',  0xa2,
                                   'h',  'i',  0xa5, 't',  'o',  'k', 'e', 'n', 0x11};
     expect_bytes(&b, tok, sizeof tok);
     /* Invalid UTF-8 in a str becomes U+FFFD; consume keeps the rest. */
     gt_rpc_buf_consume(&b, b.len);
-    assert_int_equal(gt_rpc_encode_detokenize(&b, 1, "a\xff" "b\xe2\x82", 5), GT_OK);
-    static const uint8_t detok[] = {0x94, 0x01, 0x01, 0xc0, 0x81, 0xa4, 't', 'e', 'x', 't', 0xab,
-                                    'a',  0xef, 0xbf, 0xbd, 'b',  0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd};
+    assert_int_equal(gt_rpc_encode_detokenize(&b, 1,
+                                              "a\xff"
+                                              "b\xe2\x82",
+                                              5),
+                     GT_OK);
+    static const uint8_t detok[] = {0x94, 0x01, 0x01, 0xc0, 0x81, 0xa4, 't',  'e',
+                                    'x',  't',  0xab, 'a',  0xef, 0xbf, 0xbd, 'b',
+                                    0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd};
     expect_bytes(&b, detok, sizeof detok);
     gt_rpc_buf_consume(&b, 4);
     assert_int_equal(b.len, sizeof detok - 4);
@@ -728,8 +756,8 @@ static void test_encode_results(void **state) {
     int32_t toks[] = {10, 11};
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
-    gt_rpc_generate_result r = {"Berlin.", 7, toks, 2, GT_RPC_FINISH_LENGTH, 9, 2, 4, lp,
-                                1.5, 20.25, 40.0};
+    gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
+                                lp,        1.5, 20.25, 40.0};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);
@@ -804,18 +832,12 @@ static void test_encode_results(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_written_request),
-        cmocka_unit_test(test_generate_all_params),
-        cmocka_unit_test(test_other_methods),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_length_limits),
-        cmocka_unit_test(test_stream_splits),
-        cmocka_unit_test(test_truncated_stream),
-        cmocka_unit_test(test_fatal_frames),
-        cmocka_unit_test(test_frame_limit_exact),
-        cmocka_unit_test(test_model_checks),
-        cmocka_unit_test(test_encode_hand_written),
-        cmocka_unit_test(test_encode_results),
+        cmocka_unit_test(test_hand_written_request), cmocka_unit_test(test_generate_all_params),
+        cmocka_unit_test(test_other_methods),        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_length_limits),        cmocka_unit_test(test_stream_splits),
+        cmocka_unit_test(test_truncated_stream),     cmocka_unit_test(test_fatal_frames),
+        cmocka_unit_test(test_frame_limit_exact),    cmocka_unit_test(test_model_checks),
+        cmocka_unit_test(test_encode_hand_written),  cmocka_unit_test(test_encode_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

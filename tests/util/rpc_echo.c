@@ -78,8 +78,10 @@ static void echo_generate(msgpack_packer *pk, const gt_rpc_generate *g) {
         pack_ids(pk, g->tokens, g->n_tokens);
     }
     pack_str(pk, "max_tokens");
-    if (g->has_max_tokens) msgpack_pack_uint32(pk, g->max_tokens);
-    else msgpack_pack_nil(pk);
+    if (g->has_max_tokens)
+        msgpack_pack_uint32(pk, g->max_tokens);
+    else
+        msgpack_pack_nil(pk);
     const struct {
         const char *name;
         float v;
@@ -103,8 +105,10 @@ static void echo_generate(msgpack_packer *pk, const gt_rpc_generate *g) {
     pack_str(pk, "logprobs");
     msgpack_pack_uint32(pk, g->logprobs);
     pack_str(pk, "stream");
-    if (g->stream) msgpack_pack_true(pk);
-    else msgpack_pack_false(pk);
+    if (g->stream)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
 }
 
 static void echo(const gt_rpc_request *r) {
@@ -119,14 +123,18 @@ static void echo(const gt_rpc_request *r) {
     pack_str(&pk, gt_rpc_method_name(r->method));
     pack_str(&pk, "params");
     switch (r->method) {
-    case GT_RPC_GENERATE: echo_generate(&pk, &r->generate); break;
+    case GT_RPC_GENERATE:
+        echo_generate(&pk, &r->generate);
+        break;
     case GT_RPC_TOKENIZE:
         msgpack_pack_map(&pk, 2);
         pack_str(&pk, "text");
         pack_str(&pk, r->tokenize.text);
         pack_str(&pk, "add_special");
-        if (r->tokenize.add_special) msgpack_pack_true(&pk);
-        else msgpack_pack_false(&pk);
+        if (r->tokenize.add_special)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
         break;
     case GT_RPC_DETOKENIZE:
         msgpack_pack_map(&pk, 1);
@@ -143,7 +151,9 @@ static void echo(const gt_rpc_request *r) {
         pack_str(&pk, "token");
         pack_str(&pk, r->auth.token);
         break;
-    default: msgpack_pack_map(&pk, 0); break;
+    default:
+        msgpack_pack_map(&pk, 0);
+        break;
     }
 }
 
@@ -162,9 +172,20 @@ static int samples(void) {
     gt_rpc_buf_init(&b);
     int32_t toks[] = {9906, 0, 2147483647};
     gt_rpc_logprob top[] = {{9906, -0.5f}, {11, -1.25f}};
-    gt_rpc_token_logprobs lp[] = {{9906, -0.5f, top, 2}, {0, -2.0f, NULL, 0}, {2147483647, 0.0f, top, 1}};
-    gt_rpc_generate_result gen = {"Berlin \xc3\xa9 \xff", 11, toks, 3, GT_RPC_FINISH_STOP, 12, 3, 8,
-                                  NULL, 0.25, 12.5, 100.125};
+    gt_rpc_token_logprobs lp[] = {
+        {9906, -0.5f, top, 2}, {0, -2.0f, NULL, 0}, {2147483647, 0.0f, top, 1}};
+    gt_rpc_generate_result gen = {"Berlin \xc3\xa9 \xff",
+                                  11,
+                                  toks,
+                                  3,
+                                  GT_RPC_FINISH_STOP,
+                                  12,
+                                  3,
+                                  8,
+                                  NULL,
+                                  0.25,
+                                  12.5,
+                                  100.125};
     gt_rpc_token_event ev = {4000000000u, "\xe4\xb8\xad", 3, 104, NULL};
     gt_rpc_model_info mi = {"llama", "SmolLM2 135M", "chatml", 8192, 49152, 2, 1, 1, 2};
     double bounds[] = {1, 5, 25.5};
@@ -192,7 +213,8 @@ static int samples(void) {
     s |= gt_rpc_encode_cancel(&b, 10, true);
     s |= gt_rpc_encode_ok(&b, 4294967295u);
     for (int c = GT_RPC_BAD_FRAME; c < GT_RPC_CODE_COUNT; c++)
-        s |= gt_rpc_encode_error(&b, (uint32_t)(100 + c), (gt_rpc_code)c, gt_rpc_code_name((gt_rpc_code)c));
+        s |= gt_rpc_encode_error(&b, (uint32_t)(100 + c), (gt_rpc_code)c,
+                                 gt_rpc_code_name((gt_rpc_code)c));
     if (s != GT_OK) return 1;
     flush_buf(&b);
     gt_rpc_buf_free(&b);
@@ -203,7 +225,8 @@ int main(int argc, char **argv) {
     size_t read_size = 7, max_frame = (size_t)4 << 20;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--samples")) return samples();
-        if (!strcmp(argv[i], "--read") && i + 1 < argc) read_size = strtoul(argv[++i], NULL, 10);
+        if (!strcmp(argv[i], "--read") && i + 1 < argc)
+            read_size = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--max-frame-bytes") && i + 1 < argc)
             max_frame = strtoul(argv[++i], NULL, 10);
         else {
@@ -235,9 +258,12 @@ int main(int argc, char **argv) {
         gt_status st;
         while ((st = gt_rpc_decoder_next(d, &m, &ref)) == GT_OK && m) {
             gt_rpc_request r;
-            if (gt_rpc_request_parse(m, &lim, &r, &ref) != GT_OK) refused(&b, &ref);
-            else if (r.kind == GT_RPC_KIND_NOTIFICATION) notify("ignored", NULL, r.notification);
-            else echo(&r);
+            if (gt_rpc_request_parse(m, &lim, &r, &ref) != GT_OK)
+                refused(&b, &ref);
+            else if (r.kind == GT_RPC_KIND_NOTIFICATION)
+                notify("ignored", NULL, r.notification);
+            else
+                echo(&r);
             gt_rpc_request_free(&r);
             gt_rpc_msg_free(m);
         }
