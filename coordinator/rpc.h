@@ -74,8 +74,6 @@ typedef struct gt_rpc_limits {
 
 /* Frames nest at most this deep (a valid request needs 5). */
 #define GT_RPC_MAX_DEPTH 16
-/* Method names longer than this are unknown. */
-#define GT_RPC_MAX_METHOD_BYTES 32
 
 /* ---- frame decoder ---- */
 
@@ -97,7 +95,9 @@ gt_status gt_rpc_decoder_feed(gt_rpc_decoder *d, const void *data, size_t n);
  * when more bytes are needed. GT_ERR_FORMAT (undecodable bytes, code
  * bad_frame) and GT_ERR_RANGE (a frame over the limit, code too_long) are
  * fatal for the connection: every later call repeats them. ref has the
- * msgid when the frame's start showed a request's. GT_ERR_NOMEM. */
+ * msgid when the frame's start showed a request's. GT_ERR_NOMEM; and
+ * GT_ERR_INTERNAL should the scanner and msgpack-c ever end a frame at
+ * different bytes (checked on every frame). */
 gt_status gt_rpc_decoder_next(gt_rpc_decoder *d, gt_rpc_msg **msg, gt_rpc_refusal *ref);
 /* At end of stream: GT_ERR_FORMAT ("the connection closed N bytes into a
  * frame") when an unfinished frame is held, else GT_OK. */
@@ -213,6 +213,10 @@ typedef struct gt_rpc_model_limits {
  * invalid_param (GT_ERR_INVALID_ARG) or too_long (GT_ERR_RANGE). */
 gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m, uint32_t n_prompt,
                                 gt_rpc_code *code);
+/* Compares the token of an auth call with the server's --auth-token in a
+ * time that depends on the lengths only, not on where they differ. */
+bool gt_rpc_token_equal(const char *given, size_t given_len, const char *expected,
+                        size_t expected_len);
 /* Every id of field (e.g. "tokens") in [0, n_vocab): GT_ERR_INVALID_ARG
  * naming the index, the id and the vocabulary. */
 gt_status gt_rpc_tokens_check(const char *field, const int32_t *ids, uint32_t n, uint32_t n_vocab);

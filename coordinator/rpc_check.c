@@ -2,6 +2,7 @@
  * prompt's length once tokenized), and the protocol's names for codes,
  * methods and finish reasons. */
 #include <stdio.h>
+#include <stdint.h>
 
 #include "coordinator/rpc.h"
 
@@ -29,6 +30,14 @@ const char *gt_rpc_method_name(gt_rpc_method m) {
 const char *gt_rpc_finish_name(gt_rpc_finish f) {
     static const char *const names[] = {"stop", "length", "cancelled", "shutdown"};
     return ((unsigned)f < 4) ? names[f] : "stop";
+}
+
+bool gt_rpc_token_equal(const char *given, size_t given_len, const char *expected,
+                        size_t expected_len) {
+    volatile unsigned diff = given_len != expected_len;
+    for (size_t i = 0; i < expected_len; i++)
+        diff |= (unsigned)(uint8_t)(i < given_len ? given[i] : 0) ^ (uint8_t)expected[i];
+    return diff == 0;
 }
 
 gt_status gt_rpc_tokens_check(const char *field, const int32_t *ids, uint32_t n, uint32_t n_vocab) {

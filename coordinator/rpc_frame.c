@@ -24,6 +24,9 @@ struct gt_rpc_decoder {
     msgpack_unpacker up;
     size_t max_frame;
     size_t ready; /* whole frames in the unpacker not yet returned */
+    /* Bytes of whole frames as the scanner counted them and as msgpack-c
+     * parsed them: a cross-check that both end each frame at one place. */
+    uint64_t scanned, parsed;
     /* scanner state for the current frame */
     uint8_t hdr[HDR_MAX];
     unsigned hdr_have, hdr_need;
@@ -126,6 +129,7 @@ static void value_done(gt_rpc_decoder *d) {
     while (d->depth > 0 && d->rem[d->depth - 1] == 0) d->depth--;
     if (d->depth > 0) return;
     d->ready++; /* the frame is whole */
+    d->scanned += d->frame_bytes;
     d->frame_bytes = 0;
     d->owed = 0;
     d->root_array = false;
@@ -307,7 +311,20 @@ gt_status gt_rpc_decoder_next(gt_rpc_decoder *d, gt_rpc_msg **msg, gt_rpc_refusa
         return gt_fail(GT_ERR_NOMEM, "out of memory for an RPC message");
     }
     msgpack_unpacked_init(&m->up);
-    msgpack_unpack_return r = msgpack_unpacker_next(&d->up, &m->up);
+    size_t bytes = 0;
+    msgpack_unpack_return r = msgpack_unpacker_next_with_size(&d->up, &m->up, &bytes);
+    d->parsed += bytes;
+    if (r == MSGPACK_UNPACK_SUCCESS &&
+        (d->parsed > d->scanned || (d->ready == 1 && d->parsed != d->scanned))) {
+        gt_rpc_msg_free(m);
+        d->ready = 0;
+        die(d, GT_ERR_INTERNAL, GT_RPC_INTERNAL,
+            "the frame scanner and msgpack-c disagree on where a frame ends (byte %llu or %llu)",
+            (unsigned long long)d->scanned, (unsigned long long)d->parsed);
+        d->fatal_ref.has_msgid = false;
+        *ref = d->fatal_ref;
+        return gt_fail(d->fatal, "%s", d->fatal_msg);
+    }
     if (r != MSGPACK_UNPACK_SUCCESS) {
         gt_rpc_msg_free(m);
         /* The scanner saw a whole frame, so msgpack-c must decode it. */

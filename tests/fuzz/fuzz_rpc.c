@@ -6,7 +6,8 @@
  * generate requests go through the model checks; a refusal must come with
  * a sentence and a valid code, and an answer to it must encode into one
  * whole frame. The same bytes fed in one piece must give the same messages
- * and the same end, so framing never depends on how the bytes arrive.
+ * and the same end, so framing never depends on how the bytes arrive;
+ * the frame scanner and msgpack-c must end every frame at the same byte.
  * Small limits make the refusals reachable. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -108,6 +109,8 @@ static int run(const uint8_t *data, size_t n, uint32_t step_seed, uint64_t *even
             gt_clear_error();
             gt_status st = gt_rpc_decoder_next(d, &m, &ref);
             if (st != GT_OK) {
+                /* The scanner and msgpack-c must agree on every frame. */
+                if (st == GT_ERR_INTERNAL || strstr(gt_last_error(), "msgpack-c")) abort();
                 check_refusal(&ref);
                 fatal = st;
                 break;

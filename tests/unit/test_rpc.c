@@ -675,6 +675,11 @@ static void test_model_checks(void **state) {
                         "generate: top_k 1001 exceeds the vocabulary of 1000 tokens");
     gt_rpc_request_free(&r);
 
+    assert_true(gt_rpc_token_equal("sesame", 6, "sesame", 6));
+    assert_false(gt_rpc_token_equal("sesamE", 6, "sesame", 6));
+    assert_false(gt_rpc_token_equal("sesam", 5, "sesame", 6));
+    assert_false(gt_rpc_token_equal("sesame!", 7, "sesame", 6));
+    assert_false(gt_rpc_token_equal("", 0, "sesame", 6));
     int32_t ids[] = {3, 5, 1000};
     assert_int_equal(gt_rpc_tokens_check("detokenize: tokens", ids, 2, 1000), GT_OK);
     assert_int_equal(gt_rpc_tokens_check("detokenize: tokens", ids, 3, 1000), GT_ERR_INVALID_ARG);
