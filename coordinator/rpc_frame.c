@@ -33,10 +33,10 @@ struct gt_rpc_decoder {
     uint64_t skip;        /* body bytes left of the current str/bin/ext */
     uint64_t frame_bytes; /* bytes of the current frame so far */
     uint64_t owed;        /* elements the open containers still owe */
-    uint32_t rem[GT_RPC_MAX_DEPTH];
+    uint64_t rem[GT_RPC_MAX_DEPTH]; /* elements each open container still owes */
     int depth;
     bool root_array;
-    uint32_t root_n, root_index;
+    uint64_t root_n, root_index;
     bool elem_ok[2];
     uint64_t elem[2];
     /* the fatal error, once one happened */
@@ -222,7 +222,7 @@ static gt_status on_header(gt_rpc_decoder *d) {
     if (container) {
         if (d->depth == 0) {
             d->root_array = is_array;
-            d->root_n = (uint32_t)count;
+            d->root_n = count;
         }
         if (count == 0) {
             value_done(d);
@@ -231,7 +231,7 @@ static gt_status on_header(gt_rpc_decoder *d) {
         if (d->depth == GT_RPC_MAX_DEPTH)
             return die(d, GT_ERR_FORMAT, GT_RPC_BAD_FRAME,
                        "a frame nests arrays and maps deeper than %d levels", GT_RPC_MAX_DEPTH);
-        d->rem[d->depth++] = (uint32_t)count;
+        d->rem[d->depth++] = count;
         d->owed += count;
         return GT_OK;
     }
