@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config git python3 python3-numpy python3-pip
-          openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev)
+          openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev
+          python3-msgpack)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
