@@ -8,6 +8,7 @@
  * finish. */
 #include "coordinator/net.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct gt_net {
     uint64_t next_id;
     gt_conn *conns;
     char unix_path[256];
+    uv_timer_t linger;  /* after gt_net_close: how long queued answers may take */
     char buf[65536];    /* read buffer: one read is handed on before the next */
 };
 
@@ -230,6 +232,12 @@ gt_status gt_net_create(uv_loop_t *loop, const gt_net_config *cfg, const gt_net_
     return GT_OK;
 }
 
+static void on_linger(uv_timer_t *t) {
+    gt_net *n = t->data;
+    for (gt_conn *c = n->conns; c; c = c->next) close_now(c);
+    uv_close((uv_handle_t *)&n->linger, on_handle_closed);
+}
+
 void gt_net_close(gt_net *n) {
     if (!n || n->closing) return;
     n->closing = 1;
@@ -237,9 +245,29 @@ void gt_net_close(gt_net *n) {
         free(n);
         return;
     }
-    if (n->tcp.data) uv_close((uv_handle_t *)&n->tcp, on_handle_closed);
-    if (n->pipe.data) uv_close((uv_handle_t *)&n->pipe, on_handle_closed);
-    for (gt_conn *c = n->conns; c; c = c->next) close_now(c);
+    if (n->tcp.data && !uv_is_closing((uv_handle_t *)&n->tcp)) uv_close((uv_handle_t *)&n->tcp, on_handle_closed);
+    if (n->pipe.data && !uv_is_closing((uv_handle_t *)&n->pipe))
+        uv_close((uv_handle_t *)&n->pipe, on_handle_closed);
+    /* Answers already queued get 2 s to reach their clients; then every
+     * connection is closed regardless. */
+    bool pending = false;
+    for (gt_conn *c = n->conns; c; c = c->next) {
+        pending |= c->queued > 0;
+        gt_conn_close(c);
+    }
+    if (pending && uv_timer_init(n->loop, &n->linger) == 0) {
+        n->linger.data = n;
+        n->handles++;
+        uv_timer_start(&n->linger, on_linger, 2000, 0);
+    }
+}
+
+void gt_net_stop_listening(gt_net *n) {
+    if (n->have_tcp && n->tcp.data && !uv_is_closing((uv_handle_t *)&n->tcp)) {
+        uv_close((uv_handle_t *)&n->tcp, on_handle_closed);
+        n->have_tcp = 0;
+    }
+    if (n->pipe.data && !uv_is_closing((uv_handle_t *)&n->pipe)) uv_close((uv_handle_t *)&n->pipe, on_handle_closed);
 }
 
 int gt_net_port(const gt_net *n) {

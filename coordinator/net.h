@@ -39,10 +39,13 @@ typedef struct gt_net_config {
  * cannot (in use, no permission, a bad address). */
 gt_status gt_net_create(uv_loop_t *loop, const gt_net_config *cfg, const gt_net_callbacks *cb,
                         gt_net **out);
-/* Stops listening and closes every connection (on_close runs for each),
- * then frees the server once libuv has released its handles: the loop must
- * run again after this for that. Accepts NULL. */
+/* Stops listening and closes every connection once its queued bytes are
+ * written (at most 2 s later; on_close runs for each), then frees the
+ * server once libuv has released its handles: the loop must run again after
+ * this for that. Accepts NULL. */
 void gt_net_close(gt_net *n);
+/* Stops accepting new connections; open ones go on (a draining server). */
+void gt_net_stop_listening(gt_net *n);
 /* The TCP port bound (useful with port 0), or 0 without TCP. */
 int gt_net_port(const gt_net *n);
 int gt_net_n_connections(const gt_net *n);

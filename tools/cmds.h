@@ -10,5 +10,6 @@ int gt_cmd_bench(int argc, char **argv);
 int gt_cmd_tokenize(int argc, char **argv);
 int gt_cmd_perplexity(int argc, char **argv);
 int gt_cmd_plan(int argc, char **argv);
+int gt_cmd_serve(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     {"inspect", gt_cmd_inspect, "print a GGUF file's metadata and tensors"},
     {"tokenize", gt_cmd_tokenize, "turn text into token ids with a model's vocabulary"},
     {"perplexity", gt_cmd_perplexity, "perplexity of a model over a text file"},
+    {"serve", gt_cmd_serve, "serve the model over msgpack-RPC (docs/protocol.md)"},
     {"plan", gt_cmd_plan, "print which layers, heads and bytes each rank of a tp x pp grid holds"},
 };
 

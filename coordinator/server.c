@@ -1,0 +1,512 @@
+/* `gantry serve`'s rank-0 loop; see server.h. */
+#include "coordinator/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/timer.h"
+#include "model/chat.h"
+#include "model/tokenizer/tokenizer.h"
+
+typedef struct srv_conn {
+    gt_conn *conn;
+    gt_rpc_decoder *dec;
+    bool authed;
+} srv_conn;
+
+typedef struct srv_req {
+    uint64_t id;          /* the scheduler's */
+    srv_conn *sc;         /* NULL once its client left */
+    uint32_t msgid;
+    bool stream, stop_string;
+    gt_detok_stream *detok;
+    char *text;
+    size_t len, cap;
+    int32_t *toks;        /* [max_tokens] generated */
+    uint32_t n_toks, max_toks, n_prompt;
+    uint64_t t_submit, t_first;
+    int32_t last;
+    struct srv_req *prev, *next;
+} srv_req;
+
+typedef struct gt_server {
+    gt_server_config cfg;
+    gt_coord *c;
+    gt_sched *sched;
+    gt_tokenizer *tok;
+    gt_chat_template tmpl;
+    bool have_tmpl;
+    uint32_t n_ctx, n_vocab;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int;
+    gt_net *net;
+    bool draining;
+    uint64_t drain_deadline_ns;
+    gt_rpc_buf out;
+    srv_req *reqs;
+    int n_reqs;
+    uint64_t next_id;
+    /* counters for `stats` */
+    uint64_t n_requests, n_finished[4], n_prompt_tokens, n_generated, n_cached, n_refused;
+} gt_server;
+
+/* ---- sending ---- */
+
+static void send_buf(gt_server *s, srv_conn *sc) {
+    if (sc && s->out.len) gt_conn_send(sc->conn, s->out.data, s->out.len);
+    s->out.len = 0;
+}
+
+static void send_error(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_code code) {
+    s->n_refused++;
+    if (gt_rpc_encode_error(&s->out, msgid, code, gt_last_error()) == GT_OK) send_buf(s, sc);
+}
+
+/* ---- requests ---- */
+
+static void text_append(srv_req *r, const char *p, size_t n) {
+    if (!n) return;
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = (r->len + n + 1) * 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return;
+        r->text = t;
+        r->cap = cap;
+    }
+    memcpy(r->text + r->len, p, n);
+    r->len += n;
+    r->text[r->len] = '\0';
+}
+
+static void req_free(gt_server *s, srv_req *r) {
+    if (r->prev) r->prev->next = r->next;
+    else s->reqs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    s->n_reqs--;
+    gt_detok_stream_free(r->detok);
+    free(r->text);
+    free(r->toks);
+    free(r);
+}
+
+static srv_req *req_by_id(gt_server *s, uint64_t id) {
+    for (srv_req *r = s->reqs; r; r = r->next)
+        if (r->id == id) return r;
+    return NULL;
+}
+
+static void stream_piece(gt_server *s, srv_req *r, const char *p, size_t n, int32_t tok) {
+    if (!r->stream || !r->sc) return;
+    gt_rpc_token_event e = {r->msgid, p, n, tok, NULL};
+    if (gt_rpc_encode_token(&s->out, &e) == GT_OK) send_buf(s, r->sc);
+}
+
+static bool on_token(void *user, uint64_t id, int32_t tok) {
+    gt_server *s = user;
+    srv_req *r = req_by_id(s, id);
+    if (!r) return true;
+    if (!r->n_toks) r->t_first = gt_now_ns();
+    if (r->n_toks < r->max_toks) r->toks[r->n_toks++] = tok;
+    r->last = tok;
+    s->n_generated++;
+    if (gt_tokenizer_is_eog(s->tok, tok)) return true; /* the end of the turn is not text */
+    gt_str piece = {0};
+    bool stopped = false;
+    if (gt_detok_stream_push(r->detok, tok, &piece, &stopped) != GT_OK) return true;
+    text_append(r, piece.ptr, piece.len);
+    if (piece.len) stream_piece(s, r, piece.ptr, piece.len, tok);
+    r->stop_string = stopped;
+    return stopped;
+}
+
+static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage *u) {
+    gt_server *s = user;
+    srv_req *r = req_by_id(s, id);
+    if (!r) return;
+    gt_str rest = {0};
+    if (!r->stop_string && gt_detok_stream_finish(r->detok, &rest) == GT_OK && rest.len) {
+        text_append(r, rest.ptr, rest.len);
+        stream_piece(s, r, rest.ptr, rest.len, r->last);
+    }
+    static const gt_rpc_finish map[] = {GT_RPC_FINISH_STOP, GT_RPC_FINISH_STOP, GT_RPC_FINISH_LENGTH,
+                                        GT_RPC_FINISH_CANCELLED, GT_RPC_FINISH_SHUTDOWN};
+    gt_rpc_finish f = (unsigned)why < 5 ? map[why] : GT_RPC_FINISH_STOP;
+    s->n_finished[f]++;
+    s->n_cached += (uint64_t)u->cached_tokens;
+    if (r->sc) {
+        uint64_t now = gt_now_ns();
+        gt_rpc_generate_result res = {
+            .text = r->text ? r->text : "",
+            .text_len = r->len,
+            .tokens = r->toks,
+            .n_tokens = r->n_toks,
+            .finish = f,
+            .prompt_tokens = r->n_prompt,
+            .completion_tokens = (uint32_t)u->completion_tokens,
+            .cached_tokens = (uint32_t)u->cached_tokens,
+            .ttft_ms = r->t_first ? (double)(r->t_first - r->t_submit) * 1e-6 : 0.0,
+            .total_ms = (double)(now - r->t_submit) * 1e-6,
+        };
+        if (gt_rpc_encode_generate(&s->out, r->msgid, &res) == GT_OK) send_buf(s, r->sc);
+    }
+    req_free(s, r);
+}
+
+/* The prompt as token ids: text (with the model's BOS), chat messages
+ * through the model's template, or ids as given. */
+static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t **ids, size_t *n,
+                               gt_rpc_code *code) {
+    *code = GT_RPC_INVALID_PARAM;
+    unsigned flags = GT_TOK_PARSE_SPECIAL | GT_TOK_ADD_SPECIAL;
+    if (g->input == GT_RPC_INPUT_TOKENS) {
+        GT_TRY(gt_rpc_tokens_check("tokens", g->tokens, g->n_tokens, s->n_vocab));
+        *ids = malloc((size_t)(g->n_tokens ? g->n_tokens : 1) * sizeof **ids);
+        if (!*ids) return gt_fail(GT_ERR_NOMEM, "cannot copy %u tokens", g->n_tokens);
+        memcpy(*ids, g->tokens, (size_t)g->n_tokens * sizeof **ids);
+        *n = g->n_tokens;
+        return GT_OK;
+    }
+    if (g->input == GT_RPC_INPUT_PROMPT) return gt_tokenize(s->tok, g->prompt, g->prompt_len, flags, ids, n);
+    if (!s->have_tmpl)
+        return gt_fail(GT_ERR_UNSUPPORTED, "the model carries no chat template Gantry recognises; send "
+                       "the conversation as `prompt` text");
+    gt_chat_msg *m = malloc((size_t)(g->n_messages ? g->n_messages : 1) * sizeof *m);
+    if (!m) return gt_fail(GT_ERR_NOMEM, "cannot hold %u messages", g->n_messages);
+    for (uint32_t i = 0; i < g->n_messages; i++) m[i] = (gt_chat_msg){g->messages[i].role, g->messages[i].content};
+    char *text = NULL;
+    size_t len = 0;
+    gt_status st = gt_chat_apply(&s->tmpl, m, g->n_messages, true, &text, &len);
+    free(m);
+    if (st == GT_OK) st = gt_tokenize(s->tok, text, len, flags, ids, n);
+    free(text);
+    return st;
+}
+
+static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_generate *g) {
+    if (s->draining) {
+        gt_fail(GT_ERR_UNSUPPORTED, "the server is shutting down and admits no new requests");
+        send_error(s, sc, msgid, GT_RPC_DRAINING);
+        return;
+    }
+    if (g->repetition_penalty != 1.0f || g->presence_penalty != 0.0f || g->frequency_penalty != 0.0f ||
+        g->logprobs) {
+        gt_fail(GT_ERR_UNSUPPORTED, "repetition, presence and frequency penalties and logprobs are not "
+                "applied by this server yet; leave them at their defaults");
+        send_error(s, sc, msgid, GT_RPC_INVALID_PARAM);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    gt_rpc_code code;
+    gt_status st = prompt_tokens(s, g, &ids, &n, &code);
+    gt_rpc_model_limits ml = {s->n_ctx, s->n_vocab};
+    if (st == GT_OK && n > UINT32_MAX) st = gt_fail(GT_ERR_RANGE, "a prompt of %zu tokens", n);
+    if (st == GT_OK) st = gt_rpc_generate_check(g, &ml, (uint32_t)n, &code);
+    srv_req *r = NULL;
+    if (st == GT_OK) {
+        r = calloc(1, sizeof *r);
+        if (r) r->toks = malloc((size_t)(g->max_tokens ? g->max_tokens : 1) * sizeof *r->toks);
+        if (!r || !r->toks) st = gt_fail(GT_ERR_NOMEM, "cannot hold a request of %u tokens", g->max_tokens);
+    }
+    if (st == GT_OK) {
+        gt_detok_stream_opts o = GT_DETOK_STREAM_OPTS_INIT;
+        o.strip_leading_space = false;
+        const char *stops[GT_RPC_MAX_DEPTH + 64];
+        size_t n_stop = 0;
+        for (uint32_t i = 0; i < g->n_stop && n_stop < 64; i++) stops[n_stop++] = g->stop[i];
+        if (g->input == GT_RPC_INPUT_MESSAGES)
+            for (const char *const *p = gt_chat_stop_strings(s->tmpl.format); p && *p && n_stop < 80; p++)
+                stops[n_stop++] = *p;
+        o.stop = stops;
+        o.n_stop = n_stop;
+        st = gt_detok_stream_create(s->tok, &o, &r->detok);
+        code = GT_RPC_INVALID_PARAM;
+    }
+    if (st == GT_OK) {
+        r->id = ++s->next_id;
+        r->sc = sc;
+        r->msgid = msgid;
+        r->stream = g->stream;
+        r->max_toks = g->max_tokens;
+        r->n_prompt = (uint32_t)n;
+        r->t_submit = gt_now_ns();
+        gt_sched_req q = {.id = r->id, .prompt = ids, .n_prompt = (int)n, .samp = g->sampling,
+                          .max_tokens = (int)g->max_tokens, .on_token = on_token, .on_done = on_done,
+                          .user = s};
+        st = gt_sched_submit(s->sched, &q);
+        code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
+    }
+    free(ids);
+    if (st != GT_OK) {
+        if (r) {
+            gt_detok_stream_free(r->detok);
+            free(r->toks);
+            free(r);
+        }
+        if (st == GT_ERR_NOMEM) code = GT_RPC_INTERNAL;
+        send_error(s, sc, msgid, code);
+        return;
+    }
+    r->next = s->reqs;
+    if (s->reqs) s->reqs->prev = r;
+    s->reqs = r;
+    s->n_reqs++;
+    s->n_requests++;
+    s->n_prompt_tokens += n;
+}
+
+static void handle_tokenize(gt_server *s, srv_conn *sc, const gt_rpc_request *q) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    unsigned flags = GT_TOK_PARSE_SPECIAL | (q->tokenize.add_special ? GT_TOK_ADD_SPECIAL : 0);
+    if (gt_tokenize(s->tok, q->tokenize.text, q->tokenize.text_len, flags, &ids, &n) != GT_OK || n > UINT32_MAX) {
+        send_error(s, sc, q->msgid, GT_RPC_INTERNAL);
+        free(ids);
+        return;
+    }
+    const char **pieces = malloc((n ? n : 1) * sizeof *pieces);
+    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    if (pieces && lens) {
+        for (size_t i = 0; i < n; i++) {
+            gt_str p = gt_token_piece(s->tok, ids[i], true);
+            pieces[i] = p.ptr ? p.ptr : "";
+            lens[i] = p.len;
+        }
+        if (gt_rpc_encode_tokenize(&s->out, q->msgid, ids, (uint32_t)n, pieces, lens) == GT_OK) send_buf(s, sc);
+    } else {
+        gt_fail(GT_ERR_NOMEM, "cannot hold %zu pieces", n);
+        send_error(s, sc, q->msgid, GT_RPC_INTERNAL);
+    }
+    free(pieces);
+    free(lens);
+    free(ids);
+}
+
+static void handle_detokenize(gt_server *s, srv_conn *sc, const gt_rpc_request *q) {
+    if (gt_rpc_tokens_check("tokens", q->detokenize.tokens, q->detokenize.n_tokens, s->n_vocab) != GT_OK) {
+        send_error(s, sc, q->msgid, GT_RPC_INVALID_PARAM);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (gt_detokenize(s->tok, q->detokenize.tokens, q->detokenize.n_tokens, 0, &text, &len) != GT_OK) {
+        send_error(s, sc, q->msgid, GT_RPC_INTERNAL);
+        return;
+    }
+    if (gt_rpc_encode_detokenize(&s->out, q->msgid, text, len) == GT_OK) send_buf(s, sc);
+    free(text);
+}
+
+static void handle_model_info(gt_server *s, srv_conn *sc, uint32_t msgid) {
+    gt_rank *rk = gt_coord_rank(s->c);
+    const gt_grid *g = &gt_rank_shard(rk)->grid;
+    gt_str name = {0};
+    static char name_buf[256];
+    const char *nm = NULL;
+    if (gt_gguf_get_str(gt_rank_gguf(rk), "general.name", &name) == GT_OK) {
+        snprintf(name_buf, sizeof name_buf, "%.*s", (int)name.len, name.ptr);
+        nm = name_buf;
+    }
+    gt_rpc_model_info mi = {gt_rank_hparams(rk)->arch_name, nm,
+                            s->have_tmpl ? gt_chat_format_name(s->tmpl.format) : NULL,
+                            s->n_ctx, s->n_vocab, (uint32_t)g->tp, (uint32_t)g->pp, 1, (uint32_t)g->world};
+    if (gt_rpc_encode_model_info(&s->out, msgid, &mi) == GT_OK) send_buf(s, sc);
+}
+
+static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
+    gt_rpc_counter c[] = {
+        {"requests", s->n_requests},
+        {"finished_stop", s->n_finished[GT_RPC_FINISH_STOP]},
+        {"finished_length", s->n_finished[GT_RPC_FINISH_LENGTH]},
+        {"finished_cancelled", s->n_finished[GT_RPC_FINISH_CANCELLED]},
+        {"finished_shutdown", s->n_finished[GT_RPC_FINISH_SHUTDOWN]},
+        {"refused", s->n_refused},
+        {"prompt_tokens", s->n_prompt_tokens},
+        {"generated_tokens", s->n_generated},
+        {"cached_tokens", s->n_cached},
+        {"running", (uint64_t)gt_sched_n_running(s->sched)},
+        {"waiting", (uint64_t)gt_sched_n_waiting(s->sched)},
+    };
+    gt_rpc_stats st = {c, (uint32_t)(sizeof c / sizeof c[0]), NULL, 0};
+    if (gt_rpc_encode_stats(&s->out, msgid, &st) == GT_OK) send_buf(s, sc);
+}
+
+static void handle_cancel(gt_server *s, srv_conn *sc, const gt_rpc_request *q) {
+    srv_req *hit = NULL;
+    for (srv_req *r = s->reqs; r; r = r->next)
+        if (r->msgid == q->cancel.id && (!hit || r->sc == sc)) hit = r;
+    bool found = hit && gt_sched_cancel(s->sched, hit->id) == GT_OK;
+    if (gt_rpc_encode_cancel(&s->out, q->msgid, found) == GT_OK) send_buf(s, sc);
+}
+
+static void handle(gt_server *s, srv_conn *sc, gt_rpc_request *q) {
+    if (q->kind == GT_RPC_KIND_NOTIFICATION) return; /* ignored (pynvim sends one on connect) */
+    if (s->cfg.auth_token && !sc->authed && q->method != GT_RPC_AUTH) {
+        gt_fail(GT_ERR_INVALID_ARG, "this server needs an auth call with its token first");
+        send_error(s, sc, q->msgid, GT_RPC_UNAUTHORIZED);
+        return;
+    }
+    switch (q->method) {
+    case GT_RPC_AUTH: {
+        const char *want = s->cfg.auth_token ? s->cfg.auth_token : "";
+        if (s->cfg.auth_token && !gt_rpc_token_equal(q->auth.token, q->auth.token_len, want, strlen(want))) {
+            gt_fail(GT_ERR_INVALID_ARG, "the auth token is not this server's");
+            send_error(s, sc, q->msgid, GT_RPC_UNAUTHORIZED);
+            return;
+        }
+        sc->authed = true;
+        if (gt_rpc_encode_ok(&s->out, q->msgid) == GT_OK) send_buf(s, sc);
+        return;
+    }
+    case GT_RPC_GENERATE: handle_generate(s, sc, q->msgid, &q->generate); return;
+    case GT_RPC_TOKENIZE: handle_tokenize(s, sc, q); return;
+    case GT_RPC_DETOKENIZE: handle_detokenize(s, sc, q); return;
+    case GT_RPC_CANCEL: handle_cancel(s, sc, q); return;
+    case GT_RPC_MODEL_INFO: handle_model_info(s, sc, q->msgid); return;
+    case GT_RPC_STATS: handle_stats(s, sc, q->msgid); return;
+    case GT_RPC_HEALTH:
+        if (s->draining) {
+            gt_fail(GT_ERR_UNSUPPORTED, "the server is draining");
+            send_error(s, sc, q->msgid, GT_RPC_DRAINING);
+        } else if (gt_rpc_encode_health(&s->out, q->msgid, "serving") == GT_OK) {
+            send_buf(s, sc);
+        }
+        return;
+    case GT_RPC_METHOD_COUNT: break;
+    }
+    gt_fail(GT_ERR_NOT_FOUND, "unknown method");
+    send_error(s, sc, q->msgid, GT_RPC_UNKNOWN_METHOD);
+}
+
+/* ---- connections ---- */
+
+static void on_open(void *user, gt_conn *c) {
+    gt_server *s = user;
+    srv_conn *sc = calloc(1, sizeof *sc);
+    if (!sc || gt_rpc_decoder_create(s->cfg.limits.max_frame_bytes, &sc->dec) != GT_OK) {
+        free(sc);
+        gt_conn_close(c);
+        return;
+    }
+    sc->conn = c;
+    gt_conn_set_user(c, sc);
+}
+
+static void on_data(void *user, gt_conn *c, const uint8_t *data, size_t n) {
+    gt_server *s = user;
+    srv_conn *sc = gt_conn_user(c);
+    if (!sc) return;
+    if (gt_rpc_decoder_feed(sc->dec, data, n) != GT_OK) {
+        gt_conn_close(c);
+        return;
+    }
+    for (;;) {
+        gt_rpc_msg *m = NULL;
+        gt_rpc_refusal ref = {0};
+        gt_status st = gt_rpc_decoder_next(sc->dec, &m, &ref);
+        if (st != GT_OK) { /* the stream cannot be resynchronised: answer if we can, then close */
+            if (ref.has_msgid) send_error(s, sc, ref.msgid, ref.code);
+            gt_conn_close(c);
+            return;
+        }
+        if (!m) return;
+        gt_rpc_request q;
+        memset(&q, 0, sizeof q);
+        st = gt_rpc_request_parse(m, &s->cfg.limits, &q, &ref);
+        gt_rpc_msg_free(m);
+        if (st != GT_OK) {
+            if (ref.has_msgid) send_error(s, sc, ref.msgid, ref.code);
+            continue;
+        }
+        handle(s, sc, &q);
+        gt_rpc_request_free(&q);
+    }
+}
+
+static void on_close(void *user, gt_conn *c) {
+    gt_server *s = user;
+    srv_conn *sc = gt_conn_user(c);
+    if (!sc) return;
+    /* Its requests are cancelled; their answers have nowhere to go. */
+    uint64_t ids[256];
+    for (;;) {
+        int n = 0;
+        for (srv_req *r = s->reqs; r && n < 256; r = r->next)
+            if (r->sc == sc) {
+                r->sc = NULL;
+                ids[n++] = r->id;
+            }
+        if (!n) break;
+        for (int i = 0; i < n; i++) gt_sched_cancel(s->sched, ids[i]);
+    }
+    gt_rpc_decoder_destroy(sc->dec);
+    free(sc);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    gt_server *s = h->data;
+    if (s->draining) return;
+    GT_LOG_WARN(GT_SUB_NET, "signal %d: draining (%d requests in flight, %.0f s to finish)", signum, s->n_reqs,
+                s->cfg.drain_timeout_s);
+    s->draining = true;
+    s->drain_deadline_ns = gt_now_ns() + (uint64_t)(s->cfg.drain_timeout_s * 1e9);
+    gt_net_stop_listening(s->net);
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
+    gt_server *s = calloc(1, sizeof *s);
+    if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate the server");
+    s->cfg = *cfg;
+    s->c = c;
+    gt_rank *rk = gt_coord_rank(c);
+    s->n_ctx = gt_coord_n_ctx(c);
+    s->n_vocab = gt_rank_hparams(rk)->n_vocab;
+    gt_rpc_buf_init(&s->out);
+    gt_status st = gt_tokenizer_load(gt_rank_gguf(rk), &s->tok);
+    if (st == GT_OK) {
+        s->have_tmpl = gt_chat_template_from_gguf(gt_rank_gguf(rk), &s->tmpl) == GT_OK;
+        gt_clear_error();
+        st = gt_sched_create(c, &cfg->sched, &s->sched);
+    }
+    if (st == GT_OK && uv_loop_init(&s->loop) != 0) st = gt_fail(GT_ERR_IO, "cannot start the event loop");
+    gt_net_callbacks cb = {on_open, on_data, on_close, s};
+    if (st == GT_OK) st = gt_net_create(&s->loop, &cfg->net, &cb, &s->net);
+    if (st == GT_OK) {
+        uv_signal_init(&s->loop, &s->sig_term);
+        uv_signal_init(&s->loop, &s->sig_int);
+        s->sig_term.data = s->sig_int.data = s;
+        uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+        uv_signal_start(&s->sig_int, on_signal, SIGINT);
+        if (cfg->on_ready) cfg->on_ready(cfg->user, gt_net_port(s->net));
+    }
+    while (st == GT_OK) {
+        bool busy = gt_sched_n_running(s->sched) + gt_sched_n_waiting(s->sched) > 0;
+        uv_run(&s->loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        if (busy) {
+            bool work = false;
+            st = gt_sched_step(s->sched, &work);
+        }
+        if (s->draining && (s->n_reqs == 0 || gt_now_ns() > s->drain_deadline_ns)) break;
+    }
+    /* Whatever is left is answered as shut down, then everything closes. */
+    gt_sched_destroy(s->sched);
+    uv_run(&s->loop, UV_RUN_NOWAIT); /* flush the last answers */
+    gt_net_close(s->net);
+    if (s->sig_term.data) uv_walk(&s->loop, on_walk_close, NULL);
+    while (uv_run(&s->loop, UV_RUN_ONCE)) {
+    }
+    uv_loop_close(&s->loop);
+    while (s->reqs) req_free(s, s->reqs);
+    gt_tokenizer_free(s->tok);
+    gt_rpc_buf_free(&s->out);
+    free(s);
+    return st;
+}

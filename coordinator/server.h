@@ -1,0 +1,39 @@
+/* `gantry serve` on rank 0: the network front, the msgpack-RPC codec, the
+ * scheduler and the coordinator joined on one libuv loop.
+ *
+ * The loop alternates: while requests are running it polls the sockets
+ * without blocking and then runs one engine step (every rank executes it);
+ * when nothing runs it blocks until a client or a signal wakes it. Each
+ * generate request is tokenized here once (prompt, chat messages through
+ * the model's template, or token ids), checked against the context, and
+ * handed to the scheduler with its own sampler and streaming detokenizer
+ * (whole UTF-8 characters, stop strings never shown). A client that leaves
+ * cancels its requests. SIGTERM or SIGINT stops admitting, lets the running
+ * requests finish within the drain timeout, answers the rest with
+ * finish_reason "shutdown", and returns. */
+#ifndef GT_SERVER_H
+#define GT_SERVER_H
+
+#include "coordinator/coord.h"
+#include "coordinator/net.h"
+#include "coordinator/rpc.h"
+#include "coordinator/sched.h"
+
+typedef struct gt_server_config {
+    gt_net_config net;
+    gt_rpc_limits limits;
+    const char *auth_token;  /* NULL: no auth; else every connection's first call must be auth */
+    double drain_timeout_s;  /* after SIGTERM */
+    gt_sched_config sched;
+    /* Called once listening: the TCP port bound (0 without TCP). */
+    void (*on_ready)(void *user, int port);
+    void *user;
+} gt_server_config;
+#define GT_SERVER_CONFIG_INIT                                                                      \
+    { GT_NET_CONFIG_INIT, GT_RPC_LIMITS_INIT, NULL, 30.0, GT_SCHED_CONFIG_INIT, NULL, NULL }
+
+/* Serves until a signal drains it. GT_ERR_IO when it cannot listen; a failed
+ * engine step is returned (the job then ends). */
+gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg);
+
+#endif

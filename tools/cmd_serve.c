@@ -1,0 +1,102 @@
+/* `gantry serve`: the model as a msgpack-RPC service (docs/protocol.md).
+ *
+ * Every rank joins the job; rank 0 runs the server loop (coordinator/
+ * server.c: network, admission, continuous batching, sampling,
+ * detokenizing) and the other ranks execute the step plans it broadcasts.
+ * SIGTERM or SIGINT on rank 0 drains and stops the whole job; the other
+ * ranks ignore them and leave when rank 0 says STOP. */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "coordinator/server.h"
+#include "tools/cmds.h"
+#include "tools/flags.h"
+#include "tools/verb.h"
+
+typedef struct serve_opts {
+    gt_rank_config job; /* the model, engine, grid and limits of the job */
+    gt_server_config srv;
+    int kv_type;
+} serve_opts;
+
+static const int k_kv_types[] = {GT_F16, GT_F32};
+
+#define O(f) offsetof(serve_opts, f)
+static const gt_flag k_flags[] = {
+    {"-m", "--model", GT_FLAG_STR, O(job.eng.model_path), .metavar = "FILE", .help = "GGUF model",
+     .required = "no model given (-m FILE)"},
+    {NULL, "--host", GT_FLAG_STR, O(srv.net.host), .metavar = "ADDR",
+     .help = "TCP address to listen on (default 127.0.0.1)"},
+    {NULL, "--port", GT_FLAG_INT, O(srv.net.port), .lo = 0, .hi = 65535, .metavar = "N",
+     .help = "TCP port (default 7733; 0: any free port, printed at start)"},
+    {NULL, "--unix", GT_FLAG_STR, O(srv.net.unix_path), .metavar = "PATH", .help = "also listen on a Unix socket"},
+    {NULL, "--auth-token", GT_FLAG_STR, O(srv.auth_token), .metavar = "TOKEN",
+     .help = "clients must call auth with this token first"},
+    {NULL, "--max-connections", GT_FLAG_INT, O(srv.net.max_connections), .lo = 1, .hi = 1 << 20,
+     .metavar = "N", .help = "open connections at most (default 256)"},
+    {NULL, "--max-frame-bytes", GT_FLAG_BYTES, O(srv.limits.max_frame_bytes), .lo = 64, .metavar = "B",
+     .help = "largest request frame (default 4M)"},
+    {NULL, "--drain-timeout", GT_FLAG_DOUBLE, O(srv.drain_timeout_s), .flo = 0, .fhi = 86400, .metavar = "S",
+     .help = "after SIGTERM, seconds running requests may take (default 30)"},
+    {NULL, "--max-queue", GT_FLAG_INT, O(srv.sched.max_waiting), .lo = 1, .hi = 1 << 20, .metavar = "N",
+     .help = "requests waiting for a slot at most (default 1024)"},
+    {NULL, "--seqs", GT_FLAG_INT, O(job.eng.max_seqs), .lo = 1, .hi = 4096, .metavar = "N",
+     .help = "requests running at once (sequence slots; default 8)"},
+    {NULL, "--max-batch-tokens", GT_FLAG_INT, O(job.eng.max_batch_tokens), .lo = 1, .hi = 16384, .metavar = "N",
+     .help = "tokens per engine step: decode tokens plus prompt chunks (default 512)"},
+    {"-c", "--ctx", GT_FLAG_U32, O(job.eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
+     .help = "context length per request (default min(model, 4096))"},
+    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32", .choice_values = k_kv_types,
+     .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
+    {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(job.eng.kv_host_bytes), .lo = 1, .metavar = "B",
+     .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
+    GT_JOB_FLAGS(serve_opts),
+};
+#undef O
+
+static gt_status validate(void *opts) {
+    serve_opts *o = opts;
+    o->job.eng.kv_type = (gt_dtype)o->kv_type;
+    return GT_OK;
+}
+
+static const gt_flag_spec k_spec = {
+    .verb = "serve",
+    .synopsis = "-m FILE [--host ADDR --port N --unix PATH] [--seqs N] [--tp T --pp P] [options]",
+    .flags = k_flags,
+    .n_flags = GT_FLAGS_COUNT(k_flags),
+    .validate = validate,
+};
+
+static void on_ready(void *user, int port) {
+    const serve_opts *o = user;
+    if (port) fprintf(stderr, "gantry serve: listening on %s port %d", o->srv.net.host, port);
+    if (o->srv.net.unix_path) fprintf(stderr, "%s%s", port ? " and on " : "gantry serve: listening on ", o->srv.net.unix_path);
+    fprintf(stderr, "\n");
+    fflush(stderr);
+}
+
+static gt_status serve_lead(gt_coord *c, void *opts) {
+    serve_opts *o = opts;
+    o->srv.on_ready = on_ready;
+    o->srv.user = o;
+    return gt_server_run(c, &o->srv);
+}
+
+int gt_cmd_serve(int argc, char **argv) {
+    serve_opts o = {.job = GT_RANK_CONFIG_INIT, .srv = GT_SERVER_CONFIG_INIT};
+    o.job.eng.max_seqs = 8;
+    o.kv_type = (int)o.job.eng.kv_type;
+    int rc = gt_flags_parse(&k_spec, argc, argv, &o);
+    if (rc >= 0) return rc;
+    if (gt_rank_launch_rank() != 0) { /* rank 0 decides when the job ends */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+    }
+    o.job.max_cand = 64;
+    o.job.max_out_rows = o.job.eng.max_seqs;
+    o.srv.sched.max_batch_tokens = o.job.eng.max_batch_tokens;
+    return gt_verb_run("serve", &o.job, &o, serve_lead);
+}
