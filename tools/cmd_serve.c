@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "coordinator/server.h"
 #include "tools/cmds.h"
@@ -74,7 +75,7 @@ static void on_ready(void *user, int port) {
     const serve_opts *o = user;
     if (port) fprintf(stderr, "gantry serve: listening on %s port %d", o->srv.net.host, port);
     if (o->srv.net.unix_path) fprintf(stderr, "%s%s", port ? " and on " : "gantry serve: listening on ", o->srv.net.unix_path);
-    fprintf(stderr, "\n");
+    fprintf(stderr, " (pid %ld)\n", (long)getpid());
     fflush(stderr);
 }
 

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""`gantry serve` against an independent msgpack-RPC client (Python's
+`msgpack` package over a plain socket).
+
+- Continuous batching never changes a request's tokens: 8 requests run one
+  at a time, then all at once from 8 connections (half of them streaming),
+  must give the same tokens; the scalar kernels (--isa ref) reduce each row
+  in one order whatever the batch, so the check is exact. The same requests
+  on a 2-rank pipeline (pp 2) give the same tokens again.
+- A streamed request's notifications add up to its final text.
+- A shared prompt prefix comes from the prefix cache (cached_tokens > 0)
+  and gives the same tokens as computed from scratch.
+- Bad input: undecodable bytes and a frame over the limit close that
+  connection only; an unknown method, a prompt past the context and an
+  unsupported parameter get errors naming the problem; the server keeps
+  answering others. With --auth-token, calls before auth are refused.
+- cancel from another connection ends a request with "cancelled"; a client
+  that disconnects mid-stream is cancelled and the server goes on.
+- SIGTERM with a request in flight: it ends with "shutdown" after the drain
+  timeout and the job exits 0 (one rank and two).
+Uses SmolLM2-135M-Instruct from the model cache; skips (77) without it."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+
+GANTRY = os.environ.get("GANTRY_BIN", "")
+MPIEXEC = os.environ.get("GANTRY_MPIEXEC", "mpirun")
+MODELS = os.environ.get("GANTRY_MODELS", os.path.expanduser("~/.cache/gantry/models"))
+MPI_ARGS = ["--oversubscribe", "--mca", "pml", "ob1", "--mca", "btl", "self,vader"]
+failures = []
+
+
+def check(ok, msg):
+    print(("ok   " if ok else "FAIL ") + msg, flush=True)
+    if not ok:
+        failures.append(msg)
+
+
+class Server:
+    def __init__(self, model, extra=(), ranks=1):
+        cmd = [GANTRY, "serve", "-m", model, "--port", "0", "--isa", "ref", "--seqs", "4",
+               "--max-batch-tokens", "32", "--ctx", "512", *extra]
+        if ranks > 1:
+            cmd = [MPIEXEC, "-np", str(ranks), *MPI_ARGS, *cmd, "--pp", str(ranks), "--tp", "1"]
+        self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.err = ""
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            line = self.p.stderr.readline()
+            self.err += line
+            m = re.search(r"port (\d+) \(pid (\d+)\)", line)
+            if m:
+                self.port, self.pid = int(m.group(1)), int(m.group(2))
+                threading.Thread(target=self._drain, daemon=True).start()
+                return
+            if not line and self.p.poll() is not None:
+                break
+        raise RuntimeError("server did not start: " + self.err)
+
+    def _drain(self):
+        for line in self.p.stderr:
+            self.err += line
+
+    def stop(self, timeout=60):
+        """SIGTERM to rank 0 (the server's own process): it drains and the
+        whole job ends. (mpirun itself exits 1 after forwarding a signal it
+        received, whatever the ranks did, so the signal goes to rank 0.)"""
+        if self.p.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            return -9
+
+
+class Client:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.u = msgpack.Unpacker(raw=False)
+        self.notes = []
+
+    def send(self, msgid, method, params):
+        self.s.sendall(msgpack.packb([0, msgid, method, [params]]))
+
+    def read(self, msgid):
+        """The response to msgid; notifications collected on the way."""
+        while True:
+            for m in self.u:
+                if m[0] == 2:
+                    self.notes.append(m)
+                elif m[1] == msgid:
+                    return m
+            data = self.s.recv(65536)
+            if not data:
+                return None
+            self.u.feed(data)
+
+    def call(self, msgid, method, params):
+        self.send(msgid, method, params)
+        return self.read(msgid)
+
+
+def text_of(piece):
+    return piece.decode("utf-8") if isinstance(piece, bytes) else piece
+
+
+PROMPTS = ["The capital of France is", "Once upon a time, a small robot",
+           "List three colors:", "The quick brown fox", "Water boils at",
+           "My favourite book is", "In 1969, humans", "The best way to learn"]
+
+
+def generate_all(port, concurrent):
+    out = [None] * len(PROMPTS)
+
+    def one(i):
+        c = Client(port)
+        r = c.call(i + 1, "generate", {"prompt": PROMPTS[i], "max_tokens": 8, "stream": i % 2 == 1})
+        res = r[3] if r and r[2] is None else None
+        if res is not None and i % 2 == 1:
+            res["streamed"] = "".join(text_of(n[2][0]["text"]) for n in c.notes if n[2][0]["id"] == i + 1)
+        out[i] = res
+
+    if concurrent:
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    else:
+        for i in range(len(PROMPTS)):
+            one(i)
+    return out
+
+
+def main():
+    model = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not GANTRY or not os.path.exists(GANTRY) or not os.path.exists(model):
+        print("gantry binary or SmolLM2 (scripts/fetch-models.sh) missing; skipping")
+        return 77
+    srv = Server(model)
+    try:
+        solo = generate_all(srv.port, False)
+        check(all(r is not None and len(r["tokens"]) == 8 for r in solo), "8 requests one at a time")
+        both = generate_all(srv.port, True)
+        for i in range(len(PROMPTS)):
+            same = both[i] is not None and solo[i] is not None and both[i]["tokens"] == solo[i]["tokens"]
+            check(same, f"request {i} concurrent = alone: {both[i] and both[i]['tokens']} vs "
+                        f"{solo[i] and solo[i]['tokens']}")
+            if i % 2 == 1 and both[i]:
+                check(both[i]["streamed"] == both[i]["text"], f"request {i}: streamed pieces = text")
+        # Prefix cache: the same long system prefix twice.
+        c = Client(srv.port)
+        sysmsg = "You are a helpful assistant who answers in one short sentence. " * 3
+        a = c.call(20, "generate", {"prompt": sysmsg + "Name a planet.", "max_tokens": 4})
+        b = c.call(21, "generate", {"prompt": sysmsg + "Name a colour.", "max_tokens": 4})
+        check(a[2] is None and b[2] is None and b[3]["usage"]["cached_tokens"] > 0,
+              f"shared prefix: cached_tokens {b[3]['usage']['cached_tokens'] if b[2] is None else b[2]}")
+        # Bad input on other connections; this one keeps working.
+        bad = Client(srv.port)
+        r = bad.call(30, "nope", {})
+        check(r[2] and r[2]["code"] == "unknown_method", f"unknown method: {r[2]}")
+        r = bad.call(31, "generate", {"prompt": "x", "max_tokens": 100000})
+        check(r[2] and r[2]["code"] == "too_long" and "context of 512" in r[2]["message"], f"too long: {r[2]}")
+        r = bad.call(32, "generate", {"prompt": "x", "repetition_penalty": 1.3})
+        check(r[2] and r[2]["code"] == "invalid_param", f"unsupported parameter: {r[2]}")
+        junk = socket.create_connection(("127.0.0.1", srv.port))
+        junk.sendall(b"\xc1\xc1\xc1")
+        check(junk.recv(100) == b"", "undecodable bytes: connection closed")
+        big = socket.create_connection(("127.0.0.1", srv.port))
+        resp = b""
+        try:  # the server answers and closes as soon as the header shows the size
+            big.sendall(msgpack.packb([0, 40, "tokenize", [{"text": "a" * (5 << 20)}]]))
+            while True:
+                d = big.recv(65536)
+                if not d:
+                    break
+                resp += d
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        m = msgpack.unpackb(resp, raw=False) if resp else None
+        check(m is None or m[2]["code"] == "too_long",
+              f"frame over the limit: connection closed ({m and m[2]})")
+        r = c.call(22, "health", {})
+        check(r[3] == {"status": "serving"}, "still serving after bad clients")
+        # Cancel from another connection.
+        long = Client(srv.port)
+        long.send(50, "generate", {"prompt": "Count: 1, 2, 3,", "max_tokens": 200, "stream": True})
+        while not long.notes:
+            long.u.feed(long.s.recv(65536))
+            for m in long.u:
+                if m[0] == 2:
+                    long.notes.append(m)
+        r = c.call(23, "cancel", {"id": 50})
+        done = long.read(50)
+        check(r[3] == {"cancelled": True} and done[3]["finish_reason"] == "cancelled",
+              f"cancel: {r[3]}, finish {done[3]['finish_reason'] if done and done[2] is None else done}")
+        # A client that leaves mid-stream.
+        gone = Client(srv.port)
+        gone.send(60, "generate", {"prompt": "Count: 1, 2, 3,", "max_tokens": 200, "stream": True})
+        gone.u.feed(gone.s.recv(65536))
+        gone.s.close()
+        time.sleep(1)
+        st = c.call(24, "stats", {})[3]["counters"]
+        check(st["finished_cancelled"] >= 2 and st["running"] == 0,
+              f"disconnect cancels: cancelled {st['finished_cancelled']}, running {st['running']}")
+        # SIGTERM with a request in flight: answered "shutdown", exit 0.
+        c.send(25, "generate", {"prompt": "Write a long poem.", "max_tokens": 400})
+        time.sleep(0.5)
+    finally:
+        rc = srv.stop()
+    r = c.read(25)
+    check(r is not None and r[3]["finish_reason"] in ("shutdown", "length"),
+          f"SIGTERM: in-flight request ended '{r and r[3] and r[3]['finish_reason']}'")
+    check(rc == 0, f"SIGTERM: exit code {rc}")
+
+    # Auth.
+    srv = Server(model, ["--auth-token", "s3cret"])
+    try:
+        c = Client(srv.port)
+        r = c.call(1, "health", {})
+        check(r[2] and r[2]["code"] == "unauthorized", f"before auth: {r[2]}")
+        r = c.call(2, "auth", {"token": "wrong"})
+        check(r[2] and r[2]["code"] == "unauthorized", "wrong token refused")
+        r = c.call(3, "auth", {"token": "s3cret"})
+        r2 = c.call(4, "health", {})
+        check(r[3] is True and r2[3] == {"status": "serving"}, "right token accepted")
+    finally:
+        srv.stop()
+
+    # Two ranks (pipeline): the same tokens as one rank.
+    srv = Server(model, ranks=2)
+    try:
+        two = generate_all(srv.port, True)
+        for i in range(len(PROMPTS)):
+            check(two[i] is not None and two[i]["tokens"] == solo[i]["tokens"], f"pp 2: request {i} = one rank")
+    finally:
+        rc = srv.stop()
+    check(rc == 0, f"pp 2: SIGTERM ends every rank with 0 (exit {rc})")
+    print(f"{len(failures)} failed" if failures else "all serve checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
