@@ -232,6 +232,7 @@ static void test_attention_query_alone_equals_query_in_tile(void **state) {
         {150, 8, 2, 64, 16, 0, 0.0f, GT_F16},
         {150, 4, 4, 40, 32, 50, 0.0f, GT_F16},
         {200, 6, 2, 32, 16, 37, 30.0f, GT_F32},
+        {200, 8, 2, 64, 16, 100, 0.0f, GT_F16}, /* a window wider than a chunk */
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) ok &= check_attention(&cases[i]);
