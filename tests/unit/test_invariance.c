@@ -31,10 +31,10 @@ static const char *make_model(const char *arch, gt_dtype type) {
     gt_synth_config c = GT_SYNTH_CONFIG_INIT;
     c.arch = arch;
     c.n_layer = 2;
-    c.n_embd = 512;
-    c.n_head = 8;
+    c.n_embd = 768;
+    c.n_head = 12;
     c.n_head_kv = 2;
-    c.n_ff = 768;
+    c.n_ff = 1280;
     c.n_vocab = V;
     c.n_ctx = 128;
     c.type = type;
@@ -42,7 +42,7 @@ static const char *make_model(const char *arch, gt_dtype type) {
     if (strstr(arch, "moe")) {
         c.n_expert = 4;
         c.n_expert_used = 2;
-        c.n_ff_exp = 256;
+        c.n_ff_exp = 768;
         c.n_ff_shexp = 0;
     }
     gt_status st = gt_synth_write(&c, path);
