@@ -6,7 +6,7 @@
  *  - one batched prefill of the whole prompt,
  *  - chunks of 7 tokens,
  * at 1 and 2 threads, and of two sequences interleaved in one batch, are
- * compared with memcmp. The model's widths cross the kernels' internal
+ * compared with memcmp; on the best ISA, and on AVX2 for llama. The model's widths cross the kernels' internal
  * blocks (256-k float blocks, 16-block quant slices) and the prompt crosses
  * a 64-key attention chunk. */
 #include <setjmp.h>
@@ -20,6 +20,7 @@
 
 #include "model/synth.h"
 #include "util/test_util.h"
+#include "kernels/kernels.h"
 #include "worker/engine.h"
 
 enum { V = 320, P = 70 };
@@ -50,8 +51,11 @@ static const char *make_model(const char *arch, gt_dtype type) {
     return path;
 }
 
+static const char *g_isa; /* NULL: the best this CPU has */
+
 static gt_engine *open_engine(const char *path, int max_seqs, int threads) {
     gt_engine_config c = GT_ENGINE_CONFIG_INIT;
+    c.isa = g_isa;
     c.model_path = path;
     c.max_seqs = max_seqs;
     c.n_threads = threads;
@@ -161,12 +165,25 @@ static void check_arch(const char *arch) {
 static void test_invariance_llama(void **s) { (void)s; check_arch("llama"); }
 static void test_invariance_qwen3(void **s) { (void)s; check_arch("qwen3"); }
 static void test_invariance_llama_moe(void **s) { (void)s; check_arch("llama-moe"); }
+/* The AVX2 kernels on an AVX-512 machine (skipped where the CPU lacks AVX2). */
+static void test_invariance_llama_avx2(void **s) {
+    (void)s;
+    gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
+    kc.isa = "avx2";
+    gt_kernels *k = NULL;
+    if (gt_kernels_create(&kc, &k) != GT_OK) skip();
+    gt_kernels_destroy(k);
+    g_isa = "avx2";
+    check_arch("llama");
+    g_isa = NULL;
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invariance_llama),
         cmocka_unit_test(test_invariance_qwen3),
         cmocka_unit_test(test_invariance_llama_moe),
+        cmocka_unit_test(test_invariance_llama_avx2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
