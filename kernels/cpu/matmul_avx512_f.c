@@ -5,10 +5,11 @@
  * for F16/BF16) gives a zmm of 16 rows at one k, multiplied by a broadcast
  * x[t][k]. Decode (n_tok <= 4) walks up to four panels side by side, one
  * accumulator per panel and token, prefetching ahead on the panel streams.
- * Both sum a row in one order whatever the token count (batch invariance):
- * an FMA chain over k per 256-k block, the blocks added to y in order. Prefill uses a 32-row x 12-token register tile (24 zmm
- * accumulators), blocked over k so a 32-row weight slab (16 KiB of F16) sits
- * in L1 while all token tiles of a 192-token chunk pass over it. */
+ * Prefill uses a 32-row x 12-token register tile (24 zmm accumulators),
+ * blocked over k so a 32-row weight slab (16 KiB of F16) sits in L1 while
+ * all token tiles of a 192-token chunk pass over it. Both sum a row in one
+ * order whatever the token count (batch invariance): an FMA chain over k
+ * per 256-k block, the blocks added to y in order. */
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_internal.h"
