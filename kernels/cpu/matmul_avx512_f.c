@@ -58,7 +58,8 @@ GT_AI void pf_gemv(const gt_dtype type, const int NT, const int NP, const uint8_
                     __m512 w = ldw(type, wp + p * pbytes + (size_t)(k + u) * step);
 #pragma GCC unroll 4
                     for (int t = 0; t < NT; t++)
-                        acc[p][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k + u]), acc[p][t]);
+                        acc[p][t] =
+                            _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k + u]), acc[p][t]);
                 }
         }
         for (; k < k1; k++)

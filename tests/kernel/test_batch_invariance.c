@@ -151,7 +151,8 @@ static int check_attention(const attn_case *c) {
     const int row = c->n_kv_head * c->head_dim, qrow = c->n_head * c->head_dim;
     const int n_blocks = (c->n_ctx + c->block_size - 1) / c->block_size;
     const size_t esz = c->kv == GT_F16 ? 2 : 4, blk = (size_t)c->block_size * row * esz;
-    void **kb = calloc((size_t)n_blocks, sizeof(void *)), **vb = calloc((size_t)n_blocks, sizeof(void *));
+    void **kb = calloc((size_t)n_blocks, sizeof(void *));
+    void **vb = calloc((size_t)n_blocks, sizeof(void *));
     for (int b = 0; b < n_blocks; b++) {
         kb[b] = calloc(1, blk);
         vb[b] = calloc(1, blk);

@@ -6,9 +6,9 @@
  *  - one batched prefill of the whole prompt,
  *  - chunks of 7 tokens,
  * at 1 and 2 threads, and of two sequences interleaved in one batch, are
- * compared with memcmp; on the best ISA, and on AVX2 for llama. The model's widths cross the kernels' internal
- * blocks (256-k float blocks, 16-block quant slices) and the prompt crosses
- * a 64-key attention chunk. */
+ * compared with memcmp; on the best ISA, and on AVX2 for llama. The model's
+ * widths cross the kernels' internal blocks (256-k float blocks, 16-block
+ * quant slices) and the prompt crosses a 64-key attention chunk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,7 +47,8 @@ static const char *make_model(const char *arch, gt_dtype type) {
         c.n_ff_shexp = 0;
     }
     gt_status st = gt_synth_write(&c, path);
-    if (st != GT_OK) fail_msg("synth %s %s: %s", arch, gt_dtype_name((uint32_t)type), gt_last_error());
+    if (st != GT_OK)
+        fail_msg("synth %s %s: %s", arch, gt_dtype_name((uint32_t)type), gt_last_error());
     return path;
 }
 
