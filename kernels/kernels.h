@@ -108,11 +108,10 @@ bool gt_kernels_matmul_supports(const gt_kernels *k, gt_dtype type);
  * GT_ERR_NOMEM. */
 gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                          const void *data, gt_weight *w);
-/* The same for a matrix whose products must not depend on how many tokens
- * share a call (each output is computed the same way for a batch of 1 or of
- * 1000): small matrices whose outputs pick discrete choices, such as the MoE
- * router, where a rounding difference between the decode and prefill
- * kernels would route a token to another expert. */
+/* The same on the reference path (fp32 activations, no repacking): for
+ * small matrices whose outputs pick discrete choices, such as the MoE
+ * router. Every weight's products are batch-invariant (see gt_matmul); this
+ * one also keeps the router's numbers those of the unquantized product. */
 gt_status gt_weight_init_invariant(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                                    const void *data, gt_weight *w);
 void gt_weight_free(gt_weight *w); /* frees only what it owns; accepts NULL */
@@ -121,7 +120,9 @@ void gt_weight_free(gt_weight *w); /* frees only what it owns; accepts NULL */
 
 /* y[n_tok, n_out] = x[n_tok, n_in] · W^T, fp32 accumulation. Activations may
  * be quantized on the fly (to Q8) where the weight type has integer dot
- * products. x and y must not overlap. */
+ * products. x and y must not overlap. Batch-invariant: row t of y depends
+ * only on row t of x and W, bit for bit, whatever n_tok, t and the thread
+ * count (the decode and prefill kernels sum in one order). */
 gt_status gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok);
 
 /* y[r] = x[r] / rms(x[r]) * w  for each of n_rows rows of n; w may be NULL
@@ -188,6 +189,8 @@ gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src
                               int64_t n_tok, int64_t n);
 
 /* Attention of n_tok queries of one sequence against its paged KV cache.
+ * Batch-invariant: a query's output is the same bits whichever queries share
+ * the call and whichever call stored its keys.
  * Key/value position p lives in block p / block_size, row p % block_size;
  * a block holds [block_size, n_kv_head, head_dim] elements of kv_type (F32 or
  * F16). Query i sees keys 0..pos[i] (causal), and only the last `window` of

@@ -6,8 +6,13 @@
  * rows for computation; everything else (and every type under the "ref" and
  * "avx2" ISAs) keeps the GGUF rows and runs the reference kernel, which
  * handles every type with a dequantizer; so do the weights prepared with
- * gt_weight_init_invariant, since its products do not depend on the token
- * count. A product is at most two fork-join
+ * gt_weight_init_invariant (the router: unquantized activations). Every
+ * path is batch-invariant: the decode (GEMV) and prefill (GEMM) kernels of
+ * an ISA sum each row in the same order (float panels: one FMA chain per
+ * 256-k block, blocks added in order; quant panels: per 32-k block an exact
+ * integer dot, scaled and FMA'd in block order within 16-block slices,
+ * slices added in order), activations are quantized per row and block, and
+ * no row's sum is split across threads. A product is at most two fork-join
  * regions on the pool: quantize the activations to Q8 (split over tokens;
  * for decode, n_tok <= 4, each thread quantizes them all into its own copy
  * instead, so decode has a single region), then the product split over

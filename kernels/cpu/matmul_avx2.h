@@ -40,8 +40,9 @@ void gt__mm_quantize_avx2(gt_mm_qkind kind, const float *x, int64_t n_in, int64_
 
 /* y[t][16p..16p+15] = panel p of the quant weight wp (kind, [n_out][n_in]
  * packed) times the quantized tokens q[t][n_in/32], for panels [p0, p1)
- * and tokens [0, n_tok). Decode for n_tok <= 4 (one pass over k), prefill
- * beyond (16-block k slices, token chunks that stay in L2). */
+ * and tokens [0, n_tok). Decode tiles for n_tok <= 4, prefill tiles
+ * beyond (token chunks that stay in L2); both sum 16-block k slices in
+ * order, so each row is bit-identical for any n_tok. */
 void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                     const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
 

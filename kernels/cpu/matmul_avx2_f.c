@@ -4,10 +4,11 @@
  * Design: the AVX-512 float kernels' arithmetic on half-width registers. A
  * panel's 16 rows at one k are two ymm (one load, or an F16C/shift
  * widening, each), multiplied by a broadcast x[t][k]. Decode (n_tok <= 4)
- * walks one panel per token with four k-phase accumulators per half (8
- * independent FMA chains), combined as (a0 + a1) + (a2 + a3) like the
- * AVX-512 GEMV; the 16 accumulators two tokens would need do not fit AVX2's
- * 16 registers, so further tokens re-read the panel from L2. Prefill uses a
+ * walks up to four panels side by side per token (8 independent FMA
+ * chains); the accumulators a second token would need do not fit AVX2's
+ * 16 registers, so further tokens re-read the panels from L2. Decode and
+ * prefill sum a row in the same order (batch invariance): one FMA chain over
+ * k per 256-k block, the blocks added to y in order. Prefill uses a
  * 16-row x 6-token register tile (12 accumulators), blocked over k by 256
  * as the AVX-512 GEMM is (so both sum in the same order): a panel's k slab
  * is widened to fp32 once into the scratch (16 KiB, L1) and every token
@@ -56,52 +57,70 @@ GT_AI void store16(float *y, __m256 a0, __m256 a1, int rows, int accum) {
 
 #define PF_BYTES 2048
 
-/* One panel (16 rows) x one token x[0..n_in) over all k. */
-GT_AI void pf_gemv(const gt_dtype type, const uint8_t *wp, int64_t n_in, const float *x, float *y,
-                   int rows) {
+#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
+
+/* NP panels (16 rows each, pbytes apart; rows[p] of each are real) x one
+ * token x[0..n_in). Each row is summed exactly as the GEMM tile sums it, so
+ * decode and prefill give the same bits: one FMA chain over k inside each
+ * KC block, from zero, the blocks' sums added to y in order. The 2 x NP
+ * chains (NP panels side by side) hide the FMA latency. */
+GT_AI void pf_gemv(const gt_dtype type, const int NP, const uint8_t *wp, size_t pbytes,
+                   int64_t n_in, const float *x, float *y, const int *rows) {
     const size_t step = type == GT_F32 ? 64 : 32; /* bytes per k */
-    __m256 acc[4][2];
+    for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+        const int64_t k1 = n_in - k0 < KC ? n_in : k0 + KC;
+        __m256 acc[4][2]; /* [panel][half] */
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; u++) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 4 <= n_in; k += 4) {
-        const uint8_t *p = wp + (size_t)k * step;
+        for (int p = 0; p < NP; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+        int64_t k = k0;
+        for (; k + 4 <= k1; k += 4) {
 #pragma GCC unroll 4
-        for (size_t l = 0; l < 4 * step; l += 64)
-            _mm_prefetch((const char *)p + PF_BYTES + l, _MM_HINT_T0);
+            for (int p = 0; p < NP; p++) {
+                const char *pf = (const char *)wp + p * pbytes + (size_t)k * step + PF_BYTES;
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            __m256 w[2];
-            ldw(type, p + u * step, w);
-            const __m256 xs = _mm256_set1_ps(x[k + u]);
-            acc[u][0] = _mm256_fmadd_ps(w[0], xs, acc[u][0]);
-            acc[u][1] = _mm256_fmadd_ps(w[1], xs, acc[u][1]);
+                for (size_t l = 0; l < 4 * step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            }
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                const __m256 xs = _mm256_set1_ps(x[k + u]);
+#pragma GCC unroll 4
+                for (int p = 0; p < NP; p++) {
+                    __m256 w[2];
+                    ldw(type, wp + p * pbytes + (size_t)(k + u) * step, w);
+                    acc[p][0] = _mm256_fmadd_ps(w[0], xs, acc[p][0]);
+                    acc[p][1] = _mm256_fmadd_ps(w[1], xs, acc[p][1]);
+                }
+            }
         }
+        for (; k < k1; k++) {
+            const __m256 xs = _mm256_set1_ps(x[k]);
+#pragma GCC unroll 4
+            for (int p = 0; p < NP; p++) {
+                __m256 w[2];
+                ldw(type, wp + p * pbytes + (size_t)k * step, w);
+                acc[p][0] = _mm256_fmadd_ps(w[0], xs, acc[p][0]);
+                acc[p][1] = _mm256_fmadd_ps(w[1], xs, acc[p][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int p = 0; p < NP; p++)
+            if (rows[p] > 0) store16(y + p * 16, acc[p][0], acc[p][1], rows[p], k0 > 0);
     }
-    for (; k < n_in; k++) {
-        __m256 w[2];
-        ldw(type, wp + (size_t)k * step, w);
-        const __m256 xs = _mm256_set1_ps(x[k]);
-        acc[0][0] = _mm256_fmadd_ps(w[0], xs, acc[0][0]);
-        acc[0][1] = _mm256_fmadd_ps(w[1], xs, acc[0][1]);
-    }
-    __m256 s[2];
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++)
-        s[h] =
-            _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[1][h]), _mm256_add_ps(acc[2][h], acc[3][h]));
-    store16(y, s[0], s[1], rows, 0);
 }
 
-static void gemv_f32(const uint8_t *wp, int64_t n_in, const float *x, float *y, int rows) {
-    pf_gemv(GT_F32, wp, n_in, x, y, rows);
-}
-static void gemv_f16(const uint8_t *wp, int64_t n_in, const float *x, float *y, int rows) {
-    pf_gemv(GT_F16, wp, n_in, x, y, rows);
-}
-static void gemv_bf16(const uint8_t *wp, int64_t n_in, const float *x, float *y, int rows) {
-    pf_gemv(GT_BF16, wp, n_in, x, y, rows);
-}
+#define GEMV_DEFINE(NAME, T)                                                                       \
+    static void NAME(int np, const uint8_t *wp, size_t pbytes, int64_t n_in, const float *x,      \
+                     float *y, const int *rows) {                                                  \
+        if (np == 4)                                                                               \
+            pf_gemv(T, 4, wp, pbytes, n_in, x, y, rows);                                           \
+        else if (np == 2)                                                                          \
+            pf_gemv(T, 2, wp, pbytes, n_in, x, y, rows);                                           \
+        else                                                                                       \
+            pf_gemv(T, 1, wp, pbytes, n_in, x, y, rows);                                           \
+    }
+GEMV_DEFINE(gemv_f32, GT_F32)
+GEMV_DEFINE(gemv_f16, GT_F16)
+GEMV_DEFINE(gemv_bf16, GT_BF16)
 
 #define NTG 6 /* tokens per prefill register tile */
 
@@ -150,7 +169,6 @@ static void gemm_tile(int nt, const float *w, int64_t kn, const float *x, int64_
     }
 }
 
-#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
 #define TC GT_MM_PF_TC /* tokens per chunk: their x over one k block (192 KiB) stays in L2 */
 
 /* Prefill order: token chunk -> k block -> panel -> token tile. */
@@ -160,16 +178,20 @@ void gt__mm_pf_avx2(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_out,
     size_t es = type == GT_F32 ? 4 : 2, panel_bytes = (size_t)n_in * 16 * es;
     const int64_t ldx = n_in, ldy = n_out;
     if (n_tok <= 4) {
-        void (*f)(const uint8_t *, int64_t, const float *, float *, int) = type == GT_F32 ? gemv_f32
-                                                                           : type == GT_F16
-                                                                               ? gemv_f16
-                                                                               : gemv_bf16;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t rows = n_out - p * 16;
-            if (rows <= 0) break;
+        void (*f)(int, const uint8_t *, size_t, int64_t, const float *, float *, const int *) =
+            type == GT_F32 ? gemv_f32 : type == GT_F16 ? gemv_f16 : gemv_bf16;
+        for (int64_t p = p0; p < p1;) {
+            if (n_out - p * 16 <= 0) break;
+            const int np = p1 - p >= 4 ? 4 : p1 - p >= 2 ? 2 : 1;
+            int rows[4];
+            for (int i = 0; i < np; i++) {
+                const int64_t r = n_out - (p + i) * 16;
+                rows[i] = r > 16 ? 16 : r < 0 ? 0 : (int)r;
+            }
             for (int64_t t = 0; t < n_tok; t++)
-                f(wp + (size_t)p * panel_bytes, n_in, x + t * ldx, y + t * ldy + p * 16,
-                  rows > 16 ? 16 : (int)rows);
+                f(np, wp + (size_t)p * panel_bytes, panel_bytes, n_in, x + t * ldx,
+                  y + t * ldy + p * 16, rows);
+            p += np;
         }
         return;
     }

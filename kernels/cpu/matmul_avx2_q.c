@@ -20,8 +20,10 @@
  * spread to bytes with one vpshufb and a compare. Per block and token the
  * int32 sum is converted and FMA'd with d_w * d_x (plus m_w * d_x*sum(x)
  * for min kinds; two half-block scales for N6H) in the AVX-512 order, and
- * the k slicing of the AVX-512 driver is kept (whole k for decode, 16-block
- * slices accumulated in y for prefill), so the results match it to the bit.
+ * the k slicing of the AVX-512 driver is kept (16-block slices summed
+ * alone and accumulated in y, for decode and prefill alike, so a row's
+ * result does not depend on the token count), so the results match it to
+ * the bit.
  * AVX2 has 16 vector registers: decode tiles are one panel x 1..4 tokens,
  * prefill tiles half a panel (8 rows) x 1..5 tokens. */
 #include <immintrin.h>
@@ -322,7 +324,9 @@ void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_ou
     size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
     int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / ntm * ntm;
     chunk = chunk < 4 * ntm ? 4 * ntm : chunk > 255 ? 255 : chunk;
-    int64_t kb = dec ? nb : KB; /* decode: one pass over k */
+    /* 16-block k slices for decode too: a row sums in the same order
+     * whatever the token count (batch invariance). */
+    const int64_t kb = KB;
     for (int64_t tc = 0; tc < n_tok; tc += chunk) {
         int64_t tc1 = tc + chunk < n_tok ? tc + chunk : n_tok;
         for (int64_t p = p0; p < p1; p++) {

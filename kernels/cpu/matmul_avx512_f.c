@@ -3,11 +3,13 @@
  *
  * Panels store 16 rows per k contiguously, so one load (+ one conversion
  * for F16/BF16) gives a zmm of 16 rows at one k, multiplied by a broadcast
- * x[t][k]. Decode (n_tok <= 4) walks one panel with four independent
- * k-phase accumulators per token to hide FMA latency, prefetching ahead on
- * the panel stream. Prefill uses a 32-row x 12-token register tile (24 zmm
- * accumulators), blocked over k so a 32-row weight slab (16 KiB of F16) sits
- * in L1 while all token tiles of a 192-token chunk pass over it. */
+ * x[t][k]. Decode (n_tok <= 4) walks up to four panels side by side, one
+ * accumulator per panel and token, prefetching ahead on the panel streams.
+ * Prefill uses a 32-row x 12-token register tile (24 zmm accumulators),
+ * blocked over k so a 32-row weight slab (16 KiB of F16) sits in L1 while
+ * all token tiles of a 192-token chunk pass over it. Both sum a row in one
+ * order whatever the token count (batch invariance): an FMA chain over k
+ * per 256-k block, the blocks added to y in order. */
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_internal.h"
@@ -22,39 +24,61 @@ GT_AI __m512 ldw(const gt_dtype type, const uint8_t *p) {
 }
 
 #define PF_BYTES 2048
+#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
 
-/* One panel (16 rows) x NT tokens over all k. */
-GT_AI void pf_gemv(const gt_dtype type, const int NT, const uint8_t *wp, int64_t n_in,
-                   const float *x, int64_t ldx, float *y, int64_t ldy, __mmask16 mask) {
+/* NP panels (16 rows each, pbytes apart) x NT tokens over all k. Each row is
+ * summed exactly as the GEMM tile below sums it, so decode and prefill give
+ * the same bits: one fp32 FMA chain over k inside each KC block, started
+ * from zero, and the blocks' sums added to y in order. The NP x NT
+ * independent chains (NP panels streamed side by side) hide the FMA
+ * latency that four k phases used to. */
+GT_AI void pf_gemv(const gt_dtype type, const int NT, const int NP, const uint8_t *wp,
+                   size_t pbytes, int64_t n_in, const float *x, int64_t ldx, float *y,
+                   int64_t ldy, const __mmask16 *mask) {
     const size_t es = type == GT_F32 ? 4 : 2, step = 16 * es;
-    __m512 acc[4][4];
+    for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+        const int64_t k1 = n_in - k0 < KC ? n_in : k0 + KC;
+        __m512 acc[4][4]; /* [panel][token] */
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; u++)
+        for (int p = 0; p < NP; p++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) acc[u][t] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 4 <= n_in; k += 4) {
-        const uint8_t *p = wp + (size_t)k * step;
+            for (int t = 0; t < NT; t++) acc[p][t] = _mm512_setzero_ps();
+        int64_t k = k0;
+        for (; k + 4 <= k1; k += 4) {
 #pragma GCC unroll 4
-        for (size_t l = 0; l < 4 * step; l += 64) _mm_prefetch((const char *)p + PF_BYTES + l, _MM_HINT_T0);
+            for (int p = 0; p < NP; p++) {
+                const char *pf = (const char *)wp + p * pbytes + (size_t)k * step + PF_BYTES;
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            __m512 w = ldw(type, p + u * step);
+                for (size_t l = 0; l < 4 * step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            }
 #pragma GCC unroll 4
-            for (int t = 0; t < NT; t++)
-                acc[u][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k + u]), acc[u][t]);
+            for (int u = 0; u < 4; u++)
+#pragma GCC unroll 4
+                for (int p = 0; p < NP; p++) {
+                    __m512 w = ldw(type, wp + p * pbytes + (size_t)(k + u) * step);
+#pragma GCC unroll 4
+                    for (int t = 0; t < NT; t++)
+                        acc[p][t] =
+                            _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k + u]), acc[p][t]);
+                }
         }
-    }
-    for (; k < n_in; k++) {
-        __m512 w = ldw(type, wp + (size_t)k * step);
+        for (; k < k1; k++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++)
-            acc[0][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k]), acc[0][t]);
-    }
+            for (int p = 0; p < NP; p++) {
+                __m512 w = ldw(type, wp + p * pbytes + (size_t)k * step);
 #pragma GCC unroll 4
-    for (int t = 0; t < NT; t++) {
-        __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0][t], acc[1][t]), _mm512_add_ps(acc[2][t], acc[3][t]));
-        _mm512_mask_storeu_ps(y + t * ldy, mask, s);
+                for (int t = 0; t < NT; t++)
+                    acc[p][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * ldx + k]), acc[p][t]);
+            }
+#pragma GCC unroll 4
+        for (int p = 0; p < NP; p++)
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                float *yt = y + t * ldy + p * 16;
+                __m512 s = acc[p][t];
+                if (k0 > 0) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mask[p], yt));
+                _mm512_mask_storeu_ps(yt, mask[p], s);
+            }
     }
 }
 
@@ -100,21 +124,23 @@ static void gemm_tile(int nt, const float *w, int64_t kn, const float *xp, float
     }
 }
 
-#define GEMV_SWITCH(T)                                                                             \
+#define GEMV_NT(T, NP)                                                                             \
     switch (nt) {                                                                                  \
-    case 1: pf_gemv(T, 1, wp, n_in, x, ldx, y, ldy, mask); break;                                  \
-    case 2: pf_gemv(T, 2, wp, n_in, x, ldx, y, ldy, mask); break;                                  \
-    case 3: pf_gemv(T, 3, wp, n_in, x, ldx, y, ldy, mask); break;                                  \
-    default: pf_gemv(T, 4, wp, n_in, x, ldx, y, ldy, mask); break;                                 \
+    case 1: pf_gemv(T, 1, NP, wp, pbytes, n_in, x, ldx, y, ldy, mask); break;                      \
+    case 2: pf_gemv(T, 2, NP, wp, pbytes, n_in, x, ldx, y, ldy, mask); break;                      \
+    case 3: pf_gemv(T, 3, NP, wp, pbytes, n_in, x, ldx, y, ldy, mask); break;                      \
+    default: pf_gemv(T, 4, NP, wp, pbytes, n_in, x, ldx, y, ldy, mask); break;                     \
     }
 
-typedef void (*gemv_fn)(int, const uint8_t *, int64_t, const float *, int64_t, float *, int64_t,
-                        __mmask16);
+typedef void (*gemv_fn)(int, int, const uint8_t *, size_t, int64_t, const float *, int64_t,
+                        float *, int64_t, const __mmask16 *);
 
+/* np panels (4, 2 or 1) x nt tokens (1..4). */
 #define DEFINE_TYPE(NAME, T)                                                                       \
-    static void gemv_##NAME(int nt, const uint8_t *wp, int64_t n_in, const float *x, int64_t ldx, \
-                            float *y, int64_t ldy, __mmask16 mask) {                               \
-        GEMV_SWITCH(T)                                                                             \
+    static void gemv_##NAME(int np, int nt, const uint8_t *wp, size_t pbytes, int64_t n_in,       \
+                            const float *x, int64_t ldx, float *y, int64_t ldy,                    \
+                            const __mmask16 *mask) {                                               \
+        if (np == 4) GEMV_NT(T, 4) else if (np == 2) GEMV_NT(T, 2) else GEMV_NT(T, 1)              \
     }
 DEFINE_TYPE(f32, GT_F32)
 DEFINE_TYPE(f16, GT_F16)
@@ -126,7 +152,6 @@ static __mmask16 rows_mask(int64_t n_out, int64_t p) {
     return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
 }
 
-#define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
 #define NT_GEMM 24      /* tokens per register tile */
 #define TC GT_MM_PF_TC  /* tokens per chunk: the packed x of one k block (192 KiB) stays in L2 */
 
@@ -143,10 +168,14 @@ void gt__mm_pf_avx512(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_ou
     const int64_t ldx = n_in, ldy = n_out;
     if (n_tok <= 4) {
         gemv_fn f = type == GT_F32 ? gemv_f32 : type == GT_F16 ? gemv_f16 : gemv_bf16;
-        for (int64_t p = p0; p < p1; p++) {
-            __mmask16 mask = rows_mask(n_out, p);
-            if (!mask) break;
-            f((int)n_tok, wp + (size_t)p * panel_bytes, n_in, x, ldx, y + p * 16, ldy, mask);
+        for (int64_t p = p0; p < p1;) {
+            if (!rows_mask(n_out, p)) break;
+            const int np = p1 - p >= 4 ? 4 : p1 - p >= 2 ? 2 : 1;
+            __mmask16 mask[4];
+            for (int i = 0; i < np; i++) mask[i] = rows_mask(n_out, p + i);
+            f(np, (int)n_tok, wp + (size_t)p * panel_bytes, panel_bytes, n_in, x, ldx, y + p * 16,
+              ldy, mask);
+            p += np;
         }
         return;
     }

@@ -205,11 +205,13 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
             if (rows <= 0) break;
             __mmask16 mask = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
             const uint8_t *pw = (const uint8_t *)wp + (size_t)p * panel_bytes;
-            /* Decode: one pass over k. Prefill: k blocks of KB so the weight
-             * slice stays in L1 across the chunk's token tiles. */
-            int64_t kb = n_tok <= 4 ? nb : KB;
-            for (int64_t b0 = 0; b0 < nb; b0 += kb) {
-                int64_t bn = nb - b0 < kb ? nb - b0 : kb;
+            /* k slices of KB blocks, each summed on its own and then added
+             * to y in order, for decode as for prefill (and as the panel-pair
+             * GEMM does): a row's sum does not depend on the token count.
+             * For prefill the slice also stays in L1 across the chunk's
+             * token tiles. */
+            for (int64_t b0 = 0; b0 < nb; b0 += KB) {
+                int64_t bn = nb - b0 < KB ? nb - b0 : KB;
                 for (int64_t t = tc; t < tc1; t += NT_MAX) {
                     int nt = (int)(tc1 - t < NT_MAX ? tc1 - t : NT_MAX);
                     tile(nt, pw + (size_t)b0 * bb, bn, q + t * nb + b0, nb, y + t * n_out + p * 16,

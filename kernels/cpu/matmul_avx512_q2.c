@@ -9,8 +9,8 @@
  * advance, so 12 independent vpdpbusd chains hide the latency. At the end
  * of the block each chain is converted and scaled by d_w * d_x into an fp32
  * accumulator (plus m_w * d_x*sum(x) for the kinds with a min), exactly as
- * the decode tile does, so both paths give the same numbers up to fp32
- * summation order. Kinds B8, N4, N4M and N5; N6H (two scales per block)
+ * the decode tile does, and with the same 16-block k slices, so both paths
+ * give the same bits for a row (batch invariance). Kinds B8, N4, N4M and N5; N6H (two scales per block)
  * keeps the one-panel tile. Loop order and L1/L2 blocking as in the caller: token
  * chunk -> panel pair -> 16-block k slice -> token tile. */
 #include <immintrin.h>

@@ -21,7 +21,9 @@
  * heads that share the kv head (GQA) and the tile's tokens read each K/V row
  * once per 64-key chunk (converted from F16 once), scores are kept per chunk
  * and folded into an online softmax, and the P·V product runs with the
- * output accumulators in registers. */
+ * output accumulators in registers. The chunks are aligned to multiples of
+ * 64 key positions, so a query's result is the same bits whatever tile it is
+ * computed in. */
 #ifndef GT_OPS_SIMD_H
 #define GT_OPS_SIMD_H
 
@@ -349,7 +351,12 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
         if (qrow) qrow[i] = a->q + ((size_t)t * a->n_head + g * dm.group + i % dm.group) * hd;
     }
     const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
-    for (int64_t c0 = kmin; c0 <= kmax; c0 += ATTN_CHUNK) {
+    /* Chunks lie on a fixed grid of key positions (multiples of
+     * ATTN_CHUNK), not from the tile's first key: a query's scores, maxima
+     * and sums then fall into the same chunks, and reduce in the same order,
+     * whichever other queries share its tile (batch invariance; it matters
+     * with a sliding window, where the first keys differ per query). */
+    for (int64_t c0 = kmin - kmin % ATTN_CHUNK; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
         stage_rows(a, a->k_blocks, g, c0, nc, kmax, kbuf, st, krows);
         stage_rows(a, a->v_blocks, g, c0, nc, kmax, vbuf, st, vrows);
