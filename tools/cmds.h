@@ -11,5 +11,7 @@ int gt_cmd_tokenize(int argc, char **argv);
 int gt_cmd_perplexity(int argc, char **argv);
 int gt_cmd_plan(int argc, char **argv);
 int gt_cmd_serve(int argc, char **argv);
+int gt_cmd_generate(int argc, char **argv);
+int gt_cmd_chat(int argc, char **argv);
 
 #endif

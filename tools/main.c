@@ -18,6 +18,8 @@ static const struct {
     {"tokenize", gt_cmd_tokenize, "turn text into token ids with a model's vocabulary"},
     {"perplexity", gt_cmd_perplexity, "perplexity of a model over a text file"},
     {"serve", gt_cmd_serve, "serve the model over msgpack-RPC (docs/protocol.md)"},
+    {"generate", gt_cmd_generate, "send one prompt to a running server and stream the answer"},
+    {"chat", gt_cmd_chat, "talk to a running server, one turn per line"},
     {"plan", gt_cmd_plan, "print which layers, heads and bytes each rank of a tp x pp grid holds"},
 };
 

@@ -156,6 +156,16 @@ def main():
                         f"{solo[i] and solo[i]['tokens']}")
             if i % 2 == 1 and both[i]:
                 check(both[i]["streamed"] == both[i]["text"], f"request {i}: streamed pieces = text")
+        # The C client (gantry generate / chat) against the same server.
+        g = subprocess.run([GANTRY, "generate", "--port", str(srv.port), "-p", PROMPTS[0], "-n", "8", "-q"],
+                           capture_output=True, text=True, timeout=120)
+        check(g.returncode == 0 and g.stdout.strip() == solo[0]["text"].strip(),
+              f"gantry generate prints what the Python client got: {g.stdout.strip()!r}")
+        g = subprocess.run([GANTRY, "chat", "--port", str(srv.port), "-n", "6"], input="Hello!\nWho are you?\n",
+                           capture_output=True, text=True, timeout=120)
+        cached = [int(x) for x in re.findall(r"\((\d+) cached\)", g.stderr)]
+        check(g.returncode == 0 and len(cached) == 2 and cached[0] == 0 and cached[1] > 0,
+              f"gantry chat: two turns, the second on the first's cached prefix: {g.stderr.strip()!r}")
         # Prefix cache: the same long system prefix twice.
         c = Client(srv.port)
         sysmsg = "You are a helpful assistant who answers in one short sentence. " * 3
