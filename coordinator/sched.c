@@ -235,6 +235,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         q->slot = slot;
         s->slots[slot] = q;
         s->n_running++;
+        if (q->r.on_admit) q->r.on_admit(q->r.user, q->r.id);
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
         GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &q->cached));
         q->prefilled = q->cached;

@@ -53,6 +53,8 @@ typedef struct gt_sched_req {
     /* Called with each generated token, in order; returns true to stop
      * after it. */
     bool (*on_token)(void *user, uint64_t id, int32_t token);
+    /* Called when the request gets a sequence slot (leaves the queue); may be NULL. */
+    void (*on_admit)(void *user, uint64_t id);
     /* Called once when the request leaves. */
     void (*on_done)(void *user, uint64_t id, gt_finish why, const gt_sched_usage *usage);
     void *user;

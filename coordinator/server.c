@@ -27,10 +27,27 @@ typedef struct srv_req {
     size_t len, cap;
     int32_t *toks;        /* [max_tokens] generated */
     uint32_t n_toks, max_toks, n_prompt;
-    uint64_t t_submit, t_first;
+    uint64_t t_submit, t_admit, t_first, t_last;
     int32_t last;
     struct srv_req *prev, *next;
 } srv_req;
+
+/* A latency histogram over fixed bounds in milliseconds. */
+enum { N_BOUNDS = 12 };
+static const double k_bounds_ms[N_BOUNDS] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+typedef struct histo {
+    uint64_t counts[N_BOUNDS + 1];
+    uint64_t count;
+    double sum_ms;
+} histo;
+
+static void histo_add(histo *h, double ms) {
+    int i = 0;
+    while (i < N_BOUNDS && ms > k_bounds_ms[i]) i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum_ms += ms;
+}
 
 typedef struct gt_server {
     gt_server_config cfg;
@@ -49,8 +66,9 @@ typedef struct gt_server {
     srv_req *reqs;
     int n_reqs;
     uint64_t next_id;
-    /* counters for `stats` */
+    /* counters and latency histograms for `stats` */
     uint64_t n_requests, n_finished[4], n_prompt_tokens, n_generated, n_cached, n_refused;
+    histo h_queue, h_ttft, h_itl, h_e2e;
 } gt_server;
 
 /* ---- sending ---- */
@@ -104,11 +122,26 @@ static void stream_piece(gt_server *s, srv_req *r, const char *p, size_t n, int3
     if (gt_rpc_encode_token(&s->out, &e) == GT_OK) send_buf(s, r->sc);
 }
 
+static void on_admit(void *user, uint64_t id) {
+    gt_server *s = user;
+    srv_req *r = req_by_id(s, id);
+    if (!r) return;
+    r->t_admit = gt_now_ns();
+    histo_add(&s->h_queue, (double)(r->t_admit - r->t_submit) * 1e-6);
+}
+
 static bool on_token(void *user, uint64_t id, int32_t tok) {
     gt_server *s = user;
     srv_req *r = req_by_id(s, id);
     if (!r) return true;
-    if (!r->n_toks) r->t_first = gt_now_ns();
+    uint64_t now = gt_now_ns();
+    if (!r->n_toks) {
+        r->t_first = now;
+        histo_add(&s->h_ttft, (double)(now - r->t_submit) * 1e-6);
+    } else {
+        histo_add(&s->h_itl, (double)(now - r->t_last) * 1e-6);
+    }
+    r->t_last = now;
     if (r->n_toks < r->max_toks) r->toks[r->n_toks++] = tok;
     r->last = tok;
     s->n_generated++;
@@ -136,6 +169,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
     gt_rpc_finish f = (unsigned)why < 5 ? map[why] : GT_RPC_FINISH_STOP;
     s->n_finished[f]++;
     s->n_cached += (uint64_t)u->cached_tokens;
+    histo_add(&s->h_e2e, (double)(gt_now_ns() - r->t_submit) * 1e-6);
     if (r->sc) {
         uint64_t now = gt_now_ns();
         gt_rpc_generate_result res = {
@@ -147,6 +181,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .prompt_tokens = r->n_prompt,
             .completion_tokens = (uint32_t)u->completion_tokens,
             .cached_tokens = (uint32_t)u->cached_tokens,
+            .queue_ms = r->t_admit ? (double)(r->t_admit - r->t_submit) * 1e-6 : 0.0,
             .ttft_ms = r->t_first ? (double)(r->t_first - r->t_submit) * 1e-6 : 0.0,
             .total_ms = (double)(now - r->t_submit) * 1e-6,
         };
@@ -234,8 +269,8 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
         r->n_prompt = (uint32_t)n;
         r->t_submit = gt_now_ns();
         gt_sched_req q = {.id = r->id, .prompt = ids, .n_prompt = (int)n, .samp = g->sampling,
-                          .max_tokens = (int)g->max_tokens, .on_token = on_token, .on_done = on_done,
-                          .user = s};
+                          .max_tokens = (int)g->max_tokens, .on_token = on_token, .on_admit = on_admit,
+                          .on_done = on_done, .user = s};
         st = gt_sched_submit(s->sched, &q);
         code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
     }
@@ -330,7 +365,12 @@ static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
         {"running", (uint64_t)gt_sched_n_running(s->sched)},
         {"waiting", (uint64_t)gt_sched_n_waiting(s->sched)},
     };
-    gt_rpc_stats st = {c, (uint32_t)(sizeof c / sizeof c[0]), NULL, 0};
+    const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
+    const char *names[] = {"queue_ms", "ttft_ms", "inter_token_ms", "e2e_ms"};
+    gt_rpc_histogram h[4];
+    for (int i = 0; i < 4; i++)
+        h[i] = (gt_rpc_histogram){names[i], k_bounds_ms, hs[i]->counts, N_BOUNDS, hs[i]->count, hs[i]->sum_ms};
+    gt_rpc_stats st = {c, (uint32_t)(sizeof c / sizeof c[0]), h, 4};
     if (gt_rpc_encode_stats(&s->out, msgid, &st) == GT_OK) send_buf(s, sc);
 }
 

@@ -218,7 +218,12 @@ def main():
         gone.u.feed(gone.s.recv(65536))
         gone.s.close()
         time.sleep(1)
-        st = c.call(24, "stats", {})[3]["counters"]
+        full = c.call(24, "stats", {})[3]
+        st = full["counters"]
+        h = full["histograms"]
+        check(h["ttft_ms"]["count"] >= 16 and sum(h["ttft_ms"]["counts"]) == h["ttft_ms"]["count"]
+              and h["inter_token_ms"]["count"] > 0 and h["e2e_ms"]["count"] >= 16 and h["queue_ms"]["count"] >= 16,
+              f"stats histograms: ttft {h['ttft_ms']['count']}, e2e {h['e2e_ms']['count']}")
         check(st["finished_cancelled"] >= 2 and st["running"] == 0,
               f"disconnect cancels: cancelled {st['finished_cancelled']}, running {st['running']}")
         # SIGTERM with a request in flight: answered "shutdown", exit 0.
