@@ -12,12 +12,26 @@
 
 #include "common/alloc.h"
 
+enum { MAX_TOP = 20 };
+
 typedef struct seq_state {
     uint32_t len;
     gt_sampler *smp;  /* borrowed */
     bool has_next;    /* a token was drawn from the last output */
     int32_t next;
+    gt_penalty_config pen;
+    int n_logprobs;   /* alternatives to report per token (0: no log-probabilities) */
+    int32_t recent[GT_PENALTY_LAST_N]; /* the sequence's last tokens, a ring */
+    int n_recent, recent_pos;
+    float next_lp;    /* log-probability of next, with n_logprobs alternatives */
+    gt_cand top[MAX_TOP];
 } seq_state;
+
+static void remember(seq_state *q, int32_t tok) {
+    q->recent[q->recent_pos] = tok;
+    q->recent_pos = (q->recent_pos + 1) % GT_PENALTY_LAST_N;
+    if (q->n_recent < GT_PENALTY_LAST_N) q->n_recent++;
+}
 
 struct gt_coord {
     gt_rank *r;
@@ -34,6 +48,8 @@ struct gt_coord {
     int32_t *attach_seq, *attach_len; /* [max_seqs] cached prefixes to attach with the next step */
     int32_t *attach_tok;      /* [max_attach_tokens] */
     int n_attach, n_attach_tok, max_attach_tok;
+    float *row_tmp;           /* [n_vocab] a row with penalties applied */
+    gt_cand *lp_scratch;      /* [2 * n_vocab] for the log-probabilities' top tokens */
 };
 
 gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
@@ -70,11 +86,13 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->want = malloc(B);
     c->want_in = malloc(B);
     c->max_attach_tok = lim.max_attach_tokens;
+    c->row_tmp = malloc((size_t)c->n_vocab * sizeof *c->row_tmp);
+    c->lp_scratch = malloc(2 * (size_t)c->n_vocab * sizeof *c->lp_scratch);
     c->attach_seq = malloc(S * sizeof *c->attach_seq);
     c->attach_len = malloc(S * sizeof *c->attach_len);
     c->attach_tok = malloc((size_t)(c->max_attach_tok > 0 ? c->max_attach_tok : 1) * sizeof *c->attach_tok);
     if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in ||
-        !c->attach_seq || !c->attach_len || !c->attach_tok) {
+        !c->attach_seq || !c->attach_len || !c->attach_tok || !c->row_tmp || !c->lp_scratch) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
     }
@@ -98,6 +116,8 @@ void gt_coord_destroy(gt_coord *c) {
     free(c->attach_seq);
     free(c->attach_len);
     free(c->attach_tok);
+    free(c->row_tmp);
+    free(c->lp_scratch);
     gt_rank_destroy(c->r);
     free(c);
 }
@@ -134,6 +154,29 @@ uint32_t gt_coord_seq_len(const gt_coord *c, int seq) {
     return check_seq(c, seq) == GT_OK ? c->seqs[seq].len : 0;
 }
 
+gt_status gt_coord_set_extras(gt_coord *c, int seq, const gt_penalty_config *pen, int n_logprobs) {
+    GT_TRY(check_seq(c, seq));
+    if (n_logprobs < 0 || n_logprobs > MAX_TOP)
+        return gt_fail(GT_ERR_INVALID_ARG, "%d log-probability alternatives per token; at most %d", n_logprobs,
+                       MAX_TOP);
+    if (pen && !(pen->repetition >= 0 && pen->repetition <= 10))
+        return gt_fail(GT_ERR_INVALID_ARG, "repetition penalty %g is outside (0, 10]", (double)pen->repetition);
+    c->seqs[seq].pen = pen ? *pen : (gt_penalty_config){1.0f, 0.0f, 0.0f};
+    c->seqs[seq].n_logprobs = n_logprobs;
+    return GT_OK;
+}
+
+gt_status gt_coord_next_logprobs(const gt_coord *c, int seq, float *lp, const gt_cand **top, int *n_top) {
+    GT_TRY(check_seq(c, seq));
+    const seq_state *q = &c->seqs[seq];
+    if (!q->has_next || q->n_logprobs == 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no log-probabilities for its next token", seq);
+    *lp = q->next_lp;
+    *top = q->top;
+    *n_top = q->n_logprobs < c->n_vocab ? q->n_logprobs : c->n_vocab;
+    return GT_OK;
+}
+
 gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int n, int *cached) {
     *cached = 0;
     GT_TRY(check_seq(c, seq));
@@ -151,6 +194,7 @@ gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int 
     c->n_attach_tok += hit;
     c->seqs[seq].len = (uint32_t)hit;
     c->seqs[seq].has_next = false;
+    for (int i = 0; i < hit; i++) remember(&c->seqs[seq], toks[i]); /* the penalties see them too */
     *cached = hit;
     return GT_OK;
 }
@@ -163,6 +207,7 @@ gt_status gt_coord_free_seq(gt_coord *c, int seq) {
     c->free_list[c->n_free++] = seq;
     s->len = 0;
     s->has_next = false;
+    s->n_recent = s->recent_pos = 0;
     return GT_OK;
 }
 
@@ -177,8 +222,9 @@ gt_status gt_coord_report(gt_coord *c, bool write_trace, gt_rank_counters *all) 
 
 /* Full rows are needed on one rank (the sampler reads them there) and for
  * samplers that consider the whole vocabulary. */
-static bool needs_full_row(const gt_coord *c, const gt_sampler *s) {
-    return gt_rank_world_size(c->r) == 1 || gt_sampler_n_candidates(s) >= c->n_vocab;
+static bool needs_full_row(const gt_coord *c, const seq_state *q) {
+    return gt_rank_world_size(c->r) == 1 || gt_sampler_n_candidates(q->smp) >= c->n_vocab ||
+           gt_penalties_active(&q->pen) || q->n_logprobs > 0;
 }
 
 /* Runs the batch assembled in c->tok/pos/seq/want[n]: full logits of the
@@ -188,9 +234,10 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     int n_cand = 0;
     bool full = logits != NULL;
     for (int i = 0; i < n; i++) {
-        const gt_sampler *smp = c->seqs[c->seq[i]].smp;
+        const seq_state *sq = &c->seqs[c->seq[i]];
+        const gt_sampler *smp = sq->smp;
         if (!c->want[i] || !smp) continue;
-        if (needs_full_row(c, smp)) full = true;
+        if (needs_full_row(c, sq)) full = true;
         int k = gt_sampler_n_candidates(smp);
         if (k > n_cand) n_cand = k;
     }
@@ -213,15 +260,27 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
         seq_state *q = &c->seqs[c->seq[i]];
         q->len = (uint32_t)c->pos[i] + 1;
         q->has_next = false;
+        remember(q, c->tok[i]);
         if (!c->want[i]) continue;
         const float *full_row = full ? res.logits + (size_t)row * (size_t)c->n_vocab : NULL;
         if (logits)
             memcpy(logits + (size_t)row * (size_t)c->n_vocab, full_row, (size_t)c->n_vocab * sizeof(float));
         if (q->smp) {
-            q->next = full_row ? gt_sampler_sample(q->smp, full_row)
+            const float *draw_row = full_row;
+            if (full_row && gt_penalties_active(&q->pen)) {
+                int32_t rec[GT_PENALTY_LAST_N];
+                for (int j = 0; j < q->n_recent; j++)
+                    rec[j] = q->recent[(q->recent_pos - q->n_recent + j + GT_PENALTY_LAST_N) % GT_PENALTY_LAST_N];
+                memcpy(c->row_tmp, full_row, (size_t)c->n_vocab * sizeof(float));
+                gt_apply_penalties(c->row_tmp, c->n_vocab, rec, q->n_recent, &q->pen);
+                draw_row = c->row_tmp;
+            }
+            q->next = draw_row ? gt_sampler_sample(q->smp, draw_row)
                                : gt_sampler_sample_candidates(q->smp, res.cand_vals + (size_t)row * (size_t)res.n_cand,
                                                               res.cand_ids + (size_t)row * (size_t)res.n_cand,
                                                               res.n_cand);
+            if (full_row && q->n_logprobs > 0)
+                gt_logprobs(full_row, c->n_vocab, q->next, q->n_logprobs, &q->next_lp, q->top, c->lp_scratch);
             q->has_next = true;
         }
         row++;

@@ -49,6 +49,15 @@ uint32_t gt_coord_n_ctx(const gt_coord *c);
  * that evaluates seq's wanted token draws its next token at once, in batch
  * order, so a sampler shared by several sequences sees them in that order. */
 gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s);
+/* Penalties on seq's recent tokens (NULL: none) and the log-probability
+ * alternatives to report per token (0..20; 0: none); both need the full
+ * logits row, which the ranks then gather to rank 0. Kept until set
+ * again. */
+gt_status gt_coord_set_extras(gt_coord *c, int seq, const gt_penalty_config *pen, int n_logprobs);
+/* With n_logprobs > 0: the log-probability of seq's next token (at
+ * temperature 1, before penalties) and the n_top most likely tokens with
+ * theirs (logit field), best first; borrowed until the next step. */
+gt_status gt_coord_next_logprobs(const gt_coord *c, int seq, float *lp, const gt_cand **top, int *n_top);
 /* Tokens seq holds. */
 uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
 /* Evaluates toks[n] at the end of seq, in steps of at most the engine's

@@ -131,3 +131,42 @@ int gt_sampler_n_candidates(const gt_sampler *s) {
     if (s->cfg.temperature <= 0) return 1;
     return s->cfg.top_k > 0 && s->cfg.top_k < s->n_vocab ? s->cfg.top_k : s->n_vocab;
 }
+
+bool gt_penalties_active(const gt_penalty_config *p) {
+    return (p->repetition > 0 && p->repetition != 1.0f) || p->presence != 0.0f || p->frequency != 0.0f;
+}
+
+void gt_apply_penalties(float *logits, int n_vocab, const int32_t *recent, int n_recent,
+                        const gt_penalty_config *p) {
+    float rep = p->repetition > 0 ? p->repetition : 1.0f;
+    for (int i = 0; i < n_recent; i++) {
+        int32_t t = recent[i];
+        bool first = true;
+        int count = 0;
+        for (int j = 0; j < n_recent; j++) { /* each distinct token once, at its first place */
+            if (recent[j] != t) continue;
+            if (j < i) first = false;
+            count++;
+        }
+        if (!first || t < 0 || t >= n_vocab) continue;
+        float l = logits[t];
+        if (rep != 1.0f) l = l > 0 ? l / rep : l * rep;
+        logits[t] = l - (float)count * p->frequency - p->presence;
+    }
+}
+
+void gt_logprobs(const float *logits, int n_vocab, int32_t tok, int n_top, float *lp, gt_cand *top,
+                 gt_cand *scratch) {
+    double max = logits[0];
+    for (int i = 1; i < n_vocab; i++)
+        if (logits[i] > max) max = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
+    double lse = max + log(sum);
+    *lp = (float)((double)logits[tok] - lse);
+    if (n_top <= 0) return;
+    if (n_top > n_vocab) n_top = n_vocab;
+    for (int i = 0; i < n_vocab; i++) scratch[i] = (gt_cand){logits[i], i};
+    gt_cand_select(scratch, n_vocab, n_top, scratch + n_vocab);
+    for (int i = 0; i < n_top; i++) top[i] = (gt_cand){(float)((double)scratch[i].logit - lse), scratch[i].id};
+}

@@ -15,8 +15,10 @@
 #ifndef GT_SAMPLER_H
 #define GT_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "common/cand.h"
 #include "common/status.h"
 
 typedef struct gt_sampler_config {
@@ -49,5 +51,28 @@ int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int
 int gt_sampler_n_candidates(const gt_sampler *s);
 /* Index of the largest value; the lowest index wins ties. */
 int32_t gt_argmax(const float *x, int n);
+
+/* Penalties on recently seen tokens (llama.cpp's), applied to a copy of
+ * the logits before sampling: a seen token's logit is divided by
+ * `repetition` when positive and multiplied by it when negative, then
+ * `presence` is subtracted once and `frequency` once per occurrence.
+ * Zeroed fields mean off (repetition 0 counts as 1). */
+typedef struct gt_penalty_config {
+    float repetition; /* 1 (or 0): off; in (0, 10] */
+    float presence;   /* 0: off */
+    float frequency;  /* 0: off */
+} gt_penalty_config;
+/* Tokens of the sequence the penalties look back on (its last ones). */
+#define GT_PENALTY_LAST_N 64
+bool gt_penalties_active(const gt_penalty_config *p);
+/* logits[n_vocab] in place, for the tokens recent[n_recent] (any order). */
+void gt_apply_penalties(float *logits, int n_vocab, const int32_t *recent, int n_recent,
+                        const gt_penalty_config *p);
+/* Log-probabilities of a logits row (a softmax at temperature 1, in
+ * double): *lp of token tok, and the n_top most likely tokens with theirs
+ * in top[n_top] (logit field), best first. scratch holds 2 * n_vocab
+ * candidates. */
+void gt_logprobs(const float *logits, int n_vocab, int32_t tok, int n_top, float *lp, gt_cand *top,
+                 gt_cand *scratch);
 
 #endif

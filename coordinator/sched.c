@@ -139,6 +139,9 @@ gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
                        (unsigned long long)r->id);
     if (r->n_prompt < 1 || !r->prompt) return gt_fail(GT_ERR_INVALID_ARG, "request %llu has an empty prompt",
                                                       (unsigned long long)r->id);
+    if (r->logprobs < 0 || r->logprobs > 20)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for %d log-probability alternatives; 0..20",
+                       (unsigned long long)r->id, r->logprobs);
     if (r->max_tokens < 1)
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for %d tokens; at least 1",
                        (unsigned long long)r->id, r->max_tokens);
@@ -237,6 +240,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         s->n_running++;
         if (q->r.on_admit) q->r.on_admit(q->r.user, q->r.id);
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
+        GT_TRY(gt_coord_set_extras(s->c, slot, &q->r.pen, q->r.logprobs));
         GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &q->cached));
         q->prefilled = q->cached;
         n += add_chunk(s, q, n, s->budget - n);
@@ -252,8 +256,13 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         if (!q) continue; /* cancelled by an earlier callback of this step */
         int32_t tok;
         GT_TRY(gt_coord_next_token(s->c, q->slot, &tok));
+        gt_token_info info, *ip = NULL;
+        if (q->r.logprobs > 0) {
+            GT_TRY(gt_coord_next_logprobs(s->c, q->slot, &info.logprob, &info.top, &info.n_top));
+            ip = &info;
+        }
         q->n_gen++;
-        bool stop = q->r.on_token && q->r.on_token(q->r.user, q->r.id, tok);
+        bool stop = q->r.on_token && q->r.on_token(q->r.user, q->r.id, tok, ip);
         if (stop) finish(s, q, GT_FINISH_STOP);
         else if (q->n_gen >= q->r.max_tokens) finish(s, q, GT_FINISH_LENGTH);
         else {

@@ -44,15 +44,25 @@ typedef struct gt_sched_usage {
     int completion_tokens; /* tokens generated */
 } gt_sched_usage;
 
+/* A generated token's log-probability and its best alternatives (when the
+ * request asked for logprobs). */
+typedef struct gt_token_info {
+    float logprob;
+    const gt_cand *top; /* borrowed [n_top]: id and log-probability (logit field) */
+    int n_top;
+} gt_token_info;
+
 typedef struct gt_sched_req {
     uint64_t id;            /* the caller's, unique among live requests */
     const int32_t *prompt;  /* [n_prompt], copied */
     int n_prompt;
     gt_sampler_config samp;
     int max_tokens;         /* >= 1 */
-    /* Called with each generated token, in order; returns true to stop
-     * after it. */
-    bool (*on_token)(void *user, uint64_t id, int32_t token);
+    gt_penalty_config pen;  /* zeroed: none */
+    int logprobs;           /* alternatives per token, 0..20 (0: none) */
+    /* Called with each generated token, in order (info NULL without
+     * logprobs); returns true to stop after it. */
+    bool (*on_token)(void *user, uint64_t id, int32_t token, const gt_token_info *info);
     /* Called when the request gets a sequence slot (leaves the queue); may be NULL. */
     void (*on_admit)(void *user, uint64_t id);
     /* Called once when the request leaves. */

@@ -26,6 +26,9 @@ typedef struct srv_req {
     char *text;
     size_t len, cap;
     int32_t *toks;        /* [max_tokens] generated */
+    uint32_t n_lp;        /* alternatives per token (0: no logprobs) */
+    gt_rpc_token_logprobs *lps; /* [max_tokens] with n_lp */
+    gt_rpc_logprob *tops; /* [max_tokens, n_lp] */
     uint32_t n_toks, max_toks, n_prompt;
     uint64_t t_submit, t_admit, t_first, t_last;
     int32_t last;
@@ -107,6 +110,8 @@ static void req_free(gt_server *s, srv_req *r) {
     gt_detok_stream_free(r->detok);
     free(r->text);
     free(r->toks);
+    free(r->lps);
+    free(r->tops);
     free(r);
 }
 
@@ -116,9 +121,10 @@ static srv_req *req_by_id(gt_server *s, uint64_t id) {
     return NULL;
 }
 
-static void stream_piece(gt_server *s, srv_req *r, const char *p, size_t n, int32_t tok) {
+static void stream_piece(gt_server *s, srv_req *r, const char *p, size_t n, int32_t tok,
+                         const gt_rpc_token_logprobs *lp) {
     if (!r->stream || !r->sc) return;
-    gt_rpc_token_event e = {r->msgid, p, n, tok, NULL};
+    gt_rpc_token_event e = {r->msgid, p, n, tok, lp};
     if (gt_rpc_encode_token(&s->out, &e) == GT_OK) send_buf(s, r->sc);
 }
 
@@ -130,7 +136,7 @@ static void on_admit(void *user, uint64_t id) {
     histo_add(&s->h_queue, (double)(r->t_admit - r->t_submit) * 1e-6);
 }
 
-static bool on_token(void *user, uint64_t id, int32_t tok) {
+static bool on_token(void *user, uint64_t id, int32_t tok, const gt_token_info *info) {
     gt_server *s = user;
     srv_req *r = req_by_id(s, id);
     if (!r) return true;
@@ -142,7 +148,17 @@ static bool on_token(void *user, uint64_t id, int32_t tok) {
         histo_add(&s->h_itl, (double)(now - r->t_last) * 1e-6);
     }
     r->t_last = now;
-    if (r->n_toks < r->max_toks) r->toks[r->n_toks++] = tok;
+    const gt_rpc_token_logprobs *lp = NULL;
+    if (r->n_toks < r->max_toks) {
+        if (info && r->n_lp) {
+            gt_rpc_logprob *top = r->tops + (size_t)r->n_toks * r->n_lp;
+            uint32_t nt = (uint32_t)info->n_top < r->n_lp ? (uint32_t)info->n_top : r->n_lp;
+            for (uint32_t i = 0; i < nt; i++) top[i] = (gt_rpc_logprob){info->top[i].id, info->top[i].logit};
+            r->lps[r->n_toks] = (gt_rpc_token_logprobs){tok, info->logprob, top, nt};
+            lp = &r->lps[r->n_toks];
+        }
+        r->toks[r->n_toks++] = tok;
+    }
     r->last = tok;
     s->n_generated++;
     if (gt_tokenizer_is_eog(s->tok, tok)) return true; /* the end of the turn is not text */
@@ -150,7 +166,7 @@ static bool on_token(void *user, uint64_t id, int32_t tok) {
     bool stopped = false;
     if (gt_detok_stream_push(r->detok, tok, &piece, &stopped) != GT_OK) return true;
     text_append(r, piece.ptr, piece.len);
-    if (piece.len) stream_piece(s, r, piece.ptr, piece.len, tok);
+    if (piece.len || lp) stream_piece(s, r, piece.ptr ? piece.ptr : "", piece.len, tok, lp);
     r->stop_string = stopped;
     return stopped;
 }
@@ -162,7 +178,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
     gt_str rest = {0};
     if (!r->stop_string && gt_detok_stream_finish(r->detok, &rest) == GT_OK && rest.len) {
         text_append(r, rest.ptr, rest.len);
-        stream_piece(s, r, rest.ptr, rest.len, r->last);
+        stream_piece(s, r, rest.ptr, rest.len, r->last, NULL);
     }
     static const gt_rpc_finish map[] = {GT_RPC_FINISH_STOP, GT_RPC_FINISH_STOP, GT_RPC_FINISH_LENGTH,
                                         GT_RPC_FINISH_CANCELLED, GT_RPC_FINISH_SHUTDOWN};
@@ -181,6 +197,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .prompt_tokens = r->n_prompt,
             .completion_tokens = (uint32_t)u->completion_tokens,
             .cached_tokens = (uint32_t)u->cached_tokens,
+            .logprobs = r->n_lp ? r->lps : NULL,
             .queue_ms = r->t_admit ? (double)(r->t_admit - r->t_submit) * 1e-6 : 0.0,
             .ttft_ms = r->t_first ? (double)(r->t_first - r->t_submit) * 1e-6 : 0.0,
             .total_ms = (double)(now - r->t_submit) * 1e-6,
@@ -226,13 +243,6 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
         send_error(s, sc, msgid, GT_RPC_DRAINING);
         return;
     }
-    if (g->repetition_penalty != 1.0f || g->presence_penalty != 0.0f || g->frequency_penalty != 0.0f ||
-        g->logprobs) {
-        gt_fail(GT_ERR_UNSUPPORTED, "repetition, presence and frequency penalties and logprobs are not "
-                "applied by this server yet; leave them at their defaults");
-        send_error(s, sc, msgid, GT_RPC_INVALID_PARAM);
-        return;
-    }
     int32_t *ids = NULL;
     size_t n = 0;
     gt_rpc_code code;
@@ -243,8 +253,17 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
     srv_req *r = NULL;
     if (st == GT_OK) {
         r = calloc(1, sizeof *r);
-        if (r) r->toks = malloc((size_t)(g->max_tokens ? g->max_tokens : 1) * sizeof *r->toks);
-        if (!r || !r->toks) st = gt_fail(GT_ERR_NOMEM, "cannot hold a request of %u tokens", g->max_tokens);
+        size_t nt = g->max_tokens ? g->max_tokens : 1;
+        if (r) {
+            r->toks = malloc(nt * sizeof *r->toks);
+            r->n_lp = g->logprobs;
+            if (r->n_lp) {
+                r->lps = malloc(nt * sizeof *r->lps);
+                r->tops = malloc(nt * r->n_lp * sizeof *r->tops);
+            }
+        }
+        if (!r || !r->toks || (r->n_lp && (!r->lps || !r->tops)))
+            st = gt_fail(GT_ERR_NOMEM, "cannot hold a request of %u tokens", g->max_tokens);
     }
     if (st == GT_OK) {
         gt_detok_stream_opts o = GT_DETOK_STREAM_OPTS_INIT;
@@ -269,7 +288,9 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
         r->n_prompt = (uint32_t)n;
         r->t_submit = gt_now_ns();
         gt_sched_req q = {.id = r->id, .prompt = ids, .n_prompt = (int)n, .samp = g->sampling,
-                          .max_tokens = (int)g->max_tokens, .on_token = on_token, .on_admit = on_admit,
+                          .max_tokens = (int)g->max_tokens,
+                          .pen = {g->repetition_penalty, g->presence_penalty, g->frequency_penalty},
+                          .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
                           .on_done = on_done, .user = s};
         st = gt_sched_submit(s->sched, &q);
         code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
@@ -279,6 +300,8 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
         if (r) {
             gt_detok_stream_free(r->detok);
             free(r->toks);
+            free(r->lps);
+            free(r->tops);
             free(r);
         }
         if (st == GT_ERR_NOMEM) code = GT_RPC_INTERNAL;

@@ -22,7 +22,8 @@ enum { V = 300, N_REQ = 8, MAX_GEN = 8 };
 static int32_t g_toks[N_REQ][MAX_GEN];
 static int g_n[N_REQ], g_cached[N_REQ], g_done[N_REQ];
 
-static bool on_token(void *user, uint64_t id, int32_t tok) {
+static bool on_token(void *user, uint64_t id, int32_t tok, const gt_token_info *info) {
+    (void)info;
     (void)user;
     if (g_n[id] < MAX_GEN) g_toks[id][g_n[id]] = tok;
     g_n[id]++;

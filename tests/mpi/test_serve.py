@@ -179,8 +179,24 @@ def main():
         check(r[2] and r[2]["code"] == "unknown_method", f"unknown method: {r[2]}")
         r = bad.call(31, "generate", {"prompt": "x", "max_tokens": 100000})
         check(r[2] and r[2]["code"] == "too_long" and "context of 512" in r[2]["message"], f"too long: {r[2]}")
-        r = bad.call(32, "generate", {"prompt": "x", "repetition_penalty": 1.3})
-        check(r[2] and r[2]["code"] == "invalid_param", f"unsupported parameter: {r[2]}")
+        r = bad.call(32, "generate", {"prompt": "x", "temperature": -1})
+        check(r[2] and r[2]["code"] == "invalid_param", f"bad sampling value: {r[2]}")
+        # Log-probabilities: the chosen (greedy) token is the best alternative.
+        r = c.call(33, "generate", {"prompt": PROMPTS[0], "max_tokens": 4, "logprobs": 3})
+        lps = r[3].get("logprobs") if r and r[2] is None else None
+        ok = lps is not None and len(lps) == len(r[3]["tokens"]) and r[3]["tokens"] == solo[0]["tokens"][:4]
+        for t, e in zip(r[3]["tokens"] if ok else [], lps or []):
+            top = e["top"]
+            ok = ok and e["token"] == t and len(top) == 3 and top[0][0] == t and e["logprob"] <= 0 \
+                and abs(top[0][1] - e["logprob"]) < 1e-6 and top[0][1] >= top[1][1] >= top[2][1]
+        check(ok, f"logprobs: {lps and lps[0]}")
+        # Penalties: accepted and deterministic.
+        pen = {"prompt": "Count: 1, 2, 3,", "max_tokens": 12, "repetition_penalty": 1.5,
+               "frequency_penalty": 0.5, "presence_penalty": 0.5}
+        r1, r2 = c.call(34, "generate", pen), c.call(35, "generate", pen)
+        plain = c.call(36, "generate", {"prompt": "Count: 1, 2, 3,", "max_tokens": 12})
+        check(r1[2] is None and r1[3]["tokens"] == r2[3]["tokens"] and r1[3]["tokens"] != plain[3]["tokens"],
+              f"penalties: {r1[3]['text'] if r1[2] is None else r1[2]!r} vs none {plain[3]['text']!r}")
         junk = socket.create_connection(("127.0.0.1", srv.port))
         junk.sendall(b"\xc1\xc1\xc1")
         check(junk.recv(100) == b"", "undecodable bytes: connection closed")

@@ -72,7 +72,8 @@ typedef struct result {
 
 static result g_res[N_REQ + 4];
 
-static bool on_token(void *user, uint64_t id, int32_t tok) {
+static bool on_token(void *user, uint64_t id, int32_t tok, const gt_token_info *info) {
+    (void)info;
     (void)user;
     result *r = &g_res[id];
     assert_true(r->n < MAX_GEN);
