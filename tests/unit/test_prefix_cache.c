@@ -26,19 +26,8 @@
 enum { V = 300, BS = 4, CTX = 32, SEQS = 3 };
 
 static gt_engine *open_engine_host(uint64_t host_bytes) {
-    const char *path = gt_test_tmp_path(0, "prefix_llama.gguf");
-    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
-    c.arch = "llama";
-    c.n_layer = 2;
-    c.n_embd = 64;
-    c.n_head = 4;
-    c.n_head_kv = 2;
-    c.n_ff = 96;
-    c.n_vocab = V;
-    c.n_ctx = 64;
-    c.type = GT_F32;
-    c.seed = 5;
-    if (gt_synth_write(&c, path) != GT_OK) fail_msg("synth: %s", gt_last_error());
+    gt_synth_config c = gt_test_tiny_model("llama", GT_F32, V, 5);
+    const char *path = gt_test_synth(&c, 0, "prefix_llama.gguf");
     gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
     ec.model_path = path;
     ec.isa = "ref";

@@ -31,19 +31,8 @@
 enum { V = 300, N_REQ = 7, MAX_GEN = 12 };
 
 static const char *model(void) {
-    const char *path = gt_test_tmp_path(0, "sched_llama.gguf");
-    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
-    c.arch = "llama";
-    c.n_layer = 2;
-    c.n_embd = 64;
-    c.n_head = 4;
-    c.n_head_kv = 2;
-    c.n_ff = 96;
-    c.n_vocab = V;
-    c.n_ctx = 128;
-    c.type = GT_F32;
-    c.seed = 9;
-    if (gt_synth_write(&c, path) != GT_OK) fail_msg("synth: %s", gt_last_error());
+    gt_synth_config c = gt_test_tiny_model("llama", GT_F32, V, 9);
+    const char *path = gt_test_synth(&c, 0, "sched_llama.gguf");
     return path;
 }
 

@@ -1,6 +1,8 @@
 /* Shared test helpers; see test_util.h. */
 #include "util/test_util.h"
 
+#include <string.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,4 +77,34 @@ int gt_test_allclose(const char *label, const float *got, const float *want, siz
             label, w, n, (double)got[w], (double)want[w], fabs((double)got[w] - (double)want[w]),
             atol, rtol);
     return 0;
+}
+
+gt_synth_config gt_test_tiny_model(const char *arch, gt_dtype type, uint32_t n_vocab, uint64_t seed) {
+    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
+    c.arch = arch;
+    c.n_layer = 2;
+    c.n_embd = 64;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.n_ff = 96;
+    c.n_vocab = n_vocab;
+    c.n_ctx = 128;
+    c.type = type;
+    c.seed = seed;
+    if (strstr(arch, "moe")) {
+        c.n_expert = 4;
+        c.n_expert_used = 2;
+        c.n_ff_exp = 32;
+        c.n_ff_shexp = 48;
+    }
+    return c;
+}
+
+const char *gt_test_synth(const gt_synth_config *c, int slot, const char *name) {
+    const char *path = gt_test_tmp_path(slot, name);
+    if (gt_synth_write(c, path) != GT_OK) {
+        fprintf(stderr, "synth %s: %s\n", name, gt_last_error());
+        abort();
+    }
+    return path;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/synth.h"
+
 /* xorshift64*: deterministic across platforms. */
 typedef struct gt_test_rng {
     uint64_t s;
@@ -24,6 +26,13 @@ const char *gt_test_source_dir(void);
 /* A path under the per-build temporary folder; static buffer, one at a time
  * per slot (0..3). */
 const char *gt_test_tmp_path(int slot, const char *name);
+
+/* The small model the engine-level tests share: 2 layers, 64 wide, 4 heads
+ * over 2 kv heads, MLP 96, context 128 (MoE archs: 4 experts of 32, 2 used,
+ * a shared expert of 48). Adjust fields before writing. */
+gt_synth_config gt_test_tiny_model(const char *arch, gt_dtype type, uint32_t n_vocab, uint64_t seed);
+/* Writes c to gt_test_tmp_path(slot, name); fails the test on error. */
+const char *gt_test_synth(const gt_synth_config *c, int slot, const char *name);
 
 /* Largest |a - b| / (atol + rtol * |b|); index of the worst in *worst. */
 double gt_test_max_rel_err(const float *a, const float *b, size_t n, double atol, double rtol,
