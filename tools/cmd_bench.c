@@ -254,6 +254,7 @@ done:
 }
 
 int gt_cmd_bench(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) return gt_cmd_bench_serve(argc - 1, argv + 1);
     bench_opts o = {.job = GT_RANK_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
                     .rounds = 3, .bw_mib = 1024, .seed = 42};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);

@@ -13,5 +13,6 @@ int gt_cmd_plan(int argc, char **argv);
 int gt_cmd_serve(int argc, char **argv);
 int gt_cmd_generate(int argc, char **argv);
 int gt_cmd_chat(int argc, char **argv);
+int gt_cmd_bench_serve(int argc, char **argv);
 
 #endif
