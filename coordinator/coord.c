@@ -352,6 +352,13 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
     return run_step(c, n, NULL);
 }
 
+gt_status gt_coord_flush(gt_coord *c, bool *sent) {
+    *sent = false;
+    if (!c->leads || (c->n_free == 0 && c->n_attach == 0)) return GT_OK;
+    *sent = true;
+    return run_step(c, 0, NULL);
+}
+
 gt_status gt_coord_decode(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks) {
     if (n < 1 || n > c->max_batch || n > c->max_rows)
         return gt_fail(GT_ERR_INVALID_ARG, "a decode step of %d sequences is outside 1..%d", n,

@@ -88,6 +88,9 @@ gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int 
 /* Drops seq's KV cache on every rank (sent with the next step); its full
  * blocks stay cached for later prefixes. */
 gt_status gt_coord_free_seq(gt_coord *c, int seq);
+/* Sends the pending frees and attaches in a step of no tokens, so that an
+ * idle job holds no stale KV blocks; *sent says whether a step went. */
+gt_status gt_coord_flush(gt_coord *c, bool *sent);
 /* Counters: zeroed on every rank at the next step; tracing from the next
  * step on. */
 void gt_coord_reset_stats(gt_coord *c);

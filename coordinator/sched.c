@@ -246,7 +246,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         n += add_chunk(s, q, n, s->budget - n);
     }
     *did_work = n > 0;
-    if (!n) return GT_OK;
+    if (!n) return gt_coord_flush(s->c, did_work); /* release the finished requests' blocks */
     int n_wanted = 0;
     for (int i = 0; i < n; i++)
         if (s->want[i]) s->wanted[n_wanted++] = s->seqs[i];

@@ -375,6 +375,8 @@ static void handle_model_info(gt_server *s, srv_conn *sc, uint32_t msgid) {
 }
 
 static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
+    /* Rank 0's KV cache: every rank's holds the same blocks. */
+    gt_engine_kv_stats kv = gt_engine_kv(gt_rank_engine(gt_coord_rank(s->c)));
     gt_rpc_counter c[] = {
         {"requests", s->n_requests},
         {"finished_stop", s->n_finished[GT_RPC_FINISH_STOP]},
@@ -386,6 +388,11 @@ static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
         {"generated_tokens", s->n_generated},
         {"cached_tokens", s->n_cached},
         {"running", (uint64_t)gt_sched_n_running(s->sched)},
+        {"kv_free_blocks", (uint64_t)kv.free_blocks},
+        {"kv_cached_blocks", (uint64_t)kv.cached_blocks},
+        {"kv_host_blocks", (uint64_t)kv.host_blocks},
+        {"kv_to_host_bytes", kv.to_host_bytes},
+        {"kv_from_host_bytes", kv.from_host_bytes},
         {"waiting", (uint64_t)gt_sched_n_waiting(s->sched)},
     };
     const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
@@ -550,13 +557,13 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         uv_signal_start(&s->sig_int, on_signal, SIGINT);
         if (cfg->on_ready) cfg->on_ready(cfg->user, gt_net_port(s->net));
     }
+    bool worked = false;
     while (st == GT_OK) {
-        bool busy = gt_sched_n_running(s->sched) + gt_sched_n_waiting(s->sched) > 0;
+        /* Block for the network only when the last step did nothing: a step
+         * that finished requests is followed by one that frees their KV. */
+        bool busy = worked || gt_sched_n_running(s->sched) + gt_sched_n_waiting(s->sched) > 0;
         uv_run(&s->loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
-        if (busy) {
-            bool work = false;
-            st = gt_sched_step(s->sched, &work);
-        }
+        st = gt_sched_step(s->sched, &worked);
         if (s->draining && (s->n_reqs == 0 || gt_now_ns() > s->drain_deadline_ns)) break;
     }
     /* Whatever is left is answered as shut down, then everything closes. */
