@@ -313,6 +313,31 @@ def main():
     finally:
         rc = srv.stop()
     check(rc == 0, f"pp 2: SIGTERM ends every rank with 0 (exit {rc})")
+
+    # A rank that dies: the waiting client's connection ends and the job
+    # exits non-zero within seconds; nothing hangs.
+    srv = Server(model, ranks=2)
+    c = Client(srv.port)
+    c.send(1, "generate", {"prompt": "Count: 1, 2, 3,", "max_tokens": 400, "stream": True})
+    c.u.feed(c.s.recv(65536))
+    others = [int(p) for p in subprocess.run(["pgrep", "-f", "gantry serve"], capture_output=True,
+                                             text=True).stdout.split() if int(p) != srv.pid]
+    follower = [p for p in others if p != srv.p.pid]
+    t0 = time.time()
+    for p in follower:
+        os.kill(p, signal.SIGKILL)
+    try:
+        r = c.read(1)
+    except (ConnectionResetError, socket.timeout):
+        r = None
+    try:
+        rc = srv.p.wait(30)
+    except subprocess.TimeoutExpired:
+        srv.p.kill()
+        rc = None
+    secs = time.time() - t0
+    check(bool(follower) and r is None and rc not in (0, None) and secs < 20,
+          f"killed rank: the client's connection ended, the job exited {rc} in {secs:.1f} s")
     print(f"{len(failures)} failed" if failures else "all serve checks passed")
     return 1 if failures else 0
 
