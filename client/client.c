@@ -305,3 +305,32 @@ void gt_client_result_free(gt_client_result *r) {
     free(r->text);
     memset(r, 0, sizeof *r);
 }
+
+uint32_t gt_client_last_msgid(const gt_client *c) { return c->msgid; }
+
+static int take_cancel(gt_client *c, const msgpack_object *r, void *ctx) {
+    (void)c;
+    const msgpack_object *f = get(r, "cancelled");
+    *(bool *)ctx = f && f->type == MSGPACK_OBJECT_BOOLEAN && f->via.boolean;
+    return 0;
+}
+
+int gt_client_cancel(gt_client *c, uint32_t msgid, bool *found) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t id = ++c->msgid;
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_uint32(&pk, id);
+    pack_str(&pk, "cancel");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    pack_str(&pk, "id");
+    msgpack_pack_uint32(&pk, msgid);
+    int rc = send_all(c, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    *found = false;
+    return rc ? rc : wait_for(c, id, NULL, NULL, take_cancel, found);
+}

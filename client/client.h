@@ -53,4 +53,11 @@ int gt_client_generate(gt_client *c, const gt_client_params *p, gt_client_token_
                        gt_client_result *out);
 void gt_client_result_free(gt_client_result *r);
 
+/* The msgid of the last request this client sent: what another connection
+ * passes to gt_client_cancel. */
+uint32_t gt_client_last_msgid(const gt_client *c);
+/* Cancels the request with that msgid (from any connection); *found says
+ * whether it was still running. */
+int gt_client_cancel(gt_client *c, uint32_t msgid, bool *found);
+
 #endif

@@ -14,6 +14,7 @@
 typedef struct gen_opts {
     const char *host, *unix_path, *auth, *prompt, *system;
     int port;
+    int cancel_after; /* pieces before cancelling from a second connection (0: never) */
     bool chat, quiet;
     gt_client_params p;
 } gen_opts;
@@ -40,6 +41,8 @@ static const gt_flag k_gen_flags[] = {
     {"-p", "--prompt", GT_FLAG_STR, O(prompt), .metavar = "TEXT", .help = "the prompt",
      .required = "give the prompt with -p TEXT"},
     {NULL, "--chat", GT_FLAG_BOOL, O(chat), .help = "send the prompt as a user turn (the model's chat template)"},
+    {NULL, "--cancel-after", GT_FLAG_INT, O(cancel_after), .lo = 1, .hi = 1 << 24, .metavar = "N",
+     .help = "cancel the request from a second connection after N pieces (a check of cancel)"},
     GT_CLIENT_FLAGS,
 };
 static const gt_flag k_chat_flags[] = {GT_CLIENT_FLAGS};
@@ -58,10 +61,24 @@ static const gt_flag_spec k_chat_spec = {
     .n_flags = GT_FLAGS_COUNT(k_chat_flags),
 };
 
+typedef struct piece_ctx {
+    const gen_opts *o;
+    gt_client *c;
+    int pieces;
+} piece_ctx;
+
+static gt_client *open_client(const char *verb, const gen_opts *o);
+
 static void print_piece(void *user, const char *text, size_t len) {
-    (void)user;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
+    piece_ctx *pc = user;
+    if (!pc || !pc->o->cancel_after || ++pc->pieces != pc->o->cancel_after) return;
+    gt_client *other = open_client("generate", pc->o);
+    bool found = false;
+    if (other && gt_client_cancel(other, gt_client_last_msgid(pc->c), &found) != 0)
+        fprintf(stderr, "gantry generate: cancel: %s\n", gt_client_error(other));
+    gt_client_close(other);
 }
 
 static gt_client *open_client(const char *verb, const gen_opts *o) {
@@ -105,7 +122,8 @@ int gt_cmd_generate(int argc, char **argv) {
         o.p.prompt = o.prompt;
     }
     gt_client_result r;
-    rc = gt_client_generate(c, &o.p, print_piece, NULL, &r);
+    piece_ctx pc = {&o, c, 0};
+    rc = gt_client_generate(c, &o.p, print_piece, &pc, &r);
     if (rc == 0) {
         printf("\n");
         report(&o, &r);

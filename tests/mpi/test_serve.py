@@ -168,6 +168,10 @@ def main():
         cached = [int(x) for x in re.findall(r"\((\d+) cached\)", g.stderr)]
         check(g.returncode == 0 and len(cached) == 2 and cached[0] == 0 and cached[1] > 0,
               f"gantry chat: two turns, the second on the first's cached prefix: {g.stderr.strip()!r}")
+        g = subprocess.run([GANTRY, "generate", "--port", str(srv.port), "-p", "Count: 1, 2, 3,", "-n", "200",
+                            "--cancel-after", "2"], capture_output=True, text=True, timeout=120)
+        check(g.returncode == 0 and "finish: cancelled" in g.stderr,
+              f"the C client cancels from a second connection: {g.stderr.strip()!r}")
         # Prefix cache: the same long system prefix twice.
         c = Client(srv.port)
         sysmsg = "You are a helpful assistant who answers in one short sentence. " * 3
