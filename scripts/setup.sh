@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config git python3 python3-numpy python3-pip
           openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev
-          python3-msgpack)
+          python3-msgpack procps)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
