@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/timer.h"
+#include "coordinator/text.h"
 #include "model/chat.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -542,7 +543,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     gt_rpc_buf_init(&s->out);
     gt_status st = gt_tokenizer_load(gt_rank_gguf(rk), &s->tok);
     if (st == GT_OK) {
-        s->have_tmpl = gt_chat_template_from_gguf(gt_rank_gguf(rk), &s->tmpl) == GT_OK;
+        s->have_tmpl = gt_text_model_template(gt_rank_gguf(rk), &s->tmpl) == GT_OK;
         gt_clear_error();
         st = gt_sched_create(c, &cfg->sched, &s->sched);
     }

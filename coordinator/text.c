@@ -44,26 +44,27 @@ void gt_text_close(gt_text *t) {
     free(t);
 }
 
+gt_status gt_text_model_template(const gt_gguf *g, gt_chat_template *out) {
+    gt_status st = gt_chat_template_from_gguf(g, out);
+    /* Some conversions drop the template; the architecture still tells
+     * the family's turn format. */
+    gt_str arch = {0};
+    if (st == GT_ERR_NOT_FOUND && gt_gguf_get_str(g, "general.architecture", &arch) == GT_OK &&
+        arch.len >= 5 && memcmp(arch.ptr, "gemma", 5) == 0) {
+        GT_LOG_INFO(GT_SUB_TOK, "no chat template in the model; using the gemma turn format");
+        gt_chat_template_init(out, GT_CHAT_GEMMA);
+        return GT_OK;
+    }
+    return st;
+}
+
 /* Formats one user turn (after an optional system turn) with the chat
  * template and restarts the output stream with the format's stop strings. */
 static gt_status chat_wrap(gt_text *t, const gt_gguf *g, const gt_text_prompt_opts *o,
                            const char *user, char **out, size_t *len) {
     gt_chat_template tmpl;
-    if (o->chat_format) {
-        GT_TRY(gt_chat_template_by_name(o->chat_format, &tmpl));
-    } else {
-        gt_status st = gt_chat_template_from_gguf(g, &tmpl);
-        /* Some conversions drop the template; the architecture still tells
-         * the family's turn format. */
-        gt_str arch = {0};
-        if (st == GT_ERR_NOT_FOUND && gt_gguf_get_str(g, "general.architecture", &arch) == GT_OK &&
-            arch.len >= 5 && memcmp(arch.ptr, "gemma", 5) == 0) {
-            GT_LOG_INFO(GT_SUB_TOK, "no chat template in the model; using the gemma turn format");
-            gt_chat_template_init(&tmpl, GT_CHAT_GEMMA);
-        } else if (st != GT_OK) {
-            return st;
-        }
-    }
+    if (o->chat_format) GT_TRY(gt_chat_template_by_name(o->chat_format, &tmpl));
+    else GT_TRY(gt_text_model_template(g, &tmpl));
     gt_chat_msg msgs[2];
     size_t n = 0;
     if (o->system) msgs[n++] = (gt_chat_msg){"system", o->system};
