@@ -48,6 +48,7 @@ struct gt_coord {
     int32_t *attach_seq, *attach_len; /* [max_seqs] cached prefixes to attach with the next step */
     int32_t *attach_tok;      /* [max_attach_tokens] */
     int n_attach, n_attach_tok, max_attach_tok;
+    int attach_spare;         /* free pool blocks not yet promised to this step's attaches (-1: not counted) */
     float *row_tmp;           /* [n_vocab] a row with penalties applied */
     gt_cand *lp_scratch;      /* [2 * n_vocab] for the log-probabilities' top tokens */
 };
@@ -86,6 +87,7 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->want = malloc(B);
     c->want_in = malloc(B);
     c->max_attach_tok = lim.max_attach_tokens;
+    c->attach_spare = -1;
     c->row_tmp = malloc((size_t)c->n_vocab * sizeof *c->row_tmp);
     c->lp_scratch = malloc(2 * (size_t)c->n_vocab * sizeof *c->lp_scratch);
     c->attach_seq = malloc(S * sizeof *c->attach_seq);
@@ -125,6 +127,7 @@ void gt_coord_destroy(gt_coord *c) {
 bool gt_coord_leads(const gt_coord *c) { return c->leads; }
 gt_rank *gt_coord_rank(gt_coord *c) { return c->r; }
 bool gt_coord_failed(const gt_coord *c) { return c->failed; }
+bool gt_coord_kv_full(const gt_coord *c) { return gt_engine_kv_full(gt_rank_engine(c->r)); }
 uint32_t gt_coord_n_ctx(const gt_coord *c) { return c->n_ctx; }
 
 gt_status gt_coord_follow(gt_coord *c) {
@@ -185,8 +188,12 @@ gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int 
                        "empty sequence", seq, c->seqs[seq].len);
     for (int i = 0; i < c->n_attach; i++)
         if (c->attach_seq[i] == seq) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d is attached twice", seq);
-    /* Rank 0's cache is every rank's: they all executed the same steps. */
-    int hit = (int)gt_engine_prefix_cached(gt_rank_engine(c->r), toks, n);
+    /* Rank 0's cache is every rank's: they all executed the same steps.
+     * Blocks coming back from the host tier may only take free blocks, so
+     * that no attach of this step evicts another's. */
+    gt_engine *e = gt_rank_engine(c->r);
+    if (c->attach_spare < 0) c->attach_spare = gt_engine_kv(e).free_blocks;
+    int hit = (int)gt_engine_prefix_fit(e, toks, n, &c->attach_spare);
     if (hit == 0 || c->n_attach_tok + hit > c->max_attach_tok) return GT_OK;
     c->attach_seq[c->n_attach] = seq;
     c->attach_len[c->n_attach++] = hit;
@@ -248,6 +255,15 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
                  .attach_seq = c->attach_seq, .attach_len = c->attach_len, .attach_tokens = c->attach_tok};
     gt_step_result res;
     gt_status st = gt_rank_lead(c->r, &s, &res);
+    if (st != GT_OK && gt_engine_kv_full(gt_rank_engine(c->r))) {
+        /* Every rank refused the batch for lack of KV blocks before any
+         * compute, after its frees and attaches: those are done. */
+        c->pending_flags = 0;
+        c->n_free = 0;
+        c->n_attach = c->n_attach_tok = 0;
+        c->attach_spare = -1;
+        return st;
+    }
     if (st != GT_OK) {
         c->failed = true;
         return st;
@@ -255,6 +271,7 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     c->pending_flags = 0;
     c->n_free = 0;
     c->n_attach = c->n_attach_tok = 0;
+    c->attach_spare = -1;
     int row = 0;
     for (int i = 0; i < n; i++) {
         seq_state *q = &c->seqs[c->seq[i]];

@@ -42,6 +42,10 @@ gt_rank *gt_coord_rank(gt_coord *c);
  * end with gt_coord_abort rather than a STOP. */
 bool gt_coord_failed(const gt_coord *c);
 uint32_t gt_coord_n_ctx(const gt_coord *c);
+/* True when the last step failed only because the KV pool was full: the
+ * ranks are still in step and the sequences unchanged (gt_coord_step then
+ * returns GT_ERR_RANGE; free a sequence and try again). */
+bool gt_coord_kv_full(const gt_coord *c);
 
 /* ---- rank 0 only ---- */
 

@@ -20,6 +20,10 @@ typedef struct req {
     int slot;          /* the coordinator's sequence; -1 while waiting */
     int prefilled;     /* prompt tokens evaluated (or taken from the prefix cache) */
     int cached;        /* of which from the prefix cache */
+    int n_orig;        /* the prompt as submitted (a preempted request's grows by its tokens) */
+    int32_t *gen;      /* [max_tokens] generated so far */
+    uint64_t admitted; /* admission order: the youngest is preempted first */
+    int chunk_from;    /* prefilled before this step's chunk (to undo a refused step) */
     int n_gen;
     bool decoding;     /* the prompt is in; `last` is the next input */
     int32_t last;
@@ -37,6 +41,8 @@ struct gt_sched {
     int32_t *seqs, *toks; /* [budget] one step */
     int8_t *want;
     int *wanted;       /* [max_seqs] slots whose requests draw a token this step */
+    int block_size, pool_blocks;
+    uint64_t n_admitted, n_preempted;
 };
 
 const char *gt_finish_name(gt_finish f) {
@@ -64,6 +70,9 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
     s->n_ctx = gt_coord_n_ctx(c);
     s->max_seqs = lim.max_seqs;
     s->max_cand = lim.max_cand;
+    gt_engine_kv_stats kv = gt_engine_kv(gt_rank_engine(gt_coord_rank(c)));
+    s->block_size = kv.block_size;
+    s->pool_blocks = kv.total_blocks;
     s->budget = cfg->max_batch_tokens > 0 && cfg->max_batch_tokens < lim.max_tokens ? cfg->max_batch_tokens
                                                                                       : lim.max_tokens;
     s->slots = calloc((size_t)s->max_seqs, sizeof *s->slots);
@@ -82,6 +91,7 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
 static void release(req *q) {
     gt_sampler_destroy(q->smp);
     free(q->prompt);
+    free(q->gen);
     free(q);
 }
 
@@ -93,7 +103,7 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
         s->slots[q->slot] = NULL;
         s->n_running--;
     }
-    gt_sched_usage u = {q->r.n_prompt, q->cached, q->n_gen};
+    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen};
     if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, &u);
     release(q);
 }
@@ -117,6 +127,7 @@ void gt_sched_destroy(gt_sched *s) {
 
 int gt_sched_n_waiting(const gt_sched *s) { return s->n_waiting; }
 int gt_sched_n_running(const gt_sched *s) { return s->n_running; }
+uint64_t gt_sched_n_preempted(const gt_sched *s) { return s->n_preempted; }
 
 static req *find(gt_sched *s, uint64_t id, req ***link) {
     for (int i = 0; i < s->max_seqs; i++)
@@ -152,14 +163,20 @@ gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
         if (r->prompt[i] < 0 || r->prompt[i] >= s->n_vocab)
             return gt_fail(GT_ERR_INVALID_ARG, "prompt token %d (id %d) is outside the vocabulary of %d", i,
                            r->prompt[i], s->n_vocab);
+    int need = (r->n_prompt + r->max_tokens + s->block_size - 1) / s->block_size;
+    if (need > s->pool_blocks)
+        return gt_fail(GT_ERR_RANGE, "a prompt of %d tokens plus max_tokens %d needs %d KV blocks; the pool "
+                       "holds %d", r->n_prompt, r->max_tokens, need, s->pool_blocks);
     if (s->n_waiting >= s->cfg.max_waiting)
         return gt_fail(GT_ERR_RANGE, "the queue is full (%d requests waiting)", s->n_waiting);
     req *q = calloc(1, sizeof *q);
     if (!q) return gt_fail(GT_ERR_NOMEM, "cannot allocate a request");
     q->r = *r;
     q->slot = -1;
-    q->prompt = malloc((size_t)r->n_prompt * sizeof *q->prompt);
-    gt_status st = q->prompt ? gt_sampler_create(&r->samp, s->n_vocab, &q->smp)
+    q->n_orig = r->n_prompt;
+    q->prompt = malloc((size_t)(r->n_prompt + r->max_tokens) * sizeof *q->prompt); /* room to resume */
+    q->gen = malloc((size_t)r->max_tokens * sizeof *q->gen);
+    gt_status st = q->prompt && q->gen ? gt_sampler_create(&r->samp, s->n_vocab, &q->smp)
                              : gt_fail(GT_ERR_NOMEM, "cannot copy a prompt of %d tokens", r->n_prompt);
     if (st == GT_OK) {
         int k = gt_sampler_n_candidates(q->smp);
@@ -198,6 +215,7 @@ gt_status gt_sched_cancel(gt_sched *s, uint64_t id) {
 
 /* Adds up to `room` prompt tokens of q to the step; returns how many. */
 static int add_chunk(gt_sched *s, req *q, int n, int room) {
+    q->chunk_from = q->prefilled;
     int m = q->r.n_prompt - q->prefilled;
     if (m > room) m = room;
     for (int i = 0; i < m; i++) {
@@ -216,8 +234,37 @@ static int free_slot(const gt_sched *s) {
     return -1;
 }
 
-gt_status gt_sched_step(gt_sched *s, bool *did_work) {
+/* Takes the youngest running request off its slot (its blocks go to the
+ * prefix cache, and from there maybe to the host tier) and puts it first in
+ * the queue, its prompt grown by what it generated: resumed, it attaches
+ * what is still cached and recomputes the rest, and goes on drawing with
+ * the same sampler, so its tokens do not change. */
+static void preempt_youngest(gt_sched *s) {
+    req *y = NULL;
+    for (int i = 0; i < s->max_seqs; i++)
+        if (s->slots[i] && (!y || s->slots[i]->admitted > y->admitted)) y = s->slots[i];
+    gt_coord_set_sampler(s->c, y->slot, NULL);
+    gt_coord_free_seq(s->c, y->slot);
+    s->slots[y->slot] = NULL;
+    s->n_running--;
+    memcpy(y->prompt + y->n_orig, y->gen, (size_t)y->n_gen * sizeof *y->prompt);
+    y->r.n_prompt = y->n_orig + y->n_gen;
+    y->slot = -1;
+    y->prefilled = 0;
+    y->decoding = false;
+    y->next = s->wait_head;
+    s->wait_head = y;
+    if (!s->wait_tail) s->wait_tail = y;
+    s->n_waiting++;
+    s->n_preempted++;
+}
+
+/* Fills one step: decode tokens, then prompt chunks, then (when admit)
+ * newly admitted requests. Returns its token count. */
+static gt_status build(gt_sched *s, bool admit, int *n_out) {
     int n = 0;
+    for (int i = 0; i < s->max_seqs; i++)
+        if (s->slots[i]) s->slots[i]->chunk_from = s->slots[i]->prefilled;
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];
         if (!q || !q->decoding) continue;
@@ -230,27 +277,51 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         if (q && !q->decoding) n += add_chunk(s, q, n, s->budget - n);
     }
     int slot;
-    while (s->wait_head && n < s->budget && (slot = free_slot(s)) >= 0) {
+    while (admit && s->wait_head && n < s->budget && (slot = free_slot(s)) >= 0) {
         req *q = s->wait_head;
         s->wait_head = q->next;
         if (!s->wait_head) s->wait_tail = NULL;
         s->n_waiting--;
         q->slot = slot;
+        q->admitted = ++s->n_admitted;
         s->slots[slot] = q;
         s->n_running++;
-        if (q->r.on_admit) q->r.on_admit(q->r.user, q->r.id);
+        if (q->r.on_admit && q->n_gen == 0) q->r.on_admit(q->r.user, q->r.id);
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
         GT_TRY(gt_coord_set_extras(s->c, slot, &q->r.pen, q->r.logprobs));
-        GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &q->cached));
-        q->prefilled = q->cached;
+        int hit = 0;
+        GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &hit));
+        if (q->n_gen == 0) q->cached = hit;
+        q->prefilled = hit;
         n += add_chunk(s, q, n, s->budget - n);
+    }
+    *n_out = n;
+    return GT_OK;
+}
+
+gt_status gt_sched_step(gt_sched *s, bool *did_work) {
+    int n = 0;
+    /* Chunk positions advance as a step is built; a step the pool cannot
+     * hold is rebuilt after a preemption. */
+    bool admit = true;
+    for (;;) {
+        GT_TRY(build(s, admit, &n));
+        if (!n) break;
+        gt_status st = gt_coord_step(s->c, n, s->seqs, s->toks, s->want);
+        if (st == GT_OK) break;
+        if (!gt_coord_kv_full(s->c) || s->n_running < 2) return st;
+        /* Undo this step's chunk progress, make room, try again without
+         * admitting anyone new. */
+        for (int i = 0; i < s->max_seqs; i++)
+            if (s->slots[i] && !s->slots[i]->decoding) s->slots[i]->prefilled = s->slots[i]->chunk_from;
+        preempt_youngest(s);
+        admit = false;
     }
     *did_work = n > 0;
     if (!n) return gt_coord_flush(s->c, did_work); /* release the finished requests' blocks */
     int n_wanted = 0;
     for (int i = 0; i < n; i++)
         if (s->want[i]) s->wanted[n_wanted++] = s->seqs[i];
-    GT_TRY(gt_coord_step(s->c, n, s->seqs, s->toks, s->want));
     for (int i = 0; i < n_wanted; i++) {
         req *q = s->slots[s->wanted[i]];
         if (!q) continue; /* cancelled by an earlier callback of this step */
@@ -261,6 +332,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
             GT_TRY(gt_coord_next_logprobs(s->c, q->slot, &info.logprob, &info.top, &info.n_top));
             ip = &info;
         }
+        if (q->n_gen < q->r.max_tokens) q->gen[q->n_gen] = tok;
         q->n_gen++;
         bool stop = q->r.on_token && q->r.on_token(q->r.user, q->r.id, tok, ip);
         if (stop) finish(s, q, GT_FINISH_STOP);

@@ -90,5 +90,8 @@ gt_status gt_sched_cancel(gt_sched *s, uint64_t id);
 gt_status gt_sched_step(gt_sched *s, bool *did_work);
 int gt_sched_n_waiting(const gt_sched *s);
 int gt_sched_n_running(const gt_sched *s);
+/* Requests taken off their slot because the KV pool was full (each resumed
+ * later on what the prefix cache still holds). */
+uint64_t gt_sched_n_preempted(const gt_sched *s);
 
 #endif

@@ -389,6 +389,7 @@ static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
         {"generated_tokens", s->n_generated},
         {"cached_tokens", s->n_cached},
         {"running", (uint64_t)gt_sched_n_running(s->sched)},
+        {"preempted", gt_sched_n_preempted(s->sched)},
         {"kv_free_blocks", (uint64_t)kv.free_blocks},
         {"kv_cached_blocks", (uint64_t)kv.cached_blocks},
         {"kv_host_blocks", (uint64_t)kv.host_blocks},

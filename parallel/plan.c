@@ -132,7 +132,7 @@ static uint64_t shard_activations(const gt_hparams *hp, const gt_plan_config *cf
 
 void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s) {
     uint64_t blocks_per_seq = (cfg->n_ctx + (uint64_t)cfg->kv_block_size - 1) / cfg->kv_block_size;
-    uint64_t pool_blocks = blocks_per_seq * (uint64_t)cfg->n_seqs;
+    uint64_t pool_blocks = cfg->kv_blocks > 0 ? (uint64_t)cfg->kv_blocks : blocks_per_seq * (uint64_t)cfg->n_seqs;
     s->kv_block_bytes = s->kv_bytes_per_token * (uint64_t)cfg->kv_block_size;
     s->kv_bytes = pool_blocks * s->kv_block_bytes;
     s->kv_host_bytes = s->kv_block_bytes ? cfg->kv_host_bytes / s->kv_block_bytes * s->kv_block_bytes : 0;

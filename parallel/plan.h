@@ -63,9 +63,10 @@ typedef struct gt_plan_config {
     int max_out_rows;          /* logits rows per step on the last stage; 0: n_seqs */
     int n_threads;             /* compute threads per rank (the kernels' workspace); 0: 1 */
     uint64_t kv_host_bytes;    /* per rank: host memory for evicted cached KV blocks; 0: none */
+    int kv_blocks;             /* KV pool blocks; 0: n_ctx × n_seqs tokens' worth */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0 }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0 }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {

@@ -70,6 +70,8 @@ static const gt_flag k_flags[] = {
      .help = "KV cache element type, f16 or f32 (default f16)"},
     {NULL, "--mem-budget", GT_FLAG_BYTES, O(cfg.mem_budget_bytes), .lo = 1, .metavar = "B",
      .help = "memory per rank, like 2G or 512M: weights first, then KV blocks"},
+    {NULL, "--kv-blocks", GT_FLAG_INT, O(cfg.kv_blocks), .lo = 1, .hi = 1 << 30, .metavar = "N",
+     .help = "KV pool blocks per rank (default: --ctx x --seqs tokens' worth)"},
     {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(cfg.kv_host_bytes), .lo = 1, .metavar = "B",
      .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
     {"-t", "--threads", GT_FLAG_INT, O(cfg.n_threads), .lo = 1, .hi = 1024, .metavar = "N",

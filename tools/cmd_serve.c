@@ -51,6 +51,9 @@ static const gt_flag k_flags[] = {
      .help = "context length per request (default min(model, 4096))"},
     {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32", .choice_values = k_kv_types,
      .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
+    {NULL, "--kv-blocks", GT_FLAG_INT, O(job.eng.kv_blocks), .lo = 1, .hi = 1 << 30, .metavar = "N",
+     .help = "KV pool blocks (default: a full context for every slot); fewer lets more requests run,\n"
+             "preempting the youngest when the pool runs out"},
     {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(job.eng.kv_host_bytes), .lo = 1, .metavar = "B",
      .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
     GT_JOB_FLAGS(serve_opts),

@@ -48,6 +48,8 @@ static gt_status check_config(const gt_engine_config *c) {
         return gt_fail(GT_ERR_INVALID_ARG, "sequence count %d is outside 1..65536", c->max_seqs);
     if (c->kv_block_size < 1 || c->kv_block_size > 4096)
         return gt_fail(GT_ERR_INVALID_ARG, "KV block size %d is outside 1..4096", c->kv_block_size);
+    if (c->kv_blocks < 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "KV pool of %d blocks is negative", c->kv_blocks);
     if (c->max_out_rows < 0)
         return gt_fail(GT_ERR_INVALID_ARG, "output rows %d is negative", c->max_out_rows);
     if (c->max_batch_tokens < 1 || c->max_batch_tokens > 16384)
@@ -95,6 +97,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         pc.max_batch_tokens = cfg->max_batch_tokens;
         pc.max_out_rows = cfg->max_out_rows;
         pc.kv_host_bytes = cfg->kv_host_bytes;
+        pc.kv_blocks = cfg->kv_blocks;
         gt_plan plan;
         GT_TRY_GOTO(gt_plan_build(e->g, &pc, &plan), st, fail);
         e->shard = plan.shards[0];
@@ -113,7 +116,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         .n_layer = e->w.n_layer > 0 ? e->w.n_layer : 1,
         .row_elems = (int)((uint32_t)e->n_head_kv * e->hp.head_dim),
         .block_size = cfg->kv_block_size,
-        .n_blocks = e->max_seq_blocks * cfg->max_seqs,
+        .n_blocks = cfg->kv_blocks > 0 ? cfg->kv_blocks : e->max_seq_blocks * cfg->max_seqs,
         .max_seqs = cfg->max_seqs,
         .max_seq_blocks = e->max_seq_blocks,
         .type = cfg->kv_type,
@@ -173,8 +176,11 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 
+bool gt_engine_kv_full(const gt_engine *e) { return e->kv_full; }
+
 gt_engine_kv_stats gt_engine_kv(const gt_engine *e) {
-    gt_engine_kv_stats s = {gt_kv_cache_n_host(e->kv), gt_kv_cache_n_cached(e->kv), gt_kv_cache_n_free(e->kv), 0, 0};
+    gt_engine_kv_stats s = {gt_kv_cache_n_host(e->kv), gt_kv_cache_n_cached(e->kv), gt_kv_cache_n_free(e->kv),
+                            gt_kv_cache_n_blocks(e->kv), gt_kv_cache_block_size(e->kv), 0, 0};
     gt_kv_cache_host_traffic(e->kv, &s.to_host_bytes, &s.from_host_bytes);
     return s;
 }
@@ -224,7 +230,14 @@ static gt_status check_batch(gt_engine *e, const gt_batch *b) {
             return gt_fail(GT_ERR_INVALID_ARG, "token %d of the batch is at position %d of sequence "
                            "%d, but that sequence continues at position %u", i, b->pos[i], seq, want);
     }
-    for (int i = 0; i < b->n; i++) GT_TRY(gt_kv_cache_reserve(e->kv, b->seq[i], (uint32_t)b->pos[i] + 1));
+    e->kv_full = false;
+    for (int i = 0; i < b->n; i++) {
+        gt_status st = gt_kv_cache_reserve(e->kv, b->seq[i], (uint32_t)b->pos[i] + 1);
+        if (st != GT_OK) {
+            e->kv_full = gt_kv_cache_n_free(e->kv) == 0 && gt_kv_cache_n_cached(e->kv) == 0;
+            return st;
+        }
+    }
     for (int i = 0; i < b->n; i++) gt_kv_cache_set_seq_len(e->kv, b->seq[i], (uint32_t)b->pos[i] + 1);
     return GT_OK;
 }
@@ -269,6 +282,13 @@ gt_status gt_engine_decode(gt_engine *e, const gt_batch *b, float *logits) {
     }
     note_tokens(e, b);
     return GT_OK;
+}
+
+uint32_t gt_engine_prefix_fit(const gt_engine *e, const int32_t *toks, int n, int *spare_free) {
+    int bs = gt_kv_cache_block_size(e->kv);
+    int whole = n > 0 ? (n - 1) / bs : 0;
+    if (whole > e->max_seq_blocks) whole = e->max_seq_blocks;
+    return (uint32_t)gt_kv_cache_prefix_fit(e->kv, toks, whole, spare_free) * (uint32_t)bs;
 }
 
 uint32_t gt_engine_prefix_cached(const gt_engine *e, const int32_t *toks, int n) {

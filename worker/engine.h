@@ -40,8 +40,9 @@ typedef struct gt_engine_config {
     const char *backend;    /* kernels: NULL or "cpu", "cuda" */
     gt_kernels *kernels;    /* the rank's backend (borrowed); NULL: the engine creates its own */
     uint64_t kv_host_bytes; /* host tier for evicted cached KV blocks; 0: none */
+    int kv_blocks;          /* KV pool blocks; 0: a full context for every sequence */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -102,6 +103,9 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e);
  * The tokens at the start of toks[n] whose KV rows are cached, in whole
  * blocks, leaving at least the last token to compute. */
 uint32_t gt_engine_prefix_cached(const gt_engine *e, const int32_t *toks, int n);
+/* The same, when a block from the host tier may only come back into one of
+ * *spare_free free pool blocks (decremented by what the prefix takes). */
+uint32_t gt_engine_prefix_fit(const gt_engine *e, const int32_t *toks, int n, int *spare_free);
 /* Gives the empty sequence seq those cached rows: it then holds n_tokens
  * (a multiple of the block size, as gt_engine_prefix_cached returned) and
  * continues at that position. Every rank that executed the same steps has
@@ -112,9 +116,15 @@ gt_status gt_engine_seq_attach(gt_engine *e, int seq, const int32_t *toks, uint3
  * cached blocks in the pool, free blocks, and bytes moved each way. */
 typedef struct gt_engine_kv_stats {
     int host_blocks, cached_blocks, free_blocks;
+    int total_blocks, block_size;
     uint64_t to_host_bytes, from_host_bytes;
 } gt_engine_kv_stats;
 gt_engine_kv_stats gt_engine_kv(const gt_engine *e);
+
+/* True when the last gt_engine_decode failed only because the KV pool had
+ * no block left (every rank of a grid fails such a step alike, before any
+ * compute; the sequences' lengths are unchanged, so it can be retried). */
+bool gt_engine_kv_full(const gt_engine *e);
 
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);

@@ -48,6 +48,7 @@ struct gt_engine {
     gt_scratch_layout layout;
     gt_buffer *scratch;     /* the one buffer behind s */
     gt_kernels *k_owned;    /* the kernels when the engine created them itself */
+    bool kv_full;           /* the last decode found no KV block left */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are

@@ -337,6 +337,22 @@ int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_
     return n_blocks;
 }
 
+int gt_kv_cache_prefix_fit(const gt_kv_cache *kv, const int32_t *toks, int n_blocks, int *spare_free) {
+    uint64_t parent = 0;
+    int bs = kv->cfg.block_size;
+    for (int i = 0; i < n_blocks; i++) {
+        uint64_t key;
+        int b, h;
+        if (!find_block(kv, parent, toks + (size_t)i * (size_t)bs, &b, &h, &key)) return i;
+        if (b < 0) { /* from the host tier: into a free block, so that nothing is evicted meanwhile */
+            if (*spare_free < 1) return i;
+            (*spare_free)--;
+        }
+        parent = key;
+    }
+    return n_blocks;
+}
+
 gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int n_blocks) {
     if (kv->n_seq_blocks[seq] || kv->seq_len[seq])
         return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; a cached prefix attaches only "
@@ -407,6 +423,7 @@ size_t gt_kv_cache_host_bytes(const gt_kv_cache *kv) {
 
 int gt_kv_cache_n_cached(const gt_kv_cache *kv) { return kv->n_lru; }
 int gt_kv_cache_n_free(const gt_kv_cache *kv) { return kv->n_free; }
+int gt_kv_cache_n_blocks(const gt_kv_cache *kv) { return kv->cfg.n_blocks; }
 
 gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
                             const float *rows, int n) {

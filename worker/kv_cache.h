@@ -53,6 +53,11 @@ void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int 
 /* How many of the first n_blocks full blocks of toks [n_blocks * block_size]
  * the index holds, consecutively from the first. */
 int gt_kv_cache_prefix_blocks(const gt_kv_cache *kv, const int32_t *toks, int n_blocks);
+/* As gt_kv_cache_prefix_blocks, stopping before a block of the host tier
+ * when *spare_free (free pool blocks not yet promised) has none left; takes
+ * what the blocks found need from it. Attaching what it allows never evicts
+ * a block. */
+int gt_kv_cache_prefix_fit(const gt_kv_cache *kv, const int32_t *toks, int n_blocks, int *spare_free);
 /* Gives the empty sequence seq the cached blocks of its first n_blocks
  * blocks of tokens (shared, never written again) and its length.
  * GT_ERR_NOT_FOUND when they are not all cached, GT_ERR_INVALID_ARG when
@@ -71,6 +76,7 @@ size_t gt_kv_cache_host_bytes(const gt_kv_cache *kv);
 /* Blocks held by no sequence but kept for their prefix / on the free list. */
 int gt_kv_cache_n_cached(const gt_kv_cache *kv);
 int gt_kv_cache_n_free(const gt_kv_cache *kv);
+int gt_kv_cache_n_blocks(const gt_kv_cache *kv);
 
 /* Stores rows[n] (f32, row_elems each) of K or V of layer il at positions
  * pos[n] of seq through the backend's KV-store op. The positions must be

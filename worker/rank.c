@@ -156,6 +156,7 @@ static gt_status build_plan(gt_rank *r) {
     pc.max_out_rows = c->max_out_rows;
     pc.n_threads = gt_kernels_n_threads(r->k);
     pc.kv_host_bytes = c->eng.kv_host_bytes;
+    pc.kv_blocks = c->eng.kv_blocks;
     GT_TRY(gt_plan_build(r->g, &pc, &r->plan));
     r->have_plan = true;
     return check_budget(&r->plan);
@@ -443,7 +444,10 @@ gt_status gt_rank_follow(gt_rank *r) {
         GT_TRY(gt_step_decode_header(r->header, &r->lim, &s, &bytes));
         if (bytes) GT_TRY(gt_par_bcast_plan(r->par, r->payload, bytes, "step plan"));
         GT_TRY(gt_step_decode_payload(r->payload, bytes, &s));
-        GT_TRY(execute(r, &s, NULL, NULL));
+        gt_status st = execute(r, &s, NULL, NULL);
+        /* A step that found the KV pool full failed alike on every rank
+         * before any compute; rank 0 makes room and goes on. */
+        if (st != GT_OK && !gt_engine_kv_full(r->e)) return st;
         if (s.op == GT_STEP_STOP) return GT_OK;
     }
 }

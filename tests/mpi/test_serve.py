@@ -272,6 +272,32 @@ def main():
     finally:
         srv.stop()
 
+    # A KV pool too small for every slot: the scheduler preempts (the youngest
+    # request leaves its slot; its blocks go to the prefix cache and, with a
+    # host tier, to host memory) and resumes; outputs do not change.
+    srv = Server(model, ["--isa", "auto", "--kv-blocks", "8", "--kv-host-mem", "8M"])
+    try:
+        def gen40(i, out):
+            c = Client(srv.port)
+            r = c.call(i + 1, "generate", {"prompt": PROMPTS[i], "max_tokens": 40})
+            out[i] = r[3]["tokens"] if r and r[2] is None else r
+
+        alone = [None] * len(PROMPTS)
+        for i in range(len(PROMPTS)):
+            gen40(i, alone)
+        together = [None] * len(PROMPTS)
+        ts = [threading.Thread(target=gen40, args=(i, together)) for i in range(len(PROMPTS))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        st = Client(srv.port).call(1000, "stats", {})[3]["counters"]
+        check(together == alone and all(isinstance(a, list) for a in alone) and st["preempted"] > 0,
+              f"small KV pool: {st['preempted']} preemptions, outputs equal their solo runs: {together == alone} "
+              f"(to host {st['kv_to_host_bytes']} B, back {st['kv_from_host_bytes']} B)")
+    finally:
+        srv.stop()
+
     # 64 concurrent streaming clients against a 2-rank tensor-parallel server
     # on Gemma 3 (the default, batch-invariant kernels): every output equals
     # its solo run on the same server, and every KV block is free or cached

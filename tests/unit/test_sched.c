@@ -36,8 +36,10 @@ static const char *model(void) {
     return path;
 }
 
-static gt_coord *open_coord(const char *path) {
+static gt_coord *open_coord_pool(const char *path, int kv_blocks, uint64_t host_bytes) {
     gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng.kv_blocks = kv_blocks;
+    rc.eng.kv_host_bytes = host_bytes;
     rc.eng.model_path = path;
     rc.eng.isa = "ref";
     rc.eng.n_ctx = 96;
@@ -49,6 +51,8 @@ static gt_coord *open_coord(const char *path) {
     if (gt_coord_create(&rc, &c) != GT_OK) fail_msg("coordinator: %s", gt_last_error());
     return c;
 }
+
+static gt_coord *open_coord(const char *path) { return open_coord_pool(path, 0, 0); }
 
 typedef struct result {
     int32_t toks[MAX_GEN];
@@ -127,7 +131,8 @@ static int run_to_idle(gt_sched *s) {
     int steps = 0;
     bool work = true;
     while (work) {
-        assert_int_equal(gt_sched_step(s, &work), GT_OK);
+        gt_status st_ = gt_sched_step(s, &work);
+        if (st_ != GT_OK) fail_msg("step: %s", gt_last_error());
         steps += work;
         assert_true(steps < 1000);
     }
@@ -285,11 +290,58 @@ static void test_prefix_cache(void **state) {
     gt_coord_destroy(c);
 }
 
+/* A pool of 14 blocks of 4 tokens for 4 slots whose requests need up to 9
+ * blocks each: the scheduler must preempt (the youngest request leaves its
+ * slot, its blocks go to the prefix cache, and with a host tier on to host
+ * memory when evicted; it resumes later on what is still cached). Every
+ * request's tokens still equal its solo run. */
+static void check_preemption(uint64_t host_bytes) {
+    gt_coord *c = open_coord_pool(model(), 14, host_bytes);
+    int32_t want[N_REQ][MAX_GEN];
+    for (int i = 0; i < N_REQ; i++)
+        if (k_len[i] + k_gen[i] <= 14 * 4) solo(c, i, want[i]);
+    assert_int_equal(gt_coord_free_seq(c, 0), GT_OK);
+    gt_sched *s = NULL;
+    gt_sched_config cfg = GT_SCHED_CONFIG_INIT;
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    memset(g_res, 0, sizeof g_res);
+    int32_t prompts[N_REQ][64];
+    for (int i = 0; i < N_REQ; i++) {
+        make_prompt(i, prompts[i]);
+        gt_sched_req r = request(i, prompts[i]);
+        assert_int_equal(gt_sched_submit(s, &r), GT_OK);
+    }
+    run_to_idle(s);
+    assert_true(gt_sched_n_preempted(s) > 0);
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g_res[i].n, k_gen[i]);
+        if (memcmp(g_res[i].toks, want[i], (size_t)k_gen[i] * sizeof(int32_t)) != 0)
+            fail_msg("request %d: tokens after preemption differ from its solo run", i);
+    }
+    /* A request that needs more blocks than the whole pool is refused. */
+    int32_t big[64] = {0};
+    gt_sched_req r = request(3, big);
+    r.n_prompt = 50;
+    r.max_tokens = 10;
+    assert_int_equal(gt_sched_submit(s, &r), GT_ERR_RANGE);
+    assert_non_null(strstr(gt_last_error(), "needs 15 KV blocks; the pool holds 14"));
+    if (host_bytes) assert_true(gt_engine_kv(gt_rank_engine(gt_coord_rank(c))).to_host_bytes > 0);
+    gt_sched_destroy(s);
+    gt_coord_destroy(c);
+}
+
+static void test_preemption(void **state) {
+    (void)state;
+    check_preemption(0);
+    check_preemption(1 << 20); /* with a host tier */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_solo),
         cmocka_unit_test(test_cancel_stop_and_reuse),
         cmocka_unit_test(test_prefix_cache),
+        cmocka_unit_test(test_preemption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
