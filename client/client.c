@@ -108,6 +108,29 @@ static int send_all(gt_client *c, const char *p, size_t n) {
     return 0;
 }
 
+/* Starts [0, msgid, method, [params]] with a params map of n_keys; returns
+ * the msgid. */
+static uint32_t begin_request(gt_client *c, msgpack_sbuffer *sb, msgpack_packer *pk, const char *method,
+                              size_t n_keys) {
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    uint32_t id = ++c->msgid;
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_int(pk, 0);
+    msgpack_pack_uint32(pk, id);
+    pack_str(pk, method);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, n_keys);
+    return id;
+}
+
+/* Sends the request in sb and frees it. */
+static int finish_request(gt_client *c, msgpack_sbuffer *sb) {
+    int rc = send_all(c, sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+    return rc;
+}
+
 /* Finds key in a map; NULL when absent. */
 static const msgpack_object *get(const msgpack_object *map, const char *key) {
     if (map->type != MSGPACK_OBJECT_MAP) return NULL;
@@ -205,20 +228,11 @@ static int wait_for(gt_client *c, uint32_t msgid, gt_client_token_fn on_token, v
 
 int gt_client_auth(gt_client *c, const char *token) {
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    uint32_t id = ++c->msgid;
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, id);
-    pack_str(&pk, "auth");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 1);
+    uint32_t id = begin_request(c, &sb, &pk, "auth", 1);
     pack_str(&pk, "token");
     pack_str(&pk, token);
-    int rc = send_all(c, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    int rc = finish_request(c, &sb);
     return rc ? rc : wait_for(c, id, NULL, NULL, NULL, NULL);
 }
 
@@ -247,17 +261,9 @@ int gt_client_generate(gt_client *c, const gt_client_params *p, gt_client_token_
                        gt_client_result *out) {
     memset(out, 0, sizeof *out);
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    uint32_t id = ++c->msgid;
     int n = 2 + (p->max_tokens > 0) + (p->temperature > 0) + (p->top_k > 0) + (p->top_p > 0) + p->has_seed;
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, id);
-    pack_str(&pk, "generate");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, (size_t)n);
+    uint32_t id = begin_request(c, &sb, &pk, "generate", (size_t)n);
     if (p->prompt) {
         pack_str(&pk, "prompt");
         pack_str(&pk, p->prompt);
@@ -295,8 +301,7 @@ int gt_client_generate(gt_client *c, const gt_client_params *p, gt_client_token_
         pack_str(&pk, "seed");
         msgpack_pack_uint64(&pk, p->seed);
     }
-    int rc = send_all(c, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    int rc = finish_request(c, &sb);
     return rc ? rc : wait_for(c, id, on_token, user, take_result, out);
 }
 
@@ -317,20 +322,11 @@ static int take_cancel(gt_client *c, const msgpack_object *r, void *ctx) {
 
 int gt_client_cancel(gt_client *c, uint32_t msgid, bool *found) {
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    uint32_t id = ++c->msgid;
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_uint32(&pk, id);
-    pack_str(&pk, "cancel");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 1);
+    uint32_t id = begin_request(c, &sb, &pk, "cancel", 1);
     pack_str(&pk, "id");
     msgpack_pack_uint32(&pk, msgid);
-    int rc = send_all(c, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    int rc = finish_request(c, &sb);
     *found = false;
     return rc ? rc : wait_for(c, id, NULL, NULL, take_cancel, found);
 }

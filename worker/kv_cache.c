@@ -10,6 +10,13 @@
 #include "common/alloc.h"
 #include "worker/kv_prefix.h"
 
+/* A doubly linked list over block (or slot) indices, oldest first: the
+ * eviction order of the pool's cached blocks and of the host tier. */
+typedef struct lru_list {
+    int32_t *prev, *next; /* [capacity] */
+    int head, tail, n;
+} lru_list;
+
 struct gt_kv_cache {
     gt_kv_cache_config cfg;
     gt_kernels *kern;   /* borrowed: the backend that owns the pools */
@@ -28,8 +35,7 @@ struct gt_kv_cache {
      * empty. */
     gt_kv_prefix *prefix;
     int32_t *ref;       /* [n_blocks] */
-    int32_t *lru_prev, *lru_next; /* [n_blocks] the evictable list, oldest first */
-    int lru_head, lru_tail, n_lru;
+    lru_list lru; /* [n_blocks] the evictable list, oldest first */
     uint64_t *seq_key;  /* [max_seqs] key of the sequence's last full block (0: none) */
     int32_t *seq_tail;  /* [max_seqs, block_size] tokens of its unfinished block */
     int *seq_tail_n;    /* [max_seqs] */
@@ -41,8 +47,7 @@ struct gt_kv_cache {
     gt_kv_prefix *host_prefix;
     int32_t *host_free;  /* [n_host] */
     int n_host_free;
-    int32_t *hlru_prev, *hlru_next; /* [n_host] */
-    int hlru_head, hlru_tail, n_hlru;
+    lru_list hlru; /* [n_host] */
     uint64_t to_host, from_host;
     int32_t *pin;        /* [max_seq_blocks] host slots of the chain being attached */
 };
@@ -56,9 +61,9 @@ static gt_status host_tier_create(gt_kv_cache *kv) {
     kv->hk = calloc((size_t)L, sizeof *kv->hk);
     kv->hv = calloc((size_t)L, sizeof *kv->hv);
     kv->host_free = malloc((size_t)n * sizeof *kv->host_free);
-    kv->hlru_prev = malloc((size_t)n * sizeof *kv->hlru_prev);
-    kv->hlru_next = malloc((size_t)n * sizeof *kv->hlru_next);
-    if (!kv->hk || !kv->hv || !kv->host_free || !kv->hlru_prev || !kv->hlru_next)
+    kv->hlru.prev = malloc((size_t)n * sizeof *kv->hlru.prev);
+    kv->hlru.next = malloc((size_t)n * sizeof *kv->hlru.next);
+    if (!kv->hk || !kv->hv || !kv->host_free || !kv->hlru.prev || !kv->hlru.next)
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV host tier's tables");
     for (int il = 0; il < L; il++) {
         kv->hk[il] = gt_alloc(bytes);
@@ -97,20 +102,20 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     kv->seq_len = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_len);
     kv->store_blocks = calloc((size_t)cfg->max_seq_blocks, sizeof *kv->store_blocks);
     kv->ref = calloc((size_t)cfg->n_blocks, sizeof *kv->ref);
-    kv->lru_prev = malloc((size_t)cfg->n_blocks * sizeof *kv->lru_prev);
-    kv->lru_next = malloc((size_t)cfg->n_blocks * sizeof *kv->lru_next);
+    kv->lru.prev = malloc((size_t)cfg->n_blocks * sizeof *kv->lru.prev);
+    kv->lru.next = malloc((size_t)cfg->n_blocks * sizeof *kv->lru.next);
     kv->seq_key = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_key);
     kv->seq_tail = malloc((size_t)cfg->max_seqs * (size_t)cfg->block_size * sizeof *kv->seq_tail);
     kv->seq_tail_n = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_tail_n);
     kv->seq_noted = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_noted);
     kv->pin = malloc((size_t)cfg->max_seq_blocks * sizeof *kv->pin);
     if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len ||
-        !kv->store_blocks || !kv->ref || !kv->lru_prev || !kv->lru_next || !kv->seq_key ||
+        !kv->store_blocks || !kv->ref || !kv->lru.prev || !kv->lru.next || !kv->seq_key ||
         !kv->seq_tail || !kv->seq_tail_n || !kv->seq_noted || !kv->pin ||
         gt__kv_prefix_create(cfg->n_blocks, cfg->block_size, &kv->prefix) != GT_OK)
         goto nomem;
-    kv->lru_head = kv->lru_tail = -1;
-    kv->hlru_head = kv->hlru_tail = -1;
+    kv->lru.head = kv->lru.tail = -1;
+    kv->hlru.head = kv->hlru.tail = -1;
     if (cfg->n_host_blocks > 0 && host_tier_create(kv) != GT_OK) goto nomem;
     for (int il = 0; il < cfg->n_layer; il++) {
         if (gt_buffer_alloc(k, layer_bytes, &kv->k[il]) != GT_OK ||
@@ -141,8 +146,8 @@ void gt_kv_cache_destroy(gt_kv_cache *kv) {
     free(kv->n_seq_blocks);
     free(kv->seq_len);
     free(kv->ref);
-    free(kv->lru_prev);
-    free(kv->lru_next);
+    free(kv->lru.prev);
+    free(kv->lru.next);
     free(kv->seq_key);
     free(kv->seq_tail);
     free(kv->seq_tail_n);
@@ -156,8 +161,8 @@ void gt_kv_cache_destroy(gt_kv_cache *kv) {
     free(kv->hk);
     free(kv->hv);
     free(kv->host_free);
-    free(kv->hlru_prev);
-    free(kv->hlru_next);
+    free(kv->hlru.prev);
+    free(kv->hlru.next);
     gt__kv_prefix_destroy(kv->host_prefix);
     free(kv);
 }
@@ -166,40 +171,22 @@ size_t gt_kv_cache_bytes(const gt_kv_cache *kv) {
     return kv->block_bytes * (size_t)kv->cfg.n_blocks * (size_t)kv->cfg.n_layer * 2;
 }
 
-static void lru_unlink(gt_kv_cache *kv, int b) {
-    int p = kv->lru_prev[b], n = kv->lru_next[b];
-    if (p >= 0) kv->lru_next[p] = n;
-    else kv->lru_head = n;
-    if (n >= 0) kv->lru_prev[n] = p;
-    else kv->lru_tail = p;
-    kv->n_lru--;
+static void list_unlink(lru_list *l, int i) {
+    int p = l->prev[i], n = l->next[i];
+    if (p >= 0) l->next[p] = n;
+    else l->head = n;
+    if (n >= 0) l->prev[n] = p;
+    else l->tail = p;
+    l->n--;
 }
 
-static void lru_push(gt_kv_cache *kv, int b) {
-    kv->lru_prev[b] = kv->lru_tail;
-    kv->lru_next[b] = -1;
-    if (kv->lru_tail >= 0) kv->lru_next[kv->lru_tail] = b;
-    else kv->lru_head = b;
-    kv->lru_tail = b;
-    kv->n_lru++;
-}
-
-static void hlru_unlink(gt_kv_cache *kv, int h) {
-    int p = kv->hlru_prev[h], n = kv->hlru_next[h];
-    if (p >= 0) kv->hlru_next[p] = n;
-    else kv->hlru_head = n;
-    if (n >= 0) kv->hlru_prev[n] = p;
-    else kv->hlru_tail = p;
-    kv->n_hlru--;
-}
-
-static void hlru_push(gt_kv_cache *kv, int h) {
-    kv->hlru_prev[h] = kv->hlru_tail;
-    kv->hlru_next[h] = -1;
-    if (kv->hlru_tail >= 0) kv->hlru_next[kv->hlru_tail] = h;
-    else kv->hlru_head = h;
-    kv->hlru_tail = h;
-    kv->n_hlru++;
+static void list_push(lru_list *l, int i) {
+    l->prev[i] = l->tail;
+    l->next[i] = -1;
+    if (l->tail >= 0) l->next[l->tail] = i;
+    else l->head = i;
+    l->tail = i;
+    l->n++;
 }
 
 /* Copies the K and V rows of pool block b to or from host slot h, every
@@ -232,9 +219,9 @@ static void evict_to_host(gt_kv_cache *kv, int b) {
     int h = -1;
     if (kv->n_host_free > 0) {
         h = kv->host_free[--kv->n_host_free];
-    } else if (kv->hlru_head >= 0) {
-        h = kv->hlru_head;
-        hlru_unlink(kv, h);
+    } else if (kv->hlru.head >= 0) {
+        h = kv->hlru.head;
+        list_unlink(&kv->hlru, h);
         gt__kv_prefix_remove(kv->host_prefix, h);
     }
     if (h < 0) return; /* every host slot is pinned by an attach in progress */
@@ -243,7 +230,7 @@ static void evict_to_host(gt_kv_cache *kv, int b) {
         return;
     }
     gt__kv_prefix_insert(kv->host_prefix, h, parent, toks);
-    hlru_push(kv, h);
+    list_push(&kv->hlru, h);
 }
 
 /* A block for a sequence: a free one, else the least recently released
@@ -253,9 +240,9 @@ static int take_block(gt_kv_cache *kv) {
     int b = -1;
     if (kv->n_free > 0) {
         b = kv->free_list[--kv->n_free];
-    } else if (kv->lru_head >= 0) {
-        b = kv->lru_head;
-        lru_unlink(kv, b);
+    } else if (kv->lru.head >= 0) {
+        b = kv->lru.head;
+        list_unlink(&kv->lru, b);
         evict_to_host(kv, b);
         gt__kv_prefix_remove(kv->prefix, b);
     }
@@ -265,7 +252,7 @@ static int take_block(gt_kv_cache *kv) {
 
 static void release_block(gt_kv_cache *kv, int b) {
     if (--kv->ref[b] > 0) return;
-    if (gt__kv_prefix_has(kv->prefix, b)) lru_push(kv, b);
+    if (gt__kv_prefix_has(kv->prefix, b)) list_push(&kv->lru, b);
     else kv->free_list[kv->n_free++] = b;
 }
 
@@ -376,9 +363,9 @@ gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int 
         find_block(kv, parent, toks + (size_t)i * (size_t)bs, &b, &h, &key);
         pinned_host[i] = h;
         if (b >= 0) {
-            if (kv->ref[b]++ == 0) lru_unlink(kv, b);
+            if (kv->ref[b]++ == 0) list_unlink(&kv->lru, b);
         } else {
-            hlru_unlink(kv, h);
+            list_unlink(&kv->hlru, h);
         }
         table[i] = b; /* -1: comes from the host slot */
         parent = key;
@@ -412,7 +399,7 @@ gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int 
     return GT_OK;
 }
 
-int gt_kv_cache_n_host(const gt_kv_cache *kv) { return kv->n_hlru; }
+int gt_kv_cache_n_host(const gt_kv_cache *kv) { return kv->hlru.n; }
 void gt_kv_cache_host_traffic(const gt_kv_cache *kv, uint64_t *to_host, uint64_t *from_host) {
     *to_host = kv->to_host;
     *from_host = kv->from_host;
@@ -421,7 +408,7 @@ size_t gt_kv_cache_host_bytes(const gt_kv_cache *kv) {
     return kv->block_bytes * (size_t)kv->n_host * (size_t)kv->cfg.n_layer * 2;
 }
 
-int gt_kv_cache_n_cached(const gt_kv_cache *kv) { return kv->n_lru; }
+int gt_kv_cache_n_cached(const gt_kv_cache *kv) { return kv->lru.n; }
 int gt_kv_cache_n_free(const gt_kv_cache *kv) { return kv->n_free; }
 int gt_kv_cache_n_blocks(const gt_kv_cache *kv) { return kv->cfg.n_blocks; }
 
