@@ -127,6 +127,7 @@ void gt_coord_destroy(gt_coord *c) {
 bool gt_coord_leads(const gt_coord *c) { return c->leads; }
 gt_rank *gt_coord_rank(gt_coord *c) { return c->r; }
 bool gt_coord_failed(const gt_coord *c) { return c->failed; }
+double gt_coord_step_timeout(const gt_coord *c) { return gt_rank_comm_timeout(c->r); }
 bool gt_coord_kv_full(const gt_coord *c) { return gt_engine_kv_full(gt_rank_engine(c->r)); }
 uint32_t gt_coord_n_ctx(const gt_coord *c) { return c->n_ctx; }
 
@@ -367,6 +368,11 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
     if (rows > c->max_rows)
         return gt_fail(GT_ERR_INVALID_ARG, "a step wants %d outputs; this job holds %d", rows, c->max_rows);
     return run_step(c, n, NULL);
+}
+
+gt_status gt_coord_heartbeat(gt_coord *c) {
+    if (!c->leads || gt_rank_world_size(c->r) == 1) return GT_OK;
+    return run_step(c, 0, NULL);
 }
 
 gt_status gt_coord_flush(gt_coord *c, bool *sent) {

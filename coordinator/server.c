@@ -63,6 +63,8 @@ typedef struct gt_server {
     uint32_t n_ctx, n_vocab;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int;
+    uv_timer_t heartbeat;  /* grid only: an empty step when idle, before the followers' watchdog fires */
+    bool heartbeat_due;
     gt_net *net;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -528,6 +530,11 @@ static void on_signal(uv_signal_t *h, int signum) {
     gt_net_stop_listening(s->net);
 }
 
+static void on_heartbeat(uv_timer_t *t) {
+    gt_server *s = t->data;
+    s->heartbeat_due = true;
+}
+
 static void on_walk_close(uv_handle_t *h, void *arg) {
     (void)arg;
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -557,6 +564,12 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         s->sig_term.data = s->sig_int.data = s;
         uv_signal_start(&s->sig_term, on_signal, SIGTERM);
         uv_signal_start(&s->sig_int, on_signal, SIGINT);
+        if (gt_rank_world_size(rk) > 1) {
+            uint64_t ms = (uint64_t)(gt_coord_step_timeout(c) * 1000.0 / 4.0);
+            uv_timer_init(&s->loop, &s->heartbeat);
+            s->heartbeat.data = s;
+            uv_timer_start(&s->heartbeat, on_heartbeat, ms ? ms : 1, ms ? ms : 1);
+        }
         if (cfg->on_ready) cfg->on_ready(cfg->user, gt_net_port(s->net));
     }
     bool worked = false;
@@ -566,6 +579,10 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         bool busy = worked || gt_sched_n_running(s->sched) + gt_sched_n_waiting(s->sched) > 0;
         uv_run(&s->loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
         st = gt_sched_step(s->sched, &worked);
+        if (st == GT_OK && s->heartbeat_due) {
+            s->heartbeat_due = false;
+            if (!worked) st = gt_coord_heartbeat(s->c);
+        }
         if (s->draining && (s->n_reqs == 0 || gt_now_ns() > s->drain_deadline_ns)) break;
     }
     /* Whatever is left is answered as shut down, then everything closes. */

@@ -282,6 +282,9 @@ _Noreturn void gt_rank_abort(gt_rank *r, int code) {
     exit(code ? code : 1);
 }
 
+double gt_rank_comm_timeout(const gt_rank *r) {
+    return r->world ? gt_comm_timeout(r->world) : GT_COMM_DEFAULT_TIMEOUT_S;
+}
 int gt_rank_world_rank(const gt_rank *r) { return r->rank; }
 int gt_rank_world_size(const gt_rank *r) { return r->size; }
 const gt_plan *gt_rank_plan(const gt_rank *r) { return &r->plan; }

@@ -72,6 +72,8 @@ _Noreturn void gt_rank_abort(gt_rank *r, int code);
  * known before gt_rank_create, so that a failed start is reported once. */
 int gt_rank_launch_rank(void);
 
+/* The watchdog deadline of the job's collectives, in seconds. */
+double gt_rank_comm_timeout(const gt_rank *r);
 int gt_rank_world_rank(const gt_rank *r);
 int gt_rank_world_size(const gt_rank *r);
 const gt_plan *gt_rank_plan(const gt_rank *r);

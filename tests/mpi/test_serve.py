@@ -334,9 +334,12 @@ def main():
     else:
         print(f"note: {gemma} is absent; the 64-client tp 2 check did not run")
 
-    # Two ranks (pipeline): the same tokens as one rank.
-    srv = Server(model, ranks=2)
+    # Two ranks (pipeline): the same tokens as one rank, after an idle spell
+    # longer than the watchdog's deadline (rank 0 sends empty steps so that
+    # the other rank does not take it for dead).
+    srv = Server(model, ["--comm-timeout", "2"], ranks=2)
     try:
+        time.sleep(3)
         two = generate_all(srv.port, True)
         for i in range(len(PROMPTS)):
             check(two[i] is not None and two[i]["tokens"] == solo[i]["tokens"], f"pp 2: request {i} = one rank")
