@@ -370,11 +370,6 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
     return run_step(c, n, NULL);
 }
 
-gt_status gt_coord_heartbeat(gt_coord *c) {
-    if (!c->leads || gt_rank_world_size(c->r) == 1) return GT_OK;
-    return run_step(c, 0, NULL);
-}
-
 gt_status gt_coord_flush(gt_coord *c, bool *sent) {
     *sent = false;
     if (!c->leads || (c->n_free == 0 && c->n_attach == 0)) return GT_OK;

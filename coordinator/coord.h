@@ -92,10 +92,6 @@ gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int 
 /* Drops seq's KV cache on every rank (sent with the next step); its full
  * blocks stay cached for later prefixes. */
 gt_status gt_coord_free_seq(gt_coord *c, int seq);
-/* An empty step, so that ranks waiting for the next step plan do not take
- * an idle leader for a dead one (their wait has the watchdog's deadline).
- * A no-op on one rank. */
-gt_status gt_coord_heartbeat(gt_coord *c);
 /* Seconds the other ranks wait for a step plan before their watchdog ends
  * the job. */
 double gt_coord_step_timeout(const gt_coord *c);

@@ -63,8 +63,9 @@ typedef struct gt_server {
     uint32_t n_ctx, n_vocab;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int;
-    uv_timer_t heartbeat;  /* grid only: an empty step when idle, before the followers' watchdog fires */
+    uv_timer_t heartbeat;  /* grid only: a REPORT step when idle, before the followers' watchdog fires */
     bool heartbeat_due;
+    gt_rank_counters *ranks; /* [world] what the last heartbeat gathered */
     gt_net *net;
     bool draining;
     uint64_t drain_deadline_ns;
@@ -520,14 +521,33 @@ static void on_close(void *user, gt_conn *c) {
     free(sc);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-    gt_server *s = h->data;
+static void start_drain(gt_server *s, const char *why) {
     if (s->draining) return;
-    GT_LOG_WARN(GT_SUB_NET, "signal %d: draining (%d requests in flight, %.0f s to finish)", signum, s->n_reqs,
+    GT_LOG_WARN(GT_SUB_NET, "%s: draining (%d requests in flight, %.0f s to finish)", why, s->n_reqs,
                 s->cfg.drain_timeout_s);
     s->draining = true;
     s->drain_deadline_ns = gt_now_ns() + (uint64_t)(s->cfg.drain_timeout_s * 1e9);
     gt_net_stop_listening(s->net);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    char why[32];
+    snprintf(why, sizeof why, "signal %d", signum);
+    start_drain(h->data, why);
+}
+
+/* Grid only: a REPORT step (it also keeps the other ranks' watchdog quiet)
+ * that tells whether another rank was asked to stop. */
+static gt_status heartbeat(gt_server *s) {
+    int n = gt_rank_world_size(gt_coord_rank(s->c));
+    GT_TRY(gt_coord_report(s->c, false, s->ranks));
+    for (int i = 1; i < n; i++)
+        if (s->ranks[i].stop_requested) {
+            char why[48];
+            snprintf(why, sizeof why, "rank %d was signalled", i);
+            start_drain(s, why);
+        }
+    return GT_OK;
 }
 
 static void on_heartbeat(uv_timer_t *t) {
@@ -565,7 +585,11 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         uv_signal_start(&s->sig_term, on_signal, SIGTERM);
         uv_signal_start(&s->sig_int, on_signal, SIGINT);
         if (gt_rank_world_size(rk) > 1) {
+            /* Every second, or a quarter of the watchdog's deadline when shorter. */
             uint64_t ms = (uint64_t)(gt_coord_step_timeout(c) * 1000.0 / 4.0);
+            if (ms > 1000) ms = 1000;
+            s->ranks = calloc((size_t)gt_rank_world_size(rk), sizeof *s->ranks);
+            if (!s->ranks) st = gt_fail(GT_ERR_NOMEM, "cannot hold the ranks' counters");
             uv_timer_init(&s->loop, &s->heartbeat);
             s->heartbeat.data = s;
             uv_timer_start(&s->heartbeat, on_heartbeat, ms ? ms : 1, ms ? ms : 1);
@@ -581,7 +605,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         st = gt_sched_step(s->sched, &worked);
         if (st == GT_OK && s->heartbeat_due) {
             s->heartbeat_due = false;
-            if (!worked) st = gt_coord_heartbeat(s->c);
+            st = heartbeat(s); /* even when busy: a signalled rank is heard within a second */
         }
         if (s->draining && (s->n_reqs == 0 || gt_now_ns() > s->drain_deadline_ns)) break;
     }
@@ -596,6 +620,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     while (s->reqs) req_free(s, s->reqs);
     gt_tokenizer_free(s->tok);
     gt_rpc_buf_free(&s->out);
+    free(s->ranks);
     free(s);
     return st;
 }

@@ -3,8 +3,10 @@
  * Every rank joins the job; rank 0 runs the server loop (coordinator/
  * server.c: network, admission, continuous batching, sampling,
  * detokenizing) and the other ranks execute the step plans it broadcasts.
- * SIGTERM or SIGINT on rank 0 drains and stops the whole job; the other
- * ranks ignore them and leave when rank 0 says STOP. */
+ * SIGTERM or SIGINT on any rank drains and stops the whole job: rank 0
+ * handles its own, and hears of another rank's at the next heartbeat (a
+ * REPORT step at least every second); every rank leaves when rank 0 says
+ * STOP. */
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -95,10 +97,9 @@ int gt_cmd_serve(int argc, char **argv) {
     o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
-    if (gt_rank_launch_rank() != 0) { /* rank 0 decides when the job ends */
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-    }
+    /* Rank 0 decides when the job ends; another rank that is signalled
+     * tells it at the next heartbeat, and it drains. */
+    if (gt_rank_launch_rank() != 0) gt_rank_watch_signals();
     o.job.max_cand = 64;
     o.job.max_out_rows = o.job.eng.max_seqs;
     o.srv.sched.max_batch_tokens = o.job.eng.max_batch_tokens;

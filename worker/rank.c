@@ -8,6 +8,7 @@
  * outputs to rank 0. Buffers for all of it are allocated at creation. */
 #include "worker/rank.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,23 @@ struct gt_rank {
     float *row_vals;    /* [max_cand * tp] one row's gathered candidates */
     int32_t *row_ids;
 };
+
+static volatile sig_atomic_t g_stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    g_stop_requested = 1;
+}
+
+void gt_rank_watch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
 
 int gt_rank_launch_rank(void) {
     const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
@@ -375,20 +393,22 @@ static gt_status forward(gt_rank *r, const gt_step *s, gt_step_result *res) {
 static gt_status counters(gt_rank *r, uint32_t flags, gt_rank_counters *all) {
     const gt_shard *sh = gt_rank_shard(r);
     const gt_par_stats *ps = r->par ? gt_par_get_stats(r->par) : NULL;
-    float mine[5] = {(float)((double)(gt_now_ns() - r->t_reset) * 1e-9), ps ? (float)ps->comm_s : 0.0f,
-                     ps ? (float)ps->bytes_sent : 0.0f, (float)sh->grid.stage, (float)sh->grid.tp_rank};
+    float mine[6] = {(float)((double)(gt_now_ns() - r->t_reset) * 1e-9), ps ? (float)ps->comm_s : 0.0f,
+                     ps ? (float)ps->bytes_sent : 0.0f, (float)sh->grid.stage, (float)sh->grid.tp_rank,
+                     (float)g_stop_requested};
     if (flags & GT_STEP_TRACE_WRITE) {
         char path[1024];
         snprintf(path, sizeof path, "%s.rank%d.json", r->cfg.trace_prefix ? r->cfg.trace_prefix : "trace",
                  r->rank);
         GT_TRY(gt_trace_write(path));
     }
-    float *v = malloc((size_t)r->size * 5 * sizeof *v);
+    float *v = malloc((size_t)r->size * 6 * sizeof *v);
     if (!v) return gt_fail(GT_ERR_NOMEM, "cannot gather the counters of %d ranks", r->size);
-    gt_status st = r->par ? gt_par_gather_world(r->par, mine, 5, v, "rank counters") : GT_OK;
+    gt_status st = r->par ? gt_par_gather_world(r->par, mine, 6, v, "rank counters") : GT_OK;
     if (!r->par) memcpy(v, mine, sizeof mine);
     for (int i = 0; st == GT_OK && all && i < r->size; i++)
-        all[i] = (gt_rank_counters){v[5 * i], v[5 * i + 1], v[5 * i + 2], (int)v[5 * i + 3], (int)v[5 * i + 4]};
+        all[i] = (gt_rank_counters){v[6 * i], v[6 * i + 1], v[6 * i + 2], (int)v[6 * i + 3], (int)v[6 * i + 4],
+                                    v[6 * i + 5] != 0.0f};
     free(v);
     return st;
 }

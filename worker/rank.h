@@ -53,6 +53,7 @@ typedef struct gt_rank_counters {
     double comm_s;      /* of which inside collectives and transfers */
     double bytes_sent;  /* payload this rank sent */
     int stage, tp_rank; /* its place in the grid */
+    bool stop_requested; /* the rank received SIGTERM or SIGINT (gt_rank_watch_signals) */
 } gt_rank_counters;
 
 /* Starts MPI when launched by mpirun (or for a grid larger than one), opens
@@ -67,6 +68,11 @@ void gt_rank_destroy(gt_rank *r);
 /* Ends the whole job after an error from a step (MPI_Abort on a grid, exit
  * on one rank). Never returns. */
 _Noreturn void gt_rank_abort(gt_rank *r, int code);
+
+/* From now on SIGTERM and SIGINT do not end this process: they are noted,
+ * and the next REPORT tells rank 0 (a server then drains and stops the
+ * job). For ranks other than 0, which wait in the step loop. */
+void gt_rank_watch_signals(void);
 
 /* The launcher's rank of this process (0 when not launched by mpirun):
  * known before gt_rank_create, so that a failed start is reported once. */

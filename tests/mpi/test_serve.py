@@ -343,9 +343,19 @@ def main():
         two = generate_all(srv.port, True)
         for i in range(len(PROMPTS)):
             check(two[i] is not None and two[i]["tokens"] == solo[i]["tokens"], f"pp 2: request {i} = one rank")
+        # SIGTERM to the other rank: rank 0 hears of it at the next heartbeat,
+        # drains, and every rank exits 0.
+        follower = [int(p) for p in subprocess.run(["pgrep", "-f", "gantry serve"], capture_output=True,
+                                                   text=True).stdout.split()
+                    if int(p) not in (srv.pid, srv.p.pid)]
+        for p in follower:
+            os.kill(p, signal.SIGTERM)
+        rc = srv.p.wait(30)
     finally:
-        rc = srv.stop()
-    check(rc == 0, f"pp 2: SIGTERM ends every rank with 0 (exit {rc})")
+        if srv.p.poll() is None:
+            rc = srv.stop()
+    check(len(follower) == 1 and rc == 0, f"pp 2: SIGTERM on the other rank drains and ends every rank with 0 "
+                                          f"(exit {rc})")
 
     # A rank that dies: the waiting client's connection ends and the job
     # exits non-zero within seconds; nothing hangs.
