@@ -182,63 +182,80 @@ static gt_status stage_slices(gt_par *p, int64_t n_local, const char *what) {
     return st;
 }
 
-gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
-                                float *vals, int32_t *ids, int *n_out, const char *what) {
-    if (k < 1 || n_local < 1)
+gt_status gt_par_top_candidates_rows(gt_par *p, const float *logits, int n_rows, int64_t n_local, int64_t v0,
+                                     int k, float *vals, int32_t *ids, int *n_out, const char *what) {
+    if (k < 1 || n_local < 1 || n_rows < 1)
         return gt_fail(GT_ERR_INVALID_ARG, "%s: no candidates to select", what);
     if (n_local > INT32_MAX || v0 < 0 || v0 + n_local > (int64_t)INT32_MAX + 1)
         return gt_fail(GT_ERR_RANGE, "%s: vocabulary slice [%lld, %lld) does not fit token ids",
                        what, (long long)v0, (long long)(v0 + n_local));
     int tp = p->grid.tp;
-    int64_t ks = k < n_local ? k : n_local; /* candidates each rank sends */
+    int64_t ks = k < n_local ? k : n_local; /* candidates each rank sends per row */
     if (tp > 1) {
         GT_TRY(stage_slices(p, n_local, what));
         ks = k < p->slice_max ? k : p->slice_max;
     }
     int64_t mine = ks < n_local ? ks : n_local; /* real ones among them */
-    /* Scratch: the slice [n_local], radix scratch [n_local], the gathered
-     * candidates [tp][ks], the merged ones [tp * ks], their values [tp][ks]
-     * and ids [tp][ks]. */
+    size_t R = (size_t)n_rows, blk = R * (size_t)ks; /* one rank's block: every row's ks */
+    /* Scratch: one row's slice [n_local] and radix scratch [n_local], one
+     * row's gathered candidates [tp][ks] and merged ones [tp * ks], and the
+     * values and ids of every row [tp][rows][ks]. */
     size_t n_cand = (size_t)(2 * n_local + 2 * (int64_t)tp * ks);
-    size_t bytes =
-        n_cand * sizeof(gt_cand) + (size_t)tp * (size_t)ks * (sizeof(float) + sizeof(int32_t));
+    size_t bytes = n_cand * sizeof(gt_cand) + (size_t)tp * blk * (sizeof(float) + sizeof(int32_t));
     gt_cand *sel = scratch(p, bytes, what);
     if (!sel) return GT_ERR_NOMEM;
     gt_cand *tmp = sel + n_local, *all = tmp + n_local, *best = all + (size_t)tp * (size_t)ks;
     float *gv = (float *)(best + (size_t)tp * (size_t)ks);
-    int32_t *gi = (int32_t *)(gv + (size_t)tp * (size_t)ks);
-    for (int64_t i = 0; i < n_local; i++) sel[i] = (gt_cand){logits[i], (int32_t)(v0 + i)};
-    gt_cand_select(sel, n_local, mine, tmp);
-    if (tp == 1) {
-        for (int64_t j = 0; j < mine; j++) {
-            vals[j] = sel[j].logit;
-            ids[j] = sel[j].id;
+    int32_t *gi = (int32_t *)(gv + (size_t)tp * blk);
+    size_t off = (size_t)p->grid.tp_rank * blk;
+    for (size_t r = 0; r < R; r++) {
+        const float *row = logits + r * (size_t)n_local;
+        for (int64_t i = 0; i < n_local; i++) sel[i] = (gt_cand){row[i], (int32_t)(v0 + i)};
+        gt_cand_select(sel, n_local, mine, tmp);
+        if (tp == 1) {
+            for (int64_t j = 0; j < mine; j++) {
+                vals[r * (size_t)k + (size_t)j] = sel[j].logit;
+                ids[r * (size_t)k + (size_t)j] = sel[j].id;
+            }
+            continue;
         }
+        /* This rank's row: its best, then sentinels that sort after every
+         * real candidate when this slice is shorter than the longest. */
+        for (int64_t j = 0; j < ks; j++) {
+            gv[off + r * (size_t)ks + (size_t)j] = j < mine ? sel[j].logit : -INFINITY;
+            gi[off + r * (size_t)ks + (size_t)j] = j < mine ? sel[j].id : INT32_MAX;
+        }
+    }
+    if (tp == 1) {
         *n_out = (int)mine;
         return GT_OK;
     }
-    /* This rank's block: its best, then sentinels that sort after every
-     * real candidate when this slice is shorter than the longest. */
-    size_t off = (size_t)p->grid.tp_rank * (size_t)ks;
-    for (int64_t j = 0; j < ks; j++) {
-        gv[off + j] = j < mine ? sel[j].logit : -INFINITY;
-        gi[off + j] = j < mine ? sel[j].id : INT32_MAX;
-    }
-    /* Values and ids travel as two gathers of typed buffers. */
+    /* Values and ids of every row travel as two gathers of typed buffers. */
     uint64_t t0 = gt_now_ns();
-    gt_status st = gt_comm_allgather(p->stage, gv + off, gv, (size_t)ks, GT_F32, what);
-    if (st == GT_OK) st = gt_comm_allgather(p->stage, gi + off, gi, (size_t)ks, GT_I32, what);
-    account(p, t0, (size_t)ks * 8, what);
+    gt_status st = gt_comm_allgather(p->stage, gv + off, gv, blk, GT_F32, what);
+    if (st == GT_OK) st = gt_comm_allgather(p->stage, gi + off, gi, blk, GT_I32, what);
+    account(p, t0, blk * 8, what);
     GT_TRY(st);
-    for (size_t j = 0; j < (size_t)tp * (size_t)ks; j++) all[j] = (gt_cand){gv[j], gi[j]};
     int64_t n = k < p->slice_total ? k : p->slice_total;
-    gt_cand_merge(all, tp, ks, best, n);
-    for (int64_t j = 0; j < n; j++) {
-        vals[j] = best[j].logit;
-        ids[j] = best[j].id;
+    for (size_t r = 0; r < R; r++) {
+        for (int t = 0; t < tp; t++)
+            for (int64_t j = 0; j < ks; j++) {
+                size_t src = (size_t)t * blk + r * (size_t)ks + (size_t)j;
+                all[(size_t)t * (size_t)ks + (size_t)j] = (gt_cand){gv[src], gi[src]};
+            }
+        gt_cand_merge(all, tp, ks, best, n);
+        for (int64_t j = 0; j < n; j++) {
+            vals[r * (size_t)k + (size_t)j] = best[j].logit;
+            ids[r * (size_t)k + (size_t)j] = best[j].id;
+        }
     }
     *n_out = (int)n;
     return GT_OK;
+}
+
+gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
+                                float *vals, int32_t *ids, int *n_out, const char *what) {
+    return gt_par_top_candidates_rows(p, logits, 1, n_local, v0, k, vals, ids, n_out, what);
 }
 
 /* Coordinator traffic ------------------------------------------------------- */

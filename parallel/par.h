@@ -64,6 +64,11 @@ gt_status gt_par_bcast_from_last(gt_par *p, int32_t *buf, size_t n, const char *
  * the first call exchanges them once (collective), later calls must pass the
  * same n_local. vals/ids must hold k * tp entries; *n_out receives the count
  * kept. GT_ERR_INVALID_ARG (k < 1), GT_ERR_NOMEM, GT_ERR_COMM. */
+/* The same for n_rows rows at once (logits [n_rows, n_local]; vals and ids
+ * [n_rows, k], each row's *n_out first entries filled): one exchange for a
+ * whole decode batch. */
+gt_status gt_par_top_candidates_rows(gt_par *p, const float *logits, int n_rows, int64_t n_local, int64_t v0,
+                                     int k, float *vals, int32_t *ids, int *n_out, const char *what);
 gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
                                 float *vals, int32_t *ids, int *n_out, const char *what);
 

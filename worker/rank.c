@@ -43,8 +43,6 @@ struct gt_rank {
     float *full;        /* [max_out_rows, n_vocab] rank 0 with gather_logits (on one rank: = logits) */
     float *cand_vals;   /* [max_out_rows, max_cand] */
     int32_t *cand_ids;  /* [max_out_rows, max_cand] */
-    float *row_vals;    /* [max_cand * tp] one row's gathered candidates */
-    int32_t *row_ids;
 };
 
 static volatile sig_atomic_t g_stop_requested;
@@ -184,15 +182,13 @@ static gt_status alloc_buffers(gt_rank *r) {
     const gt_rank_config *c = &r->cfg;
     size_t rows = (size_t)r->lim.max_tokens < (size_t)c->max_out_rows ? (size_t)r->lim.max_tokens
                                                                        : (size_t)c->max_out_rows;
-    size_t k = (size_t)c->max_cand, tp = (size_t)gt_rank_shard(r)->grid.tp;
+    size_t k = (size_t)c->max_cand;
     r->payload_cap = gt_step_max_payload_bytes(&r->lim);
     r->payload = gt_alloc(r->payload_cap);
     r->logits = gt_engine_logits(r->e);
     r->cand_vals = gt_alloc(rows * k * sizeof(float));
     r->cand_ids = gt_alloc(rows * k * sizeof(int32_t));
-    r->row_vals = gt_alloc(k * tp * sizeof(float));
-    r->row_ids = gt_alloc(k * tp * sizeof(int32_t));
-    if (!r->payload || !r->cand_vals || !r->cand_ids || !r->row_vals || !r->row_ids)
+    if (!r->payload || !r->cand_vals || !r->cand_ids)
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the step buffers for %zu rows of %lld logits", rows,
                        (long long)r->n_local);
     if (c->gather_logits && r->rank == 0) {
@@ -232,8 +228,6 @@ static void release(gt_rank *r) {
     gt_free(r->payload);
     gt_free(r->cand_vals);
     gt_free(r->cand_ids);
-    gt_free(r->row_vals);
-    gt_free(r->row_ids);
     gt_engine_destroy(r->e);
     gt_par_destroy(r->par);
     if (r->have_plan) gt_plan_free(&r->plan);
@@ -315,16 +309,9 @@ gt_step_limits gt_rank_step_limits(const gt_rank *r) { return r->lim; }
 /* Candidates of every wanted row, on the last stage, then to rank 0. */
 static gt_status candidates(gt_rank *r, int n_rows, int k, int *n_got) {
     *n_got = 0;
-    if (gt_engine_has_logits(r->e)) {
-        for (int i = 0; i < n_rows; i++) {
-            int got = 0;
-            GT_TRY(gt_par_top_candidates(r->par, r->logits + (size_t)i * (size_t)r->n_local, r->n_local,
-                                         r->v0, k, r->row_vals, r->row_ids, &got, "sampling candidates"));
-            memcpy(r->cand_vals + (size_t)i * (size_t)k, r->row_vals, (size_t)got * sizeof(float));
-            memcpy(r->cand_ids + (size_t)i * (size_t)k, r->row_ids, (size_t)got * sizeof(int32_t));
-            *n_got = got;
-        }
-    }
+    if (gt_engine_has_logits(r->e)) /* every row in one exchange over the stage */
+        GT_TRY(gt_par_top_candidates_rows(r->par, r->logits, n_rows, r->n_local, r->v0, k, r->cand_vals,
+                                          r->cand_ids, n_got, "sampling candidates"));
     /* Every rank of the last stage holds the same candidates; its first rank
      * sends them with their count to rank 0. */
     int32_t got = *n_got;
