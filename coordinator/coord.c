@@ -45,6 +45,8 @@ struct gt_coord {
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
     int8_t *want;
     int8_t *want_in;          /* [max_batch] all ones, for decode steps */
+    int32_t *step_pos;        /* [max_seqs] 1 + the next position of a sequence in the step being built (0: none yet) */
+    int8_t *step_wanted;      /* [max_seqs] the sequence already wanted an output in it */
     int32_t *attach_seq, *attach_len; /* [max_seqs] cached prefixes to attach with the next step */
     int32_t *attach_tok;      /* [max_attach_tokens] */
     int n_attach, n_attach_tok, max_attach_tok;
@@ -86,6 +88,8 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->seq = malloc(B * sizeof *c->seq);
     c->want = malloc(B);
     c->want_in = malloc(B);
+    c->step_pos = calloc(S, sizeof *c->step_pos);
+    c->step_wanted = calloc(S, 1);
     c->max_attach_tok = lim.max_attach_tokens;
     c->attach_spare = -1;
     c->row_tmp = malloc((size_t)c->n_vocab * sizeof *c->row_tmp);
@@ -93,7 +97,7 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->attach_seq = malloc(S * sizeof *c->attach_seq);
     c->attach_len = malloc(S * sizeof *c->attach_len);
     c->attach_tok = malloc((size_t)(c->max_attach_tok > 0 ? c->max_attach_tok : 1) * sizeof *c->attach_tok);
-    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in ||
+    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in || !c->step_pos || !c->step_wanted ||
         !c->attach_seq || !c->attach_len || !c->attach_tok || !c->row_tmp || !c->lp_scratch) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
@@ -115,6 +119,8 @@ void gt_coord_destroy(gt_coord *c) {
     free(c->seq);
     free(c->want);
     free(c->want_in);
+    free(c->step_pos);
+    free(c->step_wanted);
     free(c->attach_seq);
     free(c->attach_len);
     free(c->attach_tok);
@@ -337,34 +343,45 @@ gt_status gt_coord_prefill(gt_coord *c, int seq, const int32_t *toks, int n, flo
     return GT_OK;
 }
 
+static void clear_step_marks(gt_coord *c, const int32_t *seqs, int n) {
+    for (int i = 0; i < n; i++) c->step_pos[seqs[i]] = c->step_wanted[seqs[i]] = 0;
+}
+
 gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
                         const int8_t *want) {
     if (!c->leads) return gt_fail(GT_ERR_INTERNAL, "only rank 0 coordinates sequences");
     if (n < 1 || n > c->max_batch)
         return gt_fail(GT_ERR_INVALID_ARG, "a step of %d tokens is outside 1..%d", n, c->max_batch);
-    int rows = 0;
     for (int i = 0; i < n; i++) {
         GT_TRY(check_seq(c, seqs[i]));
         if (toks[i] < 0 || toks[i] >= c->n_vocab)
             return gt_fail(GT_ERR_INVALID_ARG, "token %d (id %d) is outside the vocabulary of %d", i,
                            toks[i], c->n_vocab);
-        /* The position continues the sequence's cache and its earlier tokens here. */
-        uint32_t pos = c->seqs[seqs[i]].len;
-        for (int j = 0; j < i; j++) {
-            pos += seqs[j] == seqs[i];
-            if (seqs[j] == seqs[i] && want[j])
-                return gt_fail(GT_ERR_INVALID_ARG, "sequence %d wants an output before its last token "
-                               "of the step", seqs[i]);
+    }
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        /* The position continues the sequence's cache and its earlier tokens
+         * here (step_pos[seq] counts them; 0 until the sequence's first one). */
+        int32_t sq = seqs[i];
+        if (!c->step_pos[sq]) c->step_pos[sq] = (int32_t)c->seqs[sq].len + 1;
+        uint32_t pos = (uint32_t)c->step_pos[sq]++ - 1;
+        gt_status st = GT_OK;
+        if (c->step_wanted[sq])
+            st = gt_fail(GT_ERR_INVALID_ARG, "sequence %d wants an output before its last token of the step", sq);
+        else if (pos >= c->n_ctx)
+            st = gt_fail(GT_ERR_RANGE, "sequence %d would pass the context of %u tokens", sq, c->n_ctx);
+        c->step_wanted[sq] = want[i] != 0;
+        if (st != GT_OK) {
+            clear_step_marks(c, seqs, i + 1);
+            return st;
         }
-        if (pos >= c->n_ctx)
-            return gt_fail(GT_ERR_RANGE, "sequence %d would pass the context of %u tokens", seqs[i],
-                           c->n_ctx);
         c->tok[i] = toks[i];
         c->pos[i] = (int32_t)pos;
         c->seq[i] = seqs[i];
         c->want[i] = want[i] != 0;
         rows += want[i] != 0;
     }
+    clear_step_marks(c, seqs, n);
     if (rows > c->max_rows)
         return gt_fail(GT_ERR_INVALID_ARG, "a step wants %d outputs; this job holds %d", rows, c->max_rows);
     return run_step(c, n, NULL);
