@@ -46,12 +46,12 @@ def allowed_folders(folder):
     """The folders `folder` may use, itself included; None for everything."""
     if folder not in LAYERS or LAYERS[folder] is None:
         return None
-    seen, todo = {folder}, list(LAYERS[folder])
-    while todo:
-        f = todo.pop()
+    seen, stack = {folder}, list(LAYERS[folder])
+    while stack:
+        f = stack.pop()
         if f not in seen:
             seen.add(f)
-            todo.extend(LAYERS.get(f) or [])
+            stack.extend(LAYERS.get(f) or [])
     return seen
 
 
@@ -177,8 +177,8 @@ def sccs(graph):
 def one_cycle(graph, comp):
     """A shortest cycle through the component's first file (BFS)."""
     members, start = set(comp), comp[0]
-    prev, todo = {start: None}, [start]
-    for v in todo:
+    prev, queue = {start: None}, [start]
+    for v in queue:
         for w in sorted(graph[v]):
             if w not in members:
                 continue
@@ -189,7 +189,7 @@ def one_cycle(graph, comp):
                 return list(reversed(path)) + [start]
             if w not in prev:
                 prev[w] = v
-                todo.append(w)
+                queue.append(w)
     return comp
 
 
