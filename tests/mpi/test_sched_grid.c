@@ -16,6 +16,7 @@
 
 #include "coordinator/sched.h"
 #include "model/synth.h"
+#include "util/test_util.h"
 
 enum { V = 300, N_REQ = 8, MAX_GEN = 8 };
 
@@ -59,21 +60,10 @@ static int fail(const char *what) {
 
 int main(int argc, char **argv) {
     int tp = argc > 1 ? atoi(argv[1]) : 1, pp = argc > 2 ? atoi(argv[2]) : 1;
-    char path[256];
-    const char *tmp = getenv("GANTRY_TEST_TMP");
-    snprintf(path, sizeof path, "%s/sched_grid_r%d.gguf", tmp ? tmp : "/tmp", gt_rank_launch_rank());
-    gt_synth_config sc = GT_SYNTH_CONFIG_INIT;
-    sc.arch = "llama";
-    sc.n_layer = 2;
-    sc.n_embd = 64;
-    sc.n_head = 4;
-    sc.n_head_kv = 2;
-    sc.n_ff = 96;
-    sc.n_vocab = V;
-    sc.n_ctx = 128;
-    sc.type = GT_F32;
-    sc.seed = 21;
-    if (gt_synth_write(&sc, path) != GT_OK) return fail("synth");
+    char name[64];
+    snprintf(name, sizeof name, "sched_grid_r%d.gguf", gt_rank_launch_rank());
+    gt_synth_config sc = gt_test_tiny_model("llama", GT_F32, V, 21);
+    const char *path = gt_test_synth(&sc, 0, name);
     gt_rank_config rc = GT_RANK_CONFIG_INIT;
     rc.eng.model_path = path;
     rc.eng.isa = "ref";
