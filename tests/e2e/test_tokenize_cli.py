@@ -21,7 +21,7 @@ def main():
     if not gantry or not os.path.exists(gantry):
         print("GANTRY_BIN not built; skipping")
         return 77
-    shared = os.environ.get("GANTRY_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
+    shared = os.environ.get("GANTRY_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../data"))
     vocab_dir = os.path.join(shared, "vocab")
     tmp = os.environ.get("GANTRY_TEST_TMP") or tempfile.gettempdir()
 

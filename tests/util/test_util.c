@@ -37,7 +37,7 @@ void gt_test_fill_normal(gt_test_rng *r, float *x, size_t n, float sd) {
 
 const char *gt_test_shared_dir(void) {
     const char *d = getenv("GANTRY_SHARED_DIR");
-    return d && *d ? d : "../shared";
+    return d && *d ? d : "tests/data"; /* vocab/ travels with the repository */
 }
 
 const char *gt_test_source_dir(void) {
