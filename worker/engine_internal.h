@@ -55,4 +55,12 @@ struct gt_engine {
  * reserved in the KV cache. */
 gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits);
 
+/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (forward.c). */
+gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
+                  const float *x, float *out, int n);
+
+/* The MoE feed-forward of layer il for the batch's n rows of s->cur, into
+ * s->out (moe.c). */
+gt_status gt__moe(gt_engine *e, int il, int n);
+
 #endif

@@ -174,8 +174,8 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
 }
 
 /* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
-static gt_status mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
-                     const gt_weight *down, const float *x, float *out, int n) {
+gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
+                  const gt_weight *down, const float *x, float *out, int n) {
     gt_fwd_scratch *s = &e->s;
     int64_t F = gate->n_out;
     GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
@@ -185,55 +185,14 @@ static gt_status mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
     return gt_matmul(e->k, down, s->gate, out, n);
 }
 
-/* Routes each token to its top experts and sums their weighted outputs
- * into s->out. Mixtral renormalises the chosen experts' probabilities;
- * qwen2moe keeps the full-softmax values and adds a gated shared expert. */
-static gt_status moe(gt_engine *e, int il, int n) {
-    const gt_hparams *hp = &e->hp;
-    const gt_layer_weights *L = &e->w.layers[il];
-    gt_kernels *k = e->k;
-    gt_fwd_scratch *s = &e->s;
-    int D = (int)hp->n_embd, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
-    bool renorm = hp->arch != GT_ARCH_QWEN2MOE;
-    GT_TRY(gt_matmul(k, &L->router_w, s->cur, s->router, n));
-    GT_TRY(gt_router_topk(k, s->router, n, E, K, renorm, s->moe_ids, s->moe_w));
-    GT_TRY(gt_zero(k, s->out, (int64_t)n * D));
-    for (int ex = 0; ex < E; ex++) {
-        int m = 0; /* the (token, slot) pairs routed to ex, in token order */
-        for (int t = 0; t < n; t++)
-            for (int j = 0; j < K; j++)
-                if (s->moe_ids[(size_t)t * K + j] == ex) {
-                    s->moe_rows[m] = t;
-                    s->moe_rw[m] = s->moe_w[(size_t)t * K + j];
-                    m++;
-                }
-        if (!m) continue;
-        const gt_expert_weights *X = &L->experts[ex];
-        GT_TRY(gt_gather_rows(k, s->cur, s->moe_rows, m, D, s->moe_x));
-        GT_TRY(mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m));
-        GT_TRY(gt_scatter_add_rows(k, s->moe_out, s->moe_rows, s->moe_rw, m, D, s->out));
-    }
-    if (L->sh_gate.n_out) {
-        GT_TRY(mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n));
-        /* The gate logits [n] reuse the router's scratch, whose probabilities are spent. */
-        const float *gate = NULL;
-        if (L->sh_gate_inp) {
-            GT_TRY(gt_matmul(k, &L->sh_gate_inp_w, s->cur, s->router, n));
-            gate = s->router;
-        }
-        GT_TRY(gt_sigmoid_gate_add(k, gate, s->moe_out, s->out, n, D));
-    }
-    return GT_OK;
-}
-
 static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];
     gt_fwd_scratch *s = &e->s;
     int n = b->n, D = (int)hp->n_embd;
     GT_TRY(norm_in(e, sp, L->ffn_norm, e->w.layer0 + il, "ffn"));
-    if (hp->n_expert) GT_TRY(moe(e, il, n));
-    else GT_TRY(mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n));
+    if (hp->n_expert) GT_TRY(gt__moe(e, il, n));
+    else GT_TRY(gt__mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n));
     (void)D;
     return block_out(e, sp, n, L->post_ffn_norm, e->w.layer0 + il, "ffn");
 }
