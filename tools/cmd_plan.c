@@ -212,7 +212,7 @@ static void print_budget(const gt_plan *p) {
                                                      : "");
         } else {
             printf("  rank %d: weights %s + activations %s exceed the budget by %s; no room for "
-                   "KV. Host offload (a later issue) would move %s of routed experts",
+                   "KV. Expert offload (--device-mem) would move %s of routed experts",
                    r, hb(s->weight_bytes, b1), hb(s->act_bytes, b2), hb(s->offload_bytes, b3),
                    hb(s->offload_expert_bytes, b4));
             if (s->offload_bytes > s->offload_expert_bytes)
