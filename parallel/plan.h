@@ -24,8 +24,11 @@
  *   first stage, LM head on the last) is split in n_vocab / tp rows, the last
  *   slice taking the remainder.
  * - MoE: every routed expert and the shared expert are split by columns like
- *   a dense MLP (the router is replicated). Expert parallelism, which gives
- *   each rank whole experts, comes with a later issue.
+ *   a dense MLP (the router is replicated). With expert parallelism (ep > 1,
+ *   ep dividing tp and n_expert) EP rank i = tp_rank / (tp / ep) holds only
+ *   experts [i * E / ep, (i + 1) * E / ep), each split by columns over the
+ *   tp / ep ranks that share its range (whole when ep == tp); attention, the
+ *   router and the shared expert stay split over the whole stage group.
  * - Column-parallel weights (wq wk wv gate up, LM head, embedding) are cut
  *   into whole rows and always slice cleanly. Row-parallel weights (wo down)
  *   keep every row and take a column range of it; a quantized row can only be
@@ -64,9 +67,10 @@ typedef struct gt_plan_config {
     int n_threads;             /* compute threads per rank (the kernels' workspace); 0: 1 */
     uint64_t kv_host_bytes;    /* per rank: host memory for evicted cached KV blocks; 0: none */
     int kv_blocks;             /* KV pool blocks; 0: n_ctx × n_seqs tokens' worth */
+    int ep;                    /* expert parallelism inside each stage group; 0 or 1: none */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0 }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0, 0 }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {
@@ -77,7 +81,8 @@ typedef struct gt_shard {
     gt_range kv_heads;            /* kv heads this rank stores */
     int kv_copies;     /* ranks of the stage that store each of these kv heads (1: split) */
     gt_range ff;       /* dense MLP columns of n_ff (empty for MoE-only models) */
-    gt_range ff_exp;   /* columns of every routed expert's MLP (n_ff_exp) */
+    gt_range ff_exp;   /* columns of every held routed expert's MLP (n_ff_exp) */
+    gt_range experts;  /* routed experts held: [0, n_expert), or the EP rank's range */
     gt_range ff_shexp; /* shared expert columns (n_ff_shexp) */
     gt_range vocab;    /* embedding rows (first stage) and LM head rows (last stage) */
 
@@ -124,8 +129,9 @@ typedef struct gt_plan {
  * tensor infos. On success the caller owns *out (gt_plan_free). Statuses:
  * GT_ERR_INVALID_ARG for an impossible layout (world != tp × pp, heads or kv
  * heads not dividing over tp, more stages than layers, a quantized row that
- * tp would cut inside a block, an empty vocabulary or MLP slice) or a bad
- * config value; GT_ERR_UNSUPPORTED for a tensor the plan does not know how
+ * tp would cut inside a block, an empty vocabulary or MLP slice; ep > 1 on a
+ * dense model, with experts or tp not divisible by ep) or a bad config
+ * value; GT_ERR_UNSUPPORTED for a tensor the plan does not know how
  * to split when tp > 1; GT_ERR_FORMAT / GT_ERR_NOT_FOUND from the
  * hyper-parameters or a tensor whose shape disagrees with them;
  * GT_ERR_NOMEM. Each with one sentence. *out is zeroed on failure. Pure
@@ -158,7 +164,9 @@ typedef struct gt_tensor_slice {
     bool replicated;         /* other ranks of the stage hold the same bytes */
     size_t row_offset_bytes; /* COLS: where element i0 starts inside each stored row */
     size_t row_bytes;        /* bytes of one held row (the slice of it for COLS) */
-    int64_t n_rows;          /* held rows: ne[1..3] product, or (i1 - i0) × ne[2] × ne[3] */
+    int64_t e0, e1;          /* stacked experts held (ne[2] of a routed-expert tensor) */
+    int64_t n_rows;          /* held rows: ne[1..3] product, or (i1 - i0) × ne[2] × ne[3];
+                                for routed experts only the held experts' rows */
     size_t nbytes;           /* n_rows × row_bytes */
 } gt_tensor_slice;
 

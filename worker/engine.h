@@ -126,6 +126,19 @@ gt_engine_kv_stats gt_engine_kv(const gt_engine *e);
  * compute; the sequences' lengths are unchanged, so it can be retried). */
 bool gt_engine_kv_full(const gt_engine *e);
 
+/* Expert parallelism's counters since the last gt_engine_reset_ep_stats,
+ * per local layer (model layer layer0 + i): rows[i], the (token, expert)
+ * rows this rank's experts computed, and a2a_bytes[i], the bytes this rank
+ * sent to other ranks in the layer's all-to-alls (rows out, outputs back).
+ * All zero / NULL without expert parallelism. Borrowed; valid until the
+ * engine is destroyed. */
+typedef struct gt_engine_ep_stats {
+    int n_layer, layer0;
+    const uint64_t *rows, *a2a_bytes;
+} gt_engine_ep_stats;
+gt_engine_ep_stats gt_engine_ep(const gt_engine *e);
+void gt_engine_reset_ep_stats(gt_engine *e);
+
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);
 /* Drops a sequence's KV cache (its blocks return to the pool). */
