@@ -82,7 +82,7 @@ gt_status gt__moe(gt_engine *e, int il, int n);
  * s->out, slot by slot (j = 0..K-1) whatever rank computed them, so that
  * the sum is the same bits under expert parallelism as on one rank: row
  * pos[t * K + j] of y is the output of token t0 + t's expert in slot j,
- * w[t * K + j] its weight (moe.c). */
+ * w[t * K + j] its weight (moe_combine.c). */
 gt_status gt__moe_combine(gt_engine *e, const float *y, const int32_t *pos, const float *w, int nt,
                           int t0);
 

@@ -8,23 +8,6 @@
  * the experts of a token were computed on different ranks. */
 #include "worker/engine_internal.h"
 
-gt_status gt__moe_combine(gt_engine *e, const float *y, const int32_t *pos, const float *w, int nt,
-                          int t0) {
-    gt_fwd_scratch *s = &e->s;
-    int D = (int)e->hp.n_embd, K = (int)e->hp.n_expert_used;
-    if (nt <= 0) return GT_OK;
-    for (int j = 0; j < K; j++) {
-        for (int t = 0; t < nt; t++) {
-            s->moe_rows[t] = pos[(size_t)t * K + j];
-            s->moe_rw[t] = w[(size_t)t * K + j];
-        }
-        GT_TRY(gt_gather_rows(e->k, y, s->moe_rows, nt, D, s->moe_x));
-        for (int t = 0; t < nt; t++) s->moe_rows[t] = t0 + t;
-        GT_TRY(gt_scatter_add_rows(e->k, s->moe_x, s->moe_rows, s->moe_rw, nt, D, s->out));
-    }
-    return GT_OK;
-}
-
 /* Every expert of the layer on this rank (whole, or a column slice of each
  * under tensor parallelism): their outputs, expert after expert, into
  * s->moe_y, then the slot-ordered sum. */
