@@ -21,6 +21,30 @@ gt_status gt_grid_init(int world, int tp, int pp, int rank, gt_grid *out) {
     out->rank = rank;
     out->stage = rank / tp;
     out->tp_rank = rank % tp;
+    out->ep = 1;
+    out->ep_cols = tp;
+    out->ep_rank = 0;
+    out->ep_col = out->tp_rank;
+    return GT_OK;
+}
+
+gt_status gt_grid_set_ep(gt_grid *g, int ep) {
+    if (ep <= 1) {
+        g->ep = 1;
+        g->ep_cols = g->tp;
+        g->ep_rank = 0;
+        g->ep_col = g->tp_rank;
+        return GT_OK;
+    }
+    if (g->tp % ep)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--ep %d does not divide the stage group of tp %d ranks (ep must be a "
+                       "divisor of tp)",
+                       ep, g->tp);
+    g->ep = ep;
+    g->ep_cols = g->tp / ep;
+    g->ep_rank = g->tp_rank / g->ep_cols;
+    g->ep_col = g->tp_rank % g->ep_cols;
     return GT_OK;
 }
 

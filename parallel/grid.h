@@ -20,12 +20,23 @@ typedef struct gt_grid {
     int rank;    /* this rank, 0..world-1 */
     int stage;   /* rank / tp */
     int tp_rank; /* rank % tp: position in the stage group */
+    /* Expert parallelism inside the stage group (gt_grid_set_ep): the tp
+     * ranks form tp / ep expert groups of ep ranks; rank p is member
+     * p / (tp / ep) of group p % (tp / ep). ep 1: experts split by columns. */
+    int ep;      /* ranks that share out each MoE layer's experts */
+    int ep_rank; /* tp_rank / (tp / ep): which expert range this rank owns */
+    int ep_cols; /* tp / ep: ranks that split each owned expert by columns (tp without EP) */
+    int ep_col;  /* tp_rank % (tp / ep): this rank's column part */
 } gt_grid;
 
 /* Fills *out for `rank`. GT_ERR_INVALID_ARG with one sentence naming the
  * numbers when tp or pp is below 1, world != tp * pp, or rank is outside
  * 0..world-1. Pure; thread-safe. */
 gt_status gt_grid_init(int world, int tp, int pp, int rank, gt_grid *out);
+
+/* Sets expert parallelism ep on g (ep 0 or 1: none). GT_ERR_INVALID_ARG
+ * with one sentence when ep does not divide the stage group's tp ranks. */
+gt_status gt_grid_set_ep(gt_grid *g, int ep);
 
 /* Rank at (stage, tp position); -1 when outside the grid. */
 int gt_grid_rank_at(const gt_grid *g, int stage, int tp_rank);

@@ -27,6 +27,8 @@ struct gt_par {
     gt_grid grid;
     gt_comm *world; /* borrowed */
     gt_comm *stage; /* owned; NULL when the grid is 1 x 1 */
+    gt_comm *ep;    /* the expert group: = stage when ep == tp, owned when ep < tp, NULL without EP */
+    size_t *ep_displs; /* [2 * ep] all-to-all-v offsets */
     gt_par_stats stats;
     gt__par_fault *fault; /* test hooks; NULL unless a test asks (parallel/fault.h) */
     /* Vocabulary slices of the stage, learned at the first top-candidates call. */
@@ -57,6 +59,21 @@ gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
         o.name = name;
         st = gt_comm_split_ex(world, grid->stage, grid->tp_rank, &o, &p->stage);
     }
+    if (st == GT_OK && grid->ep > 1) {
+        p->ep_displs = calloc(2 * (size_t)grid->ep, sizeof *p->ep_displs);
+        if (!p->ep_displs) st = gt_fail(GT_ERR_NOMEM, "cannot allocate the expert-parallel offsets");
+    }
+    if (st == GT_OK && grid->ep > 1 && grid->ep < grid->tp) {
+        /* Collective over the stage group: ranks with the same column part of
+         * the experts form one expert group. */
+        gt_comm_opts o = GT_COMM_OPTS_INIT;
+        char name[48];
+        snprintf(name, sizeof name, "stage %d experts %d", grid->stage, grid->ep_col);
+        o.name = name;
+        st = gt_comm_split_ex(p->stage, grid->ep_col, grid->ep_rank, &o, &p->ep);
+    } else if (grid->ep > 1) {
+        p->ep = p->stage;
+    }
     if (st != GT_OK) {
         gt_par_destroy(p);
         return st;
@@ -67,6 +84,8 @@ gt_status gt_par_create(gt_comm *world, const gt_grid *grid, gt_par **out) {
 
 void gt_par_destroy(gt_par *p) {
     if (!p) return;
+    if (p->ep != p->stage) gt_comm_destroy(p->ep);
+    free(p->ep_displs);
     gt_comm_destroy(p->stage);
     gt__par_fault_destroy(p->fault);
     free(p->scratch);
@@ -122,6 +141,37 @@ gt_status gt_par_reduce_scatter(gt_par *p, const float *send, float *recv, size_
     uint64_t t0 = gt_now_ns();
     gt_status st = gt_comm_reduce_scatter(p->stage, send, recv, count, GT_F32, what);
     account(p, t0, count * (size_t)(p->grid.tp - 1) * sizeof(float), what);
+    return st;
+}
+
+gt_status gt_par_ep_counts(gt_par *p, const int32_t *send, int32_t *recv, size_t per_peer,
+                           const char *what) {
+    if (!p->ep)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: this grid has no expert parallelism (ep 1)", what);
+    uint64_t t0 = gt_now_ns();
+    gt_status st = gt_comm_alltoall(p->ep, send, recv, per_peer, GT_I32, what);
+    account(p, t0, per_peer * (size_t)(p->grid.ep - 1) * sizeof(int32_t), what);
+    return st;
+}
+
+gt_status gt_par_ep_alltoallv(gt_par *p, const float *send, const size_t *send_counts,
+                              float *recv, const size_t *recv_counts, const char *what) {
+    if (!p->ep)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: this grid has no expert parallelism (ep 1)", what);
+    int n = p->grid.ep;
+    size_t *sd = p->ep_displs, *rd = p->ep_displs + n, so = 0, ro = 0, away = 0;
+    for (int q = 0; q < n; q++) {
+        sd[q] = so;
+        rd[q] = ro;
+        so += send_counts[q];
+        ro += recv_counts[q];
+        if (q != p->grid.ep_rank) away += send_counts[q];
+    }
+    uint64_t t0 = gt_now_ns();
+    gt_comm_vlayout sl = {send_counts, sd}, rl = {recv_counts, rd};
+    gt_status st = gt_comm_alltoallv(p->ep, send, sl, recv, rl, GT_F32, what);
+    account(p, t0, away * sizeof(float), what);
+    p->stats.a2a_bytes += away * sizeof(float);
     return st;
 }
 

@@ -23,6 +23,7 @@ typedef struct gt_par_stats {
     double comm_s;       /* wall time inside collectives and transfers */
     uint64_t bytes_sent; /* payload this rank contributed or sent */
     uint64_t n_calls;
+    uint64_t a2a_bytes;  /* of bytes_sent: expert-parallel rows sent to other ranks */
 } gt_par_stats;
 
 typedef struct gt_par gt_par;
@@ -71,6 +72,21 @@ gt_status gt_par_top_candidates_rows(gt_par *p, const float *logits, int n_rows,
                                      int k, float *vals, int32_t *ids, int *n_out, const char *what);
 gt_status gt_par_top_candidates(gt_par *p, const float *logits, int64_t n_local, int64_t v0, int k,
                                 float *vals, int32_t *ids, int *n_out, const char *what);
+
+/* Expert parallelism over this rank's expert group: the grid's ep ranks of
+ * the stage group that share out the experts (the stage group itself when
+ * ep == tp), ordered by ep_rank. Both are collective over the group and
+ * GT_ERR_INVALID_ARG without expert parallelism (ep 1).
+ * gt_par_ep_counts: send[ep][per_peer] to recv[ep][per_peer] (all-to-all:
+ * the counts that size the rows exchange, sent first).
+ * gt_par_ep_alltoallv: block q of send (send_counts[q] floats, blocks
+ * contiguous in peer order) goes to member q; recv gets member q's block
+ * in the same way (recv_counts[q]). Counted in the stats (a2a_bytes: the
+ * floats sent to other members, not to itself). GT_ERR_COMM. */
+gt_status gt_par_ep_counts(gt_par *p, const int32_t *send, int32_t *recv, size_t per_peer,
+                           const char *what);
+gt_status gt_par_ep_alltoallv(gt_par *p, const float *send, const size_t *send_counts,
+                              float *recv, const size_t *recv_counts, const char *what);
 
 /* Broadcasts bytes from world rank 0 to every rank (the coordinator's step
  * plan), counted in the stats. Collective over the world; a no-op on one

@@ -26,8 +26,31 @@ static gt_status check_config(gt_plan_config *c) {
     return GT_OK;
 }
 
+/* Expert parallelism: whole experts per EP rank, EP inside the stage group. */
+static gt_status check_ep(const gt_hparams *hp, int tp, int ep) {
+    if (ep <= 1) return GT_OK;
+    if (!hp->n_expert)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--ep %d asks for expert parallelism, but this %s model is dense (it has no "
+                       "experts)",
+                       ep, hp->arch_name);
+    if (hp->n_expert_used > hp->n_expert)
+        return gt_fail(GT_ERR_INVALID_ARG, "top-k %u is larger than the expert count %u",
+                       hp->n_expert_used, hp->n_expert);
+    if (hp->n_expert % (uint32_t)ep)
+        return gt_fail(GT_ERR_INVALID_ARG, "%u experts do not divide over --ep %d", hp->n_expert,
+                       ep);
+    if (tp % ep)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--ep %d does not divide the stage group of tp %d ranks (ep must be a "
+                       "divisor of tp)",
+                       ep, tp);
+    return GT_OK;
+}
+
 /* The layout checks that do not depend on one rank. */
-static gt_status check_layout(const gt_hparams *hp, int tp, int pp) {
+static gt_status check_layout(const gt_hparams *hp, int tp, int pp, int ep) {
+    GT_TRY(check_ep(hp, tp, ep));
     if ((uint32_t)pp > hp->n_layer)
         return gt_fail(GT_ERR_INVALID_ARG,
                        "pp %d asks for more pipeline stages than the model's %u layers", pp,
@@ -52,10 +75,13 @@ static gt_status check_layout(const gt_hparams *hp, int tp, int pp) {
     } widths[] = {{hp->n_expert ? 0 : hp->n_ff, "MLP"},
                   {hp->n_expert ? hp->n_ff_exp : 0, "expert MLP"},
                   {hp->n_ff_shexp, "shared expert MLP"}};
-    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
-        if (widths[i].n && widths[i].n < (uint32_t)tp)
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        /* Under EP an expert's columns are split over tp / ep ranks only. */
+        int over = i == 1 && ep > 1 ? tp / ep : tp;
+        if (widths[i].n && widths[i].n < (uint32_t)over)
             return gt_fail(GT_ERR_INVALID_ARG, "%u %s columns cannot be split over tp %d",
-                           widths[i].n, widths[i].what, tp);
+                           widths[i].n, widths[i].what, over);
+    }
     return GT_OK;
 }
 
@@ -69,6 +95,7 @@ static gt_status shard_ranges(const gt_hparams *hp, const gt_plan_config *cfg, i
                               gt_shard *s) {
     memset(s, 0, sizeof *s);
     GT_TRY(gt_grid_init(cfg->world, cfg->tp, cfg->pp, rank, &s->grid));
+    GT_TRY(gt_grid_set_ep(&s->grid, cfg->ep));
     const int tp = cfg->tp, p = s->grid.tp_rank, st = s->grid.stage;
     s->first_stage = gt_grid_first_stage(&s->grid);
     s->last_stage = gt_grid_last_stage(&s->grid);
@@ -101,7 +128,11 @@ static gt_status shard_ranges(const gt_hparams *hp, const gt_plan_config *cfg, i
                        (long long)s->kv_heads.end);
 
     if (!hp->n_expert) s->ff = split_even(hp->n_ff, p, tp);
-    if (hp->n_expert) s->ff_exp = split_even(hp->n_ff_exp, p, tp);
+    if (hp->n_expert) {
+        const gt_grid *g = &s->grid;
+        s->ff_exp = split_even(hp->n_ff_exp, g->ep_col, g->ep_cols);
+        s->experts = split_even(hp->n_expert, g->ep_rank, g->ep);
+    }
     s->ff_shexp = split_even(hp->n_ff_shexp, p, tp);
     int64_t vb = hp->n_vocab / tp;
     s->vocab = (gt_range){p * vb, p == tp - 1 ? (int64_t)hp->n_vocab : (p + 1) * vb};
@@ -169,7 +200,10 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
     GT_TRY(gt_hparams_load(g, &hp));
     if (!cfg.n_ctx) cfg.n_ctx = gt_hparams_default_ctx(&hp);
     if (!cfg.max_out_rows) cfg.max_out_rows = cfg.n_seqs;
-    GT_TRY(check_layout(&hp, cfg.tp, cfg.pp));
+    if (cfg.ep < 0 || cfg.ep > 65536)
+        return gt_fail(GT_ERR_INVALID_ARG, "--ep %d is outside 1..65536", cfg.ep);
+    if (cfg.ep == 0) cfg.ep = 1;
+    GT_TRY(check_layout(&hp, cfg.tp, cfg.pp, cfg.ep));
 
     gt_shard *shards = calloc((size_t)cfg.world, sizeof *shards);
     if (!shards) return gt_fail(GT_ERR_NOMEM, "cannot allocate the plans of %d ranks", cfg.world);

@@ -24,8 +24,11 @@
  *   first stage, LM head on the last) is split in n_vocab / tp rows, the last
  *   slice taking the remainder.
  * - MoE: every routed expert and the shared expert are split by columns like
- *   a dense MLP (the router is replicated). Expert parallelism, which gives
- *   each rank whole experts, comes with a later issue.
+ *   a dense MLP (the router is replicated). With expert parallelism (ep > 1,
+ *   ep dividing tp and n_expert) EP rank i = tp_rank / (tp / ep) holds only
+ *   experts [i * E / ep, (i + 1) * E / ep), each split by columns over the
+ *   tp / ep ranks that share its range (whole when ep == tp); attention, the
+ *   router and the shared expert stay split over the whole stage group.
  * - Column-parallel weights (wq wk wv gate up, LM head, embedding) are cut
  *   into whole rows and always slice cleanly. Row-parallel weights (wo down)
  *   keep every row and take a column range of it; a quantized row can only be
@@ -67,9 +70,10 @@ typedef struct gt_plan_config {
     uint64_t device_mem_bytes; /* per rank: device budget; routed experts that do not fit stay in
                                   host memory behind an expert cache (plan_experts.c); 0: none */
     const struct gt_kernels *kernels; /* sizes prepared expert copies; NULL: their stored rows */
+    int ep;                    /* expert parallelism inside each stage group; 0 or 1: none */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0, 0, NULL }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0, 0, NULL, 0 }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {
@@ -80,7 +84,8 @@ typedef struct gt_shard {
     gt_range kv_heads;            /* kv heads this rank stores */
     int kv_copies;     /* ranks of the stage that store each of these kv heads (1: split) */
     gt_range ff;       /* dense MLP columns of n_ff (empty for MoE-only models) */
-    gt_range ff_exp;   /* columns of every routed expert's MLP (n_ff_exp) */
+    gt_range ff_exp;   /* columns of every held routed expert's MLP (n_ff_exp) */
+    gt_range experts;  /* routed experts held: [0, n_expert), or the EP rank's range */
     gt_range ff_shexp; /* shared expert columns (n_ff_shexp) */
     gt_range vocab;    /* embedding rows (first stage) and LM head rows (last stage) */
 
@@ -108,7 +113,8 @@ typedef struct gt_shard {
     int64_t kv_tokens_fit;         /* kv_blocks_fit × kv_block_size */
 
     /* Expert offload, filled when device_mem_bytes > 0 (plan_experts.c). */
-    int n_expert, n_expert_used;   /* of the model (0 for a dense one) */
+    int n_expert, n_expert_used;   /* experts this rank holds (of every layer; all without --ep) and
+                                      used per token; 0 for a dense model */
     uint64_t expert_slot_bytes;    /* one prepared expert in every local layer (a slot each) */
     int expert_slots;              /* device slots per local layer; 0: experts all resident */
     uint64_t expert_pool_bytes;    /* expert_slots × expert_slot_bytes: the device expert pool */
@@ -134,8 +140,9 @@ typedef struct gt_plan {
  * tensor infos. On success the caller owns *out (gt_plan_free). Statuses:
  * GT_ERR_INVALID_ARG for an impossible layout (world != tp × pp, heads or kv
  * heads not dividing over tp, more stages than layers, a quantized row that
- * tp would cut inside a block, an empty vocabulary or MLP slice) or a bad
- * config value; GT_ERR_UNSUPPORTED for a tensor the plan does not know how
+ * tp would cut inside a block, an empty vocabulary or MLP slice; ep > 1 on a
+ * dense model, with experts or tp not divisible by ep) or a bad config
+ * value; GT_ERR_UNSUPPORTED for a tensor the plan does not know how
  * to split when tp > 1; GT_ERR_FORMAT / GT_ERR_NOT_FOUND from the
  * hyper-parameters or a tensor whose shape disagrees with them;
  * GT_ERR_NOMEM. Each with one sentence. *out is zeroed on failure. Pure
@@ -168,7 +175,9 @@ typedef struct gt_tensor_slice {
     bool replicated;         /* other ranks of the stage hold the same bytes */
     size_t row_offset_bytes; /* COLS: where element i0 starts inside each stored row */
     size_t row_bytes;        /* bytes of one held row (the slice of it for COLS) */
-    int64_t n_rows;          /* held rows: ne[1..3] product, or (i1 - i0) × ne[2] × ne[3] */
+    int64_t e0, e1;          /* stacked experts held (ne[2] of a routed-expert tensor) */
+    int64_t n_rows;          /* held rows: ne[1..3] product, or (i1 - i0) × ne[2] × ne[3];
+                                for routed experts only the held experts' rows */
     size_t nbytes;           /* n_rows × row_bytes */
 } gt_tensor_slice;
 

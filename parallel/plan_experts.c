@@ -64,7 +64,7 @@ gt_status gt_plan_expert_slot(const gt_gguf *g, const gt_hparams *hp, const gt_s
 
 gt_status gt__plan_expert_slots(const gt_gguf *g, const gt_hparams *hp, const struct gt_kernels *k,
                                 gt_shard *s) {
-    s->n_expert = (int)hp->n_expert;
+    s->n_expert = (int)gt_range_len(s->experts); /* the experts this rank owns (all without --ep) */
     s->n_expert_used = (int)hp->n_expert_used;
     s->expert_slot_bytes = 0;
     if (!hp->n_expert) return GT_OK;

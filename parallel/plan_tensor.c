@@ -213,6 +213,21 @@ static gt_status slice_top(const gt_hparams *hp, const gt_shard *s, const gt_ten
     return slice_unknown(s, t, out);
 }
 
+/* A stacked routed-expert tensor [ne0, ne1, n_expert]: only the shard's
+ * experts count (expert parallelism gives each rank a range of them). */
+static gt_status held_experts(const gt_shard *s, const gt_tensor_info *t, gt_tensor_slice *out) {
+    if (s->experts.begin < 0 || s->experts.end > t->ne[2] || s->experts.end < s->experts.begin)
+        return gt_fail(GT_ERR_FORMAT, "tensor %s stacks %lld experts, but the shard holds [%lld, %lld)",
+                       t->name, (long long)t->ne[2], (long long)s->experts.begin,
+                       (long long)s->experts.end);
+    out->e0 = s->experts.begin;
+    out->e1 = s->experts.end;
+    int64_t per = out->split == GT_SPLIT_ROWS ? out->i1 - out->i0 : t->ne[1];
+    out->n_rows = per * (out->e1 - out->e0) * t->ne[3];
+    out->nbytes = (size_t)out->n_rows * out->row_bytes;
+    return GT_OK;
+}
+
 gt_status gt_plan_tensor_slice(const gt_hparams *hp, const gt_shard *s, const gt_tensor_info *t,
                                gt_tensor_slice *out) {
     memset(out, 0, sizeof *out);
@@ -243,6 +258,8 @@ gt_status gt_plan_tensor_slice(const gt_hparams *hp, const gt_shard *s, const gt
                        "hyper-parameters",
                        t->name, (long long)have, lt->split == GT_SPLIT_ROWS ? "rows" : "columns",
                        (long long)full);
-    if (lt->split == GT_SPLIT_ROWS) return slice_rows(t, i0, i1, replicated, out);
-    return slice_cols(t, s->grid.tp, i0, i1, replicated, out);
+    if (lt->split == GT_SPLIT_ROWS) GT_TRY(slice_rows(t, i0, i1, replicated, out));
+    else GT_TRY(slice_cols(t, s->grid.tp, i0, i1, replicated, out));
+    if (lt->dim == DIM_FFE) return held_experts(s, t, out);
+    return GT_OK;
 }

@@ -8,6 +8,8 @@ static const char *const k_names[GT_SCR_COUNT] = {
     "block output", "MLP gate", "MLP up projection", "expert inputs", "expert outputs",
     "router probabilities", "expert weights", "expert choices", "expert rows", "expert row weights",
     "sequence-parallel rows", "K block table", "V block table", "logits rows", "micro-batch rows",
+    "expert outputs by slot", "expert output rows", "expert-parallel send rows",
+    "expert-parallel received rows", "expert-parallel row indices",
 };
 
 const char *gt_scratch_buf_name(gt_scratch_buf b) {
@@ -38,6 +40,14 @@ void gt_scratch_layout_compute(const gt_hparams *hp, const gt_shard *s, const gt
         n[GT_SCR_MOE_IDS] = B * K * sizeof(int32_t);
         n[GT_SCR_MOE_ROWS] = B * sizeof(int32_t);
         n[GT_SCR_MOE_RW] = B * f;
+        n[GT_SCR_MOE_Y] = B * K * D * f;
+        n[GT_SCR_MOE_POS] = B * K * sizeof(int32_t);
+        if (s->grid.ep > 1) {
+            /* A rank sends at most its tokens' K rows and receives at most
+             * one row per token for each of its experts (top-k is distinct). */
+            n[GT_SCR_EP_SEND] = n[GT_SCR_EP_RECV] = B * K * D * f;
+            n[GT_SCR_EP_ROWS] = B * K * sizeof(int32_t);
+        }
     }
     if (tp > 1) n[GT_SCR_SP] = (B / tp + 1) * D * f;
     size_t blocks = ((size_t)c->n_ctx + (size_t)c->kv_block_size - 1) / (size_t)c->kv_block_size;

@@ -38,6 +38,13 @@ typedef enum gt_scratch_buf {
     GT_SCR_VBLOCKS,  /* [blocks per sequence] pointers: its V blocks */
     GT_SCR_LOGITS,   /* [out rows, local vocab] f32 logits rows (last stage) */
     GT_SCR_MB_WANT,  /* [B] i8 which rows of a pipeline micro-batch want logits */
+    GT_SCR_MOE_Y,    /* [B × n_expert_used, n_embd] every (token, slot)'s expert output (MoE) */
+    GT_SCR_MOE_POS,  /* [B × n_expert_used] i32 row of MOE_Y (or EP_SEND) per (token, slot) */
+    GT_SCR_EP_SEND,  /* [B × n_expert_used, n_embd] rows sent to their experts, then their
+                        outputs back (expert parallelism) */
+    GT_SCR_EP_RECV,  /* [B × n_expert_used, n_embd] rows received for this rank's experts */
+    GT_SCR_EP_ROWS,  /* [B × n_expert_used] i32 token rows in send order, or received rows of
+                        one expert */
     GT_SCR_COUNT
 } gt_scratch_buf;
 

@@ -175,6 +175,41 @@ static gt_status report_ranks(gt_coord *c, const bench_opts *o, round_result *r)
     return st;
 }
 
+/* Expert parallelism, decode of the last round: per MoE layer the rows
+ * (token, expert pairs) each rank's experts computed, the imbalance
+ * (max / mean over the ranks of the layer's stage) and the bytes the
+ * all-to-alls moved per decoded token (every rank's sends, rows out and
+ * outputs back). Needs a REPORT before (report_ranks). */
+static void report_ep(gt_coord *c, const bench_opts *o) {
+    gt_rank *rk = gt_coord_rank(c);
+    gt_rank_ep_report ep = gt_rank_ep(rk);
+    const gt_plan *p = gt_rank_plan(rk);
+    if (!ep.rows) return;
+    int tp = p->cfg.tp;
+    double tokens = (double)o->n_gen * (double)o->batch;
+    printf("expert parallelism (ep %d), decode of the last round: rows routed to each rank of the "
+           "layer's stage\n%5s %-*s %10s %14s\n", p->cfg.ep, "layer", 9 * tp, "rows per rank",
+           "max/mean", "a2a bytes/tok");
+    for (int l = 0; l < ep.n_layer; l++) {
+        int stage = -1;
+        for (int r = 0; r < p->n_ranks && stage < 0; r++)
+            if (l >= p->shards[r].layers.begin && l < p->shards[r].layers.end) stage = p->shards[r].grid.stage;
+        if (stage < 0) continue;
+        double mx = 0, sum = 0, bytes = 0;
+        printf("%5d ", l);
+        for (int q = 0; q < tp; q++) {
+            int r = stage * tp + q;
+            double rows = ep.rows[(size_t)r * ep.n_layer + l];
+            bytes += ep.a2a_bytes[(size_t)r * ep.n_layer + l];
+            sum += rows;
+            if (rows > mx) mx = rows;
+            printf("%9.0f", rows);
+        }
+        double mean = sum / tp;
+        printf(" %10.2f %14.0f\n", mean > 0 ? mx / mean : 0.0, bytes / tokens);
+    }
+}
+
 static gt_status bench_lead(gt_coord *c, void *opts) {
     const bench_opts *o = opts;
     gt_rank *rk = gt_coord_rank(c);
@@ -196,7 +231,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
            o->job.eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
            (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
            o->job.eng.n_threads);
-    if (grid) printf("; rank 0 of %d (tp %d x pp %d)", gr->world, gr->tp, gr->pp);
+    if (grid) printf("; rank 0 of %d (tp %d x pp %d%s)", gr->world, gr->tp, gr->pp, gr->ep > 1 ? " with ep" : "");
     printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
     for (int i = 0; i < o->rounds; i++) {
         if (o->trace && i == o->rounds - 1) gt_coord_trace_on(c);
@@ -206,6 +241,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
         fflush(stdout);
     }
     GT_TRY_GOTO(report_ranks(c, o, &r[o->rounds - 1]), st, done);
+    report_ep(c, o);
     int n = (int)o->rounds;
     double bwb, bwm, pb, pm, db, dm, fb, fm;
     best_median(r, n, offsetof(round_result, bw), &bwb, &bwm);

@@ -21,6 +21,8 @@
 #include "tools/cmds.h"
 #include "tools/flags.h"
 
+#define F32_BYTES_PLAN 4ull /* activations travel as f32 */
+
 typedef struct plan_opts {
     const char *path;
     long tp, pp, ranks;
@@ -62,6 +64,9 @@ static const gt_flag k_flags[] = {
      .help = "ranks per pipeline stage (tensor parallel; default 1)"},
     {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 65536, .metavar = "P",
      .help = "pipeline stages (default 1)"},
+    {NULL, "--ep", GT_FLAG_INT, O(cfg.ep), .lo = 1, .hi = 65536, .metavar = "E",
+     .help = "expert parallelism: the ranks of a stage that share out each MoE layer's experts\n"
+             "(divides T and the expert count; default: experts split by columns)"},
     {NULL, "--ranks", GT_FLAG_LONG, O(ranks), .lo = 1, .hi = 1 << 20, .metavar = "N",
      .help = "ranks in the job (default T*P; must equal it)"},
     {NULL, "--ctx", GT_FLAG_U32, O(cfg.n_ctx), .lo = 1, .hi = 1 << 24, .metavar = "C",
@@ -93,7 +98,7 @@ static const gt_flag k_flags[] = {
 static const gt_flag_spec k_spec = {
     .verb = "plan",
     .synopsis = "-m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
-                "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
+                "                   [--ep E] [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
                 "                   [--device-mem BYTES]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
@@ -122,6 +127,10 @@ static void print_header(const gt_plan *p, const char *path) {
     printf(", vocab %u%s\n", hp->n_vocab, hp->tied_output ? " (tied head)" : "");
     printf("weights %s in the file (%llu bytes)\n", hb(p->model_bytes, b),
            (unsigned long long)p->model_bytes);
+    if (c->ep > 1)
+        printf("experts shared out over ep %d ranks of each stage group: %u experts per rank%s\n",
+               c->ep, hp->n_expert / (uint32_t)c->ep,
+               c->ep < c->tp ? ", each split by columns over tp / ep ranks" : ", whole");
     printf("grid    %d ranks = pp %d x tp %d; KV pool for %u positions x %d sequences, %s, "
            "blocks of %d; activations for %d tokens\n\n",
            c->world, c->pp, c->tp, c->n_ctx, c->n_seqs, c->kv_type == GT_F16 ? "f16" : "f32",
@@ -149,6 +158,15 @@ static void print_table(const gt_plan *p) {
                s->first_stage || s->last_stage ? range_str(s->vocab, r5, sizeof r5) : "-",
                hb(s->weight_bytes, b1), hb(s->kv_bytes, b2), hb(s->act_bytes, b3),
                hb(s->total_bytes, b4));
+    }
+    if (moe) {
+        printf("\n%4s %-12s %-14s %13s   (routed experts each rank holds and their bytes)\n", "rank",
+               "experts", "expert cols", "expert bytes");
+        for (int r = 0; r < p->n_ranks; r++) {
+            const gt_shard *s = &p->shards[r];
+            printf("%4d %-12s %-14s %13s\n", r, range_str(s->experts, r1, sizeof r1),
+                   range_str(s->ff_exp, r4, sizeof r4), hb(s->expert_bytes, b1));
+        }
     }
     if (any_repl)
         printf("  (x N: tp %d exceeds the %u kv heads, so each kv head is stored on the N ranks "
@@ -185,6 +203,14 @@ static void print_totals(const gt_plan *p) {
                hb(p->logits_gather_bytes, b2));
     else
         printf(" no TP collectives;");
+    if (p->cfg.ep > 1) {
+        /* Per MoE layer each token's K rows go to their experts and back;
+         * the (ep-1)/ep of them whose expert is on another rank travel. */
+        uint64_t a2a = 2ull * p->hp.n_layer * p->hp.n_expert_used * p->hp.n_embd * F32_BYTES_PLAN;
+        printf(" EP all-to-all up to %s (2 x %u rows of %u floats per MoE layer; %d/%d of them "
+               "leave the rank under uniform routing);",
+               hb(a2a, b1), p->hp.n_expert_used, p->hp.n_embd, p->cfg.ep - 1, p->cfg.ep);
+    }
     if (p->cfg.pp > 1)
         printf(" PP %d activation sends of %u floats = %s\n", p->cfg.pp - 1, p->hp.n_embd,
                hb(p->pp_send_bytes, b3));

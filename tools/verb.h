@@ -24,6 +24,9 @@
      .help = "tensor parallel size under mpirun (default: tp = ranks)"},                           \
     {NULL, "--pp", GT_FLAG_INT, offsetof(T, job.pp), .lo = 1, .hi = 4096, .metavar = "N",          \
      .help = "pipeline parallel size under mpirun (default 1)"},                                   \
+    {NULL, "--ep", GT_FLAG_INT, offsetof(T, job.ep), .lo = 1, .hi = 4096, .metavar = "N",          \
+     .help = "expert parallelism: each MoE layer's experts shared out over N ranks of a stage\n"    \
+             "(N divides tp and the expert count; default: experts split by columns)"},          \
     {NULL, "--comm-timeout", GT_FLAG_DOUBLE, offsetof(T, job.comm_timeout_s), .flo = 0.1,          \
      .fhi = 1e6, .metavar = "S",                                                                   \
      .help = "end the job when a collective or receive waits longer (default 300)"},              \

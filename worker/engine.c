@@ -39,6 +39,11 @@ static gt_status alloc_scratch(gt_engine *e) {
     s->vblocks = p[GT_SCR_VBLOCKS];
     s->logits = p[GT_SCR_LOGITS];
     s->mb_want = p[GT_SCR_MB_WANT];
+    s->moe_y = p[GT_SCR_MOE_Y];
+    s->moe_pos = p[GT_SCR_MOE_POS];
+    s->ep_send = p[GT_SCR_EP_SEND];
+    s->ep_recv = p[GT_SCR_EP_RECV];
+    s->ep_rows = p[GT_SCR_EP_ROWS];
     return GT_OK;
 }
 
@@ -152,6 +157,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     GT_TRY_GOTO(gt_kv_cache_create(e->k, &kv, &e->kv), st, fail);
     GT_TRY_GOTO(alloc_scratch(e), st, fail);
     GT_TRY_GOTO(gt__engine_experts_init(e), st, fail);
+    if (e->shard.grid.ep > 1) GT_TRY_GOTO(gt__moe_ep_init(e), st, fail);
     GT_LOG_INFO(GT_SUB_WORKER, "%s: %s, %u layers, %u embd, %u heads (%u kv), vocab %u, ctx %u, "
                 "kernels %s x%d, KV %zu MiB", gt_gguf_name(e->g), e->hp.arch_name, e->hp.n_layer,
                 e->hp.n_embd, e->hp.n_head, e->hp.n_head_kv, e->hp.n_vocab, e->n_ctx,
@@ -166,6 +172,7 @@ fail:
 void gt_engine_destroy(gt_engine *e) {
     if (!e) return;
     gt__engine_experts_free(e);
+    gt__moe_ep_free(e);
     gt_buffer_free(e->scratch);
     gt_kv_cache_destroy(e->kv);
     gt_weights_free(&e->w);
@@ -187,6 +194,22 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 
 bool gt_engine_kv_full(const gt_engine *e) { return e->kv_full; }
+
+gt_engine_ep_stats gt_engine_ep(const gt_engine *e) {
+    gt_engine_ep_stats s = {0, 0, NULL, NULL};
+    if (e->shard.grid.ep <= 1 || !e->ep.rows) return s;
+    s.n_layer = e->w.n_layer;
+    s.layer0 = e->w.layer0;
+    s.rows = e->ep.rows;
+    s.a2a_bytes = e->ep.a2a_bytes;
+    return s;
+}
+
+void gt_engine_reset_ep_stats(gt_engine *e) {
+    if (!e->ep.rows) return;
+    memset(e->ep.rows, 0, (size_t)e->w.n_layer * sizeof *e->ep.rows);
+    memset(e->ep.a2a_bytes, 0, (size_t)e->w.n_layer * sizeof *e->ep.a2a_bytes);
+}
 
 gt_engine_kv_stats gt_engine_kv(const gt_engine *e) {
     gt_engine_kv_stats s = {gt_kv_cache_n_host(e->kv), gt_kv_cache_n_cached(e->kv), gt_kv_cache_n_free(e->kv),

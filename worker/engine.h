@@ -142,6 +142,18 @@ gt_engine_expert_stats gt_engine_experts(const gt_engine *e, int il);
 /* (token, choice) pairs routed to each expert of each local layer since
  * creation: [n_layer, n_expert]; NULL for a dense model. */
 const uint64_t *gt_engine_expert_counts(const gt_engine *e, int *layer0, int *n_layer, int *n_expert);
+/* Expert parallelism's counters since the last gt_engine_reset_ep_stats,
+ * per local layer (model layer layer0 + i): rows[i], the (token, expert)
+ * rows this rank's experts computed, and a2a_bytes[i], the bytes this rank
+ * sent to other ranks in the layer's all-to-alls (rows out, outputs back).
+ * All zero / NULL without expert parallelism. Borrowed; valid until the
+ * engine is destroyed. */
+typedef struct gt_engine_ep_stats {
+    int n_layer, layer0;
+    const uint64_t *rows, *a2a_bytes;
+} gt_engine_ep_stats;
+gt_engine_ep_stats gt_engine_ep(const gt_engine *e);
+void gt_engine_reset_ep_stats(gt_engine *e);
 
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);

@@ -29,11 +29,17 @@ gt_status gt__engine_experts_init(gt_engine *e) {
     free(heat);
     if (st != GT_OK) return st;
     char b[32];
-    GT_LOG_INFO(GT_SUB_WORKER, "expert offload: %d of %u experts per layer on the device (%s pool), the "
-                "rest in host memory%s", e->shard.expert_slots, hp->n_expert,
+    GT_LOG_INFO(GT_SUB_WORKER, "expert offload: %d of %d experts per layer on the device (%s pool), the "
+                "rest in host memory%s", e->shard.expert_slots, e->shard.n_expert,
                 gt_format_bytes(gt_expert_cache_pool_bytes(e->xc), b, sizeof b),
                 e->cfg.expert_stats_path ? ", hottest first" : "");
     return GT_OK;
+}
+
+void gt__moe_count_routes(gt_engine *e, int il, const int32_t *ids, int n_pairs) {
+    if (!e->expert_counts) return;
+    uint64_t *c = e->expert_counts + (size_t)il * e->hp.n_expert;
+    for (int i = 0; i < n_pairs; i++) c[ids[i]]++;
 }
 
 void gt__engine_experts_free(gt_engine *e) {

@@ -30,7 +30,22 @@ typedef struct gt_fwd_scratch {
     const void **kblocks, **vblocks; /* [max_seq_blocks] */
     float *logits; /* [max_out_rows, local vocab] the step's logits rows (last stage) */
     int8_t *mb_want; /* [B] a pipeline micro-batch's wanted rows */
+    float *moe_y;      /* [B * n_expert_used, n_embd] expert outputs (one rank: by expert;
+                          EP: of the rows this rank's experts received) */
+    int32_t *moe_pos;  /* [B * n_expert_used] row of the output of (token, slot) */
+    float *ep_send;    /* [B * n_expert_used, n_embd] EP: rows out to the experts, outputs back */
+    float *ep_recv;    /* [B * n_expert_used, n_embd] EP: rows in for this rank's experts */
+    int32_t *ep_rows;  /* [B * n_expert_used] EP: the token row of each sent row */
 } gt_fwd_scratch;
+
+/* Expert parallelism: the all-to-all's counts and this rank's counters. */
+typedef struct gt_ep_state {
+    int32_t *send_cnt, *recv_cnt; /* [n_expert]: rows per (member, its local expert) */
+    size_t *send_floats, *recv_floats; /* [ep] floats per member */
+    uint64_t *rows;      /* [n_layer local] rows this rank's experts computed */
+    uint64_t *a2a_bytes; /* [n_layer local] bytes this rank sent in the layer's all-to-alls */
+    int32_t *owned_ids;  /* [n_expert / ep] this rank's experts that received rows (expert cache) */
+} gt_ep_state;
 
 struct gt_engine {
     gt_engine_config cfg;
@@ -52,6 +67,7 @@ struct gt_engine {
     bool kv_full;           /* the last decode found no KV block left */
     gt_expert_cache *xc;    /* offloaded experts; NULL: all resident */
     uint64_t *expert_counts; /* [n_layer local, n_expert] routed pairs (MoE) */
+    gt_ep_state ep;         /* expert parallelism (zeroed without it) */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are
@@ -68,6 +84,25 @@ gt_status gt__moe(gt_engine *e, int il, int n);
 
 /* The expert cache and routing counts (engine_experts.c). */
 gt_status gt__engine_experts_init(gt_engine *e);
+/* Adds the router's n_pairs choices ids of local layer il to the routing
+ * counts behind --expert-stats-out. */
+void gt__moe_count_routes(gt_engine *e, int il, const int32_t *ids, int n_pairs);
 void gt__engine_experts_free(gt_engine *e);
+/* The weighted sum of the routed experts' outputs for rows t0..t0+nt of
+ * s->out, slot by slot (j = 0..K-1) whatever rank computed them, so that
+ * the sum is the same bits under expert parallelism as on one rank: row
+ * pos[t * K + j] of y is the output of token t0 + t's expert in slot j,
+ * w[t * K + j] its weight (moe_combine.c). */
+gt_status gt__moe_combine(gt_engine *e, const float *y, const int32_t *pos, const float *w, int nt,
+                          int t0);
+
+/* The routed experts of layer il under expert parallelism (moe_ep.c): this
+ * rank routes its slice of the batch's tokens, sends each row to the rank
+ * owning its expert, computes the rows sent to its own experts, and sums
+ * the returned outputs into its slice's rows of s->out (other rows are left
+ * alone: the stage group's reduction assembles them). */
+gt_status gt__moe_ep(gt_engine *e, int il, int n);
+gt_status gt__moe_ep_init(gt_engine *e);
+void gt__moe_ep_free(gt_engine *e);
 
 #endif

@@ -23,7 +23,9 @@ struct gt_expert_cache {
     gt_kernels *k;
     const gt_model_weights *w; /* borrowed: the host copies */
     gt_buffer *pool;
-    int n_layer, n_expert, n_slots;
+    int n_layer, n_slots;
+    int n_expert, x0; /* the experts this rank owns: [x0, x0 + n_expert) (all without --ep) */
+    int n_total;      /* experts per layer in the model */
     uint64_t last_ticket;
     layer_cache *layers;
 };
@@ -32,7 +34,7 @@ static void slot_views(gt_expert_cache *c, layer_cache *L, int il) {
     char *base = (char *)gt_buffer_addr(c->pool) + L->base;
     for (int s = 0; s < c->n_slots; s++) {
         char *p = base + (size_t)s * L->slot.slot_bytes;
-        const gt_expert_weights *h = &c->w->layers[il].experts[0];
+        const gt_expert_weights *h = &c->w->layers[il].experts[c->x0];
         gt_weight_view(&h->gate, p + L->slot.off[0], &L->dev[s].gate);
         gt_weight_view(&h->up, p + L->slot.off[1], &L->dev[s].up);
         gt_weight_view(&h->down, p + L->slot.off[2], &L->dev[s].down);
@@ -42,7 +44,7 @@ static void slot_views(gt_expert_cache *c, layer_cache *L, int il) {
 /* Starts the copy of expert ex of layer il into slot s. */
 static gt_status copy_in(gt_expert_cache *c, int il, int ex, int s) {
     layer_cache *L = &c->layers[il];
-    const gt_expert_weights *h = &c->w->layers[il].experts[ex];
+    const gt_expert_weights *h = &c->w->layers[il].experts[c->x0 + ex];
     const gt_weight *src[3] = {&h->gate, &h->up, &h->down};
     size_t at = L->base + (size_t)s * L->slot.slot_bytes;
     uint64_t t = 0;
@@ -97,7 +99,9 @@ gt_status gt_expert_cache_create(gt_kernels *k, const gt_gguf *g, const gt_hpara
     c->k = k;
     c->w = w;
     c->n_layer = w->n_layer;
-    c->n_expert = (int)hp->n_expert;
+    c->n_total = (int)hp->n_expert;
+    c->n_expert = (int)gt_range_len(s->experts);
+    c->x0 = (int)s->experts.begin;
     c->n_slots = s->expert_slots;
     gt_status st = GT_OK;
     if (c->n_slots < (int)hp->n_expert_used || c->n_slots > c->n_expert) {
@@ -114,7 +118,7 @@ gt_status gt_expert_cache_create(gt_kernels *k, const gt_gguf *g, const gt_hpara
     for (int il = 0; il < c->n_layer; il++) {
         layer_cache *L = &c->layers[il];
         GT_TRY_GOTO(gt_plan_expert_slot(g, hp, s, k, w->layer0 + il, &L->slot), st, fail);
-        const gt_expert_weights *h = &w->layers[il].experts[0];
+        const gt_expert_weights *h = &w->layers[il].experts[c->x0];
         const gt_weight *m[3] = {&h->gate, &h->up, &h->down};
         for (int i = 0; i < 3; i++)
             if (gt_weight_prepared_bytes(k, m[i]->type, m[i]->n_in, m[i]->n_out) != L->slot.bytes[i]) {
@@ -143,7 +147,8 @@ gt_status gt_expert_cache_create(gt_kernels *k, const gt_gguf *g, const gt_hpara
     GT_TRY_GOTO(gt_buffer_alloc(k, total, &c->pool), st, fail);
     for (int il = 0; il < c->n_layer; il++) {
         slot_views(c, &c->layers[il], il);
-        GT_TRY_GOTO(fill(c, il, heat ? heat + (size_t)il * (size_t)c->n_expert : NULL), st, fail);
+        GT_TRY_GOTO(fill(c, il, heat ? heat + (size_t)il * (size_t)c->n_total + (size_t)c->x0 : NULL), st,
+                    fail);
     }
     GT_TRY_GOTO(gt_copy_wait(k, c->last_ticket), st, fail);
     *out = c;
@@ -194,20 +199,26 @@ gt_status gt_expert_cache_route(gt_expert_cache *c, int il, const int32_t *ids, 
     layer_cache *L = &c->layers[il];
     memset(L->need, 0, (size_t)c->n_expert);
     for (int i = 0; i < n_pairs; i++) {
-        if (ids[i] < 0 || ids[i] >= c->n_expert)
-            return gt_fail(GT_ERR_INTERNAL, "the router chose expert %d of %d", ids[i], c->n_expert);
-        L->need[ids[i]] = 1;
+        int x = ids[i] - c->x0;
+        if (x < 0 || x >= c->n_expert)
+            return gt_fail(GT_ERR_INTERNAL, "expert %d is outside this rank's experts %d..%d", ids[i], c->x0,
+                           c->x0 + c->n_expert - 1);
+        L->need[x] = 1;
     }
     L->wave_last = -1;
     return start_wave(c, il, 0);
 }
 
-gt_status gt_expert_cache_get(gt_expert_cache *c, int il, int ex, const gt_expert_weights **out) {
+gt_status gt_expert_cache_get(gt_expert_cache *c, int il, int ex_global, const gt_expert_weights **out) {
     layer_cache *L = &c->layers[il];
+    int ex = ex_global - c->x0;
+    if (ex < 0 || ex >= c->n_expert)
+        return gt_fail(GT_ERR_INTERNAL, "expert %d is outside this rank's experts %d..%d", ex_global, c->x0,
+                       c->x0 + c->n_expert - 1);
     if (ex > L->wave_last) GT_TRY(start_wave(c, il, ex));
     int s = gt_lru_slot(&L->lru, ex);
     if (s < 0 || !L->need[ex])
-        return gt_fail(GT_ERR_INTERNAL, "expert %d of layer %d was not routed to in this step", ex,
+        return gt_fail(GT_ERR_INTERNAL, "expert %d of layer %d was not routed to in this step", ex_global,
                        c->w->layer0 + il);
     if (L->ticket[s]) {
         uint64_t t0 = gt_now_ns();

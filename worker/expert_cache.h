@@ -38,6 +38,8 @@ void gt_expert_cache_destroy(gt_expert_cache *c); /* waits for copies in flight;
 uint64_t gt_expert_cache_pool_bytes(const gt_expert_cache *c);
 int gt_expert_cache_slots(const gt_expert_cache *c);
 
+/* Under --ep the cache holds only this rank's experts; ids are the model's
+ * expert numbers either way. */
 /* Local layer il routed its batch to ids[n_pairs]: starts the first wave. */
 gt_status gt_expert_cache_route(gt_expert_cache *c, int il, const int32_t *ids, int n_pairs);
 /* The device copy of expert ex of local layer il, once its copy is done.

@@ -43,6 +43,7 @@ struct gt_rank {
     float *full;        /* [max_out_rows, n_vocab] rank 0 with gather_logits (on one rank: = logits) */
     float *cand_vals;   /* [max_out_rows, max_cand] */
     int32_t *cand_ids;  /* [max_out_rows, max_cand] */
+    float *ep_rows, *ep_bytes; /* [world][n_layer] expert-parallel counters of the last REPORT */
 };
 
 static volatile sig_atomic_t g_stop_requested;
@@ -175,6 +176,7 @@ static gt_status build_plan(gt_rank *r) {
     pc.kv_blocks = c->eng.kv_blocks;
     pc.device_mem_bytes = c->eng.device_mem_bytes;
     pc.kernels = r->k;
+    pc.ep = c->ep;
     GT_TRY(gt_plan_build(r->g, &pc, &r->plan));
     r->have_plan = true;
     GT_TRY(gt_plan_check_device(&r->plan));
@@ -231,6 +233,8 @@ static void release(gt_rank *r) {
     gt_free(r->payload);
     gt_free(r->cand_vals);
     gt_free(r->cand_ids);
+    free(r->ep_rows);
+    free(r->ep_bytes);
     gt_engine_destroy(r->e);
     gt_par_destroy(r->par);
     if (r->have_plan) gt_plan_free(&r->plan);
@@ -380,27 +384,63 @@ static gt_status forward(gt_rank *r, const gt_step *s, gt_step_result *res) {
     return GT_OK;
 }
 
+/* Every rank's counters to every rank: 7 figures, then per model layer the
+ * expert-parallel rows and all-to-all bytes (zero where the rank holds no
+ * such layer or has no expert parallelism). */
+#define N_COUNTERS 7
 static gt_status counters(gt_rank *r, uint32_t flags, gt_rank_counters *all) {
     const gt_shard *sh = gt_rank_shard(r);
     const gt_par_stats *ps = r->par ? gt_par_get_stats(r->par) : NULL;
-    float mine[6] = {(float)((double)(gt_now_ns() - r->t_reset) * 1e-9), ps ? (float)ps->comm_s : 0.0f,
-                     ps ? (float)ps->bytes_sent : 0.0f, (float)sh->grid.stage, (float)sh->grid.tp_rank,
-                     (float)g_stop_requested};
+    int NL = (int)r->plan.hp.n_layer;
+    size_t per = N_COUNTERS + 2 * (size_t)NL;
     if (flags & GT_STEP_TRACE_WRITE) {
         char path[1024];
         snprintf(path, sizeof path, "%s.rank%d.json", r->cfg.trace_prefix ? r->cfg.trace_prefix : "trace",
                  r->rank);
         GT_TRY(gt_trace_write(path));
     }
-    float *v = malloc((size_t)r->size * 6 * sizeof *v);
-    if (!v) return gt_fail(GT_ERR_NOMEM, "cannot gather the counters of %d ranks", r->size);
-    gt_status st = r->par ? gt_par_gather_world(r->par, mine, 6, v, "rank counters") : GT_OK;
-    if (!r->par) memcpy(v, mine, sizeof mine);
-    for (int i = 0; st == GT_OK && all && i < r->size; i++)
-        all[i] = (gt_rank_counters){v[6 * i], v[6 * i + 1], v[6 * i + 2], (int)v[6 * i + 3], (int)v[6 * i + 4],
-                                    v[6 * i + 5] != 0.0f};
+    float *mine = calloc(per, sizeof *mine), *v = malloc((size_t)r->size * per * sizeof *v);
+    if (!r->ep_rows) r->ep_rows = calloc((size_t)r->size * (size_t)NL + 1, sizeof *r->ep_rows);
+    if (!r->ep_bytes) r->ep_bytes = calloc((size_t)r->size * (size_t)NL + 1, sizeof *r->ep_bytes);
+    if (!mine || !v || !r->ep_rows || !r->ep_bytes) {
+        free(mine);
+        free(v);
+        return gt_fail(GT_ERR_NOMEM, "cannot gather the counters of %d ranks", r->size);
+    }
+    float base[N_COUNTERS] = {(float)((double)(gt_now_ns() - r->t_reset) * 1e-9),
+                              ps ? (float)ps->comm_s : 0.0f, ps ? (float)ps->bytes_sent : 0.0f,
+                              (float)sh->grid.stage, (float)sh->grid.tp_rank, (float)g_stop_requested,
+                              ps ? (float)ps->a2a_bytes : 0.0f};
+    memcpy(mine, base, sizeof base);
+    gt_engine_ep_stats es = gt_engine_ep(r->e);
+    for (int i = 0; i < es.n_layer; i++) {
+        int l = es.layer0 + i;
+        if (l < 0 || l >= NL) continue;
+        mine[N_COUNTERS + l] = (float)es.rows[i];
+        mine[N_COUNTERS + NL + l] = (float)es.a2a_bytes[i];
+    }
+    gt_status st = r->par ? gt_par_gather_world(r->par, mine, per, v, "rank counters") : GT_OK;
+    if (!r->par) memcpy(v, mine, per * sizeof *v);
+    for (int i = 0; st == GT_OK && i < r->size; i++) {
+        const float *w = v + (size_t)i * per;
+        if (all)
+            all[i] = (gt_rank_counters){w[0], w[1], w[2], (int)w[3], (int)w[4], w[5] != 0.0f, w[6]};
+        memcpy(r->ep_rows + (size_t)i * NL, w + N_COUNTERS, (size_t)NL * sizeof *w);
+        memcpy(r->ep_bytes + (size_t)i * NL, w + N_COUNTERS + NL, (size_t)NL * sizeof *w);
+    }
+    free(mine);
     free(v);
     return st;
+}
+
+gt_rank_ep_report gt_rank_ep(const gt_rank *r) {
+    gt_rank_ep_report rep = {0, 0, NULL, NULL};
+    if (gt_rank_shard(r)->grid.ep <= 1 || !r->ep_rows) return rep;
+    rep.n_ranks = r->size;
+    rep.n_layer = (int)r->plan.hp.n_layer;
+    rep.rows = r->ep_rows;
+    rep.a2a_bytes = r->ep_bytes;
+    return rep;
 }
 
 /* Executes one decoded step on this rank. */
@@ -410,6 +450,7 @@ static gt_status execute(gt_rank *r, const gt_step *s, gt_step_result *res, gt_r
     r->next_id++;
     if (s->flags & GT_STEP_RESET_STATS) {
         if (r->par) gt_par_reset_stats(r->par);
+        gt_engine_reset_ep_stats(r->e);
         r->t_reset = gt_now_ns();
     }
     if (s->flags & GT_STEP_TRACE_ON) gt_trace_enable(r->rank);

@@ -34,8 +34,9 @@ typedef struct gt_rank_config {
     bool gather_logits;        /* steps may gather full logits rows to rank 0 */
     const char *trace_prefix;  /* PREFIX.rankR.json written on a REPORT with TRACE_WRITE */
     uint64_t mem_budget_bytes; /* per rank; 0: none. Start fails when the plan does not fit */
+    int ep;                    /* expert parallelism in each stage group; 0 or 1: none */
 } gt_rank_config;
-#define GT_RANK_CONFIG_INIT {GT_ENGINE_CONFIG_INIT, 0, 0, 0.0, 64, 0, false, NULL, 0}
+#define GT_RANK_CONFIG_INIT {GT_ENGINE_CONFIG_INIT, 0, 0, 0.0, 64, 0, false, NULL, 0, 0}
 
 /* The outputs of a step, on rank 0; valid until the next step. Rows are the
  * wanted tokens in batch order. */
@@ -54,7 +55,19 @@ typedef struct gt_rank_counters {
     double bytes_sent;  /* payload this rank sent */
     int stage, tp_rank; /* its place in the grid */
     bool stop_requested; /* the rank received SIGTERM or SIGINT (gt_rank_watch_signals) */
+    double a2a_bytes;   /* of bytes_sent: expert-parallel all-to-all rows */
 } gt_rank_counters;
+
+/* After a REPORT (gt_rank_report, or any rank's REPORT step): every rank's
+ * expert-parallel counters since the last RESET_STATS, [n_ranks][n_layer]
+ * by model layer: rows (token, expert pairs) the rank's experts computed,
+ * and bytes it sent in the layer's all-to-alls. Zeroed without expert
+ * parallelism or before the first REPORT. Borrowed until the next REPORT. */
+typedef struct gt_rank_ep_report {
+    int n_ranks, n_layer;
+    const float *rows, *a2a_bytes;
+} gt_rank_ep_report;
+gt_rank_ep_report gt_rank_ep(const gt_rank *r);
 
 /* Starts MPI when launched by mpirun (or for a grid larger than one), opens
  * the model once, builds the plan, checks the memory budget and creates the

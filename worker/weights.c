@@ -184,7 +184,10 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     GT_TRY(check_shape(L, td, F, D, E));
     lw->experts = calloc((size_t)E, sizeof *lw->experts);
     if (!lw->experts) return gt_fail(GT_ERR_NOMEM, "cannot allocate %lld experts", (long long)E);
-    for (int e = 0; e < E; e++) {
+    /* Expert parallelism: only the shard's experts are prepared; the others
+     * stay zeroed views (n_out 0) that the forward pass never reads. */
+    int64_t e0 = L->shard ? L->shard->experts.begin : 0, e1 = L->shard ? L->shard->experts.end : E;
+    for (int e = (int)e0; e < (int)e1; e++) {
         GT_TRY(load_part(L, tg, e, &lw->experts[e].gate, &L->expert_bytes));
         GT_TRY(load_part(L, tu, e, &lw->experts[e].up, &L->expert_bytes));
         GT_TRY(load_part(L, td, e, &lw->experts[e].down, &L->expert_bytes));
@@ -274,7 +277,9 @@ gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, const gt_shard
     for (int i = 0; i < w->n_layer; i++)
         GT_TRY_GOTO(load_layer(&L, w->layer0 + i, &w->layers[i]), st, fail);
     /* A decoded token reads every dense matrix and n_expert_used of n_expert experts. */
-    w->matmul_bytes = L.bytes + (hp->n_expert ? L.expert_bytes / hp->n_expert * hp->n_expert_used : 0);
+    int64_t n_held = shard ? gt_range_len(shard->experts) : (int64_t)hp->n_expert;
+    w->matmul_bytes = L.bytes + (hp->n_expert && n_held > 0
+                                     ? L.expert_bytes / (uint64_t)n_held * hp->n_expert_used : 0);
     return GT_OK;
 fail:
     gt_weights_free(w);

@@ -5,7 +5,10 @@ Each rank holds column slices of every expert and its own expert cache. On
 a tiny qwen2moe (q8_0, 8 experts top-2, 2 layers) with a budget at the
 grid's minimum (each rank 2 of 8 experts per layer on the device, read
 from the refusal of a 1-byte budget), the greedy tokens must equal the
-one-rank resident run, and both ranks must log cache misses."""
+one-rank resident run, and both ranks must log cache misses. The same with
+expert parallelism (`--ep 2`: each rank caches only the 4 experts it owns,
+2 of them on the device): greedy tokens equal to one rank, and logits
+bit-identical to the resident `--ep 2` run."""
 import os
 import re
 import subprocess
@@ -57,6 +60,27 @@ def main():
         misses = [int(x) for x in re.findall(r"expert cache total: \d+ hits, (\d+) misses", off.stderr)]
         check(len(slots) == 2 and len(misses) == 2 and all(x > 0 for x in misses),
               f"both ranks hold 2 of 8 experts per layer and miss: {misses}")
+    # Expert parallelism and offload together: each rank's cache holds only
+    # its own experts.
+    ep = grid[:-2] + ["--ep", "2"]
+    lo_res, lo_off = os.path.join(TMP, "offload_ep_res.f32"), os.path.join(TMP, "offload_ep_off.f32")
+    res = run(ep + ["--logits-out", lo_res], env)
+    check(res.returncode == 0 and res.stdout.split() == one.stdout.split(),
+          f"ep 2 resident tokens {res.stdout.split()} equal one rank's ({res.stderr.strip()[-200:]})")
+    tiny = run(ep + ["--device-mem", "1", "--logits-out", lo_off], env)  # logits rows count too
+    m = re.search(r"needs at least (\d+) bytes", tiny.stderr)
+    check(tiny.returncode != 0 and m is not None, "ep 2: a 1-byte budget is refused with the bytes needed")
+    if m:
+        off = run(ep + ["--device-mem", m.group(1), "--logits-out", lo_off], {**env, "GANTRY_LOG": "info"})
+        check(off.returncode == 0 and off.stdout.split() == one.stdout.split(),
+              f"ep 2 offloaded tokens {off.stdout.split()} equal one rank's ({off.stderr.strip()[-300:]})")
+        same = os.path.exists(lo_res) and os.path.exists(lo_off) and \
+            open(lo_res, "rb").read() == open(lo_off, "rb").read() and os.path.getsize(lo_res) > 0
+        check(same, "ep 2: offloaded logits are bit-identical to the resident ones")
+        slots = re.findall(r"expert offload: 2 of 4 experts per layer", off.stderr)
+        misses = [int(x) for x in re.findall(r"expert cache total: \d+ hits, (\d+) misses", off.stderr)]
+        check(len(slots) == 2 and len(misses) == 2 and all(x > 0 for x in misses),
+              f"ep 2: each rank holds 2 of its 4 experts per layer on the device and misses: {misses}")
     if failures:
         print(f"{len(failures)} failures")
         sys.exit(1)
