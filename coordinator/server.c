@@ -555,6 +555,20 @@ static void on_heartbeat(uv_timer_t *t) {
     s->heartbeat_due = true;
 }
 
+/* Answers every request still waiting with the error `internal` and the
+ * failure's sentence; the caller's scheduler then drops them. */
+static void fail_all(gt_server *s, const char *why) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "the server stopped: %s", why && *why ? why : "a step failed");
+    GT_LOG_ERROR(GT_SUB_NET, "%s; answering %d waiting requests with the error", msg, s->n_reqs);
+    while (s->reqs) {
+        srv_req *r = s->reqs;
+        if (r->sc && gt_rpc_encode_error(&s->out, r->msgid, GT_RPC_INTERNAL, msg) == GT_OK)
+            send_buf(s, r->sc);
+        req_free(s, r);
+    }
+}
+
 static void on_walk_close(uv_handle_t *h, void *arg) {
     (void)arg;
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -609,7 +623,11 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         }
         if (s->draining && (s->n_reqs == 0 || gt_now_ns() > s->drain_deadline_ns)) break;
     }
-    /* Whatever is left is answered as shut down, then everything closes. */
+    /* A failed step (a rank died, a transfer timed out) ends the job: every
+     * waiting request is answered with the failure, not left to see its
+     * connection drop. Whatever is left after a drain is answered as shut
+     * down. Then everything closes. */
+    if (st != GT_OK) fail_all(s, gt_last_error());
     gt_sched_destroy(s->sched);
     uv_run(&s->loop, UV_RUN_NOWAIT); /* flush the last answers */
     gt_net_close(s->net);

@@ -42,6 +42,14 @@ typedef struct gt_backend_iface {
     gt_status (*weight_init)(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                              const void *data, bool invariant, gt_weight *w);
     gt_status (*weight_free)(gt_kernels *k, gt_weight *w);
+    /* bytes of the prepared form (gt_weight_prepared_bytes); invariant as for weight_init */
+    size_t (*weight_bytes)(const gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                           bool invariant);
+    /* asynchronous host -> buffer copies (gt_copy_start / gt_copy_wait); NULL
+     * entries: the dispatch copies synchronously and every ticket is done */
+    gt_status (*copy_start)(gt_kernels *k, gt_buffer *dst, size_t off, const void *src, size_t n,
+                            uint64_t *ticket);
+    gt_status (*copy_wait)(gt_kernels *k, uint64_t ticket);
 
     /* ops: the meaning of each is the public function of the same name */
     gt_status (*matmul)(gt_kernels *k, const gt_weight *w, const float *x, float *y,

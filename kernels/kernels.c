@@ -149,6 +149,31 @@ void gt_weight_free(gt_weight *w) {
     w->layout = 0;
 }
 
+size_t gt_weight_prepared_bytes(const gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out) {
+    return k->iface->weight_bytes ? k->iface->weight_bytes(k, type, n_in, n_out, false) : 0;
+}
+
+void gt_weight_view(const gt_weight *src, void *addr, gt_weight *out) {
+    *out = *src;
+    out->data = addr;
+    out->owned = NULL;
+}
+
+/* ---- asynchronous copies ---- */
+
+gt_status gt_copy_start(gt_kernels *k, gt_buffer *dst, size_t offset, const void *src, size_t n,
+                        uint64_t *ticket) {
+    *ticket = 0;
+    GT_TRY(check_range(dst, offset, n, "an asynchronous copy"));
+    if (!k->iface->copy_start) return gt_buffer_upload(dst, offset, src, n);
+    return k->iface->copy_start(k, dst, offset, src, n, ticket);
+}
+
+gt_status gt_copy_wait(gt_kernels *k, uint64_t ticket) {
+    if (!k->iface->copy_wait || ticket == 0) return GT_OK;
+    return k->iface->copy_wait(k, ticket);
+}
+
 /* ---- ops ---- */
 
 gt_status gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok) {

@@ -115,6 +115,29 @@ gt_status gt_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_o
 gt_status gt_weight_init_invariant(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                                    const void *data, gt_weight *w);
 void gt_weight_free(gt_weight *w); /* frees only what it owns; accepts NULL */
+/* Bytes of the prepared form of a weight of this type and shape on k
+ * (repacked panels, or the stored rows when k uses them as they are): what
+ * a copy of it elsewhere on the backend occupies. 0 for a type without a
+ * matrix product or a bad shape. Pure function of its arguments and k's ISA. */
+size_t gt_weight_prepared_bytes(const gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out);
+/* A weight that reads its prepared bytes at addr (a backend address holding
+ * a copy of src's gt_weight_prepared_bytes bytes): the same type, shape and
+ * layout as src, owning nothing, so products with it equal those with src
+ * bit for bit. */
+void gt_weight_view(const gt_weight *src, void *addr, gt_weight *out);
+
+/* ---- asynchronous copies ----
+ * Host memory into a backend buffer beside the ops: the CPU backend runs
+ * them in order on one copy thread of its own (so they overlap the ops the
+ * caller runs meanwhile); a CUDA backend would issue cudaMemcpyAsync from
+ * pinned host memory on a copy stream and record an event per ticket.
+ * Tickets complete in issue order. These two calls, unlike the ops, may be
+ * made while another thread runs ops on k; src must stay valid and dst's
+ * range untouched by ops until the ticket is waited for. */
+gt_status gt_copy_start(gt_kernels *k, gt_buffer *dst, size_t offset, const void *src, size_t n,
+                        uint64_t *ticket);
+/* Returns once the copy of `ticket` (and every earlier one) is done. */
+gt_status gt_copy_wait(gt_kernels *k, uint64_t ticket);
 
 /* ---- ops (all threaded on the CPU's pool) ---- */
 

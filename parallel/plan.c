@@ -4,6 +4,7 @@
  * tensor of the file is sliced for every rank and its bytes added up. */
 #include "parallel/plan.h"
 #include "parallel/scratch.h"
+#include "parallel/plan_experts.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,7 @@ void gt_plan_fill_memory(const gt_plan_config *cfg, gt_shard *s) {
         }
     }
     s->kv_tokens_fit = s->kv_blocks_fit * cfg->kv_block_size;
+    gt__plan_fill_experts(cfg, s);
 }
 
 gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan *out) {
@@ -170,6 +172,7 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
                                 (uint64_t)gt_range_len(s->kv_heads) *
                                 (hp.head_dim + hp.head_dim_v) * kv_elem;
         s->act_bytes = shard_activations(&hp, &cfg, s);
+        if (cfg.device_mem_bytes) GT_TRY_GOTO(gt__plan_expert_slots(g, &hp, cfg.kernels, s), st, fail);
         gt_plan_fill_memory(&cfg, s);
     }
     for (size_t i = 0; i < gt_gguf_n_tensors(g); i++)

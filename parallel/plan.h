@@ -70,9 +70,12 @@ typedef struct gt_plan_config {
     int n_threads;             /* compute threads per rank (the kernels' workspace); 0: 1 */
     uint64_t kv_host_bytes;    /* per rank: host memory for evicted cached KV blocks; 0: none */
     int kv_blocks;             /* KV pool blocks; 0: n_ctx × n_seqs tokens' worth */
+    uint64_t device_mem_bytes; /* per rank: device budget; routed experts that do not fit stay in
+                                  host memory behind an expert cache (plan_experts.c); 0: none */
+    const struct gt_kernels *kernels; /* sizes prepared expert copies; NULL: their stored rows */
 } gt_plan_config;
 #define GT_PLAN_CONFIG_INIT                                                                        \
-    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0 }
+    { 0, 1, 1, 0, 1, 16, GT_F16, 512, 0, 0, 0, 0, 0, 0, NULL }
 
 /* One rank's shard and its memory. */
 typedef struct gt_shard {
@@ -109,6 +112,13 @@ typedef struct gt_shard {
     uint64_t offload_expert_bytes; /* of which routed experts (cold-expert cache) */
     int64_t kv_blocks_fit;         /* KV blocks in the rest of the budget */
     int64_t kv_tokens_fit;         /* kv_blocks_fit × kv_block_size */
+
+    /* Expert offload, filled when device_mem_bytes > 0 (plan_experts.c). */
+    int n_expert, n_expert_used;   /* of the model (0 for a dense one) */
+    uint64_t expert_slot_bytes;    /* one prepared expert in every local layer (a slot each) */
+    int expert_slots;              /* device slots per local layer; 0: experts all resident */
+    uint64_t expert_pool_bytes;    /* expert_slots × expert_slot_bytes: the device expert pool */
+    uint64_t device_min_bytes;     /* the smallest device budget: n_expert_used slots per layer */
 } gt_shard;
 
 /* The MLP dimensions that tensor parallelism splits by columns. */
@@ -214,6 +224,20 @@ gt_range gt_plan_ff_range(const gt_ff_split *f, int p, int tp);
 double gt_plan_ff_imbalance(const gt_ff_split *f, int tp);
 /* "MLP", "expert MLP", "shared expert MLP". */
 const char *gt_ff_dim_name(gt_ff_dim d);
+/* Where one routed expert's three matrices sit in a device slot (each at
+ * a 64-byte aligned offset) for a layer of shard s, with the prepared sizes
+ * of kernels k (NULL: the stored rows). The engine lays its pool out with
+ * this same function. */
+typedef struct gt_expert_slot {
+    size_t off[3], bytes[3]; /* gate, up, down */
+    size_t slot_bytes;       /* the three, 64-byte aligned */
+} gt_expert_slot;
+gt_status gt_plan_expert_slot(const gt_gguf *g, const gt_hparams *hp, const gt_shard *s,
+                              const struct gt_kernels *k, int layer, gt_expert_slot *out);
+/* GT_ERR_RANGE, with the bytes needed, when any rank's device budget cannot
+ * hold its dense weights, KV pool, activations and n_expert_used experts per
+ * local layer. */
+gt_status gt_plan_check_device(const gt_plan *p);
 
 /* The memory planner for one shard (called by gt_plan_build; exposed for
  * the engine to re-plan under a different budget). */

@@ -218,6 +218,12 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
     printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
            "decode at %.0f%%/%.0f%% of the bandwidth roofline%s\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
            db, dm, 100 * fb, 100 * fm, grid ? " (rank 0's shard and bandwidth)" : "");
+    gt_engine_expert_stats xs = gt_engine_experts(e, -1);
+    if (xs.slots)
+        printf("expert cache%s, all rounds: %d of %u experts per layer on the device; %llu hits, %llu misses, "
+               "%llu evictions, %.1f MiB copied, %.3f s waiting for copies\n", grid ? " on rank 0" : "",
+               xs.slots, hp->n_expert, (unsigned long long)xs.hits, (unsigned long long)xs.misses,
+               (unsigned long long)xs.evictions, (double)xs.bytes_copied / (1 << 20), xs.wait_s);
     if (o->json) {
         FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
         if (!f) {
@@ -239,12 +245,15 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 "\"prefill_tps\": {\"best\": %.2f, \"median\": %.2f}, "
                 "\"decode_tps\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
-                "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f}\n",
+                "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f, "
+                "\"expert_cache\": {\"slots\": %d, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu, "
+                "\"bytes_copied\": %llu, \"wait_s\": %.6f}}\n",
                 o->job.eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
                 fb, fm, last->comm_fraction,
-                last->bytes_sent_per_token);
+                last->bytes_sent_per_token, xs.slots, (unsigned long long)xs.hits, (unsigned long long)xs.misses,
+                (unsigned long long)xs.evictions, (unsigned long long)xs.bytes_copied, xs.wait_s);
         if (f != stdout) fclose(f);
     }
 done:

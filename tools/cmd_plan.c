@@ -16,6 +16,7 @@
 #include "common/bytes.h"
 #include "common/dtype.h"
 #include "model/gguf.h"
+#include "kernels/kernels.h"
 #include "parallel/plan.h"
 #include "tools/cmds.h"
 #include "tools/flags.h"
@@ -24,6 +25,7 @@ typedef struct plan_opts {
     const char *path;
     long tp, pp, ranks;
     gt_plan_config cfg;
+    const char *isa; /* the kernels that size prepared experts (--device-mem) */
 } plan_opts;
 
 static gt_status kv_type_flag(const char *flag, const char *value, void *opts) {
@@ -80,13 +82,19 @@ static const gt_flag k_flags[] = {
      .help = "tokens per forward step, for activation sizes (default 512)"},
     {NULL, "--block", GT_FLAG_INT, O(cfg.kv_block_size), .lo = 1, .hi = 4096, .metavar = "K",
      .help = "tokens per KV block (default 16)"},
+    {NULL, "--device-mem", GT_FLAG_BYTES, O(cfg.device_mem_bytes), .lo = 1, .metavar = "B",
+     .help = "device memory per rank, like 8G: dense weights, KV pool and activations\n"
+             "stay resident; how many experts per layer fit beside them"},
+    {NULL, "--isa", GT_FLAG_STR, O(isa), .metavar = "NAME",
+     .help = "CPU kernels whose prepared expert sizes --device-mem counts (default: this CPU's)"},
 };
 #undef O
 
 static const gt_flag_spec k_spec = {
     .verb = "plan",
     .synopsis = "-m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
-                "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]",
+                "                   [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
+                "                   [--device-mem BYTES]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
     .positional = positional,
@@ -222,7 +230,7 @@ static void print_budget(const gt_plan *p) {
                                                      : "");
         } else {
             printf("  rank %d: weights %s + activations %s exceed the budget by %s; no room for "
-                   "KV. Host offload (a later issue) would move %s of routed experts",
+                   "KV. Expert offload (--device-mem) would move %s of routed experts",
                    r, hb(s->weight_bytes, b1), hb(s->act_bytes, b2), hb(s->offload_bytes, b3),
                    hb(s->offload_expert_bytes, b4));
             if (s->offload_bytes > s->offload_expert_bytes)
@@ -230,6 +238,32 @@ static void print_budget(const gt_plan *p) {
                        "ranks",
                        gt_format_bytes(s->offload_bytes - s->offload_expert_bytes, b1, 24));
             printf("\n");
+        }
+    }
+}
+
+static void print_device(const gt_plan *p) {
+    char b1[24], b2[24], b3[24];
+    printf("\ndevice memory %s per rank (dense weights, KV pool and activations resident; routed "
+           "experts in the rest):\n", hb(p->cfg.device_mem_bytes, b1));
+    for (int r = 0; r < p->n_ranks; r++) {
+        const gt_shard *s = &p->shards[r];
+        if (s->device_min_bytes > p->cfg.device_mem_bytes) {
+            printf("  rank %d: too small, needs at least %s (%llu bytes) for %d experts per layer beside the "
+                   "rest\n", r, hb(s->device_min_bytes, b1), (unsigned long long)s->device_min_bytes,
+                   s->n_expert_used);
+        } else if (!s->n_expert) {
+            printf("  rank %d: no routed experts; needs %s\n", r, hb(s->total_bytes, b1));
+        } else if (!s->expert_slots) {
+            printf("  rank %d: all %d experts per layer resident; needs %s\n", r, s->n_expert,
+                   hb(s->total_bytes, b1));
+        } else {
+            printf("  rank %d: %d of %d experts per layer resident (expert pool %s, %s per slot over "
+                   "%lld layers), %d per layer in host memory; needs %s, at least %s (%llu bytes)\n",
+                   r, s->expert_slots, s->n_expert, hb(s->expert_pool_bytes, b1), hb(s->expert_slot_bytes, b2),
+                   (long long)gt_range_len(s->layers), s->n_expert - s->expert_slots, hb(s->total_bytes, b3),
+                   gt_format_bytes(s->device_min_bytes, (char[24]){0}, 24),
+                   (unsigned long long)s->device_min_bytes);
         }
     }
 }
@@ -242,7 +276,19 @@ int gt_cmd_plan(int argc, char **argv) {
     gt_status st = gt_gguf_open(o.path, &g);
     if (st != GT_OK) return gt_flags_report("plan", st);
     gt_plan p;
+    gt_kernels *k = NULL;
+    if (o.cfg.device_mem_bytes) { /* experts are sized as these kernels prepare them */
+        gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
+        kc.isa = o.isa;
+        st = gt_kernels_create(&kc, &k);
+        if (st != GT_OK) {
+            gt_gguf_close(g);
+            return gt_flags_report("plan", st);
+        }
+        o.cfg.kernels = k;
+    }
     st = gt_plan_build(g, &o.cfg, &p);
+    gt_kernels_destroy(k);
     gt_gguf_close(g);
     if (st != GT_OK) {
         gt_flags_report("plan", st);
@@ -253,6 +299,15 @@ int gt_cmd_plan(int argc, char **argv) {
     print_uneven(&p);
     print_totals(&p);
     if (p.cfg.mem_budget_bytes) print_budget(&p);
+    if (p.cfg.device_mem_bytes) {
+        print_device(&p);
+        st = gt_plan_check_device(&p);
+        if (st != GT_OK) {
+            gt_flags_report("plan", st);
+            gt_plan_free(&p);
+            return 1;
+        }
+    }
     gt_plan_free(&p);
     return 0;
 }

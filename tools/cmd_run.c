@@ -17,6 +17,7 @@
 #include "tools/flags.h"
 #include "coordinator/text.h"
 #include "worker/engine.h"
+#include "worker/expert_cache.h"
 
 typedef struct run_opts {
     gt_rank_config job; /* the model, engine, grid and limits of the job */
@@ -35,6 +36,7 @@ typedef struct run_opts {
     bool chat;
     const char *system;
     const char *chat_format;
+    const char *expert_stats_out;
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
@@ -80,6 +82,9 @@ static const gt_flag k_flags[] = {
     {NULL, "--sp-min-tokens", GT_FLAG_INT, O(job.eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
      .help = "split prompt batches of at least N tokens along the sequence over\n"
              "the stage group (sequence parallelism; default 0: off)"},
+    {NULL, "--expert-stats-out", GT_FLAG_STR, O(expert_stats_out), .metavar = "FILE",
+     .help = "write how many tokens each expert of each layer took (rank 0's\n"
+             "layers), for a later --expert-stats"},
     GT_JOB_FLAGS(run_opts),
 };
 #undef O
@@ -190,6 +195,13 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
                 gt_rank_shard(rk)->grid.pp);
     fprintf(stderr, "\n");
+    if (o->expert_stats_out) {
+        int l0, nl, ne;
+        const uint64_t *counts = gt_engine_expert_counts(gt_rank_engine(rk), &l0, &nl, &ne);
+        if (!counts)
+            return gt_fail(GT_ERR_INVALID_ARG, "--expert-stats-out: the model has no routed experts");
+        GT_TRY(gt_expert_stats_write(o->expert_stats_out, l0, nl, ne, counts));
+    }
     return GT_OK;
 }
 

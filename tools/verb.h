@@ -28,7 +28,13 @@
      .fhi = 1e6, .metavar = "S",                                                                   \
      .help = "end the job when a collective or receive waits longer (default 300)"},              \
     {NULL, "--mem-budget", GT_FLAG_BYTES, offsetof(T, job.mem_budget_bytes), .lo = 1,             \
-     .metavar = "B", .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"}
+     .metavar = "B", .help = "memory per rank, like 2G or 512M: refuse to start when the plan needs more"}, \
+    {NULL, "--device-mem", GT_FLAG_BYTES, offsetof(T, job.eng.device_mem_bytes), .lo = 1,           \
+     .metavar = "B", .help = "device memory per rank, like 8G: routed experts that do not fit stay\n"     \
+                             "in host memory behind an LRU expert cache"},                                \
+    {NULL, "--expert-stats", GT_FLAG_STR, offsetof(T, job.eng.expert_stats_path), .metavar = "FILE",  \
+     .help = "routing counts (from --expert-stats-out) that put the hottest experts\n"                  \
+             "on the device first"}
 
 /* The verb's body on rank 0. */
 typedef gt_status (*gt_verb_lead_fn)(gt_coord *c, void *opts);

@@ -122,6 +122,7 @@ gt_status gt_comm_init_world(int *argc, char ***argv, gt_comm **out) {
     MPI_Comm dup;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &dup) != MPI_SUCCESS)
         return gt_fail(GT_ERR_COMM, "MPI_Comm_dup(MPI_COMM_WORLD) failed");
+    GT_TRY(gt__liveness_init(dup));
     gt_comm *c;
     GT_TRY(comm_wrap(dup, "world", env_timeout(), &c));
     c->is_world = true;
@@ -135,6 +136,7 @@ void gt_comm_finalize(gt_comm *world) {
     if (!world) return;
     int owns = world->owns_mpi;
     comm_free(world);
+    gt__liveness_free();
     int fin = 0;
     MPI_Finalized(&fin);
     if (owns && !fin) MPI_Finalize();

@@ -12,8 +12,9 @@
  *   backends.c        the table of backends by gt_comm_backend (the only
  *                     file that names them)
  *   comm_mpi.c, comm_nccl.c (or nccl_none.c)   the backends
- *   comm_core.c, watchdog.c   what every backend shares: sizes, scratch and
- *                     allocators; sequence numbers, waiting, failure sentences */
+ *   comm_core.c, watchdog.c, liveness.c   what every backend shares: sizes,
+ *                     scratch and allocators; sequence numbers, waiting,
+ *                     failure sentences; which peers on this host have died */
 #ifndef GT_TRANSPORT_INTERNAL_H
 #define GT_TRANSPORT_INTERNAL_H
 
@@ -105,6 +106,13 @@ uint64_t gt__comm_next_seq(gt_comm *c);
  * protocol described in comm.h. Returns GT_OK, poll's failure, or GT_ERR_COMM
  * with the watchdog sentence. */
 gt_status gt__comm_wait(gt_comm *c, const gt__wait_desc *d, gt__poll_fn poll, void *ctx);
+
+/* liveness.c: publishes every rank's (host, pid) at start (collective over
+ * world); gt__liveness_dead(w) is the pid of world rank w when it shares
+ * this host and its process has exited, else 0. */
+gt_status gt__liveness_init(MPI_Comm world);
+void gt__liveness_free(void);
+int gt__liveness_dead(int world_rank);
 
 /* Records "<op> '<what>' on group '<name>' failed: <MPI error string>". */
 gt_status gt__comm_mpi_fail(gt_comm *c, const gt__wait_desc *d, int mpi_err);

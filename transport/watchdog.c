@@ -168,8 +168,25 @@ static gt_status p2p_timeout(gt_comm *c, const gt__wait_desc *d, double waited) 
                    d->op == GT__OP_SEND ? "receive it" : "send it");
 }
 
+/* A member of the wait that has exited on this host (liveness.c): the
+ * failure sentence naming it, else GT_OK. */
+static gt_status check_members(gt_comm *c, const gt__wait_desc *d) {
+    for (int p = 0; p < c->size; p++) {
+        if (p == c->rank || (d->peer >= 0 && p != d->peer)) continue;
+        int pid = gt__liveness_dead(c->world_ranks[p]);
+        if (pid)
+            return gt_fail(GT_ERR_COMM,
+                           "%s '%s' on group '%s' cannot complete: rank %d (world rank %d, pid %d "
+                           "on this host) has exited",
+                           gt__comm_op_name(d->op), d->what ? d->what : "", c->name, p,
+                           c->world_ranks[p], pid);
+    }
+    return GT_OK;
+}
+
 gt_status gt__comm_wait(gt_comm *c, const gt__wait_desc *d, gt__poll_fn poll, void *ctx) {
     const bool coll = d->peer < 0;
+    double next_check = 0.1; /* a dead peer is found within a tenth of a second of waiting */
     const double slow = c->timeout_s / 4 < 0.5 ? c->timeout_s / 4 : 0.5;
     const uint64_t t0 = gt_now_ns();
     bool announced = false;
@@ -179,6 +196,10 @@ gt_status gt__comm_wait(gt_comm *c, const gt__wait_desc *d, gt__poll_fn poll, vo
         if (st != GT_OK) return st;
         if (done) return GT_OK;
         double waited = (double)(gt_now_ns() - t0) * 1e-9;
+        if (waited >= next_check) {
+            GT_TRY(check_members(c, d));
+            next_check = waited + 0.1;
+        }
         if (coll && waited >= slow) {
             if (!announced) {
                 send_notices(c, d->op);

@@ -98,8 +98,16 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         pc.max_out_rows = cfg->max_out_rows;
         pc.kv_host_bytes = cfg->kv_host_bytes;
         pc.kv_blocks = cfg->kv_blocks;
+        pc.device_mem_bytes = cfg->device_mem_bytes;
+        pc.kernels = e->k;
+        pc.n_threads = gt_kernels_n_threads(e->k);
         gt_plan plan;
         GT_TRY_GOTO(gt_plan_build(e->g, &pc, &plan), st, fail);
+        st = gt_plan_check_device(&plan);
+        if (st != GT_OK) {
+            gt_plan_free(&plan);
+            goto fail;
+        }
         e->shard = plan.shards[0];
         e->n_ctx = plan.cfg.n_ctx;
         gt_plan_free(&plan);
@@ -143,6 +151,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     GT_TRY_GOTO(gt_kernels_reserve(e->k, &e->layout.ws), st, fail);
     GT_TRY_GOTO(gt_kv_cache_create(e->k, &kv, &e->kv), st, fail);
     GT_TRY_GOTO(alloc_scratch(e), st, fail);
+    GT_TRY_GOTO(gt__engine_experts_init(e), st, fail);
     GT_LOG_INFO(GT_SUB_WORKER, "%s: %s, %u layers, %u embd, %u heads (%u kv), vocab %u, ctx %u, "
                 "kernels %s x%d, KV %zu MiB", gt_gguf_name(e->g), e->hp.arch_name, e->hp.n_layer,
                 e->hp.n_embd, e->hp.n_head, e->hp.n_head_kv, e->hp.n_vocab, e->n_ctx,
@@ -156,6 +165,7 @@ fail:
 
 void gt_engine_destroy(gt_engine *e) {
     if (!e) return;
+    gt__engine_experts_free(e);
     gt_buffer_free(e->scratch);
     gt_kv_cache_destroy(e->kv);
     gt_weights_free(&e->w);
@@ -172,7 +182,7 @@ float *gt_engine_logits(gt_engine *e) { return e->s.logits; }
 
 gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
     return (gt_engine_memory){e->layout.total_bytes + e->layout.workspace_bytes, gt_kv_cache_bytes(e->kv),
-                              gt_kv_cache_host_bytes(e->kv)};
+                              gt_kv_cache_host_bytes(e->kv), gt_expert_cache_pool_bytes(e->xc)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
 

@@ -41,8 +41,12 @@ typedef struct gt_engine_config {
     gt_kernels *kernels;    /* the rank's backend (borrowed); NULL: the engine creates its own */
     uint64_t kv_host_bytes; /* host tier for evicted cached KV blocks; 0: none */
     int kv_blocks;          /* KV pool blocks; 0: a full context for every sequence */
+    uint64_t device_mem_bytes;     /* device budget; experts beyond it stay in host memory behind an
+                                      expert cache (without a shard; a shard brings its plan's); 0: none */
+    const char *expert_stats_path; /* routing counts (gt_expert_stats_write) that pick the experts
+                                      first placed on the device; NULL: experts 0, 1, ... */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -93,6 +97,7 @@ typedef struct gt_engine_memory {
     uint64_t act_bytes;
     uint64_t kv_bytes;
     uint64_t kv_host_bytes; /* the host tier, in host memory */
+    uint64_t expert_pool_bytes; /* device slots of the expert cache (0: experts all resident) */
 } gt_engine_memory;
 gt_engine_memory gt_engine_memory_used(const gt_engine *e);
 
@@ -125,6 +130,18 @@ gt_engine_kv_stats gt_engine_kv(const gt_engine *e);
  * no block left (every rank of a grid fails such a step alike, before any
  * compute; the sequences' lengths are unchanged, so it can be retried). */
 bool gt_engine_kv_full(const gt_engine *e);
+
+/* Expert offload: device slots per local layer (0: no cache) and the
+ * cache's counters, of local layer il or of all of them (il < 0). */
+typedef struct gt_engine_expert_stats {
+    int slots, n_layer, layer0;
+    uint64_t hits, misses, evictions, bytes_copied;
+    double wait_s;
+} gt_engine_expert_stats;
+gt_engine_expert_stats gt_engine_experts(const gt_engine *e, int il);
+/* (token, choice) pairs routed to each expert of each local layer since
+ * creation: [n_layer, n_expert]; NULL for a dense model. */
+const uint64_t *gt_engine_expert_counts(const gt_engine *e, int *layer0, int *n_layer, int *n_expert);
 
 /* Tokens a sequence holds in the KV cache. */
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);

@@ -5,6 +5,7 @@
 
 #include "parallel/scratch.h"
 #include "worker/engine.h"
+#include "worker/expert_cache.h"
 #include "worker/kv_cache.h"
 #include "worker/weights.h"
 
@@ -49,18 +50,24 @@ struct gt_engine {
     gt_buffer *scratch;     /* the one buffer behind s */
     gt_kernels *k_owned;    /* the kernels when the engine created them itself */
     bool kv_full;           /* the last decode found no KV block left */
+    gt_expert_cache *xc;    /* offloaded experts; NULL: all resident */
+    uint64_t *expert_counts; /* [n_layer local, n_expert] routed pairs (MoE) */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are
  * reserved in the KV cache. */
 gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits);
 
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (forward.c). */
+/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (mlp.c). */
 gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
                   const float *x, float *out, int n);
 
 /* The MoE feed-forward of layer il for the batch's n rows of s->cur, into
  * s->out (moe.c). */
 gt_status gt__moe(gt_engine *e, int il, int n);
+
+/* The expert cache and routing counts (engine_experts.c). */
+gt_status gt__engine_experts_init(gt_engine *e);
+void gt__engine_experts_free(gt_engine *e);
 
 #endif

@@ -173,20 +173,6 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
     return block_out(e, sp, n, L->post_attn_norm, layer, "attn");
 }
 
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x; zeros when
- * this rank holds none of the MLP's columns (an uneven block split). */
-gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
-                  const gt_weight *down, const float *x, float *out, int n) {
-    gt_fwd_scratch *s = &e->s;
-    int64_t F = gate->n_out;
-    if (F == 0) return gt_zero(e->k, out, (int64_t)n * (int64_t)e->hp.n_embd);
-    GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
-    GT_TRY(gt_matmul(e->k, up, x, s->up, n));
-    if (e->hp.gelu) GT_TRY(gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
-    else GT_TRY(gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
-    return gt_matmul(e->k, down, s->gate, out, n);
-}
-
 static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
     const gt_hparams *hp = &e->hp;
     const gt_layer_weights *L = &e->w.layers[il];

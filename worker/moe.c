@@ -18,6 +18,10 @@ gt_status gt__moe(gt_engine *e, int il, int n) {
     bool renorm = hp->arch != GT_ARCH_QWEN2MOE;
     GT_TRY(gt_matmul(k, &L->router_w, s->cur, s->router, n));
     GT_TRY(gt_router_topk(k, s->router, n, E, K, renorm, s->moe_ids, s->moe_w));
+    if (e->expert_counts)
+        for (int i = 0; i < n * K; i++) e->expert_counts[(size_t)il * (size_t)E + (size_t)s->moe_ids[i]]++;
+    /* Offloaded experts: the router's choice starts this layer's copies now. */
+    if (e->xc) GT_TRY(gt_expert_cache_route(e->xc, il, s->moe_ids, n * K));
     GT_TRY(gt_zero(k, s->out, (int64_t)n * D));
     for (int ex = 0; ex < E; ex++) {
         int m = 0; /* the (token, slot) pairs routed to ex, in token order */
@@ -30,6 +34,7 @@ gt_status gt__moe(gt_engine *e, int il, int n) {
                 }
         if (!m) continue;
         const gt_expert_weights *X = &L->experts[ex];
+        if (e->xc) GT_TRY(gt_expert_cache_get(e->xc, il, ex, &X)); /* its device copy */
         GT_TRY(gt_gather_rows(k, s->cur, s->moe_rows, m, D, s->moe_x));
         GT_TRY(gt__mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m));
         GT_TRY(gt_scatter_add_rows(k, s->moe_out, s->moe_rows, s->moe_rw, m, D, s->out));

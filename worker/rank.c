@@ -173,8 +173,11 @@ static gt_status build_plan(gt_rank *r) {
     pc.n_threads = gt_kernels_n_threads(r->k);
     pc.kv_host_bytes = c->eng.kv_host_bytes;
     pc.kv_blocks = c->eng.kv_blocks;
+    pc.device_mem_bytes = c->eng.device_mem_bytes;
+    pc.kernels = r->k;
     GT_TRY(gt_plan_build(r->g, &pc, &r->plan));
     r->have_plan = true;
+    GT_TRY(gt_plan_check_device(&r->plan));
     return check_budget(&r->plan);
 }
 

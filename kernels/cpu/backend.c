@@ -68,6 +68,7 @@ gt_status gt__cpu_backend_create(const gt_kernels_config *cfg, gt_kernels **out)
 
 static void cpu_destroy(gt_kernels *kb) {
     gt_cpu *k = gt__cpu(kb);
+    gt__cpu_copier_destroy(k->copier);
     gt_pool_destroy(k->pool);
     gt_free(k->scratch);
     free(k);
@@ -341,6 +342,9 @@ static const gt_backend_iface cpu_iface = {
     .matmul_supports = gt__cpu_matmul_supports,
     .weight_init = gt__cpu_weight_init,
     .weight_free = gt__cpu_weight_free,
+    .weight_bytes = gt__cpu_weight_bytes,
+    .copy_start = gt__cpu_copy_start,
+    .copy_wait = gt__cpu_copy_wait,
     .matmul = gt__cpu_matmul,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

@@ -34,6 +34,7 @@ typedef struct gt_cpu {
     void *scratch;            /* the workspace; see gt__cpu_scratch */
     size_t scratch_bytes;
     bool reserved;            /* gt_kernels_reserve fixed the workspace: no growth */
+    struct gt_cpu_copier *copier; /* started by the first asynchronous copy */
 } gt_cpu;
 
 static inline gt_cpu *gt__cpu(gt_kernels *k) { return (gt_cpu *)k; }
@@ -52,6 +53,15 @@ bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type);
 gt_status gt__cpu_weight_init(gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
                               const void *data, bool invariant, gt_weight *w);
 gt_status gt__cpu_weight_free(gt_kernels *k, gt_weight *w);
+size_t gt__cpu_weight_bytes(const gt_kernels *k, gt_dtype type, int64_t n_in, int64_t n_out,
+                           bool invariant);
+
+/* Asynchronous copies on the backend's copy thread (kernels/cpu/copy.c). */
+typedef struct gt_cpu_copier gt_cpu_copier; /* kernels/cpu/copy.c */
+gt_status gt__cpu_copy_start(gt_kernels *k, gt_buffer *dst, size_t off, const void *src, size_t n,
+                             uint64_t *ticket);
+gt_status gt__cpu_copy_wait(gt_kernels *k, uint64_t ticket);
+void gt__cpu_copier_destroy(gt_cpu_copier *c); /* accepts NULL */
 gt_status gt__cpu_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y,
                          int64_t n_tok);
 

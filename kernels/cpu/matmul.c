@@ -123,6 +123,17 @@ gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64
     return GT_OK;
 }
 
+size_t gt__cpu_weight_bytes(const gt_kernels *kb, gt_dtype type, int64_t n_in, int64_t n_out,
+                           bool invariant) {
+    const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
+    if (!info || !info->has_codec || n_in <= 0 || n_out <= 0 || n_in % info->block_elems != 0) return 0;
+    int layout = invariant ? GT_MM_ROWS : pick_layout(gt__cpu_c(kb), type);
+    if (layout != GT_MM_ROWS) return gt__mm_packed_bytes(type, layout, n_in, n_out);
+    size_t row;
+    if (!gt_dtype_row_bytes(type, n_in, &row)) return 0;
+    return row * (size_t)n_out;
+}
+
 gt_status gt__cpu_weight_free(gt_kernels *k, gt_weight *w) {
     free(w->owned); /* alloc_packed: posix_memalign */
     return GT_OK;

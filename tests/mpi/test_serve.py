@@ -357,7 +357,8 @@ def main():
     check(len(follower) == 1 and rc == 0, f"pp 2: SIGTERM on the other rank drains and ends every rank with 0 "
                                           f"(exit {rc})")
 
-    # A rank that dies: the waiting client's connection ends and the job
+    # A rank that dies: the waiting client gets an error naming the dead rank
+    # (rank 0 finds the exited process while it waits for it), and the job
     # exits non-zero within seconds; nothing hangs.
     srv = Server(model, ranks=2)
     c = Client(srv.port)
@@ -379,8 +380,10 @@ def main():
         srv.p.kill()
         rc = None
     secs = time.time() - t0
-    check(bool(follower) and r is None and rc not in (0, None) and secs < 20,
-          f"killed rank: the client's connection ended, the job exited {rc} in {secs:.1f} s")
+    err = r[2] if r else None
+    check(bool(follower) and isinstance(err, dict) and err.get("code") == "internal"
+          and "has exited" in err.get("message", "") and rc not in (0, None) and secs < 20,
+          f"killed rank: the client got the error {err}, the job exited {rc} in {secs:.1f} s")
     print(f"{len(failures)} failed" if failures else "all serve checks passed")
     return 1 if failures else 0
 

@@ -11,7 +11,9 @@
  * act_bytes and kv_bytes exactly; so must the
  * one-rank engine built without a plan; also for Q4_K models whose MLP
  * columns are split unevenly in whole blocks. A deliberately wrong layout (one
- * more output row) must not match, so the check can fail. */
+ * more output row) must not match, so the check can fail. With a device
+ * budget (--device-mem) the expert pool the engine allocates must equal the
+ * plan's too (check_offload). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,6 +121,78 @@ static void check_model(const char *path) {
     gt_gguf_close(g);
 }
 
+/* Expert offload: a budget a little above the largest minimum makes every
+ * rank of every grid keep n_expert_used or more (but not all) experts per
+ * layer in a device pool whose bytes the engine allocates exactly; a budget
+ * of one byte is refused. The kernels that size the slots are the engine's. */
+static void check_offload(const char *path) {
+    gt_gguf *g = NULL;
+    assert_int_equal(gt_gguf_open(path, &g), GT_OK);
+    gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
+    kc.n_threads = 2;
+    gt_kernels *k = NULL;
+    assert_int_equal(gt_kernels_create(&kc, &k), GT_OK);
+    for (size_t gi = 0; gi < sizeof k_grids / sizeof k_grids[0]; gi++) {
+        int tp = k_grids[gi][0], pp = k_grids[gi][1];
+        gt_plan_config pc = GT_PLAN_CONFIG_INIT;
+        pc.tp = tp;
+        pc.pp = pp;
+        pc.n_ctx = 64;
+        pc.max_batch_tokens = 16;
+        pc.n_threads = 2;
+        pc.kernels = k;
+        pc.device_mem_bytes = 1;
+        gt_plan plan;
+        assert_int_equal(gt_plan_build(g, &pc, &plan), GT_OK);
+        assert_int_equal(gt_plan_check_device(&plan), GT_ERR_RANGE);
+        uint64_t budget = 0;
+        for (int r = 0; r < plan.n_ranks; r++) {
+            uint64_t want = plan.shards[r].device_min_bytes + plan.shards[r].expert_slot_bytes / 2;
+            if (want > budget) budget = want;
+        }
+        gt_plan_free(&plan);
+        pc.device_mem_bytes = budget;
+        assert_int_equal(gt_plan_build(g, &pc, &plan), GT_OK);
+        assert_int_equal(gt_plan_check_device(&plan), GT_OK);
+        for (int r = 0; r < plan.n_ranks; r++) {
+            const gt_shard *s = &plan.shards[r];
+            assert_true(s->expert_slots >= s->n_expert_used && s->expert_slots < s->n_expert);
+            assert_true(s->total_bytes <= budget);
+            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
+            ec.gguf = g;
+            ec.kernels = k;
+            ec.shard = s;
+            ec.n_ctx = plan.cfg.n_ctx;
+            ec.max_batch_tokens = pc.max_batch_tokens;
+            gt_engine *e = NULL;
+            if (gt_engine_create(&ec, &e) != GT_OK) fail_msg("engine: %s", gt_last_error());
+            gt_engine_memory m = gt_engine_memory_used(e);
+            if (m.expert_pool_bytes != s->expert_pool_bytes || m.act_bytes != s->act_bytes || m.kv_bytes != s->kv_bytes)
+                fail_msg("%s tp %d pp %d rank %d: expert pool %llu, plan %llu", path, tp, pp, r,
+                         (unsigned long long)m.expert_pool_bytes, (unsigned long long)s->expert_pool_bytes);
+            assert_int_equal(gt_engine_experts(e, -1).slots, s->expert_slots);
+            gt_engine_destroy(e);
+        }
+        if (tp * pp == 1) { /* the engine's own plan under the same budget, and below it */
+            gt_engine_config ec = GT_ENGINE_CONFIG_INIT;
+            ec.gguf = g;
+            ec.kernels = k;
+            ec.n_ctx = plan.cfg.n_ctx;
+            ec.max_batch_tokens = pc.max_batch_tokens;
+            ec.device_mem_bytes = budget;
+            gt_engine *e = NULL;
+            assert_int_equal(gt_engine_create(&ec, &e), GT_OK);
+            assert_int_equal(gt_engine_memory_used(e).expert_pool_bytes, plan.shards[0].expert_pool_bytes);
+            gt_engine_destroy(e);
+            ec.device_mem_bytes = plan.shards[0].device_min_bytes - 1;
+            assert_int_equal(gt_engine_create(&ec, &e), GT_ERR_RANGE);
+        }
+        gt_plan_free(&plan);
+    }
+    gt_kernels_destroy(k);
+    gt_gguf_close(g);
+}
+
 static void test_every_arch_and_grid(void **state) {
     (void)state;
     const char *archs[] = {"llama", "qwen2", "qwen3", "llama-moe", "qwen2moe"};
@@ -126,6 +200,8 @@ static void test_every_arch_and_grid(void **state) {
         check_model(synth(archs[i], GT_F32));
         check_model(synth(archs[i], GT_Q8_0));
     }
+    check_offload(synth("llama-moe", GT_F32));
+    check_offload(synth("qwen2moe", GT_Q8_0));
 }
 
 /* Q4_K models whose MLP columns are split in whole blocks, unevenly: 768
