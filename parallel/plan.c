@@ -69,30 +69,11 @@ static gt_status check_layout(const gt_hparams *hp, int tp, int pp, int ep) {
     if (hp->n_vocab < (uint32_t)tp)
         return gt_fail(GT_ERR_INVALID_ARG, "a vocabulary of %u tokens cannot be split over tp %d",
                        hp->n_vocab, tp);
-    const struct {
-        uint32_t n;
-        const char *what;
-    } widths[] = {{hp->n_expert ? 0 : hp->n_ff, "MLP"},
-                  {hp->n_expert ? hp->n_ff_exp : 0, "expert MLP"},
-                  {hp->n_ff_shexp, "shared expert MLP"}};
-    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
-        /* Under EP an expert's columns are split over tp / ep ranks only. */
-        int over = i == 1 && ep > 1 ? tp / ep : tp;
-        if (widths[i].n && widths[i].n < (uint32_t)over)
-            return gt_fail(GT_ERR_INVALID_ARG, "%u %s columns cannot be split over tp %d",
-                           widths[i].n, widths[i].what, over);
-    }
     return GT_OK;
 }
 
-/* [n * p / tp, n * (p + 1) / tp): sizes differ by at most one. */
-static gt_range split_even(int64_t n, int p, int tp) {
-    gt_range r = {n * p / tp, n * (p + 1) / tp};
-    return r;
-}
-
-static gt_status shard_ranges(const gt_hparams *hp, const gt_plan_config *cfg, int rank,
-                              gt_shard *s) {
+static gt_status shard_ranges(const gt_hparams *hp, const gt_plan_config *cfg,
+                              const gt_ff_split ff[GT_FF_DIMS], int rank, gt_shard *s) {
     memset(s, 0, sizeof *s);
     GT_TRY(gt_grid_init(cfg->world, cfg->tp, cfg->pp, rank, &s->grid));
     GT_TRY(gt_grid_set_ep(&s->grid, cfg->ep));
@@ -127,13 +108,16 @@ static gt_status shard_ranges(const gt_hparams *hp, const gt_plan_config *cfg, i
                        (long long)need0, (long long)need1, (long long)s->kv_heads.begin,
                        (long long)s->kv_heads.end);
 
-    if (!hp->n_expert) s->ff = split_even(hp->n_ff, p, tp);
-    if (hp->n_expert) {
-        const gt_grid *g = &s->grid;
-        s->ff_exp = split_even(hp->n_ff_exp, g->ep_col, g->ep_cols);
-        s->experts = split_even(hp->n_expert, g->ep_rank, g->ep);
-    }
-    s->ff_shexp = split_even(hp->n_ff_shexp, p, tp);
+    /* MLP columns: even, or whole blocks where even would cut one
+     * (plan_split.c). Under EP an expert's columns are split over the
+     * tp / ep ranks that share its range, and the experts over ep. */
+    const gt_grid *g = &s->grid;
+    s->ff = gt_plan_ff_range(&ff[GT_FF_DENSE], p, tp);
+    s->ff_exp = gt_plan_ff_range(&ff[GT_FF_EXPERT], g->ep_col, g->ep_cols);
+    s->ff_shexp = gt_plan_ff_range(&ff[GT_FF_SHARED], p, tp);
+    if (hp->n_expert)
+        s->experts = (gt_range){(int64_t)hp->n_expert * g->ep_rank / g->ep,
+                                (int64_t)hp->n_expert * (g->ep_rank + 1) / g->ep};
     int64_t vb = hp->n_vocab / tp;
     s->vocab = (gt_range){p * vb, p == tp - 1 ? (int64_t)hp->n_vocab : (p + 1) * vb};
     return GT_OK;
@@ -204,6 +188,10 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
         return gt_fail(GT_ERR_INVALID_ARG, "--ep %d is outside 1..65536", cfg.ep);
     if (cfg.ep == 0) cfg.ep = 1;
     GT_TRY(check_layout(&hp, cfg.tp, cfg.pp, cfg.ep));
+    gt_ff_split ff[GT_FF_DIMS];
+    for (int d = 0; d < GT_FF_DIMS; d++) /* experts' columns are split over tp / ep ranks */
+        GT_TRY(gt_plan_ff_split_init(g, &hp, (gt_ff_dim)d, d == GT_FF_EXPERT ? cfg.tp / cfg.ep : cfg.tp,
+                                     &ff[d]));
 
     gt_shard *shards = calloc((size_t)cfg.world, sizeof *shards);
     if (!shards) return gt_fail(GT_ERR_NOMEM, "cannot allocate the plans of %d ranks", cfg.world);
@@ -211,7 +199,7 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
     gt_status st = GT_OK;
     for (int r = 0; r < cfg.world; r++) {
         gt_shard *s = &shards[r];
-        GT_TRY_GOTO(shard_ranges(&hp, &cfg, r, s), st, fail);
+        GT_TRY_GOTO(shard_ranges(&hp, &cfg, ff, r, s), st, fail);
         GT_TRY_GOTO(shard_weights(g, &hp, s), st, fail);
         /* K [head_dim] and V [head_dim_v] per local kv head, per local layer. */
         s->kv_bytes_per_token = (uint64_t)gt_range_len(s->layers) *
@@ -234,6 +222,7 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
     out->pp_send_bytes = (uint64_t)(cfg.pp - 1) * hp.n_embd * F32_BYTES;
     out->cfg = cfg;
     out->hp = hp;
+    memcpy(out->ff_split, ff, sizeof ff);
     out->n_ranks = cfg.world;
     out->shards = shards;
     return GT_OK;

@@ -20,7 +20,11 @@
  *   split the same way when tp <= n_head_kv (n_head_kv % tp == 0) and
  *   replicated when tp > n_head_kv (tp % n_head_kv == 0): then the tp/n_kv
  *   ranks whose query heads share a kv head all hold it. MLP columns are split
- *   n_ff * p / tp .. n_ff * (p+1) / tp. The vocabulary (token embedding on the
+ *   n_ff * p / tp .. n_ff * (p+1) / tp when every boundary falls on a block
+ *   of the quantized matrices that slice them (down); otherwise the columns
+ *   are dealt out in whole blocks, the first ranks one block more (768
+ *   columns of Q4_K: 512 + 256 at tp 2, 256 + 256 + 256 + 0 at tp 4), and a
+ *   rank may hold none (plan_split.c). The vocabulary (token embedding on the
  *   first stage, LM head on the last) is split in n_vocab / tp rows, the last
  *   slice taking the remainder.
  * - MoE: every routed expert and the shared expert are split by columns like
@@ -33,7 +37,9 @@
  *   into whole rows and always slice cleanly. Row-parallel weights (wo down)
  *   keep every row and take a column range of it; a quantized row can only be
  *   cut at block boundaries, which is checked per tensor with the file's
- *   real types, and refused with a sentence naming the tensor.
+ *   real types: MLP columns are split at block granularity (above), and a
+ *   head split that would cut a block is refused with a sentence naming the
+ *   tensor.
  * - Norms, q/k norms and routers are replicated in each stage group. */
 #ifndef GT_PLAN_H
 #define GT_PLAN_H
@@ -121,12 +127,29 @@ typedef struct gt_shard {
     uint64_t device_min_bytes;     /* the smallest device budget: n_expert_used slots per layer */
 } gt_shard;
 
+/* The MLP dimensions that tensor parallelism splits by columns. */
+typedef enum gt_ff_dim {
+    GT_FF_DENSE = 0, /* n_ff of a dense model */
+    GT_FF_EXPERT,    /* n_ff_exp of every routed expert */
+    GT_FF_SHARED,    /* n_ff_shexp of the shared expert */
+    GT_FF_DIMS
+} gt_ff_dim;
+
+/* How one MLP dimension is split over the tp ranks of every stage. */
+typedef struct gt_ff_split {
+    int64_t n;       /* columns; 0 when the model has no such MLP */
+    int64_t granule; /* columns per indivisible unit: the lcm of the block sizes of the
+                        matrices that slice the dimension inside their rows (1: unquantized) */
+    bool uneven;     /* dealt out in whole granules, because the even split would cut one */
+} gt_ff_split;
+
 typedef struct gt_plan {
     gt_plan_config cfg; /* as given, with defaults filled in */
     gt_hparams hp;
     int n_ranks;
     gt_shard *shards;     /* [n_ranks], rank order */
     uint64_t model_bytes; /* sum of every tensor's bytes in the file */
+    gt_ff_split ff_split[GT_FF_DIMS]; /* the MLP dimensions' splits (ranges in the shards) */
     /* Network per decoded token (f32 activations). */
     uint64_t tp_allreduce_bytes;  /* per stage group: 2 allreduces of n_embd per local layer, summed
                                      over stages, plus the vocab-parallel embedding's one */
@@ -139,8 +162,8 @@ typedef struct gt_plan {
 /* Builds the plan for every rank of the grid from the file's metadata and
  * tensor infos. On success the caller owns *out (gt_plan_free). Statuses:
  * GT_ERR_INVALID_ARG for an impossible layout (world != tp × pp, heads or kv
- * heads not dividing over tp, more stages than layers, a quantized row that
- * tp would cut inside a block, an empty vocabulary or MLP slice; ep > 1 on a
+ * heads not dividing over tp, more stages than layers, a head split that
+ * would cut a quantized block, a vocabulary smaller than tp; ep > 1 on a
  * dense model, with experts or tp not divisible by ep) or a bad config
  * value; GT_ERR_UNSUPPORTED for a tensor the plan does not know how
  * to split when tp > 1; GT_ERR_FORMAT / GT_ERR_NOT_FOUND from the
@@ -195,6 +218,21 @@ gt_status gt_plan_tensor_slice(const gt_hparams *hp, const gt_shard *s, const gt
 gt_status gt_plan_slice_cols(const gt_tensor_info *t, int64_t c0, int64_t c1,
                              size_t *row_offset_bytes, size_t *row_bytes);
 
+/* The MLP dimension d of the model in g as split over tp: its width and
+ * granule (from the types of the matrices that slice it inside their rows)
+ * and whether the even split would cut a granule. GT_ERR_FORMAT with a
+ * sentence when such a matrix's row is not whole blocks of its type. Pure. */
+gt_status gt_plan_ff_split_init(const gt_gguf *g, const gt_hparams *hp, gt_ff_dim d, int tp,
+                                gt_ff_split *out);
+/* Rank p's (0 <= p < tp) columns of f: the even split
+ * [n p / tp, n (p + 1) / tp) unless f->uneven, else whole granules, the first
+ * (units % tp) ranks one more; possibly empty. */
+gt_range gt_plan_ff_range(const gt_ff_split *f, int p, int tp);
+/* max / mean of the tp ranks' column counts of f (1 for an even split, 0
+ * when n is 0). */
+double gt_plan_ff_imbalance(const gt_ff_split *f, int tp);
+/* "MLP", "expert MLP", "shared expert MLP". */
+const char *gt_ff_dim_name(gt_ff_dim d);
 /* Where one routed expert's three matrices sit in a device slot (each at
  * a 64-byte aligned offset) for a layer of shard s, with the prepared sizes
  * of kernels k (NULL: the stored rows). The engine lays its pool out with

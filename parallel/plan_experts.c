@@ -67,7 +67,8 @@ gt_status gt__plan_expert_slots(const gt_gguf *g, const gt_hparams *hp, const st
     s->n_expert = (int)gt_range_len(s->experts); /* the experts this rank owns (all without --ep) */
     s->n_expert_used = (int)hp->n_expert_used;
     s->expert_slot_bytes = 0;
-    if (!hp->n_expert) return GT_OK;
+    /* A rank with no expert columns (an uneven block split) has nothing to offload. */
+    if (!hp->n_expert || !gt_range_len(s->ff_exp)) return GT_OK;
     for (int64_t il = s->layers.begin; il < s->layers.end; il++) {
         gt_expert_slot slot;
         GT_TRY(gt_plan_expert_slot(g, hp, s, k, (int)il, &slot));

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "parallel/plan.h"
+#include "parallel/plan_internal.h"
 
 /* The model dimension a split runs along. */
 typedef enum dim_kind {
@@ -60,6 +61,33 @@ static const layer_tensor k_layer_tensors[] = {
     {"ffn_down_exps.weight", GT_SPLIT_COLS, DIM_FFE, GT_WCLASS_EXPERT},
     {"ffn_down_shexp.weight", GT_SPLIT_COLS, DIM_FFS, GT_WCLASS_FFN},
 };
+
+static const layer_tensor *find_layer_tensor(const char *suffix) {
+    for (size_t i = 0; i < sizeof k_layer_tensors / sizeof k_layer_tensors[0]; i++)
+        if (strcmp(suffix, k_layer_tensors[i].suffix) == 0) return &k_layer_tensors[i];
+    return NULL;
+}
+
+bool gt__plan_tensor_cuts_ff(const char *name, gt_ff_dim *d) {
+    unsigned il;
+    int used = 0;
+    if (sscanf(name, "blk.%u.%n", &il, &used) != 1 || used == 0) return false;
+    const layer_tensor *lt = find_layer_tensor(name + used);
+    if (!lt || lt->split != GT_SPLIT_COLS) return false;
+    switch (lt->dim) {
+    case DIM_FF:
+        *d = GT_FF_DENSE;
+        return true;
+    case DIM_FFE:
+        *d = GT_FF_EXPERT;
+        return true;
+    case DIM_FFS:
+        *d = GT_FF_SHARED;
+        return true;
+    default:
+        return false;
+    }
+}
 
 /* The shard's range along `dim` and the full extent it is taken from. */
 static void dim_range(const gt_hparams *hp, const gt_shard *s, dim_kind dim, int64_t *i0,
@@ -240,9 +268,7 @@ gt_status gt_plan_tensor_slice(const gt_hparams *hp, const gt_shard *s, const gt
                        il, hp->n_layer);
     if ((int64_t)il < s->layers.begin || (int64_t)il >= s->layers.end) return GT_OK;
     const char *suffix = t->name + used;
-    const layer_tensor *lt = NULL;
-    for (size_t i = 0; i < sizeof k_layer_tensors / sizeof k_layer_tensors[0]; i++)
-        if (strcmp(suffix, k_layer_tensors[i].suffix) == 0) lt = &k_layer_tensors[i];
+    const layer_tensor *lt = find_layer_tensor(suffix);
     if (!lt) return slice_unknown(s, t, out);
     out->wclass = lt->wclass;
     if (lt->split == GT_SPLIT_WHOLE) return slice_whole(t, s->grid.tp > 1, out);

@@ -174,6 +174,26 @@ static void print_table(const gt_plan *p) {
                p->cfg.tp, p->hp.n_head_kv);
 }
 
+/* MLP dimensions dealt out in whole blocks: every tp rank's columns (the
+ * same in every stage) and max / mean of their widths. */
+static void print_uneven(const gt_plan *p) {
+    for (int d = 0; d < GT_FF_DIMS; d++) {
+        const gt_ff_split *f = &p->ff_split[d];
+        if (!f->uneven) continue;
+        /* Under --ep an expert's columns are split over tp / ep ranks. */
+        int ep = p->cfg.ep > 1 ? p->cfg.ep : 1;
+        int tp = d == GT_FF_EXPERT ? p->cfg.tp / ep : p->cfg.tp;
+        printf("  %s: %lld columns split in blocks of %lld (an even split would cut one):",
+               gt_ff_dim_name((gt_ff_dim)d), (long long)f->n, (long long)f->granule);
+        for (int r = 0; r < tp; r++) {
+            char buf[48];
+            printf(" tp %d %s%s", r, range_str(gt_plan_ff_range(f, r, tp), buf, sizeof buf),
+                   r + 1 < tp ? "," : "");
+        }
+        printf("; imbalance (max / mean) %.2f\n", gt_plan_ff_imbalance(f, tp));
+    }
+}
+
 static void print_totals(const gt_plan *p) {
     uint64_t w = 0, kv = 0, act = 0, tot = 0, repl = 0, kvtok = 0;
     char b1[24], b2[24], b3[24], b4[24];
@@ -304,6 +324,7 @@ int gt_cmd_plan(int argc, char **argv) {
     }
     print_header(&p, o.path);
     print_table(&p);
+    print_uneven(&p);
     print_totals(&p);
     if (p.cfg.mem_budget_bytes) print_budget(&p);
     if (p.cfg.device_mem_bytes) {

@@ -2,11 +2,13 @@
  * of an MoE layer. */
 #include "worker/engine_internal.h"
 
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
+/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x; zeros when
+ * this rank holds none of the MLP's columns (an uneven block split). */
 gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
                   const gt_weight *down, const float *x, float *out, int n) {
     gt_fwd_scratch *s = &e->s;
     int64_t F = gate->n_out;
+    if (F == 0) return gt_zero(e->k, out, (int64_t)n * (int64_t)e->hp.n_embd);
     GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
     GT_TRY(gt_matmul(e->k, up, x, s->up, n));
     if (e->hp.gelu) GT_TRY(gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));

@@ -120,6 +120,12 @@ static gt_status init_weight(loader *L, const gt_tensor_info *t, int64_t n_in, i
 static gt_status load_part(loader *L, const gt_tensor_info *t, int e, gt_weight *w, uint64_t *acct) {
     gt_tensor_slice s;
     GT_TRY(slice_of(L, t, &s));
+    /* A rank may hold no column of an MLP split in whole blocks: *w stays
+     * empty (n_in = n_out = 0) and the forward pass adds nothing for it. */
+    if ((s.split == GT_SPLIT_ROWS || s.split == GT_SPLIT_COLS) && s.i1 == s.i0) {
+        memset(w, 0, sizeof *w);
+        return GT_OK;
+    }
     size_t full;
     gt_dtype_row_bytes(t->type, t->ne[0], &full);
     const uint8_t *base = (const uint8_t *)t->data + full * (size_t)t->ne[1] * (size_t)e;

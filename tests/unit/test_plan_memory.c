@@ -9,7 +9,8 @@
  * (one backend buffer laid out by parallel/scratch.c, plus the kernels'
  * workspace it reserved) and for its KV block pool must equal the plan's
  * act_bytes and kv_bytes exactly; so must the
- * one-rank engine built without a plan. A deliberately wrong layout (one
+ * one-rank engine built without a plan; also for Q4_K models whose MLP
+ * columns are split unevenly in whole blocks. A deliberately wrong layout (one
  * more output row) must not match, so the check can fail. With a device
  * budget (--device-mem) the expert pool the engine allocates must equal the
  * plan's too (check_offload). */
@@ -203,7 +204,42 @@ static void test_every_arch_and_grid(void **state) {
     check_offload(synth("qwen2moe", GT_Q8_0));
 }
 
+/* Q4_K models whose MLP columns are split in whole blocks, unevenly: 768
+ * columns are 512 + 256 at tp 2 and 256 + 256 + 256 + 0 at tp 4 (a rank
+ * without MLP columns, hence without gate and up buffers); qwen2moe's
+ * single-block experts all sit on the first rank. */
+static void test_uneven_q4k(void **state) {
+    (void)state;
+    const char *archs[] = {"llama", "qwen2moe"};
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        static char path[1024];
+        char name[64];
+        snprintf(name, sizeof name, "planmem_uneven_%s.gguf", archs[i]);
+        snprintf(path, sizeof path, "%s", gt_test_tmp_path(0, name));
+        gt_synth_config c = GT_SYNTH_CONFIG_INIT;
+        c.arch = archs[i];
+        c.type = GT_Q4_K;
+        c.n_layer = 2; /* a KV block within check_model's host tier */
+        c.n_embd = 256;
+        c.n_head = 8;
+        c.n_head_kv = 4;
+        c.head_dim = 128; /* wo: 1024 columns, whole blocks at tp 4 */
+        c.n_ff = 768;
+        c.n_vocab = 1001;
+        c.n_ctx = 256;
+        if (strstr(archs[i], "moe")) {
+            c.n_expert = 4;
+            c.n_expert_used = 2;
+            c.n_ff_exp = 256;
+            c.n_ff_shexp = 768;
+        }
+        if (gt_synth_write(&c, path) != GT_OK) fail_msg("synth %s: %s", archs[i], gt_last_error());
+        check_model(path);
+    }
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_arch_and_grid)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_arch_and_grid),
+                                       cmocka_unit_test(test_uneven_q4k)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
