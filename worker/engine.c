@@ -34,6 +34,7 @@ static gt_status alloc_scratch(gt_engine *e) {
     s->moe_ids = p[GT_SCR_MOE_IDS];
     s->moe_rows = p[GT_SCR_MOE_ROWS];
     s->moe_rw = p[GT_SCR_MOE_RW];
+    s->moe_start = p[GT_SCR_MOE_START];
     s->sp = p[GT_SCR_SP];
     s->kblocks = p[GT_SCR_KBLOCKS];
     s->vblocks = p[GT_SCR_VBLOCKS];

@@ -33,7 +33,7 @@ GANTRY = os.environ.get("GANTRY_BIN") or os.path.join(SRC, "build", "tools", "ga
 TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
 
 ARCH_LIST = ["llama", "qwen2", "qwen3"]
-MOE_LIST = ["llama-moe", "qwen2moe"]
+MOE_LIST = ["llama-moe", "qwen2moe", "qwen3moe"]
 TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q4_k", "q6_k"]
 MOE_TYPES = ["f32", "q8_0", "q4_k"]
 EXTRA_TYPES = ["q5_1", "q2_k", "q3_k", "q5_k"]  # the other dequantizers, on llama only
