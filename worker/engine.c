@@ -176,6 +176,12 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
                               gt_kv_cache_host_bytes(e->kv)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
+void gt_engine_moe_bytes(const gt_engine *e, uint64_t *dense, uint64_t *experts_held,
+                         uint64_t *experts_read) {
+    *dense = e->w.dense_bytes;
+    *experts_held = e->w.expert_bytes;
+    *experts_read = e->expert_bytes_read;
+}
 
 bool gt_engine_kv_full(const gt_engine *e) { return e->kv_full; }
 

@@ -50,6 +50,8 @@ struct gt_engine {
     gt_buffer *scratch;     /* the one buffer behind s */
     gt_kernels *k_owned;    /* the kernels when the engine created them itself */
     bool kv_full;           /* the last decode found no KV block left */
+    uint64_t expert_bytes_read; /* routed experts run so far: each expert's bytes once per
+                                   layer and forward call in which any token chose it */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are

@@ -52,6 +52,7 @@ gt_status gt__moe(gt_engine *e, int il, int n) {
         GT_TRY(gt_gather_rows(k, s->cur, s->moe_rows + r0, m, D, s->moe_x));
         GT_TRY(gt__mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m));
         GT_TRY(gt_scatter_add_rows(k, s->moe_out, s->moe_rows + r0, s->moe_rw + r0, m, D, s->out));
+        e->expert_bytes_read += X->bytes;
     }
     if (L->sh_gate.n_out) {
         GT_TRY(gt__mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n));

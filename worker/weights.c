@@ -173,6 +173,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     for (int64_t e = 0; e < E; e++)
         GT_TRY(gt_dequantize_row(tr->type, (const uint8_t *)tr->data + row * (size_t)e, lw->router + e * D, D));
     GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, E, lw->router, &lw->router_w));
+    L->bytes += (uint64_t)(D * E) * sizeof(float); /* every token reads the whole router */
     snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", il);
     GT_TRY(find(L, n, true, &tg));
     GT_TRY(check_shape(L, tg, D, F, E));
@@ -185,9 +186,11 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     lw->experts = calloc((size_t)E, sizeof *lw->experts);
     if (!lw->experts) return gt_fail(GT_ERR_NOMEM, "cannot allocate %lld experts", (long long)E);
     for (int e = 0; e < E; e++) {
-        GT_TRY(load_part(L, tg, e, &lw->experts[e].gate, &L->expert_bytes));
-        GT_TRY(load_part(L, tu, e, &lw->experts[e].up, &L->expert_bytes));
-        GT_TRY(load_part(L, td, e, &lw->experts[e].down, &L->expert_bytes));
+        gt_expert_weights *X = &lw->experts[e];
+        GT_TRY(load_part(L, tg, e, &X->gate, &X->bytes));
+        GT_TRY(load_part(L, tu, e, &X->up, &X->bytes));
+        GT_TRY(load_part(L, td, e, &X->down, &X->bytes));
+        L->expert_bytes += X->bytes;
     }
     if (hp->n_ff_shexp) {
         int64_t S = hp->n_ff_shexp;
@@ -199,7 +202,10 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
         GT_TRY(load_mat(L, n, S, D, true, &lw->sh_down));
         snprintf(n, sizeof n, "blk.%d.ffn_gate_inp_shexp.weight", il);
         GT_TRY(load_vec(L, n, D, false, &lw->sh_gate_inp));
-        if (lw->sh_gate_inp) GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
+        if (lw->sh_gate_inp) {
+            GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
+            L->bytes += (uint64_t)D * sizeof(float);
+        }
     }
     return GT_OK;
 }
@@ -273,7 +279,10 @@ gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, const gt_shard
     }
     for (int i = 0; i < w->n_layer; i++)
         GT_TRY_GOTO(load_layer(&L, w->layer0 + i, &w->layers[i]), st, fail);
-    /* A decoded token reads every dense matrix and n_expert_used of n_expert experts. */
+    /* A decoded token reads every dense matrix (the routers and shared
+     * experts included) and n_expert_used of n_expert experts per layer. */
+    w->dense_bytes = L.bytes;
+    w->expert_bytes = L.expert_bytes;
     w->matmul_bytes = L.bytes + (hp->n_expert ? L.expert_bytes / hp->n_expert * hp->n_expert_used : 0);
     return GT_OK;
 fail:
