@@ -58,7 +58,7 @@ struct gt_engine {
  * reserved in the KV cache. */
 gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits);
 
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (forward.c). */
+/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (mlp.c). */
 gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
                   const float *x, float *out, int n);
 

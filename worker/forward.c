@@ -5,7 +5,8 @@
  * run of consecutive tokens of one sequence against that sequence's paged
  * KV cache. Architecture differences are feature flags in gt_hparams:
  * QKV bias (qwen2), QK-norm (qwen3, gemma3), post-norms, GELU, embedding
- * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe).
+ * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe,
+ * qwen3moe: moe.c); the gated MLP both use is mlp.c.
  * Every piece of math is an op of the kernels' backend (kernels/kernels.h);
  * this file only does the index bookkeeping between them. */
 #include <math.h>
@@ -171,18 +172,6 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
     GT_TRY(gt_matmul(k, &L->wo, s->attn, s->out, n));
     (void)D;
     return block_out(e, sp, n, L->post_attn_norm, layer, "attn");
-}
-
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x. */
-gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
-                  const gt_weight *down, const float *x, float *out, int n) {
-    gt_fwd_scratch *s = &e->s;
-    int64_t F = gate->n_out;
-    GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
-    GT_TRY(gt_matmul(e->k, up, x, s->up, n));
-    if (e->hp.gelu) GT_TRY(gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
-    else GT_TRY(gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
-    return gt_matmul(e->k, down, s->gate, out, n);
 }
 
 static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp, int il) {
