@@ -2,8 +2,9 @@
 """Many ranks, one model: `mpirun -np N gantry run` against a single-rank run.
 
 For synthetic llama, qwen2 and qwen3 models and every (tp, pp) layout of the
-multi-rank issue (and a qwen3moe model at tp 2 and pp 2), greedy tokens must equal the single-rank run and the prompt
-logits must agree within a bound per weight type:
+multi-rank issue (and a qwen3moe model at tp 2 and pp 2), greedy tokens must
+equal the single-rank run and the prompt logits must agree within a bound per
+weight type:
   f32 weights: 1e-3 — only the order of the stage group's partial sums
   changes: fp32 rounding of ~1e-7 relative per sum, grown through 4 layers
   of norms and a 1000-row head to the 2e-4 measured on logits of size ~10;
