@@ -12,16 +12,17 @@
 
 typedef struct arch_traits {
     const char *name;
-    bool rope_neox, qkv_bias, qk_norm, post_norms, gelu, embd_scale;
+    bool rope_neox, qkv_bias, qk_norm, post_norms, gelu, embd_scale, moe_norm_topk;
     float default_eps;
 } arch_traits;
 
 static const arch_traits k_arch[GT_ARCH_COUNT] = {
-    [GT_ARCH_LLAMA] = {"llama", false, false, false, false, false, false, 1e-5f},
-    [GT_ARCH_QWEN2] = {"qwen2", true, true, false, false, false, false, 1e-6f},
-    [GT_ARCH_QWEN3] = {"qwen3", true, false, true, false, false, false, 1e-6f},
-    [GT_ARCH_QWEN2MOE] = {"qwen2moe", true, true, false, false, false, false, 1e-6f},
-    [GT_ARCH_GEMMA3] = {"gemma3", true, false, true, true, true, true, 1e-6f},
+    [GT_ARCH_LLAMA] = {"llama", false, false, false, false, false, false, true, 1e-5f},
+    [GT_ARCH_QWEN2] = {"qwen2", true, true, false, false, false, false, true, 1e-6f},
+    [GT_ARCH_QWEN3] = {"qwen3", true, false, true, false, false, false, true, 1e-6f},
+    [GT_ARCH_QWEN2MOE] = {"qwen2moe", true, true, false, false, false, false, false, 1e-6f},
+    [GT_ARCH_GEMMA3] = {"gemma3", true, false, true, true, true, true, true, 1e-6f},
+    [GT_ARCH_QWEN3MOE] = {"qwen3moe", true, false, true, false, false, false, true, 1e-6f},
 };
 
 const char *gt_arch_name(gt_arch arch) {
@@ -123,7 +124,7 @@ gt_status gt_hparams_load(const gt_gguf *g, gt_hparams *hp) {
     hp->arch_name[name.len] = '\0';
     if (!gt_arch_parse(hp->arch_name, &hp->arch))
         return gt_fail(GT_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, qwen3, "
-                       "qwen2moe, gemma3)", gt_gguf_name(g), hp->arch_name);
+                       "qwen2moe, qwen3moe, gemma3)", gt_gguf_name(g), hp->arch_name);
     const arch_traits *t = &k_arch[hp->arch];
     hp->rope_neox = t->rope_neox;
     hp->qkv_bias = t->qkv_bias;
@@ -131,6 +132,7 @@ gt_status gt_hparams_load(const gt_gguf *g, gt_hparams *hp) {
     hp->post_norms = t->post_norms;
     hp->gelu = t->gelu;
     hp->embd_scale = t->embd_scale;
+    hp->moe_norm_topk = t->moe_norm_topk;
 
     GT_TRY(need_u32(g, hp, "embedding_length", &hp->n_embd));
     GT_TRY(need_u32(g, hp, "block_count", &hp->n_layer));

@@ -19,6 +19,7 @@ typedef enum gt_arch {
     GT_ARCH_QWEN3,     /* QK-norm */
     GT_ARCH_QWEN2MOE,  /* routed experts + gated shared expert */
     GT_ARCH_GEMMA3,
+    GT_ARCH_QWEN3MOE,  /* QK-norm + routed experts, chosen weights renormalised, no shared expert */
     GT_ARCH_COUNT
 } gt_arch;
 
@@ -54,6 +55,8 @@ typedef struct gt_hparams {
     uint32_t n_expert_used;
     uint32_t n_ff_exp;        /* expert MLP width */
     uint32_t n_ff_shexp;      /* shared expert MLP width (0: none) */
+    bool moe_norm_topk;       /* the chosen experts' weights are divided by their sum
+                                 (Mixtral, qwen3moe); qwen2moe keeps the softmax values */
 } gt_hparams;
 
 /* Reads and validates the hyper-parameters. GT_ERR_UNSUPPORTED for an unknown

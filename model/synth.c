@@ -27,7 +27,14 @@
 #define MAX_EXPERTS 1024u
 #define MAX_VOCAB   (1u << 24)
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_LLAMA_MOE, ARCH_QWEN2MOE } synth_arch;
+typedef enum {
+    ARCH_LLAMA,
+    ARCH_QWEN2,
+    ARCH_QWEN3,
+    ARCH_LLAMA_MOE,
+    ARCH_QWEN2MOE,
+    ARCH_QWEN3MOE
+} synth_arch;
 
 typedef struct arch_desc {
     const char *flag; /* --arch spelling */
@@ -42,6 +49,7 @@ static const arch_desc k_archs[] = {
     [ARCH_QWEN3] = {"qwen3", "qwen3", false, false, true, false, false, 1e-6f},
     [ARCH_LLAMA_MOE] = {"llama-moe", "llama", true, false, false, false, true, 1e-5f},
     [ARCH_QWEN2MOE] = {"qwen2moe", "qwen2moe", true, true, false, true, false, 1e-6f},
+    [ARCH_QWEN3MOE] = {"qwen3moe", "qwen3moe", true, false, true, false, false, 1e-6f},
 };
 #define N_ARCHS (sizeof k_archs / sizeof k_archs[0])
 
@@ -121,7 +129,7 @@ static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
     if (!cfg->arch || !find_arch(cfg->arch, &r->arch))
         return gt_fail(GT_ERR_INVALID_ARG,
                        "architecture '%s' is not one synth writes (llama, qwen2, qwen3, llama-moe, "
-                       "qwen2moe)",
+                       "qwen2moe, qwen3moe)",
                        cfg->arch ? cfg->arch : "(none)");
     if (r->arch == ARCH_LLAMA && cfg->n_expert > 0) r->arch = ARCH_LLAMA_MOE;
     r->ad = &k_archs[r->arch];
@@ -179,7 +187,7 @@ static gt_status resolve(const gt_synth_config *cfg, resolved *r) {
     } else if (cfg->n_expert != 0) {
         return gt_fail(GT_ERR_INVALID_ARG,
                        "architecture %s has no experts, but %u were asked for "
-                       "(use llama-moe or qwen2moe)",
+                       "(use llama-moe, qwen2moe or qwen3moe)",
                        r->ad->flag, cfg->n_expert);
     }
     if (!cfg->vocab_from && (cfg->n_vocab < 3 || cfg->n_vocab > MAX_VOCAB))
@@ -426,10 +434,12 @@ static gt_status write_hparams(gt_gguf_writer *w, const gt_synth_config *cfg, co
         GT_TRY(set_arch_u32(w, a, "expert_count", r->n_expert));
         GT_TRY(set_arch_u32(w, a, "expert_used_count", r->n_expert_used));
     }
-    if (r->arch == ARCH_QWEN2MOE) {
+    /* qwen2moe and qwen3moe keep feed_forward_length for the dense width of the
+     * checkpoint's config and give the expert width its own key. */
+    if (r->arch == ARCH_QWEN2MOE || r->arch == ARCH_QWEN3MOE)
         GT_TRY(set_arch_u32(w, a, "expert_feed_forward_length", r->n_ff_exp));
+    if (r->arch == ARCH_QWEN2MOE)
         GT_TRY(set_arch_u32(w, a, "expert_shared_feed_forward_length", r->n_ff_shexp));
-    }
     return GT_OK;
 }
 

@@ -2,7 +2,7 @@
  *
  * A synthetic model has exactly the metadata keys and tensor names that
  * converted models of the same architecture carry (llama, qwen2, qwen3,
- * Mixtral-style llama MoE, qwen2moe), so every loader path runs on it, but
+ * Mixtral-style llama MoE, qwen2moe, qwen3moe), so every loader path runs on it, but
  * its weights come from a counter-based generator: element j of row r of
  * tensor t is a pure function of (seed, t, r, j). Files are therefore
  * bit-identical across machines and thread counts, and rows can be filled
@@ -22,14 +22,14 @@
 #include "common/status.h"
 
 typedef struct gt_synth_config {
-    const char *arch; /* "llama", "qwen2", "qwen3", "llama-moe", "qwen2moe" */
+    const char *arch; /* "llama", "qwen2", "qwen3", "llama-moe", "qwen2moe", "qwen3moe" */
     const char *name; /* general.name; NULL: "synthetic-{arch}" */
     uint32_t n_layer;
     uint32_t n_embd;
     uint32_t n_head;
     uint32_t n_head_kv;
     uint32_t head_dim; /* 0: n_embd / n_head */
-    uint32_t n_ff;     /* dense MLP width; qwen2moe: feed_forward_length */
+    uint32_t n_ff;     /* dense MLP width; qwen2moe, qwen3moe: feed_forward_length */
     uint32_t n_expert; /* 0 for dense archs; MoE archs: 0 picks 4 */
     uint32_t n_expert_used;
     uint32_t n_ff_exp;      /* 0: n_ff */

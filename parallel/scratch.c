@@ -7,6 +7,7 @@ static const char *const k_names[GT_SCR_COUNT] = {
     "residual stream", "normed activations", "queries", "keys", "values", "attention output",
     "block output", "MLP gate", "MLP up projection", "expert inputs", "expert outputs",
     "router probabilities", "expert weights", "expert choices", "expert rows", "expert row weights",
+    "expert row starts",
     "sequence-parallel rows", "K block table", "V block table", "logits rows", "micro-batch rows",
     "expert outputs by slot", "expert output rows", "expert-parallel send rows",
     "expert-parallel received rows", "expert-parallel row indices",
@@ -38,8 +39,9 @@ void gt_scratch_layout_compute(const gt_hparams *hp, const gt_shard *s, const gt
         n[GT_SCR_ROUTER] = B * E * f;
         n[GT_SCR_MOE_W] = B * K * f;
         n[GT_SCR_MOE_IDS] = B * K * sizeof(int32_t);
-        n[GT_SCR_MOE_ROWS] = B * sizeof(int32_t);
-        n[GT_SCR_MOE_RW] = B * f;
+        n[GT_SCR_MOE_ROWS] = B * K * sizeof(int32_t);
+        n[GT_SCR_MOE_RW] = B * K * f;
+        n[GT_SCR_MOE_START] = (E + 1) * sizeof(int32_t);
         n[GT_SCR_MOE_Y] = B * K * D * f;
         n[GT_SCR_MOE_POS] = B * K * sizeof(int32_t);
         if (s->grid.ep > 1) {

@@ -31,8 +31,9 @@ typedef enum gt_scratch_buf {
     GT_SCR_ROUTER,   /* [B, n_expert] router probabilities */
     GT_SCR_MOE_W,    /* [B, n_expert_used] chosen experts' weights */
     GT_SCR_MOE_IDS,  /* [B, n_expert_used] i32 chosen experts */
-    GT_SCR_MOE_ROWS, /* [B] i32 rows gathered for one expert */
-    GT_SCR_MOE_RW,   /* [B] their weights */
+    GT_SCR_MOE_ROWS, /* [B, n_expert_used] i32 every expert's rows, expert by expert */
+    GT_SCR_MOE_RW,   /* [B, n_expert_used] their weights */
+    GT_SCR_MOE_START, /* [n_expert + 1] i32 where each expert's rows start in MOE_ROWS */
     GT_SCR_SP,       /* [B / tp + 1, n_embd] this rank's rows under sequence parallelism */
     GT_SCR_KBLOCKS,  /* [blocks per sequence] pointers: one sequence's K blocks */
     GT_SCR_VBLOCKS,  /* [blocks per sequence] pointers: its V blocks */

@@ -4,7 +4,10 @@
  * Each round measures read bandwidth, prefills --prompt tokens (seeded random
  * ids) for each of --batch sequences, then decodes --gen steps of --batch
  * tokens. Decode is memory-bound, so its roofline is bandwidth / bytes read
- * per step (every weight once, plus the KV cache the step attends over).
+ * per step (every weight once, plus the KV cache the step attends over). On
+ * an MoE model only the routed experts a step ran count: the dense part
+ * (attention, routers, shared experts, head) plus the experts the engine
+ * reports it ran during decode, measured, not assumed.
  * Rounds interleave the measurements because this host is shared and noisy;
  * best and median are reported, optionally as JSON. */
 #include <stddef.h>
@@ -33,6 +36,7 @@ typedef struct bench_opts {
 typedef struct round_result {
     double bw, prefill_tps, decode_tps, roofline_frac;
     double step_bytes; /* bytes one decode step reads: weights + the KV attended over */
+    double expert_step_bytes;       /* MoE: routed experts run per decode step (measured) */
     double decode_s;                /* wall time of decode on rank 0 */
     double comm_fraction;           /* rank 0: time in collectives / its time in decode */
     double bytes_sent_per_token;    /* this rank's collective payload per decoded token */
@@ -127,6 +131,8 @@ static gt_status one_round(gt_coord *c, const bench_opts *o, gt_bandwidth *bw, r
         seq[s] = s;
         GT_TRY_GOTO(gt_coord_next_token(c, s, &tok[s]), st, done);
     }
+    uint64_t dense, held, x0, x1;
+    gt_engine_moe_bytes(e, &dense, &held, &x0);
     uint64_t t1 = gt_now_ns();
     gt_coord_reset_stats(c);
     for (int g = 0; g < G; g++) {
@@ -134,15 +140,22 @@ static gt_status one_round(gt_coord *c, const bench_opts *o, gt_bandwidth *bw, r
         for (int s = 0; s < B; s++) GT_TRY_GOTO(gt_coord_next_token(c, s, &tok[s]), st, done);
     }
     uint64_t t2 = gt_now_ns();
+    gt_engine_moe_bytes(e, &dense, &held, &x1);
     double pf = (double)(t1 - t0) * 1e-9, dc = (double)(t2 - t1) * 1e-9;
     r->decode_s = dc;
     r->prefill_tps = (double)P * B / pf;
     r->decode_tps = (double)G * B / dc;
-    /* Bytes one decode step reads: all weights, plus K and V of every
-     * layer over the average attended length, for each sequence. */
+    /* Bytes one decode step reads: all weights (MoE: the dense ones and the
+     * experts the steps ran), plus K and V of every layer over the average
+     * attended length, for each sequence. */
     double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->job.eng.kv_type == GT_F16 ? 2 : 4);
     double kv_bytes = 2.0 * hp->n_layer * kv_row * (P + G / 2.0) * B;
-    double step_bytes = (double)gt_engine_weight_bytes(e) + kv_bytes;
+    double weights = (double)gt_engine_weight_bytes(e);
+    if (hp->n_expert) {
+        r->expert_step_bytes = (double)(x1 - x0) / G;
+        weights = (double)dense + r->expert_step_bytes;
+    }
+    double step_bytes = weights + kv_bytes;
     double steps_per_s = (double)G / dc;
     r->roofline_frac = steps_per_s * step_bytes / r->bw;
     r->step_bytes = step_bytes;
@@ -232,6 +245,14 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
            (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
            o->job.eng.n_threads);
     if (grid) printf("; rank 0 of %d (tp %d x pp %d%s)", gr->world, gr->tp, gr->pp, gr->ep > 1 ? " with ep" : "");
+    uint64_t dense = 0, held = 0, read = 0;
+    gt_engine_moe_bytes(e, &dense, &held, &read);
+    if (hp->n_expert)
+        printf("\nMoE: %u of %u experts per token; per token: attention, routers, shared experts "
+               "and head %.1f MiB + the chosen experts %.1f MiB (of %.1f MiB held); the roofline "
+               "counts the experts each decode step ran", hp->n_expert_used, hp->n_expert,
+               (double)dense / (1 << 20), (double)(gt_engine_weight_bytes(e) - dense) / (1 << 20),
+               (double)held / (1 << 20));
     printf("\n%5s %10s %14s %14s %10s\n", "round", "bw GB/s", "prefill tok/s", "decode tok/s", "roofline");
     for (int i = 0; i < o->rounds; i++) {
         if (o->trace && i == o->rounds - 1) gt_coord_trace_on(c);
@@ -248,9 +269,14 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
     best_median(r, n, offsetof(round_result, prefill_tps), &pb, &pm);
     best_median(r, n, offsetof(round_result, decode_tps), &db, &dm);
     best_median(r, n, offsetof(round_result, roofline_frac), &fb, &fm);
-    printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)%s\n",
-           r[0].step_bytes / (1 << 20), (double)gt_engine_weight_bytes(e) / (1 << 20),
-           grid ? " on rank 0" : "");
+    if (hp->n_expert)
+        printf("bytes read per decode step: %.1f MiB (dense weights %.1f MiB + routed experts run "
+               "%.1f MiB, measured + KV cache)%s\n", r[0].step_bytes / (1 << 20),
+               (double)dense / (1 << 20), r[0].expert_step_bytes / (1 << 20), grid ? " on rank 0" : "");
+    else
+        printf("bytes read per decode step: %.1f MiB (weights %.1f MiB + KV cache)%s\n",
+               r[0].step_bytes / (1 << 20), (double)gt_engine_weight_bytes(e) / (1 << 20),
+               grid ? " on rank 0" : "");
     printf("best/median: bandwidth %.1f/%.1f GB/s, prefill %.1f/%.1f tok/s, decode %.2f/%.2f tok/s, "
            "decode at %.0f%%/%.0f%% of the bandwidth roofline%s\n", bwb * 1e-9, bwm * 1e-9, pb, pm,
            db, dm, 100 * fb, 100 * fm, grid ? " (rank 0's shard and bandwidth)" : "");
@@ -283,13 +309,17 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f, "
                 "\"expert_cache\": {\"slots\": %d, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu, "
-                "\"bytes_copied\": %llu, \"wait_s\": %.6f}}\n",
+                "\"bytes_copied\": %llu, \"wait_s\": %.6f}, "
+                "\"moe_dense_bytes\": %llu, \"moe_expert_bytes_held\": %llu, "
+                "\"moe_expert_bytes_per_decode_step\": %.0f}\n",
                 o->job.eng.n_threads, gr->world, gr->tp, gr->pp,
                 o->n_prompt, o->n_gen, o->batch, o->rounds,
                 (unsigned long long)gt_engine_weight_bytes(e), r[0].step_bytes, bwb * 1e-9, bwm * 1e-9, pb, pm, db, dm,
                 fb, fm, last->comm_fraction,
                 last->bytes_sent_per_token, xs.slots, (unsigned long long)xs.hits, (unsigned long long)xs.misses,
-                (unsigned long long)xs.evictions, (unsigned long long)xs.bytes_copied, xs.wait_s);
+                (unsigned long long)xs.evictions, (unsigned long long)xs.bytes_copied, xs.wait_s,
+                (unsigned long long)(hp->n_expert ? dense : 0),
+                (unsigned long long)held, r[0].expert_step_bytes);
         if (f != stdout) fclose(f);
     }
 done:

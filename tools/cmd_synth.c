@@ -58,7 +58,7 @@ static gt_status type_flag(const char *flag, const char *value, void *opts) {
 #define C(f) offsetof(synth_opts, cfg.f)
 static const gt_flag k_flags[] = {
     {"-o", "--output", GT_FLAG_STR, O(path), .metavar = "FILE", .help = "the GGUF file to write (required)"},
-    {NULL, "--arch", GT_FLAG_STR, C(arch), .metavar = "NAME", .help = "llama, qwen2, qwen3, llama-moe or qwen2moe (default llama)"},
+    {NULL, "--arch", GT_FLAG_STR, C(arch), .metavar = "NAME", .help = "llama, qwen2, qwen3, llama-moe, qwen2moe or qwen3moe (default llama)"},
     {NULL, "--layers", GT_FLAG_U32, C(n_layer), .lo = 1, .hi = 1024, .metavar = "N", .help = "layers (default 2)"},
     {NULL, "--hidden", GT_FLAG_U32, C(n_embd), .lo = 1, .hi = 1 << 20, .metavar = "N",
      .help = "embedding width (default 256)"},
@@ -105,7 +105,7 @@ static gt_status validate(void *opts) {
 
 static const gt_flag_spec k_spec = {
     .verb = "synth",
-    .synopsis = "-o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe} [options]",
+    .synopsis = "-o FILE --arch {llama,qwen2,qwen3,llama-moe,qwen2moe,qwen3moe} [options]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
     .validate = validate,

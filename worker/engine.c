@@ -34,6 +34,7 @@ static gt_status alloc_scratch(gt_engine *e) {
     s->moe_ids = p[GT_SCR_MOE_IDS];
     s->moe_rows = p[GT_SCR_MOE_ROWS];
     s->moe_rw = p[GT_SCR_MOE_RW];
+    s->moe_start = p[GT_SCR_MOE_START];
     s->sp = p[GT_SCR_SP];
     s->kblocks = p[GT_SCR_KBLOCKS];
     s->vblocks = p[GT_SCR_VBLOCKS];
@@ -192,6 +193,12 @@ gt_engine_memory gt_engine_memory_used(const gt_engine *e) {
                               gt_kv_cache_host_bytes(e->kv), gt_expert_cache_pool_bytes(e->xc)};
 }
 uint64_t gt_engine_weight_bytes(const gt_engine *e) { return e->w.matmul_bytes; }
+void gt_engine_moe_bytes(const gt_engine *e, uint64_t *dense, uint64_t *experts_held,
+                         uint64_t *experts_read) {
+    *dense = e->w.dense_bytes;
+    *experts_held = e->w.expert_bytes;
+    *experts_read = e->expert_bytes_read;
+}
 
 bool gt_engine_kv_full(const gt_engine *e) { return e->kv_full; }
 

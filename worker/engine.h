@@ -61,6 +61,14 @@ uint32_t gt_engine_n_ctx(const gt_engine *e);
 /* Bytes of weights one decoded token reads (every matrix once, the
  * embedding row negligible): the numerator of the bandwidth roofline. */
 uint64_t gt_engine_weight_bytes(const gt_engine *e);
+/* For an MoE model, the two parts of that figure: the matrices every token
+ * reads (attention, routers, shared experts, head) and all routed experts
+ * this rank holds; *experts_read is the bytes of routed experts the forward
+ * passes have actually run since the engine started (each chosen expert
+ * once per layer and forward call, however many tokens chose it), so a
+ * caller that reads it around its decode steps gets what they read. */
+void gt_engine_moe_bytes(const gt_engine *e, uint64_t *dense, uint64_t *experts_held,
+                         uint64_t *experts_read);
 
 /* The vocabulary rows whose logits this rank computes: [*v0, *v0 + *n). */
 void gt_engine_vocab_slice(const gt_engine *e, int64_t *v0, int64_t *n);

@@ -24,8 +24,9 @@ typedef struct gt_fwd_scratch {
     float *router;  /* [B, n_expert] */
     int32_t *moe_ids;  /* [B, n_expert_used] */
     float *moe_w;      /* [B, n_expert_used] */
-    int32_t *moe_rows; /* [B] */
-    float *moe_rw;     /* [B] */
+    int32_t *moe_rows;  /* [B, n_expert_used] every expert's rows, expert by expert */
+    float *moe_rw;      /* [B, n_expert_used] their weights */
+    int32_t *moe_start; /* [n_expert + 1] expert ex's rows are [moe_start[ex], moe_start[ex + 1]) */
     float *sp;    /* [B / tp + 1, n_embd] this rank's rows under sequence parallelism */
     const void **kblocks, **vblocks; /* [max_seq_blocks] */
     float *logits; /* [max_out_rows, local vocab] the step's logits rows (last stage) */
@@ -68,6 +69,8 @@ struct gt_engine {
     gt_expert_cache *xc;    /* offloaded experts; NULL: all resident */
     uint64_t *expert_counts; /* [n_layer local, n_expert] routed pairs (MoE) */
     gt_ep_state ep;         /* expert parallelism (zeroed without it) */
+    uint64_t expert_bytes_read; /* routed experts run so far: each expert's bytes once per
+                                   layer and forward call in which any token chose it */
 };
 
 /* Runs the layers and the head for a validated batch whose positions are
@@ -77,6 +80,13 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits);
 /* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x (mlp.c). */
 gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up, const gt_weight *down,
                   const float *x, float *out, int n);
+
+/* Lists every expert's rows in one counting pass over the n tokens' K
+ * choices (ids: [n, K], within 0..E-1): expert ex's rows are
+ * rows[start[ex] .. start[ex + 1]) in token order (the token of each), and
+ * pos[t * K + j] is the row of token t's slot j (start: [E + 1]; rows, pos:
+ * [n * K]). O(n K + E) (moe_bucket.c). */
+void gt__moe_bucket(const int32_t *ids, int n, int K, int E, int32_t *start, int32_t *rows, int32_t *pos);
 
 /* The MoE feed-forward of layer il for the batch's n rows of s->cur, into
  * s->out (moe.c). */

@@ -5,7 +5,8 @@
  * run of consecutive tokens of one sequence against that sequence's paged
  * KV cache. Architecture differences are feature flags in gt_hparams:
  * QKV bias (qwen2), QK-norm (qwen3, gemma3), post-norms, GELU, embedding
- * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe).
+ * scale, sliding-window layers (gemma3) and MoE (Mixtral, qwen2moe,
+ * qwen3moe: moe.c); the gated MLP both use is mlp.c.
  * Every piece of math is an op of the kernels' backend (kernels/kernels.h);
  * this file only does the index bookkeeping between them. */
 #include <math.h>

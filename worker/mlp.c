@@ -1,9 +1,10 @@
-/* The gated MLP (SwiGLU or GeGLU): the dense feed-forward and each expert
- * of an MoE layer. */
+/* The gated MLP, down(act(gate(x)) * up(x)), shared by the dense layers
+ * (forward.c) and every expert of the MoE layer (moe.c, moe_ep.c). It has
+ * a file of its own so that those files do not call each other. */
 #include "worker/engine_internal.h"
 
-/* out[n, D] = down(act(gate(x)) * up(x)) for the n rows of x; zeros when
- * this rank holds none of the MLP's columns (an uneven block split). */
+/* out[n, D] for the n rows of x; zeros when this rank holds none of the
+ * MLP's columns (an uneven block split). */
 gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
                   const gt_weight *down, const float *x, float *out, int n) {
     gt_fwd_scratch *s = &e->s;

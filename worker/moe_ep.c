@@ -54,25 +54,17 @@ static gt_status dispatch_plan(gt_engine *e, int il, int t0, int nt, int *n_send
     const gt_layer_weights *L = &e->w.layers[il];
     gt_fwd_scratch *s = &e->s;
     int D = (int)hp->n_embd, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
-    bool renorm = hp->arch != GT_ARCH_QWEN2MOE;
     if (nt > 0) {
         GT_TRY(gt_matmul(e->k, &L->router_w, s->cur + (size_t)t0 * D, s->router, nt));
-        GT_TRY(gt_router_topk(e->k, s->router, nt, E, K, renorm, s->moe_ids, s->moe_w));
+        GT_TRY(gt_router_topk(e->k, s->router, nt, E, K, hp->moe_norm_topk, s->moe_ids, s->moe_w));
         gt__moe_count_routes(e, il, s->moe_ids, nt * K);
     }
-    /* Members own consecutive expert ranges, so expert order is member order. */
-    int m = 0;
-    for (int ex = 0; ex < E; ex++) {
-        int c = 0;
-        for (int t = 0; t < nt; t++)
-            for (int j = 0; j < K; j++)
-                if (s->moe_ids[(size_t)t * K + j] == ex) {
-                    s->ep_rows[m] = t0 + t;
-                    s->moe_pos[(size_t)t * K + j] = m;
-                    m++, c++;
-                }
-        e->ep.send_cnt[ex] = c;
-    }
+    /* Members own consecutive expert ranges, so expert order is member order:
+     * the bucketed rows are the send rows. */
+    gt__moe_bucket(s->moe_ids, nt, K, E, s->moe_start, s->ep_rows, s->moe_pos);
+    int m = nt * K;
+    for (int i = 0; i < m; i++) s->ep_rows[i] += t0;
+    for (int ex = 0; ex < E; ex++) e->ep.send_cnt[ex] = s->moe_start[ex + 1] - s->moe_start[ex];
     *n_send = m;
     return GT_OK;
 }
@@ -112,6 +104,7 @@ static gt_status compute_received(gt_engine *e, int il, int n_recv) {
         }
         if (!m) continue;
         const gt_expert_weights *X = &L->experts[g->ep_rank * El + l];
+        e->expert_bytes_read += X->bytes;
         if (e->xc) GT_TRY(gt_expert_cache_get(e->xc, il, g->ep_rank * El + l, &X));
         GT_TRY(gt_gather_rows(e->k, s->ep_recv, s->moe_rows, m, D, s->moe_x));
         GT_TRY(gt__mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_out, m));

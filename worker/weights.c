@@ -179,6 +179,7 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
     for (int64_t e = 0; e < E; e++)
         GT_TRY(gt_dequantize_row(tr->type, (const uint8_t *)tr->data + row * (size_t)e, lw->router + e * D, D));
     GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, E, lw->router, &lw->router_w));
+    L->bytes += (uint64_t)(D * E) * sizeof(float); /* every token reads the whole router */
     snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", il);
     GT_TRY(find(L, n, true, &tg));
     GT_TRY(check_shape(L, tg, D, F, E));
@@ -194,9 +195,11 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
      * stay zeroed views (n_out 0) that the forward pass never reads. */
     int64_t e0 = L->shard ? L->shard->experts.begin : 0, e1 = L->shard ? L->shard->experts.end : E;
     for (int e = (int)e0; e < (int)e1; e++) {
-        GT_TRY(load_part(L, tg, e, &lw->experts[e].gate, &L->expert_bytes));
-        GT_TRY(load_part(L, tu, e, &lw->experts[e].up, &L->expert_bytes));
-        GT_TRY(load_part(L, td, e, &lw->experts[e].down, &L->expert_bytes));
+        gt_expert_weights *X = &lw->experts[e];
+        GT_TRY(load_part(L, tg, e, &X->gate, &X->bytes));
+        GT_TRY(load_part(L, tu, e, &X->up, &X->bytes));
+        GT_TRY(load_part(L, td, e, &X->down, &X->bytes));
+        L->expert_bytes += X->bytes;
     }
     if (hp->n_ff_shexp) {
         int64_t S = hp->n_ff_shexp;
@@ -208,7 +211,10 @@ static gt_status load_moe(loader *L, int il, gt_layer_weights *lw) {
         GT_TRY(load_mat(L, n, S, D, true, &lw->sh_down));
         snprintf(n, sizeof n, "blk.%d.ffn_gate_inp_shexp.weight", il);
         GT_TRY(load_vec(L, n, D, false, &lw->sh_gate_inp));
-        if (lw->sh_gate_inp) GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
+        if (lw->sh_gate_inp) {
+            GT_TRY(gt_weight_init_invariant(L->k, GT_F32, D, 1, lw->sh_gate_inp, &lw->sh_gate_inp_w));
+            L->bytes += (uint64_t)D * sizeof(float);
+        }
     }
     return GT_OK;
 }
@@ -282,8 +288,12 @@ gt_status gt_weights_load(const gt_gguf *g, const gt_hparams *hp, const gt_shard
     }
     for (int i = 0; i < w->n_layer; i++)
         GT_TRY_GOTO(load_layer(&L, w->layer0 + i, &w->layers[i]), st, fail);
-    /* A decoded token reads every dense matrix and n_expert_used of n_expert experts. */
+    /* A decoded token reads every dense matrix (the routers and shared
+     * experts included) and n_expert_used of the experts per layer (under
+     * --ep: of the ones this rank holds, on average). */
     int64_t n_held = shard ? gt_range_len(shard->experts) : (int64_t)hp->n_expert;
+    w->dense_bytes = L.bytes;
+    w->expert_bytes = L.expert_bytes;
     w->matmul_bytes = L.bytes + (hp->n_expert && n_held > 0
                                      ? L.expert_bytes / (uint64_t)n_held * hp->n_expert_used : 0);
     return GT_OK;

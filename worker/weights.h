@@ -13,6 +13,7 @@
 
 typedef struct gt_expert_weights {
     gt_weight gate, up, down; /* [n_ff_exp, n_embd] ×2, [n_embd, n_ff_exp] */
+    uint64_t bytes;           /* of the three as this rank holds them: what one use reads */
 } gt_expert_weights;
 
 typedef struct gt_layer_weights {
@@ -45,7 +46,11 @@ typedef struct gt_model_weights {
     int64_t vocab0, n_vocab_local;  /* the vocabulary rows of the embedding and head */
     void **owned;                   /* column slices copied out of the mmap */
     int n_owned, cap_owned;
-    uint64_t matmul_bytes;          /* bytes of every matrix read per decoded token */
+    uint64_t matmul_bytes;          /* bytes of every matrix read per decoded token:
+                                       dense_bytes + n_expert_used experts per layer */
+    uint64_t dense_bytes;           /* every matrix but the routed experts (attention, router,
+                                       shared expert and its gate, dense MLP, head) */
+    uint64_t expert_bytes;          /* every routed expert held */
 } gt_model_weights;
 
 /* Loads the whole model (shard NULL) or one rank's shard of it: only its

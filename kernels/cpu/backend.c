@@ -253,7 +253,7 @@ static gt_status cpu_router_topk(gt_kernels *k, float *probs, int64_t n_tok, int
     if (n_expert < 1 || k_used < 1 || k_used > n_expert)
         return gt_fail(GT_ERR_INVALID_ARG, "router: %d of %d experts per token is not a valid choice",
                        k_used, n_expert);
-    gt__router_topk_ref(probs, n_tok, n_expert, k_used, renorm, ids, w);
+    gt__router_topk(probs, n_tok, n_expert, k_used, renorm, ids, w);
     return GT_OK;
 }
 

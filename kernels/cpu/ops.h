@@ -67,6 +67,10 @@ void gt__softcap_ref(float *y, float c, int64_t n);
 gt_status gt__embed_ref(const gt_embed_args *a);
 void gt__router_topk_ref(float *probs, int64_t n_tok, int n_expert, int k_used, bool renorm,
                          int32_t *ids, float *w);
+/* The router the CPU backend runs (kernels/cpu/ops_router.c): bit for bit
+ * gt__router_topk_ref, with each exp taken once and top-k in one pass. */
+void gt__router_topk(float *probs, int64_t n_tok, int n_expert, int k_used, bool renorm,
+                     int32_t *ids, float *w);
 void gt__gather_rows_ref(const float *src, const int32_t *rows, int64_t m, int64_t n, float *dst);
 void gt__scatter_add_rows_ref(const float *src, const int32_t *rows, const float *w, int64_t m,
                               int64_t n, float *dst);

@@ -7,6 +7,13 @@ writes its results with --json, and Python's json module must parse them and
 give back the exact model path, with the fields the benchmark pages read.
 Without escaping, the quote ends the string early and the parse fails.
 
+Then a tiny qwen3moe model (8 experts, 2 per token): with one sequence every
+decode step runs exactly 2 experts per layer, so the expert bytes the engine
+counted as it ran them must equal 2/8 of the experts it holds, and the bytes
+per step the roofline divides by must be the dense weights plus those
+experts, not every expert; with 4 sequences a step runs between 2 and 8 of
+them.
+
 Exit 77 (skip) only when the gantry binary does not exist.
 """
 import json
@@ -59,6 +66,7 @@ def main():
     for key in ("prefill_tps", "decode_tps", "bandwidth_gbs"):
         if not isinstance(r.get(key), dict) or r[key].get("best", 0) <= 0:
             bad.append(f"{key} {r.get(key)!r}")
+    bad += moe_bytes(folder)
     shutil.rmtree(folder, ignore_errors=True)
     for b in bad:
         print("FAIL: " + b)
@@ -66,6 +74,40 @@ def main():
         return 1
     print("bench --json parses and names the model path exactly")
     return 0
+
+
+def moe_bytes(folder):
+    model = os.path.join(folder, "moe.gguf")
+    run([GANTRY, "synth", "-o", model, "--arch", "qwen3moe", "--layers", "2", "--hidden", "64",
+         "--heads", "2", "--kv-heads", "1", "--ffn", "128", "--experts", "8", "--experts-used", "2",
+         "--expert-ffn", "64", "--vocab", "256", "--ctx", "64"])
+    bad = []
+    for batch in (1, 4):
+        out = os.path.join(folder, f"moe{batch}.json")
+        text = run([GANTRY, "bench", "-m", model, "--prompt", "8", "--gen", "3", "--rounds", "1",
+                    "--bw-mib", "16", "--batch", str(batch), "--json", out])
+        with open(out, "r", encoding="utf-8") as f:
+            r = json.load(f)
+        dense, held = r["moe_dense_bytes"], r["moe_expert_bytes_held"]
+        step = r["moe_expert_bytes_per_decode_step"]
+        # 2 layers x 8 experts of gate + up [64 x 64] and down [64 x 64], f32
+        if held != 2 * 8 * 3 * 64 * 64 * 4:
+            bad.append(f"moe: {held} expert bytes held, expected {2 * 8 * 3 * 64 * 64 * 4}")
+        if r["weight_bytes"] != dense + held * 2 // 8:
+            bad.append(f"moe: weight_bytes {r['weight_bytes']} != dense {dense} + 2/8 of {held}")
+        lo, hi = held * 2 / 8, held * min(8, 2 * batch) / 8
+        if batch == 1 and step != lo:
+            bad.append(f"moe batch 1: {step} expert bytes per step, expected exactly {lo}")
+        if not lo <= step <= hi:
+            bad.append(f"moe batch {batch}: {step} expert bytes per step outside {lo}..{hi}")
+        # K and V: 2 layers x 1 kv head x 32 f16 values, over 8 + 3/2 positions per sequence
+        kv = 2 * 2 * (1 * 32 * 2) * (8 + 3 / 2) * batch
+        if abs(r["bytes_per_decode_step"] - (dense + step + kv)) > 1:
+            bad.append(f"moe batch {batch}: {r['bytes_per_decode_step']} bytes per step is not the "
+                       f"dense {dense} + experts run {step} + KV {kv} (all experts: {held})")
+        if "MoE: 2 of 8 experts per token" not in text:
+            bad.append(f"moe: bench output does not name the routed experts:\n{text}")
+    return bad
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ and by the float64 reference on the same 24-token prompt, and compared:
 Then: exact math (F32 weights, F32 KV cache, scalar kernels) within 2e-4;
 batched prefill equals token-by-token evaluation (--ubatch 1); 1 and 2
 threads generate the same greedy tokens; and the comparison is shown able to
-fail (a reference with the wrong RoPE pairing or without the QKV bias is
-rejected by the same bounds).
+fail (a reference with the wrong RoPE pairing, without the QKV bias or the
+QK-norm, or with qwen3moe's expert weights not renormalised is rejected by
+the same bounds).
 
 Exit 77 (skip) only when the gantry binary does not exist.
 """
@@ -33,7 +34,7 @@ GANTRY = os.environ.get("GANTRY_BIN") or os.path.join(SRC, "build", "tools", "ga
 TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
 
 ARCH_LIST = ["llama", "qwen2", "qwen3"]
-MOE_LIST = ["llama-moe", "qwen2moe"]
+MOE_LIST = ["llama-moe", "qwen2moe", "qwen3moe"]
 TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q4_k", "q6_k"]
 MOE_TYPES = ["f32", "q8_0", "q4_k"]
 EXTRA_TYPES = ["q5_1", "q2_k", "q3_k", "q5_k"]  # the other dequantizers, on llama only
@@ -227,7 +228,7 @@ def main():
 
     # The comparison can fail: a wrong reference must be rejected by the same bounds.
     for arch, wtype, flag in (("llama", "q4_0", "rope_neox"), ("qwen2", "f16", "qkv_bias"),
-                              ("qwen3", "q8_0", "qk_norm")):
+                              ("qwen3", "q8_0", "qk_norm"), ("qwen3moe", "f32", "moe_norm_topk")):
         try:
             path, got, _ = models[(arch, wtype)]
             saved = dict(ARCHS[arch])

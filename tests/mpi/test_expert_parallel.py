@@ -38,7 +38,7 @@ TMP = os.environ.get("GANTRY_TEST_TMP", tempfile.gettempdir())
 MPI_ARGS = ["--oversubscribe", "--mca", "pml", "ob1", "--mca", "btl", "self,vader"]
 
 # The MoE architectures to run; a new one (qwen3moe) only needs its name here.
-EP_ARCHS = ["llama-moe", "qwen2moe"]
+EP_ARCHS = ["llama-moe", "qwen2moe", "qwen3moe"]
 # (max abs, rms) logit bounds against the reference, from tests/e2e/test_reference.py.
 BOUNDS = {"f32": (0.005, 0.001), "q8_0": (0.12, 0.025)}
 LAYOUTS = [(2, ["--ep", "2"]), (4, ["--ep", "4"]), (4, ["--tp", "2", "--pp", "2", "--ep", "2"])]

@@ -2,8 +2,9 @@
 """Many ranks, one model: `mpirun -np N gantry run` against a single-rank run.
 
 For synthetic llama, qwen2 and qwen3 models and every (tp, pp) layout of the
-multi-rank issue, greedy tokens must equal the single-rank run and the prompt
-logits must agree within a bound per weight type:
+multi-rank issue (and a qwen3moe model at tp 2 and pp 2), greedy tokens must
+equal the single-rank run and the prompt logits must agree within a bound per
+weight type:
   f32 weights: 1e-3 — only the order of the stage group's partial sums
   changes: fp32 rounding of ~1e-7 relative per sum, grown through 4 layers
   of norms and a 1000-row head to the 2e-4 measured on logits of size ~10;
@@ -60,11 +61,11 @@ def gantry_run(model, tokens, n, logits, tp=1, pp=1, extra=(), env=None):
     return ids, np.fromfile(logits, dtype=np.float32), ""
 
 
-def synth(arch, typ):
+def synth(arch, typ, extra=()):
     path = os.path.join(TMP, f"par_{arch}_{typ}.gguf")
     p, _ = run([GANTRY, "synth", "-o", path, "--arch", arch, "--layers", "4", "--hidden", "256",
                 "--heads", "8", "--kv-heads", "4", "--ffn", "512", "--vocab", "1000",
-                "--type", typ, "--seed", "11", "--ctx", "4096"])
+                "--type", typ, "--seed", "11", "--ctx", "4096", *extra])
     assert p.returncode == 0, p.stderr
     return path
 
@@ -120,6 +121,10 @@ def main():
     for arch in ("llama", "qwen2", "qwen3"):
         compare(f"{arch} f32", synth(arch, "f32"), "f32", BOUNDS["f32"], LAYOUTS)
     compare("llama q8_0", synth("llama", "q8_0"), "q8_0", BOUNDS["q8_0"], LAYOUTS)
+    # MoE: the router is replicated and each expert's MLP split by columns, so
+    # at tp 2 only the order of the partial sums changes, as for a dense MLP.
+    moe = synth("qwen3moe", "f32", ("--experts", "8", "--experts-used", "2", "--expert-ffn", "128"))
+    compare("qwen3moe f32", moe, "f32", BOUNDS["f32"], [(2, 1), (1, 2)])
     gemma = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
     if os.path.exists(gemma):
         # Real tokens of an English sentence; Q4_K/Q6_K/Q5_0 slices at tp 2 are block-aligned.

@@ -5,7 +5,7 @@ matrices in float64 (float32 on request): every weight is dequantized once
 (quants.py) and cached, and each operation is written the way the model's
 paper / llama.cpp graph defines it, so that it can be read against them.
 Architectures differ only through the feature flags of ARCHS (llama, qwen2,
-qwen3, qwen2moe, gemma3: embedding scale, post-norms, GELU, sliding window,
+qwen3, qwen2moe, qwen3moe, gemma3: embedding scale, post-norms, GELU, sliding window,
 soft-cap); a new family adds an entry there and the corresponding branches in
 Model.forward / Model._block, nothing else. The output head may be kept in
 float32 (head_dtype) for large vocabularies.
@@ -28,6 +28,10 @@ ARCHS = {
                   shared_expert=False),
     "qwen2moe": dict(rope_neox=True, qkv_bias=True, qk_norm=False, eps=1e-6, moe_norm_topk=False,
                      shared_expert=True),
+    # Qwen3-MoE (30B-A3B, 235B-A22B): qwen3's QK-norm attention; softmax over all experts,
+    # top-k, the chosen weights renormalised to sum 1 (norm_topk_prob); no shared expert.
+    "qwen3moe": dict(rope_neox=True, qkv_bias=False, qk_norm=True, eps=1e-6, moe_norm_topk=True,
+                     shared_expert=False),
     # Gemma 3: embeddings scaled by sqrt(n_embd), post-attention / post-FFN norms, tanh-GELU
     # gated MLP, sliding-window layers with their own rope base, optional logit soft-cap.
     # Its norm weights are stored already shifted by +1 (the converter adds it), so

@@ -1,7 +1,7 @@
 /* `gantry plan` prints what the engine allocates.
  *
  * For every synthetic architecture (llama, qwen2, qwen3, llama-moe,
- * qwen2moe; f32 and a quantized type) and every grid of (tp, pp) in (1,1)
+ * qwen2moe, qwen3moe; f32 and a quantized type) and every grid of (tp, pp) in (1,1)
  * (2,1) (4,1) (1,2) (2,2), the plan is built from the file's metadata and,
  * for each rank, an engine is created on that rank's shard (no collectives
  * run: creating an engine needs none). The bytes the engine really
@@ -195,7 +195,7 @@ static void check_offload(const char *path) {
 
 static void test_every_arch_and_grid(void **state) {
     (void)state;
-    const char *archs[] = {"llama", "qwen2", "qwen3", "llama-moe", "qwen2moe"};
+    const char *archs[] = {"llama", "qwen2", "qwen3", "llama-moe", "qwen2moe", "qwen3moe"};
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
         check_model(synth(archs[i], GT_F32));
         check_model(synth(archs[i], GT_Q8_0));

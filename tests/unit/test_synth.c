@@ -22,6 +22,7 @@
 
 #include "common/alloc.h"
 #include "common/quant.h"
+#include "model/arch.h"
 #include "model/gguf.h"
 #include "model/synth.h"
 #include "util/test_util.h"
@@ -230,11 +231,51 @@ static void test_qwen2moe(void **state) {
     expect_tensor(g, "blk.1.ffn_gate_shexp.weight", GT_Q8_0, 64, 128, 0);
     expect_tensor(g, "blk.1.ffn_up_shexp.weight", GT_Q8_0, 64, 128, 0);
     expect_tensor(g, "blk.1.ffn_down_shexp.weight", GT_Q8_0, 128, 64, 0);
+    gt_hparams hp;
+    assert_int_equal(gt_hparams_load(g, &hp), GT_OK);
+    assert_false(hp.moe_norm_topk); /* qwen2moe keeps the softmax weights */
     gt_gguf_close(g);
 }
 
 /* Weights follow the documented distributions: embedding sd 1, matrices sd
  * 1/sqrt(n_in), norms 1 + 0.1 noise (the sum of four uniforms has sd 1). */
+/* qwen3moe: qwen3's QK-norm attention, routed experts under their own width
+ * key, no shared expert and no biases (llama.cpp's LLM_ARCH_QWEN3MOE). */
+static void test_qwen3moe(void **state) {
+    gt_synth_config c = tiny("qwen3moe", GT_Q8_0);
+    c.n_expert = 8;
+    c.n_expert_used = 3;
+    c.n_ff_exp = 32;
+    c.head_dim = 32;
+    gt_gguf *g = synth_open(&c, "synth_qwen3moe.gguf");
+    expect_str(g, "general.architecture", "qwen3moe");
+    assert_int_equal(u32(g, "qwen3moe.expert_count"), 8);
+    assert_int_equal(u32(g, "qwen3moe.expert_used_count"), 3);
+    assert_int_equal(u32(g, "qwen3moe.feed_forward_length"), 96);
+    assert_int_equal(u32(g, "qwen3moe.expert_feed_forward_length"), 32);
+    assert_int_equal(u32(g, "qwen3moe.attention.key_length"), 32);
+    assert_null(gt_gguf_find(g, "qwen3moe.expert_shared_feed_forward_length"));
+    expect_tensor(g, "blk.0.attn_q_norm.weight", GT_F32, 32, 0, 0);
+    expect_tensor(g, "blk.1.attn_k_norm.weight", GT_F32, 32, 0, 0);
+    expect_tensor(g, "blk.0.ffn_gate_inp.weight", GT_F32, 64, 8, 0);
+    expect_tensor(g, "blk.0.ffn_gate_exps.weight", GT_Q8_0, 64, 32, 8);
+    expect_tensor(g, "blk.1.ffn_up_exps.weight", GT_Q8_0, 64, 32, 8);
+    expect_tensor(g, "blk.1.ffn_down_exps.weight", GT_Q8_0, 32, 64, 8);
+    assert_null(gt_gguf_find_tensor(g, "blk.0.attn_q.bias"));
+    assert_null(gt_gguf_find_tensor(g, "blk.0.ffn_gate.weight"));
+    assert_null(gt_gguf_find_tensor(g, "blk.0.ffn_gate_shexp.weight"));
+    assert_null(gt_gguf_find_tensor(g, "blk.0.ffn_gate_inp_shexp.weight"));
+    gt_hparams hp;
+    assert_int_equal(gt_hparams_load(g, &hp), GT_OK);
+    assert_int_equal(hp.arch, GT_ARCH_QWEN3MOE);
+    assert_true(hp.qk_norm && hp.rope_neox && !hp.qkv_bias && hp.moe_norm_topk);
+    assert_int_equal(hp.n_expert, 8);
+    assert_int_equal(hp.n_expert_used, 3);
+    assert_int_equal(hp.n_ff_exp, 32);
+    assert_int_equal(hp.n_ff_shexp, 0);
+    gt_gguf_close(g);
+}
+
 static void test_distributions_and_tied(void **state) {
     gt_synth_config c = tiny("llama", GT_F32);
     c.n_vocab = 1000;
@@ -401,7 +442,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama),          cmocka_unit_test(test_qwen2),
         cmocka_unit_test(test_qwen3_head_dim), cmocka_unit_test(test_llama_moe),
-        cmocka_unit_test(test_qwen2moe),       cmocka_unit_test(test_distributions_and_tied),
+        cmocka_unit_test(test_qwen2moe),       cmocka_unit_test(test_qwen3moe),       cmocka_unit_test(test_distributions_and_tied),
         cmocka_unit_test(test_determinism),    cmocka_unit_test(test_kquant_fallback),
         cmocka_unit_test(test_vocab_from),     cmocka_unit_test(test_invalid),
     };

@@ -19,6 +19,7 @@
 #include "model/synth.h"
 #include "util/test_util.h"
 #include "worker/engine.h"
+#include "worker/engine_internal.h"
 #include "worker/kv_cache.h"
 
 enum { V = 300, P = 11 };
@@ -123,6 +124,49 @@ static void test_batching_qwen2(void **s) { (void)s; check_batching("qwen2"); }
 static void test_batching_qwen3(void **s) { (void)s; check_batching("qwen3"); }
 static void test_batching_llama_moe(void **s) { (void)s; check_batching("llama-moe"); }
 static void test_batching_qwen2moe(void **s) { (void)s; check_batching("qwen2moe"); }
+static void test_batching_qwen3moe(void **s) { (void)s; check_batching("qwen3moe"); }
+
+/* The MoE layer's one-pass bucketing against the plain scan it replaced:
+ * for each expert, every (token, slot) routed to it in token order. */
+static void test_moe_bucket(void **state) {
+    (void)state;
+    enum { N = 37, K = 3, E = 11 };
+    int32_t ids[N * K], start[E + 1], rows[N * K], pos[N * K];
+    uint32_t x = 12345;
+    for (int t = 0; t < N; t++)
+        for (int j = 0; j < K; j++) { /* K distinct experts per token; expert 7 never */
+            int ex;
+            bool again;
+            do {
+                x = x * 1103515245u + 12345u;
+                ex = (int)((x >> 16) % E);
+                again = ex == 7;
+                for (int q = 0; q < j; q++) again |= ids[t * K + q] == ex;
+            } while (again);
+            ids[t * K + j] = ex;
+        }
+    gt__moe_bucket(ids, N, K, E, start, rows, pos);
+    assert_int_equal(start[0], 0);
+    assert_int_equal(start[E], N * K);
+    assert_int_equal(start[8] - start[7], 0);
+    for (int ex = 0; ex < E; ex++) {
+        int m = start[ex];
+        for (int t = 0; t < N; t++)
+            for (int j = 0; j < K; j++)
+                if (ids[t * K + j] == ex) {
+                    assert_true(m < start[ex + 1]);
+                    assert_int_equal(rows[m], t);
+                    assert_int_equal(pos[t * K + j], m);
+                    m++;
+                }
+        assert_int_equal(m, start[ex + 1]);
+    }
+    /* one token: only its K experts have rows */
+    gt__moe_bucket(ids, 1, K, E, start, rows, pos);
+    int used = 0;
+    for (int ex = 0; ex < E; ex++) used += start[ex + 1] > start[ex];
+    assert_int_equal(used, K);
+}
 
 static void test_refusals(void **state) {
     (void)state;
@@ -193,6 +237,8 @@ int main(void) {
         cmocka_unit_test(test_batching_qwen3),
         cmocka_unit_test(test_batching_llama_moe),
         cmocka_unit_test(test_batching_qwen2moe),
+        cmocka_unit_test(test_batching_qwen3moe),
+        cmocka_unit_test(test_moe_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
