@@ -12,4 +12,8 @@
  * block cannot be cut; *d is then that dimension. */
 bool gt__plan_tensor_cuts_ff(const char *name, gt_ff_dim *d);
 
+/* The block layout of t's type (plan_tensor.c); GT_ERR_UNSUPPORTED with a
+ * sentence for a type Gantry does not know. */
+gt_status gt__plan_dtype_of(const gt_tensor_info *t, const gt_dtype_info **out);
+
 #endif

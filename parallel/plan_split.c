@@ -52,11 +52,8 @@ gt_status gt_plan_ff_split_init(const gt_gguf *g, const gt_hparams *hp, gt_ff_di
         const gt_tensor_info *t = gt_gguf_tensor_at(g, i);
         gt_ff_dim td;
         if (!gt__plan_tensor_cuts_ff(t->name, &td) || td != d) continue;
-        const gt_dtype_info *di = gt_dtype_get(t->type);
-        if (!di)
-            return gt_fail(GT_ERR_UNSUPPORTED,
-                           "%s has type %s, whose block layout Gantry does not know", t->name,
-                           gt_dtype_name(t->type));
+        const gt_dtype_info *di;
+        GT_TRY(gt__plan_dtype_of(t, &di));
         int64_t blk = di->block_elems;
         if (t->ne[0] % blk)
             return gt_fail(GT_ERR_FORMAT,

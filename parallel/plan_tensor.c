@@ -125,13 +125,18 @@ static void dim_range(const gt_hparams *hp, const gt_shard *s, dim_kind dim, int
     *i1 = r.end * unit;
 }
 
+gt_status gt__plan_dtype_of(const gt_tensor_info *t, const gt_dtype_info **out) {
+    *out = gt_dtype_get(t->type);
+    if (!*out)
+        return gt_fail(GT_ERR_UNSUPPORTED, "%s has type %s, whose block layout Gantry does not know",
+                       t->name, gt_dtype_name(t->type));
+    return GT_OK;
+}
+
 gt_status gt_plan_slice_cols(const gt_tensor_info *t, int64_t c0, int64_t c1,
                              size_t *row_offset_bytes, size_t *row_bytes) {
-    const gt_dtype_info *di = gt_dtype_get(t->type);
-    if (!di)
-        return gt_fail(GT_ERR_UNSUPPORTED,
-                       "%s has type %s, whose block layout Gantry does not know", t->name,
-                       gt_dtype_name(t->type));
+    const gt_dtype_info *di;
+    GT_TRY(gt__plan_dtype_of(t, &di));
     int64_t blk = di->block_elems;
     if (c0 < 0 || c1 < c0 || c1 > t->ne[0])
         return gt_fail(GT_ERR_INVALID_ARG,
