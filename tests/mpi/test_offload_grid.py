@@ -8,7 +8,11 @@ from the refusal of a 1-byte budget), the greedy tokens must equal the
 one-rank resident run, and both ranks must log cache misses. The same with
 expert parallelism (`--ep 2`: each rank caches only the 4 experts it owns,
 2 of them on the device): greedy tokens equal to one rank, and logits
-bit-identical to the resident `--ep 2` run."""
+bit-identical to the resident `--ep 2` run. On both grids each rank's
+predicted prefetch (layer 1 predicted from layer 0's output; under --ep
+only the rank's own experts) starts copies, no more of them are routed to
+than were started, and some are; `--ep 2 --no-expert-prefetch` predicts
+nothing and gives the same logits."""
 import os
 import re
 import subprocess
@@ -31,6 +35,18 @@ def check(ok, msg):
 
 def run(cmd, env=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def prefetch_counters(stderr):
+    """(prefetched, prefetch useful) of each rank's cache."""
+    return [(int(a), int(b)) for a, b in
+            re.findall(r"expert cache total: .* (\d+) prefetched, (\d+) prefetch useful", stderr)]
+
+
+def check_prefetch(label, stderr):
+    pf = prefetch_counters(stderr)
+    check(len(pf) == 2 and all(u <= c for c, u in pf) and sum(u for _, u in pf) > 0,
+          f"{label}: each rank's predicted copies routed to <= started, some routed to: {pf}")
 
 
 def main():
@@ -60,6 +76,7 @@ def main():
         misses = [int(x) for x in re.findall(r"expert cache total: \d+ hits, (\d+) misses", off.stderr)]
         check(len(slots) == 2 and len(misses) == 2 and all(x > 0 for x in misses),
               f"both ranks hold 2 of 8 experts per layer and miss: {misses}")
+        check_prefetch("tp 2", off.stderr)
     # Expert parallelism and offload together: each rank's cache holds only
     # its own experts.
     ep = grid[:-2] + ["--ep", "2"]
@@ -81,6 +98,14 @@ def main():
         misses = [int(x) for x in re.findall(r"expert cache total: \d+ hits, (\d+) misses", off.stderr)]
         check(len(slots) == 2 and len(misses) == 2 and all(x > 0 for x in misses),
               f"ep 2: each rank holds 2 of its 4 experts per layer on the device and misses: {misses}")
+        check_prefetch("ep 2", off.stderr)
+        lo_np = os.path.join(TMP, "offload_ep_noprefetch.f32")
+        nop = run(ep + ["--device-mem", m.group(1), "--logits-out", lo_np, "--no-expert-prefetch"],
+                  {**env, "GANTRY_LOG": "info"})
+        same = nop.returncode == 0 and os.path.exists(lo_np) and open(lo_np, "rb").read() == open(lo_res, "rb").read()
+        check(same and prefetch_counters(nop.stderr) == [(0, 0), (0, 0)],
+              f"ep 2 --no-expert-prefetch: no predicted copies, logits bit-identical: "
+              f"{prefetch_counters(nop.stderr)}")
     if failures:
         print(f"{len(failures)} failures")
         sys.exit(1)
