@@ -28,12 +28,13 @@ gt_status gt__moe_prefetch(gt_engine *e, int il, int r0, int nr) {
     const gt_layer_weights *L = &e->w.layers[il];
     gt_fwd_scratch *s = &e->s;
     int D = (int)hp->n_embd, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
-    if (nr <= 0) return GT_OK;
+    if (nr <= 0 || !L->router_w.n_out) return GT_OK; /* no rows here, or a layer without a router */
     uint64_t t0 = gt_trace_enabled() ? gt_now_ns() : 0;
     /* pred_cur [nr, D] = ffn_norm of layer il over the rows; pred_router [nr, E]. */
     GT_TRY(gt_rmsnorm(e->k, s->x + (size_t)r0 * D, L->ffn_norm, s->pred_cur, nr, D, hp->norm_eps));
     GT_TRY(gt_matmul(e->k, &L->router_w, s->pred_cur, s->pred_router, nr));
-    GT_TRY(gt_router_topk(e->k, s->pred_router, nr, E, K, hp->moe_norm_topk, s->pred_ids, s->pred_w));
+    GT_TRY(
+        gt_router_topk(e->k, s->pred_router, nr, E, K, hp->moe_norm_topk, s->pred_ids, s->pred_w));
     GT_TRY(gt_expert_cache_prefetch(e->xc, il, s->pred_ids, nr * K));
     if (t0) {
         char name[48];

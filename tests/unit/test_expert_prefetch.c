@@ -65,7 +65,8 @@ static int setup(void **state) {
     assert_int_equal(gt_expert_cache_slots(f.e->xc), 2);
     const gt_expert_weights *h = &f.e->w.layers[1].experts[0];
     const gt_weight *m[3] = {&h->gate, &h->up, &h->down};
-    for (int i = 0; i < 3; i++) f.expert_bytes += gt_weight_prepared_bytes(f.k, m[i]->type, m[i]->n_in, m[i]->n_out);
+    for (int i = 0; i < 3; i++)
+        f.expert_bytes += gt_weight_prepared_bytes(f.k, m[i]->type, m[i]->n_in, m[i]->n_out);
     *state = &f;
     return 0;
 }
