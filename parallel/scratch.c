@@ -10,7 +10,8 @@ static const char *const k_names[GT_SCR_COUNT] = {
     "expert row starts",
     "sequence-parallel rows", "K block table", "V block table", "logits rows", "micro-batch rows",
     "expert outputs by slot", "expert output rows", "expert-parallel send rows",
-    "expert-parallel received rows", "expert-parallel row indices",
+    "expert-parallel received rows", "expert-parallel row indices", "prefetch normed rows",
+    "prefetch router probabilities", "prefetch expert weights", "prefetch expert choices",
 };
 
 const char *gt_scratch_buf_name(gt_scratch_buf b) {
@@ -50,6 +51,14 @@ void gt_scratch_layout_compute(const gt_hparams *hp, const gt_shard *s, const gt
             n[GT_SCR_EP_SEND] = n[GT_SCR_EP_RECV] = B * K * D * f;
             n[GT_SCR_EP_ROWS] = B * K * sizeof(int32_t);
         }
+        /* The predicted prefetch of offloaded experts (worker/moe_prefetch.c).
+         * Whether experts are offloaded is decided after the activations
+         * are sized (the slots take what they leave), so every MoE shard
+         * has these. */
+        n[GT_SCR_PRED_CUR] = B * D * f;
+        n[GT_SCR_PRED_ROUTER] = B * E * f;
+        n[GT_SCR_PRED_W] = B * K * f;
+        n[GT_SCR_PRED_IDS] = B * K * sizeof(int32_t);
     }
     if (tp > 1) n[GT_SCR_SP] = (B / tp + 1) * D * f;
     size_t blocks = ((size_t)c->n_ctx + (size_t)c->kv_block_size - 1) / (size_t)c->kv_block_size;

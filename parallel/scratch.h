@@ -46,6 +46,10 @@ typedef enum gt_scratch_buf {
     GT_SCR_EP_RECV,  /* [B × n_expert_used, n_embd] rows received for this rank's experts */
     GT_SCR_EP_ROWS,  /* [B × n_expert_used] i32 token rows in send order, or received rows of
                         one expert */
+    GT_SCR_PRED_CUR,    /* [B, n_embd] rows normed for the predicted prefetch (MoE) */
+    GT_SCR_PRED_ROUTER, /* [B, n_expert] its router probabilities */
+    GT_SCR_PRED_W,      /* [B, n_expert_used] its chosen experts' weights (unused) */
+    GT_SCR_PRED_IDS,    /* [B, n_expert_used] i32 its predicted experts */
     GT_SCR_COUNT
 } gt_scratch_buf;
 

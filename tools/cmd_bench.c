@@ -283,9 +283,12 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
     gt_engine_expert_stats xs = gt_engine_experts(e, -1);
     if (xs.slots)
         printf("expert cache%s, all rounds: %d of %u experts per layer on the device; %llu hits, %llu misses, "
-               "%llu evictions, %.1f MiB copied, %.3f s waiting for copies\n", grid ? " on rank 0" : "",
+               "%llu evictions, %.1f MiB copied, %.3f s waiting for copies; predicted prefetch %s: "
+               "%llu copies, %llu of them routed to\n", grid ? " on rank 0" : "",
                xs.slots, hp->n_expert, (unsigned long long)xs.hits, (unsigned long long)xs.misses,
-               (unsigned long long)xs.evictions, (double)xs.bytes_copied / (1 << 20), xs.wait_s);
+               (unsigned long long)xs.evictions, (double)xs.bytes_copied / (1 << 20), xs.wait_s,
+               o->job.eng.no_expert_prefetch ? "off" : "on", (unsigned long long)xs.prefetched,
+               (unsigned long long)xs.prefetch_useful);
     if (o->json) {
         FILE *f = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
         if (!f) {
@@ -309,7 +312,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 "\"decode_roofline_fraction\": {\"best\": %.3f, \"median\": %.3f}, "
                 "\"rank0_decode_comm_fraction\": %.3f, \"rank0_bytes_sent_per_token\": %.0f, "
                 "\"expert_cache\": {\"slots\": %d, \"hits\": %llu, \"misses\": %llu, \"evictions\": %llu, "
-                "\"bytes_copied\": %llu, \"wait_s\": %.6f}, "
+                "\"bytes_copied\": %llu, \"wait_s\": %.6f, \"prefetched\": %llu, \"prefetch_useful\": %llu}, "
                 "\"moe_dense_bytes\": %llu, \"moe_expert_bytes_held\": %llu, "
                 "\"moe_expert_bytes_per_decode_step\": %.0f}\n",
                 o->job.eng.n_threads, gr->world, gr->tp, gr->pp,
@@ -318,6 +321,7 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
                 fb, fm, last->comm_fraction,
                 last->bytes_sent_per_token, xs.slots, (unsigned long long)xs.hits, (unsigned long long)xs.misses,
                 (unsigned long long)xs.evictions, (unsigned long long)xs.bytes_copied, xs.wait_s,
+                (unsigned long long)xs.prefetched, (unsigned long long)xs.prefetch_useful,
                 (unsigned long long)(hp->n_expert ? dense : 0),
                 (unsigned long long)held, r[0].expert_step_bytes);
         if (f != stdout) fclose(f);

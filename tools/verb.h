@@ -37,7 +37,10 @@
                              "in host memory behind an LRU expert cache"},                                \
     {NULL, "--expert-stats", GT_FLAG_STR, offsetof(T, job.eng.expert_stats_path), .metavar = "FILE",  \
      .help = "routing counts (from --expert-stats-out) that put the hottest experts\n"                  \
-             "on the device first"}
+             "on the device first"},                                                               \
+    {NULL, "--no-expert-prefetch", GT_FLAG_BOOL, offsetof(T, job.eng.no_expert_prefetch),          \
+     .help = "offloaded experts: no predicted prefetch before attention (copies start\n"            \
+             "only when the router has chosen)"}
 
 /* The verb's body on rank 0. */
 typedef gt_status (*gt_verb_lead_fn)(gt_coord *c, void *opts);

@@ -45,6 +45,10 @@ static gt_status alloc_scratch(gt_engine *e) {
     s->ep_send = p[GT_SCR_EP_SEND];
     s->ep_recv = p[GT_SCR_EP_RECV];
     s->ep_rows = p[GT_SCR_EP_ROWS];
+    s->pred_cur = p[GT_SCR_PRED_CUR];
+    s->pred_router = p[GT_SCR_PRED_ROUTER];
+    s->pred_w = p[GT_SCR_PRED_W];
+    s->pred_ids = p[GT_SCR_PRED_IDS];
     return GT_OK;
 }
 

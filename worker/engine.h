@@ -45,8 +45,10 @@ typedef struct gt_engine_config {
                                       expert cache (without a shard; a shard brings its plan's); 0: none */
     const char *expert_stats_path; /* routing counts (gt_expert_stats_write) that pick the experts
                                       first placed on the device; NULL: experts 0, 1, ... */
+    bool no_expert_prefetch;       /* offloaded experts: copy only after the router has chosen,
+                                      no predicted prefetch before attention */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -145,6 +147,7 @@ typedef struct gt_engine_expert_stats {
     int slots, n_layer, layer0;
     uint64_t hits, misses, evictions, bytes_copied;
     double wait_s;
+    uint64_t prefetched, prefetch_useful; /* predicted copies started; of them, routed to */
 } gt_engine_expert_stats;
 gt_engine_expert_stats gt_engine_experts(const gt_engine *e, int il);
 /* (token, choice) pairs routed to each expert of each local layer since

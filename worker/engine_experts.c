@@ -30,9 +30,9 @@ gt_status gt__engine_experts_init(gt_engine *e) {
     if (st != GT_OK) return st;
     char b[32];
     GT_LOG_INFO(GT_SUB_WORKER, "expert offload: %d of %d experts per layer on the device (%s pool), the "
-                "rest in host memory%s", e->shard.expert_slots, e->shard.n_expert,
+                "rest in host memory%s; predicted prefetch %s", e->shard.expert_slots, e->shard.n_expert,
                 gt_format_bytes(gt_expert_cache_pool_bytes(e->xc), b, sizeof b),
-                e->cfg.expert_stats_path ? ", hottest first" : "");
+                e->cfg.expert_stats_path ? ", hottest first" : "", e->cfg.no_expert_prefetch ? "off" : "on");
     return GT_OK;
 }
 
@@ -47,15 +47,17 @@ void gt__engine_experts_free(gt_engine *e) {
         for (int il = 0; il < e->w.n_layer; il++) {
             gt_expert_cache_stats s = gt_expert_cache_stats_of(e->xc, il);
             GT_LOG_INFO(GT_SUB_WORKER, "expert cache layer %d: %llu hits, %llu misses, %llu evictions, "
-                        "%llu bytes copied, %.6f s waiting", e->w.layer0 + il, (unsigned long long)s.hits,
-                        (unsigned long long)s.misses, (unsigned long long)s.evictions,
-                        (unsigned long long)s.bytes_copied, s.wait_s);
+                        "%llu bytes copied, %.6f s waiting, %llu prefetched, %llu prefetch useful",
+                        e->w.layer0 + il, (unsigned long long)s.hits, (unsigned long long)s.misses,
+                        (unsigned long long)s.evictions, (unsigned long long)s.bytes_copied, s.wait_s,
+                        (unsigned long long)s.prefetched, (unsigned long long)s.prefetch_useful);
         }
         gt_expert_cache_stats s = gt_expert_cache_stats_of(e->xc, -1);
         GT_LOG_INFO(GT_SUB_WORKER, "expert cache total: %llu hits, %llu misses, %llu evictions, "
-                    "%llu bytes copied, %.6f s waiting", (unsigned long long)s.hits,
-                    (unsigned long long)s.misses, (unsigned long long)s.evictions,
-                    (unsigned long long)s.bytes_copied, s.wait_s);
+                    "%llu bytes copied, %.6f s waiting, %llu prefetched, %llu prefetch useful",
+                    (unsigned long long)s.hits, (unsigned long long)s.misses, (unsigned long long)s.evictions,
+                    (unsigned long long)s.bytes_copied, s.wait_s, (unsigned long long)s.prefetched,
+                    (unsigned long long)s.prefetch_useful);
     }
     gt_expert_cache_destroy(e->xc);
     e->xc = NULL;
@@ -66,7 +68,8 @@ void gt__engine_experts_free(gt_engine *e) {
 gt_engine_expert_stats gt_engine_experts(const gt_engine *e, int il) {
     gt_expert_cache_stats s = gt_expert_cache_stats_of(e->xc, il);
     return (gt_engine_expert_stats){gt_expert_cache_slots(e->xc), e->w.n_layer, e->w.layer0, s.hits,
-                                    s.misses, s.evictions, s.bytes_copied, s.wait_s};
+                                    s.misses, s.evictions, s.bytes_copied, s.wait_s, s.prefetched,
+                                    s.prefetch_useful};
 }
 
 const uint64_t *gt_engine_expert_counts(const gt_engine *e, int *layer0, int *n_layer, int *n_expert) {

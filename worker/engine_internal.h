@@ -37,6 +37,10 @@ typedef struct gt_fwd_scratch {
     float *ep_send;    /* [B * n_expert_used, n_embd] EP: rows out to the experts, outputs back */
     float *ep_recv;    /* [B * n_expert_used, n_embd] EP: rows in for this rank's experts */
     int32_t *ep_rows;  /* [B * n_expert_used] EP: the token row of each sent row */
+    float *pred_cur;    /* [B, n_embd] predicted prefetch: rows normed with the next layer's ffn_norm */
+    float *pred_router; /* [B, n_expert] its router probabilities */
+    float *pred_w;      /* [B, n_expert_used] its chosen experts' weights (unused) */
+    int32_t *pred_ids;  /* [B, n_expert_used] its predicted experts */
 } gt_fwd_scratch;
 
 /* Expert parallelism: the all-to-all's counts and this rank's counters. */
@@ -112,6 +116,13 @@ gt_status gt__moe_combine(gt_engine *e, const float *y, const int32_t *pos, cons
  * the returned outputs into its slice's rows of s->out (other rows are left
  * alone: the stage group's reduction assembles them). */
 gt_status gt__moe_ep(gt_engine *e, int il, int n);
+
+/* Predicted prefetch of offloaded experts (moe_prefetch.c): layer il's
+ * ffn_norm and router over the residual rows [r0, r0 + nr) of s->x as the
+ * previous layer left them, and the predicted experts handed to the expert
+ * cache as a prefetch hint, so their copies overlap attention of il. Call
+ * only with an expert cache, before attention of il. */
+gt_status gt__moe_prefetch(gt_engine *e, int il, int r0, int nr);
 gt_status gt__moe_ep_init(gt_engine *e);
 void gt__moe_ep_free(gt_engine *e);
 

@@ -15,8 +15,11 @@ typedef struct layer_cache {
     gt_expert_weights *dev;   /* [n_slots] views into the pool */
     uint64_t *ticket;         /* [n_slots] the copy that fills it (0: none pending) */
     uint8_t *need;            /* [n_expert] routed to by the current step */
+    uint8_t *pf;              /* [n_slots] filled by a prefetch, not yet routed to */
     int wave_last;            /* highest expert of the current wave; -1 before the first */
+    int n_left;               /* experts of the last route not yet handed out by get */
     uint64_t bytes_copied, wait_ns;
+    uint64_t prefetched, prefetch_useful;
 } layer_cache;
 
 struct gt_expert_cache {
@@ -27,6 +30,7 @@ struct gt_expert_cache {
     int n_expert, x0; /* the experts this rank owns: [x0, x0 + n_expert) (all without --ep) */
     int n_total;      /* experts per layer in the model */
     uint64_t last_ticket;
+    uint8_t *mark; /* [n_expert] a prefetch's predicted experts */
     layer_cache *layers;
 };
 
@@ -114,6 +118,11 @@ gt_status gt_expert_cache_create(gt_kernels *k, const gt_gguf *g, const gt_hpara
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate the expert caches of %d layers", c->n_layer);
         goto fail;
     }
+    c->mark = calloc((size_t)c->n_expert, 1);
+    if (!c->mark) {
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate the prefetch marks of %d experts", c->n_expert);
+        goto fail;
+    }
     size_t total = 0;
     for (int il = 0; il < c->n_layer; il++) {
         layer_cache *L = &c->layers[il];
@@ -134,7 +143,8 @@ gt_status gt_expert_cache_create(gt_kernels *k, const gt_gguf *g, const gt_hpara
         L->dev = calloc((size_t)c->n_slots, sizeof *L->dev);
         L->ticket = calloc((size_t)c->n_slots, sizeof *L->ticket);
         L->need = calloc((size_t)c->n_expert, 1);
-        if (!L->dev || !L->ticket || !L->need) {
+        L->pf = calloc((size_t)c->n_slots, 1);
+        if (!L->dev || !L->ticket || !L->need || !L->pf) {
             st = gt_fail(GT_ERR_NOMEM, "cannot allocate the expert cache of layer %d", w->layer0 + il);
             goto fail;
         }
@@ -168,8 +178,10 @@ void gt_expert_cache_destroy(gt_expert_cache *c) {
             free(L->dev);
             free(L->ticket);
             free(L->need);
+            free(L->pf);
         }
     free(c->layers);
+    free(c->mark);
     gt_buffer_free(c->pool);
     free(c);
 }
@@ -188,6 +200,8 @@ static gt_status start_wave(gt_expert_cache *c, int il, int from) {
         int slot, ev;
         bool hit;
         GT_TRY(gt_lru_use(&L->lru, ex, &slot, &ev, &hit));
+        if (hit && L->pf[slot]) L->prefetch_useful++; /* predicted, copied, and now routed to */
+        L->pf[slot] = 0;
         if (!hit) GT_TRY(copy_in(c, il, ex, slot));
         L->wave_last = ex;
         taken++;
@@ -205,8 +219,41 @@ gt_status gt_expert_cache_route(gt_expert_cache *c, int il, const int32_t *ids, 
                            c->x0 + c->n_expert - 1);
         L->need[x] = 1;
     }
+    L->n_left = 0;
+    for (int x = 0; x < c->n_expert; x++) L->n_left += L->need[x];
+    /* A prefetched expert this step does not need was mispredicted. */
+    for (int s = 0; s < c->n_slots; s++) {
+        int x = L->lru.slot_item[s];
+        if (L->pf[s] && (x < 0 || !L->need[x])) L->pf[s] = 0;
+    }
     L->wave_last = -1;
     return start_wave(c, il, 0);
+}
+
+gt_status gt_expert_cache_prefetch(gt_expert_cache *c, int il, const int32_t *ids, int n_pairs) {
+    layer_cache *L = &c->layers[il];
+    /* Between steps the layer's last wave is over and pins nothing; in the
+     * middle of a step (not how the engine calls it) its pins stand. */
+    if (L->n_left == 0) gt_lru_new_wave(&L->lru);
+    memset(c->mark, 0, (size_t)c->n_expert);
+    for (int i = 0; i < n_pairs; i++) {
+        int x = ids[i] - c->x0;
+        if (x >= 0 && x < c->n_expert) c->mark[x] = 1; /* under --ep: only the experts this rank owns */
+    }
+    gt_lru_hint_begin(&L->lru);
+    /* In expert order, as the first wave will take them. */
+    for (int ex = 0; ex < c->n_expert; ex++) {
+        if (!c->mark[ex]) continue;
+        int slot, ev;
+        bool hit;
+        gt_lru_hint(&L->lru, ex, &slot, &ev, &hit);
+        if (slot < 0) break; /* every slot is pinned or already predicted */
+        if (hit) continue;
+        GT_TRY(copy_in(c, il, ex, slot));
+        L->pf[slot] = 1;
+        L->prefetched++;
+    }
+    return GT_OK;
 }
 
 gt_status gt_expert_cache_get(gt_expert_cache *c, int il, int ex_global, const gt_expert_weights **out) {
@@ -226,6 +273,7 @@ gt_status gt_expert_cache_get(gt_expert_cache *c, int il, int ex_global, const g
         L->wait_ns += gt_now_ns() - t0;
         L->ticket[s] = 0;
     }
+    if (L->n_left > 0) L->n_left--;
     *out = &L->dev[s];
     return GT_OK;
 }
@@ -240,6 +288,8 @@ gt_expert_cache_stats gt_expert_cache_stats_of(const gt_expert_cache *c, int il)
         st.evictions += L->lru.evictions;
         st.bytes_copied += L->bytes_copied;
         st.wait_s += (double)L->wait_ns * 1e-9;
+        st.prefetched += L->prefetched;
+        st.prefetch_useful += L->prefetch_useful;
     }
     return st;
 }

@@ -15,7 +15,14 @@
  * products of earlier ones, and starts the next wave when the batch needs
  * more experts than there are slots. Eviction: least recently used, never an
  * expert of the current wave. Hits and misses count each needed expert once
- * per layer and step. */
+ * per layer and step.
+ *
+ * Predicted prefetch (gt_expert_cache_prefetch): before attention of layer
+ * L, the engine runs L's router on the residual stream as layer L-1 left it
+ * and hints the experts it predicts; their copies start at once and
+ * overlap attention of L. The route then finds them held (a hit; counted
+ * as prefetch_useful too); a wrong prediction costs a copy and may evict
+ * an expert that would have hit. */
 #ifndef GT_EXPERT_CACHE_H
 #define GT_EXPERT_CACHE_H
 
@@ -27,6 +34,8 @@ typedef struct gt_expert_cache_stats {
     uint64_t hits, misses, evictions;
     uint64_t bytes_copied; /* host -> device, after the initial fill */
     double wait_s;         /* time the forward pass waited for copies */
+    uint64_t prefetched;      /* copies started by a prefetch (predicted misses) */
+    uint64_t prefetch_useful; /* of those, experts then routed to: they count as hits */
 } gt_expert_cache_stats;
 
 /* A cache of s->expert_slots slots in each local layer of w, laid out by
@@ -42,6 +51,17 @@ int gt_expert_cache_slots(const gt_expert_cache *c);
  * expert numbers either way. */
 /* Local layer il routed its batch to ids[n_pairs]: starts the first wave. */
 gt_status gt_expert_cache_route(gt_expert_cache *c, int il, const int32_t *ids, int n_pairs);
+/* A prediction of local layer il's coming route (gt__moe_prefetch's router
+ * on the previous layer's output): starts the copies of the predicted
+ * experts that are missing, in expert order, into the least recently used
+ * slots, at most one slot each, without pinning them and without evicting
+ * an expert the layer's current wave pins or another predicted one; stops
+ * when no slot is left. Predicted experts already held are touched. ids
+ * may name experts this rank does not own (under --ep); those are skipped.
+ * Hits and misses are counted by the route that follows; a predicted
+ * expert it routes to counts as a hit and as prefetch_useful. Call it
+ * between two steps of the layer (after the last get, before the route). */
+gt_status gt_expert_cache_prefetch(gt_expert_cache *c, int il, const int32_t *ids, int n_pairs);
 /* The device copy of expert ex of local layer il, once its copy is done.
  * Call in increasing ex for the experts of the last route. */
 gt_status gt_expert_cache_get(gt_expert_cache *c, int il, int ex, const gt_expert_weights **out);

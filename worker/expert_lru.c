@@ -64,3 +64,32 @@ gt_status gt_lru_use(gt_lru *l, int item, int *slot, int *evicted, bool *hit) {
     *slot = s;
     return GT_OK;
 }
+
+void gt_lru_hint_begin(gt_lru *l) { l->hint_clock = l->clock; }
+
+void gt_lru_hint(gt_lru *l, int item, int *slot, int *evicted, bool *hit) {
+    *evicted = -1;
+    int s = l->item_slot[item];
+    *hit = s >= 0;
+    if (s < 0) {
+        for (int i = 0; i < l->n_slots && s < 0; i++)
+            if (l->slot_item[i] < 0) s = i;
+        if (s < 0) /* stamps above hint_clock were touched by this hint */
+            for (int i = 0; i < l->n_slots; i++)
+                if (l->pin[i] != l->wave && l->stamp[i] <= l->hint_clock && (s < 0 || l->stamp[i] < l->stamp[s]))
+                    s = i;
+        if (s < 0) {
+            *slot = -1;
+            return;
+        }
+        if (l->slot_item[s] >= 0) {
+            *evicted = l->slot_item[s];
+            l->item_slot[*evicted] = -1;
+            l->evictions++;
+        }
+        l->slot_item[s] = item;
+        l->item_slot[item] = s;
+    }
+    l->stamp[s] = ++l->clock;
+    *slot = s;
+}

@@ -17,6 +17,7 @@ typedef struct gt_lru {
     uint64_t *stamp; /* [n_slots] last use (the clock's value then) */
     uint64_t *pin;   /* [n_slots] the wave that pinned it */
     uint64_t clock, wave;
+    uint64_t hint_clock; /* the clock when the current prefetch hint began */
     uint64_t hits, misses, evictions;
 } gt_lru;
 
@@ -31,6 +32,18 @@ void gt_lru_new_wave(gt_lru *l);
  * slot, *evicted the item given up (-1: none), *hit whether it was held.
  * GT_ERR_RANGE when every slot is pinned by this wave. */
 gt_status gt_lru_use(gt_lru *l, int item, int *slot, int *evicted, bool *hit);
+/* Prefetch hints (worker/expert_cache.c's predicted prefetch): a hint
+ * names items the next wave is expected to use, before it starts.
+ * gt_lru_hint_begin starts a hint; gt_lru_hint then takes one item: a held
+ * item is touched (made the most recent); a missing one takes an empty slot
+ * (lowest first) or evicts the least recently used slot that neither the
+ * current wave pins nor this hint has touched, and is recorded and touched
+ * there. A hint pins nothing and counts no hit or miss (the wave's own
+ * gt_lru_use of the item does); an eviction counts. *slot gets the slot, or
+ * -1 when every slot is pinned or already hinted (then nothing changes);
+ * *evicted the item given up (-1: none), *hit whether it was held. */
+void gt_lru_hint_begin(gt_lru *l);
+void gt_lru_hint(gt_lru *l, int item, int *slot, int *evicted, bool *hit);
 /* The slot holding item, or -1. */
 static inline int gt_lru_slot(const gt_lru *l, int item) { return l->item_slot[item]; }
 

@@ -195,6 +195,10 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     else GT_TRY(gt_par_recv_prev(e->par, s->x, (size_t)b->n * D, "activations from the previous stage"));
     seq_split sp = split_rows(e, b->n);
     for (int il = 0; il < e->w.n_layer; il++) {
+        /* Offloaded experts: predict this layer's experts from the stream the
+         * previous layer left, so their copies overlap attention (the first
+         * local layer has no previous layer here). */
+        if (e->xc && il > 0 && !e->cfg.no_expert_prefetch) GT_TRY(gt__moe_prefetch(e, il, sp.r0, sp.nr));
         uint64_t t0 = gt_trace_enabled() ? gt_now_ns() : 0;
         GT_TRY(attention_block(e, b, &sp, il));
         if (t0) {

@@ -9,8 +9,13 @@ experts top-2, vocabulary 4096; f32 and q8_0):
 - at exactly that budget a quarter of the experts (2 of 8) sit on the
   device, and the prompt logits (--logits-out) and greedy tokens are
   bit-identical to the run with every expert resident; the info log's
-  counters show misses, and the bytes copied are misses times one expert's
-  bytes (f32: the file's bytes, which the f32 panels repack byte for byte);
+  counters show misses, and the bytes copied are (misses + predicted
+  copies) times one expert's bytes (f32: the file's bytes, which the f32
+  panels repack byte for byte);
+- the predicted prefetch (layer 1 predicted from layer 0's output) copies
+  experts that the route then uses (prefetch useful > 0, never more than
+  the copies it started); with --no-expert-prefetch nothing is predicted
+  and the bits are the same again;
 - `gantry plan --device-mem` at its own minimum says 2 of 8 are resident;
 - --expert-stats-out counts (n_prompt + n_gen - 1) x 2 routed pairs per
   layer, and a run placing the hottest experts first from that file gives
@@ -65,7 +70,8 @@ def minimum(stderr):
 
 
 def counters(stderr):
-    m = re.search(r"expert cache total: (\d+) hits, (\d+) misses, (\d+) evictions, (\d+) bytes copied", stderr)
+    m = re.search(r"expert cache total: (\d+) hits, (\d+) misses, (\d+) evictions, (\d+) bytes copied, "
+                  r"[0-9.]+ s waiting, (\d+) prefetched, (\d+) prefetch useful", stderr)
     return tuple(map(int, m.groups())) if m else None
 
 
@@ -94,11 +100,22 @@ def one(arch, typ):
           f"{label}: offloaded logits and tokens bit-identical to the resident run")
     c = counters(err)
     check(c is not None and c[1] > 0 and c[3] > 0, f"{label}: counters show misses and bytes copied: {c}")
+    expert = 3 * 256 * 256 * 4
     if c and typ == "f32":
-        expert = 3 * 256 * 256 * 4
-        check(c[3] == c[1] * expert, f"{label}: {c[3]} bytes copied = {c[1]} misses x {expert} bytes")
+        check(c[3] == (c[1] + c[4]) * expert,
+              f"{label}: {c[3]} bytes copied = ({c[1]} misses + {c[4]} predicted) x {expert} bytes")
     if c:
-        check(c[0] + c[1] > 0 and c[2] <= c[1], f"{label}: evictions {c[2]} <= misses {c[1]}")
+        check(c[0] + c[1] > 0 and c[2] <= c[1] + c[4],
+              f"{label}: evictions {c[2]} <= misses {c[1]} + predicted copies {c[4]}")
+        check(0 < c[5] <= c[4] and c[5] <= c[0],
+              f"{label}: predicted copies routed to: 0 < {c[5]} <= {c[4]} copies, <= {c[0]} hits")
+    ids7, logits7, err = gen(model, f"{arch}_{typ}_no_prefetch", ["--device-mem", str(need), "--no-expert-prefetch"],
+                             env={"GANTRY_LOG": "info"})
+    c7 = counters(err) if ids7 is not None else None
+    check(ids7 == ids and logits7 == logits and "predicted prefetch off" in err,
+          f"{label}: --no-expert-prefetch gives the same bits")
+    check(c7 is not None and c7[4] == 0 and c7[5] == 0 and (typ != "f32" or c7[3] == c7[1] * expert),
+          f"{label}: --no-expert-prefetch predicts nothing and copies misses only: {c7}")
     ids3, _, err = gen(model, f"{arch}_{typ}_one_less", ["--device-mem", str(need - 1)])
     check(ids3 is None and minimum(err) == need, f"{label}: one byte less is refused")
 
