@@ -14,7 +14,8 @@ run with --ep 2 on 2 ranks, --ep 4 on 4 ranks and --tp 2 --pp 2 --ep 2 on
 A model whose routers are zeroed sends every token to the same two experts
 (0 and 1, the lowest indices of an exact tie), both on EP rank 0, so every
 other rank's all-to-all blocks are empty: it still matches the reference
-and one rank, and `gantry bench` reports all routed rows on rank 0.
+and one rank, and `gantry bench` reports all routed rows on rank 0. A top-1
+copy sends every token to expert 0 alone, with the same checks.
 Impossible layouts stop every rank with one sentence.
 Added time: about 30 s on 2 cores."""
 import os
@@ -161,6 +162,19 @@ def one_routed(model):
           f"bench --ep 2: rows per rank and layer {rows} equal {want} (rc {p.returncode} {p.stderr[-300:]})")
 
 
+def one_expert():
+    """Top-1 with zeroed routers: every token of every layer goes to expert 0,
+    so under --ep 2 and --ep 4 one rank computes all rows and the others
+    send and receive nothing in both all-to-alls."""
+    path = os.path.join(TMP, "ep_llama-moe_top1.gguf")
+    p, _ = run([GANTRY, "synth", "-o", path, "--arch", "llama-moe", "--type", "f32", *SHAPE,
+                "--experts-used", "1"])
+    assert p.returncode == 0, p.stderr
+    zeroed, n = zero_routers(path)
+    check(n == 2, f"top-1: zeroed {n} router matrices")
+    compare("every token to expert 0 (top-1, llama-moe f32)", zeroed, "f32", LAYOUTS[:2])
+
+
 def refusals(moe, dense):
     cases = [(2, moe, ["--ep", "4"], "--ep 4 does not divide the stage group of tp 2"),
              (4, moe, ["--ep", "3", "--tp", "4"], "8 experts do not divide over --ep 3"),
@@ -183,6 +197,7 @@ def main():
             layouts = LAYOUTS + ([(4, ["--ep", "2"])] if (arch, wtype) == ("llama-moe", "f32") else [])
             compare(f"{arch} {wtype}", synth(arch, wtype), wtype, layouts)
     one_routed(os.path.join(TMP, "ep_llama-moe_f32.gguf"))
+    one_expert()
     dense = os.path.join(TMP, "ep_dense.gguf")
     p, _ = run([GANTRY, "synth", "-o", dense, "--arch", "llama", "--layers", "2", "--hidden", "128",
                 "--heads", "4", "--kv-heads", "2", "--ffn", "256", "--vocab", "512", "--seed", "3"])
