@@ -642,3 +642,44 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     free(s);
     return st;
 }
+
+/* ---- Prometheus metrics (coordinator/metrics.h): the numbers `stats` returns ---- */
+
+#include "coordinator/metrics.h"
+
+gt_status gt_server_metrics_text(const gt_server *s, gt_rpc_buf *out) {
+    static double bounds_s[N_BOUNDS];
+    for (int i = 0; i < N_BOUNDS; i++) bounds_s[i] = k_bounds_ms[i] * 1e-3;
+    gt_engine *e = gt_rank_engine(gt_coord_rank(s->c));
+    gt_engine_kv_stats kv = gt_engine_kv(e);
+    gt_engine_expert_stats x = gt_engine_experts(e, -1);
+    gt_metrics_snapshot m = {
+        .submitted = s->n_requests, .refused = s->n_refused, .preempted = gt_sched_n_preempted(s->sched),
+        .prompt_tokens = s->n_prompt_tokens, .generated_tokens = s->n_generated, .cached_tokens = s->n_cached,
+        .waiting = (uint64_t)gt_sched_n_waiting(s->sched), .running = (uint64_t)gt_sched_n_running(s->sched),
+        .kv_total_blocks = (uint64_t)kv.total_blocks, .kv_free_blocks = (uint64_t)kv.free_blocks,
+        .kv_cached_blocks = (uint64_t)kv.cached_blocks, .kv_host_blocks = (uint64_t)kv.host_blocks,
+        .kv_block_size = (uint64_t)kv.block_size, .kv_to_host_bytes = kv.to_host_bytes,
+        .kv_from_host_bytes = kv.from_host_bytes,
+        .has_experts = x.slots > 0, .expert_slots = (uint64_t)x.slots, .expert_hits = x.hits,
+        .expert_misses = x.misses, .expert_evictions = x.evictions, .expert_bytes_copied = x.bytes_copied,
+        .expert_prefetched = x.prefetched, .expert_prefetch_useful = x.prefetch_useful, .expert_wait_s = x.wait_s,
+    };
+    int used = kv.total_blocks - kv.free_blocks - kv.cached_blocks;
+    m.kv_used_blocks = used > 0 ? (uint64_t)used : 0;
+    static const int fin[GT_METRICS_N_FINISH] = {GT_RPC_FINISH_STOP, GT_RPC_FINISH_LENGTH, GT_RPC_FINISH_CANCELLED,
+                                                 GT_RPC_FINISH_SHUTDOWN};
+    for (int i = 0; i < GT_METRICS_N_FINISH; i++) m.finished[i] = s->n_finished[fin[i]];
+    const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
+    gt_metrics_histogram *mh[] = {&m.queue, &m.ttft, &m.itl, &m.e2e};
+    for (int i = 0; i < 4; i++)
+        *mh[i] = (gt_metrics_histogram){bounds_s, hs[i]->counts, N_BOUNDS, hs[i]->count, hs[i]->sum_ms * 1e-3};
+    gt_metrics_rank rk[64];
+    int n = s->ranks ? gt_rank_world_size(gt_coord_rank(s->c)) : 0;
+    if (n > 64) n = 64;
+    for (int i = 0; i < n; i++)
+        rk[i] = (gt_metrics_rank){s->ranks[i].busy_s, s->ranks[i].comm_s, s->ranks[i].bytes_sent, s->ranks[i].a2a_bytes};
+    m.n_ranks = n;
+    m.ranks = rk;
+    return gt_metrics_render(&m, out);
+}
