@@ -5,7 +5,10 @@
  * half times that) and --output-len tokens; every request streams, so the
  * time to its first piece and between pieces is measured. Reports requests
  * and output tokens per second over the run and p50/p90/p99 of the time to
- * first token, the inter-token latency and the end-to-end latency. */
+ * first token, the inter-token latency and the end-to-end latency.
+ * --api openai drives `POST /v1/completions` with `stream: true` over
+ * HTTP/1.1 keep-alive instead (client/http_client.h), one connection per
+ * concurrent request as well; a piece is then one server-sent event. */
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include "client/client.h"
+#include "client/http_client.h"
 #include "common/json.h"
 #include "common/timer.h"
 #include "tools/cmds.h"
@@ -22,15 +26,20 @@
 
 typedef struct bs_opts {
     const char *host, *unix_path, *auth, *json;
-    int port, n, conc, prompt_len, output_len;
+    int port, n, conc, prompt_len, output_len, api;
     double rate;
     long seed;
 } bs_opts;
+
+enum { API_RPC, API_OPENAI };
+static const int k_apis[] = {API_RPC, API_OPENAI};
 
 #define O(f) offsetof(bs_opts, f)
 static const gt_flag k_flags[] = {
     {NULL, "--host", GT_FLAG_STR, O(host), .metavar = "ADDR", .help = "server address (default 127.0.0.1)"},
     {NULL, "--port", GT_FLAG_INT, O(port), .lo = 1, .hi = 65535, .metavar = "N", .help = "server port (default 7733)"},
+    {NULL, "--api", GT_FLAG_CHOICE, O(api), .choices = "rpc|openai", .choice_values = k_apis,
+     .help = "msgpack-RPC (default) or the OpenAI HTTP API's streaming /v1/completions"},
     {NULL, "--unix", GT_FLAG_STR, O(unix_path), .metavar = "PATH", .help = "connect to a Unix socket instead"},
     {NULL, "--auth-token", GT_FLAG_STR, O(auth), .metavar = "TOKEN", .help = "the server's --auth-token"},
     {NULL, "--rate", GT_FLAG_DOUBLE, O(rate), .flo = 0, .fhi = 1e6, .metavar = "R",
@@ -49,7 +58,7 @@ static const gt_flag k_flags[] = {
 
 static const gt_flag_spec k_spec = {
     .verb = "bench serve",
-    .synopsis = "[--host ADDR --port N | --unix PATH] [--rate R] [--num-prompts N] [--concurrency C]",
+    .synopsis = "[--api rpc|openai] [--host ADDR --port N | --unix PATH] [--rate R] [--num-prompts N] [--concurrency C]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
 };
@@ -70,7 +79,7 @@ typedef struct shared {
     size_t n_itl;
     uint64_t t0;
     int errors;
-    char first_error[256];
+    char first_error[600];
 } shared;
 
 typedef struct piece_clock {
@@ -97,9 +106,49 @@ static void on_piece(void *user, const char *text, size_t len) {
     pc->pieces++;
 }
 
+/* Waits for request i's arrival time. */
+static void arrive(shared *sh, int i) {
+    double wait = sh->arrival_s[i] - (double)(gt_now_ns() - sh->t0) * 1e-9;
+    if (wait > 0) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void record(shared *sh, int i, int rc, const char *why, const piece_clock *pc, uint64_t done, int tokens) {
+    pthread_mutex_lock(&sh->mu);
+    if (rc != 0) {
+        if (!sh->errors++) snprintf(sh->first_error, sizeof sh->first_error, "%s", why);
+    } else {
+        sh->samples[i] = (sample){(double)(pc->t_send - sh->t0) * 1e-9, pc->first_ms,
+                                  (double)(done - pc->t_send) * 1e-6, tokens};
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void *worker_openai(shared *sh) {
+    const bs_opts *o = sh->o;
+    char err[512];
+    gt_http_client *c = gt_http_connect(o->host, o->port, o->auth, err, sizeof err);
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        int i = sh->next < o->n ? sh->next++ : -1;
+        pthread_mutex_unlock(&sh->mu);
+        if (i < 0) break;
+        arrive(sh, i);
+        piece_clock pc = {sh, 0, 0, 0, gt_now_ns()};
+        gt_http_result r;
+        int rc = c ? gt_http_complete(c, sh->prompts[i], o->output_len, on_piece, &pc, &r) : -1;
+        record(sh, i, rc, c ? gt_http_error(c) : err, &pc, gt_now_ns(), rc ? 0 : r.completion_tokens);
+    }
+    gt_http_close(c);
+    return NULL;
+}
+
 static void *worker(void *arg) {
     shared *sh = arg;
     const bs_opts *o = sh->o;
+    if (o->api == API_OPENAI) return worker_openai(sh);
     char err[256];
     gt_client *c = gt_client_connect(o->host, o->port, o->unix_path, err, sizeof err);
     if (c && o->auth && gt_client_auth(c, o->auth) != 0) snprintf(err, sizeof err, "%s", gt_client_error(c));
@@ -108,24 +157,12 @@ static void *worker(void *arg) {
         int i = sh->next < o->n ? sh->next++ : -1;
         pthread_mutex_unlock(&sh->mu);
         if (i < 0) break;
-        double wait = sh->arrival_s[i] - (double)(gt_now_ns() - sh->t0) * 1e-9;
-        if (wait > 0) {
-            struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-            nanosleep(&ts, NULL);
-        }
+        arrive(sh, i);
         piece_clock pc = {sh, 0, 0, 0, gt_now_ns()};
         gt_client_params p = {.prompt = sh->prompts[i], .max_tokens = o->output_len};
         gt_client_result r;
         int rc = c ? gt_client_generate(c, &p, on_piece, &pc, &r) : -1;
-        uint64_t done = gt_now_ns();
-        pthread_mutex_lock(&sh->mu);
-        if (rc != 0) {
-            if (!sh->errors++) snprintf(sh->first_error, sizeof sh->first_error, "%s", c ? gt_client_error(c) : err);
-        } else {
-            sh->samples[i] = (sample){(double)(pc.t_send - sh->t0) * 1e-9, pc.first_ms,
-                                      (double)(done - pc.t_send) * 1e-6, r.completion_tokens};
-        }
-        pthread_mutex_unlock(&sh->mu);
+        record(sh, i, rc, c ? gt_client_error(c) : err, &pc, gt_now_ns(), rc ? 0 : r.completion_tokens);
         if (rc == 0) gt_client_result_free(&r);
     }
     gt_client_close(c);
@@ -149,6 +186,10 @@ int gt_cmd_bench_serve(int argc, char **argv) {
                  .seed = 1};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
+    if (o.api == API_OPENAI && o.unix_path) {
+        fprintf(stderr, "gantry bench serve: --api openai speaks HTTP over TCP; drop --unix %s\n", o.unix_path);
+        return 2;
+    }
     shared sh = {.o = &o};
     pthread_mutex_init(&sh.mu, NULL);
     sh.arrival_s = calloc((size_t)o.n, sizeof *sh.arrival_s);
@@ -198,7 +239,8 @@ int gt_cmd_bench_serve(int argc, char **argv) {
     double r[9] = {pct(ttft, ok, 50), pct(ttft, ok, 90), pct(ttft, ok, 99),
                    pct(sh.itl_ms, sh.n_itl, 50), pct(sh.itl_ms, sh.n_itl, 90), pct(sh.itl_ms, sh.n_itl, 99),
                    pct(e2e, ok, 50), pct(e2e, ok, 90), pct(e2e, ok, 99)};
-    printf("%zu of %d requests in %.2f s (rate %s, %d connections): %.2f requests/s, %.1f output tokens/s\n", ok,
+    printf("%s: %zu of %d requests in %.2f s (rate %s, %d connections): %.2f requests/s, %.1f output tokens/s\n",
+           o.api == API_OPENAI ? "openai" : "rpc", ok,
            o.n, secs, o.rate > 0 ? "Poisson" : "all at once", o.conc, (double)ok / secs, (double)tokens / secs);
     printf("time to first token p50/p90/p99: %.1f / %.1f / %.1f ms\n", r[0], r[1], r[2]);
     printf("inter-token latency p50/p90/p99: %.1f / %.1f / %.1f ms\n", r[3], r[4], r[5]);
@@ -207,10 +249,10 @@ int gt_cmd_bench_serve(int argc, char **argv) {
     if (o.json) {
         FILE *f = fopen(o.json, "w");
         if (f) {
-            fprintf(f, "{\"requests\": %zu, \"failed\": %d, \"seconds\": %.3f, \"rate\": %g, \"concurrency\": %d, "
+            fprintf(f, "{\"api\": \"%s\", \"requests\": %zu, \"output_tokens\": %ld, \"failed\": %d, \"seconds\": %.3f, \"rate\": %g, \"concurrency\": %d, "
                        "\"requests_per_s\": %.3f, \"output_tokens_per_s\": %.2f, "
                        "\"ttft_ms\": [%.2f, %.2f, %.2f], \"itl_ms\": [%.2f, %.2f, %.2f], \"e2e_ms\": [%.1f, %.1f, %.1f]}\n",
-                    ok, sh.errors, secs, o.rate, o.conc, (double)ok / secs, (double)tokens / secs, r[0], r[1], r[2],
+                    o.api == API_OPENAI ? "openai" : "rpc", ok, tokens, sh.errors, secs, o.rate, o.conc, (double)ok / secs, (double)tokens / secs, r[0], r[1], r[2],
                     r[3], r[4], r[5], r[6], r[7], r[8]);
             fclose(f);
         }
