@@ -8,8 +8,11 @@ token and inter-token latency (p50/p90/p99) and end-to-end latency.
 
 Only the `msgpack` package and sockets (Debian: python3-msgpack). The
 prompts are distinct (a counter in each), so the prefix cache does not
-help; --shared-prefix N puts the same N-word preamble in front of all."""
+help; --shared-prefix N puts the same N-word preamble in front of all.
+--api openai streams `POST /v1/completions` (server-sent events) over one
+keep-alive http.client connection per client instead."""
 import argparse
+import http.client
 import json
 import socket
 import threading
@@ -62,12 +65,53 @@ def client(port, jobs, lock, out, args):
             out["e2e"].append(time.time() - t0)
 
 
+def client_openai(port, jobs, lock, out, args):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    while True:
+        with lock:
+            if not jobs:
+                break
+            i = jobs.pop()
+        prompt = args.preamble + f"Request {i}: write about the number {i * 7919 % 1000}."
+        body = json.dumps({"model": "gantry", "prompt": prompt, "max_tokens": args.output_len, "temperature": 0,
+                           "stream": True, "stream_options": {"include_usage": True}})
+        t0 = time.time()
+        conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+        stamps, usage, done = [], None, False
+        for line in resp:
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                continue
+            ev = json.loads(data)
+            if ev.get("choices") and ev["choices"][0].get("text"):
+                stamps.append(time.time())
+            usage = ev.get("usage") or usage
+        resp.read()  # the rest, so the connection can carry the next request
+        if not done:
+            raise RuntimeError("the stream ended without data: [DONE]")
+        with lock:
+            out["tokens"] += usage["completion_tokens"] if usage else len(stamps)
+            out["cached"] += ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            if stamps:
+                out["ttft"].append(stamps[0] - t0)
+                out["itl"] += [b - a for a, b in zip(stamps, stamps[1:])]
+            out["e2e"].append(time.time() - t0)
+    conn.close()
+
+
 def run(args, conc):
     jobs = list(range(args.requests))
     out = {"tokens": 0, "cached": 0, "ttft": [], "itl": [], "e2e": []}
     lock = threading.Lock()
     t0 = time.time()
-    ts = [threading.Thread(target=client, args=(args.port, jobs, lock, out, args)) for _ in range(conc)]
+    ts = [threading.Thread(target=client_openai if args.api == "openai" else client, args=(args.port, jobs, lock, out, args)) for _ in range(conc)]
     for t in ts:
         t.start()
     for t in ts:
@@ -89,6 +133,7 @@ def main():
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--shared-prefix", type=int, default=0)
+    ap.add_argument("--api", choices=("rpc", "openai"), default="rpc")
     ap.add_argument("--json")
     args = ap.parse_args()
     args.preamble = " ".join(["preamble"] * args.shared_prefix) + (" " if args.shared_prefix else "")
