@@ -41,7 +41,7 @@ static int fail(gt_http_parser *p, int status, const char *msg) {
         p->error_status = status;
         snprintf(p->error_msg, sizeof p->error_msg, "%s", msg);
     }
-    return 1; /* stops http-parser */
+    return -1; /* stops http-parser (in on_headers_complete too, where 1 would mean "no body") */
 }
 
 static gt_http_parser *of(http_parser *hp) { return hp->data; }
@@ -72,7 +72,7 @@ static int on_begin(http_parser *hp) {
 
 static int on_url(http_parser *hp, const char *at, size_t n) {
     gt_http_parser *p = of(hp);
-    if (count_header(p, n)) return 1;
+    if (count_header(p, n)) return -1;
     char *u = realloc(p->url, p->url_len + n + 1);
     if (!u) return fail(p, 500, "out of memory for a URL");
     memcpy(u + p->url_len, at, n);
@@ -84,7 +84,7 @@ static int on_url(http_parser *hp, const char *at, size_t n) {
 
 static int on_field(http_parser *hp, const char *at, size_t n) {
     gt_http_parser *p = of(hp);
-    if (count_header(p, n)) return 1;
+    if (count_header(p, n)) return -1;
     if (p->field_done) { /* a new header */
         p->field_len = 0;
         p->field_long = false;
@@ -102,7 +102,7 @@ static int on_field(http_parser *hp, const char *at, size_t n) {
 
 static int on_value(http_parser *hp, const char *at, size_t n) {
     gt_http_parser *p = of(hp);
-    if (count_header(p, n)) return 1;
+    if (count_header(p, n)) return -1;
     if (!p->field_done) {
         p->field_done = true;
         p->in_auth = !p->field_long && !strcasecmp(p->field, "authorization");

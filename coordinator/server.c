@@ -557,6 +557,9 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate the server");
     s->cfg = *cfg;
     s->c = c;
+    /* A peer that leaves while its answer is being written must not kill
+     * the job: the write fails with EPIPE and the connection closes. */
+    signal(SIGPIPE, SIG_IGN);
     gt_rank *rk = gt_coord_rank(c);
     s->n_ctx = gt_coord_n_ctx(c);
     s->n_vocab = gt_rank_hparams(rk)->n_vocab;
