@@ -1,5 +1,6 @@
 /* `gantry serve`'s rank-0 loop; see server.h. */
 #include "coordinator/server.h"
+#include "coordinator/server_internal.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -12,38 +13,7 @@
 #include "model/chat.h"
 #include "model/tokenizer/tokenizer.h"
 
-typedef struct srv_conn {
-    gt_conn *conn;
-    gt_rpc_decoder *dec;
-    bool authed;
-} srv_conn;
-
-typedef struct srv_req {
-    uint64_t id;          /* the scheduler's */
-    srv_conn *sc;         /* NULL once its client left */
-    uint32_t msgid;
-    bool stream, stop_string;
-    gt_detok_stream *detok;
-    char *text;
-    size_t len, cap;
-    int32_t *toks;        /* [max_tokens] generated */
-    uint32_t n_lp;        /* alternatives per token (0: no logprobs) */
-    gt_rpc_token_logprobs *lps; /* [max_tokens] with n_lp */
-    gt_rpc_logprob *tops; /* [max_tokens, n_lp] */
-    uint32_t n_toks, max_toks, n_prompt;
-    uint64_t t_submit, t_admit, t_first, t_last;
-    int32_t last;
-    struct srv_req *prev, *next;
-} srv_req;
-
-/* A latency histogram over fixed bounds in milliseconds. */
-enum { N_BOUNDS = 12 };
-static const double k_bounds_ms[N_BOUNDS] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
-typedef struct histo {
-    uint64_t counts[N_BOUNDS + 1];
-    uint64_t count;
-    double sum_ms;
-} histo;
+const double k_bounds_ms[N_BOUNDS] = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
 static void histo_add(histo *h, double ms) {
     int i = 0;
@@ -52,31 +22,6 @@ static void histo_add(histo *h, double ms) {
     h->count++;
     h->sum_ms += ms;
 }
-
-typedef struct gt_server {
-    gt_server_config cfg;
-    gt_coord *c;
-    gt_sched *sched;
-    gt_tokenizer *tok;
-    gt_chat_template tmpl;
-    bool have_tmpl;
-    uint32_t n_ctx, n_vocab;
-    uv_loop_t loop;
-    uv_signal_t sig_term, sig_int;
-    uv_timer_t heartbeat;  /* grid only: a REPORT step when idle, before the followers' watchdog fires */
-    bool heartbeat_due;
-    gt_rank_counters *ranks; /* [world] what the last heartbeat gathered */
-    gt_net *net;
-    bool draining;
-    uint64_t drain_deadline_ns;
-    gt_rpc_buf out;
-    srv_req *reqs;
-    int n_reqs;
-    uint64_t next_id;
-    /* counters and latency histograms for `stats` */
-    uint64_t n_requests, n_finished[4], n_prompt_tokens, n_generated, n_cached, n_refused;
-    histo h_queue, h_ttft, h_itl, h_e2e;
-} gt_server;
 
 /* ---- sending ---- */
 
@@ -112,6 +57,7 @@ static void req_free(gt_server *s, srv_req *r) {
     if (r->next) r->next->prev = r->prev;
     s->n_reqs--;
     gt_detok_stream_free(r->detok);
+    srv_http_req_free(r->h);
     free(r->text);
     free(r->toks);
     free(r->lps);
@@ -127,6 +73,10 @@ static srv_req *req_by_id(gt_server *s, uint64_t id) {
 
 static void stream_piece(gt_server *s, srv_req *r, const char *p, size_t n, int32_t tok,
                          const gt_rpc_token_logprobs *lp) {
+    if (r->hc) {
+        if (r->stream) srv_http_piece(s, r, p, n, lp);
+        return;
+    }
     if (!r->stream || !r->sc) return;
     gt_rpc_token_event e = {r->msgid, p, n, tok, lp};
     if (gt_rpc_encode_token(&s->out, &e) == GT_OK) send_buf(s, r->sc);
@@ -190,6 +140,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
     s->n_finished[f]++;
     s->n_cached += (uint64_t)u->cached_tokens;
     histo_add(&s->h_e2e, (double)(gt_now_ns() - r->t_submit) * 1e-6);
+    if (r->hc) srv_http_done(s, r, f, u);
     if (r->sc) {
         uint64_t now = gt_now_ns();
         gt_rpc_generate_result res = {
@@ -241,11 +192,12 @@ static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t *
     return st;
 }
 
-static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_generate *g) {
+gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
+                     struct srv_http_conn *hc, srv_req **out, gt_rpc_code *out_code) {
+    *out = NULL;
     if (s->draining) {
-        gt_fail(GT_ERR_UNSUPPORTED, "the server is shutting down and admits no new requests");
-        send_error(s, sc, msgid, GT_RPC_DRAINING);
-        return;
+        *out_code = GT_RPC_DRAINING;
+        return gt_fail(GT_ERR_UNSUPPORTED, "the server is shutting down and admits no new requests");
     }
     int32_t *ids = NULL;
     size_t n = 0;
@@ -286,6 +238,7 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
     if (st == GT_OK) {
         r->id = ++s->next_id;
         r->sc = sc;
+        r->hc = hc;
         r->msgid = msgid;
         r->stream = g->stream;
         r->max_toks = g->max_tokens;
@@ -309,8 +262,8 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
             free(r);
         }
         if (st == GT_ERR_NOMEM) code = GT_RPC_INTERNAL;
-        send_error(s, sc, msgid, code);
-        return;
+        *out_code = code;
+        return st;
     }
     r->next = s->reqs;
     if (s->reqs) s->reqs->prev = r;
@@ -318,6 +271,14 @@ static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_g
     s->n_reqs++;
     s->n_requests++;
     s->n_prompt_tokens += n;
+    *out = r;
+    return GT_OK;
+}
+
+static void handle_generate(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_generate *g) {
+    srv_req *r;
+    gt_rpc_code code;
+    if (srv_submit(s, g, sc, msgid, NULL, &r, &code) != GT_OK) send_error(s, sc, msgid, code);
 }
 
 static void handle_tokenize(gt_server *s, srv_conn *sc, const gt_rpc_request *q) {
@@ -362,23 +323,30 @@ static void handle_detokenize(gt_server *s, srv_conn *sc, const gt_rpc_request *
     free(text);
 }
 
+static const char *model_name(gt_server *s) {
+    gt_str name = {0};
+    static char name_buf[256];
+    if (gt_gguf_get_str(gt_rank_gguf(gt_coord_rank(s->c)), "general.name", &name) != GT_OK) return NULL;
+    snprintf(name_buf, sizeof name_buf, "%.*s", (int)name.len, name.ptr);
+    return name_buf;
+}
+
+const char *srv_model_name(gt_server *s) {
+    const char *nm = model_name(s);
+    return nm && *nm ? nm : "gantry";
+}
+
 static void handle_model_info(gt_server *s, srv_conn *sc, uint32_t msgid) {
     gt_rank *rk = gt_coord_rank(s->c);
     const gt_grid *g = &gt_rank_shard(rk)->grid;
-    gt_str name = {0};
-    static char name_buf[256];
-    const char *nm = NULL;
-    if (gt_gguf_get_str(gt_rank_gguf(rk), "general.name", &name) == GT_OK) {
-        snprintf(name_buf, sizeof name_buf, "%.*s", (int)name.len, name.ptr);
-        nm = name_buf;
-    }
+    const char *nm = model_name(s);
     gt_rpc_model_info mi = {gt_rank_hparams(rk)->arch_name, nm,
                             s->have_tmpl ? gt_chat_format_name(s->tmpl.format) : NULL,
                             s->n_ctx, s->n_vocab, (uint32_t)g->tp, (uint32_t)g->pp, 1, (uint32_t)g->world};
     if (gt_rpc_encode_model_info(&s->out, msgid, &mi) == GT_OK) send_buf(s, sc);
 }
 
-static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
+void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4], gt_rpc_stats *out) {
     /* Rank 0's KV cache: every rank's holds the same blocks. */
     gt_engine_kv_stats kv = gt_engine_kv(gt_rank_engine(gt_coord_rank(s->c)));
     gt_rpc_counter c[] = {
@@ -401,11 +369,19 @@ static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
         {"waiting", (uint64_t)gt_sched_n_waiting(s->sched)},
     };
     const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
-    const char *names[] = {"queue_ms", "ttft_ms", "inter_token_ms", "e2e_ms"};
-    gt_rpc_histogram h[4];
+    static const char *const names[] = {"queue_ms", "ttft_ms", "inter_token_ms", "e2e_ms"};
     for (int i = 0; i < 4; i++)
         h[i] = (gt_rpc_histogram){names[i], k_bounds_ms, hs[i]->counts, N_BOUNDS, hs[i]->count, hs[i]->sum_ms};
-    gt_rpc_stats st = {c, (uint32_t)(sizeof c / sizeof c[0]), h, 4};
+    uint32_t n = (uint32_t)(sizeof c / sizeof c[0]);
+    memcpy(cs, c, n * sizeof *c);
+    *out = (gt_rpc_stats){cs, n, h, 4};
+}
+
+static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
+    gt_rpc_counter c[32];
+    gt_rpc_histogram h[4];
+    gt_rpc_stats st;
+    srv_stats(s, c, h, &st);
     if (gt_rpc_encode_stats(&s->out, msgid, &st) == GT_OK) send_buf(s, sc);
 }
 
@@ -528,6 +504,7 @@ static void start_drain(gt_server *s, const char *why) {
     s->draining = true;
     s->drain_deadline_ns = gt_now_ns() + (uint64_t)(s->cfg.drain_timeout_s * 1e9);
     gt_net_stop_listening(s->net);
+    srv_http_stop_listening(s);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -565,6 +542,7 @@ static void fail_all(gt_server *s, const char *why) {
         srv_req *r = s->reqs;
         if (r->sc && gt_rpc_encode_error(&s->out, r->msgid, GT_RPC_INTERNAL, msg) == GT_OK)
             send_buf(s, r->sc);
+        if (r->hc) srv_http_fail(s, r, msg);
         req_free(s, r);
     }
 }
@@ -579,6 +557,9 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate the server");
     s->cfg = *cfg;
     s->c = c;
+    /* A peer that leaves while its answer is being written must not kill
+     * the job: the write fails with EPIPE and the connection closes. */
+    signal(SIGPIPE, SIG_IGN);
     gt_rank *rk = gt_coord_rank(c);
     s->n_ctx = gt_coord_n_ctx(c);
     s->n_vocab = gt_rank_hparams(rk)->n_vocab;
@@ -609,6 +590,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
             uv_timer_start(&s->heartbeat, on_heartbeat, ms ? ms : 1, ms ? ms : 1);
         }
         if (cfg->on_ready) cfg->on_ready(cfg->user, gt_net_port(s->net));
+        if (cfg->http.port >= 0) st = srv_http_start(s);
     }
     bool worked = false;
     while (st == GT_OK) {
@@ -631,10 +613,12 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     gt_sched_destroy(s->sched);
     uv_run(&s->loop, UV_RUN_NOWAIT); /* flush the last answers */
     gt_net_close(s->net);
+    srv_http_close(s);
     if (s->sig_term.data) uv_walk(&s->loop, on_walk_close, NULL);
     while (uv_run(&s->loop, UV_RUN_ONCE)) {
     }
     uv_loop_close(&s->loop);
+    srv_http_free(s);
     while (s->reqs) req_free(s, s->reqs);
     gt_tokenizer_free(s->tok);
     gt_rpc_buf_free(&s->out);

@@ -19,6 +19,19 @@
 #include "coordinator/rpc.h"
 #include "coordinator/sched.h"
 
+/* The HTTP front (server_http.c, docs/protocol.md "HTTP"). */
+typedef struct gt_server_http_config {
+    const char *host;        /* default "127.0.0.1" */
+    int port;                /* -1: no HTTP; 0: any free port */
+    size_t max_header_bytes; /* request line plus headers (431 beyond) */
+    size_t max_body_bytes;   /* 413 beyond */
+    double header_timeout_s; /* a connection that does not finish its headers (or sits idle) is closed */
+    double body_timeout_s;   /* ... or its body, once the headers are in */
+    bool open_health;        /* /health and /metrics need no token */
+    void (*on_ready)(void *user, int port); /* called once listening */
+} gt_server_http_config;
+#define GT_SERVER_HTTP_CONFIG_INIT {"127.0.0.1", -1, (size_t)16 << 10, (size_t)4 << 20, 10.0, 30.0, false, NULL}
+
 typedef struct gt_server_config {
     gt_net_config net;
     gt_rpc_limits limits;
@@ -28,9 +41,11 @@ typedef struct gt_server_config {
     /* Called once listening: the TCP port bound (0 without TCP). */
     void (*on_ready)(void *user, int port);
     void *user;
+    gt_server_http_config http;
 } gt_server_config;
 #define GT_SERVER_CONFIG_INIT                                                                      \
-    { GT_NET_CONFIG_INIT, GT_RPC_LIMITS_INIT, NULL, 30.0, GT_SCHED_CONFIG_INIT, NULL, NULL }
+    { GT_NET_CONFIG_INIT, GT_RPC_LIMITS_INIT, NULL, 30.0, GT_SCHED_CONFIG_INIT, NULL, NULL,        \
+      GT_SERVER_HTTP_CONFIG_INIT }
 
 /* Serves until a signal drains it. GT_ERR_IO when it cannot listen; a failed
  * engine step is returned (the job then ends). */

@@ -35,6 +35,20 @@ static const gt_flag k_flags[] = {
     {NULL, "--port", GT_FLAG_INT, O(srv.net.port), .lo = 0, .hi = 65535, .metavar = "N",
      .help = "TCP port (default 7733; 0: any free port, printed at start)"},
     {NULL, "--unix", GT_FLAG_STR, O(srv.net.unix_path), .metavar = "PATH", .help = "also listen on a Unix socket"},
+    {NULL, "--http-port", GT_FLAG_INT, O(srv.http.port), .lo = 0, .hi = 65535, .metavar = "N",
+     .help = "also answer HTTP (OpenAI-compatible API, /metrics) on this port (0: any free port)"},
+    {NULL, "--http-host", GT_FLAG_STR, O(srv.http.host), .metavar = "ADDR",
+     .help = "address for --http-port (default 127.0.0.1)"},
+    {NULL, "--http-header-timeout", GT_FLAG_DOUBLE, O(srv.http.header_timeout_s), .flo = 0.01, .fhi = 86400,
+     .metavar = "S", .help = "close an HTTP connection idle or without whole headers after S seconds (default 10)"},
+    {NULL, "--http-body-timeout", GT_FLAG_DOUBLE, O(srv.http.body_timeout_s), .flo = 0.01, .fhi = 86400,
+     .metavar = "S", .help = "close an HTTP connection whose body is not in S seconds after its headers (default 30)"},
+    {NULL, "--http-max-header-bytes", GT_FLAG_BYTES, O(srv.http.max_header_bytes), .lo = 256, .metavar = "B",
+     .help = "largest HTTP request line plus headers (default 16K; 431 beyond)"},
+    {NULL, "--http-max-body-bytes", GT_FLAG_BYTES, O(srv.http.max_body_bytes), .lo = 64, .metavar = "B",
+     .help = "largest HTTP request body (default 4M; 413 beyond)"},
+    {NULL, "--http-open-health", GT_FLAG_BOOL, O(srv.http.open_health),
+     .help = "/health and /metrics need no bearer token under --auth-token"},
     {NULL, "--auth-token", GT_FLAG_STR, O(srv.auth_token), .metavar = "TOKEN",
      .help = "clients must call auth with this token first"},
     {NULL, "--max-connections", GT_FLAG_INT, O(srv.net.max_connections), .lo = 1, .hi = 1 << 20,
@@ -84,9 +98,16 @@ static void on_ready(void *user, int port) {
     fflush(stderr);
 }
 
+static void on_http_ready(void *user, int port) {
+    const serve_opts *o = user;
+    fprintf(stderr, "gantry serve: HTTP on %s http-port %d\n", o->srv.http.host, port);
+    fflush(stderr);
+}
+
 static gt_status serve_lead(gt_coord *c, void *opts) {
     serve_opts *o = opts;
     o->srv.on_ready = on_ready;
+    o->srv.http.on_ready = on_http_ready;
     o->srv.user = o;
     return gt_server_run(c, &o->srv);
 }

@@ -1,0 +1,96 @@
+/* What server.c and server_http.c share: the server's state and its
+ * request record, which streams either to a msgpack-RPC connection (sc) or
+ * to an HTTP one (hc). Internal to the coordinator. */
+#ifndef GT_SERVER_INTERNAL_H
+#define GT_SERVER_INTERNAL_H
+
+#include "coordinator/server.h"
+#include "model/chat.h"
+#include "model/tokenizer/tokenizer.h"
+
+struct srv_http_conn;
+struct srv_http_req;
+struct srv_http;
+
+typedef struct srv_conn {
+    gt_conn *conn;
+    gt_rpc_decoder *dec;
+    bool authed;
+} srv_conn;
+
+typedef struct srv_req {
+    uint64_t id;          /* the scheduler's */
+    srv_conn *sc;         /* NULL once its client left */
+    struct srv_http_conn *hc; /* the HTTP sink instead of sc; NULL once its client left */
+    struct srv_http_req *h;   /* owned by server_http.c */
+    uint32_t msgid;
+    bool stream, stop_string;
+    gt_detok_stream *detok;
+    char *text;
+    size_t len, cap;
+    int32_t *toks;        /* [max_tokens] generated */
+    uint32_t n_lp;        /* alternatives per token (0: no logprobs) */
+    gt_rpc_token_logprobs *lps; /* [max_tokens] with n_lp */
+    gt_rpc_logprob *tops; /* [max_tokens, n_lp] */
+    uint32_t n_toks, max_toks, n_prompt;
+    uint64_t t_submit, t_admit, t_first, t_last;
+    int32_t last;
+    struct srv_req *prev, *next;
+} srv_req;
+
+/* A latency histogram over fixed bounds in milliseconds. */
+enum { N_BOUNDS = 12 };
+extern const double k_bounds_ms[N_BOUNDS];
+typedef struct histo {
+    uint64_t counts[N_BOUNDS + 1];
+    uint64_t count;
+    double sum_ms;
+} histo;
+
+typedef struct gt_server {
+    gt_server_config cfg;
+    gt_coord *c;
+    gt_sched *sched;
+    gt_tokenizer *tok;
+    gt_chat_template tmpl;
+    bool have_tmpl;
+    uint32_t n_ctx, n_vocab;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t heartbeat;  /* grid only: a REPORT step when idle, before the followers' watchdog fires */
+    bool heartbeat_due;
+    gt_rank_counters *ranks; /* [world] what the last heartbeat gathered */
+    gt_net *net;
+    struct srv_http *http; /* NULL without --http-port */
+    bool draining;
+    uint64_t drain_deadline_ns;
+    gt_rpc_buf out;
+    srv_req *reqs;
+    int n_reqs;
+    uint64_t next_id;
+    /* counters and latency histograms for `stats` */
+    uint64_t n_requests, n_finished[4], n_prompt_tokens, n_generated, n_cached, n_refused;
+    histo h_queue, h_ttft, h_itl, h_e2e;
+} gt_server;
+
+
+/* server.c: validates g (the prompt tokenized, checked against the model)
+ * and queues it for sc/msgid or for hc; *out is the live record. On
+ * failure *code is the protocol's code and the sentence gt_last_error(). */
+gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
+                     struct srv_http_conn *hc, srv_req **out, gt_rpc_code *code);
+/* The `stats` numbers; counters into c[32], histograms into h[4]. */
+void srv_stats(gt_server *s, gt_rpc_counter c[32], gt_rpc_histogram h[4], gt_rpc_stats *out);
+const char *srv_model_name(gt_server *s);
+
+/* server_http.c */
+gt_status srv_http_start(gt_server *s);
+void srv_http_stop_listening(gt_server *s);
+void srv_http_close(gt_server *s);
+void srv_http_free(gt_server *s);
+void srv_http_piece(gt_server *s, srv_req *r, const char *p, size_t n, const gt_rpc_token_logprobs *lp);
+void srv_http_done(gt_server *s, srv_req *r, gt_rpc_finish f, const gt_sched_usage *u);
+void srv_http_fail(gt_server *s, srv_req *r, const char *msg);
+void srv_http_req_free(struct srv_http_req *h);
+
+#endif
