@@ -63,7 +63,7 @@ if [ "$have_all" = 0 ] || [ "${GT_FORCE_DEVDEPS:-0}" = 1 ]; then
     export OPAL_PREFIX="$P/usr/lib/x86_64-linux-gnu/openmpi"
     # No mpicc wrapper in the prefix: FindMPI takes the header and library.
     cmake_extra+=(-DMPI_C_COMPILER="$P/none" -DMPI_C_HEADER_DIR="$L/openmpi/include"
-                  -DMPI_C_LIB_NAMES=mpi -DMPI_mpi_LIBRARY="$L/libmpi.so")
+                  -DMPI_C_LIB_NAMES=mpi -DMPI_mpi_LIBRARY="$L/libmpi.so.40")
     echo "dependencies unpacked into $P from $(ls .devdeps/*.deb | wc -l) packages" >> "$out/env.txt"
 fi
 

@@ -154,7 +154,12 @@ static gt_status cuda_buffer_alloc(gt_kernels *kb, gt_buffer *b) {
                        k->device, cudaGetErrorString(e));
     b->host = false;
     /* Zeroed as the interface promises; on the compute stream so that ops see it. */
-    GT_CUDA_TRY(cudaMemsetAsync(b->addr, 0, b->bytes, k->stream), "zeroing a new buffer");
+    e = cudaMemsetAsync(b->addr, 0, b->bytes, k->stream);
+    if (e != cudaSuccess) {
+        (void)cudaFree(b->addr);
+        b->addr = NULL;
+        return cuda_fail(e, "cudaMemsetAsync", "zeroing a new buffer");
+    }
     return GT_OK;
 }
 
