@@ -35,9 +35,9 @@
 typedef struct gt_cuda {
     gt_kernels base; /* first: the dispatch casts */
     int device;
-    char isa[300];          /* "sm_90 NVIDIA H200" */
-    cudaStream_t stream;    /* compute: ops and synchronous transfers, in call order */
-    cudaStream_t copy;      /* gt_copy_start's host -> device copies, beside compute */
+    char isa[300];                   /* "sm_90 NVIDIA H200" */
+    cudaStream_t stream;             /* compute: ops and synchronous transfers, in call order */
+    cudaStream_t copy;               /* gt_copy_start's host -> device copies, beside compute */
     cudaEvent_t ev[GT_CUDA_TICKETS]; /* ticket t completes at ev[t % GT_CUDA_TICKETS] */
     pthread_mutex_t copy_lock;       /* copy_start/copy_wait may come from another thread */
     uint64_t next_ticket;            /* last issued ticket; 0: none */
@@ -116,11 +116,15 @@ gt_status gt__cuda_backend_create(const gt_kernels_config *cfg, gt_kernels **out
     int n_dev = 0;
     cudaError_t e = cudaGetDeviceCount(&n_dev);
     if (e != cudaSuccess || n_dev == 0)
-        return gt_fail(GT_ERR_UNSUPPORTED, "cuda: no GPU is visible to this process (%s); use "
-                       "--backend cpu", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "cuda: no GPU is visible to this process (%s); use "
+                       "--backend cpu",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     if (c.device >= n_dev || c.device < GT_KERNELS_DEVICE_AUTO)
-        return gt_fail(GT_ERR_INVALID_ARG, "cuda: device %d was requested but %d GPU%s visible "
-                       "(0..%d)", c.device, n_dev, n_dev == 1 ? " is" : "s are", n_dev - 1);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "cuda: device %d was requested but %d GPU%s visible "
+                       "(0..%d)",
+                       c.device, n_dev, n_dev == 1 ? " is" : "s are", n_dev - 1);
     gt_cuda *k = calloc(1, sizeof *k);
     if (!k) return gt_fail(GT_ERR_NOMEM, "kernels: out of memory for the backend");
     k->base.iface = &cuda_iface;
@@ -185,9 +189,9 @@ static gt_status cuda_buffer_upload(gt_buffer *b, size_t off, const void *src, s
 static gt_status cuda_buffer_download(gt_buffer *b, size_t off, void *dst, size_t n) {
     gt_cuda *k = cu(b->k);
     USE(k);
-    GT_CUDA_TRY(cudaMemcpyAsync(dst, (const char *)b->addr + off, n, cudaMemcpyDeviceToHost,
-                                k->stream),
-                "a download");
+    GT_CUDA_TRY(
+        cudaMemcpyAsync(dst, (const char *)b->addr + off, n, cudaMemcpyDeviceToHost, k->stream),
+        "a download");
     GT_CUDA_TRY(cudaStreamSynchronize(k->stream), "a download (or an op before it)");
     return GT_OK;
 }
@@ -215,8 +219,8 @@ static gt_status cuda_copy_start(gt_kernels *kb, gt_buffer *dst, size_t off, con
     }
     pthread_mutex_lock(&k->copy_lock);
     gt_status st = GT_OK;
-    cudaError_t e = cudaMemcpyAsync((char *)dst->addr + off, src, n, cudaMemcpyHostToDevice,
-                                    k->copy);
+    cudaError_t e =
+        cudaMemcpyAsync((char *)dst->addr + off, src, n, cudaMemcpyHostToDevice, k->copy);
     const uint64_t t = k->next_ticket + 1;
     if (e == cudaSuccess) e = cudaEventRecord(k->ev[t % GT_CUDA_TICKETS], k->copy);
     if (e == cudaSuccess) {
@@ -261,8 +265,10 @@ static gt_status cuda_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, i
                                   const void *data, bool invariant, gt_weight *w) {
     gt_cuda *k = cu(kb);
     if (!plain_type(type))
-        return gt_fail(GT_ERR_UNSUPPORTED, "cuda: %s weights are not supported yet (F32, F16 and "
-                       "BF16 are)", gt_dtype_name(type));
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "cuda: %s weights are not supported yet (F32, F16 and "
+                       "BF16 are)",
+                       gt_dtype_name(type));
     const size_t bytes = cuda_weight_bytes(kb, type, n_in, n_out, invariant);
     if (bytes == 0)
         return gt_fail(GT_ERR_INVALID_ARG, "cuda: a %lld x %lld %s weight has no valid size",
@@ -315,11 +321,13 @@ static gt_status cuda_rope(gt_kernels *kb, float *x, int64_t n_tok, int n_head, 
                            const int32_t *pos, const gt_rope_params *p) {
     gt_cuda *k = cu(kb);
     if (p->n_rot < 0 || p->n_rot % 2 != 0 || p->n_rot > head_dim)
-        return gt_fail(GT_ERR_INVALID_ARG, "rope: %d rotated dimensions do not fit a head of %d "
-                       "(they must be even and at most the head)", p->n_rot, head_dim);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "rope: %d rotated dimensions do not fit a head of %d "
+                       "(they must be even and at most the head)",
+                       p->n_rot, head_dim);
     USE(k);
-    LAUNCHED(gt__cuda_rope(k->stream, x, n_tok, n_head, head_dim, pos, p->freq_base,
-                           p->freq_scale, p->n_rot, p->neox),
+    LAUNCHED(gt__cuda_rope(k->stream, x, n_tok, n_head, head_dim, pos, p->freq_base, p->freq_scale,
+                           p->n_rot, p->neox),
              "rope");
     return GT_OK;
 }
@@ -380,12 +388,15 @@ static gt_status cuda_zero(gt_kernels *kb, float *y, int64_t n) {
 static gt_status cuda_embed(gt_kernels *kb, const gt_embed_args *a) {
     gt_cuda *k = cu(kb);
     if (a->type != GT_F32 && a->type != GT_F16 && a->type != GT_BF16 && a->type != GT_Q8_0)
-        return gt_fail(GT_ERR_UNSUPPORTED, "cuda: embedding rows of type %s are not supported yet "
-                       "(F32, F16, BF16 and Q8_0 are)", gt_dtype_name(a->type));
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "cuda: embedding rows of type %s are not supported yet "
+                       "(F32, F16, BF16 and Q8_0 are)",
+                       gt_dtype_name(a->type));
     size_t row_bytes;
     if (!gt_dtype_row_bytes(a->type, a->n, &row_bytes))
-        return gt_fail(GT_ERR_INVALID_ARG, "embedding: rows of %lld %s elements are not whole blocks",
-                       (long long)a->n, gt_dtype_name(a->type));
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "embedding: rows of %lld %s elements are not whole blocks", (long long)a->n,
+                       gt_dtype_name(a->type));
     USE(k);
     LAUNCHED(gt__cuda_embed(k->stream, (int)a->type, a->rows, a->v0, a->n_rows, a->n, row_bytes,
                             a->scale, a->ids, a->n_ids, a->out),
@@ -397,8 +408,10 @@ static gt_status cuda_router_topk(gt_kernels *kb, float *probs, int64_t n_tok, i
                                   int k_used, bool renorm, int32_t *ids, float *w) {
     gt_cuda *k = cu(kb);
     if (k_used < 1 || k_used > n_expert)
-        return gt_fail(GT_ERR_INVALID_ARG, "router: %d experts per token out of %d is not a valid "
-                       "choice", k_used, n_expert);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "router: %d experts per token out of %d is not a valid "
+                       "choice",
+                       k_used, n_expert);
     USE(k);
     LAUNCHED(gt__cuda_router_topk(k->stream, probs, n_tok, n_expert, k_used, renorm, ids, w),
              "the router");
@@ -447,7 +460,7 @@ static const gt_backend_iface cuda_iface = {
     .weight_bytes = cuda_weight_bytes,
     .copy_start = cuda_copy_start,
     .copy_wait = cuda_copy_wait,
-    .matmul = NULL,    /* not yet: cuBLASLt for F32/F16/BF16, own kernels for the quants */
+    .matmul = NULL, /* not yet: cuBLASLt for F32/F16/BF16, own kernels for the quants */
     .rmsnorm = cuda_rmsnorm,
     .rope = cuda_rope,
     .swiglu = cuda_swiglu,

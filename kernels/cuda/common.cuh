@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#define GT_CUDA_THREADS 256
+#define GT_CUDA_THREADS    256
 #define GT_CUDA_MAX_BLOCKS (1 << 20)
 
 static inline unsigned gt_cuda_blocks(int64_t n) {
@@ -16,7 +16,7 @@ static inline unsigned gt_cuda_blocks(int64_t n) {
 }
 
 #define GT_CUDA_FOR(i, n)                                                                          \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
          i += (int64_t)gridDim.x * blockDim.x)
 
 #endif

@@ -33,8 +33,7 @@ cudaError_t gt__cuda_swiglu(cudaStream_t s, const float *gate, const float *up, 
 cudaError_t gt__cuda_geglu(cudaStream_t s, const float *gate, const float *up, float *out,
                            int64_t n);
 cudaError_t gt__cuda_add(cudaStream_t s, float *y, const float *x, int64_t n);
-cudaError_t gt__cuda_add_bias(cudaStream_t s, float *y, const float *b, int64_t n_rows,
-                              int64_t n);
+cudaError_t gt__cuda_add_bias(cudaStream_t s, float *y, const float *b, int64_t n_rows, int64_t n);
 cudaError_t gt__cuda_scale(cudaStream_t s, float *y, float c, int64_t n);
 cudaError_t gt__cuda_softcap(cudaStream_t s, float *y, float c, int64_t n);
 cudaError_t gt__cuda_sigmoid_gate_add(cudaStream_t s, const float *gate, const float *src,
@@ -47,9 +46,9 @@ cudaError_t gt__cuda_scatter_add_rows(cudaStream_t s, const float *src, const in
                                       const float *w, int64_t m, int64_t n, float *dst);
 /* The embedding rows of gt_embed_args; type is GT_F32, GT_F16, GT_BF16 or
  * GT_Q8_0 (backend.c checks), given as its GGUF id. */
-cudaError_t gt__cuda_embed(cudaStream_t s, int type, const void *rows, int64_t v0,
-                           int64_t n_rows, int64_t n, size_t row_bytes, float scale,
-                           const int32_t *ids, int64_t n_ids, float *out);
+cudaError_t gt__cuda_embed(cudaStream_t s, int type, const void *rows, int64_t v0, int64_t n_rows,
+                           int64_t n, size_t row_bytes, float scale, const int32_t *ids,
+                           int64_t n_ids, float *out);
 
 /* Normalisation and rotation (kernels/cuda/ops_norm.cu). */
 cudaError_t gt__cuda_rmsnorm(cudaStream_t s, const float *x, const float *w, float *y,

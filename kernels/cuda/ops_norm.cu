@@ -39,15 +39,14 @@ static __global__ void rmsnorm_k(const float *x, const float *w, float *y, int64
     }
 }
 
-static __global__ void rope_k(float *x, int64_t total, int n_head, int head_dim,
-                              const int32_t *pos, float freq_base, float freq_scale, int n_rot,
-                              bool neox) {
+static __global__ void rope_k(float *x, int64_t total, int n_head, int head_dim, const int32_t *pos,
+                              float freq_base, float freq_scale, int n_rot, bool neox) {
     const int half = n_rot / 2;
     GT_CUDA_FOR(idx, total) { /* over (token, head, pair) */
         const int i = (int)(idx % half);
         const int64_t v = idx / half, t = v / n_head;
-        const double theta = (double)pos[t] * (double)freq_scale *
-                             pow((double)freq_base, -2.0 * i / (double)n_rot);
+        const double theta =
+            (double)pos[t] * (double)freq_scale * pow((double)freq_base, -2.0 * i / (double)n_rot);
         const float c = (float)cos(theta), s = (float)sin(theta);
         float *xv = x + v * head_dim;
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;

@@ -44,8 +44,8 @@ extern "C" cudaError_t gt__cuda_router_topk(cudaStream_t s, float *probs, int64_
                                             float *w) {
     if (n_tok <= 0 || n_expert <= 0 || k_used <= 0) return cudaSuccess;
     /* 64 threads a block: a token's loop is long and serial, so spread tokens over SMs. */
-    const unsigned blocks = (unsigned)((n_tok + 63) / 64);
-    router_k<<<blocks < GT_CUDA_MAX_BLOCKS ? blocks : GT_CUDA_MAX_BLOCKS, 64, 0, s>>>(
-        probs, n_tok, n_expert, k_used, renorm, ids, w);
+    const int64_t want = (n_tok + 63) / 64;
+    const unsigned blocks = (unsigned)(want < GT_CUDA_MAX_BLOCKS ? want : GT_CUDA_MAX_BLOCKS);
+    router_k<<<blocks, 64, 0, s>>>(probs, n_tok, n_expert, k_used, renorm, ids, w);
     return cudaGetLastError();
 }

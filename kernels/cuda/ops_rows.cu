@@ -31,9 +31,12 @@ static __global__ void scatter_add_k(const float *src, const int32_t *rows, cons
 /* Element j of a row of `type` at `row`, as gt_dequantize_row gives it. */
 static __device__ float element(int type, const unsigned char *row, int64_t j) {
     switch (type) {
-    case T_F32: return ((const float *)row)[j];
-    case T_F16: return __half2float(__ushort_as_half(((const unsigned short *)row)[j]));
-    case T_BF16: return __uint_as_float((unsigned)((const unsigned short *)row)[j] << 16);
+    case T_F32:
+        return ((const float *)row)[j];
+    case T_F16:
+        return __half2float(__ushort_as_half(((const unsigned short *)row)[j]));
+    case T_BF16:
+        return __uint_as_float((unsigned)((const unsigned short *)row)[j] << 16);
     default: { /* Q8_0: blocks of {f16 d; int8 qs[32]}, 34 bytes */
         const unsigned char *b = row + (j / 32) * 34;
         const float d = __half2float(__ushort_as_half(*(const unsigned short *)b));

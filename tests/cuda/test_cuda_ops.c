@@ -41,7 +41,8 @@ static const tol TOL_RMSNORM = {"rmsnorm", 1e-6, 2e-6,
 static const tol TOL_ROPE = {"rope", 2e-6, 2e-6,
                              "CUDA's double pow/cos/sin are within 2 ulp of glibc's: after "
                              "rounding to float at most 1 ulp of the table, 1-2 ulp of |x|"};
-static const tol TOL_SWIGLU = {"swiglu", 1e-7, 2e-6, "CUDA's expf is within 2 ulp, then a division"};
+static const tol TOL_SWIGLU = {"swiglu", 1e-7, 2e-6,
+                               "CUDA's expf is within 2 ulp, then a division"};
 static const tol TOL_GEGLU = {"geglu", 1e-6, 4e-6,
                               "CUDA's tanhf is within 2 ulp; 1 + tanh cancels for g < -3, so "
                               "an absolute bound as on the CPU"};
@@ -257,7 +258,8 @@ static void test_bias_and_gate(void **state) {
         char label[96];
         float *y = rnd(&r, rows * n, 3.0f), *b = rnd(&r, n, 1.0f), *src = rnd(&r, rows * n, 1.0f);
         float *gate = rnd(&r, rows, 2.0f), *want = dup(y, rows * n), *got = malloc(nb);
-        float *dy = dev(y, nb), *db = dev(b, n * 4), *dsrc = dev(src, nb), *dgate = dev(gate, rows * 4);
+        float *dy = dev(y, nb), *db = dev(b, n * 4), *dsrc = dev(src, nb),
+              *dgate = dev(gate, rows * 4);
 
         assert_int_equal(gt_add_bias(g_cpu, want, b, rows, n), GT_OK);
         assert_int_equal(gt_add_bias(g_gpu, dy, db, rows, n), GT_OK);
@@ -322,9 +324,9 @@ static void test_rope(void **state) {
     gt_test_rng r;
     gt_test_rng_seed(&r, 6);
     static const rope_case cases[] = {
-        {1, 1, 2, 2, 10000.0f, 1.0f},        {3, 5, 66, 66, 10000.0f, 1.0f},
-        {7, 3, 96, 32, 500000.0f, 0.25f},    {2, 32, 128, 128, 1000000.0f, 1.0f},
-        {5, 2, 80, 64, 10000.0f, 0.125f},    {3, 3, 75, 64, 10000.0f, 1.0f}, /* odd head */
+        {1, 1, 2, 2, 10000.0f, 1.0f},     {3, 5, 66, 66, 10000.0f, 1.0f},
+        {7, 3, 96, 32, 500000.0f, 0.25f}, {2, 32, 128, 128, 1000000.0f, 1.0f},
+        {5, 2, 80, 64, 10000.0f, 0.125f}, {3, 3, 75, 64, 10000.0f, 1.0f}, /* odd head */
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const rope_case *c = &cases[ci];
@@ -337,7 +339,8 @@ static void test_rope(void **state) {
             float *x = rnd(&r, n, 1.0f), *want = dup(x, n), *got = malloc(n * 4);
             float *dx = dev(x, n * 4);
             int32_t *dpos = dev(pos, c->n_tok * 4);
-            assert_int_equal(gt_rope(g_cpu, want, c->n_tok, c->n_head, c->head_dim, pos, &p), GT_OK);
+            assert_int_equal(gt_rope(g_cpu, want, c->n_tok, c->n_head, c->head_dim, pos, &p),
+                             GT_OK);
             assert_int_equal(gt_rope(g_gpu, dx, c->n_tok, c->n_head, c->head_dim, dpos, &p), GT_OK);
             fetch(dx, got, n * 4);
             snprintf(label, sizeof label, "rope tok=%lld heads=%d dim=%d rot=%d neox=%d",
@@ -373,9 +376,11 @@ static void test_embed(void **state) {
         float *vals = rnd(&r, n_rows * n, 1.0f);
         uint8_t *rows = malloc(row_bytes * n_rows);
         for (int64_t i = 0; i < n_rows; i++)
-            assert_int_equal(gt_quantize_row(types[ti], vals + i * n, rows + row_bytes * i, n), GT_OK);
+            assert_int_equal(gt_quantize_row(types[ti], vals + i * n, rows + row_bytes * i, n),
+                             GT_OK);
         int32_t ids[9];
-        for (int64_t i = 0; i < n_ids; i++) ids[i] = (int32_t)(v0 - 2 + (int64_t)(gt_test_rng_u64(&r) % (n_rows + 4)));
+        for (int64_t i = 0; i < n_ids; i++)
+            ids[i] = (int32_t)(v0 - 2 + (int64_t)(gt_test_rng_u64(&r) % (n_rows + 4)));
         ids[0] = (int32_t)v0; /* first and last rows of the slice, and outside it */
         ids[1] = (int32_t)(v0 + n_rows - 1);
         ids[2] = (int32_t)(v0 + n_rows);
@@ -384,7 +389,8 @@ static void test_embed(void **state) {
             const size_t ob = (size_t)(n_ids * n) * 4;
             float *want = malloc(ob), *got = malloc(ob);
             float *dout = dev(NULL, ob);
-            gt_embed_args a = {types[ti], rows, v0, n_rows, n, sc ? 0.125f * 3 : 1.0f, ids, n_ids, want};
+            gt_embed_args a = {types[ti], rows,  v0,  n_rows, n, sc ? 0.125f * 3 : 1.0f,
+                               ids,       n_ids, want};
             assert_int_equal(gt_embed(g_cpu, &a), GT_OK);
             a.rows = dev(rows, row_bytes * n_rows);
             a.ids = dev(ids, sizeof ids);
@@ -425,7 +431,8 @@ static void test_gather_scatter(void **state) {
         assert_true(same_bits(label, got, want, m * n));
 
         /* scatter the gathered rows back, weighted, onto a random base */
-        float *base = rnd(&r, n_src * n, 1.0f), *sw = dup(base, n_src * n), *sg = malloc(n_src * n * 4);
+        float *base = rnd(&r, n_src * n, 1.0f), *sw = dup(base, n_src * n),
+              *sg = malloc(n_src * n * 4);
         float *dbase = dev(base, n_src * n * 4), *dw = dev(w, m * 4);
         assert_int_equal(gt_scatter_add_rows(g_cpu, want, rows, w, m, n, sw), GT_OK);
         assert_int_equal(gt_scatter_add_rows(g_gpu, ddst, drows, dw, m, n, dbase), GT_OK);
@@ -512,11 +519,11 @@ int main(void) {
     }
     printf("%s backend on %s\n", gt_kernels_backend(g_gpu), gt_kernels_isa(g_gpu));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buffers),      cmocka_unit_test(test_weights),
-        cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_bias_and_gate),
-        cmocka_unit_test(test_rmsnorm),      cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_embed),        cmocka_unit_test(test_gather_scatter),
-        cmocka_unit_test(test_router),       cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_buffers),     cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_elementwise), cmocka_unit_test(test_bias_and_gate),
+        cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_embed),       cmocka_unit_test(test_gather_scatter),
+        cmocka_unit_test(test_router),      cmocka_unit_test(test_missing),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gt_kernels_destroy(g_gpu);
