@@ -34,11 +34,16 @@ typedef struct gt_kernels_config {
     int n_threads;       /* >= 1, counts the calling thread */
     const char *isa;     /* CPU: NULL or "auto": best available; "ref", "avx2", "avx512" */
     const char *backend; /* NULL or "cpu": the CPU; "cuda": an NVIDIA GPU */
+    int device;          /* CUDA: the GPU (0..visible-1), or GT_KERNELS_DEVICE_AUTO: the
+                          * local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, ...)
+                          * modulo the visible GPUs; the CPU ignores it */
 } gt_kernels_config;
-#define GT_KERNELS_CONFIG_INIT {1, NULL, NULL}
+#define GT_KERNELS_DEVICE_AUTO (-1)
+#define GT_KERNELS_CONFIG_INIT {1, NULL, NULL, GT_KERNELS_DEVICE_AUTO}
 
-/* GT_ERR_INVALID_ARG (bad thread count, unknown isa or backend),
- * GT_ERR_UNSUPPORTED (isa not available on this CPU; a backend not built),
+/* GT_ERR_INVALID_ARG (bad thread count, unknown isa or backend, a device
+ * number past the visible GPUs), GT_ERR_UNSUPPORTED (isa not available on
+ * this CPU; a backend not built; no GPU visible),
  * GT_ERR_NOMEM. */
 gt_status gt_kernels_create(const gt_kernels_config *cfg, gt_kernels **out);
 void gt_kernels_destroy(gt_kernels *k); /* accepts NULL */

@@ -24,24 +24,37 @@ static void test_backend_names(void **state) {
     assert_string_equal(gt_kernels_backend(k), "cpu");
     gt_kernels_destroy(k);
 
-    gt_kernels_config cpu = {1, NULL, "cpu"};
+    gt_kernels_config cpu = {1, NULL, "cpu", GT_KERNELS_DEVICE_AUTO};
     assert_int_equal(gt_kernels_create(&cpu, &k), GT_OK);
     assert_string_equal(gt_kernels_backend(k), "cpu");
     assert_non_null(gt_kernels_pool(k));
     gt_kernels_destroy(k);
 
-    gt_kernels_config odd = {1, NULL, "tpu"};
+    gt_kernels_config odd = {1, NULL, "tpu", GT_KERNELS_DEVICE_AUTO};
     assert_int_equal(gt_kernels_create(&odd, &k), GT_ERR_INVALID_ARG);
     assert_null(k);
     assert_non_null(strstr(gt_last_error(), "\"tpu\""));
 
-    gt_kernels_config cuda = {1, NULL, "cuda"};
+    gt_kernels_config cuda = GT_KERNELS_CONFIG_INIT;
+    cuda.backend = "cuda";
+#ifdef GT_KERNELS_CUDA
+    /* Built with CUDA: a GPU is used when one is visible, else one sentence. */
+    gt_status st = gt_kernels_create(&cuda, &k);
+    if (st == GT_OK) {
+        assert_string_equal(gt_kernels_backend(k), "cuda");
+        assert_null(gt_kernels_pool(k));
+        gt_kernels_destroy(k);
+    } else {
+        assert_int_equal(st, GT_ERR_UNSUPPORTED);
+        assert_null(k);
+        assert_non_null(strstr(gt_last_error(), "cuda: no GPU is visible to this process"));
+    }
+    cuda.device = 1 << 20;
+    assert_int_not_equal(gt_kernels_create(&cuda, &k), GT_OK);
+    assert_null(k);
+#else
     assert_int_equal(gt_kernels_create(&cuda, &k), GT_ERR_UNSUPPORTED);
     assert_null(k);
-#ifdef GT_KERNELS_CUDA
-    assert_string_equal(gt_last_error(), "the CUDA backend is not built yet: its kernels arrive "
-                                         "with the CUDA issue; use --backend cpu");
-#else
     assert_string_equal(gt_last_error(),
                         "gantry was built without CUDA (-DGANTRY_CUDA=OFF or no toolkit found)");
 #endif
@@ -98,7 +111,7 @@ static void test_buffers(void **state) {
 static const char *const k_isas[] = {"ref", "avx2", "avx512"};
 
 static gt_kernels *make(const char *isa, int n_threads) {
-    gt_kernels_config cfg = {n_threads, isa, NULL};
+    gt_kernels_config cfg = {n_threads, isa, NULL, GT_KERNELS_DEVICE_AUTO};
     gt_kernels *k = NULL;
     gt_status st = gt_kernels_create(&cfg, &k);
     if (st == GT_ERR_UNSUPPORTED) return NULL;
