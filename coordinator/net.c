@@ -171,6 +171,9 @@ static void on_connection(uv_stream_t *server, int status) {
         close_now(c);
         return;
     }
+    /* Tokens go out as small writes as they are decoded: Nagle's algorithm
+     * would hold each one back until the previous one is acknowledged. */
+    if (server == (uv_stream_t *)&n->tcp) uv_tcp_nodelay(&c->h.tcp, 1);
     c->opened = 1;
     if (n->cb.on_open) n->cb.on_open(n->cb.user, c);
     if (!c->closing) uv_read_start(&c->h.stream, on_alloc, on_read);

@@ -199,15 +199,26 @@ static json_t *chunk_base(gt_server *s, const srv_http_req *h) {
                      (json_int_t)h->created, "model", srv_model_name(s));
 }
 
+/* One SSE event, in one write (with its chunk framing when chunked). */
 static void send_event(srv_http_conn *hc, const srv_http_req *h, const char *data, size_t n) {
     char head[32];
-    if (h->chunked) {
-        int k = snprintf(head, sizeof head, "%zx\r\n", n + 8);
+    int k = h->chunked ? snprintf(head, sizeof head, "%zx\r\n", n + 8) : 0;
+    const char *tail = h->chunked ? "\n\n\r\n" : "\n\n";
+    size_t nt = h->chunked ? 4 : 2, total = (size_t)k + 6 + n + nt;
+    char *buf = malloc(total);
+    if (!buf) { /* the pieces one by one, as a last resort */
         send_raw(hc, head, (size_t)k);
+        send_raw(hc, "data: ", 6);
+        send_raw(hc, data, n);
+        send_raw(hc, tail, nt);
+        return;
     }
-    send_raw(hc, "data: ", 6);
-    send_raw(hc, data, n);
-    send_raw(hc, h->chunked ? "\n\n\r\n" : "\n\n", h->chunked ? 4 : 2);
+    memcpy(buf, head, (size_t)k);
+    memcpy(buf + k, "data: ", 6);
+    memcpy(buf + k + 6, data, n);
+    memcpy(buf + k + 6 + n, tail, nt);
+    send_raw(hc, buf, total);
+    free(buf);
 }
 
 static void send_chunk(srv_http_conn *hc, const srv_http_req *h, json_t *o) {
