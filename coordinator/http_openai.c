@@ -299,16 +299,7 @@ gt_status gt_oai_parse(gt_oai_kind kind, const char *body, size_t len, const gt_
 }
 
 void gt_oai_request_free(gt_oai_request *r) {
-    gt_rpc_generate *g = &r->g;
-    free(g->prompt);
-    for (uint32_t i = 0; g->messages && i < g->n_messages; i++) {
-        free(g->messages[i].role);
-        free(g->messages[i].content);
-    }
-    free(g->messages);
-    free(g->tokens);
-    for (uint32_t i = 0; g->stop && i < g->n_stop; i++) free(g->stop[i]);
-    free(g->stop);
+    gt_rpc_generate_free(&r->g);
     memset(r, 0, sizeof *r);
 }
 

@@ -198,6 +198,7 @@ typedef struct gt_rpc_request {
 gt_status gt_rpc_request_parse(const gt_rpc_msg *m, const gt_rpc_limits *lim, gt_rpc_request *req,
                                gt_rpc_refusal *ref);
 void gt_rpc_request_free(gt_rpc_request *req); /* frees the owned fields; accepts zeroed */
+void gt_rpc_generate_free(gt_rpc_generate *g);  /* the same for a generate's params alone */
 
 /* The model's numbers for the checks that depend on it. */
 typedef struct gt_rpc_model_limits {

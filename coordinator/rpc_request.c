@@ -502,8 +502,7 @@ gt_status gt_rpc_request_parse(const gt_rpc_msg *m, const gt_rpc_limits *lim, gt
     return st;
 }
 
-void gt_rpc_request_free(gt_rpc_request *r) {
-    gt_rpc_generate *g = &r->generate;
+void gt_rpc_generate_free(gt_rpc_generate *g) {
     free(g->prompt);
     for (uint32_t i = 0; g->messages && i < g->n_messages; i++) {
         free(g->messages[i].role);
@@ -513,6 +512,11 @@ void gt_rpc_request_free(gt_rpc_request *r) {
     free(g->tokens);
     for (uint32_t i = 0; g->stop && i < g->n_stop; i++) free(g->stop[i]);
     free(g->stop);
+    memset(g, 0, sizeof *g);
+}
+
+void gt_rpc_request_free(gt_rpc_request *r) {
+    gt_rpc_generate_free(&r->generate);
     free(r->tokenize.text);
     free(r->detokenize.tokens);
     free(r->auth.token);

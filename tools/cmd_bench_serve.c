@@ -126,16 +126,23 @@ static void record(shared *sh, int i, int rc, const char *why, const piece_clock
     pthread_mutex_unlock(&sh->mu);
 }
 
+/* The next request to send, once its arrival time has come; -1 when all
+ * are taken. */
+static int next_request(shared *sh) {
+    pthread_mutex_lock(&sh->mu);
+    int i = sh->next < sh->o->n ? sh->next++ : -1;
+    pthread_mutex_unlock(&sh->mu);
+    if (i >= 0) arrive(sh, i);
+    return i;
+}
+
 static void *worker_openai(shared *sh) {
     const bs_opts *o = sh->o;
     char err[512];
     gt_http_client *c = gt_http_connect(o->host, o->port, o->auth, err, sizeof err);
     for (;;) {
-        pthread_mutex_lock(&sh->mu);
-        int i = sh->next < o->n ? sh->next++ : -1;
-        pthread_mutex_unlock(&sh->mu);
+        int i = next_request(sh);
         if (i < 0) break;
-        arrive(sh, i);
         piece_clock pc = {sh, 0, 0, 0, gt_now_ns()};
         gt_http_result r;
         int rc = c ? gt_http_complete(c, sh->prompts[i], o->output_len, on_piece, &pc, &r) : -1;
@@ -153,11 +160,8 @@ static void *worker(void *arg) {
     gt_client *c = gt_client_connect(o->host, o->port, o->unix_path, err, sizeof err);
     if (c && o->auth && gt_client_auth(c, o->auth) != 0) snprintf(err, sizeof err, "%s", gt_client_error(c));
     for (;;) {
-        pthread_mutex_lock(&sh->mu);
-        int i = sh->next < o->n ? sh->next++ : -1;
-        pthread_mutex_unlock(&sh->mu);
+        int i = next_request(sh);
         if (i < 0) break;
-        arrive(sh, i);
         piece_clock pc = {sh, 0, 0, 0, gt_now_ns()};
         gt_client_params p = {.prompt = sh->prompts[i], .max_tokens = o->output_len};
         gt_client_result r;
