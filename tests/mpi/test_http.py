@@ -16,6 +16,8 @@ both APIs, --auth-token and --http-open-health:
   that disconnects mid-stream: each gets its status or a closed connection
   and a normal request succeeds after each.
 - pipelined keep-alive requests are answered in order on one connection.
+- a full queue answers 429 queue_full; while draining after SIGTERM, /health
+  and new completions answer 503 and a running stream finishes.
 - /metrics parses with prometheus_client's parser and the request counter
   moves.
 Uses SmolLM2-135M-Instruct from the model cache; skips (77) without it."""
@@ -53,7 +55,7 @@ class Server:
                "--http-port", "0", "--isa", "ref", "--seqs", "4", "--max-batch-tokens", "32",
                "--ctx", "512", "--pp", "2", "--tp", "1", "--auth-token", TOKEN,
                "--http-open-health", "--http-header-timeout", "1",
-               "--http-max-body-bytes", "65536"]
+               "--http-max-body-bytes", "65536", "--max-queue", "4"]
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.err = ""
         self.port = self.http = None
@@ -313,6 +315,61 @@ def main():
 
         st, fams, n1 = requests_total()
         check(n1 > n0, f"gantry_requests_submitted_total moved: {n0} -> {n1}")
+
+        # queue full: 4 slots run, 4 wait (--max-queue 4); of 14 requests at
+        # once some are refused with 429 in the OpenAI error shape, the rest
+        # complete, and the server serves on.
+        results = [None] * 14
+
+        def one(i):
+            results[i] = post(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 24})
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        full = [b for st, b in results if st == 429]
+        done = [b for st, b in results if st == 200]
+        check(len(full) >= 1 and len(full) + len(done) == len(results) and
+              all(isinstance(b, dict) and b.get("error", {}).get("code") == "queue_full" for b in full),
+              f"queue full: {len(full)} of {len(results)} refused with 429 queue_full, {len(done)} served")
+        check(healthy(hp), "serving after the queue was full")
+
+        # draining: on a keep-alive connection opened before SIGTERM, /health
+        # turns 503 and a new completion is refused with 503, while a
+        # streaming request already running finishes with [DONE].
+        # (The server closes a keep-alive connection idle for its header
+        # timeout, 1 s here, so the three calls follow each other closely.)
+        got = {}
+
+        def long_stream():
+            got["r"] = stream(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 300,
+                                                       "stream": True})
+        t = threading.Thread(target=long_stream)
+        t.start()
+        time.sleep(1.0)
+        keep = http.client.HTTPConnection("127.0.0.1", hp, timeout=120)
+        keep.request("GET", "/health")
+        r = keep.getresponse()
+        r.read()
+        before = r.status
+        os.kill(srv.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        keep.request("GET", "/health")
+        r = keep.getresponse()
+        r.read()
+        during = r.status
+        keep.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 2}), headers=AUTH)
+        r = keep.getresponse()
+        refused = (r.status, json.loads(r.read() or b"{}"))
+        keep.close()
+        t.join(120)
+        st, _, _, data = got.get("r", (None, None, None, b""))
+        events, done = sse_events(data) if st == 200 else ([], False)
+        check(before == 200 and during == 503, f"/health 200 before SIGTERM, 503 while draining ({before}, {during})")
+        check(refused[0] == 503 and refused[1].get("error", {}).get("code") == "draining",
+              f"a completion while draining is refused with 503 draining ({refused})")
+        check(st == 200 and done and len(events) >= 2, f"the running stream finished during the drain ({st}, done {done})")
     except Exception as e:
         check(False, f"exception {e!r}")
     finally:
