@@ -343,7 +343,7 @@ def main():
         got = {}
 
         def long_stream():
-            got["r"] = stream(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 300,
+            got["r"] = stream(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 150,
                                                        "stream": True})
         t = threading.Thread(target=long_stream)
         t.start()
