@@ -1,5 +1,6 @@
 /* `gantry serve`'s rank-0 loop; see server.h. */
 #include "coordinator/server.h"
+#include "coordinator/metrics.h"
 #include "coordinator/server_internal.h"
 
 #include <signal.h>
@@ -192,8 +193,8 @@ static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t *
     return st;
 }
 
-gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
-                     struct srv_http_conn *hc, srv_req **out, gt_rpc_code *out_code) {
+static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
+                            struct srv_http_conn *hc, srv_req **out, gt_rpc_code *out_code) {
     *out = NULL;
     if (s->draining) {
         *out_code = GT_RPC_DRAINING;
@@ -331,7 +332,7 @@ static const char *model_name(gt_server *s) {
     return name_buf;
 }
 
-const char *srv_model_name(gt_server *s) {
+static const char *srv_model_name(gt_server *s) {
     const char *nm = model_name(s);
     return nm && *nm ? nm : "gantry";
 }
@@ -552,6 +553,8 @@ static void on_walk_close(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static const srv_core k_core = {srv_submit, srv_model_name, gt_server_metrics_text};
+
 gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     gt_server *s = calloc(1, sizeof *s);
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate the server");
@@ -590,6 +593,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
             uv_timer_start(&s->heartbeat, on_heartbeat, ms ? ms : 1, ms ? ms : 1);
         }
         if (cfg->on_ready) cfg->on_ready(cfg->user, gt_net_port(s->net));
+        s->core = &k_core;
         if (cfg->http.port >= 0) st = srv_http_start(s);
     }
     bool worked = false;
@@ -617,6 +621,13 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     if (s->sig_term.data) uv_walk(&s->loop, on_walk_close, NULL);
     while (uv_run(&s->loop, UV_RUN_ONCE)) {
     }
+    /* The job is ending: a second SIGTERM (a supervisor repeating itself)
+     * must not kill rank 0 before it has told the other ranks to stop.
+     * Closing libuv's signal handles put back the default action, so the
+     * stop signals are ignored from here on (SIGKILL still ends a process
+     * that hangs). */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     uv_loop_close(&s->loop);
     srv_http_free(s);
     while (s->reqs) req_free(s, s->reqs);
@@ -629,7 +640,6 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
 
 /* ---- Prometheus metrics (coordinator/metrics.h): the numbers `stats` returns ---- */
 
-#include "coordinator/metrics.h"
 
 gt_status gt_server_metrics_text(const gt_server *s, gt_rpc_buf *out) {
     static double bounds_s[N_BOUNDS];

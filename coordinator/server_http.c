@@ -1,7 +1,7 @@
 /* The HTTP front of `gantry serve`: a second gt_net on --http-port whose
  * connections feed gt_http_parser; requests are answered one at a time per
  * connection, in order (pipelining), and completions go to the same
- * srv_submit and scheduler as msgpack-RPC's generate. See http.h and
+ * submit (s->core) and scheduler as msgpack-RPC's generate. See http.h and
  * docs/protocol.md ("HTTP"). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,7 +196,7 @@ static json_t *text_logprobs(gt_server *s, const srv_http_req *h, const gt_rpc_t
 static json_t *chunk_base(gt_server *s, const srv_http_req *h) {
     return json_pack("{s:s,s:s,s:I,s:s}", "id", h->id, "object",
                      h->kind == GT_OAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                     (json_int_t)h->created, "model", srv_model_name(s));
+                     (json_int_t)h->created, "model", s->core->model_name(s));
 }
 
 /* One SSE event, in one write (with its chunk framing when chunked). */
@@ -296,7 +296,7 @@ void srv_http_done(gt_server *s, srv_req *r, gt_rpc_finish f, const gt_sched_usa
         json_object_set_new(c, "finish_reason", json_string(finish_name(f)));
         json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", h->id, "object",
                               h->kind == GT_OAI_CHAT ? "chat.completion" : "text_completion", "created",
-                              (json_int_t)h->created, "model", srv_model_name(s), "choices", c, "usage",
+                              (json_int_t)h->created, "model", s->core->model_name(s), "choices", c, "usage",
                               usage_json(r, u));
         respond_json(hc, 200, o, hc->cur ? hc->cur->keep_alive : false);
     }
@@ -344,7 +344,7 @@ static bool handle_completion(srv_http_conn *hc, gt_http_request *q, gt_oai_kind
         h->created = (long long)time(NULL);
         snprintf(h->id, sizeof h->id, "%s-%llu", kind == GT_OAI_CHAT ? "chatcmpl" : "cmpl",
                  (unsigned long long)++s->http->next_id);
-        st = srv_submit(s, &o.g, NULL, 0, hc, &r, &code);
+        st = s->core->submit(s, &o.g, NULL, 0, hc, &r, &code);
     }
     gt_oai_request_free(&o);
     if (st != GT_OK) {
@@ -422,7 +422,7 @@ static void handle_detokenize(srv_http_conn *hc, gt_http_request *q) {
 static void handle_metrics(srv_http_conn *hc, gt_http_request *q) {
     gt_rpc_buf b;
     gt_rpc_buf_init(&b);
-    if (gt_server_metrics_text(hc->s, &b) == GT_OK)
+    if (hc->s->core->metrics_text(hc->s, &b) == GT_OK)
         respond(hc, 200, GT_METRICS_CONTENT_TYPE, b.data, b.len, q->keep_alive, NULL);
     else
         respond_error(hc, 500, "internal", NULL, gt_last_error(), q->keep_alive);
@@ -485,7 +485,7 @@ static bool handle(srv_http_conn *hc, gt_http_request *q) {
     case 1: return handle_completion(hc, q, GT_OAI_CHAT);
     case 2:
         respond_json(hc, 200,
-                     json_pack("{s:s,s:[{s:s,s:s,s:i,s:s}]}", "object", "list", "data", "id", srv_model_name(s),
+                     json_pack("{s:s,s:[{s:s,s:s,s:i,s:s}]}", "object", "list", "data", "id", s->core->model_name(s),
                                "object", "model", "created", 0, "owned_by", "gantry"),
                      q->keep_alive);
         return false;

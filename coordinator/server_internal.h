@@ -62,6 +62,7 @@ typedef struct gt_server {
     gt_rank_counters *ranks; /* [world] what the last heartbeat gathered */
     gt_net *net;
     struct srv_http *http; /* NULL without --http-port */
+    const struct srv_core *core; /* server.c's entries that server_http.c calls */
     bool draining;
     uint64_t drain_deadline_ns;
     gt_rpc_buf out;
@@ -74,14 +75,21 @@ typedef struct gt_server {
 } gt_server;
 
 
-/* server.c: validates g (the prompt tokenized, checked against the model)
- * and queues it for sc/msgid or for hc; *out is the live record. On
- * failure *code is the protocol's code and the sentence gt_last_error(). */
-gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
-                     struct srv_http_conn *hc, srv_req **out, gt_rpc_code *code);
-/* The `stats` numbers; counters into c[32], histograms into h[4]. */
+/* server.c's entries for its HTTP front, reached through s->core so that
+ * server_http.c, which server.c calls, does not call back into it. */
+typedef struct srv_core {
+    /* Validates g (the prompt tokenized, checked against the model) and
+     * queues it for sc/msgid or for hc; *out is the live record. On failure
+     * *code is the protocol's code and the sentence gt_last_error(). */
+    gt_status (*submit)(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
+                        struct srv_http_conn *hc, srv_req **out, gt_rpc_code *code);
+    const char *(*model_name)(gt_server *s);
+    /* The Prometheus text of the server's counters (metrics.h). */
+    gt_status (*metrics_text)(const gt_server *s, gt_rpc_buf *out);
+} srv_core;
+
+/* server.c: the `stats` numbers; counters into c[32], histograms into h[4]. */
 void srv_stats(gt_server *s, gt_rpc_counter c[32], gt_rpc_histogram h[4], gt_rpc_stats *out);
-const char *srv_model_name(gt_server *s);
 
 /* server_http.c */
 gt_status srv_http_start(gt_server *s);

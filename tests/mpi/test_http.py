@@ -55,7 +55,7 @@ class Server:
                "--http-port", "0", "--isa", "ref", "--seqs", "4", "--max-batch-tokens", "32",
                "--ctx", "512", "--pp", "2", "--tp", "1", "--auth-token", TOKEN,
                "--http-open-health", "--http-header-timeout", "1",
-               "--http-max-body-bytes", "65536", "--max-queue", "4"]
+               "--http-max-body-bytes", "65536", "--max-queue", "4", "--drain-timeout", "3"]
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.err = ""
         self.port = self.http = None
@@ -322,7 +322,10 @@ def main():
         results = [None] * 14
 
         def one(i):
-            results[i] = post(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 24})
+            try:
+                results[i] = post(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 24})
+            except OSError as e:
+                results[i] = (None, repr(e))
         ts = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
         for t in ts:
             t.start()
@@ -337,13 +340,14 @@ def main():
 
         # draining: on a keep-alive connection opened before SIGTERM, /health
         # turns 503 and a new completion is refused with 503, while a
-        # streaming request already running finishes with [DONE].
+        # streaming request already running ends with [DONE] (finish_reason
+        # "length", or "shutdown" at the 3 s --drain-timeout).
         # (The server closes a keep-alive connection idle for its header
         # timeout, 1 s here, so the three calls follow each other closely.)
         got = {}
 
         def long_stream():
-            got["r"] = stream(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 150,
+            got["r"] = stream(hp, "/v1/completions", {"prompt": "Count: 1, 2, 3,", "max_tokens": 400,
                                                        "stream": True})
         t = threading.Thread(target=long_stream)
         t.start()
@@ -354,11 +358,16 @@ def main():
         r.read()
         before = r.status
         os.kill(srv.pid, signal.SIGTERM)
-        time.sleep(0.3)
-        keep.request("GET", "/health")
-        r = keep.getresponse()
-        r.read()
-        during = r.status
+        # Rank 0 notices the signal between two steps; ask until it has.
+        during, t_sig = None, time.time()
+        while time.time() - t_sig < 2.5:
+            keep.request("GET", "/health")
+            r = keep.getresponse()
+            r.read()
+            during = r.status
+            if during == 503:
+                break
+            time.sleep(0.1)
         keep.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 2}), headers=AUTH)
         r = keep.getresponse()
         refused = (r.status, json.loads(r.read() or b"{}"))
@@ -371,6 +380,8 @@ def main():
               f"a completion while draining is refused with 503 draining ({refused})")
         check(st == 200 and done and len(events) >= 2, f"the running stream finished during the drain ({st}, done {done})")
     except Exception as e:
+        import traceback
+        traceback.print_exc()
         check(False, f"exception {e!r}")
     finally:
         rc = srv.stop()
