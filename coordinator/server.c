@@ -343,11 +343,12 @@ static void handle_model_info(gt_server *s, srv_conn *sc, uint32_t msgid) {
     const char *nm = model_name(s);
     gt_rpc_model_info mi = {gt_rank_hparams(rk)->arch_name, nm,
                             s->have_tmpl ? gt_chat_format_name(s->tmpl.format) : NULL,
-                            s->n_ctx, s->n_vocab, (uint32_t)g->tp, (uint32_t)g->pp, 1, (uint32_t)g->world};
+                            s->n_ctx, s->n_vocab, (uint32_t)g->tp, (uint32_t)g->pp, (uint32_t)g->ep, (uint32_t)g->world};
     if (gt_rpc_encode_model_info(&s->out, msgid, &mi) == GT_OK) send_buf(s, sc);
 }
 
-void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4], gt_rpc_stats *out) {
+/* The `stats` numbers; counters into cs[32], histograms into h[4]. */
+static void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4], gt_rpc_stats *out) {
     /* Rank 0's KV cache: every rank's holds the same blocks. */
     gt_engine_kv_stats kv = gt_engine_kv(gt_rank_engine(gt_coord_rank(s->c)));
     gt_rpc_counter c[] = {

@@ -88,9 +88,6 @@ typedef struct srv_core {
     gt_status (*metrics_text)(const gt_server *s, gt_rpc_buf *out);
 } srv_core;
 
-/* server.c: the `stats` numbers; counters into c[32], histograms into h[4]. */
-void srv_stats(gt_server *s, gt_rpc_counter c[32], gt_rpc_histogram h[4], gt_rpc_stats *out);
-
 /* server_http.c */
 gt_status srv_http_start(gt_server *s);
 void srv_http_stop_listening(gt_server *s);

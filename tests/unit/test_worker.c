@@ -28,23 +28,8 @@ static const char *make_model(const char *arch, int slot) {
     static char name[64];
     snprintf(name, sizeof name, "worker_%s.gguf", arch);
     const char *path = gt_test_tmp_path(slot, name);
-    gt_synth_config c = GT_SYNTH_CONFIG_INIT;
-    c.arch = arch;
-    c.n_layer = 2;
-    c.n_embd = 64;
-    c.n_head = 4;
-    c.n_head_kv = 2;
-    c.n_ff = 96;
-    c.n_vocab = V;
+    gt_synth_config c = gt_test_tiny_model(arch, GT_F32, V, 3);
     c.n_ctx = 64;
-    c.type = GT_F32;
-    c.seed = 3;
-    if (strstr(arch, "moe")) {
-        c.n_expert = 4;
-        c.n_expert_used = 2;
-        c.n_ff_exp = 32;
-        c.n_ff_shexp = 48;
-    }
     gt_status st = gt_synth_write(&c, path);
     if (st != GT_OK) fail_msg("synth %s: %s", arch, gt_last_error());
     return path;
