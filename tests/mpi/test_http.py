@@ -55,7 +55,7 @@ class Server:
                "--http-port", "0", "--isa", "ref", "--seqs", "4", "--max-batch-tokens", "32",
                "--ctx", "512", "--pp", "2", "--tp", "1", "--auth-token", TOKEN,
                "--http-open-health", "--http-header-timeout", "1",
-               "--http-max-body-bytes", "65536", "--max-queue", "4", "--drain-timeout", "3"]
+               "--http-max-body-bytes", "65536", "--max-queue", "4", "--drain-timeout", "8"]
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.err = ""
         self.port = self.http = None
@@ -341,7 +341,7 @@ def main():
         # draining: on a keep-alive connection opened before SIGTERM, /health
         # turns 503 and a new completion is refused with 503, while a
         # streaming request already running ends with [DONE] (finish_reason
-        # "length", or "shutdown" at the 3 s --drain-timeout).
+        # "length", or "shutdown" at the 8 s --drain-timeout, long enough for slow steps).
         # (The server closes a keep-alive connection idle for its header
         # timeout, 1 s here, so the three calls follow each other closely.)
         got = {}
