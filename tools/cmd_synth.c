@@ -3,8 +3,8 @@
  * A thin flag layer over gt_synth_write (model/synth.h): every flag maps to
  * one config field and all validation happens in the library, so the tests
  * that call the library and the users that call the verb see the same
- * sentences. The default vocabulary is the llama-spm vocab-only GGUF from the
- * shared folder; without it a minimal generated vocabulary is used. */
+ * sentences. The default vocabulary is the llama-spm vocab-only GGUF in
+ * tests/data/vocab; without it a minimal generated vocabulary is used. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +19,16 @@
 
 #define VOCAB_NAME "vocab/ggml-vocab-llama-spm.gguf"
 
-/* $GANTRY_SHARED_DIR/vocab/..., else ../shared/vocab/... next to the source
- * tree this binary was built from. NULL when neither exists. */
+/* $GANTRY_SHARED_DIR/vocab/..., else tests/data/vocab/... in the source tree
+ * this binary was built from (the repository carries its test vocabularies).
+ * NULL when neither exists (an installed binary without its source tree). */
 static const char *default_vocab(char *buf, size_t n) {
     const char *dir = getenv("GANTRY_SHARED_DIR");
     if (dir && *dir) {
         snprintf(buf, n, "%s/%s", dir, VOCAB_NAME);
         if (access(buf, R_OK) == 0) return buf;
     }
-    /* __FILE__ is ".../tools/cmd_synth.c"; the shared folder is a sibling of the repo. */
+    /* __FILE__ is ".../tools/cmd_synth.c"; two levels up is the repository. */
     snprintf(buf, n, "%s", __FILE__);
     for (int up = 0; up < 2; up++) {
         char *slash = strrchr(buf, '/');
@@ -35,7 +36,7 @@ static const char *default_vocab(char *buf, size_t n) {
         *slash = '\0';
     }
     size_t len = strlen(buf);
-    snprintf(buf + len, n - len, "/../shared/%s", VOCAB_NAME);
+    snprintf(buf + len, n - len, "/tests/data/%s", VOCAB_NAME);
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
@@ -77,7 +78,7 @@ static const gt_flag k_flags[] = {
     {NULL, "--shared-ffn", GT_FLAG_U32, C(n_ff_shexp), .lo = 1, .hi = 1 << 20, .metavar = "N",
      .help = "shared expert MLP width (default ffn; qwen2moe)"},
     {NULL, "--vocab-from", GT_FLAG_STR, C(vocab_from), .metavar = "FILE.gguf",
-     .help = "copy the vocabulary of a GGUF (default: shared llama-spm vocab)"},
+     .help = "copy the vocabulary of a GGUF (default: tests/data/vocab llama-spm)"},
     {NULL, "--vocab", GT_FLAG_U32, C(n_vocab), .lo = 3, .hi = 1 << 24, .metavar = "N",
      .help = "a generated vocabulary of N tokens instead"},
     {NULL, "--ctx", GT_FLAG_U32, C(n_ctx), .lo = 1, .hi = 1 << 24, .metavar = "N",
@@ -123,7 +124,7 @@ int gt_cmd_synth(int argc, char **argv) {
         if (!cfg.vocab_from) {
             cfg.n_vocab = 32000;
             GT_LOG_WARN(GT_SUB_MODEL,
-                        "synth: no %s under $GANTRY_SHARED_DIR or ../shared: using a "
+                        "synth: no %s under $GANTRY_SHARED_DIR or the source tree's tests/data: using a "
                         "generated vocabulary of 32000 tokens",
                         VOCAB_NAME);
         }
