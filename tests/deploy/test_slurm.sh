@@ -211,6 +211,12 @@ wait_gone "$j3"
 grep -q "error: no model given (--model FILE or GANTRY_MODEL)" "$T/job-$j3.out" && [ "$(job_state "$j3")" = FAILED ]
 check $? "no model: $(job_state "$j3"), '$(cat "$T/job-$j3.out")'"
 
+# ---- the multi-node example hands over to gantry.sbatch (run here, not
+# submitted: it asks for GPUs and two nodes) ----
+msg=$(cd "$T" && GANTRY_SBATCH=$SBATCH_SCRIPT bash "$SRC/deploy/slurm/gantry-multinode.sbatch" 2>&1)
+[ $? = 2 ] && [[ $msg == *"error: no model given"* ]]
+check $? "gantry-multinode.sbatch reaches gantry.sbatch: '$msg'"
+
 if ((fails)); then
   for f in "$T"/job-*.out; do echo "== $f"; cat "$f"; done
   echo "$fails checks failed"
