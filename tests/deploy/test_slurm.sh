@@ -116,6 +116,7 @@ PROMPT="The old lighthouse keeper"
 want=$("$GANTRY" run -m "$MODEL" -p "$PROMPT" -n 12 --temp 0 --isa ref --ctx 256 2>/dev/null)
 SERVE_FLAGS=(--isa ref --ctx 256 --seqs 2)
 export GANTRY_BIN=$GANTRY GANTRY_PORT=0 GANTRY_HTTP_PORT=0 GANTRY_DRAIN_TIMEOUT=25
+unset GANTRY_MODEL GANTRY_TP GANTRY_PP GANTRY_EP GANTRY_AUTH_TOKEN GANTRY_AUTH_TOKEN_FILE GANTRY_ENDPOINT_FILE GANTRY_LAUNCHER
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 submit() { # submit NAME ARGS... -> prints the job id
@@ -134,82 +135,82 @@ wait_file() { # wait_file FILE JOB: until FILE exists, or the job is gone (60 s)
   return 1
 }
 job_state() { scontrol show job "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
-ep_get() { sed -n "s/^$2=//p" "$1"; }
-# A streaming request of 200 tokens in the background; returns when its
-# first piece is out, so that it is running when the job is stopped.
+# A streaming request of 200 tokens in the background, through the
+# endpoint file as a client would read it; returns when its first piece is
+# out, so that it is running when the job is stopped.
 long_request() { # long_request ENDPOINT_FILE TOKEN OUT
-  "$GANTRY" generate --host "$(ep_get "$1" host)" --port "$(ep_get "$1" port)" --auth-token "$2" \
-    -p "Count: 1, 2, 3," -n 200 --temp 0 >"$3.out" 2>"$3.err" &
+  (. "$1" && exec "$GANTRY" generate --host "$host" --port "$port" --auth-token "$2" \
+    -p "Count: 1, 2, 3," -n 200 --temp 0 >"$3.out" 2>"$3.err") &
   long_pid=$!
   for _ in $(seq 300); do [ -s "$3.out" ] && return 0; kill -0 $long_pid 2>/dev/null || return 1; sleep 0.05; done
 }
+# stop_and_check JOB ENDPOINT_FILE HOW WANT_STATE: a request is running when
+# the job is stopped with `scancel HOW`; it finishes, the drain is logged,
+# nothing is left.
+stop_and_check() {
+  local j=$1 ep=$2 how=$3 want=$4 tok
+  tok=${GANTRY_AUTH_TOKEN:-$(cat "$ep.token" 2>/dev/null)}
+  long_request "$ep" "$tok" "$T/long-$j"
+  check $? "job $j: a long request is streaming"
+  # shellcheck disable=SC2086
+  scancel $how "$j"
+  wait_gone "$j"
+  check $? "job $j left the queue after scancel $how"
+  wait $long_pid
+  grep -q "finish: length.*completion 200" "$T/long-$j.err"
+  check $? "job $j: the running request finished during the drain: $(tail -n 1 "$T/long-$j.err")"
+  grep -q "draining (1 requests in flight" "$T/job-$j.out"
+  check $? "job $j: the server logged its drain: $(grep -o 'signal.*draining.*' "$T/job-$j.out" | head -1)"
+  grep -q "the server stopped (exit 0)" "$T/job-$j.out"
+  check $? "job $j: the batch script waited for the ranks and logged their exit"
+  [ "$(job_state "$j")" = "$want" ]
+  check $? "job $j ended $(job_state "$j") (want $want)"
+  [ ! -e "$ep" ]
+  check $? "job $j: the endpoint file is removed"
+  left=$(pgrep -af "$MODEL")
+  [ -z "$left" ]
+  check $? "job $j: no process is left${left:+: $left}"
+}
 
-# ---- job 1: srun, plain scancel ----
-export GANTRY_PP=2
-j1=$(submit gantry-srun "$SBATCH_SCRIPT" --model "$MODEL" --auth-token s3cret -- "${SERVE_FLAGS[@]}")
+# ---- job 1: srun, settings from flags, stopped by a plain scancel ----
+j1=$(submit gantry-srun "$SBATCH_SCRIPT" --model "$MODEL" --pp 2 --auth-token s3cret -- "${SERVE_FLAGS[@]}")
 ep1=$T/gantry-$j1.endpoint
 wait_file "$ep1" "$j1"
 check $? "job $j1 (srun): endpoint file written: $(tr '\n' ' ' <"$ep1" 2>/dev/null)"
-health=$(curl -sS -m 10 -H "Authorization: Bearer s3cret" "$(ep_get "$ep1" http)/health" 2>&1)
+health=$(. "$ep1" && curl -sS -m 10 -H "Authorization: Bearer s3cret" "$http/health" 2>&1)
 [[ $health == *serving* ]]
 check $? "/health through curl: $health"
-got=$("$GANTRY" generate --host "$(ep_get "$ep1" host)" --port "$(ep_get "$ep1" port)" --auth-token s3cret \
+got=$(. "$ep1" && "$GANTRY" generate --host "$host" --port "$port" --auth-token s3cret \
   -p "$PROMPT" -n 12 --temp 0 -q 2>&1)
 [ -n "$want" ] && [ "$got" = "$want" ]
 check $? "gantry generate on 2 ranks = gantry run on one: '$got' vs '$want'"
-long_request "$ep1" s3cret "$T/long1"
-check $? "a long request is streaming"
-scancel "$j1"
-wait_gone "$j1"
-check $? "job $j1 left the queue after scancel"
-wait $long_pid
-check $? "the long request got its answer"
-grep -q "finish: length.*completion 200" "$T/long1.err"
-check $? "the running request finished during the drain: $(tail -n 1 "$T/long1.err")"
-grep -q "draining (1 requests in flight" "$T/job-$j1.out"
-check $? "the server logged its drain: $(grep -o 'signal.*draining.*' "$T/job-$j1.out" | head -1)"
-grep -q "the server stopped (exit 0)" "$T/job-$j1.out"
-check $? "the batch script waited for the ranks and logged their exit"
-[ "$(job_state "$j1")" = CANCELLED ]
-check $? "job $j1 ended $(job_state "$j1") (want CANCELLED)"
-[ ! -e "$ep1" ]
-check $? "the endpoint file is removed"
-left=$(pgrep -af "$MODEL")
-[ -z "$left" ]
-check $? "no process of the job is left${left:+: $left}"
+GANTRY_AUTH_TOKEN=s3cret stop_and_check "$j1" "$ep1" "" CANCELLED
 
-# ---- job 2: mpirun, scancel --batch --signal=TERM ----
-unset GANTRY_PP
+# ---- job 2: srun, settings from the environment, the TERM only to the
+# batch script (what --signal=B:TERM@N sends before the time limit) ----
 ep2=$T/job2.endpoint
-j2=$(GANTRY_LAUNCHER=mpirun GANTRY_MPIRUN_ARGS="--mca pml ob1 --mca btl self,vader" GANTRY_TP=1 \
-  GANTRY_ENDPOINT_FILE=$ep2 submit gantry-mpirun "$SBATCH_SCRIPT" --pp 2 --model "$MODEL" -- "${SERVE_FLAGS[@]}")
+j2=$(GANTRY_MODEL=$MODEL GANTRY_PP=2 GANTRY_AUTH_TOKEN=env-token GANTRY_ENDPOINT_FILE=$ep2 \
+  submit gantry-srun-b "$SBATCH_SCRIPT" -- "${SERVE_FLAGS[@]}")
 wait_file "$ep2" "$j2"
-check $? "job $j2 (mpirun): endpoint file written"
-tok=$(cat "$ep2.token" 2>/dev/null)
-[ ${#tok} -eq 32 ] && [ "$(stat -c %a "$ep2.token")" = 600 ]
-check $? "a random auth token in $ep2.token (mode 600)"
-long_request "$ep2" "$tok" "$T/long2"
-check $? "a long request is streaming"
-scancel --batch --signal=TERM "$j2"
-wait_gone "$j2"
-check $? "job $j2 left the queue after scancel --batch --signal=TERM"
-wait $long_pid
-grep -q "finish: length.*completion 200" "$T/long2.err"
-check $? "the running request finished during the drain: $(tail -n 1 "$T/long2.err")"
-grep -q "TERM received: draining" "$T/job-$j2.out" && grep -q "draining (1 requests in flight" "$T/job-$j2.out" &&
-  grep -q "the server stopped (exit 0)" "$T/job-$j2.out"
-check $? "the drain and the exit are logged"
-[ "$(job_state "$j2")" = COMPLETED ]
-check $? "job $j2 ended $(job_state "$j2") (want COMPLETED)"
-left=$(pgrep -af "$MODEL")
-[ -z "$left" ]
-check $? "no process of the job is left${left:+: $left}"
+check $? "job $j2 (srun, environment): endpoint file written"
+GANTRY_AUTH_TOKEN=env-token stop_and_check "$j2" "$ep2" "--batch --signal=TERM" COMPLETED
 
-# ---- job 3: bad input ----
-j3=$(submit gantry-bad "$SBATCH_SCRIPT" --tp 2)
-wait_gone "$j3"
-grep -q "error: no model given (--model FILE or GANTRY_MODEL)" "$T/job-$j3.out" && [ "$(job_state "$j3")" = FAILED ]
-check $? "no model: $(job_state "$j3"), '$(cat "$T/job-$j3.out")'"
+# ---- job 3: mpirun, a generated token, TERM to the batch script ----
+ep3=$T/job3.endpoint
+j3=$(GANTRY_LAUNCHER=mpirun GANTRY_MPIRUN_ARGS="--mca pml ob1 --mca btl self,vader" GANTRY_TP=1 \
+  GANTRY_ENDPOINT_FILE=$ep3 submit gantry-mpirun "$SBATCH_SCRIPT" --pp 2 --model "$MODEL" -- "${SERVE_FLAGS[@]}")
+wait_file "$ep3" "$j3"
+check $? "job $j3 (mpirun): endpoint file written"
+tok=$(cat "$ep3.token" 2>/dev/null)
+[ ${#tok} -eq 32 ] && [ "$(stat -c %a "$ep3.token")" = 600 ]
+check $? "a random auth token in $ep3.token (mode 600)"
+stop_and_check "$j3" "$ep3" "--batch --signal=TERM" COMPLETED
+
+# ---- job 4: bad input ----
+j4=$(submit gantry-bad "$SBATCH_SCRIPT" --tp 2)
+wait_gone "$j4"
+grep -q "error: no model given (--model FILE or GANTRY_MODEL)" "$T/job-$j4.out" && [ "$(job_state "$j4")" = FAILED ]
+check $? "no model: $(job_state "$j4"), '$(cat "$T/job-$j4.out")'"
 
 # ---- the multi-node example hands over to gantry.sbatch (run here, not
 # submitted: it asks for GPUs and two nodes) ----
