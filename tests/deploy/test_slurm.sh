@@ -11,9 +11,12 @@
 #   (200 tokens), the drain and the server's exit are in the job's output,
 #   the job is CANCELLED, the endpoint file is gone and no process of the job
 #   is left;
-# - job 2 (GANTRY_LAUNCHER=mpirun): the same drain through `scancel --batch
-#   --signal=TERM`, which ends the job COMPLETED;
-# - job 3: no model: the job fails with the sentence that says so.
+# - job 2 (srun, settings from the environment): the same drain through
+#   `scancel --batch --signal=TERM` (the TERM that `--signal=B:TERM@N` sends
+#   before the time limit), which ends the job COMPLETED;
+# - job 3 (GANTRY_LAUNCHER=mpirun, a generated token): the same drain;
+# - jobs 4 and 5: no model, a file that is no model: the job fails with a
+#   sentence that says so.
 # Needs root (slurmd starts the tasks) and the packages slurm-wlm, munge,
 # libpmix-dev and curl; skips (77) with a message without them.
 set -uo pipefail
@@ -205,12 +208,19 @@ tok=$(cat "$ep3.token" 2>/dev/null)
 [ ${#tok} -eq 32 ] && [ "$(stat -c %a "$ep3.token")" = 600 ]
 check $? "a random auth token in $ep3.token (mode 600)"
 stop_and_check "$j3" "$ep3" "--batch --signal=TERM" COMPLETED
+[ ! -e "$ep3.token" ]
+check $? "job $j3: the generated token file is removed"
 
 # ---- job 4: bad input ----
 j4=$(submit gantry-bad "$SBATCH_SCRIPT" --tp 2)
 wait_gone "$j4"
 grep -q "error: no model given (--model FILE or GANTRY_MODEL)" "$T/job-$j4.out" && [ "$(job_state "$j4")" = FAILED ]
 check $? "no model: $(job_state "$j4"), '$(cat "$T/job-$j4.out")'"
+echo "not a model" >"$T/bad.gguf"
+j5=$(submit gantry-bad-model "$SBATCH_SCRIPT" --model "$T/bad.gguf")
+wait_gone "$j5"
+grep -q "error: the server exited before /health answered" "$T/job-$j5.out" && [ "$(job_state "$j5")" = FAILED ]
+check $? "a file that is no model: $(job_state "$j5"), $(grep -c . "$T/job-$j5.out") lines of output, ending '$(tail -n 2 "$T/job-$j5.out" | tr '\n' ' ')'"
 
 # ---- the multi-node example hands over to gantry.sbatch (run here, not
 # submitted: it asks for GPUs and two nodes) ----
