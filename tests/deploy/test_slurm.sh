@@ -19,6 +19,9 @@
 #   sentence that says so.
 # Needs root (slurmd starts the tasks) and the packages slurm-wlm, munge,
 # libpmix-dev and curl; skips (77) with a message without them.
+# The endpoint files are sourced as clients would; their host, port and http
+# are not visible to shellcheck.
+# shellcheck disable=SC1090,SC2154
 set -uo pipefail
 
 GANTRY=${GANTRY_BIN:-}
@@ -121,6 +124,9 @@ SERVE_FLAGS=(--isa ref --ctx 256 --seqs 2)
 export GANTRY_BIN=$GANTRY GANTRY_PORT=0 GANTRY_HTTP_PORT=0 GANTRY_DRAIN_TIMEOUT=25
 unset GANTRY_MODEL GANTRY_TP GANTRY_PP GANTRY_EP GANTRY_AUTH_TOKEN GANTRY_AUTH_TOKEN_FILE GANTRY_ENDPOINT_FILE GANTRY_LAUNCHER
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Clients are told the batch node's hostname; a container whose name does
+# not resolve gets the loopback address instead.
+getent hosts "$(hostname)" >/dev/null || export GANTRY_ADVERTISE_HOST=127.0.0.1
 
 submit() { # submit NAME ARGS... -> prints the job id
   (cd "$T" && sbatch --parsable -n 2 -J "$1" --output="$T/job-%j.out" "${@:2}") | cut -d';' -f1
