@@ -8,7 +8,7 @@
 #   /health answers through curl, `gantry generate` greedy equals `gantry
 #   run` of the same prompt on one rank (the independent reference); a long
 #   request is streaming when a plain `scancel` arrives: it still finishes
-#   (200 tokens), the drain and the server's exit are in the job's output,
+#   (120 tokens), the drain and the server's exit are in the job's output,
 #   the job is CANCELLED, the endpoint file is gone and no process of the job
 #   is left;
 # - job 2 (srun, settings from the environment): the same drain through
@@ -51,7 +51,7 @@ cleanup() {
   for pid in $(pgrep -f "$T/model.gguf"); do kill -KILL "$pid" 2>/dev/null; done
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null; done
   for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   done
   wait 2>/dev/null
@@ -144,12 +144,12 @@ wait_file() { # wait_file FILE JOB: until FILE exists, or the job is gone (60 s)
   return 1
 }
 job_state() { scontrol show job "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
-# A streaming request of 200 tokens in the background, through the
+# A streaming request of 120 tokens in the background, through the
 # endpoint file as a client would read it; returns when its first piece is
 # out, so that it is running when the job is stopped.
 long_request() { # long_request ENDPOINT_FILE TOKEN OUT
   (. "$1" && exec "$GANTRY" generate --host "$host" --port "$port" --auth-token "$2" \
-    -p "Count: 1, 2, 3," -n 200 --temp 0 >"$3.out" 2>"$3.err") &
+    -p "Count: 1, 2, 3," -n 120 --temp 0 >"$3.out" 2>"$3.err") &
   long_pid=$!
   for _ in $(seq 300); do [ -s "$3.out" ] && return 0; kill -0 $long_pid 2>/dev/null || return 1; sleep 0.05; done
 }
@@ -166,7 +166,7 @@ stop_and_check() {
   wait_gone "$j"
   check $? "job $j left the queue after scancel $how"
   wait $long_pid
-  grep -q "finish: length.*completion 200" "$T/long-$j.err"
+  grep -q "finish: length.*completion 120" "$T/long-$j.err"
   check $? "job $j: the running request finished during the drain: $(tail -n 1 "$T/long-$j.err")"
   grep -q "draining (1 requests in flight" "$T/job-$j.out"
   check $? "job $j: the server logged its drain: $(grep -o 'signal.*draining.*' "$T/job-$j.out" | head -1)"
