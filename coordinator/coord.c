@@ -227,6 +227,12 @@ gt_status gt_coord_free_seq(gt_coord *c, int seq) {
     for (int i = 0; i < c->n_free; i++)
         if (c->free_list[i] == seq) return GT_OK;
     c->free_list[c->n_free++] = seq;
+    for (int i = 0; i < c->n_trunc; i++) /* a pending truncation has nothing left to cut */
+        if (c->trunc_seq[i] == seq) {
+            c->trunc_seq[i] = c->trunc_seq[c->n_trunc - 1];
+            c->trunc_len[i] = c->trunc_len[--c->n_trunc];
+            break;
+        }
     s->len = 0;
     s->has_next = false;
     s->n_recent = s->recent_pos = 0;

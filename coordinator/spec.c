@@ -116,20 +116,37 @@ void gt_spec_destroy(gt_spec *sp) {
 gt_spec_stats gt_spec_get_stats(const gt_spec *sp) { return sp->st; }
 void gt_spec_reset_stats(gt_spec *sp) { memset(&sp->st, 0, sizeof sp->st); }
 
+/* The sequence's tokens so far; the draft starts again from none. */
+static void set_ctx(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *ctx, int n) {
+    sp->seq = seq;
+    sp->smp = smp;
+    memcpy(sp->ctx, ctx, (size_t)n * sizeof *ctx);
+    sp->n = n;
+    if (sp->draft) gt_engine_seq_clear(sp->draft, 0);
+    sp->dlen = 0;
+}
+
+gt_status gt_spec_resume(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *ctx, int n) {
+    if (n < 1 || n >= sp->cap)
+        return gt_fail(GT_ERR_RANGE, "a context of %d tokens is outside 1..%d", n, sp->cap - 1);
+    if (gt_coord_seq_len(sp->c, seq) != (uint32_t)n - 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; speculation resumes after %d",
+                       seq, gt_coord_seq_len(sp->c, seq), n - 1);
+    GT_TRY(gt_coord_set_sampler(sp->c, seq, smp));
+    set_ctx(sp, seq, smp, ctx, n);
+    return GT_OK;
+}
+
 gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n, float *logits,
                         int32_t *first) {
-    if (n < 1 || n >= sp->cap)
-        return gt_fail(GT_ERR_RANGE, "a prompt of %d tokens is outside 1..%d", n, sp->cap - 1);
+    if (n < 1 || n + 1 >= sp->cap)
+        return gt_fail(GT_ERR_RANGE, "a prompt of %d tokens is outside 1..%d", n, sp->cap - 2);
     GT_TRY(gt_coord_set_sampler(sp->c, seq, smp));
     GT_TRY(gt_coord_prefill(sp->c, seq, prompt, n, logits));
     GT_TRY(gt_coord_next_token(sp->c, seq, first));
-    sp->seq = seq;
-    sp->smp = smp;
-    memcpy(sp->ctx, prompt, (size_t)n * sizeof *prompt);
+    set_ctx(sp, seq, smp, prompt, n);
     sp->ctx[n] = *first;
     sp->n = n + 1;
-    if (sp->draft) gt_engine_seq_clear(sp->draft, 0);
-    sp->dlen = 0;
     return GT_OK;
 }
 

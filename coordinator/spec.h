@@ -65,6 +65,11 @@ int gt_spec_rows(const gt_spec_config *cfg);
  * them. */
 gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n, float *logits,
                         int32_t *first);
+/* Continues sequence seq, which holds the KV rows of ctx[0, n - 1): ctx[n
+ * - 1] is the next token to evaluate (the state gt_spec_start leaves).
+ * smp becomes seq's sampler. GT_ERR_INVALID_ARG when seq's length is not
+ * n - 1. */
+gt_status gt_spec_resume(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *ctx, int n);
 /* One verification step after the tokens produced so far: writes 1 to
  * max_new tokens (max_new >= 1) to out and their count to *n_out. The
  * last of them is not yet in the KV cache, like a plain decode's next
