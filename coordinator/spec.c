@@ -71,6 +71,14 @@ gt_status gt_spec_create(gt_coord *c, const gt_spec_config *cfg, gt_spec **out) 
     sp->c = c;
     sp->cfg = *cfg;
     sp->K = cfg->draft_tokens;
+    /* A verification step is one batch: K + 1 tokens within the engine's. */
+    int max_tokens = gt_rank_step_limits(gt_coord_rank(c)).max_tokens;
+    if (sp->K > max_tokens - 1) sp->K = max_tokens - 1;
+    if (sp->K < 1) {
+        free(sp);
+        return gt_fail(GT_ERR_INVALID_ARG, "a batch of %d tokens leaves no room for draft tokens beside the "
+                       "verified one (--ubatch)", max_tokens);
+    }
     sp->V = (int)gt_rank_hparams(gt_coord_rank(c))->n_vocab;
     sp->cap = (int)gt_coord_n_ctx(c) + 1;
     size_t K = (size_t)sp->K, V = (size_t)sp->V;
