@@ -18,12 +18,12 @@ struct gt_spec {
     gt_engine *draft; /* NULL: prompt lookup */
     int32_t *ctx;     /* [cap] the sequence's tokens; the last is not yet in the target's cache */
     int n, cap;
-    uint32_t dlen;    /* tokens in the draft's cache (a prefix of ctx) */
+    uint32_t dlen;                /* tokens in the draft's cache (a prefix of ctx) */
     int32_t *toks, *seqs, *guess; /* [K + 1] */
-    int8_t *want;     /* [K + 1] all ones */
-    float *rows;      /* [K + 1, V] the verification's logits */
-    float *q;         /* [K, V] the draft's distribution of each guess */
-    float *p;         /* [V] */
+    int8_t *want;                 /* [K + 1] all ones */
+    float *rows;                  /* [K + 1, V] the verification's logits */
+    float *q;                     /* [K, V] the draft's distribution of each guess */
+    float *p;                     /* [V] */
     gt_spec_stats st;
 };
 
@@ -43,8 +43,10 @@ static gt_status create_draft(gt_spec *sp) {
     ec.max_out_rows = 1;
     if (sp->cfg.self_draft_layers > 0) {
         if ((uint32_t)sp->cfg.self_draft_layers >= hp->n_layer)
-            return gt_fail(GT_ERR_INVALID_ARG, "--self-draft %d: the draft must run fewer layers than the "
-                           "model's %u", sp->cfg.self_draft_layers, hp->n_layer);
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "--self-draft %d: the draft must run fewer layers than the "
+                           "model's %u",
+                           sp->cfg.self_draft_layers, hp->n_layer);
         ec.gguf = gt_rank_gguf(rk);
         ec.max_layers = sp->cfg.self_draft_layers;
     } else {
@@ -53,8 +55,10 @@ static gt_status create_draft(gt_spec *sp) {
     GT_TRY(gt_engine_create(&ec, &sp->draft));
     uint32_t dv = gt_engine_hparams(sp->draft)->n_vocab;
     if (dv != hp->n_vocab)
-        return gt_fail(GT_ERR_INVALID_ARG, "the draft model %s has a vocabulary of %u tokens, the target's "
-                       "has %u; speculation needs the same vocabulary", sp->cfg.draft_path, dv, hp->n_vocab);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "the draft model %s has a vocabulary of %u tokens, the target's "
+                       "has %u; speculation needs the same vocabulary",
+                       sp->cfg.draft_path, dv, hp->n_vocab);
     return GT_OK;
 }
 
@@ -62,10 +66,13 @@ gt_status gt_spec_create(gt_coord *c, const gt_spec_config *cfg, gt_spec **out) 
     *out = NULL;
     int kinds = (cfg->lookup > 0) + (cfg->draft_path != NULL) + (cfg->self_draft_layers > 0);
     if (kinds != 1)
-        return gt_fail(GT_ERR_INVALID_ARG, "speculation takes one proposer (--lookup, --draft or "
-                       "--self-draft), not %d", kinds);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "speculation takes one proposer (--lookup, --draft or "
+                       "--self-draft), not %d",
+                       kinds);
     if (cfg->draft_tokens < 1 || cfg->draft_tokens > 64)
-        return gt_fail(GT_ERR_INVALID_ARG, "%d draft tokens per step is outside 1..64", cfg->draft_tokens);
+        return gt_fail(GT_ERR_INVALID_ARG, "%d draft tokens per step is outside 1..64",
+                       cfg->draft_tokens);
     gt_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return gt_fail(GT_ERR_NOMEM, "cannot allocate the speculation state");
     sp->c = c;
@@ -76,8 +83,10 @@ gt_status gt_spec_create(gt_coord *c, const gt_spec_config *cfg, gt_spec **out) 
     if (sp->K > max_tokens - 1) sp->K = max_tokens - 1;
     if (sp->K < 1) {
         free(sp);
-        return gt_fail(GT_ERR_INVALID_ARG, "a batch of %d tokens leaves no room for draft tokens beside the "
-                       "verified one (--ubatch)", max_tokens);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a batch of %d tokens leaves no room for draft tokens beside the "
+                       "verified one (--ubatch)",
+                       max_tokens);
     }
     sp->V = (int)gt_rank_hparams(gt_coord_rank(c))->n_vocab;
     sp->cap = (int)gt_coord_n_ctx(c) + 1;
@@ -90,10 +99,12 @@ gt_status gt_spec_create(gt_coord *c, const gt_spec_config *cfg, gt_spec **out) 
     sp->rows = malloc((K + 1) * V * sizeof *sp->rows);
     sp->q = malloc(K * V * sizeof *sp->q);
     sp->p = malloc(V * sizeof *sp->p);
-    if (!sp->ctx || !sp->toks || !sp->seqs || !sp->guess || !sp->want || !sp->rows || !sp->q || !sp->p) {
+    if (!sp->ctx || !sp->toks || !sp->seqs || !sp->guess || !sp->want || !sp->rows || !sp->q ||
+        !sp->p) {
         int k = sp->K, v = sp->V;
         gt_spec_destroy(sp);
-        return gt_fail(GT_ERR_NOMEM, "cannot allocate the speculation state for %d guesses of %d tokens", k, v);
+        return gt_fail(GT_ERR_NOMEM,
+                       "cannot allocate the speculation state for %d guesses of %d tokens", k, v);
     }
     memset(sp->want, 1, K + 1);
     if (cfg->lookup <= 0) {
@@ -138,15 +149,16 @@ gt_status gt_spec_resume(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *c
     if (n < 1 || n >= sp->cap)
         return gt_fail(GT_ERR_RANGE, "a context of %d tokens is outside 1..%d", n, sp->cap - 1);
     if (gt_coord_seq_len(sp->c, seq) != (uint32_t)n - 1)
-        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; speculation resumes after %d",
-                       seq, gt_coord_seq_len(sp->c, seq), n - 1);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "sequence %d holds %u tokens; speculation resumes after %d", seq,
+                       gt_coord_seq_len(sp->c, seq), n - 1);
     GT_TRY(gt_coord_set_sampler(sp->c, seq, smp));
     set_ctx(sp, seq, smp, ctx, n);
     return GT_OK;
 }
 
-gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n, float *logits,
-                        int32_t *first) {
+gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n,
+                        float *logits, int32_t *first) {
     if (n < 1 || n + 1 >= sp->cap)
         return gt_fail(GT_ERR_RANGE, "a prompt of %d tokens is outside 1..%d", n, sp->cap - 2);
     GT_TRY(gt_coord_set_sampler(sp->c, seq, smp));
@@ -209,18 +221,21 @@ static gt_status propose_draft(gt_spec *sp, int k) {
 
 gt_status gt_spec_round(gt_spec *sp, int max_new, int32_t *out, int *n_out) {
     *n_out = 0;
-    if (max_new < 1) return gt_fail(GT_ERR_INVALID_ARG, "a speculation step must produce at least one token");
+    if (max_new < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "a speculation step must produce at least one token");
     /* The step evaluates positions n - 1 .. n - 1 + k. */
     int room = (int)gt_coord_n_ctx(sp->c) - sp->n;
     if (room < 0)
-        return gt_fail(GT_ERR_RANGE, "sequence %d holds %d tokens, the whole context of %u", sp->seq, sp->n,
-                       gt_coord_n_ctx(sp->c));
+        return gt_fail(GT_ERR_RANGE, "sequence %d holds %d tokens, the whole context of %u",
+                       sp->seq, sp->n, gt_coord_n_ctx(sp->c));
     int k = sp->K;
     if (k > max_new - 1) k = max_new - 1;
     if (k > room) k = room;
     bool lookup = sp->draft == NULL;
-    if (lookup) k = gt_spec_lookup(sp->ctx, sp->n, sp->cfg.lookup, k, sp->guess);
-    else if (k > 0) GT_TRY(propose_draft(sp, k));
+    if (lookup)
+        k = gt_spec_lookup(sp->ctx, sp->n, sp->cfg.lookup, k, sp->guess);
+    else if (k > 0)
+        GT_TRY(propose_draft(sp, k));
     /* Verify: the last token and the guesses, every row wanted. */
     sp->toks[0] = sp->ctx[sp->n - 1];
     for (int j = 0; j < k; j++) sp->toks[j + 1] = sp->guess[j];

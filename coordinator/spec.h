@@ -36,7 +36,8 @@ typedef struct gt_spec_config {
     int draft_tokens;       /* K: guesses per verification step */
     int n_threads;          /* the draft engine's threads */
 } gt_spec_config;
-#define GT_SPEC_CONFIG_INIT {0, NULL, 0, 4, 1}
+#define GT_SPEC_CONFIG_INIT                                                                        \
+    { 0, NULL, 0, 4, 1 }
 
 typedef struct gt_spec_stats {
     uint64_t steps;    /* verification steps */
@@ -63,8 +64,8 @@ int gt_spec_rows(const gt_spec_config *cfg);
  * with smp (borrowed; also set as seq's sampler): *first. With logits !=
  * NULL, the prompt's full logits [n, n_vocab] as gt_coord_prefill gives
  * them. */
-gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n, float *logits,
-                        int32_t *first);
+gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *prompt, int n,
+                        float *logits, int32_t *first);
 /* Continues sequence seq, which holds the KV rows of ctx[0, n - 1): ctx[n
  * - 1] is the next token to evaluate (the state gt_spec_start leaves).
  * smp becomes seq's sampler. GT_ERR_INVALID_ARG when seq's length is not

@@ -11,7 +11,7 @@ typedef struct gt_bench_spec_opts {
     bool chat;               /* format the file's text with the chat template */
     int n_prompt, n_gen, rounds;
     unsigned seed;
-    const char *json;        /* also write the results as JSON ("-": stdout) */
+    const char *json; /* also write the results as JSON ("-": stdout) */
 } gt_bench_spec_opts;
 
 /* Rank 0: per round, n_gen greedy tokens plain and then with speculation

@@ -80,7 +80,8 @@ static void decode(gt_engine *e, int seq, const int32_t *toks, int n, float *out
         want[i] = 1;
     }
     gt_batch b = {n, toks, pos, sq, want};
-    if (gt_engine_decode(e, &b, gt_engine_logits(e)) != GT_OK) fail_msg("decode: %s", gt_last_error());
+    if (gt_engine_decode(e, &b, gt_engine_logits(e)) != GT_OK)
+        fail_msg("decode: %s", gt_last_error());
     if (out) memcpy(out, gt_engine_logits(e), (size_t)n * V * sizeof *out);
 }
 
@@ -198,15 +199,18 @@ static void plain_greedy(gt_coord *c, const int32_t *p, int n, int32_t *out) {
 }
 
 /* Generates GEN tokens of seq with sp; returns them in out. */
-static void spec_generate(gt_coord *c, gt_spec *sp, int seq, const int32_t *p, int n, int32_t *out) {
+static void spec_generate(gt_coord *c, gt_spec *sp, int seq, const int32_t *p, int n,
+                          int32_t *out) {
     gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f};
     gt_sampler *s;
     assert_int_equal(gt_sampler_create(&sc, V, &s), GT_OK);
-    if (gt_spec_start(sp, seq, s, p, n, NULL, &out[0]) != GT_OK) fail_msg("start: %s", gt_last_error());
+    if (gt_spec_start(sp, seq, s, p, n, NULL, &out[0]) != GT_OK)
+        fail_msg("start: %s", gt_last_error());
     int got = 1;
     while (got < GEN) {
         int m;
-        if (gt_spec_round(sp, GEN - got, out + got, &m) != GT_OK) fail_msg("round: %s", gt_last_error());
+        if (gt_spec_round(sp, GEN - got, out + got, &m) != GT_OK)
+            fail_msg("round: %s", gt_last_error());
         assert_true(m >= 1 && got + m <= GEN);
         got += m;
     }
@@ -242,8 +246,9 @@ static void test_greedy_equal(void **state) {
                 spec_generate(c, sp, 0, p, n, got);
                 for (int t = 0; t < GEN; t++)
                     if (got[t] != want[i][t])
-                        fail_msg("proposer %d, K %d, prompt %d: token %d is %d, plain decode gives %d", kind,
-                                 ks[ki], i, t, got[t], want[i][t]);
+                        fail_msg(
+                            "proposer %d, K %d, prompt %d: token %d is %d, plain decode gives %d",
+                            kind, ks[ki], i, t, got[t], want[i][t]);
             }
             gt_spec_stats st = gt_spec_get_stats(sp);
             print_message("proposer %d K %d: %llu steps, %llu of %llu accepted\n", kind, ks[ki],
@@ -368,7 +373,8 @@ static double chi_square(const int *counts, const double *joint, int n, int *df)
     int cells = 0;
     for (int i = 0; i < V * V; i++) {
         if (joint[i] == 0) {
-            if (counts[i]) fail_msg("drew the pair (%d, %d), which has probability 0", i / V, i % V);
+            if (counts[i])
+                fail_msg("drew the pair (%d, %d), which has probability 0", i / V, i % V);
             continue;
         }
         double e = joint[i] * n;
@@ -435,8 +441,10 @@ static void sample_pairs(gt_coord *c, gt_spec *sp, const int32_t *ctx, int n, in
 static void check_distribution(const char *what, const int *counts, const double *joint) {
     int df;
     double chi = chi_square(counts, joint, N_TRIALS, &df), thr = chi_threshold(df);
-    print_message("%s: chi-square %.1f with %d degrees of freedom (threshold %.1f)\n", what, chi, df, thr);
-    if (chi > thr) fail_msg("%s: chi-square %.1f exceeds %.1f (%d degrees of freedom)", what, chi, thr, df);
+    print_message("%s: chi-square %.1f with %d degrees of freedom (threshold %.1f)\n", what, chi,
+                  df, thr);
+    if (chi > thr)
+        fail_msg("%s: chi-square %.1f exceeds %.1f (%d degrees of freedom)", what, chi, thr, df);
 }
 
 static void test_distribution(void **state) {
@@ -493,10 +501,8 @@ static void test_distribution(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kv_truncate),
-        cmocka_unit_test(test_lookup),
-        cmocka_unit_test(test_greedy_equal),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_kv_truncate),  cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_greedy_equal), cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_distribution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
