@@ -3,8 +3,9 @@
 
 Greedy speculation must print the plain decode's token ids, whatever the
 proposer and the draft length: prompt lookup (--lookup 3, --draft-tokens 1,
-3, 8), a draft model of the same vocabulary (a different random model,
---draft-tokens 3) and the target's first layers (--self-draft 2). A draft
+3, 8; and 8 cut to 2 by --ubatch 3, with the prompt in chunks of 3), a draft
+model of the same vocabulary (a different random model, --draft-tokens 3)
+and the target's first layers (--self-draft 2). A draft
 with another vocabulary is refused with a sentence naming both sizes.
 `gantry bench --lookup` finishes with outputs equal to plain decode. With
 SmolLM2 (when fetched), prompt lookup on a prompt that asks to copy a text
@@ -63,7 +64,8 @@ def main():
             sys.exit(f"plain run failed: {plain.stderr}")
         for extra in (["--lookup", "3", "--draft-tokens", "1"], ["--lookup", "3", "--draft-tokens", "3"],
                       ["--lookup", "3", "--draft-tokens", "8"], ["--draft", draft, "--draft-tokens", "3"],
-                      ["--self-draft", "2", "--draft-tokens", "3"]):
+                      ["--self-draft", "2", "--draft-tokens", "3"],
+                      ["--ubatch", "3", "--lookup", "3", "--draft-tokens", "8"]):
             if extra[0] != "--lookup" and prompt != prompts[0]:
                 continue  # the model proposers once; lookup on every prompt
             p = run(base + extra)
