@@ -132,12 +132,15 @@ static gt_status write_tensors(const gt_imatrix *im, gt_gguf_writer *w) {
         }
         for (size_t j = 0; j < nv; j++) sums[j] = (float)e->sum2[j];
         for (int m = 0; m < e->n_mat; m++) counts[m] = (float)e->counts[m];
+        /* ggml drops trailing dimensions of 1 (ggml_n_dims): [n_in] and [1]
+         * for a dense matrix, [n_in, n_mat] and [1, n_mat] for experts. */
         int64_t ne_s[2] = {e->n_in, e->n_mat}, ne_c[2] = {1, e->n_mat};
+        int dims = e->n_mat > 1 ? 2 : 1;
         snprintf(nm, sizeof nm, "%s.in_sum2", e->name);
-        st = gt_gguf_writer_add_tensor(w, nm, GT_F32, 2, ne_s, sums, nv * sizeof *sums, true);
+        st = gt_gguf_writer_add_tensor(w, nm, GT_F32, dims, ne_s, sums, nv * sizeof *sums, true);
         snprintf(nm, sizeof nm, "%s.counts", e->name);
         if (st == GT_OK)
-            st = gt_gguf_writer_add_tensor(w, nm, GT_F32, 2, ne_c, counts,
+            st = gt_gguf_writer_add_tensor(w, nm, GT_F32, dims, ne_c, counts,
                                            (size_t)e->n_mat * sizeof *counts, true);
         else
             gt_free(counts);

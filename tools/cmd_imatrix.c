@@ -87,6 +87,7 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
     gt_tokenizer *tok = NULL;
     char *text = NULL;
     int32_t *ids = NULL, *chunk = NULL;
+    float *logits = NULL; /* every position's: the head then sees every row, as in llama.cpp */
     collect col = {.n_expert = (int)gt_rank_hparams(rank)->n_expert, .st = GT_OK};
     gt_engine *e = gt_rank_engine(rank);
     gt_status st;
@@ -107,7 +108,8 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
         goto done;
     }
     chunk = malloc((size_t)C * sizeof *chunk);
-    if (!chunk) {
+    logits = malloc((size_t)C * gt_rank_hparams(rank)->n_vocab * sizeof *logits);
+    if (!chunk || !logits) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate a chunk of %d tokens", C);
         goto done;
     }
@@ -120,7 +122,7 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
         memcpy(chunk + n, ids + (size_t)ci * (size_t)body, (size_t)body * sizeof *chunk);
         n += body;
         GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
-        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, n, NULL), st, done);
+        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, n, logits), st, done);
         GT_TRY_GOTO(col.st, st, done);
         fprintf(stderr, "imatrix: chunk %ld/%ld, %.1f s\n", ci + 1, n_chunks,
                 (double)(gt_now_ns() - t0) * 1e-9);
@@ -133,6 +135,7 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
 done:
     gt_engine_set_mm_hook(e, NULL, NULL);
     free(chunk);
+    free(logits);
     free(ids);
     free(text);
     gt_tokenizer_free(tok);
