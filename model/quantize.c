@@ -130,9 +130,14 @@ static gt_status plan_tensors(const gt_quantize_config *cfg, const gt_gguf *g, g
         gt_quant_choice c = gt_quant_choose(&cfg->preset, t, n_layer, cfg->keep, cfg->n_keep);
         choice[i] = c;
         if (c.keep_index >= 0) keep_used[c.keep_index]++;
-        if (c.why == GT_QUANT_FALLBACK)
-            GT_LOG_WARN(GT_SUB_MODEL, "quantize: %s has rows of %lld, not whole %s blocks: stored as %s",
-                        t->name, (long long)t->ne[0], gt_dtype_name((uint32_t)c.wanted),
+        /* Said for the tensors outside the layers and for layer 0's (the
+         * others repeat them), as synth does. */
+        if (c.why == GT_QUANT_FALLBACK &&
+            (strncmp(t->name, "blk.", 4) != 0 || strncmp(t->name, "blk.0.", 6) == 0))
+            GT_LOG_WARN(GT_SUB_MODEL,
+                        "quantize: %s%s has rows of %lld, not whole %s blocks: stored as %s",
+                        t->name, strncmp(t->name, "blk.0.", 6) == 0 ? " (and every layer's)" : "",
+                        (long long)t->ne[0], gt_dtype_name((uint32_t)c.wanted),
                         gt_dtype_name((uint32_t)c.type));
         if (c.why != GT_QUANT_AS_IS && c.type != t->type) {
             rep->n_converted++;

@@ -18,8 +18,10 @@
  *   - then --keep PATTERN=TYPE overrides (fnmatch globs over tensor names,
  *     the last matching pattern wins; matrices only);
  *   - then the fallback for rows that are not whole blocks of the chosen
- *     type: K-quants -> Q8_0 (as synth and llama.cpp's output rule do),
- *     anything else -> F16; reported per tensor. */
+ *     type: Q2_K, Q3_K -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0
+ *     (llama.cpp's, with Q4_0 for its IQ4_NL, which Gantry lacks); rows
+ *     that are not whole 32-element blocks -> F16; reported. (Synth stores
+ *     every such K-quant matrix as Q8_0 instead.) */
 #ifndef GT_QUANTIZE_H
 #define GT_QUANTIZE_H
 

@@ -130,10 +130,23 @@ gt_dtype gt_quant_preset_type(const gt_quant_preset *p, const char *name, int la
     return p->base;
 }
 
-/* The type to use when rows of n are not whole blocks of `want`. */
+/* The type to use when rows of n are not whole blocks of `want`: llama.cpp's
+ * choices (llama-quant.cpp, "tensor cols ... are not divisible by"), with
+ * Q4_0 where it uses IQ4_NL, which Gantry does not compute with; F16 when
+ * the rows are not whole 32-element blocks either. */
 static gt_dtype fallback_type(gt_dtype want, int64_t n) {
-    if (want >= GT_Q2_K && want <= GT_Q6_K && n % GT_QK8_0 == 0) return GT_Q8_0;
-    return GT_F16;
+    if (n % GT_QK8_0 != 0) return GT_F16;
+    switch (want) {
+    case GT_Q2_K:
+    case GT_Q3_K:
+        return GT_Q4_0;
+    case GT_Q4_K:
+        return GT_Q5_0;
+    case GT_Q5_K:
+        return GT_Q5_1;
+    default:
+        return GT_Q8_0;
+    }
 }
 
 gt_quant_choice gt_quant_choose(const gt_quant_preset *p, const gt_tensor_info *t, int n_layer,

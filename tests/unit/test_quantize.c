@@ -179,7 +179,10 @@ static void test_presets(void **state) {
     }
     assert_int_equal(choose(&p, "output.weight", 256, 8), GT_Q6_K);
     assert_int_equal(choose(&p, "token_embd.weight", 256, 8), GT_Q6_K);
-    assert_int_equal(choose(&p, "blk.1.attn_q.weight", 128, 8), GT_Q8_0); /* fallback */
+    /* Fallbacks for rows that are not whole 256-element super-blocks. */
+    assert_int_equal(choose(&p, "blk.1.attn_q.weight", 128, 8), GT_Q5_0);
+    assert_int_equal(choose(&p, "output.weight", 128, 8), GT_Q8_0);
+    assert_int_equal(choose(&p, "blk.1.attn_q.weight", 48, 8), GT_F16);
     assert_int_equal(gt_quant_preset_parse("q3_k_m", &p), GT_OK);
     assert_int_equal(choose(&p, "blk.1.attn_v.weight", 256, 32), GT_Q5_K);
     assert_int_equal(choose(&p, "blk.2.attn_v.weight", 256, 32), GT_Q4_K);
