@@ -8,6 +8,7 @@
  * by counts to get each column's mean square activation, the weight the
  * quantizers use. Entries are kept in a small open-addressed table keyed by
  * name; sums accumulate in double and are stored as f32. */
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,21 +195,41 @@ static gt_status load_entry(gt_imatrix *im, const gt_gguf *g, const gt_tensor_in
     for (int64_t m = 0; m < n_mat; m++) {
         float c;
         memcpy(&c, (const uint8_t *)tc->data + 4 * m, 4);
-        e->counts[m] = c > 0 ? (int64_t)c : 0;
+        if (!(c >= 0 && c < 1e15f))
+            return gt_fail(GT_ERR_FORMAT, "%s: %s[%lld] is %g, not a row count", gt_gguf_name(g),
+                           cname, (long long)m, (double)c);
+        e->counts[m] = (int64_t)c;
         for (int64_t j = 0; j < n_in; j++) {
             float v;
             memcpy(&v, (const uint8_t *)ts->data + 4 * (m * n_in + j), 4);
-            e->mean[m * n_in + j] = c > 0 ? v / c : 0.f;
+            if (!(v >= 0 && v <= FLT_MAX))
+                return gt_fail(GT_ERR_FORMAT, "%s: %s[%lld] is %g, not a sum of squares",
+                               gt_gguf_name(g), ts->name, (long long)(m * n_in + j), (double)v);
+            e->mean[m * n_in + j] = e->counts[m] > 0 ? v / (float)e->counts[m] : 0.f;
         }
     }
     return GT_OK;
 }
 
+static gt_status load_from(gt_gguf *g, const char *path, gt_imatrix **out);
+
 gt_status gt_imatrix_load(const char *path, gt_imatrix **out) {
     *out = NULL;
     gt_gguf *g = NULL;
-    gt_imatrix *im = NULL;
     GT_TRY(gt_gguf_open(path, &g));
+    return load_from(g, path, out);
+}
+
+gt_status gt_imatrix_load_memory(const void *buf, size_t len, const char *name, gt_imatrix **out) {
+    *out = NULL;
+    gt_gguf *g = NULL;
+    GT_TRY(gt_gguf_open_memory(buf, len, name, &g));
+    return load_from(g, name, out);
+}
+
+/* Takes ownership of g (closed on return). */
+static gt_status load_from(gt_gguf *g, const char *path, gt_imatrix **out) {
+    gt_imatrix *im = NULL;
     gt_status st;
     GT_TRY_GOTO(gt_imatrix_create(&im), st, fail);
     uint32_t chunks = 0;

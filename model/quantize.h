@@ -99,6 +99,8 @@ gt_status gt_imatrix_write(const gt_imatrix *im, const char *path, const char *d
  * (the mean square input; a matrix with count 0 gets none). GT_ERR_FORMAT
  * when a tensor pair is missing or misshapen. */
 gt_status gt_imatrix_load(const char *path, gt_imatrix **out);
+/* The same over a caller-owned buffer (fuzzing); name is used in sentences. */
+gt_status gt_imatrix_load_memory(const void *buf, size_t len, const char *name, gt_imatrix **out);
 /* The mean squares of matrix `mat` of `name`: n_in floats (borrowed), or NULL
  * when the file has no entry, its shape differs (n_in, n_mat), or the
  * matrix had no rows. */
