@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/bytes.h"
+#include "common/quant.h"
 #include "common/timer.h"
 #include "model/quantize.h"
 #include "tools/cmds.h"
@@ -114,6 +115,10 @@ static int run(quant_opts *o) {
         if (st != GT_OK) return gt_flags_report("quantize", st);
         fprintf(stderr, "quantize: %zu importance entries from %s (%u chunks)\n",
                 gt_imatrix_n_entries(im), o->imatrix, gt_imatrix_chunk_count(im));
+        if (!cfg.preset.mix && !gt_quant_uses_imatrix(cfg.preset.base))
+            fprintf(stderr, "quantize: %s rounds to nearest; the imatrix only steers Q4_0, Q5_0 "
+                            "and the K-quants\n",
+                    cfg.preset.name);
     }
     cfg.imatrix = im;
     progress_state ps = {.tty = isatty(2) != 0, .t0 = gt_now_ns()};
@@ -132,6 +137,9 @@ static int run(quant_opts *o) {
     gt_imatrix_free(im);
     if (st != GT_OK) return gt_flags_report("quantize", st);
     double secs = (double)(gt_now_ns() - ps.t0) * 1e-9;
+    if (o->imatrix && rep.n_no_imatrix)
+        fprintf(stderr, "quantize: %zu matrices had no imatrix entry and were rounded to nearest\n",
+                rep.n_no_imatrix);
     char a[32], b[32];
     fprintf(stderr,
             "quantize: %s -> %s as %s: %zu tensors (%zu converted, %zu copied, %zu at a fallback "
