@@ -64,7 +64,8 @@ static gt_status add_entry(gt_imatrix *im, const char *name, int64_t n_in, int n
     if (im->n == im->cap) {
         size_t cap = im->cap ? im->cap * 2 : 64;
         im_entry *e = realloc(im->e, cap * sizeof *e);
-        if (!e) return gt_fail(GT_ERR_NOMEM, "cannot grow the importance matrix to %zu entries", cap);
+        if (!e)
+            return gt_fail(GT_ERR_NOMEM, "cannot grow the importance matrix to %zu entries", cap);
         im->e = e;
         im->cap = cap;
     }
@@ -185,9 +186,10 @@ static gt_status load_entry(gt_imatrix *im, const gt_gguf *g, const gt_tensor_in
     int64_t n_in = ts->ne[0], n_mat = ts->ne[1];
     if (!tc || ts->type != GT_F32 || tc->type != GT_F32 || ts->n_dims > 2 || tc->ne[0] != 1 ||
         tc->ne[1] != n_mat || tc->ne[2] != 1 || n_mat > (1 << 20))
-        return gt_fail(GT_ERR_FORMAT,
-                       "%s: %s needs an F32 [n_in, n_mat] tensor and an F32 [1, n_mat] %s beside it",
-                       gt_gguf_name(g), ts->name, cname);
+        return gt_fail(
+            GT_ERR_FORMAT,
+            "%s: %s needs an F32 [n_in, n_mat] tensor and an F32 [1, n_mat] %s beside it",
+            gt_gguf_name(g), ts->name, cname);
     im_entry *e;
     GT_TRY(add_entry(im, name, n_in, (int)n_mat, &e));
     e->mean = malloc((size_t)n_in * (size_t)n_mat * sizeof *e->mean);
@@ -242,7 +244,8 @@ static gt_status load_from(gt_gguf *g, const char *path, gt_imatrix **out) {
     }
     for (size_t i = 0; i < gt_gguf_n_tensors(g); i++) {
         const gt_tensor_info *t = gt_gguf_tensor_at(g, i);
-        if (ends_with(t->name, strlen(t->name), ".in_sum2")) GT_TRY_GOTO(load_entry(im, g, t), st, fail);
+        if (ends_with(t->name, strlen(t->name), ".in_sum2"))
+            GT_TRY_GOTO(load_entry(im, g, t), st, fail);
     }
     if (im->n == 0) {
         st = gt_fail(GT_ERR_FORMAT, "%s: no NAME.in_sum2 tensors: not an importance matrix file",

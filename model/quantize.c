@@ -66,8 +66,8 @@ static void convert_rows(void *arg, int ith, int nth) {
             int mat = (int)(r / t->ne[1]);
             qw = gt_imatrix_weights(j->cfg->imatrix, t->name, mat, n, n_mat);
         }
-        gt_status st = gt_quantize_row_imatrix(j->out_type, row, j->out + (size_t)r * j->out_row_bytes,
-                                               n, qw);
+        gt_status st =
+            gt_quantize_row_imatrix(j->out_type, row, j->out + (size_t)r * j->out_row_bytes, n, qw);
         if (st != GT_OK) {
             j->st[ith] = st;
             return;
@@ -156,8 +156,9 @@ static gt_status plan_tensors(const gt_quantize_config *cfg, const gt_gguf *g, g
                 !gt_imatrix_weights(cfg->imatrix, t->name, 0, t->ne[0],
                                     t->n_dims >= 3 ? (int)t->ne[2] : 1) &&
                 rep->n_no_imatrix++ < 3)
-                GT_LOG_WARN(GT_SUB_MODEL, "quantize: the imatrix has no entry for %s (%lld columns): "
-                                          "rounded to nearest",
+                GT_LOG_WARN(GT_SUB_MODEL,
+                            "quantize: the imatrix has no entry for %s (%lld columns): "
+                            "rounded to nearest",
                             t->name, (long long)t->ne[0]);
         } else {
             rep->n_copied++;
@@ -166,21 +167,23 @@ static gt_status plan_tensors(const gt_quantize_config *cfg, const gt_gguf *g, g
         int64_t rows = 1;
         for (int d = 1; d < t->n_dims; d++) rows *= t->ne[d];
         if (!gt_dtype_row_bytes(c.type, t->ne[0], &row) || !gt_size_mul(row, (size_t)rows, &nbytes))
-            st = gt_fail(GT_ERR_INVALID_ARG, "tensor %s: %lld x %lld elements do not fit %s", t->name,
-                         (long long)t->ne[0], (long long)rows, gt_dtype_name((uint32_t)c.type));
+            st = gt_fail(GT_ERR_INVALID_ARG, "tensor %s: %lld x %lld elements do not fit %s",
+                         t->name, (long long)t->ne[0], (long long)rows,
+                         gt_dtype_name((uint32_t)c.type));
         if (st == GT_OK)
             st = gt_gguf_writer_add_tensor_deferred(w, t->name, c.type, t->n_dims, t->ne, nbytes);
     }
     for (int k = 0; st == GT_OK && k < cfg->n_keep; k++)
         if (!keep_used[k])
-            GT_LOG_WARN(GT_SUB_MODEL, "quantize: --keep %s=%s matched no matrix", cfg->keep[k].pattern,
-                        gt_dtype_name((uint32_t)cfg->keep[k].type));
+            GT_LOG_WARN(GT_SUB_MODEL, "quantize: --keep %s=%s matched no matrix",
+                        cfg->keep[k].pattern, gt_dtype_name((uint32_t)cfg->keep[k].type));
     free(keep_used);
     return st;
 }
 
 static gt_status copy_metadata(const gt_quantize_config *cfg, const gt_gguf *g, gt_gguf_writer *w) {
-    for (size_t i = 0; i < gt_gguf_n_kv(g); i++) GT_TRY(gt_gguf_writer_copy_kv(w, gt_gguf_kv_at(g, i)));
+    for (size_t i = 0; i < gt_gguf_n_kv(g); i++)
+        GT_TRY(gt_gguf_writer_copy_kv(w, gt_gguf_kv_at(g, i)));
     if (cfg->preset.file_type >= 0)
         GT_TRY(gt_gguf_writer_set_u32(w, "general.file_type", (uint32_t)cfg->preset.file_type));
     if (!gt_gguf_find(g, "general.quantization_version"))
@@ -189,7 +192,8 @@ static gt_status copy_metadata(const gt_quantize_config *cfg, const gt_gguf *g, 
         /* llama.cpp's keys (tools/quantize/quantize.cpp). */
         GT_TRY(gt_gguf_writer_set_str(w, "quantize.imatrix.file",
                                       cfg->imatrix_path ? cfg->imatrix_path : ""));
-        GT_TRY(gt_gguf_writer_set_str(w, "quantize.imatrix.dataset", gt_imatrix_dataset(cfg->imatrix)));
+        GT_TRY(gt_gguf_writer_set_str(w, "quantize.imatrix.dataset",
+                                      gt_imatrix_dataset(cfg->imatrix)));
         GT_TRY(gt_gguf_writer_set_i32(w, "quantize.imatrix.entries_count",
                                       (int32_t)gt_imatrix_n_entries(cfg->imatrix)));
         GT_TRY(gt_gguf_writer_set_i32(w, "quantize.imatrix.chunks_count",
@@ -201,7 +205,8 @@ static gt_status copy_metadata(const gt_quantize_config *cfg, const gt_gguf *g, 
 gt_status gt_quantize_file(const gt_quantize_config *cfg, gt_quantize_report *rep) {
     memset(rep, 0, sizeof *rep);
     if (cfg->n_threads < 1 || cfg->n_threads > 256)
-        return gt_fail(GT_ERR_INVALID_ARG, "quantize: %d threads (1 to 256 allowed)", cfg->n_threads);
+        return gt_fail(GT_ERR_INVALID_ARG, "quantize: %d threads (1 to 256 allowed)",
+                       cfg->n_threads);
     gt_gguf *g = NULL;
     gt_gguf_writer *w = NULL;
     gt_quant_choice *choice = NULL;

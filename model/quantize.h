@@ -34,10 +34,10 @@
 
 /* A target: a plain type or a llama.cpp-style mix. */
 typedef struct gt_quant_preset {
-    char name[16];  /* as given, lower case: "q4_k_m" */
-    gt_dtype base;  /* the type of every matrix the mix does not raise */
-    int mix;        /* 0 plain; 3, 4, 5 for q3_k_m, q4_k_m, q5_k_m */
-    int file_type;  /* llama_ftype for general.file_type; -1 none */
+    char name[16]; /* as given, lower case: "q4_k_m" */
+    gt_dtype base; /* the type of every matrix the mix does not raise */
+    int mix;       /* 0 plain; 3, 4, 5 for q3_k_m, q4_k_m, q5_k_m */
+    int file_type; /* llama_ftype for general.file_type; -1 none */
 } gt_quant_preset;
 
 /* "q4_0", "Q4_K", "f16", "bf16", "q4_k_m", "q3_k_m", "q5_k_m" ...
@@ -63,7 +63,7 @@ typedef struct gt_quant_choice {
     gt_dtype type;   /* the output type */
     gt_dtype wanted; /* before the fallback */
     gt_quant_why why;
-    int keep_index;  /* the --keep entry that applied, or -1 */
+    int keep_index; /* the --keep entry that applied, or -1 */
 } gt_quant_choice;
 
 /* True when a tensor is a weight matrix that may be converted. */
@@ -113,8 +113,8 @@ const char *gt_imatrix_dataset(const gt_imatrix *im); /* "" when none */
 /* ---- the converter ---- */
 
 typedef struct gt_quantize_progress {
-    size_t done, total;   /* tensors */
-    const char *name;     /* the tensor just written */
+    size_t done, total;           /* tensors */
+    const char *name;             /* the tensor just written */
     uint64_t bytes_in, bytes_out; /* so far */
 } gt_quantize_progress;
 
@@ -131,8 +131,8 @@ typedef struct gt_quantize_config {
 } gt_quantize_config;
 
 typedef struct gt_quantize_report {
-    uint64_t bytes_in, bytes_out;        /* tensor data */
-    uint64_t matrix_bytes_in;            /* of the converted matrices */
+    uint64_t bytes_in, bytes_out; /* tensor data */
+    uint64_t matrix_bytes_in;     /* of the converted matrices */
     size_t n_tensors, n_converted, n_copied, n_fallback, n_requantized, n_no_imatrix;
 } gt_quantize_report;
 

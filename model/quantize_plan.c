@@ -34,7 +34,7 @@ static const mix_name k_mixes[] = {
 };
 
 #define TYPE_LIST                                                                                  \
-    "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q3_k_m, "        \
+    "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q3_k_m, "         \
     "q4_k_m, q5_k_m"
 
 /* The types the engine computes with (and synth writes). */
@@ -151,7 +151,8 @@ static gt_dtype fallback_type(gt_dtype want, int64_t n) {
 
 gt_quant_choice gt_quant_choose(const gt_quant_preset *p, const gt_tensor_info *t, int n_layer,
                                 const gt_quant_keep *keep, int n_keep) {
-    gt_quant_choice c = {.type = t->type, .wanted = t->type, .why = GT_QUANT_AS_IS, .keep_index = -1};
+    gt_quant_choice c = {
+        .type = t->type, .wanted = t->type, .why = GT_QUANT_AS_IS, .keep_index = -1};
     if (!gt_quant_is_matrix(t)) return c;
     int layer = -1;
     if (sscanf(t->name, "blk.%d.", &layer) != 1) layer = -1;

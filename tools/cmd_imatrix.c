@@ -69,7 +69,8 @@ typedef struct collect {
     gt_status st; /* the first failure of the hook */
 } collect;
 
-static void on_matmul(void *ctx, const char *name, int expert, const float *x, int n, int64_t n_in) {
+static void on_matmul(void *ctx, const char *name, int expert, const float *x, int n,
+                      int64_t n_in) {
     collect *c = ctx;
     if (c->st != GT_OK) return;
     int n_mat = expert >= 0 ? c->n_expert : 1;
@@ -103,8 +104,9 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
     long n_chunks = (long)(n_ids / (size_t)body);
     if (o->max_chunks > 0 && n_chunks > o->max_chunks) n_chunks = o->max_chunks;
     if (n_chunks < 1) {
-        st = gt_fail(GT_ERR_RANGE, "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx",
-                     o->file, n_ids, body);
+        st = gt_fail(GT_ERR_RANGE,
+                     "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx", o->file,
+                     n_ids, body);
         goto done;
     }
     chunk = malloc((size_t)C * sizeof *chunk);

@@ -37,9 +37,12 @@ static gt_status keep_flag(const char *flag, const char *value, void *opts) {
 
 static gt_status positional(const char *arg, void *opts) {
     quant_opts *o = opts;
-    if (!o->in) o->in = arg;
-    else if (!o->out) o->out = arg;
-    else return gt_fail(GT_ERR_INVALID_ARG, "takes two files (IN OUT), got a third: '%s'", arg);
+    if (!o->in)
+        o->in = arg;
+    else if (!o->out)
+        o->out = arg;
+    else
+        return gt_fail(GT_ERR_INVALID_ARG, "takes two files (IN OUT), got a third: '%s'", arg);
     return GT_OK;
 }
 
@@ -48,7 +51,8 @@ static gt_status validate(void *opts) {
     if (!o->in || !o->out)
         return gt_fail(GT_ERR_INVALID_ARG, "needs an input and an output file (IN.gguf OUT.gguf)");
     if (strcmp(o->in, o->out) == 0)
-        return gt_fail(GT_ERR_INVALID_ARG, "the output %s is the input; write another file", o->out);
+        return gt_fail(GT_ERR_INVALID_ARG, "the output %s is the input; write another file",
+                       o->out);
     return GT_OK;
 }
 
@@ -69,7 +73,8 @@ static const gt_flag k_flags[] = {
 
 static const gt_flag_spec k_spec = {
     .verb = "quantize",
-    .synopsis = "IN.gguf OUT.gguf --type T [--keep PATTERN=TYPE ...] [--imatrix FILE] [--threads N]",
+    .synopsis =
+        "IN.gguf OUT.gguf --type T [--keep PATTERN=TYPE ...] [--imatrix FILE] [--threads N]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
     .positional = positional,
@@ -79,7 +84,6 @@ static const gt_flag_spec k_spec = {
 
 typedef struct progress_state {
     bool tty;
-    size_t every;
     uint64_t t0;
 } progress_state;
 
@@ -91,7 +95,7 @@ static void show_progress(void *ctx, const gt_quantize_progress *p) {
         fprintf(stderr, "\rquantize [%.*s%*s] %zu/%zu %-40.40s", fill,
                 "##############################", W - fill, "", p->done, p->total, p->name);
         if (p->done == p->total) fputc('\n', stderr);
-    } else if (p->done % ps->every == 0 || p->done == p->total) {
+    } else if (p->done % (p->total >= 10 ? p->total / 10 : 1) == 0 || p->done == p->total) {
         fprintf(stderr, "quantize: %zu/%zu tensors (%s), %.1f s\n", p->done, p->total, p->name,
                 (double)(gt_now_ns() - ps->t0) * 1e-9);
     }
@@ -116,22 +120,15 @@ static int run(quant_opts *o) {
         fprintf(stderr, "quantize: %zu importance entries from %s (%u chunks)\n",
                 gt_imatrix_n_entries(im), o->imatrix, gt_imatrix_chunk_count(im));
         if (!cfg.preset.mix && !gt_quant_uses_imatrix(cfg.preset.base))
-            fprintf(stderr, "quantize: %s rounds to nearest; the imatrix only steers Q4_0, Q5_0 "
-                            "and the K-quants\n",
+            fprintf(stderr,
+                    "quantize: %s rounds to nearest; the imatrix only steers Q4_0, Q5_0 "
+                    "and the K-quants\n",
                     cfg.preset.name);
     }
     cfg.imatrix = im;
     progress_state ps = {.tty = isatty(2) != 0, .t0 = gt_now_ns()};
     cfg.progress = show_progress;
     cfg.progress_ctx = &ps;
-    gt_gguf *g = NULL; /* only for the tensor count of the progress lines */
-    if (gt_gguf_open(o->in, &g) == GT_OK) {
-        size_t n = gt_gguf_n_tensors(g);
-        ps.every = n / 10 ? n / 10 : 1;
-        gt_gguf_close(g);
-    } else {
-        ps.every = 1;
-    }
     gt_quantize_report rep;
     st = gt_quantize_file(&cfg, &rep);
     gt_imatrix_free(im);

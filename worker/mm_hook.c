@@ -17,8 +17,10 @@ void gt_engine_set_mm_hook(gt_engine *e, gt_engine_mm_hook_fn fn, void *ctx) {
 void gt__mm_hook(gt_engine *e, int layer, const char *what, int expert, const float *x, int n,
                  int64_t n_in) {
     char name[96];
-    if (layer >= 0) snprintf(name, sizeof name, "blk.%d.%s.weight", layer, what);
-    else snprintf(name, sizeof name, "%s.weight", what);
+    if (layer >= 0)
+        snprintf(name, sizeof name, "blk.%d.%s.weight", layer, what);
+    else
+        snprintf(name, sizeof name, "%s.weight", what);
     e->mm_hook(e->mm_hook_ctx, name, expert, x, n, n_in);
 }
 

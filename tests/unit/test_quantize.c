@@ -102,8 +102,8 @@ static void test_no_weights_is_rtn(void **state) {
     float x[N], qw[N];
     gt_test_fill_normal(&rng, x, N, 0.05f);
     for (int i = 0; i < N; i++) qw[i] = 1.f + (float)(i % 7);
-    const gt_dtype all[] = {GT_F16, GT_BF16, GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q5_0, GT_Q5_1,
-                            GT_Q2_K, GT_Q3_K, GT_Q4_K, GT_Q5_K, GT_Q6_K};
+    const gt_dtype all[] = {GT_F16,  GT_BF16, GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q5_0,
+                            GT_Q5_1, GT_Q2_K, GT_Q3_K, GT_Q4_K, GT_Q5_K, GT_Q6_K};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
         size_t rb;
         assert_true(gt_dtype_row_bytes(all[k], N, &rb));
@@ -194,8 +194,8 @@ static void test_presets(void **state) {
     assert_int_equal(choose(&p, "output.weight", 256, 8), GT_Q4_0);
     assert_int_equal(choose(&p, "blk.0.attn_q.weight", 48, 8), GT_F16); /* not whole blocks */
     /* Tensors that stay as they are. */
-    gt_tensor_info norm = {.name = "blk.0.attn_norm.weight", .type = GT_F32, .n_dims = 1,
-                           .ne = {256, 1, 1, 1}};
+    gt_tensor_info norm = {
+        .name = "blk.0.attn_norm.weight", .type = GT_F32, .n_dims = 1, .ne = {256, 1, 1, 1}};
     assert_int_equal(gt_quant_choose(&p, &norm, 8, NULL, 0).why, GT_QUANT_AS_IS);
     gt_tensor_info router = mat("blk.0.ffn_gate_inp.weight", 256, 8);
     assert_int_equal(gt_quant_choose(&p, &router, 8, NULL, 0).type, GT_F32);
@@ -301,7 +301,8 @@ static void test_writer_streaming(void **state) {
     assert_int_equal(gt_gguf_writer_add_tensor_deferred(w, "b", GT_F32, 2, ne, 3 * 32 * 4), GT_OK);
     assert_int_equal(gt_gguf_writer_add_tensor_deferred(w, "b", GT_F32, 2, ne, 3 * 32 * 4),
                      GT_ERR_INVALID_ARG);
-    assert_int_equal(gt_gguf_writer_add_tensor_deferred(w, "c", GT_F32, 2, ne, 5), GT_ERR_INVALID_ARG);
+    assert_int_equal(gt_gguf_writer_add_tensor_deferred(w, "c", GT_F32, 2, ne, 5),
+                     GT_ERR_INVALID_ARG);
     assert_int_equal(gt_gguf_writer_write(w, path), GT_ERR_INVALID_ARG); /* no fill given */
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(gt_gguf_writer_write_stream(w, path, failing_fill, NULL), GT_ERR_IO);
