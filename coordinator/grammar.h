@@ -71,6 +71,8 @@ gt_status gt_vocab_trie_create(const char *const *pieces, const size_t *lens, in
                                gt_vocab_trie **out);
 void gt_vocab_trie_free(gt_vocab_trie *t); /* accepts NULL */
 int gt_vocab_trie_n_vocab(const gt_vocab_trie *t);
+/* Token id's bytes (borrowed; empty for an id out of range). */
+const uint8_t *gt_vocab_trie_piece(const gt_vocab_trie *t, int32_t id, size_t *len);
 /* allowed[n_vocab]: 1 where the token's bytes may follow the state, else 0
  * (end-of-generation tokens are the caller's: see gt_gmatch_can_end).
  * Returns how many are allowed. */

@@ -391,6 +391,8 @@ struct gt_vocab_trie {
     int32_t *child, *sibling, *tok; /* [n_nodes]: first child, next sibling, first token (-1: none) */
     uint8_t *byte;                  /* [n_nodes] the edge into the node */
     int32_t *tok_next;              /* [n_vocab] the next token with the same bytes */
+    char *bytes;                    /* every piece, concatenated */
+    size_t *off;                    /* [n_vocab + 1] piece i is bytes[off[i], off[i + 1]) */
 };
 
 static int32_t trie_node(gt_vocab_trie *t, uint8_t b) {
@@ -420,7 +422,14 @@ gt_status gt_vocab_trie_create(const char *const *pieces, const size_t *lens, in
     if (!t) return gt_fail(GT_ERR_NOMEM, "cannot allocate a vocabulary trie");
     t->n_vocab = n_vocab;
     t->tok_next = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *t->tok_next);
-    if (!t->tok_next || trie_node(t, 0) < 0) goto nomem;
+    t->off = malloc((size_t)(n_vocab + 1) * sizeof *t->off);
+    if (!t->tok_next || !t->off || trie_node(t, 0) < 0) goto nomem;
+    t->off[0] = 0;
+    for (int id = 0; id < n_vocab; id++) t->off[id + 1] = t->off[id] + lens[id];
+    t->bytes = malloc(t->off[n_vocab] + 1);
+    if (!t->bytes) goto nomem;
+    for (int id = 0; id < n_vocab; id++)
+        if (lens[id]) memcpy(t->bytes + t->off[id], pieces[id], lens[id]);
     for (int id = n_vocab - 1; id >= 0; id--) { /* backwards, so each list is in id order */
         t->tok_next[id] = -1;
         if (lens[id] == 0) continue;
@@ -454,10 +463,21 @@ void gt_vocab_trie_free(gt_vocab_trie *t) {
     free(t->tok);
     free(t->byte);
     free(t->tok_next);
+    free(t->bytes);
+    free(t->off);
     free(t);
 }
 
 int gt_vocab_trie_n_vocab(const gt_vocab_trie *t) { return t->n_vocab; }
+
+const uint8_t *gt_vocab_trie_piece(const gt_vocab_trie *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n_vocab) {
+        *len = 0;
+        return (const uint8_t *)"";
+    }
+    *len = t->off[id + 1] - t->off[id];
+    return (const uint8_t *)t->bytes + t->off[id];
+}
 
 static int walk_trie(gt_gmatch *m, const gt_vocab_trie *t, int32_t node, int from, int to, uint32_t val,
                      int left, uint8_t *allowed) {
