@@ -109,8 +109,8 @@ gt_status gt_constraint_draw(gt_constraint *c, gt_sampler *s, float *row, int32_
         *tok = gt_sampler_sample(s, row);
         return GT_OK;
     }
-    uint64_t t0 = gt_now_ns();
     int32_t t = row[0] == -INFINITY && !any_finite(row, c->n_vocab) ? -1 : gt_sampler_sample(s, row);
+    uint64_t t0 = gt_now_ns();
     bool ok = t >= 0 && row[t] != -INFINITY && allows(c, t);
     uint64_t t1 = gt_now_ns();
     c->stats.check_ns += t1 - t0;
@@ -124,13 +124,12 @@ gt_status gt_constraint_draw(gt_constraint *c, gt_sampler *s, float *row, int32_
             if (!a) row[i] = -INFINITY;
             else n_ok += row[i] != -INFINITY;
         }
-        if (n_ok == 0) {
-            c->stats.mask_ns += gt_now_ns() - t1;
+        c->stats.mask_ns += gt_now_ns() - t1;
+        if (n_ok == 0)
             return gt_fail(GT_ERR_INVALID_ARG, "the grammar%s allows none of the %d tokens here",
                            c->n_bias ? " together with the logit bias" : "", c->n_vocab);
         }
         t = gt_sampler_sample(s, row);
-        c->stats.mask_ns += gt_now_ns() - t1;
     }
     if (!is_eog(c, t)) {
         size_t len;

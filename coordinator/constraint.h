@@ -35,7 +35,7 @@ typedef struct gt_constraint_stats {
     uint64_t draws;      /* tokens drawn */
     uint64_t masks;      /* full masks computed (the first draw was rejected) */
     uint64_t check_ns;   /* time in single-token checks */
-    uint64_t mask_ns;    /* time in full masks (and the second draw) */
+    uint64_t mask_ns;    /* time in full masks (the second draw not included) */
 } gt_constraint_stats;
 
 typedef struct gt_constraint gt_constraint;

@@ -37,8 +37,8 @@ struct gt_gmatch {
     int hash_cap;
     int32_t *cur; /* the state's stacks [n_cur] */
     int n_cur, cap_cur;
-    uint32_t pval; /* incomplete UTF-8 character: bits so far, bytes left */
-    int pleft;
+    uint32_t pval; /* incomplete UTF-8 character: bits so far, bytes left, its length */
+    int pleft, plen;
     int32_t *buf; /* sets being built */
     int n_buf, cap_buf;
     bool overflow; /* a limit was passed: the current operation fails */
@@ -203,30 +203,45 @@ static int advance(gt_gmatch *m, int from, int to, uint32_t cp) {
     return start;
 }
 
-/* One byte into the incomplete character (val, left): 1 when a code point
- * is complete (*cp), 0 when more bytes are needed, -1 for invalid UTF-8. */
-static int utf8_step(uint32_t *val, int *left, uint8_t b, uint32_t *cp) {
+/* One byte into the incomplete character (val, left, len): 1 when a code
+ * point is complete (*cp), 0 when more bytes are needed, -1 for invalid
+ * UTF-8 (including overlong forms, which would let a grammar's ASCII be
+ * spelled with other bytes, and code points past U+10FFFF). */
+static int utf8_step(uint32_t *val, int *left, int *len, uint8_t b, uint32_t *cp) {
     if (*left == 0) {
         if (b < 0x80) {
             *cp = b;
             return 1;
         }
-        if ((b >> 5) == 6) *val = b & 0x1Fu, *left = 1;
+        if (b >= 0xC2 && b <= 0xDF) *val = b & 0x1Fu, *left = 1;
         else if ((b >> 4) == 14) *val = b & 0x0Fu, *left = 2;
-        else if ((b >> 3) == 30) *val = b & 0x07u, *left = 3;
+        else if (b >= 0xF0 && b <= 0xF4) *val = b & 0x07u, *left = 3;
         else return -1;
+        *len = *left + 1;
         return 0;
     }
     if ((b & 0xC0) != 0x80) return -1;
     *val = (*val << 6) | (b & 0x3Fu);
-    if (--*left > 0) return 0;
+    if (--*left > 0) {
+        /* Refuse a prefix that can only complete overlong or too large. */
+        uint32_t lo = *val << (6 * *left), hi = lo | ((1u << (6 * *left)) - 1);
+        uint32_t min = *len == 3 ? 0x800 : 0x10000;
+        if (hi < min || lo > 0x10FFFF) return -1;
+        return 0;
+    }
+    uint32_t min = *len == 2 ? 0x80 : *len == 3 ? 0x800 : 0x10000;
+    if (*val < min || *val > 0x10FFFF) return -1;
     *cp = *val;
     *val = 0;
     return 1;
 }
 
-static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val, int left) {
+static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val, int left, int len) {
     uint32_t lo = val << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+    uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+    if (lo < min) lo = min;
+    if (hi > 0x10FFFF) hi = 0x10FFFF;
+    if (lo > hi) return false;
     for (int k = from; k < to; k++)
         if (m->buf[k] >= 0 && match_range(m->g, m->nodes[m->buf[k]].pos, lo, hi)) return true;
     return false;
@@ -235,7 +250,7 @@ static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val,
 /* Walks bytes from the current state; the final set is [*from, *to) of the
  * buffer. Returns the offset of the first rejected byte, or n. */
 static size_t walk_bytes(gt_gmatch *m, const uint8_t *bytes, size_t n, int *from, int *to, uint32_t *val,
-                         int *left) {
+                         int *left, int *len) {
     m->overflow = false;
     m->n_buf = 0;
     for (int k = 0; k < m->n_cur; k++) m->buf[m->n_buf++] = m->cur[k];
@@ -243,12 +258,13 @@ static size_t walk_bytes(gt_gmatch *m, const uint8_t *bytes, size_t n, int *from
     *to = m->n_buf;
     *val = m->pval;
     *left = m->pleft;
+    *len = m->plen;
     for (size_t i = 0; i < n; i++) {
         uint32_t cp;
-        int r = utf8_step(val, left, bytes[i], &cp);
+        int r = utf8_step(val, left, len, bytes[i], &cp);
         if (r < 0) return i;
         if (r == 0) {
-            if (!partial_possible(m, *from, *to, *val, *left)) return i;
+            if (!partial_possible(m, *from, *to, *val, *left, *len)) return i;
             continue;
         }
         int start = advance(m, *from, *to, cp);
@@ -260,9 +276,9 @@ static size_t walk_bytes(gt_gmatch *m, const uint8_t *bytes, size_t n, int *from
 }
 
 bool gt_gmatch_try(gt_gmatch *m, const uint8_t *bytes, size_t n) {
-    int from, to, left;
+    int from, to, left, len;
     uint32_t val;
-    return walk_bytes(m, bytes, n, &from, &to, &val, &left) == n;
+    return walk_bytes(m, bytes, n, &from, &to, &val, &left, &len) == n;
 }
 
 /* Copies the stacks reachable from the state into a fresh node table. */
@@ -302,9 +318,9 @@ static bool set_cur(gt_gmatch *m, int from, int to) {
 }
 
 gt_status gt_gmatch_accept(gt_gmatch *m, const uint8_t *bytes, size_t n) {
-    int from, to, left;
+    int from, to, left, len;
     uint32_t val;
-    size_t at = walk_bytes(m, bytes, n, &from, &to, &val, &left);
+    size_t at = walk_bytes(m, bytes, n, &from, &to, &val, &left, &len);
     if (m->overflow)
         return gt_fail(GT_ERR_RANGE, "the grammar needs more than %d stacks at once at byte %zu of the "
                        "token", MAX_SET, at);
@@ -314,6 +330,7 @@ gt_status gt_gmatch_accept(gt_gmatch *m, const uint8_t *bytes, size_t n) {
     if (!set_cur(m, from, to)) return gt_fail(GT_ERR_NOMEM, "cannot allocate the grammar state");
     m->pval = val;
     m->pleft = left;
+    m->plen = len;
     if (m->n_nodes > COMPACT_NODES) compact(m);
     if (m->overflow) return gt_fail(GT_ERR_NOMEM, "cannot compact the grammar state");
     return GT_OK;
@@ -332,7 +349,7 @@ gt_status gt_gmatch_reset(gt_gmatch *m) {
     m->overflow = false;
     m->n_buf = 0;
     m->pval = 0;
-    m->pleft = 0;
+    m->pleft = m->plen = 0;
     const gt_grammar *g = m->g;
     int32_t a = g->rule_start[g->root];
     for (;;) {
@@ -480,16 +497,16 @@ const uint8_t *gt_vocab_trie_piece(const gt_vocab_trie *t, int32_t id, size_t *l
 }
 
 static int walk_trie(gt_gmatch *m, const gt_vocab_trie *t, int32_t node, int from, int to, uint32_t val,
-                     int left, uint8_t *allowed) {
+                     int left, int len, uint8_t *allowed) {
     int count = 0;
     for (int32_t c = t->child[node]; c >= 0; c = t->sibling[c]) {
         int save = m->n_buf;
         uint32_t v = val, cp;
-        int l = left, nfrom = from, nto = to;
-        int r = utf8_step(&v, &l, t->byte[c], &cp);
+        int l = left, ln = len, nfrom = from, nto = to;
+        int r = utf8_step(&v, &l, &ln, t->byte[c], &cp);
         if (r < 0) continue;
         if (r == 0) {
-            if (!partial_possible(m, from, to, v, l)) continue;
+            if (!partial_possible(m, from, to, v, l, ln)) continue;
         } else {
             nfrom = advance(m, from, to, cp);
             nto = m->n_buf;
@@ -503,7 +520,7 @@ static int walk_trie(gt_gmatch *m, const gt_vocab_trie *t, int32_t node, int fro
             allowed[id] = 1;
             count++;
         }
-        count += walk_trie(m, t, c, nfrom, nto, v, l, allowed);
+        count += walk_trie(m, t, c, nfrom, nto, v, l, ln, allowed);
         m->n_buf = save;
     }
     return count;
@@ -514,5 +531,5 @@ int gt_gmatch_mask(gt_gmatch *m, const gt_vocab_trie *t, uint8_t *allowed) {
     m->overflow = false;
     m->n_buf = 0;
     for (int k = 0; k < m->n_cur; k++) m->buf[m->n_buf++] = m->cur[k];
-    return walk_trie(m, t, 0, 0, m->n_buf, m->pval, m->pleft, allowed);
+    return walk_trie(m, t, 0, 0, m->n_buf, m->pval, m->pleft, m->plen, allowed);
 }

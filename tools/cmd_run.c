@@ -9,8 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/timer.h"
+#include "coordinator/constraint.h"
+#include "coordinator/grammar_vocab.h"
 #include "coordinator/sampler.h"
 #include "tools/cmds.h"
 #include "tools/verb.h"
@@ -18,6 +23,8 @@
 #include "coordinator/text.h"
 #include "worker/engine.h"
 #include "worker/expert_cache.h"
+
+enum { GT_RUN_MAX_BIAS = 256 };
 
 typedef struct run_opts {
     gt_rank_config job; /* the model, engine, grid and limits of the job */
@@ -37,9 +44,32 @@ typedef struct run_opts {
     const char *system;
     const char *chat_format;
     const char *expert_stats_out;
+    const char *grammar_file;
+    const char *json_schema_file;
+    int32_t bias_ids[GT_RUN_MAX_BIAS]; /* --logit-bias ID=B, repeated */
+    float bias[GT_RUN_MAX_BIAS];
+    int n_bias;
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
+
+/* --logit-bias ID=B: B a number or -inf (bans the token). */
+static gt_status parse_bias(const char *flag, const char *value, void *opts) {
+    run_opts *o = opts;
+    if (o->n_bias == GT_RUN_MAX_BIAS)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: more than %d biases", flag, GT_RUN_MAX_BIAS);
+    char *end;
+    long id = strtol(value, &end, 10);
+    if (end == value || *end != '=' || id < 0 || id > 0x7fffffffl)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': expected ID=BIAS with a token id >= 0", flag, value);
+    const char *b = end + 1;
+    float bias = strtof(b, &end);
+    if (end == b || *end || isnan(bias) || bias == INFINITY)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': the bias is not a finite number or -inf", flag, value);
+    o->bias_ids[o->n_bias] = (int32_t)id;
+    o->bias[o->n_bias++] = bias;
+    return GT_OK;
+}
 
 #define O(f) offsetof(run_opts, f)
 static const gt_flag k_flags[] = {
@@ -60,6 +90,15 @@ static const gt_flag k_flags[] = {
      .help = "nucleus sampling threshold (default 0.95)"},
     {NULL, "--min-p", GT_FLAG_FLOAT, O(samp.min_p), .flo = 0, .fhi = 1, .metavar = "P",
      .help = "drop tokens less likely than P times the most likely one (default 0: off)"},
+    {NULL, "--typical-p", GT_FLAG_FLOAT, O(samp.typical_p), .flo = 0, .fhi = 1, .metavar = "P",
+     .help = "locally typical sampling: keep the tokens nearest the entropy\n"
+             "up to probability P (default 1: off)"},
+    {NULL, "--logit-bias", GT_FLAG_CALL, 0, .call = parse_bias, .metavar = "ID=B",
+     .help = "add B to token ID's logit (-inf bans it); repeatable"},
+    {NULL, "--grammar", GT_FLAG_STR, O(grammar_file), .metavar = "FILE",
+     .help = "constrain the output to a GBNF grammar (start rule 'root')"},
+    {NULL, "--json-schema", GT_FLAG_STR, O(json_schema_file), .metavar = "FILE",
+     .help = "constrain the output to JSON that a JSON schema accepts"},
     {NULL, "--seed", GT_FLAG_U64, O(samp.seed), .lo = 0, .hi = 0x7fffffffl, .metavar = "S",
      .help = "sampling seed (default 1234)"},
     {"-c", "--ctx", GT_FLAG_U32, O(job.eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
@@ -97,6 +136,8 @@ static gt_status validate(void *opts) {
     int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (sources != 1)
         return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
+    if (o->grammar_file && o->json_schema_file)
+        return gt_fail(GT_ERR_INVALID_ARG, "give at most one of --grammar and --json-schema");
     return GT_OK;
 }
 
@@ -119,15 +160,52 @@ static gt_status write_logits(const char *path, const float *logits, size_t n) {
 typedef struct run_state {
     gt_text *text;
     gt_sampler *smp;
+    gt_grammar *grammar;
+    gt_vocab_trie *trie;
+    gt_constraint *cons;
+    int32_t *eog;
     float *full;
     int32_t *prompt_owned;
 } run_state;
 
 static void run_state_free(run_state *r) {
     gt_sampler_destroy(r->smp);
+    gt_constraint_free(r->cons);
+    gt_vocab_trie_free(r->trie);
+    gt_grammar_free(r->grammar);
+    free(r->eog);
     free(r->full);
     free(r->prompt_owned);
     gt_text_close(r->text);
+}
+
+/* The logit bias and the grammar, when asked for. */
+static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_vocab) {
+    const char *path = o->grammar_file ? o->grammar_file : o->json_schema_file;
+    if (!path && o->n_bias == 0) return GT_OK;
+    gt_constraint_config cc = {.bias_ids = o->bias_ids, .bias = o->bias, .n_bias = o->n_bias};
+    if (path) {
+        const gt_tokenizer *tok = gt_text_tokenizer(r->text);
+        if (!tok)
+            return gt_fail(GT_ERR_UNSUPPORTED, "%s: a grammar needs the model's tokenizer, and this model has none",
+                           path);
+        char *text = NULL;
+        size_t len = 0;
+        GT_TRY(gt_read_file(path, (size_t)1 << 20, &text, &len));
+        gt_status st = gt_grammar_from_text(o->grammar_file ? GT_GRAMMAR_GBNF : GT_GRAMMAR_JSON_SCHEMA, text, len,
+                                            &r->grammar);
+        free(text);
+        if (st != GT_OK) return gt_fail(st, "%s: %s", path, gt_last_error());
+        GT_TRY(gt_vocab_trie_from_tokenizer(tok, n_vocab, &r->trie));
+        int n_eog = 0;
+        GT_TRY(gt_tokenizer_eog_ids(tok, n_vocab, &r->eog, &n_eog));
+        cc.grammar = r->grammar;
+        cc.trie = r->trie;
+        cc.eog = r->eog;
+        cc.n_eog = n_eog;
+    }
+    GT_TRY(gt_constraint_create(&cc, n_vocab, &r->cons));
+    return gt_coord_set_constraint(c, 0, r->cons);
 }
 
 /* Rank 0: tokenizes the prompt, has the coordinator evaluate it and draws
@@ -161,6 +239,7 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
     }
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
     GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
+    GT_TRY(setup_constraint(o, c, r, (int)V));
 
     uint64_t t0 = gt_now_ns();
     GT_TRY(gt_coord_prefill(c, 0, prompt, n_prompt, r->full));
@@ -195,6 +274,13 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
                 gt_rank_shard(rk)->grid.pp);
     fprintf(stderr, "\n");
+    if (r->cons && r->grammar) {
+        gt_constraint_stats cs = gt_constraint_get_stats(r->cons);
+        fprintf(stderr, "grammar: %llu tokens drawn, %llu full masks; %.3f ms checking tokens, %.3f ms in masks "
+                "(%.3f ms per token)\n", (unsigned long long)cs.draws, (unsigned long long)cs.masks,
+                (double)cs.check_ns * 1e-6, (double)cs.mask_ns * 1e-6,
+                cs.draws ? (double)(cs.check_ns + cs.mask_ns) * 1e-6 / (double)cs.draws : 0.0);
+    }
     if (o->expert_stats_out) {
         int l0, nl, ne;
         const uint64_t *counts = gt_engine_expert_counts(gt_rank_engine(rk), &l0, &nl, &ne);

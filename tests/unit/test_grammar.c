@@ -85,6 +85,14 @@ static void test_prefixes(void **state) {
     assert_false(prefix_ok(g, "\xe2\x82"));
     assert_false(prefix_ok(g, "\xff"));
     gt_grammar_free(g);
+    /* Overlong encodings of an ASCII character are not that character. */
+    g = compile("root ::= \"s\" | [\\u0800-\\uffff]");
+    assert_true(full_match(g, "s"));
+    assert_false(prefix_ok(g, "\xe0\x81"));
+    assert_false(full_match(g, "\xe0\x81\xb3"));
+    assert_false(full_match(g, "\xc1\xb3"));
+    assert_true(full_match(g, "\xe0\xa0\x80"));
+    gt_grammar_free(g);
     /* Incremental accept, then the end. */
     g = compile("root ::= \"ab\" \"c\"?");
     gt_gmatch *m = NULL;
