@@ -128,7 +128,6 @@ gt_status gt_constraint_draw(gt_constraint *c, gt_sampler *s, float *row, int32_
         if (n_ok == 0)
             return gt_fail(GT_ERR_INVALID_ARG, "the grammar%s allows none of the %d tokens here",
                            c->n_bias ? " together with the logit bias" : "", c->n_vocab);
-        }
         t = gt_sampler_sample(s, row);
     }
     if (!is_eog(c, t)) {
