@@ -16,11 +16,23 @@ struct gt_constraint {
     int n_eog;
     const gt_vocab_trie *trie; /* borrowed */
     gt_gmatch *m;              /* NULL: no grammar */
+    gt_grammar *owned;         /* the grammar, when the constraint owns it */
     uint8_t *allowed;          /* [n_vocab] the last full mask */
     gt_constraint_stats stats;
 };
 
+static gt_status create(const gt_constraint_config *cfg, int n_vocab, gt_constraint **out);
+
 gt_status gt_constraint_create(const gt_constraint_config *cfg, int n_vocab, gt_constraint **out) {
+    gt_status st = create(cfg, n_vocab, out);
+    if (cfg->owns_grammar) {
+        if (st == GT_OK) (*out)->owned = cfg->grammar;
+        else gt_grammar_free(cfg->grammar);
+    }
+    return st;
+}
+
+static gt_status create(const gt_constraint_config *cfg, int n_vocab, gt_constraint **out) {
     *out = NULL;
     for (int i = 0; i < cfg->n_bias; i++) {
         if (cfg->bias_ids[i] < 0 || cfg->bias_ids[i] >= n_vocab)
@@ -73,6 +85,7 @@ void gt_constraint_free(gt_constraint *c) {
     free(c->eog);
     free(c->allowed);
     gt_gmatch_free(c->m);
+    gt_grammar_free(c->owned);
     free(c);
 }
 

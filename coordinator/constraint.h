@@ -14,6 +14,7 @@
 #ifndef GT_CONSTRAINT_H
 #define GT_CONSTRAINT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/status.h"
@@ -24,7 +25,8 @@ typedef struct gt_constraint_config {
     const int32_t *bias_ids; /* [n_bias] token ids (copied) */
     const float *bias;       /* [n_bias] added to their logits; -inf bans */
     int n_bias;
-    const gt_grammar *grammar;  /* borrowed; NULL: no grammar */
+    gt_grammar *grammar;        /* borrowed (owned with owns_grammar); NULL: no grammar */
+    bool owns_grammar;          /* the constraint frees the grammar, also when create fails */
     const gt_vocab_trie *trie;  /* borrowed; required with a grammar */
     const int32_t *eog;         /* [n_eog] end-of-generation tokens (copied) */
     int n_eog;
