@@ -16,7 +16,7 @@
 enum { MAX_DEPTH = 64, MAX_ITEMS_BOUND = 100 };
 
 #define GT_JSON_COMMON                                                                             \
-    "ws ::= [ \\t\\n]{0,20}\n"                                                                     \
+    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n"                                                     \
     "jstring ::= \"\\\"\" jchar* \"\\\"\"\n"                                                       \
     "jchar ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"          \
     "jinteger ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n"                                            \

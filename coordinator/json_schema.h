@@ -8,8 +8,9 @@
  * (additionalProperties false, whatever the schema says), required ones
  * first in schema order, then the optional ones in schema order; an object
  * without `properties` and a schema without `type` allow any JSON value of
- * that kind. Whitespace between tokens is optional and bounded (at most 20
- * characters), numbers have at most 16 digits before and after the point.
+ * that kind. Whitespace between tokens is optional and bounded (as
+ * llama.cpp's: nothing, one space, or a newline and at most 20 spaces or
+ * tabs), numbers have at most 16 digits before and after the point.
  * The schema text is parsed with jansson. */
 #ifndef GT_JSON_SCHEMA_H
 #define GT_JSON_SCHEMA_H

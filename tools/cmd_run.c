@@ -195,7 +195,11 @@ static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_
         gt_status st = gt_grammar_from_text(o->grammar_file ? GT_GRAMMAR_GBNF : GT_GRAMMAR_JSON_SCHEMA, text, len,
                                             &r->grammar);
         free(text);
-        if (st != GT_OK) return gt_fail(st, "%s: %s", path, gt_last_error());
+        if (st != GT_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", gt_last_error());
+            return gt_fail(st, "%s: %s", path, why);
+        }
         GT_TRY(gt_vocab_trie_from_tokenizer(tok, n_vocab, &r->trie));
         int n_eog = 0;
         GT_TRY(gt_tokenizer_eog_ids(tok, n_vocab, &r->eog, &n_eog));
