@@ -18,6 +18,7 @@
 #include "coordinator/grammar_vocab.h"
 #include "coordinator/sampler.h"
 #include "tools/cmds.h"
+#include "tools/run_beam.h"
 #include "tools/verb.h"
 #include "tools/flags.h"
 #include "coordinator/text.h"
@@ -49,6 +50,8 @@ typedef struct run_opts {
     int32_t bias_ids[GT_RUN_MAX_BIAS]; /* --logit-bias ID=B, repeated */
     float bias[GT_RUN_MAX_BIAS];
     int n_bias;
+    int beams;            /* --beams W; 0: sampling */
+    float length_penalty; /* --length-penalty A */
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
@@ -95,6 +98,10 @@ static const gt_flag k_flags[] = {
              "up to probability P (default 1: off)"},
     {NULL, "--logit-bias", GT_FLAG_CALL, 0, .call = parse_bias, .metavar = "ID=B",
      .help = "add B to token ID's logit (-inf bans it); repeatable"},
+    {NULL, "--beams", GT_FLAG_INT, O(beams), .lo = 1, .hi = GT_BEAM_MAX_WIDTH, .metavar = "W",
+     .help = "beam search with W beams (one rank's sequences; replaces sampling)"},
+    {NULL, "--length-penalty", GT_FLAG_FLOAT, O(length_penalty), .flo = -10, .fhi = 10, .metavar = "A",
+     .help = "beam score: sum of log-probabilities / length^A (default 1)"},
     {NULL, "--grammar", GT_FLAG_STR, O(grammar_file), .metavar = "FILE",
      .help = "constrain the output to a GBNF grammar (start rule 'root')"},
     {NULL, "--json-schema", GT_FLAG_STR, O(json_schema_file), .metavar = "FILE",
@@ -138,6 +145,13 @@ static gt_status validate(void *opts) {
         return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
     if (o->grammar_file && o->json_schema_file)
         return gt_fail(GT_ERR_INVALID_ARG, "give at most one of --grammar and --json-schema");
+    if (o->beams && (o->grammar_file || o->json_schema_file || o->n_bias || o->logits_out))
+        return gt_fail(GT_ERR_INVALID_ARG, "--beams does not combine with --grammar, --json-schema, --logit-bias "
+                       "or --logits-out");
+    if (o->beams) {
+        o->job.eng.max_seqs = o->beams > o->job.eng.max_seqs ? o->beams : o->job.eng.max_seqs;
+        if (o->n_predict < 1) return gt_fail(GT_ERR_INVALID_ARG, "--beams needs -n of at least 1");
+    }
     return GT_OK;
 }
 
@@ -212,6 +226,29 @@ static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_
     return gt_coord_set_constraint(c, 0, r->cons);
 }
 
+/* --beams: the best hypothesis, printed whole at the end. */
+static gt_status beam_search(run_opts *o, gt_coord *c, run_state *r, const int32_t *prompt, int n_prompt,
+                             int n_vocab) {
+    gt_beam_opts bo = {o->beams, o->length_penalty, (int)o->n_predict, o->ignore_eos, n_vocab};
+    int32_t *toks = NULL;
+    int n = 0;
+    double score = 0;
+    uint64_t t0 = gt_now_ns();
+    GT_TRY(gt_run_beam(c, r->text, prompt, n_prompt, &bo, &toks, &n, &score));
+    double dt = (double)(gt_now_ns() - t0) * 1e-9;
+    for (int i = 0; i < n; i++) {
+        if (o->print_ids) printf(i ? " %d" : "%d", toks[i]);
+        else if (!gt_text_is_eog(r->text, toks[i]) || o->ignore_eos) gt_text_print(r->text, toks[i], stdout);
+    }
+    if (!o->print_ids) gt_text_flush(r->text, stdout);
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "beam search: %d beams, %d tokens, score %.6f (length penalty %g) in %.3f s\n", o->beams, n,
+            score, (double)o->length_penalty, dt);
+    free(toks);
+    return GT_OK;
+}
+
 /* Rank 0: tokenizes the prompt, has the coordinator evaluate it and draws
  * tokens until -n, an end-of-generation token or a stop string. */
 static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
@@ -241,6 +278,7 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         if (!r->full)
             return gt_fail(GT_ERR_NOMEM, "cannot allocate logits for %d positions of %zu tokens", n_prompt, V);
     }
+    if (o->beams) return beam_search(o, c, r, prompt, n_prompt, (int)V);
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
     GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
     GT_TRY(setup_constraint(o, c, r, (int)V));
@@ -303,7 +341,8 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 }
 
 int gt_cmd_run(int argc, char **argv) {
-    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
+    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32,
+                  .length_penalty = 1.0f};
     o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
@@ -312,7 +351,7 @@ int gt_cmd_run(int argc, char **argv) {
     }
     gt_rank_config rk = o.job;
     rk.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
-    rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : 1;
+    rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : o.beams > 1 ? o.beams : 1;
     rc = gt_verb_run("run", &rk, &o, run_lead);
     gt_flags_free(&k_spec, &o);
     return rc;
