@@ -12,7 +12,7 @@ struct gt_constraint {
     int32_t *bias_ids; /* [n_bias] */
     float *bias;       /* [n_bias] */
     int n_bias;
-    int32_t *eog;      /* [n_eog] */
+    int32_t *eog; /* [n_eog] */
     int n_eog;
     const gt_vocab_trie *trie; /* borrowed */
     gt_gmatch *m;              /* NULL: no grammar */
@@ -26,8 +26,10 @@ static gt_status create(const gt_constraint_config *cfg, int n_vocab, gt_constra
 gt_status gt_constraint_create(const gt_constraint_config *cfg, int n_vocab, gt_constraint **out) {
     gt_status st = create(cfg, n_vocab, out);
     if (cfg->owns_grammar) {
-        if (st == GT_OK) (*out)->owned = cfg->grammar;
-        else gt_grammar_free(cfg->grammar);
+        if (st == GT_OK)
+            (*out)->owned = cfg->grammar;
+        else
+            gt_grammar_free(cfg->grammar);
     }
     return st;
 }
@@ -36,14 +38,17 @@ static gt_status create(const gt_constraint_config *cfg, int n_vocab, gt_constra
     *out = NULL;
     for (int i = 0; i < cfg->n_bias; i++) {
         if (cfg->bias_ids[i] < 0 || cfg->bias_ids[i] >= n_vocab)
-            return gt_fail(GT_ERR_INVALID_ARG, "logit bias token %d is outside the vocabulary of %d",
-                           cfg->bias_ids[i], n_vocab);
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "logit bias token %d is outside the vocabulary of %d", cfg->bias_ids[i],
+                           n_vocab);
         if (isnan(cfg->bias[i]) || cfg->bias[i] == INFINITY)
-            return gt_fail(GT_ERR_INVALID_ARG, "logit bias %g for token %d is not a finite number or -inf",
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "logit bias %g for token %d is not a finite number or -inf",
                            (double)cfg->bias[i], cfg->bias_ids[i]);
     }
     if (cfg->grammar && (!cfg->trie || gt_vocab_trie_n_vocab(cfg->trie) != n_vocab))
-        return gt_fail(GT_ERR_INVALID_ARG, "a grammar needs the vocabulary trie of the model's %d tokens", n_vocab);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a grammar needs the vocabulary trie of the model's %d tokens", n_vocab);
     gt_constraint *c = calloc(1, sizeof *c);
     if (!c) return gt_fail(GT_ERR_NOMEM, "cannot allocate a constraint");
     c->n_vocab = n_vocab;
@@ -118,11 +123,13 @@ gt_status gt_constraint_draw(gt_constraint *c, gt_sampler *s, float *row, int32_
     c->stats.draws++;
     if (!c->m) {
         if (!any_finite(row, c->n_vocab))
-            return gt_fail(GT_ERR_INVALID_ARG, "the logit bias bans every one of the %d tokens", c->n_vocab);
+            return gt_fail(GT_ERR_INVALID_ARG, "the logit bias bans every one of the %d tokens",
+                           c->n_vocab);
         *tok = gt_sampler_sample(s, row);
         return GT_OK;
     }
-    int32_t t = row[0] == -INFINITY && !any_finite(row, c->n_vocab) ? -1 : gt_sampler_sample(s, row);
+    int32_t t =
+        row[0] == -INFINITY && !any_finite(row, c->n_vocab) ? -1 : gt_sampler_sample(s, row);
     uint64_t t0 = gt_now_ns();
     bool ok = t >= 0 && row[t] != -INFINITY && allows(c, t);
     uint64_t t1 = gt_now_ns();
@@ -134,8 +141,10 @@ gt_status gt_constraint_draw(gt_constraint *c, gt_sampler *s, float *row, int32_
         int n_ok = 0;
         for (int i = 0; i < c->n_vocab; i++) {
             bool a = is_eog(c, i) ? end : c->allowed[i] != 0;
-            if (!a) row[i] = -INFINITY;
-            else n_ok += row[i] != -INFINITY;
+            if (!a)
+                row[i] = -INFINITY;
+            else
+                n_ok += row[i] != -INFINITY;
         }
         c->stats.mask_ns += gt_now_ns() - t1;
         if (n_ok == 0)

@@ -25,19 +25,19 @@ typedef struct gt_constraint_config {
     const int32_t *bias_ids; /* [n_bias] token ids (copied) */
     const float *bias;       /* [n_bias] added to their logits; -inf bans */
     int n_bias;
-    gt_grammar *grammar;        /* borrowed (owned with owns_grammar); NULL: no grammar */
-    bool owns_grammar;          /* the constraint frees the grammar, also when create fails */
-    const gt_vocab_trie *trie;  /* borrowed; required with a grammar */
-    const int32_t *eog;         /* [n_eog] end-of-generation tokens (copied) */
+    gt_grammar *grammar;       /* borrowed (owned with owns_grammar); NULL: no grammar */
+    bool owns_grammar;         /* the constraint frees the grammar, also when create fails */
+    const gt_vocab_trie *trie; /* borrowed; required with a grammar */
+    const int32_t *eog;        /* [n_eog] end-of-generation tokens (copied) */
     int n_eog;
 } gt_constraint_config;
 
 /* Counters of the lazy mask, for benchmarks and logs. */
 typedef struct gt_constraint_stats {
-    uint64_t draws;      /* tokens drawn */
-    uint64_t masks;      /* full masks computed (the first draw was rejected) */
-    uint64_t check_ns;   /* time in single-token checks */
-    uint64_t mask_ns;    /* time in full masks (the second draw not included) */
+    uint64_t draws;    /* tokens drawn */
+    uint64_t masks;    /* full masks computed (the first draw was rejected) */
+    uint64_t check_ns; /* time in single-token checks */
+    uint64_t mask_ns;  /* time in full masks (the second draw not included) */
 } gt_constraint_stats;
 
 typedef struct gt_constraint gt_constraint;

@@ -31,8 +31,8 @@ struct gt_grammar {
     gt_gelem *elems;     /* [n_elems] every rule, flattened */
     int32_t *rule_start; /* [n_rules] first element of each rule */
     int n_rules, n_elems;
-    int32_t root;        /* rule id of `root` */
-    char **names;        /* [n_rules] */
+    int32_t root; /* rule id of `root` */
+    char **names; /* [n_rules] */
 };
 
 enum { GT_GRAMMAR_MAX_TEXT = 1 << 20, GT_GRAMMAR_MAX_ELEMS = 1 << 16 };

@@ -19,8 +19,8 @@
 #include "coordinator/grammar_internal.h"
 
 enum {
-    MAX_SET = 4096,        /* stacks in one set: more is a pathological grammar */
-    MAX_NODES = 1 << 22,   /* hash-consed stack nodes before the matcher gives up */
+    MAX_SET = 4096,          /* stacks in one set: more is a pathological grammar */
+    MAX_NODES = 1 << 22,     /* hash-consed stack nodes before the matcher gives up */
     COMPACT_NODES = 1 << 18, /* nodes after which an accept compacts the table */
     MAX_EXPAND_DEPTH = 2048,
 };
@@ -213,10 +213,14 @@ static int utf8_step(uint32_t *val, int *left, int *len, uint8_t b, uint32_t *cp
             *cp = b;
             return 1;
         }
-        if (b >= 0xC2 && b <= 0xDF) *val = b & 0x1Fu, *left = 1;
-        else if ((b >> 4) == 14) *val = b & 0x0Fu, *left = 2;
-        else if (b >= 0xF0 && b <= 0xF4) *val = b & 0x07u, *left = 3;
-        else return -1;
+        if (b >= 0xC2 && b <= 0xDF)
+            *val = b & 0x1Fu, *left = 1;
+        else if ((b >> 4) == 14)
+            *val = b & 0x0Fu, *left = 2;
+        else if (b >= 0xF0 && b <= 0xF4)
+            *val = b & 0x07u, *left = 3;
+        else
+            return -1;
         *len = *left + 1;
         return 0;
     }
@@ -236,7 +240,8 @@ static int utf8_step(uint32_t *val, int *left, int *len, uint8_t b, uint32_t *cp
     return 1;
 }
 
-static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val, int left, int len) {
+static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val, int left,
+                             int len) {
     uint32_t lo = val << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
     uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
     if (lo < min) lo = min;
@@ -249,8 +254,8 @@ static bool partial_possible(const gt_gmatch *m, int from, int to, uint32_t val,
 
 /* Walks bytes from the current state; the final set is [*from, *to) of the
  * buffer. Returns the offset of the first rejected byte, or n. */
-static size_t walk_bytes(gt_gmatch *m, const uint8_t *bytes, size_t n, int *from, int *to, uint32_t *val,
-                         int *left, int *len) {
+static size_t walk_bytes(gt_gmatch *m, const uint8_t *bytes, size_t n, int *from, int *to,
+                         uint32_t *val, int *left, int *len) {
     m->overflow = false;
     m->n_buf = 0;
     for (int k = 0; k < m->n_cur; k++) m->buf[m->n_buf++] = m->cur[k];
@@ -322,11 +327,14 @@ gt_status gt_gmatch_accept(gt_gmatch *m, const uint8_t *bytes, size_t n) {
     uint32_t val;
     size_t at = walk_bytes(m, bytes, n, &from, &to, &val, &left, &len);
     if (m->overflow)
-        return gt_fail(GT_ERR_RANGE, "the grammar needs more than %d stacks at once at byte %zu of the "
-                       "token", MAX_SET, at);
+        return gt_fail(GT_ERR_RANGE,
+                       "the grammar needs more than %d stacks at once at byte %zu of the "
+                       "token",
+                       MAX_SET, at);
     if (at < n)
-        return gt_fail(GT_ERR_INVALID_ARG, "the grammar rejects byte %zu (0x%02x) of the %zu-byte token", at,
-                       bytes[at], n);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "the grammar rejects byte %zu (0x%02x) of the %zu-byte token", at, bytes[at],
+                       n);
     if (!set_cur(m, from, to)) return gt_fail(GT_ERR_NOMEM, "cannot allocate the grammar state");
     m->pval = val;
     m->pleft = left;
@@ -365,7 +373,8 @@ gt_status gt_gmatch_reset(gt_gmatch *m) {
         a++;
     }
     if (m->overflow)
-        return gt_fail(GT_ERR_RANGE, "the grammar's start needs more than %d stacks at once", MAX_SET);
+        return gt_fail(GT_ERR_RANGE, "the grammar's start needs more than %d stacks at once",
+                       MAX_SET);
     if (!set_cur(m, 0, m->n_buf)) return gt_fail(GT_ERR_NOMEM, "cannot allocate the grammar state");
     return GT_OK;
 }
@@ -405,11 +414,12 @@ void gt_gmatch_free(gt_gmatch *m) {
 
 struct gt_vocab_trie {
     int n_vocab, n_nodes, cap;
-    int32_t *child, *sibling, *tok; /* [n_nodes]: first child, next sibling, first token (-1: none) */
-    uint8_t *byte;                  /* [n_nodes] the edge into the node */
-    int32_t *tok_next;              /* [n_vocab] the next token with the same bytes */
-    char *bytes;                    /* every piece, concatenated */
-    size_t *off;                    /* [n_vocab + 1] piece i is bytes[off[i], off[i + 1]) */
+    int32_t *child, *sibling,
+        *tok;          /* [n_nodes]: first child, next sibling, first token (-1: none) */
+    uint8_t *byte;     /* [n_nodes] the edge into the node */
+    int32_t *tok_next; /* [n_vocab] the next token with the same bytes */
+    char *bytes;       /* every piece, concatenated */
+    size_t *off;       /* [n_vocab + 1] piece i is bytes[off[i], off[i + 1]) */
 };
 
 static int32_t trie_node(gt_vocab_trie *t, uint8_t b) {
@@ -496,8 +506,8 @@ const uint8_t *gt_vocab_trie_piece(const gt_vocab_trie *t, int32_t id, size_t *l
     return (const uint8_t *)t->bytes + t->off[id];
 }
 
-static int walk_trie(gt_gmatch *m, const gt_vocab_trie *t, int32_t node, int from, int to, uint32_t val,
-                     int left, int len, uint8_t *allowed) {
+static int walk_trie(gt_gmatch *m, const gt_vocab_trie *t, int32_t node, int from, int to,
+                     uint32_t val, int left, int len, uint8_t *allowed) {
     int count = 0;
     for (int32_t c = t->child[node]; c >= 0; c = t->sibling[c]) {
         int save = m->n_buf;

@@ -29,7 +29,7 @@ typedef struct parser {
     int n_rules, cap_rules;
     int total; /* elements in all rules */
     int depth;
-    int cur;   /* the user rule being defined, for generated names */
+    int cur; /* the user rule being defined, for generated names */
     int n_gen;
     gt_status st;
 } parser;
@@ -40,8 +40,10 @@ static gt_status perr(parser *p, const char *what) {
     if (p->st) return p->st;
     int line = 1, col = 1;
     for (size_t k = 0; k < p->i && k < p->n; k++) {
-        if (p->s[k] == '\n') line++, col = 1;
-        else col++;
+        if (p->s[k] == '\n')
+            line++, col = 1;
+        else
+            col++;
     }
     return p->st = gt_fail(GT_ERR_FORMAT, "grammar line %d, column %d: %s", line, col, what);
 }
@@ -89,7 +91,8 @@ static int gen_rule(parser *p) {
 static bool emit(parser *p, int rule, uint32_t type, uint32_t value) {
     if (p->st) return false;
     if (p->total >= GT_GRAMMAR_MAX_ELEMS) {
-        p->st = gt_fail(GT_ERR_RANGE, "the grammar needs more than %d elements", GT_GRAMMAR_MAX_ELEMS);
+        p->st =
+            gt_fail(GT_ERR_RANGE, "the grammar needs more than %d elements", GT_GRAMMAR_MAX_ELEMS);
         return false;
     }
     prule *r = &p->rules[rule];
@@ -146,7 +149,8 @@ static bool parse_char(parser *p, uint32_t *cp) {
             uint32_t v = 0;
             for (int k = 0; k < digits; k++) {
                 int h = at_end(p) ? -1 : hexval(p->s[p->i]);
-                if (h < 0) return perr(p, "a \\x, \\u or \\U escape needs hexadecimal digits"), false;
+                if (h < 0)
+                    return perr(p, "a \\x, \\u or \\U escape needs hexadecimal digits"), false;
                 v = v * 16 + (uint32_t)h;
                 p->i++;
             }
@@ -155,15 +159,32 @@ static bool parse_char(parser *p, uint32_t *cp) {
             return true;
         }
         switch (e) {
-        case 'n': *cp = '\n'; return true;
-        case 'r': *cp = '\r'; return true;
-        case 't': *cp = '\t'; return true;
-        case '\\': case '"': case '[': case ']': case '-': case '^': case '\'': *cp = (uint32_t)e; return true;
-        default: return perr(p, "unknown escape (use \\n \\r \\t \\\\ \\\" \\[ \\] \\xHH \\uHHHH)"), false;
+        case 'n':
+            *cp = '\n';
+            return true;
+        case 'r':
+            *cp = '\r';
+            return true;
+        case 't':
+            *cp = '\t';
+            return true;
+        case '\\':
+        case '"':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '\'':
+            *cp = (uint32_t)e;
+            return true;
+        default:
+            return perr(p, "unknown escape (use \\n \\r \\t \\\\ \\\" \\[ \\] \\xHH \\uHHHH)"),
+                   false;
         }
     }
     int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (len == 0 || p->i + (size_t)len > p->n) return perr(p, "invalid UTF-8 in the grammar"), false;
+    if (len == 0 || p->i + (size_t)len > p->n)
+        return perr(p, "invalid UTF-8 in the grammar"), false;
     uint32_t v = len == 1 ? c : len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
     for (int k = 1; k < len; k++) {
         unsigned char d = (unsigned char)p->s[p->i + (size_t)k];
@@ -303,9 +324,12 @@ static bool parse_sequence(parser *p, int rule, bool nested) {
         for (;;) {
             char o = peek(p);
             int min, max;
-            if (o == '*') min = 0, max = -1;
-            else if (o == '+') min = 1, max = -1;
-            else if (o == '?') min = 0, max = 1;
+            if (o == '*')
+                min = 0, max = -1;
+            else if (o == '+')
+                min = 1, max = -1;
+            else if (o == '?')
+                min = 0, max = 1;
             else if (o == '{') {
                 p->i++;
                 skip_space(p, false);
@@ -320,8 +344,10 @@ static bool parse_sequence(parser *p, int rule, bool nested) {
                     skip_space(p, false);
                 }
                 if (peek(p) != '}') return perr(p, "expected '}' to close {m,n}"), false;
-                if (max >= 0 && max < min) return perr(p, "a repetition {m,n} has n below m"), false;
-            } else break;
+                if (max >= 0 && max < min)
+                    return perr(p, "a repetition {m,n} has n below m"), false;
+            } else
+                break;
             p->i++;
             if (!repeat(p, rule, from, min, max)) return false;
             skip_space(p, nested);
@@ -366,7 +392,8 @@ static bool parse_rules(parser *p) {
         if (!parse_alternates(p, r, false)) return false;
         emit(p, r, GT_GE_END, 0);
         if (p->st) return false;
-        if (!at_end(p) && peek(p) != '\n') return perr(p, "unexpected character after a rule"), false;
+        if (!at_end(p) && peek(p) != '\n')
+            return perr(p, "unexpected character after a rule"), false;
         skip_space(p, true);
     }
     return true;
@@ -379,7 +406,9 @@ static bool parse_rules(parser *p) {
 static bool alt_all(const prule *r, int k, const bool *ok, bool chars_ok) {
     for (; r->e[k].type != GT_GE_END && r->e[k].type != GT_GE_ALT; k++) {
         uint32_t t = r->e[k].type;
-        if (t == GT_GE_REF ? !ok[r->e[k].value] : (t == GT_GE_CHAR || t == GT_GE_CHAR_NOT || t == GT_GE_ANY) && !chars_ok)
+        if (t == GT_GE_REF
+                ? !ok[r->e[k].value]
+                : (t == GT_GE_CHAR || t == GT_GE_CHAR_NOT || t == GT_GE_ANY) && !chars_ok)
             return false;
     }
     return true;
@@ -441,8 +470,10 @@ static gt_status check(parser *p, int *root) {
         if (strcmp(p->names[r], "root") == 0 && p->rules[r].defined) *root = r;
     for (int r = 0; r < p->n_rules; r++)
         if (!p->rules[r].defined)
-            return gt_fail(GT_ERR_INVALID_ARG, "grammar: rule '%.100s' is used but never defined", p->names[r]);
-    if (*root < 0) return gt_fail(GT_ERR_INVALID_ARG, "grammar: there is no rule 'root' to start from");
+            return gt_fail(GT_ERR_INVALID_ARG, "grammar: rule '%.100s' is used but never defined",
+                           p->names[r]);
+    if (*root < 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "grammar: there is no rule 'root' to start from");
     int n = p->n_rules;
     bool *ok = calloc((size_t)n, sizeof *ok), *nullable = calloc((size_t)n, sizeof *nullable);
     uint8_t *state = calloc((size_t)n, 1);
@@ -482,8 +513,10 @@ static gt_status check(parser *p, int *root) {
     if (bad >= 0) {
         char name[120];
         describe(p, bad, name, sizeof name);
-        st = gt_fail(GT_ERR_INVALID_ARG, "grammar: rule %s can never finish (each of its alternatives "
-                     "needs a rule that cannot finish, or itself), so root matches nothing", name);
+        st = gt_fail(GT_ERR_INVALID_ARG,
+                     "grammar: rule %s can never finish (each of its alternatives "
+                     "needs a rule that cannot finish, or itself), so root matches nothing",
+                     name);
     }
     free(queue);
     if (st != GT_OK) goto done;
@@ -493,8 +526,10 @@ static gt_status check(parser *p, int *root) {
         if (hit >= 0) {
             char name[120];
             describe(p, hit, name, sizeof name);
-            st = gt_fail(GT_ERR_INVALID_ARG, "grammar: rule %s is left-recursive (it can reach itself "
-                         "before matching any character), which the matcher cannot run", name);
+            st = gt_fail(GT_ERR_INVALID_ARG,
+                         "grammar: rule %s is left-recursive (it can reach itself "
+                         "before matching any character), which the matcher cannot run",
+                         name);
             break;
         }
     }
@@ -522,7 +557,8 @@ gt_status gt_grammar_compile(const char *text, size_t len, gt_grammar **out) {
     parser p = {.s = text, .n = len, .cur = -1};
     int root = -1;
     gt_status st = parse_rules(&p) ? GT_OK : p.st;
-    if (st == GT_OK && p.n_rules == 0) st = gt_fail(GT_ERR_INVALID_ARG, "grammar: the grammar has no rules");
+    if (st == GT_OK && p.n_rules == 0)
+        st = gt_fail(GT_ERR_INVALID_ARG, "grammar: the grammar has no rules");
     if (st == GT_OK) st = check(&p, &root);
     gt_grammar *g = NULL;
     if (st == GT_OK) {

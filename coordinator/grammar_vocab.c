@@ -7,7 +7,8 @@
 
 #include "coordinator/json_schema.h"
 
-gt_status gt_grammar_from_text(gt_grammar_kind kind, const char *text, size_t len, gt_grammar **out) {
+gt_status gt_grammar_from_text(gt_grammar_kind kind, const char *text, size_t len,
+                               gt_grammar **out) {
     *out = NULL;
     if (kind == GT_GRAMMAR_GBNF) return gt_grammar_compile(text, len, out);
     if (kind == GT_GRAMMAR_JSON_OBJECT) {

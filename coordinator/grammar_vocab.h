@@ -20,7 +20,8 @@ typedef enum gt_grammar_kind {
 
 /* Compiles text[0..len) of the given kind. The statuses of
  * gt_grammar_compile and gt_json_schema_to_gbnf. */
-gt_status gt_grammar_from_text(gt_grammar_kind kind, const char *text, size_t len, gt_grammar **out);
+gt_status gt_grammar_from_text(gt_grammar_kind kind, const char *text, size_t len,
+                               gt_grammar **out);
 /* The trie of the pieces of tokens 0..n_vocab-1 (ids past the tokenizer's
  * vocabulary and control tokens have no piece and are never allowed). */
 gt_status gt_vocab_trie_from_tokenizer(const gt_tokenizer *tok, int n_vocab, gt_vocab_trie **out);

@@ -16,7 +16,7 @@
 enum { MAX_DEPTH = 64, MAX_ITEMS_BOUND = 100 };
 
 #define GT_JSON_COMMON                                                                             \
-    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n"                                                     \
+    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n"                                                      \
     "jstring ::= \"\\\"\" jchar* \"\\\"\"\n"                                                       \
     "jchar ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"          \
     "jinteger ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n"                                            \
@@ -24,7 +24,8 @@ enum { MAX_DEPTH = 64, MAX_ITEMS_BOUND = 100 };
     "jboolean ::= \"true\" | \"false\"\n"                                                          \
     "jnull ::= \"null\"\n"                                                                         \
     "jvalue ::= jobject | jarray | jstring | jnumber | jboolean | jnull\n"                         \
-    "jobject ::= \"{\" ws (jstring ws \":\" ws jvalue ws (\",\" ws jstring ws \":\" ws jvalue ws)*)? \"}\"\n" \
+    "jobject ::= \"{\" ws (jstring ws \":\" ws jvalue ws (\",\" ws jstring ws \":\" ws jvalue "    \
+    "ws)*)? \"}\"\n"                                                                               \
     "jarray ::= \"[\" ws (jvalue ws (\",\" ws jvalue ws)*)? \"]\"\n"
 
 const char *gt_json_object_gbnf(void) { return "root ::= jobject\n" GT_JSON_COMMON; }
@@ -66,10 +67,14 @@ static void sb_literal(sbuf *b, const char *bytes, size_t n) {
     sb_printf(b, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)bytes[i];
-        if (c == '"' || c == '\\') sb_printf(b, "\\%c", c);
-        else if (c == '\n') sb_printf(b, "\\n");
-        else if (c < 0x20) sb_printf(b, "\\x%02x", c);
-        else sb_printf(b, "%c", c);
+        if (c == '"' || c == '\\')
+            sb_printf(b, "\\%c", c);
+        else if (c == '\n')
+            sb_printf(b, "\\n");
+        else if (c < 0x20)
+            sb_printf(b, "\\x%02x", c);
+        else
+            sb_printf(b, "%c", c);
     }
     sb_printf(b, "\"");
 }
@@ -90,10 +95,31 @@ typedef struct ctx {
 
 static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int *rule);
 
-static const char *k_known[] = {"type", "properties", "required", "enum", "const", "items", "minItems",
-                                "maxItems", "anyOf", "oneOf", "additionalProperties", "title", "description",
-                                "$schema", "$id", "default", "examples", "format", "minLength", "maxLength",
-                                "minimum", "maximum", "strict", "name", NULL};
+static const char *k_known[] = {"type",
+                                "properties",
+                                "required",
+                                "enum",
+                                "const",
+                                "items",
+                                "minItems",
+                                "maxItems",
+                                "anyOf",
+                                "oneOf",
+                                "additionalProperties",
+                                "title",
+                                "description",
+                                "$schema",
+                                "$id",
+                                "default",
+                                "examples",
+                                "format",
+                                "minLength",
+                                "maxLength",
+                                "minimum",
+                                "maximum",
+                                "strict",
+                                "name",
+                                NULL};
 
 static gt_status check_keys(const json_t *s, const char *path) {
     const char *key;
@@ -102,13 +128,16 @@ static gt_status check_keys(const json_t *s, const char *path) {
         bool known = false;
         for (int i = 0; k_known[i]; i++) known = known || strcmp(key, k_known[i]) == 0;
         if (!known)
-            return gt_fail(GT_ERR_UNSUPPORTED, "JSON schema %s: the keyword \"%.60s\" is not supported (the "
-                           "subset: type, properties, required, enum, const, items, anyOf, oneOf)", path, key);
+            return gt_fail(GT_ERR_UNSUPPORTED,
+                           "JSON schema %s: the keyword \"%.60s\" is not supported (the "
+                           "subset: type, properties, required, enum, const, items, anyOf, oneOf)",
+                           path, key);
     }
     return GT_OK;
 }
 
-static gt_status type_rule(ctx *c, const json_t *s, const char *type, const char *path, int depth, sbuf *b);
+static gt_status type_rule(ctx *c, const json_t *s, const char *type, const char *path, int depth,
+                           sbuf *b);
 
 static gt_status object_rule(ctx *c, const json_t *s, const char *path, int depth, sbuf *b) {
     const json_t *props = json_object_get(s, "properties");
@@ -135,12 +164,15 @@ static gt_status object_rule(ctx *c, const json_t *s, const char *path, int dept
     for (size_t r = 0; req && r < json_array_size(req); r++) {
         const json_t *name = json_array_get(req, r);
         if (!json_is_string(name)) {
-            st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"required\" item %zu is not a string", path, r);
+            st = gt_fail(GT_ERR_INVALID_ARG,
+                         "JSON schema %s: \"required\" item %zu is not a string", path, r);
             goto done;
         }
         if (!json_object_get(props, json_string_value(name))) {
-            st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: required property \"%.60s\" is not in "
-                         "\"properties\"", path, json_string_value(name));
+            st = gt_fail(GT_ERR_INVALID_ARG,
+                         "JSON schema %s: required property \"%.60s\" is not in "
+                         "\"properties\"",
+                         path, json_string_value(name));
             goto done;
         }
     }
@@ -204,11 +236,15 @@ static gt_status array_rule(ctx *c, const json_t *s, const char *path, int depth
     json_int_t lo = jmin ? json_integer_value(jmin) : 0, hi = jmax ? json_integer_value(jmax) : -1;
     if ((jmin && (!json_is_integer(jmin) || lo < 0 || lo > MAX_ITEMS_BOUND)) ||
         (jmax && (!json_is_integer(jmax) || hi < lo || hi > MAX_ITEMS_BOUND)))
-        return gt_fail(GT_ERR_UNSUPPORTED, "JSON schema %s: minItems and maxItems must be integers with "
-                       "0 <= minItems <= maxItems <= %d", path, MAX_ITEMS_BOUND);
+        return gt_fail(GT_ERR_UNSUPPORTED,
+                       "JSON schema %s: minItems and maxItems must be integers with "
+                       "0 <= minItems <= maxItems <= %d",
+                       path, MAX_ITEMS_BOUND);
     char it[32];
-    if (item >= 0) snprintf(it, sizeof it, "s%d", item);
-    else snprintf(it, sizeof it, "jvalue");
+    if (item >= 0)
+        snprintf(it, sizeof it, "s%d", item);
+    else
+        snprintf(it, sizeof it, "jvalue");
     if (hi == 0) {
         sb_printf(b, "\"[\" ws \"]\"");
         return GT_OK;
@@ -223,24 +259,31 @@ static gt_status array_rule(ctx *c, const json_t *s, const char *path, int depth
     return GT_OK;
 }
 
-static gt_status type_rule(ctx *c, const json_t *s, const char *type, const char *path, int depth, sbuf *b) {
+static gt_status type_rule(ctx *c, const json_t *s, const char *type, const char *path, int depth,
+                           sbuf *b) {
     if (strcmp(type, "object") == 0) return object_rule(c, s, path, depth, b);
     if (strcmp(type, "array") == 0) return array_rule(c, s, path, depth, b);
-    static const char *prim[][2] = {{"string", "jstring"}, {"number", "jnumber"}, {"integer", "jinteger"},
-                                    {"boolean", "jboolean"}, {"null", "jnull"}};
+    static const char *prim[][2] = {{"string", "jstring"},
+                                    {"number", "jnumber"},
+                                    {"integer", "jinteger"},
+                                    {"boolean", "jboolean"},
+                                    {"null", "jnull"}};
     for (size_t i = 0; i < sizeof prim / sizeof *prim; i++)
         if (strcmp(type, prim[i][0]) == 0) {
             sb_printf(b, "%s", prim[i][1]);
             return GT_OK;
         }
-    return gt_fail(GT_ERR_UNSUPPORTED, "JSON schema %s: type \"%.40s\" is not one of object, array, string, "
-                   "number, integer, boolean, null", path, type);
+    return gt_fail(GT_ERR_UNSUPPORTED,
+                   "JSON schema %s: type \"%.40s\" is not one of object, array, string, "
+                   "number, integer, boolean, null",
+                   path, type);
 }
 
 /* Writes rule s<N> for schema s and returns N in *rule. */
 static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int *rule) {
     if (depth > MAX_DEPTH)
-        return gt_fail(GT_ERR_UNSUPPORTED, "JSON schema %s: nested deeper than %d levels", path, MAX_DEPTH);
+        return gt_fail(GT_ERR_UNSUPPORTED, "JSON schema %s: nested deeper than %d levels", path,
+                       MAX_DEPTH);
     sbuf b = {0};
     gt_status st = GT_OK;
     if (json_is_true(s)) {
@@ -257,7 +300,8 @@ static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int 
             st = sb_json_literal(&b, cst);
         } else if (en) {
             if (!json_is_array(en) || json_array_size(en) == 0) {
-                st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"enum\" is not a non-empty list", path);
+                st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"enum\" is not a non-empty list",
+                             path);
             } else {
                 for (size_t i = 0; i < json_array_size(en) && st == GT_OK; i++) {
                     if (i) sb_printf(&b, " | ");
@@ -266,7 +310,8 @@ static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int 
             }
         } else if (any) {
             if (!json_is_array(any) || json_array_size(any) == 0) {
-                st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"anyOf\" is not a non-empty list", path);
+                st = gt_fail(GT_ERR_INVALID_ARG,
+                             "JSON schema %s: \"anyOf\" is not a non-empty list", path);
             } else {
                 for (size_t i = 0; i < json_array_size(any) && st == GT_OK; i++) {
                     char sub[256];
@@ -282,7 +327,8 @@ static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int 
             for (size_t i = 0; i < json_array_size(type) && st == GT_OK; i++) {
                 const json_t *t = json_array_get(type, i);
                 if (!json_is_string(t)) {
-                    st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"type\" item %zu is not a string", path, i);
+                    st = gt_fail(GT_ERR_INVALID_ARG,
+                                 "JSON schema %s: \"type\" item %zu is not a string", path, i);
                     break;
                 }
                 if (i) sb_printf(&b, " | ");
@@ -291,7 +337,8 @@ static gt_status node(ctx *c, const json_t *s, const char *path, int depth, int 
                 sb_printf(&b, ")");
             }
         } else if (type) {
-            st = gt_fail(GT_ERR_INVALID_ARG, "JSON schema %s: \"type\" is neither a string nor a list", path);
+            st = gt_fail(GT_ERR_INVALID_ARG,
+                         "JSON schema %s: \"type\" is neither a string nor a list", path);
         } else if (json_object_get(s, "properties")) {
             st = object_rule(c, s, path, depth, &b);
         } else {
@@ -312,7 +359,8 @@ gt_status gt_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf) {
     json_error_t err;
     json_t *s = json_loadb(schema, len, JSON_DECODE_ANY, &err);
     if (!s)
-        return gt_fail(GT_ERR_FORMAT, "JSON schema line %d, column %d: %.120s", err.line, err.column, err.text);
+        return gt_fail(GT_ERR_FORMAT, "JSON schema line %d, column %d: %.120s", err.line,
+                       err.column, err.text);
     ctx c = {0};
     int root;
     gt_status st = node(&c, s, "$", 0, &root);

@@ -14,7 +14,8 @@ gt_status srv_constraint(gt_server *s, const gt_rpc_generate *g, gt_constraint *
     gt_constraint_config cc = {.bias_ids = g->bias_ids, .bias = g->bias, .n_bias = (int)g->n_bias};
     if (g->grammar) {
         gt_grammar *gr = NULL;
-        GT_TRY(gt_grammar_from_text((gt_grammar_kind)g->grammar_kind, g->grammar, g->grammar_len, &gr));
+        GT_TRY(gt_grammar_from_text((gt_grammar_kind)g->grammar_kind, g->grammar, g->grammar_len,
+                                    &gr));
         if (!s->trie) {
             gt_status st = gt_vocab_trie_from_tokenizer(s->tok, (int)s->n_vocab, &s->trie);
             if (st == GT_OK) st = gt_tokenizer_eog_ids(s->tok, (int)s->n_vocab, &s->eog, &s->n_eog);

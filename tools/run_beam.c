@@ -37,7 +37,9 @@ static int ext_cmp(const void *a, const void *b) {
     return x->tok - y->tok;
 }
 
-static double norm(double lp, int len, float a) { return lp / pow((double)(len > 0 ? len : 1), (double)a); }
+static double norm(double lp, int len, float a) {
+    return lp / pow((double)(len > 0 ? len : 1), (double)a);
+}
 
 typedef struct state {
     int W, K, n_max, n_prompt;
@@ -51,7 +53,7 @@ typedef struct state {
     double worst_finished; /* the lowest score among the finished ones kept */
     int32_t *full;         /* [n_prompt + n_max] a beam's whole token sequence */
     gt_sampler *smp[GT_BEAM_MAX_WIDTH];
-    ext *ext;              /* [W * K] */
+    ext *ext; /* [W * K] */
 } state;
 
 static void offer(state *s, const int32_t *toks, int n, double lp, float a) {
@@ -132,7 +134,8 @@ static gt_status search(state *s, gt_coord *c, const gt_text *text, const int32_
             const gt_cand *top;
             int n_top;
             GT_TRY(gt_coord_next_logprobs(c, s->cur[b].slot, &lp, &top, &n_top));
-            for (int k = 0; k < n_top; k++) s->ext[n_ext++] = (ext){b, top[k].id, s->cur[b].lp + top[k].logit};
+            for (int k = 0; k < n_top; k++)
+                s->ext[n_ext++] = (ext){b, top[k].id, s->cur[b].lp + top[k].logit};
         }
         qsort(s->ext, (size_t)n_ext, sizeof *s->ext, ext_cmp);
         int n_next = 0;
@@ -156,7 +159,8 @@ static gt_status search(state *s, gt_coord *c, const gt_text *text, const int32_
          * scores better now (HF's early_stopping=False heuristic). */
         double best_live = norm(s->next[0].lp, s->next[0].n, o->length_penalty);
         if (last || (s->n_finished >= s->W && s->worst_finished >= best_live)) {
-            for (int j = 0; j < n_next; j++) offer(s, s->next[j].toks, s->next[j].n, s->next[j].lp, o->length_penalty);
+            for (int j = 0; j < n_next; j++)
+                offer(s, s->next[j].toks, s->next[j].n, s->next[j].lp, o->length_penalty);
             break;
         }
         GT_TRY(advance(s, c, prompt, n_next));
@@ -175,7 +179,8 @@ gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, i
     *out = NULL;
     *n_out = 0;
     if (o->width < 1 || o->width > GT_BEAM_MAX_WIDTH)
-        return gt_fail(GT_ERR_INVALID_ARG, "--beams %d is outside 1..%d", o->width, GT_BEAM_MAX_WIDTH);
+        return gt_fail(GT_ERR_INVALID_ARG, "--beams %d is outside 1..%d", o->width,
+                       GT_BEAM_MAX_WIDTH);
     if (o->n_predict < 1) return gt_fail(GT_ERR_INVALID_ARG, "beam search needs -n of at least 1");
     state s = {.W = o->width, .K = 2 * o->width, .n_max = o->n_predict, .n_prompt = n_prompt};
     gt_status st = GT_OK;
@@ -199,7 +204,8 @@ gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, i
     }
     free(s.full);
     free(s.ext);
-    if (st == GT_OK && !s.have_best) st = gt_fail(GT_ERR_INTERNAL, "beam search ended without a hypothesis");
+    if (st == GT_OK && !s.have_best)
+        st = gt_fail(GT_ERR_INTERNAL, "beam search ended without a hypothesis");
     if (st != GT_OK) {
         free(s.best);
         return st;

@@ -67,7 +67,7 @@ def check(ok, msg):
 
 
 def run(args):
-    p = subprocess.run([GANTRY, "run", "-m", MODEL, "--threads", "2", *args], capture_output=True, text=True,
+    p = subprocess.run([GANTRY, "run", "-m", MODEL, "--threads", "1", *args], capture_output=True, text=True,
                        timeout=300)
     return p.returncode, p.stdout, p.stderr
 
@@ -128,7 +128,7 @@ class Server:
     def __init__(self):
         self.sock = os.path.join(TMP, f"grammar_{os.getpid()}.sock")
         cmd = [GANTRY, "serve", "-m", MODEL, "--unix", self.sock, "--http-port", "0", "--seqs", "2",
-               "--ctx", "1024", "--threads", "2"]
+               "--ctx", "1024", "--threads", "1"]
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.err, self.http = "", None
         t0 = time.time()

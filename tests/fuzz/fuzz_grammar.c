@@ -10,8 +10,10 @@
 
 #include "coordinator/grammar.h"
 
-static const char *const k_pieces[] = {"a", "b", "ab", "{", "}", "\"", " ", "0", "12", "\xc3", "\xa9", "\xc3\xa9",
-                                       "\xe2\x82\xac", "null", "true", ",", ":", "[", "]", "x\n", "\\", "\xff"};
+static const char *const k_pieces[] = {
+    "a",    "b",        "ab",           "{",    "}",    "\"", " ", "0", "12", "\xc3",
+    "\xa9", "\xc3\xa9", "\xe2\x82\xac", "null", "true", ",",  ":", "[", "]",  "x\n",
+    "\\",   "\xff"};
 enum { NV = sizeof k_pieces / sizeof *k_pieces };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

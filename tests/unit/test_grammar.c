@@ -47,11 +47,22 @@ static const gcase k_cases[] = {
     {"root ::= \"ab\" | \"c\"", {"ab", "c"}, {"", "a", "abc", "b", "cc"}},
     {"root ::= [a-c]+ \"!\"", {"a!", "abcabc!"}, {"!", "ad!", "a"}},
     {"root ::= [^x]* \"x\"", {"x", "abcx", "\xc3\xa9x"}, {"xx", "ab"}},
-    {"root ::= item (\",\" item)*\nitem ::= [0-9]{1,3}", {"1", "12,345,6"}, {"", "1234", "1,", ",1"}},
-    {"# comment\nroot ::= a? b # trailing\na ::= \"a\"\nb ::= \"b\" |\n  \"bb\"", {"b", "ab", "abb", "bb"}, {"a", "abbb"}},
+    {"root ::= item (\",\" item)*\nitem ::= [0-9]{1,3}",
+     {"1", "12,345,6"},
+     {"", "1234", "1,", ",1"}},
+    {"# comment\nroot ::= a? b # trailing\na ::= \"a\"\nb ::= \"b\" |\n  \"bb\"",
+     {"b", "ab", "abb", "bb"},
+     {"a", "abbb"}},
     {"root ::= \"(\" root \")\" | \"\"", {"", "()", "(())"}, {"(", "())", ")("}},
-    {"root ::= . . \"\\n\"", {"ab\n", "\xe2\x82\xac" "z\n"}, {"a\n", "abc\n"}},
-    {"root ::= \"\\u00e9\" [\\x41-\\x43]", {"\xc3\xa9" "B"}, {"eB", "\xc3\xa9" "D"}},
+    {"root ::= . . \"\\n\"",
+     {"ab\n", "\xe2\x82\xac"
+              "z\n"},
+     {"a\n", "abc\n"}},
+    {"root ::= \"\\u00e9\" [\\x41-\\x43]",
+     {"\xc3\xa9"
+      "B"},
+     {"eB", "\xc3\xa9"
+            "D"}},
     {"root ::= x{2,}\nx ::= \"x\"", {"xx", "xxxxx"}, {"", "x"}},
     {"root ::= (\"a\" | \"b\")?", {"", "a", "b"}, {"ab"}},
 };
@@ -100,7 +111,8 @@ static void test_prefixes(void **state) {
     assert_false(gt_gmatch_can_end(m));
     assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)"a", 1), GT_OK);
     assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)"x", 1), GT_ERR_INVALID_ARG);
-    assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)"b", 1), GT_OK); /* unchanged by the rejection */
+    assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)"b", 1),
+                     GT_OK); /* unchanged by the rejection */
     assert_true(gt_gmatch_can_end(m));
     assert_false(gt_gmatch_done(m));
     assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)"c", 1), GT_OK);
@@ -114,17 +126,21 @@ static void expect_refused(const char *text, gt_status want, const char *needle)
     gt_status st = gt_grammar_compile(text, strlen(text), &g);
     if (st != want) fail_msg("\"%s\": status %d, want %d (%s)", text, st, want, gt_last_error());
     assert_null(g);
-    if (!strstr(gt_last_error(), needle)) fail_msg("\"%s\": \"%s\" lacks \"%s\"", text, gt_last_error(), needle);
+    if (!strstr(gt_last_error(), needle))
+        fail_msg("\"%s\": \"%s\" lacks \"%s\"", text, gt_last_error(), needle);
 }
 
 static void test_refused(void **state) {
     (void)state;
-    expect_refused("root ::= value\n", GT_ERR_INVALID_ARG, "rule 'value' is used but never defined");
+    expect_refused("root ::= value\n", GT_ERR_INVALID_ARG,
+                   "rule 'value' is used but never defined");
     expect_refused("start ::= \"a\"\n", GT_ERR_INVALID_ARG, "no rule 'root'");
-    expect_refused("root ::= loop\nloop ::= \"x\" loop\n", GT_ERR_INVALID_ARG, "rule 'loop' can never finish");
+    expect_refused("root ::= loop\nloop ::= \"x\" loop\n", GT_ERR_INVALID_ARG,
+                   "rule 'loop' can never finish");
     expect_refused("root ::= expr\nexpr ::= expr \"+\" \"1\" | \"1\"\n", GT_ERR_INVALID_ARG,
                    "rule 'expr' is left-recursive");
-    expect_refused("root ::= \"a\"\nroot ::= \"b\"\n", GT_ERR_FORMAT, "rule 'root' is defined twice");
+    expect_refused("root ::= \"a\"\nroot ::= \"b\"\n", GT_ERR_FORMAT,
+                   "rule 'root' is defined twice");
     expect_refused("root = \"a\"\n", GT_ERR_FORMAT, "line 1, column 6: expected '::='");
     expect_refused("root ::= \"abc\n", GT_ERR_FORMAT, "not closed");
     expect_refused("root ::= []\n", GT_ERR_FORMAT, "empty");
@@ -137,8 +153,9 @@ static void test_refused(void **state) {
 /* The mask from the trie walk equals trying every token on its own. */
 static void test_mask(void **state) {
     (void)state;
-    const char *pieces[] = {"{", "}", "\"", "a", "ab", "abc", "\"a", "\"}", " ", "", "\xc3", "\xa9", "\xc3\xa9",
-                            "1", "12", ",", ":", "{\"", "b\"", "zz"};
+    const char *pieces[] = {"{",   "}", "\"", "a",    "ab",   "abc",      "\"a",
+                            "\"}", " ", "",   "\xc3", "\xa9", "\xc3\xa9", "1",
+                            "12",  ",", ":",  "{\"",  "b\"",  "zz"};
     enum { V = sizeof pieces / sizeof *pieces };
     size_t lens[V];
     for (int i = 0; i < V; i++) lens[i] = strlen(pieces[i]);
@@ -157,12 +174,14 @@ static void test_mask(void **state) {
             bool want = lens[i] > 0 && gt_gmatch_try(m, (const uint8_t *)pieces[i], lens[i]);
             want_n += want;
             if (want != (allowed[i] != 0))
-                fail_msg("step %zu token %d \"%s\": mask %d, try %d", step, i, pieces[i], allowed[i], want);
+                fail_msg("step %zu token %d \"%s\": mask %d, try %d", step, i, pieces[i],
+                         allowed[i], want);
         }
         assert_int_equal(n, want_n);
         if (step == sizeof path / sizeof *path) break;
         assert_true(allowed[0] || step > 0);
-        assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)path[step], strlen(path[step])), GT_OK);
+        assert_int_equal(gt_gmatch_accept(m, (const uint8_t *)path[step], strlen(path[step])),
+                         GT_OK);
     }
     assert_true(gt_gmatch_done(m));
     assert_int_equal(gt_gmatch_mask(m, t, allowed), 0);

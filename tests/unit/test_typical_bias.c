@@ -50,10 +50,12 @@ static void typical_reference(const float *l, double tp, double *want) {
 static void check_freq(const int *counts, const double *want) {
     for (int i = 0; i < V; i++) {
         double f = (double)counts[i] / N_DRAWS;
-        if (want[i] == 0 && counts[i] != 0) fail_msg("token %d drawn %d times; it should be dropped", i, counts[i]);
+        if (want[i] == 0 && counts[i] != 0)
+            fail_msg("token %d drawn %d times; it should be dropped", i, counts[i]);
         /* 5 standard deviations of a binomial proportion. */
         double tol = 5 * sqrt(want[i] * (1 - want[i]) / N_DRAWS) + 1e-9;
-        if (fabs(f - want[i]) > tol) fail_msg("token %d: frequency %.4f, want %.4f (+- %.4f)", i, f, want[i], tol);
+        if (fabs(f - want[i]) > tol)
+            fail_msg("token %d: frequency %.4f, want %.4f (+- %.4f)", i, f, want[i], tol);
     }
 }
 
