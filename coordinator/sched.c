@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "coordinator/constraint.h"
+
 typedef struct req {
     gt_sched_req r;
     int32_t *prompt;   /* owned copy */
@@ -90,6 +93,7 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
 
 static void release(req *q) {
     gt_sampler_destroy(q->smp);
+    gt_constraint_free(q->r.cons);
     free(q->prompt);
     free(q->gen);
     free(q);
@@ -99,6 +103,7 @@ static void release(req *q) {
 static void finish(gt_sched *s, req *q, gt_finish why) {
     if (q->slot >= 0) {
         gt_coord_set_sampler(s->c, q->slot, NULL);
+        gt_coord_set_constraint(s->c, q->slot, NULL);
         gt_coord_free_seq(s->c, q->slot); /* sent with the next step */
         s->slots[q->slot] = NULL;
         s->n_running--;
@@ -143,7 +148,15 @@ static req *find(gt_sched *s, uint64_t id, req ***link) {
     return NULL;
 }
 
+static gt_status submit(gt_sched *s, const gt_sched_req *r);
+
 gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
+    gt_status st = submit(s, r);
+    if (st != GT_OK) gt_constraint_free(r->cons); /* handed over even on failure */
+    return st;
+}
+
+static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     req **link;
     if (find(s, r->id, &link))
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu is already queued or running",
@@ -185,6 +198,7 @@ gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
                          k, s->max_cand);
     }
     if (st != GT_OK) {
+        q->r.cons = NULL; /* gt_sched_submit frees it */
         release(q);
         return st;
     }
@@ -244,6 +258,7 @@ static void preempt_youngest(gt_sched *s) {
     for (int i = 0; i < s->max_seqs; i++)
         if (s->slots[i] && (!y || s->slots[i]->admitted > y->admitted)) y = s->slots[i];
     gt_coord_set_sampler(s->c, y->slot, NULL);
+    gt_coord_set_constraint(s->c, y->slot, NULL);
     gt_coord_free_seq(s->c, y->slot);
     s->slots[y->slot] = NULL;
     s->n_running--;
@@ -289,6 +304,7 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
         if (q->r.on_admit && q->n_gen == 0) q->r.on_admit(q->r.user, q->r.id);
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
         GT_TRY(gt_coord_set_extras(s->c, slot, &q->r.pen, q->r.logprobs));
+        GT_TRY(gt_coord_set_constraint(s->c, slot, q->r.cons));
         int hit = 0;
         GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &hit));
         if (q->n_gen == 0) q->cached = hit;
@@ -326,7 +342,13 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         req *q = s->slots[s->wanted[i]];
         if (!q) continue; /* cancelled by an earlier callback of this step */
         int32_t tok;
-        GT_TRY(gt_coord_next_token(s->c, q->slot, &tok));
+        if (q->r.cons && gt_coord_next_token(s->c, q->slot, &tok) != GT_OK) {
+            /* The grammar (or the bias) left no token: end this request only. */
+            GT_LOG_WARN(GT_SUB_SCHED, "request %llu ends: %s", (unsigned long long)q->r.id, gt_last_error());
+            finish(s, q, GT_FINISH_STOP);
+            continue;
+        }
+        if (!q->r.cons) GT_TRY(gt_coord_next_token(s->c, q->slot, &tok));
         gt_token_info info, *ip = NULL;
         if (q->r.logprobs > 0) {
             GT_TRY(gt_coord_next_logprobs(s->c, q->slot, &info.logprob, &info.top, &info.n_top));

@@ -60,6 +60,11 @@ typedef struct gt_sched_req {
     int max_tokens;         /* >= 1 */
     gt_penalty_config pen;  /* zeroed: none */
     int logprobs;           /* alternatives per token, 0..20 (0: none) */
+    /* Logit bias and grammar (NULL: none). Handed over: the scheduler frees
+     * it when the request leaves, and also when gt_sched_submit fails. A
+     * request whose grammar allows no next token finishes as "stop" (the
+     * sentence is logged). */
+    struct gt_constraint *cons;
     /* Called with each generated token, in order (info NULL without
      * logprobs); returns true to stop after it. */
     bool (*on_token)(void *user, uint64_t id, int32_t token, const gt_token_info *info);

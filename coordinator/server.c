@@ -236,6 +236,8 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
         st = gt_detok_stream_create(s->tok, &o, &r->detok);
         code = GT_RPC_INVALID_PARAM;
     }
+    struct gt_constraint *cons = NULL;
+    if (st == GT_OK) st = srv_constraint(s, g, &cons); /* code stays GT_RPC_INVALID_PARAM */
     if (st == GT_OK) {
         r->id = ++s->next_id;
         r->sc = sc;
@@ -249,7 +251,7 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
                           .max_tokens = (int)g->max_tokens,
                           .pen = {g->repetition_penalty, g->presence_penalty, g->frequency_penalty},
                           .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
-                          .on_done = on_done, .user = s};
+                          .on_done = on_done, .user = s, .cons = cons};
         st = gt_sched_submit(s->sched, &q);
         code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
     }
@@ -633,6 +635,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     srv_http_free(s);
     while (s->reqs) req_free(s, s->reqs);
     gt_tokenizer_free(s->tok);
+    srv_grammar_free(s);
     gt_rpc_buf_free(&s->out);
     free(s->ranks);
     free(s);

@@ -302,7 +302,7 @@ static const refusal_case REFUSALS[] = {
     {"[0, 5, 'generate', [{'prompt': 'a', 'temprature': 1}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
      "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, "
-     "seed, stop, logprobs, stream)"},
+     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema)"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'seed': 1, 'seed': 2}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate gives 'seed' twice"},
     {"[0, 5, 'generate', [{1: 'a'}]]", GT_RPC_INVALID_PARAM, true,
