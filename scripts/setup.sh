@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config git python3 python3-numpy python3-pip
           openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev
-          python3-msgpack procps libhttp-parser-dev libjansson-dev python3-prometheus-client)
+          python3-msgpack procps libhttp-parser-dev libjansson-dev python3-prometheus-client
+          python3-yaml python3-jsonschema)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
