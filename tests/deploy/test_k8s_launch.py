@@ -12,6 +12,8 @@ plain variant's pods would run them:
   ranks, tp 1 x pp 2): /health answers 200 {"status": "serving"} on
   GANTRY_HTTP_PORT, and a greedy /v1/completions answers the same text as
   a single-rank `gantry run` of the same prompt (the reference);
+- the benchmark Job's command (deploy/k8s/bench-job.yaml), pointed at
+  this server with fewer and shorter requests, runs and succeeds;
 - gantry-drain (the preStop hook) drains it: the job logs the drain and
   gantry-launch exits 0, gantry-drain too.
 Exits 77 (skipped) without the gantry binary or mpirun.
@@ -25,6 +27,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+
+try:
+    import yaml
+except ImportError:  # Debian: python3-yaml (scripts/setup.sh)
+    print("skip: no PyYAML (install python3-yaml)")
+    sys.exit(77)
 
 SRC = os.environ.get("GANTRY_SOURCE_DIR",
                      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -96,9 +104,12 @@ def main():
     env.update(GANTRY_TP="1", GANTRY_PP="2")
     p = subprocess.Popen(["bash", os.path.join(DOCKER, "gantry-launch")], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
-    log, port = [], None
+    log, port, rpc = [], None, None
     for line in p.stderr:
         log.append(line)
+        m = re.search(r"listening on \S+ port (\d+)", line)
+        if m:
+            rpc = int(m.group(1))
         m = re.search(r"http-port (\d+)", line)
         if m:
             port = int(m.group(1))
@@ -114,6 +125,17 @@ def main():
             text = (body.get("choices") or [{}])[0].get("text") if st == 200 else body
             check(text == ref_text, "greedy completion through the launched job %r equals gantry run's %r"
                   % (text, ref_text))
+        if rpc:
+            with open(os.path.join(SRC, "deploy", "k8s", "bench-job.yaml")) as f:
+                job = yaml.safe_load(f)
+            argv = list(job["spec"]["template"]["spec"]["containers"][0]["command"])
+            small = {"--host": "127.0.0.1", "--port": str(rpc), "--num-prompts": "4", "--concurrency": "2",
+                     "--prompt-len": "8", "--output-len": "4"}
+            for k, v in small.items():
+                argv[argv.index(k) + 1] = v
+            b = subprocess.run([GANTRY] + argv[1:], capture_output=True, text=True, timeout=120)
+            check(argv[0] == "gantry" and b.returncode == 0,
+                  "the benchmark Job's command runs against the server: %s" % (b.stdout + b.stderr).strip()[-300:])
         # gantry-drain, as the kubelet's preStop hook would run it.
         d = script("gantry-drain", [str(p.pid)], dict(env, GANTRY_PRESTOP_DELAY="0"))
         check(d.returncode == 0 and "SIGTERM to gantry processes" in d.stderr,

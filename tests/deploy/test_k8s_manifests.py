@@ -16,6 +16,7 @@ what is checked):
 import glob
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +74,14 @@ def main():
         "plain": common + sorted(glob.glob(os.path.join(K8S, "plain", "*.yaml")))
         + sorted(glob.glob(os.path.join(K8S, "secrets", "*.yaml"))),
     }
+    # The command docs/deploy-k8s.md gives, as a user runs it.
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s_validate.py"),
+                        *sets["mpijob"]], capture_output=True, text=True)
+    check(r.returncode == 0 and r.stdout.startswith("ok: 4 files"), "k8s_validate.py FILE... says %r"
+          % r.stdout.strip())
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s_validate.py"),
+                        os.path.join(BROKEN, "mpijob-slots.yaml")], capture_output=True, text=True)
+    check(r.returncode == 1 and "spec.slotsPerWorker" in r.stdout, "k8s_validate.py exits 1 on a broken file")
     covered = set(sets["mpijob"]) | set(sets["plain"])
     for p in yaml_files(K8S):
         check(p in covered, "%s is validated in a deployment" % os.path.relpath(p, SRC))
