@@ -5,9 +5,11 @@ plain variant's pods would run them:
 
 - gantry-hostfile writes "HOST slots=N" for peers that resolve (localhost)
   and fails, naming the peer, for one that does not;
-- gantry-launch refuses a layout that does not fill the hostfile's slots
-  (GANTRY_TP x GANTRY_PP against the slots, both numbers in the message)
-  and a missing GANTRY_MODEL;
+- gantry-launch counts the slots of an operator-style hostfile (comments,
+  blank lines, a host without slots, max_slots, no final newline), and refuses a layout that does not
+  fill them (GANTRY_TP x GANTRY_PP against the slots, both numbers in the
+  message), a layout value that is not a number, a missing hostfile and a
+  missing GANTRY_MODEL;
 - gantry-launch starts `mpirun ... gantry serve` over the hostfile (2
   ranks, tp 1 x pp 2): /health answers 200 {"status": "serving"} on
   GANTRY_HTTP_PORT, and a greedy /v1/completions answers the same text as
@@ -91,6 +93,19 @@ def main():
     r = script("gantry-launch", [], env)
     check(r.returncode == 2 and "GANTRY_TP 3" in r.stderr and "holds 2 slots" in r.stderr,
           "gantry-launch refuses tp 3 x pp 1 on 2 slots: %s" % r.stderr.strip())
+    odd = os.path.join(tmp, "hostfile-odd")
+    with open(odd, "w") as f:
+        f.write("# the operator's format, with a comment, a blank line and a host without slots\n\n"
+                "a.gantry slots=3\nb.gantry\n  c.gantry   max_slots=20 slots=12")  # no newline at the end
+    r = script("gantry-launch", [], dict(env, GANTRY_HOSTFILE=odd))
+    check(r.returncode == 2 and "holds 16 slots" in r.stderr, "gantry-launch counts 3 + 1 + 12 slots: %s"
+          % r.stderr.strip())
+    r = script("gantry-launch", [], dict(env, GANTRY_HOSTFILE=os.path.join(tmp, "missing")))
+    check(r.returncode == 2 and "no readable hostfile" in r.stderr, "gantry-launch needs a hostfile: %s"
+          % r.stderr.strip())
+    r = script("gantry-launch", [], dict(env, GANTRY_PP="two"))
+    check(r.returncode == 2 and "GANTRY_PP is 'two'" in r.stderr, "gantry-launch refuses pp 'two': %s"
+          % r.stderr.strip())
     r = script("gantry-launch", [], dict(env, GANTRY_MODEL=""))
     check(r.returncode == 2 and "GANTRY_MODEL" in r.stderr, "gantry-launch needs GANTRY_MODEL: %s" % r.stderr.strip())
 
