@@ -139,10 +139,11 @@ def schema_messages(v, obj, prefix=()):
 class Doc:
     def __init__(self, path, index, obj):
         self.path, self.index, self.obj = path, index, obj
-        self.api = obj.get("apiVersion") if isinstance(obj, dict) else None
-        self.kind = obj.get("kind") if isinstance(obj, dict) else None
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        self.name = meta.get("name") if isinstance(meta, dict) else None
+        def text(v):
+            return v if isinstance(v, str) else None
+        self.api, self.kind = text(obj.get("apiVersion")), text(obj.get("kind"))
+        meta = obj.get("metadata")
+        self.name = text(meta.get("name")) if isinstance(meta, dict) else None
 
     def where(self):
         return "%s: %s %s" % (os.path.relpath(self.path, SOURCE) if self.path.startswith(SOURCE)
@@ -174,11 +175,13 @@ def err(errors, doc, fld, sentence):
 
 
 def check_schema(doc, errors):
+    """Appends the schema errors; returns True when there were none."""
     key = (doc.api, doc.kind)
     if key != MPIJOB and key not in CORE_SCHEMAS:
         err(errors, doc, "apiVersion/kind", "no schema for apiVersion '%s' kind '%s' (known: %s)" % (
             doc.api, doc.kind, ", ".join(sorted("%s %s" % k for k in list(CORE_SCHEMAS) + [MPIJOB]))))
-        return
+        return False
+    n = len(errors)
     for fld, msg in schema_messages(validator(key), doc.obj):
         err(errors, doc, fld, msg)
     if key == MPIJOB:
@@ -189,6 +192,7 @@ def check_schema(doc, errors):
                     for fld, msg in schema_messages(validator("PodTemplateSpec"), rs["template"],
                                                     ("spec", "mpiReplicaSpecs", rtype, "template")):
                         err(errors, doc, fld, msg)
+    return len(errors) == n
 
 
 # ---- the MPI Operator's rules --------------------------------------------
@@ -568,22 +572,24 @@ def validate(paths):
     """All error sentences for the files taken as one set (empty: valid)."""
     errors = []
     docs = load(paths, errors)
-    for d in docs:
-        check_schema(d, errors)
-        if (d.api, d.kind) == MPIJOB:
-            check_mpijob(d, errors)
+    # The operator's rules and the cross checks read only documents that
+    # passed their schema (types known); the others have their errors.
+    valid = [d for d in docs if check_schema(d, errors)]
     seen = {}
-    for d in docs:
+    for d in valid:
         if (d.kind, d.name) in seen:
             err(errors, d, "metadata.name", "also the name of a %s in %s" % (d.kind, seen[(d.kind, d.name)].path))
         seen[(d.kind, d.name)] = d
     try:
-        check_set(docs, errors)
-    except (AttributeError, TypeError, ValueError, KeyError) as e:
-        # A document malformed enough to stop the cross checks has already
-        # failed its schema; say so rather than crash.
-        if not errors:
-            errors.append("the cross-manifest checks stopped on a malformed document: %r" % e)
+        for d in valid:
+            if (d.api, d.kind) == MPIJOB:
+                check_mpijob(d, errors)
+        check_set(valid, errors)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
+        # The schemas allow null in many places that the checks read; such
+        # a document stops the checks with a sentence, never a traceback.
+        errors.append("the checks across the manifests stopped at a value they cannot read (%r): "
+                      "a field is null or empty where Gantry's deployment needs it" % e)
     return errors
 
 
