@@ -22,7 +22,8 @@ they come from):
      holds ranks, Open MPI (Gantry's image carries Open MPI);
   4. checks across the documents of one deployment (a "set"): the client
      Service selects exactly the pod that runs rank 0, as the operator or
-     the StatefulSet controller labels it; every Service port and probe
+     the StatefulSet controller labels it; workload selectors match their
+     templates; every Service port and probe
      port is a declared container port; the HTTP probes ask /health on
      GANTRY_HTTP_PORT; every image is the one deploy/docker/Dockerfile
      builds; referenced ConfigMaps and Secrets exist; GANTRY_TP x GANTRY_PP
@@ -540,8 +541,15 @@ def check_set(docs, errors):
                     err(errors, s, "spec.ports[%d].targetPort" % i, "%r is not a declared containerPort of pod %s"
                         % (target, p.name))
 
-    # StatefulSets: their headless Service.
+    # Workload selectors select their own template (the API server refuses
+    # them otherwise); StatefulSets name a headless Service.
     for d in docs:
+        if d.kind in ("StatefulSet", "Deployment"):
+            ml = ((d.obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            tl = (((d.obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not ml or any(tl.get(k) != v for k, v in ml.items()):
+                err(errors, d, "spec.selector.matchLabels", "%s does not select the pod template's labels %s"
+                    % (ml, tl))
         if d.kind != "StatefulSet":
             continue
         sn = (d.obj.get("spec") or {}).get("serviceName")
