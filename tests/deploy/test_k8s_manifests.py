@@ -91,7 +91,11 @@ def main():
             print("     " + e)
         check(not errors, "deployment '%s' (%d files) validates" % (name, len(files)))
 
-    # 3. The broken manifests.
+    # 3. The broken manifests: the copies are the current good files with
+    # one change each, then each fails naming its field.
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "make_k8s_broken.py"), "--check"], capture_output=True, text=True)
+    check(r.returncode == 0, "the broken copies are current%s" % (": " + r.stdout.strip() if r.returncode else ""))
     broken = sorted(glob.glob(os.path.join(BROKEN, "*.yaml")))
     check(len(broken) >= 20, "%d broken manifests" % len(broken))
     for p in broken:
