@@ -47,8 +47,10 @@ typedef struct gt_engine_config {
                                       first placed on the device; NULL: experts 0, 1, ... */
     bool no_expert_prefetch;       /* offloaded experts: copy only after the router has chosen,
                                       no predicted prefetch before attention */
+    const char *bf16;              /* F16/BF16 weights in bf16 dot products: "on", "off",
+                                      NULL or "auto" (gt_kernels_config.bf16) */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, NULL}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
