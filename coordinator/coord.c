@@ -42,6 +42,10 @@ struct gt_coord {
     seq_state *seqs;     /* [max_seqs] (leader) */
     int32_t *free_list;  /* [max_seqs] sequences to free with the next step */
     int n_free;
+    int32_t *trunc_seq, *trunc_len; /* [max_seqs] sequences to truncate with the next step */
+    int n_trunc;
+    bool skip_sampling;  /* gt_coord_step_logits: rows go to the caller, no token is drawn */
+    float *step_logits_out; /* borrowed: gt_coord_step_logits's rows [wanted, n_vocab]; NULL otherwise */
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
     int8_t *want;
     int8_t *want_in;          /* [max_batch] all ones, for decode steps */
@@ -83,6 +87,8 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     size_t S = (size_t)c->max_seqs, B = (size_t)c->max_batch;
     c->seqs = calloc(S, sizeof *c->seqs);
     c->free_list = malloc(S * sizeof *c->free_list);
+    c->trunc_seq = malloc(S * sizeof *c->trunc_seq);
+    c->trunc_len = malloc(S * sizeof *c->trunc_len);
     c->tok = malloc(B * sizeof *c->tok);
     c->pos = malloc(B * sizeof *c->pos);
     c->seq = malloc(B * sizeof *c->seq);
@@ -97,7 +103,7 @@ gt_status gt_coord_create(const gt_rank_config *cfg, gt_coord **out) {
     c->attach_seq = malloc(S * sizeof *c->attach_seq);
     c->attach_len = malloc(S * sizeof *c->attach_len);
     c->attach_tok = malloc((size_t)(c->max_attach_tok > 0 ? c->max_attach_tok : 1) * sizeof *c->attach_tok);
-    if (!c->seqs || !c->free_list || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in || !c->step_pos || !c->step_wanted ||
+    if (!c->seqs || !c->free_list || !c->trunc_seq || !c->trunc_len || !c->tok || !c->pos || !c->seq || !c->want || !c->want_in || !c->step_pos || !c->step_wanted ||
         !c->attach_seq || !c->attach_len || !c->attach_tok || !c->row_tmp || !c->lp_scratch) {
         gt_coord_destroy(c);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the coordinator's state for %zu sequences", S);
@@ -114,6 +120,8 @@ void gt_coord_destroy(gt_coord *c) {
     }
     free(c->seqs);
     free(c->free_list);
+    free(c->trunc_seq);
+    free(c->trunc_len);
     free(c->tok);
     free(c->pos);
     free(c->seq);
@@ -219,6 +227,12 @@ gt_status gt_coord_free_seq(gt_coord *c, int seq) {
     for (int i = 0; i < c->n_free; i++)
         if (c->free_list[i] == seq) return GT_OK;
     c->free_list[c->n_free++] = seq;
+    for (int i = 0; i < c->n_trunc; i++) /* a pending truncation has nothing left to cut */
+        if (c->trunc_seq[i] == seq) {
+            c->trunc_seq[i] = c->trunc_seq[c->n_trunc - 1];
+            c->trunc_len[i] = c->trunc_len[--c->n_trunc];
+            break;
+        }
     s->len = 0;
     s->has_next = false;
     s->n_recent = s->recent_pos = 0;
@@ -259,14 +273,15 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
                  .n_cand = full ? 0 : n_cand, .flags = c->pending_flags | (full ? GT_STEP_LOGITS : 0),
                  .tokens = c->tok, .pos = c->pos, .seq = c->seq, .want = c->want,
                  .free_seqs = c->free_list, .n_attach = c->n_attach, .n_attach_tokens = c->n_attach_tok,
-                 .attach_seq = c->attach_seq, .attach_len = c->attach_len, .attach_tokens = c->attach_tok};
+                 .attach_seq = c->attach_seq, .attach_len = c->attach_len, .attach_tokens = c->attach_tok,
+                 .n_trunc = c->n_trunc, .trunc_seq = c->trunc_seq, .trunc_len = c->trunc_len};
     gt_step_result res;
     gt_status st = gt_rank_lead(c->r, &s, &res);
     if (st != GT_OK && gt_engine_kv_full(gt_rank_engine(c->r))) {
         /* Every rank refused the batch for lack of KV blocks before any
          * compute, after its frees and attaches: those are done. */
         c->pending_flags = 0;
-        c->n_free = 0;
+        c->n_free = c->n_trunc = 0;
         c->n_attach = c->n_attach_tok = 0;
         c->attach_spare = -1;
         return st;
@@ -276,7 +291,7 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
         return st;
     }
     c->pending_flags = 0;
-    c->n_free = 0;
+    c->n_free = c->n_trunc = 0;
     c->n_attach = c->n_attach_tok = 0;
     c->attach_spare = -1;
     int row = 0;
@@ -289,7 +304,7 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
         const float *full_row = full ? res.logits + (size_t)row * (size_t)c->n_vocab : NULL;
         if (logits)
             memcpy(logits + (size_t)row * (size_t)c->n_vocab, full_row, (size_t)c->n_vocab * sizeof(float));
-        if (q->smp) {
+        if (q->smp && !c->skip_sampling) {
             const float *draw_row = full_row;
             if (full_row && gt_penalties_active(&q->pen)) {
                 int32_t rec[GT_PENALTY_LAST_N];
@@ -366,7 +381,7 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
         if (!c->step_pos[sq]) c->step_pos[sq] = (int32_t)c->seqs[sq].len + 1;
         uint32_t pos = (uint32_t)c->step_pos[sq]++ - 1;
         gt_status st = GT_OK;
-        if (c->step_wanted[sq])
+        if (c->step_wanted[sq] && !c->skip_sampling)
             st = gt_fail(GT_ERR_INVALID_ARG, "sequence %d wants an output before its last token of the step", sq);
         else if (pos >= c->n_ctx)
             st = gt_fail(GT_ERR_RANGE, "sequence %d would pass the context of %u tokens", sq, c->n_ctx);
@@ -384,12 +399,12 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
     clear_step_marks(c, seqs, n);
     if (rows > c->max_rows)
         return gt_fail(GT_ERR_INVALID_ARG, "a step wants %d outputs; this job holds %d", rows, c->max_rows);
-    return run_step(c, n, NULL);
+    return run_step(c, n, c->step_logits_out);
 }
 
 gt_status gt_coord_flush(gt_coord *c, bool *sent) {
     *sent = false;
-    if (!c->leads || (c->n_free == 0 && c->n_attach == 0)) return GT_OK;
+    if (!c->leads || (c->n_free == 0 && c->n_attach == 0 && c->n_trunc == 0)) return GT_OK;
     *sent = true;
     return run_step(c, 0, NULL);
 }
@@ -413,4 +428,42 @@ gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok) {
     if (!q->has_next) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no output to sample from", seq);
     *tok = q->next;
     return GT_OK;
+}
+
+gt_status gt_coord_truncate_seq(gt_coord *c, int seq, uint32_t n) {
+    GT_TRY(check_seq(c, seq));
+    seq_state *q = &c->seqs[seq];
+    if (n > q->len)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; it cannot be truncated to %u", seq,
+                       q->len, n);
+    if (n == q->len) return GT_OK;
+    for (int i = 0; i < c->n_free; i++)
+        if (c->free_list[i] == seq)
+            return gt_fail(GT_ERR_INVALID_ARG, "sequence %d is freed with the next step; it cannot be truncated",
+                           seq);
+    int i = 0;
+    while (i < c->n_trunc && c->trunc_seq[i] != seq) i++;
+    if (i == c->n_trunc) c->n_trunc++;
+    c->trunc_seq[i] = seq;
+    c->trunc_len[i] = (int32_t)n;
+    /* The penalties look back on the tokens kept: the dropped ones leave the ring. */
+    int drop = (int)(q->len - n);
+    if (drop > q->n_recent) drop = q->n_recent;
+    q->n_recent -= drop;
+    q->recent_pos = (q->recent_pos - drop + GT_PENALTY_LAST_N) % GT_PENALTY_LAST_N;
+    q->len = n;
+    q->has_next = false;
+    return GT_OK;
+}
+
+gt_status gt_coord_step_logits(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                               const int8_t *want, float *logits) {
+    if (!logits) return gt_fail(GT_ERR_INVALID_ARG, "gt_coord_step_logits needs an output buffer");
+    c->skip_sampling = true;
+    float *saved = c->step_logits_out;
+    c->step_logits_out = logits;
+    gt_status st = gt_coord_step(c, n, seqs, toks, want);
+    c->step_logits_out = saved;
+    c->skip_sampling = false;
+    return st;
 }

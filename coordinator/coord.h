@@ -92,6 +92,16 @@ gt_status gt_coord_attach_prefix(gt_coord *c, int seq, const int32_t *toks, int 
 /* Drops seq's KV cache on every rank (sent with the next step); its full
  * blocks stay cached for later prefixes. */
 gt_status gt_coord_free_seq(gt_coord *c, int seq);
+/* Speculative decoding. Keeps only seq's first n tokens (n <= its length),
+ * on every rank with the next step: the next token continues at position n.
+ * GT_ERR_INVALID_ARG when n exceeds the length or seq is being freed. */
+gt_status gt_coord_truncate_seq(gt_coord *c, int seq, uint32_t n);
+/* As gt_coord_step, but the full logits of every wanted row go to
+ * logits[rows, n_vocab] in batch order and no token is drawn (the caller
+ * verifies draft tokens with them); a sequence's wanted rows may be any of
+ * its tokens. */
+gt_status gt_coord_step_logits(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                               const int8_t *want, float *logits);
 /* Seconds the other ranks wait for a step plan before their watchdog ends
  * the job. */
 double gt_coord_step_timeout(const gt_coord *c);

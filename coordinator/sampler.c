@@ -71,9 +71,10 @@ static double next_uniform(gt_sampler *s) {
     return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* Top-p, min-p and the draw over the first k candidates, which are sorted
- * best first and already divided by the temperature. */
-static int32_t draw(gt_sampler *s, int k) {
+/* Top-p and min-p over the first k candidates, which are sorted best first
+ * and already divided by the temperature: fills s->w with their weights
+ * and returns how many are kept, *kept their total weight. */
+static int nucleus(gt_sampler *s, int k, double *kept_out) {
     const gt_cand *c = s->cands;
     double *w = s->w;
     double max = c[0].logit, sum = 0;
@@ -102,6 +103,16 @@ static int32_t draw(gt_sampler *s, int k) {
             }
     double kept = 0;
     for (int i = 0; i < keep; i++) kept += w[i];
+    *kept_out = kept;
+    return keep;
+}
+
+/* The draw over the first k candidates (see nucleus). */
+static int32_t draw(gt_sampler *s, int k) {
+    const gt_cand *c = s->cands;
+    const double *w = s->w;
+    double kept;
+    int keep = nucleus(s, k, &kept);
     double r = next_uniform(s) * kept;
     for (int i = 0; i < keep; i++) {
         r -= w[i];
@@ -170,3 +181,22 @@ void gt_logprobs(const float *logits, int n_vocab, int32_t tok, int n_top, float
     gt_cand_select(scratch, n_vocab, n_top, scratch + n_vocab);
     for (int i = 0; i < n_top; i++) top[i] = (gt_cand){(float)((double)scratch[i].logit - lse), scratch[i].id};
 }
+
+void gt_sampler_probs(gt_sampler *s, const float *logits, float *probs) {
+    int n = s->n_vocab;
+    for (int i = 0; i < n; i++) probs[i] = 0.0f;
+    if (s->cfg.temperature <= 0) {
+        probs[gt_argmax(logits, n)] = 1.0f;
+        return;
+    }
+    for (int i = 0; i < n; i++) s->cands[i] = (gt_cand){logits[i] / s->cfg.temperature, i};
+    int k = gt_sampler_n_candidates(s);
+    gt_cand_select(s->cands, n, k, s->tmp);
+    double kept;
+    int keep = nucleus(s, k, &kept);
+    for (int i = 0; i < keep; i++) probs[s->cands[i].id] = (float)(s->w[i] / kept);
+}
+
+double gt_sampler_uniform(gt_sampler *s) { return next_uniform(s); }
+
+bool gt_sampler_greedy(const gt_sampler *s) { return s->cfg.temperature <= 0; }

@@ -49,6 +49,15 @@ int32_t gt_sampler_sample_candidates(gt_sampler *s, const float *vals, const int
  * probability, so across ranks each rank contributes its whole slice, in
  * linear time). */
 int gt_sampler_n_candidates(const gt_sampler *s);
+/* The distribution gt_sampler_sample draws from for these logits:
+ * probs[n_vocab] (zero outside what temperature, top-k, top-p and min-p
+ * keep; greedy: 1 at the argmax). Speculative decoding verifies draft
+ * tokens against it. Uses the sampler's scratch, not its random state. */
+void gt_sampler_probs(gt_sampler *s, const float *logits, float *probs);
+/* The next number in [0, 1) of the sampler's seeded random stream. */
+double gt_sampler_uniform(gt_sampler *s);
+/* True when the sampler takes the argmax. */
+bool gt_sampler_greedy(const gt_sampler *s);
 /* Index of the largest value; the lowest index wins ties. */
 int32_t gt_argmax(const float *x, int n);
 

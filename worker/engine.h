@@ -47,10 +47,12 @@ typedef struct gt_engine_config {
                                       first placed on the device; NULL: experts 0, 1, ... */
     bool no_expert_prefetch;       /* offloaded experts: copy only after the router has chosen,
                                       no predicted prefetch before attention */
+    int max_layers;                /* without a shard: run only the first max_layers layers, then the
+                                      output norm and LM head (a self-speculation draft); 0: all */
     const char *bf16;              /* F16/BF16 weights in bf16 dot products: "on", "off",
                                       NULL or "auto" (gt_kernels_config.bf16) */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, NULL}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, 0, NULL}
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -172,5 +174,9 @@ void gt_engine_reset_ep_stats(gt_engine *e);
 uint32_t gt_engine_seq_len(const gt_engine *e, int seq);
 /* Drops a sequence's KV cache (its blocks return to the pool). */
 void gt_engine_seq_clear(gt_engine *e, int seq);
+/* Keeps only the first n tokens of seq's KV cache (n <= its length); the
+ * next token continues at position n (gt_kv_cache_truncate).
+ * GT_ERR_INVALID_ARG for a bad sequence or length. */
+gt_status gt_engine_seq_truncate(gt_engine *e, int seq, uint32_t n);
 
 #endif

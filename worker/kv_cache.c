@@ -40,6 +40,8 @@ struct gt_kv_cache {
     int32_t *seq_tail;  /* [max_seqs, block_size] tokens of its unfinished block */
     int *seq_tail_n;    /* [max_seqs] */
     uint32_t *seq_noted; /* [max_seqs] tokens noted so far */
+    int32_t *seq_hist;   /* [max_seqs, max_seq_blocks * block_size] every noted token, for truncation */
+    uint64_t *seq_keys;  /* [max_seqs, max_seq_blocks] the chain key after each full block */
     /* The host tier: slots of host memory for evicted cached blocks, their
      * own prefix index and eviction order (oldest stored first). */
     int n_host;          /* slots */
@@ -109,6 +111,10 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     kv->seq_tail_n = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_tail_n);
     kv->seq_noted = calloc((size_t)cfg->max_seqs, sizeof *kv->seq_noted);
     kv->pin = malloc((size_t)cfg->max_seq_blocks * sizeof *kv->pin);
+    size_t seq_positions = (size_t)cfg->max_seqs * (size_t)cfg->max_seq_blocks;
+    kv->seq_hist = malloc(seq_positions * (size_t)cfg->block_size * sizeof *kv->seq_hist);
+    kv->seq_keys = calloc(seq_positions, sizeof *kv->seq_keys);
+    if (!kv->seq_hist || !kv->seq_keys) goto nomem;
     if (!kv->k || !kv->v || !kv->free_list || !kv->tables || !kv->n_seq_blocks || !kv->seq_len ||
         !kv->store_blocks || !kv->ref || !kv->lru.prev || !kv->lru.next || !kv->seq_key ||
         !kv->seq_tail || !kv->seq_tail_n || !kv->seq_noted || !kv->pin ||
@@ -153,6 +159,8 @@ void gt_kv_cache_destroy(gt_kv_cache *kv) {
     free(kv->seq_tail_n);
     free(kv->seq_noted);
     free(kv->pin);
+    free(kv->seq_hist);
+    free(kv->seq_keys);
     gt__kv_prefix_destroy(kv->prefix);
     for (int il = 0; kv->hk && il < kv->cfg.n_layer; il++) {
         gt_free(kv->hk[il]);
@@ -285,12 +293,50 @@ void gt_kv_cache_clear(gt_kv_cache *kv, int seq) {
     kv->seq_noted[seq] = 0;
 }
 
+gt_status gt_kv_cache_truncate(gt_kv_cache *kv, int seq, uint32_t n) {
+    uint32_t len = kv->seq_len[seq];
+    if (n > len)
+        return gt_fail(GT_ERR_INVALID_ARG, "sequence %d holds %u tokens; it cannot be truncated to %u", seq,
+                       len, n);
+    if (kv->seq_noted[seq] != len)
+        return gt_fail(GT_ERR_INTERNAL, "sequence %d holds %u tokens but %u were noted", seq, len,
+                       kv->seq_noted[seq]);
+    uint32_t bs = (uint32_t)kv->cfg.block_size;
+    int keep = (int)((n + bs - 1) / bs);
+    int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    /* The block that keeps rows [j * bs, n) is written again from row n on:
+     * it must not be shared, and it leaves the prefix index, whose entry
+     * names the tokens being dropped. */
+    if (n % bs && keep <= kv->n_seq_blocks[seq]) {
+        int b = table[keep - 1];
+        if (kv->ref[b] > 1)
+            return gt_fail(GT_ERR_INVALID_ARG, "sequence %d cannot be truncated to %u inside block %d, which "
+                           "%d sequences share", seq, n, keep - 1, kv->ref[b]);
+        if (gt__kv_prefix_has(kv->prefix, b)) gt__kv_prefix_remove(kv->prefix, b);
+    }
+    /* Whole blocks past n go back like a cleared sequence's: a full indexed
+     * one stays cached (its rows are right for the tokens it was filed
+     * under), the rest are free. */
+    while (kv->n_seq_blocks[seq] > keep) release_block(kv, table[--kv->n_seq_blocks[seq]]);
+    const int32_t *hist = kv->seq_hist + (size_t)seq * (size_t)kv->cfg.max_seq_blocks * (size_t)bs;
+    uint32_t full = n / bs;
+    kv->seq_len[seq] = n;
+    kv->seq_noted[seq] = n;
+    kv->seq_key[seq] = full ? kv->seq_keys[(size_t)seq * (size_t)kv->cfg.max_seq_blocks + full - 1] : 0;
+    kv->seq_tail_n[seq] = (int)(n - full * bs);
+    memcpy(kv->seq_tail + (size_t)seq * bs, hist + (size_t)full * bs, (size_t)kv->seq_tail_n[seq] * sizeof *hist);
+    return GT_OK;
+}
+
 void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int n) {
     int bs = kv->cfg.block_size;
     int32_t *tail = kv->seq_tail + (size_t)seq * (size_t)bs;
     const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
+    int32_t *hist = kv->seq_hist + (size_t)seq * (size_t)kv->cfg.max_seq_blocks * (size_t)bs;
+    uint64_t *keys = kv->seq_keys + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
     for (int i = 0; i < n; i++) {
         tail[kv->seq_tail_n[seq]++] = toks[i];
+        hist[kv->seq_noted[seq]] = toks[i];
         kv->seq_noted[seq]++;
         if (kv->seq_tail_n[seq] < bs) continue;
         /* The block just filled: index it under its prefix (unless another
@@ -300,6 +346,7 @@ void gt_kv_cache_note_tokens(gt_kv_cache *kv, int seq, const int32_t *toks, int 
         int found = gt__kv_prefix_find(kv->prefix, kv->seq_key[seq], tail, &key);
         if (found < 0) gt__kv_prefix_insert(kv->prefix, b, kv->seq_key[seq], tail);
         kv->seq_key[seq] = key;
+        keys[kv->seq_noted[seq] / (uint32_t)bs - 1] = key;
         kv->seq_tail_n[seq] = 0;
     }
 }
@@ -369,6 +416,7 @@ gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int 
         }
         table[i] = b; /* -1: comes from the host slot */
         parent = key;
+        kv->seq_keys[(size_t)seq * (size_t)kv->cfg.max_seq_blocks + (size_t)i] = key;
     }
     gt_status st = GT_OK;
     for (int i = 0; i < n_blocks; i++) {
@@ -396,6 +444,8 @@ gt_status gt_kv_cache_attach(gt_kv_cache *kv, int seq, const int32_t *toks, int 
     kv->seq_key[seq] = parent;
     kv->seq_tail_n[seq] = 0;
     kv->seq_noted[seq] = kv->seq_len[seq];
+    memcpy(kv->seq_hist + (size_t)seq * (size_t)kv->cfg.max_seq_blocks * (size_t)bs, toks,
+           (size_t)n_blocks * (size_t)bs * sizeof *toks);
     return GT_OK;
 }
 

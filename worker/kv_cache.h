@@ -46,6 +46,15 @@ void gt_kv_cache_set_seq_len(gt_kv_cache *kv, int seq, uint32_t n);
  * the cached blocks until it is attached again or evicted. */
 void gt_kv_cache_clear(gt_kv_cache *kv, int seq);
 
+/* Shortens seq to its first n tokens (n <= its length): blocks past n are
+ * released as gt_kv_cache_clear releases them, and the block that keeps
+ * rows up to n leaves the prefix index, since its later rows will be
+ * written again. The next tokens continue at position n. Speculative
+ * decoding drops its rejected draft tokens this way. GT_ERR_INVALID_ARG
+ * when n exceeds the length or the kept part of the last block is shared
+ * with another sequence. */
+gt_status gt_kv_cache_truncate(gt_kv_cache *kv, int seq, uint32_t n);
+
 /* Prefix caching. After a forward pass, the tokens of seq's new positions
  * are noted, in order: every block they fill enters the prefix index under
  * the hash chain of the sequence's tokens so far. */

@@ -337,6 +337,15 @@ static gt_status forward(gt_rank *r, const gt_step *s, gt_step_result *res) {
                            s->free_seqs[i], r->lim.max_seqs - 1);
         gt_engine_seq_clear(r->e, s->free_seqs[i]);
     }
+    for (int i = 0; i < s->n_trunc; i++) {
+        gt_status st = gt_engine_seq_truncate(r->e, s->trunc_seq[i], (uint32_t)s->trunc_len[i]);
+        if (st != GT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", gt_last_error());
+            return gt_fail(st, "step %u: rank %d cannot truncate sequence %d: %s", s->id, r->rank,
+                           s->trunc_seq[i], why);
+        }
+    }
     /* Every rank has executed the same steps, so every rank's prefix cache
      * holds the blocks rank 0 found; a rank that does not has diverged. */
     const int32_t *pt = s->attach_tokens;

@@ -10,14 +10,18 @@
  * broadcast first, then the payload whose length the header gives:
  *   u32 magic 'GTSP'   u32 version     u32 op          u32 id
  *   i32 n_tokens       i32 n_free      i32 n_cand      u32 flags
- *   u32 payload_bytes  u32 reserved (0) i32 n_attach   i32 n_attach_tokens
+ *   u32 payload_bytes  i32 n_trunc      i32 n_attach   i32 n_attach_tokens
  *   payload: i32 tokens[n_tokens], i32 pos[n_tokens], i32 seq[n_tokens],
  *            i32 free_seqs[n_free], i32 attach_seq[n_attach],
  *            i32 attach_len[n_attach], i32 attach_tokens[n_attach_tokens],
+ *            i32 trunc_seq[n_trunc], i32 trunc_len[n_trunc],
  *            u8 want[n_tokens], zero padding to 4.
- * A step executes in that order: free, attach cached prefixes (sequence
- * attach_seq[i] takes the cached KV rows of its first attach_len[i] tokens,
- * which follow each other in attach_tokens), then the batch.
+ * A step executes in that order: free, truncate (sequence trunc_seq[i]
+ * keeps its first trunc_len[i] KV rows: speculative decoding drops its
+ * rejected draft tokens), attach cached prefixes (sequence attach_seq[i]
+ * takes the cached KV rows of its first attach_len[i] tokens, which follow
+ * each other in attach_tokens), then the batch. Version 3 added the
+ * truncations (the word that version 2 reserved as 0).
  * Decoding checks every field against the receiver's limits and answers a
  * broken frame with a sentence naming the field and the numbers. */
 #ifndef GT_STEP_H
@@ -29,7 +33,7 @@
 #include "common/status.h"
 
 #define GT_STEP_MAGIC 0x50535447u /* "GTSP" */
-#define GT_STEP_VERSION 2u
+#define GT_STEP_VERSION 3u
 #define GT_STEP_HEADER_BYTES 48
 
 typedef enum gt_step_op {
@@ -65,19 +69,23 @@ typedef struct gt_step {
     const int32_t *attach_seq;    /* [n_attach] */
     const int32_t *attach_len;    /* [n_attach] tokens, whole KV blocks */
     const int32_t *attach_tokens; /* [n_attach_tokens] the prefixes, one after another */
+    int32_t n_trunc;
+    const int32_t *trunc_seq;     /* [n_trunc] */
+    const int32_t *trunc_len;     /* [n_trunc] tokens each keeps */
 } gt_step;
 
 /* What a receiver accepts: the engine's batch limit, its sequences and the
  * largest candidate count. */
 typedef struct gt_step_limits {
     int32_t max_tokens;
-    int32_t max_seqs;        /* also bounds the sequences freed or attached in one step */
+    int32_t max_seqs;        /* also bounds the sequences freed, truncated or attached in one step */
     int32_t max_cand;
     int32_t max_attach_tokens;
 } gt_step_limits;
 
 /* Bytes of the payload of a step with these counts. */
-size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free, int32_t n_attach, int32_t n_attach_tokens);
+size_t gt_step_payload_bytes(int32_t n_tokens, int32_t n_free, int32_t n_attach, int32_t n_attach_tokens,
+                             int32_t n_trunc);
 /* Largest payload under these limits (every sequence freed at once). */
 size_t gt_step_max_payload_bytes(const gt_step_limits *lim);
 

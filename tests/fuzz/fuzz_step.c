@@ -31,13 +31,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(payload);
         return 0;
     }
-    if (s.n_tokens > lim.max_tokens || s.n_free > lim.max_seqs || s.n_cand > lim.max_cand) abort();
+    if (s.n_tokens > lim.max_tokens || s.n_free > lim.max_seqs || s.n_cand > lim.max_cand ||
+        s.n_trunc > lim.max_seqs)
+        abort();
     volatile uint32_t sink = 0;
     for (int i = 0; i < s.n_tokens; i++)
         sink += (uint32_t)s.tokens[i] + (uint32_t)s.pos[i] + (uint32_t)s.seq[i] + (uint32_t)s.want[i];
     for (int i = 0; i < s.n_free; i++) sink += (uint32_t)s.free_seqs[i];
     for (int i = 0; i < s.n_attach; i++) sink += (uint32_t)s.attach_seq[i] + (uint32_t)s.attach_len[i];
     for (int i = 0; i < s.n_attach_tokens; i++) sink += (uint32_t)s.attach_tokens[i];
+    for (int i = 0; i < s.n_trunc; i++) sink += (uint32_t)s.trunc_seq[i] + (uint32_t)s.trunc_len[i];
     uint8_t hdr[GT_STEP_HEADER_BYTES];
     uint8_t *again = malloc(bytes ? bytes : 1);
     if (!again || gt_step_encode(&s, hdr, again, bytes) != GT_OK) abort();

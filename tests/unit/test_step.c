@@ -25,20 +25,22 @@ static void test_round_trip(void **state) {
     (void)state;
     int32_t tok[3] = {5, 6, 7}, pos[3] = {0, 1, 9}, seq[3] = {0, 0, 2}, fr[2] = {3, 1};
     int32_t aseq[2] = {4, 5}, alen[2] = {2, 3}, atok[5] = {10, 11, 20, 21, 22};
+    int32_t tseq[2] = {6, 7}, tlen[2] = {12, 0};
     int8_t want[3] = {0, 1, 1};
     gt_step s = {GT_STEP_FORWARD, 17, 3, 2, 4, GT_STEP_LOGITS | GT_STEP_RESET_STATS, tok, pos, seq, want, fr,
-                 2, 5, aseq, alen, atok};
+                 2, 5, aseq, alen, atok, 2, tseq, tlen};
     uint8_t hdr[GT_STEP_HEADER_BYTES], pl[256];
     assert_int_equal(gt_step_encode(&s, hdr, pl, sizeof pl), GT_OK);
     uint8_t expect[GT_STEP_HEADER_BYTES];
-    /* 3 tokens x 3 words, 2 freed, 2 + 2 attach words, 5 prefix tokens, 3 want bytes + 1 pad */
-    uint32_t h[12] = {0x50535447u, 2, 1, 17, 3, 2, 4, 3, (9 + 2 + 4 + 5) * 4 + 4, 0, 2, 5};
+    /* 3 tokens x 3 words, 2 freed, 2 + 2 attach words, 5 prefix tokens, 2 + 2 truncation words,
+     * 3 want bytes + 1 pad */
+    uint32_t h[12] = {0x50535447u, 3, 1, 17, 3, 2, 4, 3, (9 + 2 + 4 + 5 + 4) * 4 + 4, 2, 2, 5};
     for (int i = 0; i < 12; i++) le32(expect + 4 * i, h[i]);
     assert_memory_equal(hdr, expect, sizeof expect);
     gt_step d;
     size_t bytes;
     assert_int_equal(gt_step_decode_header(hdr, &k_lim, &d, &bytes), GT_OK);
-    assert_int_equal(bytes, 84);
+    assert_int_equal(bytes, 100);
     assert_int_equal(gt_step_decode_payload(pl, bytes, &d), GT_OK);
     assert_int_equal(d.op, GT_STEP_FORWARD);
     assert_int_equal(d.id, 17);
@@ -53,6 +55,16 @@ static void test_round_trip(void **state) {
     assert_memory_equal(d.attach_seq, aseq, sizeof aseq);
     assert_memory_equal(d.attach_len, alen, sizeof alen);
     assert_memory_equal(d.attach_tokens, atok, sizeof atok);
+    assert_int_equal(d.n_trunc, 2);
+    assert_memory_equal(d.trunc_seq, tseq, sizeof tseq);
+    assert_memory_equal(d.trunc_len, tlen, sizeof tlen);
+    /* A negative truncation length is refused. */
+    uint8_t neg[256];
+    memcpy(neg, pl, bytes);
+    le32(neg + (9 + 2 + 4 + 5 + 2) * 4, 0xffffffffu); /* trunc_len[0] = -1 */
+    assert_int_equal(gt_step_decode_payload(neg, bytes, &d), GT_ERR_FORMAT);
+    assert_non_null(strstr(gt_last_error(), "truncation 0 to a negative length -1"));
+    assert_int_equal(gt_step_decode_payload(pl, bytes, &d), GT_OK);
     /* Attach lengths that do not add up to the prefix tokens are refused. */
     uint8_t bad[256];
     memcpy(bad, pl, bytes);
@@ -76,7 +88,7 @@ static void test_round_trip(void **state) {
 static void refused(int w, uint32_t value, const char *words) {
     int32_t tok[2] = {1, 2}, pos[2] = {0, 1}, seq[2] = {0, 0};
     int8_t want[2] = {0, 1};
-    gt_step s = {GT_STEP_FORWARD, 0, 2, 0, 1, 0, tok, pos, seq, want, NULL, 0, 0, NULL, NULL, NULL};
+    gt_step s = {GT_STEP_FORWARD, 0, 2, 0, 1, 0, tok, pos, seq, want, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, NULL};
     uint8_t hdr[GT_STEP_HEADER_BYTES], pl[64];
     assert_int_equal(gt_step_encode(&s, hdr, pl, sizeof pl), GT_OK);
     le32(hdr + 4 * w, value);
@@ -89,7 +101,7 @@ static void refused(int w, uint32_t value, const char *words) {
 static void test_broken_headers(void **state) {
     (void)state;
     refused(0, 0x12345678, "magic 0x12345678");
-    refused(1, 1, "version 1, but this rank speaks version 2");
+    refused(1, 2, "version 2, but this rank speaks version 3");
     refused(2, 9, "unknown operation 9");
     refused(4, 65, "65 tokens, outside 0..64");
     refused(4, 0xffffffffu, "-1 tokens");
@@ -99,13 +111,14 @@ static void test_broken_headers(void **state) {
     refused(8, 99, "payload of 99 bytes");
     refused(10, 9, "9 sequences to attach, outside 0..8");
     refused(11, 41, "41 prefix tokens to attach, outside 0..40");
+    refused(9, 9, "9 sequences to truncate, outside 0..8");
 }
 
 static void test_broken_payload(void **state) {
     (void)state;
     int32_t tok[1] = {1}, pos[1] = {0}, seq[1] = {0};
     int8_t want[1] = {1};
-    gt_step s = {GT_STEP_FORWARD, 0, 1, 0, 0, 0, tok, pos, seq, want, NULL, 0, 0, NULL, NULL, NULL};
+    gt_step s = {GT_STEP_FORWARD, 0, 1, 0, 0, 0, tok, pos, seq, want, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, NULL};
     uint8_t hdr[GT_STEP_HEADER_BYTES], pl[64];
     assert_int_equal(gt_step_encode(&s, hdr, pl, sizeof pl), GT_OK);
     gt_step d;
