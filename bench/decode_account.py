@@ -13,7 +13,9 @@ head, the final norm, sampling and the step's fork-joins and bookkeeping),
 and sets each against the time its bytes take at the bandwidth measured in
 the same round (weights from the GGUF tensor table, plus the f16 K and V
 rows read). Printed per part: ms, bytes, GB/s achieved, fraction of the
-measured bandwidth, and the ms lost to the roofline."""
+measured bandwidth, and the ms lost to the roofline. Each part's ms is its
+own median over the steps (robust on a loaded host), so they need not add
+up to the median step."""
 import json
 import os
 import statistics
