@@ -49,8 +49,10 @@ typedef struct gt_engine_config {
                                       no predicted prefetch before attention */
     int max_layers;                /* without a shard: run only the first max_layers layers, then the
                                       output norm and LM head (a self-speculation draft); 0: all */
+    const char *bf16;              /* F16/BF16 weights in bf16 dot products: "on", "off",
+                                      NULL or "auto" (gt_kernels_config.bf16) */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, 0}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, 0, NULL}
 
 /* Observes the input of the forward pass's matrix products (gantry
  * imatrix): called, when set, before each product with its n input rows
