@@ -342,8 +342,8 @@ def main():
         # turns 503 and a new completion is refused with 503, while a
         # streaming request already running ends with [DONE] (finish_reason
         # "length", or "shutdown" at the 8 s --drain-timeout, long enough for slow steps).
-        # (The server closes a keep-alive connection idle for its header
-        # timeout, 1 s here, so the three calls follow each other closely.)
+        # (The keep-alive connection stays open between the calls: the idle
+        # timeout is the default 60 s, not the 1 s header timeout.)
         got = {}
 
         def long_stream():
