@@ -177,12 +177,12 @@ static gt_status base_lead(gt_coord *c, void *opts) {
     }
     st = gt_evlog_writer_close(&w);
 done:
-    if (st != GT_OK && w.f) {
+    if (st != GT_OK && w.f) { /* the file this run created or truncated goes: it is incomplete */
         gt_status keep = st;
         (void)gt_evlog_writer_close(&w);
+        unlink(o->logits_path);
         st = keep;
     }
-    if (st != GT_OK && o->logits_path) unlink(o->logits_path);
     free(logits);
     free(chunks);
     return st;
