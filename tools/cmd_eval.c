@@ -43,7 +43,8 @@ typedef struct eval_opts {
 
 #define O(f) offsetof(eval_opts, f)
 static const gt_flag k_flags[] = {
-    {"-m", "--model", GT_FLAG_STR, O(file_model), .metavar = "FILE", .help = "the GGUF model to measure",
+    {"-m", "--model", GT_FLAG_STR, O(file_model), .metavar = "FILE",
+     .help = "the GGUF model to measure",
      .required = "eval needs a model (-m FILE) and a text (-f TEXT)"},
     {NULL, "--base", GT_FLAG_STR, O(base), .metavar = "BASE.gguf",
      .help = "the base model FILE is compared with (same vocabulary and tokenizer)"},
@@ -63,8 +64,10 @@ static const gt_flag k_flags[] = {
     {NULL, "--max-bytes", GT_FLAG_BYTES, O(max_bytes), .lo = 1, .metavar = "B",
      .help = "refuse to write a base logits file (saved or temporary) larger than B\n"
              "(default 4G)"},
-    {NULL, "--force", GT_FLAG_BOOL, O(force), .help = "write the base logits file whatever its size"},
-    {NULL, "--json", GT_FLAG_STR, O(json), .metavar = "OUT", .help = "write every number to OUT as JSON ('-': stdout)"},
+    {NULL, "--force", GT_FLAG_BOOL, O(force),
+     .help = "write the base logits file whatever its size"},
+    {NULL, "--json", GT_FLAG_STR, O(json), .metavar = "OUT",
+     .help = "write every number to OUT as JSON ('-': stdout)"},
     GT_JOB_FLAGS(eval_opts),
 };
 #undef O
@@ -72,11 +75,14 @@ static const gt_flag k_flags[] = {
 static gt_status eval_validate(void *opts) {
     eval_opts *o = opts;
     if (o->base_logits && o->base)
-        return gt_fail(GT_ERR_INVALID_ARG, "--base-logits replaces running --base; give one of them");
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--base-logits replaces running --base; give one of them");
     if (o->base_logits && o->save_base)
-        return gt_fail(GT_ERR_INVALID_ARG, "--save-base writes what --base-logits reads; give one of them");
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--save-base writes what --base-logits reads; give one of them");
     if (!o->base_logits && !o->base)
-        return gt_fail(GT_ERR_INVALID_ARG, "eval needs a base: --base BASE.gguf or --base-logits LOGITS");
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "eval needs a base: --base BASE.gguf or --base-logits LOGITS");
     return GT_OK;
 }
 
@@ -98,7 +104,8 @@ static const gt_flag_spec k_spec = {
 
 /* The text cut into chunks with this model's tokenizer, as perplexity
  * does: tokens [n_chunks, ctx] and the header that describes them. */
-static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks, gt_evlog_header *h) {
+static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks,
+                             gt_evlog_header *h) {
     gt_tokenizer *tok = NULL;
     char *text = NULL;
     int32_t *ids = NULL;
@@ -114,13 +121,15 @@ static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks, 
     uint64_t n_chunks = n_ids / (size_t)body;
     if (o->max_chunks > 0 && n_chunks > (uint64_t)o->max_chunks) n_chunks = (uint64_t)o->max_chunks;
     if (n_chunks < 1) {
-        st = gt_fail(GT_ERR_RANGE, "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx", o->text,
+        st = gt_fail(GT_ERR_RANGE,
+                     "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx", o->text,
                      n_ids, body);
         goto done;
     }
     *chunks = malloc((size_t)n_chunks * (size_t)C * sizeof **chunks);
     if (!*chunks) {
-        st = gt_fail(GT_ERR_NOMEM, "cannot allocate %llu chunks of %d tokens", (unsigned long long)n_chunks, C);
+        st = gt_fail(GT_ERR_NOMEM, "cannot allocate %llu chunks of %d tokens",
+                     (unsigned long long)n_chunks, C);
         goto done;
     }
     for (uint64_t ci = 0; ci < n_chunks; ci++) {
@@ -139,7 +148,8 @@ static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks, 
     h->n_positions = n_chunks * h->n_scored;
     h->text_bytes = len;
     h->text_hash = gt_evlog_fnv1a(GT_FNV_OFFSET, text, len);
-    h->token_hash = gt_evlog_fnv1a(GT_FNV_OFFSET, *chunks, (size_t)n_chunks * (size_t)C * sizeof **chunks);
+    h->token_hash =
+        gt_evlog_fnv1a(GT_FNV_OFFSET, *chunks, (size_t)n_chunks * (size_t)C * sizeof **chunks);
     st = GT_OK;
 done:
     if (st != GT_OK) {
@@ -167,13 +177,16 @@ static gt_status base_lead(gt_coord *c, void *opts) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate logits for a chunk of %zu tokens", C);
         goto done;
     }
-    GT_TRY_GOTO(gt_evlog_writer_open(&w, o->logits_path, &h, chunks, o->force ? 0 : o->max_bytes), st, done);
-    printf("base %s: %llu chunks of %zu tokens, %llu scored positions (second half of each chunk)\n",
-           o->base, (unsigned long long)h.n_chunks, C, (unsigned long long)h.n_positions);
+    GT_TRY_GOTO(gt_evlog_writer_open(&w, o->logits_path, &h, chunks, o->force ? 0 : o->max_bytes),
+                st, done);
+    printf(
+        "base %s: %llu chunks of %zu tokens, %llu scored positions (second half of each chunk)\n",
+        o->base, (unsigned long long)h.n_chunks, C, (unsigned long long)h.n_positions);
     for (uint64_t ci = 0; ci < h.n_chunks; ci++) {
         GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
         GT_TRY_GOTO(gt_coord_prefill(c, 0, chunks + ci * C, (int)C, logits), st, done);
-        GT_TRY_GOTO(gt_evlog_write_rows(&w, logits + (size_t)h.first_scored * V, h.n_scored), st, done);
+        GT_TRY_GOTO(gt_evlog_write_rows(&w, logits + (size_t)h.first_scored * V, h.n_scored), st,
+                    done);
     }
     st = gt_evlog_writer_close(&w);
 done:
@@ -193,23 +206,31 @@ static gt_status check_same(const eval_opts *o, const gt_evlog_header *b, const 
                             const gt_evlog_header *m, const int32_t *mtok) {
     const char *lp = o->base_logits ? o->base_logits : o->base;
     if (b->n_vocab != m->n_vocab)
-        return gt_fail(GT_ERR_INVALID_ARG, "%s has a vocabulary of %u tokens but %s one of %u: the "
-                       "distributions cannot be compared", o->file_model, m->n_vocab, lp, b->n_vocab);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s has a vocabulary of %u tokens but %s one of %u: the "
+                       "distributions cannot be compared",
+                       o->file_model, m->n_vocab, lp, b->n_vocab);
     if (b->text_bytes != m->text_bytes || b->text_hash != m->text_hash)
-        return gt_fail(GT_ERR_INVALID_ARG, "%s was computed over a text of %llu bytes (FNV-1a %016llx), not "
-                       "%s (%llu bytes, %016llx)", lp, (unsigned long long)b->text_bytes,
-                       (unsigned long long)b->text_hash, o->text, (unsigned long long)m->text_bytes,
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s was computed over a text of %llu bytes (FNV-1a %016llx), not "
+                       "%s (%llu bytes, %016llx)",
+                       lp, (unsigned long long)b->text_bytes, (unsigned long long)b->text_hash,
+                       o->text, (unsigned long long)m->text_bytes,
                        (unsigned long long)m->text_hash);
     if (b->ctx != m->ctx || b->n_chunks != m->n_chunks)
-        return gt_fail(GT_ERR_INVALID_ARG, "%s holds %llu chunks of --ctx %u, this run evaluates %llu chunks "
-                       "of --ctx %u", lp, (unsigned long long)b->n_chunks, b->ctx,
-                       (unsigned long long)m->n_chunks, m->ctx);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s holds %llu chunks of --ctx %u, this run evaluates %llu chunks "
+                       "of --ctx %u",
+                       lp, (unsigned long long)b->n_chunks, b->ctx, (unsigned long long)m->n_chunks,
+                       m->ctx);
     size_t n = (size_t)b->n_chunks * b->chunk_tokens;
     for (size_t i = 0; i < n; i++)
         if (btok[i] != mtok[i])
-            return gt_fail(GT_ERR_INVALID_ARG, "token %zu of chunk %zu is %d with %s's tokenizer but %d in %s: "
-                           "the models tokenize the text differently", i % b->chunk_tokens,
-                           i / b->chunk_tokens, mtok[i], o->file_model, btok[i], lp);
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "token %zu of chunk %zu is %d with %s's tokenizer but %d in %s: "
+                           "the models tokenize the text differently",
+                           i % b->chunk_tokens, i / b->chunk_tokens, mtok[i], o->file_model,
+                           btok[i], lp);
     return GT_OK;
 }
 
@@ -229,29 +250,31 @@ static gt_status write_json(const eval_opts *o, const gt_evlog_header *h, const 
     gt_json_write_str(f, o->base_logits);
     fputs(", \"text\": ", f);
     gt_json_write_str(f, o->text);
-    fprintf(f, ", \"model_bytes\": %llu, \"base_bytes\": %llu, \"ranks\": %d, \"tp\": %d, \"pp\": %d, "
-            "\"ctx\": %u, \"chunks\": %llu, \"first_scored\": %u, \"positions\": %llu, \"n_vocab\": %u, "
+    fprintf(f,
+            ", \"model_bytes\": %llu, \"base_bytes\": %llu, \"ranks\": %d, \"tp\": %d, \"pp\": %d, "
+            "\"ctx\": %u, \"chunks\": %llu, \"first_scored\": %u, \"positions\": %llu, "
+            "\"n_vocab\": %u, "
             "\"perplexity\": {\"model\": %.17g, \"base\": %.17g}, "
             "\"kl\": {\"mean\": %.17g, \"median\": %.17g, \"p99\": %.17g, \"max\": %.17g}, "
             "\"top1_agreement\": %.17g, \"top1_same\": %llu, "
             "\"max_abs_dlogit\": {\"p99\": %.17g, \"max\": %.17g}, "
             "\"dp_next_token\": {\"mean\": %.17g, \"rms\": %.17g}}\n",
-            (unsigned long long)file_size(o->file_model), (unsigned long long)file_size(o->base), o->world,
-            o->tp, o->pp, h->ctx, (unsigned long long)h->n_chunks, h->first_scored,
-            (unsigned long long)s->n, h->n_vocab, s->ppl_file, s->ppl_base, s->kl_mean, s->kl_median,
-            s->kl_p99, s->kl_max, s->top1, (unsigned long long)(s->top1 * (double)s->n + 0.5),
+            (unsigned long long)file_size(o->file_model), (unsigned long long)file_size(o->base),
+            o->world, o->tp, o->pp, h->ctx, (unsigned long long)h->n_chunks, h->first_scored,
+            (unsigned long long)s->n, h->n_vocab, s->ppl_file, s->ppl_base, s->kl_mean,
+            s->kl_median, s->kl_p99, s->kl_max, s->top1, (unsigned long long)s->top1_same,
             s->dlogit_p99, s->dlogit_max, s->dp_mean, s->dp_rms);
     if (f != stdout && fclose(f) != 0) return gt_fail(GT_ERR_IO, "%s: write failed", o->json);
     return GT_OK;
 }
 
 static void print_summary(const eval_opts *o, const gt_evsummary *s) {
-    printf("perplexity: %s %.4f, base %.4f (ratio %.4f) over %llu scored tokens\n", o->file_model, s->ppl_file,
-           s->ppl_base, s->ppl_file / s->ppl_base, (unsigned long long)s->n);
-    printf("KL(base || model): mean %.6g, median %.6g, p99 %.6g, max %.6g\n", s->kl_mean, s->kl_median,
-           s->kl_p99, s->kl_max);
+    printf("perplexity: %s %.4f, base %.4f (ratio %.4f) over %llu scored tokens\n", o->file_model,
+           s->ppl_file, s->ppl_base, s->ppl_file / s->ppl_base, (unsigned long long)s->n);
+    printf("KL(base || model): mean %.6g, median %.6g, p99 %.6g, max %.6g\n", s->kl_mean,
+           s->kl_median, s->kl_p99, s->kl_max);
     printf("top-1 agreement: %.6f (%llu of %llu positions)\n", s->top1,
-           (unsigned long long)(s->top1 * (double)s->n + 0.5), (unsigned long long)s->n);
+           (unsigned long long)s->top1_same, (unsigned long long)s->n);
     printf("max |dlogit| per position: p99 %.6g, max %.6g\n", s->dlogit_p99, s->dlogit_max);
     printf("next-token probability change: mean %.6g, rms %.6g\n", s->dp_mean, s->dp_rms);
 }
@@ -276,8 +299,9 @@ static gt_status file_lead(gt_coord *c, void *opts) {
         goto done;
     }
     GT_TRY_GOTO(gt_evstats_init(&acc, h.n_positions), st, done);
-    printf("model %s: %llu chunks of %zu tokens, %llu scored positions (second half of each chunk)\n",
-           o->file_model, (unsigned long long)h.n_chunks, C, (unsigned long long)h.n_positions);
+    printf(
+        "model %s: %llu chunks of %zu tokens, %llu scored positions (second half of each chunk)\n",
+        o->file_model, (unsigned long long)h.n_chunks, C, (unsigned long long)h.n_positions);
     for (uint64_t ci = 0; ci < h.n_chunks; ci++) {
         const int32_t *ch = chunks + ci * C;
         GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
@@ -285,7 +309,8 @@ static gt_status file_lead(gt_coord *c, void *opts) {
         GT_TRY_GOTO(gt_evlog_read_rows(&r, base, h.n_scored), st, done);
         for (uint32_t k = 0; k < h.n_scored; k++) {
             size_t j = h.first_scored + k;
-            GT_TRY_GOTO(gt_evstats_add(&acc, base + k * V, logits + j * V, (int)V, ch[j + 1]), st, done);
+            GT_TRY_GOTO(gt_evstats_add(&acc, base + k * V, logits + j * V, (int)V, ch[j + 1]), st,
+                        done);
         }
     }
     gt_evsummary s;
@@ -319,8 +344,10 @@ static gt_status check_vocabs(const eval_opts *o) {
         nv[i] = hp.n_vocab;
     }
     if (nv[0] != nv[1])
-        return gt_fail(GT_ERR_INVALID_ARG, "%s has a vocabulary of %u tokens but %s one of %u: the "
-                       "distributions cannot be compared", paths[0], nv[0], paths[1], nv[1]);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%s has a vocabulary of %u tokens but %s one of %u: the "
+                       "distributions cannot be compared",
+                       paths[0], nv[0], paths[1], nv[1]);
     return GT_OK;
 }
 
@@ -329,7 +356,8 @@ static gt_status check_vocabs(const eval_opts *o) {
 static int agree(gt_comm *world, int rc) {
     if (!world) return rc;
     int32_t v = rc;
-    if (gt_comm_broadcast(world, &v, 1, GT_I32, 0, "eval: the base run's verdict") != GT_OK) return 1;
+    if (gt_comm_broadcast(world, &v, 1, GT_I32, 0, "eval: the base run's verdict") != GT_OK)
+        return 1;
     return v;
 }
 
@@ -358,7 +386,8 @@ int gt_cmd_eval(int argc, char **argv) {
         snprintf(tmp, sizeof tmp, "%s/gantry-eval-XXXXXX", dir && *dir ? dir : "/tmp");
         int fd = mkstemp(tmp);
         if (fd < 0) {
-            rc = gt_flags_report("eval", gt_fail(GT_ERR_IO, "%s: cannot create a temporary file", tmp));
+            rc = gt_flags_report("eval",
+                                 gt_fail(GT_ERR_IO, "%s: cannot create a temporary file", tmp));
             tmp[0] = 0;
         } else {
             close(fd);

@@ -63,13 +63,15 @@ void gt_evlog_encode_header(const gt_evlog_header *h, uint8_t out[GT_EVLOG_HEADE
     put64(out + 64, h->token_hash);
 }
 
-gt_status gt_evlog_decode_header(const uint8_t *buf, size_t n, uint64_t file_bytes, const char *path,
-                                 gt_evlog_header *h) {
+gt_status gt_evlog_decode_header(const uint8_t *buf, size_t n, uint64_t file_bytes,
+                                 const char *path, gt_evlog_header *h) {
     if (n < GT_EVLOG_HEADER_BYTES || memcmp(buf, k_magic, 8) != 0)
-        return gt_fail(GT_ERR_FORMAT, "%s: not a gantry eval logits file (no GTEVLOGT header)", path);
+        return gt_fail(GT_ERR_FORMAT, "%s: not a gantry eval logits file (no GTEVLOGT header)",
+                       path);
     uint32_t version = get32(buf + 8);
     if (version != GT_EVLOG_VERSION)
-        return gt_fail(GT_ERR_FORMAT, "%s: eval logits file version %u, this gantry reads version %d", path,
+        return gt_fail(GT_ERR_FORMAT,
+                       "%s: eval logits file version %u, this gantry reads version %d", path,
                        version, GT_EVLOG_VERSION);
     h->n_vocab = get32(buf + 12);
     h->ctx = get32(buf + 16);
@@ -82,22 +84,27 @@ gt_status gt_evlog_decode_header(const uint8_t *buf, size_t n, uint64_t file_byt
     h->n_positions = get64(buf + 56);
     h->token_hash = get64(buf + 64);
     if (h->n_vocab < 1 || h->n_vocab > GT_EVLOG_MAX_VOCAB)
-        return gt_fail(GT_ERR_FORMAT, "%s: vocabulary of %u tokens is outside 1..%u", path, h->n_vocab,
-                       GT_EVLOG_MAX_VOCAB);
+        return gt_fail(GT_ERR_FORMAT, "%s: vocabulary of %u tokens is outside 1..%u", path,
+                       h->n_vocab, GT_EVLOG_MAX_VOCAB);
     if (h->ctx < 2 || h->ctx > GT_EVLOG_MAX_CTX || h->chunk_tokens < 2 || h->chunk_tokens > h->ctx)
-        return gt_fail(GT_ERR_FORMAT, "%s: chunks of %u tokens with a context of %u are impossible", path,
-                       h->chunk_tokens, h->ctx);
+        return gt_fail(GT_ERR_FORMAT, "%s: chunks of %u tokens with a context of %u are impossible",
+                       path, h->chunk_tokens, h->ctx);
     if (h->first_scored >= h->chunk_tokens || h->n_scored != h->chunk_tokens - 1 - h->first_scored)
-        return gt_fail(GT_ERR_FORMAT, "%s: %u scored rows from row %u do not fit chunks of %u tokens", path,
+        return gt_fail(GT_ERR_FORMAT,
+                       "%s: %u scored rows from row %u do not fit chunks of %u tokens", path,
                        h->n_scored, h->first_scored, h->chunk_tokens);
-    if (h->n_chunks < 1 || h->n_chunks > (1ull << 32) || h->n_positions != h->n_chunks * h->n_scored)
-        return gt_fail(GT_ERR_FORMAT, "%s: %llu positions is not %llu chunks of %u scored rows", path,
-                       (unsigned long long)h->n_positions, (unsigned long long)h->n_chunks, h->n_scored);
+    if (h->n_chunks < 1 || h->n_chunks > (1ull << 32) ||
+        h->n_positions != h->n_chunks * h->n_scored)
+        return gt_fail(GT_ERR_FORMAT, "%s: %llu positions is not %llu chunks of %u scored rows",
+                       path, (unsigned long long)h->n_positions, (unsigned long long)h->n_chunks,
+                       h->n_scored);
     uint64_t want = gt_evlog_file_bytes(h);
     if (want == 0 || want != file_bytes)
-        return gt_fail(GT_ERR_FORMAT, "%s: %llu bytes, but its header describes %llu bytes (%llu rows of %u "
-                       "logits); the file is truncated or damaged", path, (unsigned long long)file_bytes,
-                       (unsigned long long)want, (unsigned long long)h->n_positions, h->n_vocab);
+        return gt_fail(GT_ERR_FORMAT,
+                       "%s: %llu bytes, but its header describes %llu bytes (%llu rows of %u "
+                       "logits); the file is truncated or damaged",
+                       path, (unsigned long long)file_bytes, (unsigned long long)want,
+                       (unsigned long long)h->n_positions, h->n_vocab);
     return GT_OK;
 }
 
@@ -107,10 +114,11 @@ gt_status gt_evlog_writer_open(gt_evlog_writer *w, const char *path, const gt_ev
     w->path = path;
     uint64_t bytes = gt_evlog_file_bytes(h);
     if (bytes == 0 || (max_bytes && bytes > max_bytes))
-        return gt_fail(GT_ERR_RANGE, "%s: %llu rows of %u logits make %llu bytes, more than --max-bytes %llu; "
-                       "use fewer --chunks, a smaller --ctx, or --force", path,
-                       (unsigned long long)h->n_positions, h->n_vocab, (unsigned long long)bytes,
-                       (unsigned long long)max_bytes);
+        return gt_fail(GT_ERR_RANGE,
+                       "%s: %llu rows of %u logits make %llu bytes, more than --max-bytes %llu; "
+                       "use fewer --chunks, a smaller --ctx, or --force",
+                       path, (unsigned long long)h->n_positions, h->n_vocab,
+                       (unsigned long long)bytes, (unsigned long long)max_bytes);
     w->f = fopen(path, "wb");
     if (!w->f) return gt_fail(GT_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
     uint8_t hdr[GT_EVLOG_HEADER_BYTES];
@@ -140,7 +148,8 @@ gt_status gt_evlog_writer_close(gt_evlog_writer *w) {
     if (w->rows_left)
         st = gt_fail(GT_ERR_INTERNAL, "%s: %llu rows were never written", w->path,
                      (unsigned long long)w->rows_left);
-    if (fclose(w->f) != 0 && st == GT_OK) st = gt_fail(GT_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
+    if (fclose(w->f) != 0 && st == GT_OK)
+        st = gt_fail(GT_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
     w->f = NULL;
     return st;
 }
@@ -170,9 +179,10 @@ gt_status gt_evlog_reader_open(gt_evlog_reader *r, const char *path, int32_t **t
     uint64_t th = gt_evlog_fnv1a(GT_FNV_OFFSET, t, nt * sizeof *t);
     if (th != r->h.token_hash) {
         free(t);
-        return gt_fail(GT_ERR_FORMAT, "%s: the token ids do not match the header's hash (%016llx, computed "
-                       "%016llx); the file is damaged", path, (unsigned long long)r->h.token_hash,
-                       (unsigned long long)th);
+        return gt_fail(GT_ERR_FORMAT,
+                       "%s: the token ids do not match the header's hash (%016llx, computed "
+                       "%016llx); the file is damaged",
+                       path, (unsigned long long)r->h.token_hash, (unsigned long long)th);
     }
     *tokens = t;
     r->rows_left = r->h.n_positions;
@@ -185,7 +195,8 @@ gt_status gt_evlog_read_rows(gt_evlog_reader *r, float *rows, uint64_t n_rows) {
                        (unsigned long long)(n_rows - r->rows_left));
     size_t n = (size_t)n_rows * r->h.n_vocab;
     if (fread(rows, sizeof *rows, n, r->f) != n)
-        return gt_fail(GT_ERR_IO, "%s: read of %llu rows failed", r->path, (unsigned long long)n_rows);
+        return gt_fail(GT_ERR_IO, "%s: read of %llu rows failed", r->path,
+                       (unsigned long long)n_rows);
     r->rows_left -= n_rows;
     return GT_OK;
 }

@@ -33,9 +33,9 @@
 #include "common/status.h"
 
 #define GT_EVLOG_HEADER_BYTES 80
-#define GT_EVLOG_VERSION 1
-#define GT_EVLOG_MAX_VOCAB (1u << 24)
-#define GT_EVLOG_MAX_CTX (1u << 20)
+#define GT_EVLOG_VERSION      1
+#define GT_EVLOG_MAX_VOCAB    (1u << 24)
+#define GT_EVLOG_MAX_CTX      (1u << 20)
 
 typedef struct gt_evlog_header {
     uint32_t n_vocab, ctx, chunk_tokens, first_scored, n_scored;
@@ -54,8 +54,8 @@ void gt_evlog_encode_header(const gt_evlog_header *h, uint8_t out[GT_EVLOG_HEADE
  * has file_bytes bytes: magic, version, every count within its limits and
  * consistent with the others, and the file exactly as long as the header
  * says. GT_ERR_FORMAT with a sentence otherwise. */
-gt_status gt_evlog_decode_header(const uint8_t *buf, size_t n, uint64_t file_bytes, const char *path,
-                                 gt_evlog_header *h);
+gt_status gt_evlog_decode_header(const uint8_t *buf, size_t n, uint64_t file_bytes,
+                                 const char *path, gt_evlog_header *h);
 
 /* Writing: the header and the tokens [n_chunks * chunk_tokens] at once,
  * then the rows as they come. Refuses (GT_ERR_RANGE) a file larger than

@@ -43,12 +43,14 @@ static void row_norm(const float *x, int n, double *max, int *arg, double *lse) 
     *lse = log(sum);
 }
 
-gt_status gt_evstats_add(gt_evstats *s, const float *base, const float *file, int n_vocab, int32_t next) {
+gt_status gt_evstats_add(gt_evstats *s, const float *base, const float *file, int n_vocab,
+                         int32_t next) {
     if (s->n >= s->cap)
         return gt_fail(GT_ERR_INTERNAL, "statistics for %llu positions are full",
                        (unsigned long long)s->cap);
     if (next < 0 || next >= n_vocab)
-        return gt_fail(GT_ERR_RANGE, "next token %d is outside the vocabulary of %d", next, n_vocab);
+        return gt_fail(GT_ERR_RANGE, "next token %d is outside the vocabulary of %d", next,
+                       n_vocab);
     double mb, mf, lb, lf;
     int ab, af;
     row_norm(base, n_vocab, &mb, &ab, &lb);
@@ -101,6 +103,7 @@ void gt_evstats_summary(gt_evstats *s, gt_evsummary *out) {
     out->kl_median = gt_evstats_percentile(s->kl, n, 0.5);
     out->kl_p99 = gt_evstats_percentile(s->kl, n, 0.99);
     out->kl_max = s->kl[n - 1];
+    out->top1_same = s->top1_same;
     out->top1 = (double)s->top1_same / (double)n;
     out->dlogit_p99 = gt_evstats_percentile(s->dlogit, n, 0.99);
     out->dlogit_max = s->dlogit[n - 1];

@@ -29,9 +29,10 @@ typedef struct gt_evsummary {
     uint64_t n;
     double ppl_base, ppl_file;
     double kl_mean, kl_median, kl_p99, kl_max;
-    double top1;                     /* fraction of positions whose argmax agrees */
-    double dlogit_p99, dlogit_max;   /* over the per-position max |dlogit| */
-    double dp_mean, dp_rms;          /* next token's probability change */
+    uint64_t top1_same;            /* positions whose argmax agrees */
+    double top1;                   /* fraction of positions whose argmax agrees */
+    double dlogit_p99, dlogit_max; /* over the per-position max |dlogit| */
+    double dp_mean, dp_rms;        /* next token's probability change */
 } gt_evsummary;
 
 /* Room for n_positions positions. GT_ERR_NOMEM with a sentence. */
@@ -40,7 +41,8 @@ void gt_evstats_free(gt_evstats *s); /* accepts a zeroed struct */
 /* Adds one position: base[n_vocab] and file[n_vocab] logits and the next
  * token. GT_ERR_INTERNAL past the capacity, GT_ERR_RANGE for a token
  * outside the vocabulary. */
-gt_status gt_evstats_add(gt_evstats *s, const float *base, const float *file, int n_vocab, int32_t next);
+gt_status gt_evstats_add(gt_evstats *s, const float *base, const float *file, int n_vocab,
+                         int32_t next);
 /* The summaries (sorts the per-position arrays in place). */
 void gt_evstats_summary(gt_evstats *s, gt_evsummary *out);
 /* Nearest-rank percentile of sorted[n] (n > 0): sorted[ceil(q n) - 1]. */

@@ -68,8 +68,14 @@ static void test_percentiles(void **state) {
 }
 
 static gt_evlog_header sample_header(void) {
-    gt_evlog_header h = {.n_vocab = 5, .ctx = 8, .chunk_tokens = 8, .first_scored = 4, .n_scored = 3,
-                         .n_chunks = 2, .text_bytes = 123, .text_hash = 77};
+    gt_evlog_header h = {.n_vocab = 5,
+                         .ctx = 8,
+                         .chunk_tokens = 8,
+                         .first_scored = 4,
+                         .n_scored = 3,
+                         .n_chunks = 2,
+                         .text_bytes = 123,
+                         .text_hash = 77};
     h.n_positions = h.n_chunks * h.n_scored;
     return h;
 }
@@ -83,8 +89,9 @@ static void test_header(void **state) {
     gt_evlog_encode_header(&h, buf);
     assert_int_equal(gt_evlog_decode_header(buf, sizeof buf, bytes, "x", &d), GT_OK);
     assert_true(d.n_vocab == h.n_vocab && d.ctx == h.ctx && d.chunk_tokens == h.chunk_tokens &&
-                d.first_scored == h.first_scored && d.n_scored == h.n_scored && d.n_chunks == h.n_chunks &&
-                d.text_bytes == h.text_bytes && d.text_hash == h.text_hash && d.n_positions == h.n_positions &&
+                d.first_scored == h.first_scored && d.n_scored == h.n_scored &&
+                d.n_chunks == h.n_chunks && d.text_bytes == h.text_bytes &&
+                d.text_hash == h.text_hash && d.n_positions == h.n_positions &&
                 d.token_hash == h.token_hash);
     assert_int_equal(gt_evlog_decode_header(buf, sizeof buf, bytes - 1, "x", &d), GT_ERR_FORMAT);
     assert_non_null(strstr(gt_last_error(), "truncated"));
