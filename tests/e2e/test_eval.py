@@ -260,6 +260,8 @@ def main():
     ok, lines = refused(p, "truncated")
     check(ok, f"a truncated logits file is refused: {lines}")
     big = path("big.logits")
+    if os.path.exists(big):
+        os.remove(big)
     p = gantry(["eval", "-m", q4, "--base", f32, "-f", TEXT, *EVAL, "--save-base", big, "--max-bytes", "1M"])
     ok, lines = refused(p, "--max-bytes", "--force")
     check(ok and not os.path.exists(big), f"a logits file over --max-bytes is refused: {lines}")
