@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-bench/results/eval}
 G=build/tools/gantry
 TEXT=tests/data/public_domain.txt
-TYPES=${TYPES:-"q8_0 q6_k q5_k q4_k q4_0 q3_k q2_k"}
+TYPES=${TYPES:-"q8_0 q6_k q5_k q4_k q4_0 q3_k q2_k"} # k-quant synth takes minutes each on 2 cores
 BASE_TYPE=${BASE_TYPE:-f16}
 CTX=${CTX:-512}
 CHUNKS=${CHUNKS:-2}
@@ -49,8 +49,14 @@ fill() { # fill TEMPLATE key=value ...: the template with {key} replaced
 base=models/synth-1b-eval-$BASE_TYPE.gguf
 [ -f "$base" ] || $G synth -o "$base" "${SHAPE[@]}" --type "$BASE_TYPE"
 logits=$OUT/base-$BASE_TYPE.logits
-echo "== $BASE_TYPE against itself (saves the base logits)"
-$G eval -m "$base" --base "$base" "${EVAL[@]}" --save-base "$logits" --force --json "$OUT/1b-$BASE_TYPE.json"
+# A row whose JSON exists is kept (a rerun resumes); FRESH=1 redoes all.
+[ "${FRESH:-0}" = 1 ] && rm -f "$OUT"/*.json "$logits"
+if [ -f "$logits" ] && [ -f "$OUT/1b-$BASE_TYPE.json" ]; then
+  echo "== reusing $logits"
+else
+  echo "== $BASE_TYPE against itself (saves the base logits)"
+  $G eval -m "$base" --base "$base" "${EVAL[@]}" --save-base "$logits" --force --json "$OUT/1b-$BASE_TYPE.json"
+fi
 
 have_quantize=0
 $G quantize --help >/dev/null 2>&1 && have_quantize=1
@@ -67,6 +73,7 @@ for t in $TYPES; do
   [ -n "$imatrix" ] && variants+=("$t-imatrix")
   for v in "${variants[@]}"; do
     m=models/synth-1b-eval-$v.gguf
+    [ -f "$OUT/1b-$v.json" ] && { echo "== $v: kept $OUT/1b-$v.json"; continue; }
     if [ ! -f "$m" ]; then
       if [ $have_quantize = 1 ]; then
         extra=""
@@ -80,11 +87,12 @@ for t in $TYPES; do
     $G eval -m "$m" --base-logits "$logits" "${EVAL[@]}" --json "$OUT/1b-$v.json"
   done
 done
-rm -f "$logits"
+rm -f "$logits" # the rows are done: the next run starts from the base again
 
 if [ "$REAL" = 1 ]; then
   for m in "$MODELS"/SmolLM2-135M-Instruct.Q4_1.gguf "$MODELS"/gemma-3-270m-q4_k_m.gguf; do
     [ -f "$m" ] || { echo "$m missing (scripts/fetch-models.sh); no smoke row"; continue; }
+    [ -f "$OUT/real-$(basename "$m" .gguf).json" ] && continue
     echo "== $(basename "$m") against itself"
     $G eval -m "$m" --base "$m" "${EVAL[@]}" --force --json "$OUT/real-$(basename "$m" .gguf).json"
   done
