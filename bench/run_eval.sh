@@ -110,7 +110,7 @@ print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p9
 print("|---|---|---|---|---|---|---|---|---|---|")
 for size, name, j in rows:
     p = j["perplexity"]
-    print(f"| {name} | {size / 2**20:.0f} | {p['model']:.1f} | {p['base']:.1f} | {p['model'] / p['base']:.4f} | "
+    print(f"| {name} | {size / 2**20:.0f} | {p['model']:.2f} | {p['base']:.2f} | {p['model'] / p['base']:.4f} | "
           f"{j['kl']['mean']:.5f} | {j['kl']['median']:.5f} | {j['kl']['p99']:.5f} | "
           f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} |")
 print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0})")
