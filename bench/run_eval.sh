@@ -16,7 +16,9 @@
 #
 #   bench/run_eval.sh [OUT_DIR]       (default bench/results/eval)
 # Environment: TYPES, BASE_TYPE, CTX (512), CHUNKS (2; 0: the whole text),
-# THREADS (2), MODELS (~/.cache/gantry/models), REAL (1: the smoke rows),
+# THREADS (2), MODELS (~/.cache/gantry/models), REAL (1: the real
+# checkpoints, each against itself, and with `gantry quantize` each of
+# REAL_TYPES (q8_0 q4_0 q4_k_m) made from it against it),
 # CALIB (the imatrix text), QUANTIZE_ARGS / IMATRIX_ARGS (the verbs' argument
 # templates, {in} {out} {type} {imatrix} {text} substituted; adjust them if
 # the verbs' flags differ).
@@ -33,7 +35,7 @@ THREADS=${THREADS:-2}
 MODELS=${MODELS:-$HOME/.cache/gantry/models}
 REAL=${REAL:-1}
 CALIB=${CALIB:-}
-QUANTIZE_ARGS=${QUANTIZE_ARGS:-"{in} {out} {type}"}
+QUANTIZE_ARGS=${QUANTIZE_ARGS:-"{in} {out} --type {type}"}
 IMATRIX_ARGS=${IMATRIX_ARGS:-"-m {in} -f {text} -o {out}"}
 SHAPE=(--arch llama --layers 16 --hidden 2048 --heads 32 --kv-heads 8 --ffn 8192 --ctx 4096 --seed 1)
 mkdir -p "$OUT" models
@@ -49,7 +51,9 @@ fill() { # fill TEMPLATE key=value ...: the template with {key} replaced
 base=models/synth-1b-eval-$BASE_TYPE.gguf
 [ -f "$base" ] || $G synth -o "$base" "${SHAPE[@]}" --type "$BASE_TYPE"
 logits=$OUT/base-$BASE_TYPE.logits
-# A row whose JSON exists is kept (a rerun resumes); FRESH=1 redoes all.
+# A row whose JSON exists is kept, and so is the base's logits file (a
+# rerun resumes, or adds TYPES, without running the base again); FRESH=1
+# redoes all.
 [ "${FRESH:-0}" = 1 ] && rm -f "$OUT"/*.json "$logits"
 if [ -f "$logits" ] && [ -f "$OUT/1b-$BASE_TYPE.json" ]; then
   echo "== reusing $logits"
@@ -78,7 +82,7 @@ for t in $TYPES; do
       if [ $have_quantize = 1 ]; then
         extra=""
         [ "$v" != "$t" ] && extra="--imatrix $imatrix"
-        $G quantize $extra $(fill "$QUANTIZE_ARGS" in="$base" out="$m" type="$t")
+        $G quantize $(fill "$QUANTIZE_ARGS" in="$base" out="$m" type="$t") $extra
       else
         $G synth -o "$m" "${SHAPE[@]}" --type "$t"
       fi
@@ -87,14 +91,26 @@ for t in $TYPES; do
     $G eval -m "$m" --base-logits "$logits" "${EVAL[@]}" --json "$OUT/1b-$v.json"
   done
 done
-rm -f "$logits" # the rows are done: the next run starts from the base again
 
 if [ "$REAL" = 1 ]; then
   for m in "$MODELS"/SmolLM2-135M-Instruct.Q4_1.gguf "$MODELS"/gemma-3-270m-q4_k_m.gguf; do
     [ -f "$m" ] || { echo "$m missing (scripts/fetch-models.sh); no smoke row"; continue; }
-    [ -f "$OUT/real-$(basename "$m" .gguf).json" ] && continue
-    echo "== $(basename "$m") against itself"
-    $G eval -m "$m" --base "$m" "${EVAL[@]}" --force --json "$OUT/real-$(basename "$m" .gguf).json"
+    b=$(basename "$m" .gguf)
+    rl=$OUT/real-$b.logits
+    if [ ! -f "$OUT/real-$b.json" ] || { [ $have_quantize = 1 ] && [ ! -f "$rl" ]; }; then
+      echo "== $b against itself (saves its logits)"
+      $G eval -m "$m" --base "$m" "${EVAL[@]}" --save-base "$rl" --force --json "$OUT/real-$b.json"
+    fi
+    # With `gantry quantize`: each of REAL_TYPES made from the shipped file
+    # (a requantization: the shipped file is the base) against it.
+    [ $have_quantize = 1 ] || continue
+    for t in ${REAL_TYPES:-q8_0 q4_0 q4_k_m}; do
+      q=models/$b-$t.gguf
+      [ -f "$OUT/real-$b-$t.json" ] && continue
+      [ -f "$q" ] || $G quantize $(fill "$QUANTIZE_ARGS" in="$m" out="$q" type="$t")
+      echo "== $b $t against the shipped file"
+      $G eval -m "$q" --base-logits "$rl" "${EVAL[@]}" --json "$OUT/real-$b-$t.json"
+    done
   done
 fi
 
