@@ -559,8 +559,9 @@ static void on_data(void *user, gt_conn *c, const uint8_t *data, size_t n) {
         hc->closing = true;
         return;
     }
-    /* A new request's headers started: its clock starts now. */
-    if (before == 0 && gt_http_parser_state(hc->p) != 0) hc->hdr_deadline = 0;
+    /* Bytes between requests begin a new one (whole, or its headers): the
+     * open-time or idle clock stops, and pump starts the one that applies. */
+    if (before == 0) hc->hdr_deadline = 0;
     pump(hc);
 }
 
