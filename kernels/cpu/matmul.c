@@ -180,9 +180,6 @@ static void run_quantize(void *arg, int ith, int nth) {
     }
 }
 
-/* Panels are handed out in grains from a shared counter rather than split
- * statically: on a shared host one thread is often slower (its core busy
- * with another process) and the others then take its share. */
 /* Panels [p0, p1) of j's weight on thread ith; q: the quantized activations
  * this thread reads (PQ layouts). */
 static void run_grain(const mm_job *j, int ith, long p0, long p1, const gt_mm_q8a *q) {
@@ -204,6 +201,9 @@ static const gt_mm_q8a *quantize_mine(const mm_job *j, int ith) {
     return mine;
 }
 
+/* Panels are handed out in grains from a shared counter rather than split
+ * statically: on a shared host one thread is often slower (its core busy
+ * with another process) and the others then take its share. */
 static void run_panels(void *arg, int ith, int nth) {
     mm_job *j = arg;
     long n_panels = (long)((j->w->n_out + 15) / 16);

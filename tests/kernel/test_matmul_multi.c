@@ -28,6 +28,7 @@
 /* The last set: F16 weights on bf16 pair panels (--bf16-matmul on). */
 static const char *ISAS[N_ISA] = {"ref", "avx2", "avx512", "avx512"};
 static const char *BF16[N_ISA] = {"off", "off", "off", "on"};
+static const char *NAMES[N_ISA] = {"ref", "avx2", "avx512", "avx512+bf16"};
 static gt_kernels *KS[N_ISA][3]; /* [isa][threads-1], NULL when unavailable */
 
 static void put_h(uint8_t *p, float f) {
@@ -118,7 +119,7 @@ static void run_sets(const type_set *sets, size_t n_sets, int64_t n_in) {
             if (!KS[i][n]) continue;
             for (size_t s = 0; s < n_sets; s++)
                 for (size_t t = 0; t < sizeof N_TOK / sizeof *N_TOK; t++)
-                    run_case(KS[i][n], ISAS[i], n + 1, &sets[s], n_in, N_TOK[t], &g);
+                    run_case(KS[i][n], NAMES[i], n + 1, &sets[s], n_in, N_TOK[t], &g);
         }
 }
 
