@@ -308,7 +308,7 @@ typedef struct {
     mm_job jobs[MM_MULTI_MAX];
     long end[MM_MULTI_MAX]; /* grains of weights [0, i], cumulated */
     int n;
-    _Atomic long next;      /* next grain over all the weights */
+    _Atomic long next; /* next grain over all the weights */
 } mm_multi_job;
 
 static void run_multi(void *arg, int ith, int nth) {
@@ -344,8 +344,8 @@ static bool mm_multi_ok(const gt_matmul_item *items, int n) {
     return true;
 }
 
-gt_status gt__cpu_matmul_multi(gt_kernels *kb, const gt_matmul_item *items, int n,
-                               const float *x, int64_t n_tok) {
+gt_status gt__cpu_matmul_multi(gt_kernels *kb, const gt_matmul_item *items, int n, const float *x,
+                               int64_t n_tok) {
     gt_cpu *k = gt__cpu(kb);
     if (n_tok <= 0 || n <= 0) return GT_OK;
     if (!mm_multi_ok(items, n)) {

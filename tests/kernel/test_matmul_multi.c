@@ -2,13 +2,12 @@
  * CPU) against the oracle of separate gt_matmul calls, which the kernel
  * tests check against double precision: every output must be the same
  * bits, on every ISA (ref, avx2, avx512 where the CPU has them), 1 to 3
- * threads, bf16 pair panels where the CPU has them, decode (<= 4 tokens: each thread quantizes the activations
- * itself) and prefill token counts, partial panels, weights of different
- * heights (k and v smaller than q), and sets the fused path refuses (mixed
- * quantizations) that must fall back to the separate products. Guard
- * floats after each output catch a grain written to the wrong output or
- * past its end; a wrong pairing (an output compared with another weight's
- * product) must be caught, so the comparison can fail. */
+ * threads, bf16 pair panels where the CPU has them, decode (<= 4 tokens: each thread quantizes the
+ * activations itself) and prefill token counts, partial panels, weights of different heights (k and
+ * v smaller than q), and sets the fused path refuses (mixed quantizations) that must fall back to
+ * the separate products. Guard floats after each output catch a grain written to the wrong output
+ * or past its end; a wrong pairing (an output compared with another weight's product) must be
+ * caught, so the comparison can fail. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,11 +53,22 @@ static uint8_t *make_weights(gt_test_rng *g, gt_dtype t, int64_t n_in, int64_t n
             memcpy(b, &f, 4);
             break;
         }
-        case GT_F16: put_h(b, gt_test_rng_normal(g)); break;
-        case GT_Q4_0: case GT_Q8_0: put_h(b, s); break;
-        case GT_Q4_K: put_h(b, s * 0.1f); put_h(b + 2, s * 0.1f); break;
-        case GT_Q6_K: put_h(b + 208, s * 0.05f); break;
-        default: fail_msg("no weight maker for %s", gt_dtype_name(t));
+        case GT_F16:
+            put_h(b, gt_test_rng_normal(g));
+            break;
+        case GT_Q4_0:
+        case GT_Q8_0:
+            put_h(b, s);
+            break;
+        case GT_Q4_K:
+            put_h(b, s * 0.1f);
+            put_h(b + 2, s * 0.1f);
+            break;
+        case GT_Q6_K:
+            put_h(b + 208, s * 0.05f);
+            break;
+        default:
+            fail_msg("no weight maker for %s", gt_dtype_name(t));
         }
     }
     return w;
@@ -95,17 +105,20 @@ static void run_case(gt_kernels *k, const char *isa, int nth, const type_set *ts
         for (size_t j = 0; j < ny; j++)
             if (memcmp(&y[i][j], &yr[i][j], 4) != 0 && diff++ == 0) first = j;
         if (diff)
-            fail_msg("%s isa=%s threads=%d n_in=%lld n_tok=%lld weight %d of %d: %zu of %zu outputs "
-                     "differ from its own gt_matmul, first [%zu]: %.9g vs %.9g",
-                     gt_dtype_name(ts->types[i]), isa, nth, (long long)n_in, (long long)n_tok, i,
-                     ts->n, diff, ny, first, (double)y[i][first], (double)yr[i][first]);
+            fail_msg(
+                "%s isa=%s threads=%d n_in=%lld n_tok=%lld weight %d of %d: %zu of %zu outputs "
+                "differ from its own gt_matmul, first [%zu]: %.9g vs %.9g",
+                gt_dtype_name(ts->types[i]), isa, nth, (long long)n_in, (long long)n_tok, i, ts->n,
+                diff, ny, first, (double)y[i][first], (double)yr[i][first]);
         for (size_t j = ny; j < ny + GUARD; j++)
             if (!isnan(y[i][j]))
                 fail_msg("%s isa=%s threads=%d n_tok=%lld weight %d: guard float %zu past the "
-                         "%zu outputs was written", gt_dtype_name(ts->types[i]), isa, nth,
-                         (long long)n_tok, i, j - ny, ny);
+                         "%zu outputs was written",
+                         gt_dtype_name(ts->types[i]), isa, nth, (long long)n_tok, i, j - ny, ny);
         gt_weight_free(&w[i]);
-        free(raw[i]); free(y[i]); free(yr[i]);
+        free(raw[i]);
+        free(y[i]);
+        free(yr[i]);
     }
     free(x);
 }
@@ -138,8 +151,10 @@ static void test_same_type(void **state) {
  * quantized) that take the one-by-one fallback or a shared quantization. */
 static void test_mixed(void **state) {
     static const type_set sets[] = {
-        {{GT_Q4_K, GT_Q4_K, GT_Q4_K}, 3}, {{GT_Q4_K, GT_Q4_K, GT_Q6_K}, 3},
-        {{GT_Q4_0, GT_Q8_0, GT_Q4_0}, 3}, {{GT_F16, GT_Q8_0, GT_F32}, 3},
+        {{GT_Q4_K, GT_Q4_K, GT_Q4_K}, 3},
+        {{GT_Q4_K, GT_Q4_K, GT_Q6_K}, 3},
+        {{GT_Q4_0, GT_Q8_0, GT_Q4_0}, 3},
+        {{GT_F16, GT_Q8_0, GT_F32}, 3},
     };
     run_sets(sets, sizeof sets / sizeof *sets, 256);
 }
