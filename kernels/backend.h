@@ -54,6 +54,9 @@ typedef struct gt_backend_iface {
     /* ops: the meaning of each is the public function of the same name */
     gt_status (*matmul)(gt_kernels *k, const gt_weight *w, const float *x, float *y,
                         int64_t n_tok);
+    /* NULL: the dispatch runs gt_matmul for each item */
+    gt_status (*matmul_multi)(gt_kernels *k, const gt_matmul_item *items, int n, const float *x,
+                              int64_t n_tok);
     gt_status (*rmsnorm)(gt_kernels *k, const float *x, const float *w, float *y,
                          int64_t n_rows, int64_t n, float eps);
     gt_status (*rope)(gt_kernels *k, float *x, int64_t n_tok, int n_head, int head_dim,

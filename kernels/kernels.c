@@ -180,6 +180,13 @@ gt_status gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y,
     return DISPATCH(k, matmul, "matrix product", k, w, x, y, n_tok);
 }
 
+gt_status gt_matmul_multi(gt_kernels *k, const gt_matmul_item *items, int n, const float *x,
+                          int64_t n_tok) {
+    if (k->iface->matmul_multi) return k->iface->matmul_multi(k, items, n, x, n_tok);
+    for (int i = 0; i < n; i++) GT_TRY(gt_matmul(k, items[i].w, x, items[i].y, n_tok));
+    return GT_OK;
+}
+
 gt_status gt_rmsnorm(gt_kernels *k, const float *x, const float *w, float *y, int64_t n_rows,
                      int64_t n, float eps) {
     return DISPATCH(k, rmsnorm, "rmsnorm", k, x, w, y, n_rows, n, eps);

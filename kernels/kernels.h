@@ -157,6 +157,20 @@ gt_status gt_copy_wait(gt_kernels *k, uint64_t ticket);
  * count (the decode and prefill kernels sum in one order). */
 gt_status gt_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y, int64_t n_tok);
 
+/* One product of gt_matmul_multi: y[n_tok, w->n_out] = x · W^T. */
+typedef struct gt_matmul_item {
+    const gt_weight *w;
+    float *y; /* [n_tok, w->n_out] */
+} gt_matmul_item;
+
+/* The products of n weights with the same input x[n_tok, n_in] (q, k and v;
+ * gate and up), each output bit-identical to its own gt_matmul, computed in
+ * one parallel region where the backend can (the CPU backend, when the
+ * weights share a layout, row length and activation quantization; else
+ * one after the other). No y may overlap x or another y. */
+gt_status gt_matmul_multi(gt_kernels *k, const gt_matmul_item *items, int n, const float *x,
+                          int64_t n_tok);
+
 /* y[r] = x[r] / rms(x[r]) * w  for each of n_rows rows of n; w may be NULL
  * (no scale). x and y may alias. */
 gt_status gt_rmsnorm(gt_kernels *k, const float *x, const float *w, float *y, int64_t n_rows,

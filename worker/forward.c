@@ -119,9 +119,9 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
         gt__mm_hook(e, layer, "attn_k", -1, s->cur, n, L->wk.n_in);
         gt__mm_hook(e, layer, "attn_v", -1, s->cur, n, L->wv.n_in);
     }
-    GT_TRY(gt_matmul(k, &L->wq, s->cur, s->q, n));
-    GT_TRY(gt_matmul(k, &L->wk, s->cur, s->k, n));
-    GT_TRY(gt_matmul(k, &L->wv, s->cur, s->v, n));
+    /* q, k and v in one parallel region (each bit-identical to its own product) */
+    gt_matmul_item qkv[3] = {{&L->wq, s->q}, {&L->wk, s->k}, {&L->wv, s->v}};
+    GT_TRY(gt_matmul_multi(k, qkv, 3, s->cur, n));
     if (L->bq) {
         GT_TRY(gt_add_bias(k, s->q, L->bq, n, nq));
         GT_TRY(gt_add_bias(k, s->k, L->bk, n, nkv));

@@ -14,8 +14,9 @@ gt_status gt__mlp(gt_engine *e, const gt_weight *gate, const gt_weight *up,
         gt__mm_hook_mlp(e, "ffn_gate", x, n, gate->n_in);
         gt__mm_hook_mlp(e, "ffn_up", x, n, up->n_in);
     }
-    GT_TRY(gt_matmul(e->k, gate, x, s->gate, n));
-    GT_TRY(gt_matmul(e->k, up, x, s->up, n));
+    /* gate and up in one parallel region (each bit-identical to its own product) */
+    gt_matmul_item gu[2] = {{gate, s->gate}, {up, s->up}};
+    GT_TRY(gt_matmul_multi(e->k, gu, 2, x, n));
     if (e->hp.gelu) GT_TRY(gt_geglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
     else GT_TRY(gt_swiglu(e->k, s->gate, s->up, s->gate, (int64_t)n * F));
     if (e->mm_hook) gt__mm_hook_mlp(e, "ffn_down", s->gate, n, down->n_in);

@@ -350,6 +350,7 @@ static const gt_backend_iface cpu_iface = {
     .copy_start = gt__cpu_copy_start,
     .copy_wait = gt__cpu_copy_wait,
     .matmul = gt__cpu_matmul,
+    .matmul_multi = gt__cpu_matmul_multi,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .swiglu = cpu_swiglu,

@@ -70,6 +70,8 @@ gt_status gt__cpu_copy_wait(gt_kernels *k, uint64_t ticket);
 void gt__cpu_copier_destroy(gt_cpu_copier *c); /* accepts NULL */
 gt_status gt__cpu_matmul(gt_kernels *k, const gt_weight *w, const float *x, float *y,
                          int64_t n_tok);
+gt_status gt__cpu_matmul_multi(gt_kernels *k, const gt_matmul_item *items, int n, const float *x,
+                               int64_t n_tok);
 
 /* Per-thread scratch of the matrix product for one ISA's kernels
  * (kernels/cpu/workspace.c): the reference's widened row, the Q8 activations

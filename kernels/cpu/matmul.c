@@ -180,6 +180,27 @@ static void run_quantize(void *arg, int ith, int nth) {
     }
 }
 
+/* Panels [p0, p1) of j's weight on thread ith; q: the quantized activations
+ * this thread reads (PQ layouts). */
+static void run_grain(const mm_job *j, int ith, long p0, long p1, const gt_mm_q8a *q) {
+    if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
+    if (j->w->layout == GT_MM_PB)
+        gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+                         j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+    else if (j->w->layout == GT_MM_PF)
+        j->isa->pf(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+                   j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+    else
+        j->isa->pq(j->kind, j->w->data, j->w->n_in, j->w->n_out, q, j->y, j->n_tok, p0, p1);
+}
+
+/* The decode case's own copy of the activations, quantized by thread ith. */
+static const gt_mm_q8a *quantize_mine(const mm_job *j, int ith) {
+    gt_mm_q8a *mine = j->q + (size_t)ith * j->q_stride;
+    j->isa->quantize(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
+    return mine;
+}
+
 /* Panels are handed out in grains from a shared counter rather than split
  * statically: on a shared host one thread is often slower (its core busy
  * with another process) and the others then take its share. */
@@ -193,20 +214,10 @@ static void run_panels(void *arg, int ith, int nth) {
         if (p0 >= n_panels) return;
         long p1 = p0 + j->grain < n_panels ? p0 + j->grain : n_panels;
         if (j->fused && !quantized) {
-            gt_mm_q8a *mine = j->q + (size_t)ith * j->q_stride;
-            j->isa->quantize(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
-            q = mine;
+            q = quantize_mine(j, ith);
             quantized = 1;
         }
-        if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
-        if (j->w->layout == GT_MM_PB)
-            gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
-                             j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
-        else if (j->w->layout == GT_MM_PF)
-            j->isa->pf(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
-                       j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
-        else
-            j->isa->pq(j->kind, j->w->data, j->w->n_in, j->w->n_out, q, j->y, j->n_tok, p0, p1);
+        run_grain(j, ith, p0, p1, q);
     }
     (void)nth;
 }
@@ -223,42 +234,147 @@ static gt_status mm_scratch(gt_cpu *k, const gt_weight *w, int64_t n_tok, size_t
     return gt_fail(GT_ERR_NOMEM, "matmul: out of memory for %zu bytes of kernel workspace", bytes);
 }
 
+/* Panels per grab: about 4 per thread for decode (streams of >= 8 panels),
+ * 2 for prefill (each grain repacks its activations, so not too small);
+ * even, since the GEMMs work on panel pairs. */
+static long mm_grain(const gt_cpu *k, const gt_weight *w, int64_t n_tok) {
+    long n_panels = (long)((w->n_out + 15) / 16);
+    long grain = n_panels / ((n_tok <= 4 ? 4L : 2L) * k->n_threads);
+    grain = k->n_threads == 1 ? n_panels : grain < 8 ? 8 : grain;
+    return (grain + 1) / 2 * 2;
+}
+
+/* Everything of a panel-layout product but the panel region: the kind, the
+ * workspace, and (prefill on quantized panels) the activations quantized
+ * in a region of their own. j->y, j->grain and j->next are the caller's. */
+static gt_status mm_prepare(gt_cpu *k, const gt_weight *w, const float *x, int64_t n_tok,
+                            mm_job *j) {
+    void *scratch;
+    j->w = w;
+    j->x = x;
+    j->n_tok = n_tok;
+    j->isa = isa_kernels(k);
+    if (w->layout == GT_MM_PQ) {
+        /* Decode: every thread quantizes the few activation rows itself (a
+         * microsecond) rather than meeting the others at a second barrier,
+         * which costs far more when a core is shared and a worker is late. */
+        size_t nq = (size_t)n_tok * (size_t)(w->n_in / 32);
+        j->kind = gt__mm_qkind(w->type);
+        j->fused = n_tok <= 4;
+        j->q_stride = j->fused ? (nq + 3) / 4 * 4 : nq; /* 4 blocks = 192 B: 64-byte aligned */
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_q8_scratch_bytes(w->n_in, n_tok, k->n_threads),
+                          &scratch));
+        j->q = scratch;
+        if (!j->fused) gt_pool_run(k->pool, run_quantize, j);
+    } else if ((j->fs_stride = j->isa->pf_scratch_floats(n_tok)) > 0) {
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_pf_scratch_bytes(k->isa, n_tok, k->n_threads),
+                          &scratch));
+        j->fs = scratch;
+    }
+    return GT_OK;
+}
+
 gt_status gt__cpu_matmul(gt_kernels *kb, const gt_weight *w, const float *x, float *y, int64_t n_tok) {
     gt_cpu *k = gt__cpu(kb);
     if (n_tok <= 0) return GT_OK;
     mm_job j = {.w = w, .x = x, .y = y, .n_tok = n_tok, .isa = isa_kernels(k)};
-    void *scratch;
     if (w->layout == GT_MM_ROWS) {
+        void *scratch;
         j.tmp_stride = gt_align_up((size_t)w->n_in * sizeof(float), GT_ALIGN) / sizeof(float);
         GT_TRY(mm_scratch(k, w, n_tok, gt__mm_ref_scratch_bytes(w->n_in, k->n_threads), &scratch));
         j.tmp = scratch;
         gt_pool_run(k->pool, run_ref, &j);
         return GT_OK;
     }
-    if (w->layout == GT_MM_PQ) {
-        /* Decode: every thread quantizes the few activation rows itself (a
-         * microsecond) rather than meeting the others at a second barrier,
-         * which costs far more when a core is shared and a worker is late. */
-        size_t nq = (size_t)n_tok * (size_t)(w->n_in / 32);
-        j.kind = gt__mm_qkind(w->type);
-        j.fused = n_tok <= 4;
-        j.q_stride = j.fused ? (nq + 3) / 4 * 4 : nq; /* 4 blocks = 192 B: 64-byte aligned */
-        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_q8_scratch_bytes(w->n_in, n_tok, k->n_threads),
-                          &scratch));
-        j.q = scratch;
-        if (!j.fused) gt_pool_run(k->pool, run_quantize, &j);
-    } else if ((j.fs_stride = j.isa->pf_scratch_floats(n_tok)) > 0) {
-        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_pf_scratch_bytes(k->isa, n_tok, k->n_threads),
-                          &scratch));
-        j.fs = scratch;
-    }
-    /* Grains: about 4 per thread for decode (streams of >= 8 panels), 2 for
-     * prefill (each grain repacks its activations, so not too small). */
-    long n_panels = (long)((w->n_out + 15) / 16);
-    long grain = n_panels / ((n_tok <= 4 ? 4L : 2L) * k->n_threads);
-    grain = k->n_threads == 1 ? n_panels : grain < 8 ? 8 : grain;
-    j.grain = (grain + 1) / 2 * 2;
+    GT_TRY(mm_prepare(k, w, x, n_tok, &j));
+    j.grain = mm_grain(k, w, n_tok);
     atomic_init(&j.next, 0);
     gt_pool_run(k->pool, run_panels, &j);
+    return GT_OK;
+}
+
+/* ---- several products of one input in one region (gt_matmul_multi) ----
+ * The weights' grains are numbered one after the other (weight 0's, then
+ * weight 1's, ...) and handed out from one counter, so the threads meet
+ * once for all of them instead of once per weight. A grain is computed by
+ * the same call (run_grain) on the same panels as in gt__cpu_matmul, and
+ * no panel's sums depend on which grain or thread computes it, so every
+ * output is bit-identical to the separate products. This needs one layout,
+ * row length and activation quantization for all the weights (they then
+ * share the quantized activations); anything else runs them one by one. */
+#define MM_MULTI_MAX 4
+
+typedef struct {
+    mm_job jobs[MM_MULTI_MAX];
+    long end[MM_MULTI_MAX]; /* grains of weights [0, i], cumulated */
+    int n;
+    _Atomic long next; /* next grain over all the weights */
+} mm_multi_job;
+
+static void run_multi(void *arg, int ith, int nth) {
+    mm_multi_job *m = arg;
+    const gt_mm_q8a *q = m->jobs[0].q;
+    int quantized = 0, i = 0;
+    for (;;) {
+        long g = atomic_fetch_add_explicit(&m->next, 1, memory_order_relaxed);
+        if (g >= m->end[m->n - 1]) return;
+        while (g >= m->end[i]) i++; /* a thread's grains only increase */
+        const mm_job *j = &m->jobs[i];
+        long n_panels = (long)((j->w->n_out + 15) / 16);
+        long p0 = (g - (i > 0 ? m->end[i - 1] : 0)) * j->grain;
+        long p1 = p0 + j->grain < n_panels ? p0 + j->grain : n_panels;
+        if (j->fused && !quantized) { /* the same rows for every weight */
+            q = quantize_mine(j, ith);
+            quantized = 1;
+        }
+        run_grain(j, ith, p0, p1, q);
+    }
+    (void)nth;
+}
+
+static bool mm_multi_ok(const gt_matmul_item *items, int n) {
+    if (n < 2 || n > MM_MULTI_MAX || items[0].w->layout == GT_MM_ROWS) return false;
+    const gt_weight *w0 = items[0].w;
+    for (int i = 1; i < n; i++) {
+        const gt_weight *w = items[i].w;
+        if (w->layout != w0->layout || w->n_in != w0->n_in) return false;
+        if (w0->layout == GT_MM_PQ && gt__mm_qkind(w->type) != gt__mm_qkind(w0->type)) return false;
+        if (w0->layout == GT_MM_PF && w->type != w0->type) return false;
+    }
+    return true;
+}
+
+gt_status gt__cpu_matmul_multi(gt_kernels *kb, const gt_matmul_item *items, int n, const float *x,
+                               int64_t n_tok) {
+    gt_cpu *k = gt__cpu(kb);
+    if (n_tok <= 0 || n <= 0) return GT_OK;
+    if (!mm_multi_ok(items, n)) {
+        for (int i = 0; i < n; i++) GT_TRY(gt__cpu_matmul(kb, items[i].w, x, items[i].y, n_tok));
+        return GT_OK;
+    }
+    mm_multi_job m = {.n = n};
+    GT_TRY(mm_prepare(k, items[0].w, x, n_tok, &m.jobs[0]));
+    for (int i = 0; i < n; i++) {
+        mm_job *j = &m.jobs[i];
+        if (i > 0) { /* the first weight's workspace and quantized activations */
+            const mm_job *j0 = &m.jobs[0];
+            j->w = items[i].w;
+            j->x = x;
+            j->n_tok = n_tok;
+            j->isa = j0->isa;
+            j->kind = j0->kind;
+            j->q = j0->q;
+            j->q_stride = j0->q_stride;
+            j->fused = j0->fused;
+            j->fs = j0->fs;
+            j->fs_stride = j0->fs_stride;
+        }
+        j->y = items[i].y;
+        j->grain = mm_grain(k, j->w, n_tok);
+        long n_panels = (long)((j->w->n_out + 15) / 16);
+        m.end[i] = (i > 0 ? m.end[i - 1] : 0) + (n_panels + j->grain - 1) / j->grain;
+    }
+    atomic_init(&m.next, 0);
+    gt_pool_run(k->pool, run_multi, &m);
     return GT_OK;
 }
