@@ -2,7 +2,7 @@
 # The issue-14 accuracy table: each weight type of a model against its base
 # with `gantry eval` (perplexity, KL(P_base || P_type), top-1 agreement) over
 # tests/data/public_domain.txt, and the real checkpoints against themselves
-# as a smoke row.
+# (dequantized to F16) as the base of their own rows.
 #
 # The base is a ~1B llama-shaped synthetic model (16 layers, hidden 2048, 32
 # heads, 8 kv heads, ffn 8192, the llama-spm vocabulary of 32000 tokens) in
@@ -17,9 +17,10 @@
 #   bench/run_eval.sh [OUT_DIR]       (default bench/results/eval)
 # Environment: TYPES, BASE_TYPE, CTX (512), CHUNKS (2; 0: the whole text),
 # THREADS (2), MODELS (~/.cache/gantry/models), REAL (1: the real
-# checkpoints, each against itself, and with `gantry quantize` each of
-# REAL_TYPES (q8_0 q4_0 q4_k_m) made from it against it),
-# CALIB (the imatrix text), QUANTIZE_ARGS / IMATRIX_ARGS (the verbs' argument
+# checkpoints: each dequantized to F16 as the base, and each of REAL_TYPES
+# made from that base, plain and with --imatrix), SPEED (1: decode tok/s of
+# every file),
+# CALIB (the imatrix text), IMATRIX_CHUNKS (8 chunks of CTX tokens), QUANTIZE_ARGS / IMATRIX_ARGS (the verbs' argument
 # templates, {in} {out} {type} {imatrix} {text} substituted; adjust them if
 # the verbs' flags differ).
 set -euo pipefail
@@ -36,7 +37,7 @@ MODELS=${MODELS:-$HOME/.cache/gantry/models}
 REAL=${REAL:-1}
 CALIB=${CALIB:-}
 QUANTIZE_ARGS=${QUANTIZE_ARGS:-"{in} {out} --type {type}"}
-IMATRIX_ARGS=${IMATRIX_ARGS:-"-m {in} -f {text} -o {out}"}
+IMATRIX_ARGS=${IMATRIX_ARGS:-"-m {in} -f {text} -o {out} --chunks ${IMATRIX_CHUNKS:-8}"}
 SHAPE=(--arch llama --layers 16 --hidden 2048 --heads 32 --kv-heads 8 --ffn 8192 --ctx 4096 --seed 1)
 mkdir -p "$OUT" models
 EVAL=(-f "$TEXT" --ctx "$CTX" --threads "$THREADS")
@@ -65,7 +66,7 @@ fi
 have_quantize=0
 $G quantize --help >/dev/null 2>&1 && have_quantize=1
 imatrix=""
-if [ $have_quantize = 1 ] && $G imatrix --help >/dev/null 2>&1; then
+if [ $have_quantize = 1 ] && [ -n "$TYPES" ] && $G imatrix --help >/dev/null 2>&1; then
   [ -n "$CALIB" ] || { CALIB=$OUT/calib.txt; cat README.md docs/*.md > "$CALIB"; } # held out from $TEXT
   imatrix=$OUT/base-$BASE_TYPE.imatrix
   [ -f "$imatrix" ] || $G imatrix $(fill "$IMATRIX_ARGS" in="$base" out="$imatrix" text="$CALIB")
@@ -93,24 +94,46 @@ for t in $TYPES; do
 done
 
 if [ "$REAL" = 1 ]; then
+  # The real checkpoints: the base is the shipped file dequantized to F16 by
+  # `gantry quantize --type f16` (its own weights, losslessly widened up to
+  # F16 rounding of d*q+m); every type is made from that base, plain and
+  # with an importance matrix computed from the base over CALIB.
+  [ -n "$CALIB" ] || { CALIB=$OUT/calib.txt; cat README.md docs/*.md > "$CALIB"; }
   for m in "$MODELS"/SmolLM2-135M-Instruct.Q4_1.gguf "$MODELS"/gemma-3-270m-q4_k_m.gguf; do
-    [ -f "$m" ] || { echo "$m missing (scripts/fetch-models.sh); no smoke row"; continue; }
+    [ -f "$m" ] || { echo "$m missing (scripts/fetch-models.sh); no rows"; continue; }
     b=$(basename "$m" .gguf)
+    f16=models/$b-f16.gguf
     rl=$OUT/real-$b.logits
-    if [ ! -f "$OUT/real-$b.json" ] || { [ $have_quantize = 1 ] && [ ! -f "$rl" ]; }; then
-      echo "== $b against itself (saves its logits)"
-      $G eval -m "$m" --base "$m" "${EVAL[@]}" --save-base "$rl" --force --json "$OUT/real-$b.json"
+    [ -f "$f16" ] || $G quantize "$m" "$f16" --type f16
+    if [ ! -f "$OUT/real-$b-f16.json" ] || [ ! -f "$rl" ]; then
+      echo "== $b f16 against itself (saves its logits)"
+      $G eval -m "$f16" --base "$f16" "${EVAL[@]}" --save-base "$rl" --force --json "$OUT/real-$b-f16.json"
     fi
-    # With `gantry quantize`: each of REAL_TYPES made from the shipped file
-    # (a requantization: the shipped file is the base) against it.
     [ $have_quantize = 1 ] || continue
-    for t in ${REAL_TYPES:-q8_0 q4_0 q4_k_m}; do
-      q=models/$b-$t.gguf
-      [ -f "$OUT/real-$b-$t.json" ] && continue
-      [ -f "$q" ] || $G quantize $(fill "$QUANTIZE_ARGS" in="$m" out="$q" type="$t")
-      echo "== $b $t against the shipped file"
-      $G eval -m "$q" --base-logits "$rl" "${EVAL[@]}" --json "$OUT/real-$b-$t.json"
+    im=$OUT/real-$b.imatrix
+    [ -f "$im" ] || $G imatrix $(fill "$IMATRIX_ARGS" in="$f16" out="$im" text="$CALIB")
+    for t in ${REAL_TYPES:-q8_0 q6_k q5_k_m q4_k_m q4_0 q3_k_m}; do
+      for v in "$t" "$t-imatrix"; do
+        q=models/$b-$v.gguf
+        [ -f "$OUT/real-$b-$v.json" ] && continue
+        extra=""
+        [ "$v" != "$t" ] && extra="--imatrix $im"
+        [ -f "$q" ] || $G quantize "$f16" "$q" --type "$t" $extra
+        echo "== $b $v against its f16"
+        $G eval -m "$q" --base-logits "$rl" "${EVAL[@]}" --json "$OUT/real-$b-$v.json"
+      done
     done
+  done
+fi
+
+# Decode speed of every file, interleaved in one pass so the ratios to the
+# base share the machine's state (SPEED=0 skips it).
+if [ "${SPEED:-1}" = 1 ]; then
+  for f in "$OUT"/*.json; do
+    case $f in *.speed.json) continue ;; esac
+    m=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$f")
+    [ -f "$f.speed.json" ] || $G bench -m "$m" --prompt 16 --gen 32 --rounds 2 --threads "$THREADS" \
+      --json "$f.speed.json" >/dev/null 2>&1 || echo "bench of $m failed"
   done
 fi
 
@@ -118,16 +141,20 @@ fi
 import glob, json, os, sys
 rows = []
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    if f.endswith(".speed.json"):
+        continue
     j = json.load(open(f))
+    sp = f + ".speed.json"
+    j["decode_tps"] = json.load(open(sp))["decode_tps"]["median"] if os.path.exists(sp) else float("nan")
     name = os.path.basename(j["model"]).replace(".gguf", "").replace("synth-1b-eval-", "1B synth ")
     rows.append((j["model_bytes"], name, j))
-rows.sort(key=lambda r: (not r[1].startswith("1B"), -r[0]))
-print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+rows.sort(key=lambda r: (not r[1].startswith("1B"), r[1][:6], -r[0]))
+print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit | decode tok/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for size, name, j in rows:
     p = j["perplexity"]
     print(f"| {name} | {size / 2**20:.0f} | {p['model']:.2f} | {p['base']:.2f} | {p['model'] / p['base']:.4f} | "
           f"{j['kl']['mean']:.5f} | {j['kl']['median']:.5f} | {j['kl']['p99']:.5f} | "
-          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} |")
+          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} | {j['decode_tps']:.1f} |")
 print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0})")
 EOF
