@@ -202,7 +202,32 @@ static gt_status get_stop(octx *c, const json_t *v, gt_rpc_generate *g) {
 static const char *const k_keys[] = {"model", "prompt", "messages", "max_tokens", "max_completion_tokens",
                                      "temperature", "top_p", "top_k", "min_p", "seed", "stop", "n",
                                      "logprobs", "top_logprobs", "stream", "stream_options",
-                                     "presence_penalty", "frequency_penalty", "repetition_penalty", "user", NULL};
+                                     "presence_penalty", "frequency_penalty", "repetition_penalty", "user",
+                                     "speculate", NULL};
+
+/* Gantry's extension: speculate {lookup: 0..64, tokens: 1..64}, as the
+ * RPC's (absent fields: the server's defaults). */
+static gt_status get_speculate(octx *c, const json_t *v, gt_rpc_generate *g) {
+    if (!json_is_object(v)) return BAD(c, "speculate", "speculate must be an object {lookup, tokens}, not %s", jtype(v));
+    const char *key;
+    const json_t *e;
+    uint64_t u;
+    json_object_foreach((json_t *)v, key, e) {
+        if (!strcmp(key, "lookup")) {
+            GT_TRY(get_uint(c, "speculate.lookup", e, 0, 64, &u));
+            g->spec_lookup = (uint32_t)u;
+            g->spec_has_lookup = true;
+        } else if (!strcmp(key, "tokens")) {
+            GT_TRY(get_uint(c, "speculate.tokens", e, 1, 64, &u));
+            g->spec_tokens = (uint32_t)u;
+        } else {
+            return BAD(c, "speculate", "speculate has the field '%.40s' Gantry does not take (known: lookup, tokens)",
+                       key);
+        }
+    }
+    g->has_speculate = true;
+    return GT_OK;
+}
 
 static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_request *r) {
     gt_rpc_generate *g = &r->g;
@@ -276,6 +301,7 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
         }
     }
     if (r->want_logprobs) g->logprobs = r->top_logprobs ? r->top_logprobs : 1;
+    if ((v = json_object_get(o, "speculate")) && !json_is_null(v)) GT_TRY(get_speculate(c, v, g));
     return GT_OK;
 }
 

@@ -277,6 +277,7 @@ enum {
     G_STOP,
     G_LOGPROBS,
     G_STREAM,
+    G_SPECULATE,
     G_COUNT
 };
 static const char *const generate_keys[G_COUNT] = {"prompt",
@@ -293,7 +294,30 @@ static const char *const generate_keys[G_COUNT] = {"prompt",
                                                    "seed",
                                                    "stop",
                                                    "logprobs",
-                                                   "stream"};
+                                                   "stream",
+                                                   "speculate"};
+
+/* speculate: {lookup: 0..64, tokens: 1..64}, both optional (absent: the
+ * server's defaults). */
+static gt_status get_speculate(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return INVALID(c, "speculate must be a map {lookup, tokens}, not %s", type_name(o));
+    static const char *const keys[] = {"lookup", "tokens"};
+    const msgpack_object *v[2];
+    GT_TRY(match_keys(c, "speculate", o, keys, 2, v));
+    uint64_t u;
+    g->has_speculate = true;
+    if (v[0]) {
+        GT_TRY(get_uint(c, "speculate.lookup", v[0], 0, 64, &u));
+        g->spec_lookup = (uint32_t)u;
+    }
+    if (v[1]) {
+        GT_TRY(get_uint(c, "speculate.tokens", v[1], 1, 64, &u));
+        g->spec_tokens = (uint32_t)u;
+    }
+    g->spec_has_lookup = v[0] != NULL;
+    return GT_OK;
+}
 
 static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate *g) {
     const msgpack_object *v[G_COUNT];
@@ -354,6 +378,7 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
         g->logprobs = (uint32_t)u;
     }
     if (v[G_STREAM]) GT_TRY(get_bool(c, "stream", v[G_STREAM], &g->stream));
+    if (v[G_SPECULATE]) GT_TRY(get_speculate(c, v[G_SPECULATE], g));
     return GT_OK;
 }
 
