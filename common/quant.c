@@ -46,6 +46,21 @@ static float signed_absmax(const float *x, int n) {
     return max;
 }
 
+/* Importance weights (--imatrix): w_i = qw_i * sqrt(sigma2 + x_i^2), qw_i the
+ * imatrix's mean square activation of column i, sigma2 a mean square of the
+ * weights around (after llama.cpp's quantize_row_*_impl). */
+static float sum_sq(const float *x, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+}
+static inline float imatrix_weight(float qw, float sigma2, float x) {
+    return qw * sqrtf(sigma2 + x * x);
+}
+static void fill_weights(const float *x, const float *qw, float sigma2, float *w, int n) {
+    for (int i = 0; i < n; i++) w[i] = imatrix_weight(qw[i], sigma2, x[i]);
+}
+
 /* ---- legacy 32-element formats ---- */
 
 static void quant_q4_0(const float *x, gt_block_q4_0 *y, int64_t nb) {
@@ -277,7 +292,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
 
 /* Signed scale for x ≈ scale * (L - nmax), L in 0..2*nmax-1, weights x^2,
  * refined over a few candidate scales (after ggml's make_qx_quants). */
-static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
+static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L, const float *wt) {
     float max = signed_absmax(x, n);
     if (fabsf(max) < 1e-15f) {
         memset(L, 0, (size_t)n);
@@ -287,7 +302,7 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
     for (int i = 0; i < n; i++) {
         int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = wt ? wt[i] : x[i] * x[i];
         slx += w * x[i] * l;
         sl2 += w * l * l;
     }
@@ -298,7 +313,7 @@ static float fit_scale_signed(int n, int nmax, const float *x, int8_t *L) {
         slx = sl2 = 0;
         for (int i = 0; i < n; i++) {
             int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            float w = x[i] * x[i];
+            float w = wt ? wt[i] : x[i] * x[i];
             slx += w * x[i] * l;
             sl2 += w * l * l;
         }
@@ -320,13 +335,16 @@ static void pack2(const uint8_t *L, uint8_t *qs) {
                                       (L[j + l + 96] << 6));
 }
 
-static void quant_q2_k(const float *x, gt_block_q2_K *y, int64_t nb) {
+static void quant_q2_k(const float *x, gt_block_q2_K *y, int64_t nb, const float *qw) {
     uint8_t L[KK];
     float w[16], scales[16], mins[16];
     for (int64_t i = 0; i < nb; i++, x += KK) {
         float max_scale = 0, max_min = 0;
+        const float sigma2 = qw ? sum_sq(x, KK) / KK : 0.f;
         for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
+            for (int l = 0; l < 16; l++)
+                w[l] = qw ? imatrix_weight(qw[16 * j + l], sigma2, x[16 * j + l])
+                          : fabsf(x[16 * j + l]);
             scales[j] =
                 fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
             max_scale = fmaxf(max_scale, scales[j]);
@@ -348,6 +366,7 @@ static void quant_q2_k(const float *x, gt_block_q2_K *y, int64_t nb) {
                 L[16 * j + l] = (uint8_t)clampi(nearest_int((x[16 * j + l] + dm) / d), 0, 3);
         }
         pack2(L, y[i].qs);
+        if (qw) qw += KK;
     }
 }
 
@@ -377,14 +396,15 @@ static int q3k_scale(const uint8_t *s, int j) {
     return (lo | (hi << 4)) - 32;
 }
 
-static void quant_q3_k(const float *x, gt_block_q3_K *y, int64_t nb) {
+static void quant_q3_k(const float *x, gt_block_q3_K *y, int64_t nb, const float *qw) {
     int8_t L8[KK];
     uint8_t L[KK];
-    float scales[16];
+    float scales[16], wt[KK];
     for (int64_t i = 0; i < nb; i++, x += KK) {
         float max_scale = 0, amax = 0;
+        if (qw) fill_weights(x, qw + i * KK, 2.f * sum_sq(x, KK) / KK, wt, KK);
         for (int j = 0; j < 16; j++) {
-            scales[j] = fit_scale_signed(16, 4, x + 16 * j, L8 + 16 * j);
+            scales[j] = fit_scale_signed(16, 4, x + 16 * j, L8 + 16 * j, qw ? wt + 16 * j : NULL);
             if (fabsf(scales[j]) > amax) {
                 amax = fabsf(scales[j]);
                 max_scale = scales[j];
@@ -466,13 +486,16 @@ static void k4_set(int j, uint8_t *s, int ls, int lm) {
 /* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fills the scales, d, dmin and
  * the levels L[256]. */
 static void quant_k45(const float *x, int nmax, uint8_t scales[12], gt_f16 *dh, gt_f16 *dminh,
-                      uint8_t *L) {
+                      uint8_t *L, const float *qw) {
     float w[32], sc[8], mins[8], max_scale = 0, max_min = 0;
+    const float sigma2 = qw ? 2.f * sum_sq(x, KK) / KK : 0.f;
     for (int j = 0; j < 8; j++) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+        for (int l = 0; l < 32; l++)
+            w[l] = qw ? imatrix_weight(qw[32 * j + l], sigma2, x[32 * j + l])
+                      : av_x + fabsf(x[32 * j + l]);
         sc[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -1.f, 0.1f, 20, false);
         max_scale = fmaxf(max_scale, sc[j]);
         max_min = fmaxf(max_min, mins[j]);
@@ -496,10 +519,10 @@ static void quant_k45(const float *x, int nmax, uint8_t scales[12], gt_f16 *dh, 
     }
 }
 
-static void quant_q4_k(const float *x, gt_block_q4_K *y, int64_t nb) {
+static void quant_q4_k(const float *x, gt_block_q4_K *y, int64_t nb, const float *qw) {
     uint8_t L[KK];
     for (int64_t i = 0; i < nb; i++, x += KK) {
-        quant_k45(x, 15, y[i].scales, &y[i].d, &y[i].dmin, L);
+        quant_k45(x, 15, y[i].scales, &y[i].d, &y[i].dmin, L, qw ? qw + i * KK : NULL);
         for (int j = 0; j < KK; j += 64)
             for (int l = 0; l < 32; l++)
                 y[i].qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -522,10 +545,10 @@ static void dequant_q4_k(const gt_block_q4_K *x, float *y, int64_t nb) {
     }
 }
 
-static void quant_q5_k(const float *x, gt_block_q5_K *y, int64_t nb) {
+static void quant_q5_k(const float *x, gt_block_q5_K *y, int64_t nb, const float *qw) {
     uint8_t L[KK];
     for (int64_t i = 0; i < nb; i++, x += KK) {
-        quant_k45(x, 31, y[i].scales, &y[i].d, &y[i].dmin, L);
+        quant_k45(x, 31, y[i].scales, &y[i].d, &y[i].dmin, L, qw ? qw + i * KK : NULL);
         memset(y[i].qh, 0, sizeof y[i].qh);
         uint8_t *ql = y[i].qs;
         unsigned m1 = 1, m2 = 2;
@@ -565,13 +588,14 @@ static void dequant_q5_k(const gt_block_q5_K *x, float *y, int64_t nb) {
     }
 }
 
-static void quant_q6_k(const float *x, gt_block_q6_K *y, int64_t nb) {
+static void quant_q6_k(const float *x, gt_block_q6_K *y, int64_t nb, const float *qw) {
     int8_t L[KK];
-    float scales[16];
+    float scales[16], wt[KK];
     for (int64_t i = 0; i < nb; i++, x += KK) {
         float max_scale = 0, amax = 0;
+        if (qw) fill_weights(x, qw + i * KK, 2.f * sum_sq(x, KK) / KK, wt, KK);
         for (int ib = 0; ib < 16; ib++) {
-            scales[ib] = fit_scale_signed(16, 32, x + 16 * ib, L + 16 * ib);
+            scales[ib] = fit_scale_signed(16, 32, x + 16 * ib, L + 16 * ib, qw ? wt + 16 * ib : NULL);
             if (fabsf(scales[ib]) > amax) {
                 amax = fabsf(scales[ib]);
                 max_scale = scales[ib];
@@ -753,19 +777,19 @@ gt_status gt_quantize_row(gt_dtype type, const float *x, void *out, int64_t n) {
         quant_q8_1(x, out, nb);
         break;
     case GT_Q2_K:
-        quant_q2_k(x, out, nb);
+        quant_q2_k(x, out, nb, NULL);
         break;
     case GT_Q3_K:
-        quant_q3_k(x, out, nb);
+        quant_q3_k(x, out, nb, NULL);
         break;
     case GT_Q4_K:
-        quant_q4_k(x, out, nb);
+        quant_q4_k(x, out, nb, NULL);
         break;
     case GT_Q5_K:
-        quant_q5_k(x, out, nb);
+        quant_q5_k(x, out, nb, NULL);
         break;
     case GT_Q6_K:
-        quant_q6_k(x, out, nb);
+        quant_q6_k(x, out, nb, NULL);
         break;
     case GT_Q8_K:
         quant_q8_k(x, out, nb);
@@ -827,6 +851,113 @@ gt_status gt_dequantize_row(gt_dtype type, const void *in, float *y, int64_t n) 
         break;
     default:
         return gt_fail(GT_ERR_INTERNAL, "dequantize: type %u passed the check", type);
+    }
+    return GT_OK;
+}
+
+/* ---- importance-weighted quantization (--imatrix) ---- */
+
+/* Q4_0/Q5_0 with weights: the block scale d minimising
+ * sum_i w_i (x_i - d q_i)^2 over a grid of 19 candidate inverse scales
+ * -(nmax + 0.1 k) / max, k = -9..9 (max: the signed value of largest
+ * magnitude), each with its least-squares d = sum w x q / sum w q^2; the
+ * candidates are scored after d is rounded to f16, and the plain
+ * round-to-nearest d = max / -nmax is one of them, so the weighted error
+ * never exceeds RTN's. Levels q in -nmax..nmax-1; returns d and fills
+ * q[32] with q + nmax. */
+static float fit_legacy_weighted(const float *x, const float *w, int nmax, int *q) {
+    const float max = signed_absmax(x, QK);
+    if (max == 0.f) {
+        for (int j = 0; j < QK; j++) q[j] = nmax;
+        return 0.f;
+    }
+    float best_err = FLT_MAX, best_d = 0.f;
+    for (int k = -10; k <= 9; k++) {
+        float d;
+        if (k == -10) { /* round-to-nearest, as quant_q4_0/quant_q5_0 */
+            d = max / -(float)nmax;
+        } else {
+            const float iscale = -((float)nmax + 0.1f * (float)k) / max;
+            float sxl = 0, sll = 0;
+            for (int j = 0; j < QK; j++) {
+                const int l = clampi(nearest_int(iscale * x[j]), -nmax, nmax - 1);
+                sxl += w[j] * x[j] * (float)l;
+                sll += w[j] * (float)(l * l);
+            }
+            if (sll <= 0) continue;
+            d = sxl / sll;
+        }
+        d = h2f(f2h(d));
+        if (d == 0.f) continue;
+        const float id = 1.f / d;
+        float err = 0;
+        for (int j = 0; j < QK; j++) {
+            const int l = clampi(nearest_int(x[j] * id), -nmax, nmax - 1);
+            const float diff = x[j] - d * (float)l;
+            err += w[j] * diff * diff;
+        }
+        if (err < best_err) {
+            best_err = err;
+            best_d = d;
+        }
+    }
+    const float id = best_d != 0.f ? 1.f / best_d : 0.f;
+    for (int j = 0; j < QK; j++) q[j] = clampi(nearest_int(x[j] * id), -nmax, nmax - 1) + nmax;
+    return best_d;
+}
+
+static void quant_legacy_weighted(gt_dtype type, const float *x, void *out, int64_t n,
+                                  const float *qw) {
+    float sigma2 = 0;
+    for (int64_t j = 0; j < n; j++) sigma2 += x[j] * x[j];
+    sigma2 /= (float)n;
+    float w[QK];
+    int q[QK];
+    for (int64_t i = 0; i < n / QK; i++, x += QK, qw += QK) {
+        fill_weights(x, qw, sigma2, w, QK);
+        if (type == GT_Q4_0) {
+            gt_block_q4_0 *y = (gt_block_q4_0 *)out + i;
+            y->d = f2h(fit_legacy_weighted(x, w, 8, q));
+            for (int j = 0; j < QK / 2; j++) y->qs[j] = (uint8_t)(q[j] | (q[j + QK / 2] << 4));
+        } else {
+            gt_block_q5_0 *y = (gt_block_q5_0 *)out + i;
+            y->d = f2h(fit_legacy_weighted(x, w, 16, q));
+            pack5(q, y->qs, y->qh);
+        }
+    }
+}
+
+bool gt_quant_uses_imatrix(gt_dtype type) {
+    return type == GT_Q4_0 || type == GT_Q5_0 || (type >= GT_Q2_K && type <= GT_Q6_K);
+}
+
+gt_status gt_quantize_row_imatrix(gt_dtype type, const float *x, void *out, int64_t n,
+                                  const float *qw) {
+    if (!qw || !gt_quant_uses_imatrix(type)) return gt_quantize_row(type, x, out, n);
+    int64_t nb = 0;
+    GT_TRY(check_row("quantize", type, n, &nb));
+    switch (type) {
+    case GT_Q4_0:
+    case GT_Q5_0:
+        quant_legacy_weighted(type, x, out, n, qw);
+        break;
+    case GT_Q2_K:
+        quant_q2_k(x, out, nb, qw);
+        break;
+    case GT_Q3_K:
+        quant_q3_k(x, out, nb, qw);
+        break;
+    case GT_Q4_K:
+        quant_q4_k(x, out, nb, qw);
+        break;
+    case GT_Q5_K:
+        quant_q5_k(x, out, nb, qw);
+        break;
+    case GT_Q6_K:
+        quant_q6_k(x, out, nb, qw);
+        break;
+    default:
+        return gt_fail(GT_ERR_INTERNAL, "quantize: type %u has no weighted path", (unsigned)type);
     }
     return GT_OK;
 }

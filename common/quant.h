@@ -9,6 +9,7 @@
 #ifndef GT_QUANT_H
 #define GT_QUANT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/dtype.h"
@@ -18,5 +19,17 @@
  * not a multiple of the block size. */
 gt_status gt_quantize_row(gt_dtype type, const float *x, void *out, int64_t n);
 gt_status gt_dequantize_row(gt_dtype type, const void *in, float *y, int64_t n);
+
+/* Importance-weighted quantization (gantry quantize --imatrix): qw[n] holds
+ * each column's weight (the imatrix's mean square activation). The block
+ * scales minimise sum_i w_i (x_i - q_i d)^2 with w_i = qw_i sqrt(sigma2 +
+ * x_i^2), sigma2 = mean(x^2) of the row (Q4_0, Q5_0: over a grid of
+ * candidate scales) or 2 mean(x^2) of the 256-element super-block (K-quants:
+ * the sub-block scale/min searches weight by w instead of |x| or x^2).
+ * Types without a weighted path (gt_quant_uses_imatrix false) and qw NULL
+ * give exactly gt_quantize_row's bytes. Statuses as gt_quantize_row. */
+gt_status gt_quantize_row_imatrix(gt_dtype type, const float *x, void *out, int64_t n,
+                                  const float *qw);
+bool gt_quant_uses_imatrix(gt_dtype type);
 
 #endif

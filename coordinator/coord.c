@@ -7,10 +7,12 @@
  * without keeping rows of logits. */
 #include "coordinator/coord.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
+#include "coordinator/constraint.h"
 
 enum { MAX_TOP = 20 };
 
@@ -25,6 +27,8 @@ typedef struct seq_state {
     int n_recent, recent_pos;
     float next_lp;    /* log-probability of next, with n_logprobs alternatives */
     gt_cand top[MAX_TOP];
+    gt_constraint *cons;  /* borrowed: logit bias and grammar; NULL: none */
+    char cons_err[256];   /* why the constraint could not draw the next token ("" when it could) */
 } seq_state;
 
 static void remember(seq_state *q, int32_t tok) {
@@ -169,6 +173,13 @@ gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s) {
     return GT_OK;
 }
 
+gt_status gt_coord_set_constraint(gt_coord *c, int seq, gt_constraint *cons) {
+    GT_TRY(check_seq(c, seq));
+    c->seqs[seq].cons = cons;
+    c->seqs[seq].cons_err[0] = 0;
+    return GT_OK;
+}
+
 uint32_t gt_coord_seq_len(const gt_coord *c, int seq) {
     return check_seq(c, seq) == GT_OK ? c->seqs[seq].len : 0;
 }
@@ -253,7 +264,7 @@ gt_status gt_coord_report(gt_coord *c, bool write_trace, gt_rank_counters *all) 
  * samplers that consider the whole vocabulary. */
 static bool needs_full_row(const gt_coord *c, const seq_state *q) {
     return gt_rank_world_size(c->r) == 1 || gt_sampler_n_candidates(q->smp) >= c->n_vocab ||
-           gt_penalties_active(&q->pen) || q->n_logprobs > 0;
+           gt_penalties_active(&q->pen) || q->n_logprobs > 0 || gt_constraint_active(q->cons);
 }
 
 /* Runs the batch assembled in c->tok/pos/seq/want[n]: full logits of the
@@ -309,18 +320,29 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
         bool skip = c->verify ? c->verify[i] != 0 : c->skip_sampling;
         if (q->smp && !skip) {
             const float *draw_row = full_row;
-            if (full_row && gt_penalties_active(&q->pen)) {
+            bool cons = full_row && gt_constraint_active(q->cons);
+            if (full_row && (gt_penalties_active(&q->pen) || cons)) {
                 int32_t rec[GT_PENALTY_LAST_N];
                 for (int j = 0; j < q->n_recent; j++)
                     rec[j] = q->recent[(q->recent_pos - q->n_recent + j + GT_PENALTY_LAST_N) % GT_PENALTY_LAST_N];
                 memcpy(c->row_tmp, full_row, (size_t)c->n_vocab * sizeof(float));
-                gt_apply_penalties(c->row_tmp, c->n_vocab, rec, q->n_recent, &q->pen);
+                if (gt_penalties_active(&q->pen))
+                    gt_apply_penalties(c->row_tmp, c->n_vocab, rec, q->n_recent, &q->pen);
                 draw_row = c->row_tmp;
             }
-            q->next = draw_row ? gt_sampler_sample(q->smp, draw_row)
-                               : gt_sampler_sample_candidates(q->smp, res.cand_vals + (size_t)row * (size_t)res.n_cand,
-                                                              res.cand_ids + (size_t)row * (size_t)res.n_cand,
-                                                              res.n_cand);
+            q->cons_err[0] = 0;
+            if (cons) {
+                /* A failure ends only this sequence: gt_coord_next_token reports it. */
+                if (gt_constraint_draw(q->cons, q->smp, c->row_tmp, &q->next) != GT_OK) {
+                    snprintf(q->cons_err, sizeof q->cons_err, "%s", gt_last_error());
+                    q->next = 0;
+                }
+            } else {
+                q->next = draw_row ? gt_sampler_sample(q->smp, draw_row)
+                                   : gt_sampler_sample_candidates(q->smp, res.cand_vals + (size_t)row * (size_t)res.n_cand,
+                                                                  res.cand_ids + (size_t)row * (size_t)res.n_cand,
+                                                                  res.n_cand);
+            }
             if (full_row && q->n_logprobs > 0)
                 gt_logprobs(full_row, c->n_vocab, q->next, q->n_logprobs, &q->next_lp, q->top, c->lp_scratch);
             q->has_next = true;
@@ -429,6 +451,7 @@ gt_status gt_coord_next_token(gt_coord *c, int seq, int32_t *tok) {
     seq_state *q = &c->seqs[seq];
     if (!q->smp) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no sampler", seq);
     if (!q->has_next) return gt_fail(GT_ERR_INVALID_ARG, "sequence %d has no output to sample from", seq);
+    if (q->cons_err[0]) return gt_fail(GT_ERR_INVALID_ARG, "%s", q->cons_err);
     *tok = q->next;
     return GT_OK;
 }

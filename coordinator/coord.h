@@ -62,6 +62,12 @@ gt_status gt_coord_set_extras(gt_coord *c, int seq, const gt_penalty_config *pen
  * temperature 1, before penalties) and the n_top most likely tokens with
  * theirs (logit field), best first; borrowed until the next step. */
 gt_status gt_coord_next_logprobs(const gt_coord *c, int seq, float *lp, const gt_cand **top, int *n_top);
+/* The logit bias and grammar that seq's tokens go through (borrowed; NULL:
+ * none); they need the full logits row, which the ranks then gather. When
+ * they leave no token, gt_coord_next_token fails with their sentence.
+ * Kept until set again. */
+struct gt_constraint;
+gt_status gt_coord_set_constraint(gt_coord *c, int seq, struct gt_constraint *cons);
 /* Tokens seq holds. */
 uint32_t gt_coord_seq_len(const gt_coord *c, int seq);
 /* Evaluates toks[n] at the end of seq, in steps of at most the engine's

@@ -203,7 +203,67 @@ static const char *const k_keys[] = {"model", "prompt", "messages", "max_tokens"
                                      "temperature", "top_p", "top_k", "min_p", "seed", "stop", "n",
                                      "logprobs", "top_logprobs", "stream", "stream_options",
                                      "presence_penalty", "frequency_penalty", "repetition_penalty", "user",
-                                     "speculate", NULL};
+                                     "typical_p", "logit_bias", "response_format", "grammar", "speculate", NULL};
+
+/* logit_bias {"id": bias} (OpenAI: bias in [-100, 100], -100 bans the
+ * token, here -inf), response_format (json_object, json_schema, text) and
+ * the `grammar` extension (GBNF text). */
+static gt_status get_constraint(octx *c, const json_t *o, gt_rpc_generate *g) {
+    const json_t *v;
+    if ((v = json_object_get(o, "logit_bias")) && !json_is_null(v)) {
+        if (!json_is_object(v)) return BAD(c, "logit_bias", "logit_bias must be an object of token id to bias, not %s", jtype(v));
+        size_t n = json_object_size(v);
+        if (n > 1024) return BAD(c, "logit_bias", "logit_bias holds %zu entries; at most 1024", n);
+        g->bias_ids = malloc((n ? n : 1) * sizeof *g->bias_ids);
+        g->bias = malloc((n ? n : 1) * sizeof *g->bias);
+        if (!g->bias_ids || !g->bias) return gt_fail(GT_ERR_NOMEM, "cannot hold %zu logit biases", n);
+        const char *key;
+        const json_t *b;
+        json_object_foreach((json_t *)v, key, b) {
+            char *end;
+            long id = strtol(key, &end, 10);
+            if (!*key || *end || id < 0 || id > INT32_MAX)
+                return BAD(c, "logit_bias", "logit_bias key '%.20s' is not a token id", key);
+            float f;
+            GT_TRY(get_float(c, "logit_bias", b, -100, 100, false, &f));
+            g->bias_ids[g->n_bias] = (int32_t)id;
+            g->bias[g->n_bias++] = f <= -100 ? -INFINITY : f;
+        }
+    }
+    const json_t *gr = json_object_get(o, "grammar"), *rf = json_object_get(o, "response_format");
+    if (gr && json_is_null(gr)) gr = NULL;
+    if (rf && json_is_null(rf)) rf = NULL;
+    if (gr) {
+        GT_TRY(get_text(c, "grammar", gr, 1, c->lim->max_text_bytes, &g->grammar, &g->grammar_len));
+        g->grammar_kind = 0; /* GT_GRAMMAR_GBNF */
+    }
+    if (!rf) return GT_OK;
+    const json_t *type = json_object_get(rf, "type");
+    if (!json_is_object(rf) || !json_is_string(type))
+        return BAD(c, "response_format", "response_format must be an object with a string 'type'");
+    const char *t = json_string_value(type);
+    if (!strcmp(t, "text")) return GT_OK;
+    if (gr) return BAD(c, "response_format", "give grammar or a JSON response_format, not both");
+    if (!strcmp(t, "json_object")) {
+        g->grammar = strdup("{}");
+        g->grammar_len = 2;
+        g->grammar_kind = 2; /* GT_GRAMMAR_JSON_OBJECT */
+        return g->grammar ? GT_OK : gt_fail(GT_ERR_NOMEM, "cannot hold a response format");
+    }
+    if (strcmp(t, "json_schema"))
+        return BAD(c, "response_format", "response_format type '%.40s' is not text, json_object or json_schema", t);
+    const json_t *js = json_object_get(rf, "json_schema");
+    const json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+    if (!schema) return BAD(c, "response_format", "response_format json_schema needs json_schema.schema");
+    g->grammar = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!g->grammar) return gt_fail(GT_ERR_NOMEM, "cannot hold a JSON schema");
+    g->grammar_len = strlen(g->grammar);
+    if (g->grammar_len > c->lim->max_text_bytes)
+        return LONG(c, "response_format", "the JSON schema is %zu bytes, over the limit of %zu", g->grammar_len,
+                    c->lim->max_text_bytes);
+    g->grammar_kind = 1; /* GT_GRAMMAR_JSON_SCHEMA */
+    return GT_OK;
+}
 
 /* Gantry's extension: speculate {lookup: 0..64, tokens: 1..64}, as the
  * RPC's (absent fields: the server's defaults). */
@@ -301,8 +361,9 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
         }
     }
     if (r->want_logprobs) g->logprobs = r->top_logprobs ? r->top_logprobs : 1;
+    if ((v = json_object_get(o, "typical_p")) && !json_is_null(v)) GT_TRY(get_float(c, "typical_p", v, 0, 1, false, &g->sampling.typical_p));
     if ((v = json_object_get(o, "speculate")) && !json_is_null(v)) GT_TRY(get_speculate(c, v, g));
-    return GT_OK;
+    return get_constraint(c, o, g);
 }
 
 gt_status gt_oai_parse(gt_oai_kind kind, const char *body, size_t len, const gt_rpc_limits *lim,

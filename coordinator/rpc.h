@@ -158,6 +158,16 @@ typedef struct gt_rpc_generate {
     uint32_t n_stop;
     uint32_t logprobs; /* 0: none; else alternatives per token */
     bool stream;
+    /* logit_bias {id: bias}: owned [n_bias]; ids checked against the
+     * vocabulary by gt_rpc_generate_check; bias finite or -inf */
+    int32_t *bias_ids;
+    float *bias;
+    uint32_t n_bias;
+    /* grammar (GBNF text) or json_schema (JSON text): owned, NUL-terminated;
+     * NULL: none. grammar_kind is a gt_grammar_kind (grammar_vocab.h). */
+    char *grammar;
+    size_t grammar_len;
+    int grammar_kind;
     /* ---- speculative decoding: speculate {lookup, tokens} ---- */
     bool has_speculate;   /* given (else the server's --lookup/--draft-tokens) */
     bool spec_has_lookup; /* lookup given (else the server's --lookup, or 3) */

@@ -58,6 +58,10 @@ gt_status gt_rpc_generate_check(gt_rpc_generate *g, const gt_rpc_model_limits *m
     if (g->sampling.top_k > 0 && (uint32_t)g->sampling.top_k > m->n_vocab)
         return gt_fail(GT_ERR_INVALID_ARG, "generate: top_k %d exceeds the vocabulary of %u tokens",
                        g->sampling.top_k, m->n_vocab);
+    for (uint32_t i = 0; i < g->n_bias; i++)
+        if ((uint32_t)g->bias_ids[i] >= m->n_vocab)
+            return gt_fail(GT_ERR_INVALID_ARG, "generate: logit_bias token %d is outside the vocabulary of %u "
+                           "tokens", g->bias_ids[i], m->n_vocab);
     if (g->logprobs > m->n_vocab)
         return gt_fail(GT_ERR_INVALID_ARG,
                        "generate: logprobs %u exceeds the vocabulary of %u tokens", g->logprobs,

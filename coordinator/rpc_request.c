@@ -277,6 +277,10 @@ enum {
     G_STOP,
     G_LOGPROBS,
     G_STREAM,
+    G_TYPICAL_P,
+    G_LOGIT_BIAS,
+    G_GRAMMAR,
+    G_JSON_SCHEMA,
     G_SPECULATE,
     G_COUNT
 };
@@ -295,7 +299,55 @@ static const char *const generate_keys[G_COUNT] = {"prompt",
                                                    "stop",
                                                    "logprobs",
                                                    "stream",
+                                                   "typical_p",
+                                                   "logit_bias",
+                                                   "grammar",
+                                                   "json_schema",
                                                    "speculate"};
+
+enum { MAX_LOGIT_BIAS = 1024 };
+
+/* logit_bias: a map of token id (an integer, or a string of digits as
+ * JSON clients send) to a bias (a number; -inf bans). */
+static gt_status get_logit_bias(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return INVALID(c, "logit_bias must be a map of token id to bias, not %s", type_name(o));
+    uint32_t n = o->via.map.size;
+    if (n > MAX_LOGIT_BIAS) return INVALID(c, "logit_bias holds %u entries; at most %d", n, MAX_LOGIT_BIAS);
+    g->bias_ids = malloc((n ? n : 1) * sizeof *g->bias_ids);
+    g->bias = malloc((n ? n : 1) * sizeof *g->bias);
+    if (!g->bias_ids || !g->bias) return refuse(c, GT_ERR_NOMEM, GT_RPC_INTERNAL, "cannot allocate logit_bias");
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        uint64_t id = 0;
+        const char *p;
+        size_t len;
+        if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            id = kv->key.via.u64;
+        } else if (text_of(&kv->key, &p, &len) && len > 0 && len <= 10) {
+            for (size_t k = 0; k < len; k++) {
+                if (p[k] < '0' || p[k] > '9') return INVALID(c, "logit_bias key %u is not a token id", i);
+                id = id * 10 + (uint64_t)(p[k] - '0');
+            }
+        } else {
+            return INVALID(c, "logit_bias key %u must be a token id, not %s", i, type_name(&kv->key));
+        }
+        if (id > INT32_MAX) return INVALID(c, "logit_bias key %llu is not a token id", (unsigned long long)id);
+        float b;
+        char name[40];
+        snprintf(name, sizeof name, "logit_bias[%llu]", (unsigned long long)id);
+        if (kv->val.type == MSGPACK_OBJECT_FLOAT32 || kv->val.type == MSGPACK_OBJECT_FLOAT64) {
+            if (kv->val.via.f64 == -INFINITY) b = -INFINITY;
+            else GT_TRY(get_float(c, name, &kv->val, -1e6, 1e6, false, &b));
+        } else {
+            GT_TRY(get_float(c, name, &kv->val, -1e6, 1e6, false, &b));
+        }
+        g->bias_ids[i] = (int32_t)id;
+        g->bias[i] = b;
+        g->n_bias = i + 1;
+    }
+    return GT_OK;
+}
 
 /* speculate: {lookup: 0..64, tokens: 1..64}, both optional (absent: the
  * server's defaults). */
@@ -378,6 +430,15 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
         g->logprobs = (uint32_t)u;
     }
     if (v[G_STREAM]) GT_TRY(get_bool(c, "stream", v[G_STREAM], &g->stream));
+    if (v[G_TYPICAL_P]) GT_TRY(get_float(c, "typical_p", v[G_TYPICAL_P], 0, 1, false, &g->sampling.typical_p));
+    if (v[G_LOGIT_BIAS]) GT_TRY(get_logit_bias(c, v[G_LOGIT_BIAS], g));
+    if (v[G_GRAMMAR] && v[G_JSON_SCHEMA]) return INVALID(c, "give at most one of grammar and json_schema");
+    if (v[G_GRAMMAR] || v[G_JSON_SCHEMA]) {
+        bool gbnf = v[G_GRAMMAR] != NULL;
+        GT_TRY(get_text(c, gbnf ? "grammar" : "json_schema", gbnf ? v[G_GRAMMAR] : v[G_JSON_SCHEMA], 1,
+                        lim->max_text_bytes, &g->grammar, &g->grammar_len));
+        g->grammar_kind = gbnf ? 0 : 1; /* GT_GRAMMAR_GBNF, GT_GRAMMAR_JSON_SCHEMA */
+    }
     if (v[G_SPECULATE]) GT_TRY(get_speculate(c, v[G_SPECULATE], g));
     return GT_OK;
 }
@@ -537,6 +598,9 @@ void gt_rpc_generate_free(gt_rpc_generate *g) {
     free(g->tokens);
     for (uint32_t i = 0; g->stop && i < g->n_stop; i++) free(g->stop[i]);
     free(g->stop);
+    free(g->bias_ids);
+    free(g->bias);
+    free(g->grammar);
     memset(g, 0, sizeof *g);
 }
 

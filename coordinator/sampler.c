@@ -21,6 +21,7 @@ struct gt_sampler {
     gt_cand *cands; /* [n_vocab] scratch */
     gt_cand *tmp;   /* [n_vocab] radix sort scratch */
     double *w;      /* [n_vocab] exp(logit - max) of the sorted candidates */
+    gt_cand *typ;   /* [n_vocab] typical-p: (-|surprisal - entropy|, index) */
     uint64_t rng;
 };
 
@@ -33,12 +34,15 @@ gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sample
                        (double)cfg->temperature, (double)cfg->top_p);
     if (!(cfg->min_p >= 0 && cfg->min_p <= 1))
         return gt_fail(GT_ERR_INVALID_ARG, "min-p %g is not in [0, 1]", (double)cfg->min_p);
+    if (!(cfg->typical_p >= 0))
+        return gt_fail(GT_ERR_INVALID_ARG, "typical-p %g is not a number >= 0", (double)cfg->typical_p);
     gt_sampler *s = calloc(1, sizeof *s);
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate a sampler");
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
     s->tmp = malloc((size_t)n_vocab * sizeof *s->tmp);
     s->w = malloc((size_t)n_vocab * sizeof *s->w);
-    if (!s->cands || !s->tmp || !s->w) {
+    s->typ = malloc((size_t)n_vocab * sizeof *s->typ);
+    if (!s->cands || !s->tmp || !s->w || !s->typ) {
         gt_sampler_destroy(s);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate a sampler for %d tokens", n_vocab);
     }
@@ -54,6 +58,7 @@ void gt_sampler_destroy(gt_sampler *s) {
     free(s->cands);
     free(s->tmp);
     free(s->w);
+    free(s->typ);
     free(s);
 }
 
@@ -71,7 +76,49 @@ static double next_uniform(gt_sampler *s) {
     return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* Top-p and min-p over the first k candidates, which are sorted best first
+/* Typical-p over the first k candidates (weights w, total *sum): keeps
+ * those with the smallest |-log p - H| until their probability passes
+ * typical_p (at least one), compacted in their original order; returns how
+ * many, *sum their total weight. The order by distance is a radix sort
+ * (common/cand.h), never a comparison sort of the vocabulary. */
+static int typical(gt_sampler *s, int k, double *sum) {
+    gt_cand *c = s->cands;
+    double *w = s->w;
+    double ent = 0;
+    for (int i = 0; i < k; i++) {
+        double p = w[i] / *sum;
+        if (p > 0) ent -= p * log(p);
+    }
+    for (int i = 0; i < k; i++) {
+        double p = w[i] / *sum;
+        double d = p > 0 ? fabs(-log(p) - ent) : INFINITY;
+        s->typ[i] = (gt_cand){(float)-d, i};
+    }
+    gt_cand_select(s->typ, k, k, s->tmp);
+    double cum = 0;
+    int m = k;
+    for (int i = 0; i < k; i++) {
+        cum += w[s->typ[i].id] / *sum;
+        if (cum > s->cfg.typical_p) {
+            m = i + 1;
+            break;
+        }
+    }
+    /* Mark the kept indices (w[i] < 0), then compact in order. */
+    for (int i = 0; i < m; i++) w[s->typ[i].id] = -w[s->typ[i].id] - 1;
+    int n = 0;
+    double kept = 0;
+    for (int i = 0; i < k; i++)
+        if (w[i] < 0) {
+            c[n] = c[i];
+            w[n] = -w[i] - 1;
+            kept += w[n++];
+        }
+    *sum = kept;
+    return n;
+}
+
+/* Typical-p, top-p and min-p over the first k candidates, sorted best first
  * and already divided by the temperature: fills s->w with their weights
  * and returns how many are kept, *kept their total weight. */
 static int nucleus(gt_sampler *s, int k, double *kept_out) {
@@ -82,6 +129,8 @@ static int nucleus(gt_sampler *s, int k, double *kept_out) {
         w[i] = exp(c[i].logit - max);
         sum += w[i];
     }
+    while (k > 1 && w[k - 1] == 0) k--; /* banned (-inf) tokens, sorted last */
+    if (s->cfg.typical_p > 0 && s->cfg.typical_p < 1 && k > 1) k = typical(s, k, &sum);
     /* Top-p: the smallest prefix whose probability reaches top_p. */
     int keep = k;
     if (s->cfg.top_p < 1) {
@@ -97,7 +146,7 @@ static int nucleus(gt_sampler *s, int k, double *kept_out) {
     /* Min-p: drop what is less likely than min_p times the best (w[0] = 1). */
     if (s->cfg.min_p > 0)
         for (int i = 1; i < keep; i++)
-            if (w[i] < s->cfg.min_p) {
+            if (w[i] < s->cfg.min_p * w[0]) {
                 keep = i;
                 break;
             }

@@ -8,7 +8,12 @@
  * order of llama.cpp's default chain (penalties, dry, top_n_sigma, top_k,
  * typ_p, top_p, min_p, xtc, temperature); unlike it, the temperature comes
  * first here, as it always has for Gantry's top-p, so both filters see the
- * tempered probabilities. Selection is O(n log k) with top-k and
+ * tempered probabilities. Typical-p (between top-k and top-p, as in
+ * llama.cpp) keeps the tokens whose surprisal -log p is closest to the
+ * distribution's entropy until their probability passes typical_p; the
+ * kept ones stay in probability order for top-p and min-p. Tokens whose
+ * logit is -inf (banned by a logit bias or a grammar) are never drawn.
+ * Selection is O(n log k) with top-k and
  * O(n) without it, never a comparison sort of the vocabulary. The sampler owns its scratch and its
  * random state; one sampler per sequence keeps runs reproducible whatever else is batched
  * alongside. */
@@ -27,14 +32,15 @@ typedef struct gt_sampler_config {
     float top_p;       /* >= 1: no nucleus cut */
     uint64_t seed;
     float min_p; /* 0: off; in [0, 1] */
+    float typical_p; /* 0 or >= 1: off; locally typical sampling (Meister et al.) */
 } gt_sampler_config;
 #define GT_SAMPLER_CONFIG_INIT                                                                     \
-    { 0.0f, 40, 0.95f, 1234, 0.0f }
+    { 0.0f, 40, 0.95f, 1234, 0.0f, 1.0f }
 
 typedef struct gt_sampler gt_sampler;
 
-/* GT_ERR_INVALID_ARG for n_vocab < 1, a negative/NaN parameter or min_p
- * outside [0, 1]; GT_ERR_NOMEM. */
+/* GT_ERR_INVALID_ARG for n_vocab < 1, a negative/NaN parameter, min_p
+ * outside [0, 1] or a negative typical_p; GT_ERR_NOMEM. */
 gt_status gt_sampler_create(const gt_sampler_config *cfg, int n_vocab, gt_sampler **out);
 void gt_sampler_destroy(gt_sampler *s); /* accepts NULL */
 /* Picks a token from logits[n_vocab] (not modified). */

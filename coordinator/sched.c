@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "coordinator/constraint.h"
 #include "coordinator/spec.h"
 
 typedef struct req {
@@ -108,6 +110,7 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
 
 static void release(req *q) {
     gt_sampler_destroy(q->smp);
+    gt_constraint_free(q->r.cons);
     free(q->prompt);
     free(q->gen);
     free(q);
@@ -117,6 +120,7 @@ static void release(req *q) {
 static void finish(gt_sched *s, req *q, gt_finish why) {
     if (q->slot >= 0) {
         gt_coord_set_sampler(s->c, q->slot, NULL);
+        gt_coord_set_constraint(s->c, q->slot, NULL);
         gt_coord_free_seq(s->c, q->slot); /* sent with the next step */
         s->slots[q->slot] = NULL;
         s->n_running--;
@@ -159,6 +163,10 @@ static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
     if (r->spec_lookup < 0 || r->spec_lookup > 64 || r->spec_tokens < 1 || r->spec_tokens > 64)
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu speculates with lookup %d and %d tokens; lookup must "
                        "be in 1..64 and tokens in 1..64", (unsigned long long)r->id, r->spec_lookup, r->spec_tokens);
+    if (r->cons)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for speculation together with a grammar, JSON "
+                       "schema or logit bias; verification does not apply them, so use one or the other",
+                       (unsigned long long)r->id);
     if (s->max_rows - s->max_seqs < 1)
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for speculation, but this job's steps hold %d output "
                        "rows for %d sequences, leaving none for guesses", (unsigned long long)r->id, s->max_rows,
@@ -195,7 +203,15 @@ static req *find(gt_sched *s, uint64_t id, req ***link) {
     return NULL;
 }
 
+static gt_status submit(gt_sched *s, const gt_sched_req *r);
+
 gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
+    gt_status st = submit(s, r);
+    if (st != GT_OK) gt_constraint_free(r->cons); /* handed over even on failure */
+    return st;
+}
+
+static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     req **link;
     if (find(s, r->id, &link))
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu is already queued or running",
@@ -238,6 +254,7 @@ gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r) {
                          k, s->max_cand);
     }
     if (st != GT_OK) {
+        q->r.cons = NULL; /* gt_sched_submit frees it */
         release(q);
         return st;
     }
@@ -300,6 +317,7 @@ static void preempt_youngest(gt_sched *s) {
     for (int i = 0; i < s->max_seqs; i++)
         if (s->slots[i] && (!y || s->slots[i]->admitted > y->admitted)) y = s->slots[i];
     gt_coord_set_sampler(s->c, y->slot, NULL);
+    gt_coord_set_constraint(s->c, y->slot, NULL);
     gt_coord_free_seq(s->c, y->slot);
     s->slots[y->slot] = NULL;
     s->n_running--;
@@ -450,6 +468,7 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
         if (q->r.on_admit && q->n_gen == 0) q->r.on_admit(q->r.user, q->r.id);
         GT_TRY(gt_coord_set_sampler(s->c, slot, q->smp));
         GT_TRY(gt_coord_set_extras(s->c, slot, &q->r.pen, q->r.logprobs));
+        GT_TRY(gt_coord_set_constraint(s->c, slot, q->r.cons));
         int hit = 0;
         GT_TRY(gt_coord_attach_prefix(s->c, slot, q->prompt, q->r.n_prompt, &hit));
         if (q->n_gen == 0) q->cached = hit;
@@ -499,7 +518,13 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
             continue;
         }
         int32_t tok;
-        GT_TRY(gt_coord_next_token(s->c, q->slot, &tok));
+        if (q->r.cons && gt_coord_next_token(s->c, q->slot, &tok) != GT_OK) {
+            /* The grammar (or the bias) left no token: end this request only. */
+            GT_LOG_WARN(GT_SUB_SCHED, "request %llu ends: %s", (unsigned long long)q->r.id, gt_last_error());
+            finish(s, q, GT_FINISH_STOP);
+            continue;
+        }
+        if (!q->r.cons) GT_TRY(gt_coord_next_token(s->c, q->slot, &tok));
         gt_token_info info, *ip = NULL;
         if (q->r.logprobs > 0) {
             GT_TRY(gt_coord_next_logprobs(s->c, q->slot, &info.logprob, &info.top, &info.n_top));

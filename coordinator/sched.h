@@ -64,6 +64,11 @@ typedef struct gt_sched_req {
     int max_tokens;         /* >= 1 */
     gt_penalty_config pen;  /* zeroed: none */
     int logprobs;           /* alternatives per token, 0..20 (0: none) */
+    /* Logit bias and grammar (NULL: none). Handed over: the scheduler frees
+     * it when the request leaves, and also when gt_sched_submit fails. A
+     * request whose grammar allows no next token finishes as "stop" (the
+     * sentence is logged). */
+    struct gt_constraint *cons;
     /* Called with each generated token, in order (info NULL without
      * logprobs); returns true to stop after it. */
     bool (*on_token)(void *user, uint64_t id, int32_t token, const gt_token_info *info);
@@ -93,7 +98,8 @@ void gt_sched_destroy(gt_sched *s);
 /* Queues a request. GT_ERR_RANGE when its prompt plus max_tokens exceed
  * the context or the queue is full; GT_ERR_INVALID_ARG for an empty prompt,
  * a token outside the vocabulary, max_tokens < 1, a bad sampler setting,
- * speculation settings out of range (or no output rows left for guesses)
+ * speculation settings out of range (or with a constraint, or no output
+ * rows left for guesses)
  * or an id already live. Each with a sentence naming the numbers. */
 gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r);
 /* Finishes a waiting or running request as cancelled (its on_done runs

@@ -198,7 +198,9 @@ static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t *
 }
 
 /* The request's speculation: its `speculate`, else the server's --lookup
- * and --draft-tokens. */
+ * and --draft-tokens (not for a request with a grammar or a logit bias,
+ * which verification does not apply: asked for explicitly, the scheduler
+ * refuses the pair). */
 static void srv_spec_params(const gt_server *s, const gt_rpc_generate *g, gt_sched_req *q) {
     int lookup = s->cfg.spec_lookup, k = s->cfg.spec_tokens > 0 ? s->cfg.spec_tokens : 4;
     if (g->has_speculate) {
@@ -206,6 +208,7 @@ static void srv_spec_params(const gt_server *s, const gt_rpc_generate *g, gt_sch
         else if (lookup == 0) lookup = 3;
         if (g->spec_tokens) k = (int)g->spec_tokens;
     }
+    if (q->cons && !g->has_speculate) lookup = 0;
     q->spec_lookup = lookup;
     q->spec_tokens = lookup > 0 ? k : 0;
 }
@@ -253,6 +256,8 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
         st = gt_detok_stream_create(s->tok, &o, &r->detok);
         code = GT_RPC_INVALID_PARAM;
     }
+    struct gt_constraint *cons = NULL;
+    if (st == GT_OK) st = srv_constraint(s, g, &cons); /* code stays GT_RPC_INVALID_PARAM */
     if (st == GT_OK) {
         r->id = ++s->next_id;
         r->sc = sc;
@@ -266,7 +271,7 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
                           .max_tokens = (int)g->max_tokens,
                           .pen = {g->repetition_penalty, g->presence_penalty, g->frequency_penalty},
                           .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
-                          .on_done = on_done, .user = s};
+                          .on_done = on_done, .user = s, .cons = cons};
         srv_spec_params(s, g, &q);
         r->spec = q.spec_lookup > 0;
         st = gt_sched_submit(s->sched, &q);
@@ -655,6 +660,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     srv_http_free(s);
     while (s->reqs) req_free(s, s->reqs);
     gt_tokenizer_free(s->tok);
+    srv_grammar_free(s);
     gt_rpc_buf_free(&s->out);
     free(s->ranks);
     free(s);

@@ -73,7 +73,16 @@ typedef struct gt_server {
     /* counters and latency histograms for `stats` */
     uint64_t n_requests, n_finished[4], n_prompt_tokens, n_generated, n_cached, n_refused;
     histo h_queue, h_ttft, h_itl, h_e2e;
+    struct gt_vocab_trie *trie; /* built at the first grammar request (server_grammar.c) */
+    int32_t *eog;               /* [n_eog] end-of-generation tokens, with the trie */
+    int n_eog;
 } gt_server;
+
+/* server_grammar.c: the logit bias and grammar of a request (*out NULL
+ * when it has neither). The grammar's sentence on failure. */
+struct gt_constraint;
+gt_status srv_constraint(gt_server *s, const gt_rpc_generate *g, struct gt_constraint **out);
+void srv_grammar_free(gt_server *s);
 
 
 /* server.c's entries for its HTTP front, reached through s->core so that

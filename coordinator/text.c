@@ -128,6 +128,8 @@ void gt_text_flush(gt_text *t, FILE *f) {
     if (gt_detok_stream_finish(t->stream, &piece) == GT_OK && piece.len) fwrite(piece.ptr, 1, piece.len, f);
 }
 
+const gt_tokenizer *gt_text_tokenizer(const gt_text *t) { return t->tok; }
+
 bool gt_text_is_eog(const gt_text *t, int32_t id) {
     return t->tok && gt_tokenizer_is_eog(t->tok, id);
 }

@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "model/chat.h"
 #include "model/gguf.h"
+#include "model/tokenizer/tokenizer.h"
 
 typedef struct gt_text gt_text;
 
@@ -41,6 +42,8 @@ bool gt_text_print(gt_text *t, int32_t id, FILE *f);
 /* Prints whatever the streaming detokenizer still holds. */
 void gt_text_flush(gt_text *t, FILE *f);
 bool gt_text_is_eog(const gt_text *t, int32_t id);
+/* The model's tokenizer (borrowed); NULL when it has none. */
+const gt_tokenizer *gt_text_tokenizer(const gt_text *t);
 /* The model's chat template: the GGUF's, or for a Gemma model whose file
  * carries none, the Gemma turn format. */
 gt_status gt_text_model_template(const gt_gguf *g, gt_chat_template *out);

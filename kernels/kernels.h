@@ -37,9 +37,13 @@ typedef struct gt_kernels_config {
     int device;          /* CUDA: the GPU (0..visible-1), or GT_KERNELS_DEVICE_AUTO: the
                           * local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, ...)
                           * modulo the visible GPUs; the CPU ignores it */
+    const char *bf16;    /* CPU, F16/BF16 weights: "on" multiplies with bf16 dot products
+                          * (activations rounded to bf16; AVX-512 BF16 only), "off" in
+                          * fp32, NULL or "auto": the default of kernels/cpu/bf16_mode.c;
+                          * NULL also reads GANTRY_BF16_MATMUL */
 } gt_kernels_config;
 #define GT_KERNELS_DEVICE_AUTO (-1)
-#define GT_KERNELS_CONFIG_INIT {1, NULL, NULL, GT_KERNELS_DEVICE_AUTO}
+#define GT_KERNELS_CONFIG_INIT {1, NULL, NULL, GT_KERNELS_DEVICE_AUTO, NULL}
 
 /* GT_ERR_INVALID_ARG (bad thread count, unknown isa or backend, a device
  * number past the visible GPUs), GT_ERR_UNSUPPORTED (isa not available on

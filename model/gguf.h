@@ -156,4 +156,16 @@ gt_status gt_gguf_writer_add_tensor(gt_gguf_writer *w, const char *name, gt_dtyp
 /* Writes the file (v3, general.alignment honoured if set, else 32). */
 gt_status gt_gguf_writer_write(gt_gguf_writer *w, const char *path);
 
+/* Streaming: a tensor declared by name, type and shape (nbytes checked as in
+ * add_tensor) whose bytes come from the fill callback of
+ * gt_gguf_writer_write_stream, called once per deferred tensor in file order
+ * with a writer-owned buffer of nbytes (reused: memory stays about the
+ * largest tensor). A failing fill aborts the write (the partial file is
+ * removed) and its status is returned. */
+typedef gt_status (*gt_gguf_fill_fn)(void *ctx, size_t index, void *buf, size_t nbytes);
+gt_status gt_gguf_writer_add_tensor_deferred(gt_gguf_writer *w, const char *name, gt_dtype type,
+                                             int n_dims, const int64_t *ne, size_t nbytes);
+gt_status gt_gguf_writer_write_stream(gt_gguf_writer *w, const char *path, gt_gguf_fill_fn fill,
+                                      void *ctx);
+
 #endif

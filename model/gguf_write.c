@@ -6,7 +6,9 @@
  * Tensors are kept as (name, type, shape, data pointer); the file is written
  * to PATH.tmp.PID with one large fwrite per tensor, zero padding between
  * them, and renamed over PATH only when complete, so a reader never sees a
- * half-written model. */
+ * half-written model. Deferred tensors (gt_gguf_writer_add_tensor_deferred)
+ * have no bytes until the write asks a callback for them, one at a time, so
+ * a converter holds about one tensor in memory. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@ typedef struct wtensor {
     gt_dtype type;
     int n_dims;
     int64_t ne[GT_GGUF_MAX_DIMS];
-    void *data; /* owned, from gt_alloc */
+    void *data; /* owned, from gt_alloc; NULL: produced at write time (deferred) */
     size_t nbytes;
 } wtensor;
 
@@ -490,7 +492,53 @@ static gt_status encode_header(const gt_gguf_writer *w, size_t align, bytes *h) 
     return GT_OK;
 }
 
+gt_status gt_gguf_writer_add_tensor_deferred(gt_gguf_writer *w, const char *name, gt_dtype type,
+                                             int n_dims, const int64_t *ne, size_t nbytes) {
+    static const uint8_t placeholder;
+    gt_status st = check_tensor(name, type, n_dims, ne, &placeholder, nbytes);
+    size_t slot = 0;
+    if (st == GT_OK && !grow_tensors(w)) st = gt_fail(GT_ERR_NOMEM, "cannot add tensor %s", name);
+    if (st == GT_OK && find_tensor(w, name, strlen(name), &slot))
+        st = gt_fail(GT_ERR_INVALID_ARG, "tensor %s is added twice", name);
+    if (st != GT_OK) return st;
+    wtensor t = {.type = type, .n_dims = n_dims, .nbytes = nbytes, .name = strdup(name)};
+    if (!t.name) return gt_fail(GT_ERR_NOMEM, "cannot add tensor %s", name);
+    for (int d = 0; d < GT_GGUF_MAX_DIMS; d++) t.ne[d] = d < n_dims ? ne[d] : 1;
+    w->ts[w->n_t] = t;
+    w->slots[slot] = (uint32_t)w->n_t + 1;
+    w->n_t++;
+    return GT_OK;
+}
+
+/* One tensor's bytes: its own buffer, or the fill callback's into buf. */
+static gt_status tensor_bytes(const gt_gguf_writer *w, size_t i, gt_gguf_fill_fn fill, void *ctx,
+                              uint8_t **buf, size_t *cap, const void **out) {
+    const wtensor *t = &w->ts[i];
+    if (t->data) {
+        *out = t->data;
+        return GT_OK;
+    }
+    if (!fill)
+        return gt_fail(GT_ERR_INVALID_ARG, "tensor %s was added without data and no fill is given",
+                       t->name);
+    if (*cap < t->nbytes) {
+        gt_free(*buf);
+        *buf = gt_alloc(t->nbytes);
+        *cap = *buf ? t->nbytes : 0;
+        if (!*buf) return gt_fail(GT_ERR_NOMEM, "cannot allocate %zu bytes for tensor %s",
+                                  t->nbytes, t->name);
+    }
+    GT_TRY(fill(ctx, i, *buf, t->nbytes));
+    *out = *buf;
+    return GT_OK;
+}
+
 gt_status gt_gguf_writer_write(gt_gguf_writer *w, const char *path) {
+    return gt_gguf_writer_write_stream(w, path, NULL, NULL);
+}
+
+gt_status gt_gguf_writer_write_stream(gt_gguf_writer *w, const char *path, gt_gguf_fill_fn fill,
+                                      void *ctx) {
     size_t align;
     GT_TRY(writer_alignment(w, &align));
     bytes h = {0};
@@ -512,11 +560,17 @@ gt_status gt_gguf_writer_write(gt_gguf_writer *w, const char *path) {
     }
     setvbuf(f, NULL, _IOFBF, 1 << 20);
     bool ok = fwrite(h.p, 1, h.len, f) == h.len;
+    uint8_t *buf = NULL; /* deferred tensors' bytes, one at a time */
+    size_t cap = 0;
+    gt_status fst = GT_OK;
     for (size_t i = 0; ok && i < w->n_t; i++) {
         const wtensor *t = &w->ts[i];
-        ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes &&
+        const void *data = NULL;
+        fst = tensor_bytes(w, i, fill, ctx, &buf, &cap, &data);
+        ok = fst == GT_OK && fwrite(data, 1, t->nbytes, f) == t->nbytes &&
              write_zeros(f, gt_align_up(t->nbytes, align) - t->nbytes);
     }
+    gt_free(buf);
     int err = errno;
     if (fclose(f) != 0 && ok) {
         ok = false;
@@ -525,6 +579,7 @@ gt_status gt_gguf_writer_write(gt_gguf_writer *w, const char *path) {
     free(h.p);
     if (!ok) {
         unlink(tmp);
+        if (fst != GT_OK) return fst;
         return gt_fail(GT_ERR_IO, "%s: cannot write: %s", path, strerror(err));
     }
     if (rename(tmp, path) != 0) {

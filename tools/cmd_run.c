@@ -9,16 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/timer.h"
+#include "coordinator/constraint.h"
+#include "coordinator/grammar_vocab.h"
 #include "coordinator/sampler.h"
 #include "coordinator/spec.h"
 #include "tools/cmds.h"
+#include "tools/run_beam.h"
 #include "tools/verb.h"
 #include "tools/flags.h"
 #include "coordinator/text.h"
 #include "worker/engine.h"
 #include "worker/expert_cache.h"
+
+enum { GT_RUN_MAX_BIAS = 256 };
 
 typedef struct run_opts {
     gt_rank_config job; /* the model, engine, grid and limits of the job */
@@ -39,9 +47,34 @@ typedef struct run_opts {
     const char *chat_format;
     const char *expert_stats_out;
     gt_spec_config spec;
+    const char *grammar_file;
+    const char *json_schema_file;
+    int32_t bias_ids[GT_RUN_MAX_BIAS]; /* --logit-bias ID=B, repeated */
+    float bias[GT_RUN_MAX_BIAS];
+    int n_bias;
+    int beams;            /* --beams W; 0: sampling */
+    float length_penalty; /* --length-penalty A */
 } run_opts;
 
 static const int k_kv_types[] = {GT_F16, GT_F32};
+
+/* --logit-bias ID=B: B a number or -inf (bans the token). */
+static gt_status parse_bias(const char *flag, const char *value, void *opts) {
+    run_opts *o = opts;
+    if (o->n_bias == GT_RUN_MAX_BIAS)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s: more than %d biases", flag, GT_RUN_MAX_BIAS);
+    char *end;
+    long id = strtol(value, &end, 10);
+    if (end == value || *end != '=' || id < 0 || id > 0x7fffffffl)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': expected ID=BIAS with a token id >= 0", flag, value);
+    const char *b = end + 1;
+    float bias = strtof(b, &end);
+    if (end == b || *end || isnan(bias) || bias == INFINITY)
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s': the bias is not a finite number or -inf", flag, value);
+    o->bias_ids[o->n_bias] = (int32_t)id;
+    o->bias[o->n_bias++] = bias;
+    return GT_OK;
+}
 
 #define O(f) offsetof(run_opts, f)
 static const gt_flag k_flags[] = {
@@ -62,6 +95,19 @@ static const gt_flag k_flags[] = {
      .help = "nucleus sampling threshold (default 0.95)"},
     {NULL, "--min-p", GT_FLAG_FLOAT, O(samp.min_p), .flo = 0, .fhi = 1, .metavar = "P",
      .help = "drop tokens less likely than P times the most likely one (default 0: off)"},
+    {NULL, "--typical-p", GT_FLAG_FLOAT, O(samp.typical_p), .flo = 0, .fhi = 1, .metavar = "P",
+     .help = "locally typical sampling: keep the tokens nearest the entropy\n"
+             "up to probability P (default 1: off)"},
+    {NULL, "--logit-bias", GT_FLAG_CALL, 0, .call = parse_bias, .metavar = "ID=B",
+     .help = "add B to token ID's logit (-inf bans it); repeatable"},
+    {NULL, "--beams", GT_FLAG_INT, O(beams), .lo = 1, .hi = GT_BEAM_MAX_WIDTH, .metavar = "W",
+     .help = "beam search with W beams (one rank's sequences; replaces sampling)"},
+    {NULL, "--length-penalty", GT_FLAG_FLOAT, O(length_penalty), .flo = -10, .fhi = 10, .metavar = "A",
+     .help = "beam score: sum of log-probabilities / length^A (default 1)"},
+    {NULL, "--grammar", GT_FLAG_STR, O(grammar_file), .metavar = "FILE",
+     .help = "constrain the output to a GBNF grammar (start rule 'root')"},
+    {NULL, "--json-schema", GT_FLAG_STR, O(json_schema_file), .metavar = "FILE",
+     .help = "constrain the output to JSON that a JSON schema accepts"},
     {NULL, "--seed", GT_FLAG_U64, O(samp.seed), .lo = 0, .hi = 0x7fffffffl, .metavar = "S",
      .help = "sampling seed (default 1234)"},
     {"-c", "--ctx", GT_FLAG_U32, O(job.eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
@@ -108,6 +154,18 @@ static gt_status validate(void *opts) {
     int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (sources != 1)
         return gt_fail(GT_ERR_INVALID_ARG, "give exactly one prompt: -p TEXT, -f FILE or --tokens IDS");
+    if (o->grammar_file && o->json_schema_file)
+        return gt_fail(GT_ERR_INVALID_ARG, "give at most one of --grammar and --json-schema");
+    if (o->beams && (o->grammar_file || o->json_schema_file || o->n_bias || o->logits_out))
+        return gt_fail(GT_ERR_INVALID_ARG, "--beams does not combine with --grammar, --json-schema, --logit-bias "
+                       "or --logits-out");
+    if (gt_spec_enabled(&o->spec) && (o->beams || o->grammar_file || o->json_schema_file || o->n_bias))
+        return gt_fail(GT_ERR_INVALID_ARG, "speculative decoding (--lookup, --draft, --self-draft) does not combine "
+                       "with --beams, --grammar, --json-schema or --logit-bias");
+    if (o->beams) {
+        o->job.eng.max_seqs = o->beams > o->job.eng.max_seqs ? o->beams : o->job.eng.max_seqs;
+        if (o->n_predict < 1) return gt_fail(GT_ERR_INVALID_ARG, "--beams needs -n of at least 1");
+    }
     return GT_OK;
 }
 
@@ -131,6 +189,10 @@ typedef struct run_state {
     gt_text *text;
     gt_sampler *smp;
     gt_spec *spec;
+    gt_grammar *grammar;
+    gt_vocab_trie *trie;
+    gt_constraint *cons;
+    int32_t *eog;
     float *full;
     int32_t *prompt_owned;
 } run_state;
@@ -138,9 +200,69 @@ typedef struct run_state {
 static void run_state_free(run_state *r) {
     gt_spec_destroy(r->spec);
     gt_sampler_destroy(r->smp);
+    gt_constraint_free(r->cons);
+    gt_vocab_trie_free(r->trie);
+    gt_grammar_free(r->grammar);
+    free(r->eog);
     free(r->full);
     free(r->prompt_owned);
     gt_text_close(r->text);
+}
+
+/* The logit bias and the grammar, when asked for. */
+static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_vocab) {
+    const char *path = o->grammar_file ? o->grammar_file : o->json_schema_file;
+    if (!path && o->n_bias == 0) return GT_OK;
+    gt_constraint_config cc = {.bias_ids = o->bias_ids, .bias = o->bias, .n_bias = o->n_bias};
+    if (path) {
+        const gt_tokenizer *tok = gt_text_tokenizer(r->text);
+        if (!tok)
+            return gt_fail(GT_ERR_UNSUPPORTED, "%s: a grammar needs the model's tokenizer, and this model has none",
+                           path);
+        char *text = NULL;
+        size_t len = 0;
+        GT_TRY(gt_read_file(path, (size_t)1 << 20, &text, &len));
+        gt_status st = gt_grammar_from_text(o->grammar_file ? GT_GRAMMAR_GBNF : GT_GRAMMAR_JSON_SCHEMA, text, len,
+                                            &r->grammar);
+        free(text);
+        if (st != GT_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", gt_last_error());
+            return gt_fail(st, "%s: %s", path, why);
+        }
+        GT_TRY(gt_vocab_trie_from_tokenizer(tok, n_vocab, &r->trie));
+        int n_eog = 0;
+        GT_TRY(gt_tokenizer_eog_ids(tok, n_vocab, &r->eog, &n_eog));
+        cc.grammar = r->grammar;
+        cc.trie = r->trie;
+        cc.eog = r->eog;
+        cc.n_eog = n_eog;
+    }
+    GT_TRY(gt_constraint_create(&cc, n_vocab, &r->cons));
+    return gt_coord_set_constraint(c, 0, r->cons);
+}
+
+/* --beams: the best hypothesis, printed whole at the end. */
+static gt_status beam_search(run_opts *o, gt_coord *c, run_state *r, const int32_t *prompt, int n_prompt,
+                             int n_vocab) {
+    gt_beam_opts bo = {o->beams, o->length_penalty, (int)o->n_predict, o->ignore_eos, n_vocab};
+    int32_t *toks = NULL;
+    int n = 0;
+    double score = 0;
+    uint64_t t0 = gt_now_ns();
+    GT_TRY(gt_run_beam(c, r->text, prompt, n_prompt, &bo, &toks, &n, &score));
+    double dt = (double)(gt_now_ns() - t0) * 1e-9;
+    for (int i = 0; i < n; i++) {
+        if (o->print_ids) printf(i ? " %d" : "%d", toks[i]);
+        else if (!gt_text_is_eog(r->text, toks[i]) || o->ignore_eos) gt_text_print(r->text, toks[i], stdout);
+    }
+    if (!o->print_ids) gt_text_flush(r->text, stdout);
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "beam search: %d beams, %d tokens, score %.6f (length penalty %g) in %.3f s\n", o->beams, n,
+            score, (double)o->length_penalty, dt);
+    free(toks);
+    return GT_OK;
 }
 
 /* Rank 0: tokenizes the prompt, has the coordinator evaluate it and draws
@@ -172,10 +294,12 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         if (!r->full)
             return gt_fail(GT_ERR_NOMEM, "cannot allocate logits for %d positions of %zu tokens", n_prompt, V);
     }
+    if (o->beams) return beam_search(o, c, r, prompt, n_prompt, (int)V);
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
     GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
     bool spec = gt_spec_enabled(&o->spec);
     if (spec) GT_TRY(gt_spec_create(c, &o->spec, &r->spec));
+    GT_TRY(setup_constraint(o, c, r, (int)V));
 
     uint64_t t0 = gt_now_ns();
     int32_t buf[66]; /* tokens drawn, not yet printed: one, or a speculation step's */
@@ -228,6 +352,13 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
                 (unsigned long long)ss.drafted, ss.drafted ? 100.0 * (double)ss.accepted / (double)ss.drafted : 0.0,
                 ss.steps ? (double)ss.emitted / (double)ss.steps : 0.0);
     }
+    if (r->cons && r->grammar) {
+        gt_constraint_stats cs = gt_constraint_get_stats(r->cons);
+        fprintf(stderr, "grammar: %llu tokens drawn, %llu full masks; %.3f ms checking tokens, %.3f ms in masks "
+                "(%.3f ms per token)\n", (unsigned long long)cs.draws, (unsigned long long)cs.masks,
+                (double)cs.check_ns * 1e-6, (double)cs.mask_ns * 1e-6,
+                cs.draws ? (double)(cs.check_ns + cs.mask_ns) * 1e-6 / (double)cs.draws : 0.0);
+    }
     if (o->expert_stats_out) {
         int l0, nl, ne;
         const uint64_t *counts = gt_engine_expert_counts(gt_rank_engine(rk), &l0, &nl, &ne);
@@ -247,7 +378,7 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 
 int gt_cmd_run(int argc, char **argv) {
     run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32,
-                  .spec = GT_SPEC_CONFIG_INIT};
+                  .spec = GT_SPEC_CONFIG_INIT, .length_penalty = 1.0f};
     o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
@@ -256,7 +387,7 @@ int gt_cmd_run(int argc, char **argv) {
     }
     gt_rank_config rk = o.job;
     rk.max_cand = o.samp.temperature <= 0 ? 1 : (o.samp.top_k > 0 ? o.samp.top_k : 1);
-    rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : 1;
+    rk.max_out_rows = o.logits_out ? o.job.eng.max_batch_tokens : o.beams > 1 ? o.beams : 1;
     if (gt_spec_enabled(&o.spec) && rk.max_out_rows < gt_spec_rows(&o.spec)) rk.max_out_rows = gt_spec_rows(&o.spec);
     o.spec.n_threads = o.job.eng.n_threads;
     rc = gt_verb_run("run", &rk, &o, run_lead);

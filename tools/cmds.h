@@ -14,5 +14,7 @@ int gt_cmd_serve(int argc, char **argv);
 int gt_cmd_generate(int argc, char **argv);
 int gt_cmd_chat(int argc, char **argv);
 int gt_cmd_bench_serve(int argc, char **argv);
+int gt_cmd_quantize(int argc, char **argv);
+int gt_cmd_imatrix(int argc, char **argv);
 
 #endif

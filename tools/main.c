@@ -20,6 +20,8 @@ static const struct {
     {"serve", gt_cmd_serve, "serve the model over msgpack-RPC (docs/protocol.md)"},
     {"generate", gt_cmd_generate, "send one prompt to a running server and stream the answer"},
     {"chat", gt_cmd_chat, "talk to a running server, one turn per line"},
+    {"quantize", gt_cmd_quantize, "convert a GGUF model's weights to another type (q4_k_m, q8_0, ...)"},
+    {"imatrix", gt_cmd_imatrix, "importance matrix (activation statistics) of a model over a text"},
     {"plan", gt_cmd_plan, "print which layers, heads and bytes each rank of a tp x pp grid holds"},
 };
 

@@ -18,6 +18,9 @@
      .metavar = "N", .help = "compute threads (default 1)"},                                       \
     {NULL, "--isa", GT_FLAG_STR, offsetof(T, job.eng.isa), .metavar = "NAME",                      \
      .help = "kernels: auto, avx512, avx2, ref"},                                                  \
+    {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|auto",      \
+     .help = "F16/BF16 weights: multiply with bf16 dot products (activations rounded to\n"         \
+             "bf16; AVX-512 BF16), every batch size; auto: off (see docs/benchmarks.md)"},        \
     {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \
      .help = "kernel backend: cpu (default) or cuda"},                                             \
     {NULL, "--tp", GT_FLAG_INT, offsetof(T, job.tp), .lo = 1, .hi = 4096, .metavar = "N",          \

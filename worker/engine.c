@@ -88,6 +88,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
         gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
         kc.n_threads = cfg->n_threads;
         kc.isa = cfg->isa;
+        kc.bf16 = cfg->bf16;
         kc.backend = cfg->backend;
         GT_TRY_GOTO(gt_kernels_create(&kc, &e->k_owned), st, fail);
         e->k = e->k_owned;

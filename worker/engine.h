@@ -49,8 +49,21 @@ typedef struct gt_engine_config {
                                       no predicted prefetch before attention */
     int max_layers;                /* without a shard: run only the first max_layers layers, then the
                                       output norm and LM head (a self-speculation draft); 0: all */
+    const char *bf16;              /* F16/BF16 weights in bf16 dot products: "on", "off",
+                                      NULL or "auto" (gt_kernels_config.bf16) */
 } gt_engine_config;
-#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, 0}
+#define GT_ENGINE_CONFIG_INIT {NULL, 1, NULL, 0, 1, 16, GT_F16, 512, NULL, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL, false, 0, NULL}
+
+/* Observes the input of the forward pass's matrix products (gantry
+ * imatrix): called, when set, before each product with its n input rows
+ * x[n, n_in] and the GGUF name of the weight ("blk.3.ffn_down.weight";
+ * "token_embd.weight" for a tied head); expert is the routed expert's index
+ * for a stacked *_exps tensor, else -1. The rows are this rank's: on a grid
+ * they are a shard's (column slices of row-parallel inputs), so callers use
+ * one rank. Off by default (NULL): one branch per product. MoE routers are
+ * not reported (they stay float). */
+typedef void (*gt_engine_mm_hook_fn)(void *ctx, const char *name, int expert, const float *x, int n,
+                                     int64_t n_in);
 
 /* Opens the model, validates it and prepares the weights. GT_ERR_IO,
  * GT_ERR_FORMAT, GT_ERR_UNSUPPORTED, GT_ERR_NOT_FOUND (a tensor missing),
@@ -58,6 +71,8 @@ typedef struct gt_engine_config {
 gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out);
 void gt_engine_destroy(gt_engine *e); /* accepts NULL */
 
+/* Sets or clears (fn NULL) the matrix-input hook; not during a forward call. */
+void gt_engine_set_mm_hook(gt_engine *e, gt_engine_mm_hook_fn fn, void *ctx);
 const gt_hparams *gt_engine_hparams(const gt_engine *e);
 const gt_gguf *gt_engine_gguf(const gt_engine *e);
 gt_kernels *gt_engine_kernels(gt_engine *e);

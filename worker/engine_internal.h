@@ -75,7 +75,21 @@ struct gt_engine {
     gt_ep_state ep;         /* expert parallelism (zeroed without it) */
     uint64_t expert_bytes_read; /* routed experts run so far: each expert's bytes once per
                                    layer and forward call in which any token chose it */
+    gt_engine_mm_hook_fn mm_hook; /* matrix-input observer (imatrix); NULL: off */
+    void *mm_hook_ctx;
+    int hook_layer;              /* the model layer of the MLP gt__mlp runs next */
+    const char *hook_mlp;        /* its name suffix: "", "_exps", "_shexp" */
+    int hook_expert;             /* its expert, or -1 */
 };
+
+/* Reports rows x[n, n_in] going into blk.<layer>.<what>.weight (layer < 0:
+ * <what>.weight) to the matrix-input hook (mm_hook.c); call only when
+ * e->mm_hook is set. */
+void gt__mm_hook(gt_engine *e, int layer, const char *what, int expert, const float *x, int n,
+                 int64_t n_in);
+/* The same for gt__mlp's matrices ("ffn_gate", "ffn_up", "ffn_down" plus
+ * e->hook_mlp) of layer e->hook_layer. */
+void gt__mm_hook_mlp(gt_engine *e, const char *mat, const float *x, int n, int64_t n_in);
 
 /* Runs the layers and the head for a validated batch whose positions are
  * reserved in the KV cache. */

@@ -114,6 +114,11 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
     int nq = nh * hd, nkv = nkh * hd;
 
     GT_TRY(norm_in(e, sp, L->attn_norm, layer, "attn"));
+    if (e->mm_hook) {
+        gt__mm_hook(e, layer, "attn_q", -1, s->cur, n, L->wq.n_in);
+        gt__mm_hook(e, layer, "attn_k", -1, s->cur, n, L->wk.n_in);
+        gt__mm_hook(e, layer, "attn_v", -1, s->cur, n, L->wv.n_in);
+    }
     GT_TRY(gt_matmul(k, &L->wq, s->cur, s->q, n));
     GT_TRY(gt_matmul(k, &L->wk, s->cur, s->k, n));
     GT_TRY(gt_matmul(k, &L->wv, s->cur, s->v, n));
@@ -169,6 +174,7 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
         GT_TRY(gt_attention(k, &a));
         i0 = i1;
     }
+    if (e->mm_hook) gt__mm_hook(e, layer, "attn_output", -1, s->attn, n, L->wo.n_in);
     GT_TRY(gt_matmul(k, &L->wo, s->attn, s->out, n));
     (void)D;
     return block_out(e, sp, n, L->post_attn_norm, layer, "attn");
@@ -180,6 +186,9 @@ static gt_status ffn_block(gt_engine *e, const gt_batch *b, const seq_split *sp,
     gt_fwd_scratch *s = &e->s;
     int n = b->n, D = (int)hp->n_embd;
     GT_TRY(norm_in(e, sp, L->ffn_norm, e->w.layer0 + il, "ffn"));
+    e->hook_layer = e->w.layer0 + il;
+    e->hook_mlp = "";
+    e->hook_expert = -1;
     if (hp->n_expert) GT_TRY(gt__moe(e, il, n));
     else GT_TRY(gt__mlp(e, &L->gate, &L->up, &L->down, s->cur, s->out, n));
     (void)D;
@@ -225,6 +234,9 @@ gt_status gt__forward(gt_engine *e, const gt_batch *b, float *logits) {
     }
     if (m == 0) return GT_OK;
     GT_TRY(gt_rmsnorm(e->k, s->cur, e->w.output_norm, s->cur, m, D, hp->norm_eps));
+    if (e->mm_hook)
+        gt__mm_hook(e, -1, gt_gguf_find_tensor(e->g, "output.weight") ? "output" : "token_embd", -1,
+                    s->cur, m, e->w.output.n_in);
     GT_TRY(gt_matmul(e->k, &e->w.output, s->cur, logits, m));
     if (hp->final_softcap > 0)
         GT_TRY(gt_softcap(e->k, logits, hp->final_softcap, (int64_t)m * e->w.n_vocab_local));

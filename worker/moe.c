@@ -34,6 +34,8 @@ static gt_status routed_local(gt_engine *e, int il, int n) {
         e->expert_bytes_read += X->bytes;
         if (e->xc) GT_TRY(gt_expert_cache_get(e->xc, il, ex, &X)); /* its device copy */
         GT_TRY(gt_gather_rows(k, s->cur, s->moe_rows + r0, m, D, s->moe_x));
+        e->hook_mlp = "_exps";
+        e->hook_expert = ex;
         GT_TRY(gt__mlp(e, &X->gate, &X->up, &X->down, s->moe_x, s->moe_y + (size_t)r0 * D, m));
     }
     return gt__moe_combine(e, s->moe_y, s->moe_pos, s->moe_w, n, 0);
@@ -53,6 +55,8 @@ gt_status gt__moe(gt_engine *e, int il, int n) {
     if (e->shard.grid.ep > 1) GT_TRY(gt__moe_ep(e, il, n));
     else GT_TRY(routed_local(e, il, n));
     if (L->sh_gate.n_out) {
+        e->hook_mlp = "_shexp";
+        e->hook_expert = -1;
         GT_TRY(gt__mlp(e, &L->sh_gate, &L->sh_up, &L->sh_down, s->cur, s->moe_out, n));
         /* The gate logits [n] reuse the router's scratch, whose probabilities are spent. */
         const float *gate = NULL;

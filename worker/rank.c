@@ -117,6 +117,7 @@ static gt_status create_kernels(gt_rank *r) {
     gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
     kc.n_threads = r->cfg.eng.n_threads;
     kc.isa = r->cfg.eng.isa;
+    kc.bf16 = r->cfg.eng.bf16;
     kc.backend = r->cfg.eng.backend;
     GT_TRY(gt_kernels_create(&kc, &r->k));
     if (!r->world) return GT_OK;

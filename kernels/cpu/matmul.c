@@ -54,8 +54,9 @@ static const mm_isa *isa_kernels(const gt_cpu *k) {
     return k->isa == GT_ISA_AVX512 ? &k_mm_avx512 : k->isa == GT_ISA_AVX2 ? &k_mm_avx2 : NULL;
 }
 
-static int pick_layout(const gt_cpu *k, gt_dtype type) {
+static int pick_layout(const gt_cpu *k, gt_dtype type, int64_t n_in) {
     if (!isa_kernels(k)) return GT_MM_ROWS;
+    if (gt__mm_pb_ok(type, n_in) && (type == GT_F16 ? k->bf16_f16 : k->bf16_bf16)) return GT_MM_PB;
     if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
     if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
     return GT_MM_ROWS;
@@ -108,7 +109,7 @@ gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64
     w->n_out = n_out;
     w->data = data;
     /* The reference computes each output the same way for any token count. */
-    int layout = invariant ? GT_MM_ROWS : pick_layout(k, type);
+    int layout = invariant ? GT_MM_ROWS : pick_layout(k, type, n_in);
     if (layout == GT_MM_ROWS) return GT_OK;
     size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
     void *p = alloc_packed(bytes);
@@ -127,7 +128,7 @@ size_t gt__cpu_weight_bytes(const gt_kernels *kb, gt_dtype type, int64_t n_in, i
                            bool invariant) {
     const gt_dtype_info *info = gt_dtype_get((uint32_t)type);
     if (!info || !info->has_codec || n_in <= 0 || n_out <= 0 || n_in % info->block_elems != 0) return 0;
-    int layout = invariant ? GT_MM_ROWS : pick_layout(gt__cpu_c(kb), type);
+    int layout = invariant ? GT_MM_ROWS : pick_layout(gt__cpu_c(kb), type, n_in);
     if (layout != GT_MM_ROWS) return gt__mm_packed_bytes(type, layout, n_in, n_out);
     size_t row;
     if (!gt_dtype_row_bytes(type, n_in, &row)) return 0;
@@ -198,7 +199,10 @@ static void run_panels(void *arg, int ith, int nth) {
             quantized = 1;
         }
         if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
-        if (j->w->layout == GT_MM_PF)
+        if (j->w->layout == GT_MM_PB)
+            gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+                             j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+        else if (j->w->layout == GT_MM_PF)
             j->isa->pf(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
                        j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
         else

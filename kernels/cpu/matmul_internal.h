@@ -18,6 +18,7 @@
 #ifndef GT_MATMUL_INTERNAL_H
 #define GT_MATMUL_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,7 @@ enum {
     GT_MM_ROWS = 0,
     GT_MM_PF = 1, /* float panels of the stored type */
     GT_MM_PQ = 2, /* quant panels, kind from gt__mm_qkind(type) */
+    GT_MM_PB = 3, /* bf16 pair panels of F16/BF16 weights (matmul_bf16.c) */
 };
 
 /* Quant panel kinds. Chunk c (0..7) of a block covers k = 4c..4c+3. */
@@ -99,5 +101,20 @@ void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n
 void gt__mm_pf_avx512(gt_dtype type, const void *wp, int64_t n_in, int64_t n_out,
                       const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1,
                       float *scratch);
+
+/* ---- bf16 pair panels (matmul_bf16.c, matmul_avx512_bf16.c) ---- */
+/* Whether a weight can take the pair panels: F16 or BF16, n_in even. */
+bool gt__mm_pb_ok(gt_dtype type, int64_t n_in);
+/* Panels [p0, p1) as [panel][n_in/2][16 rows][2] bf16, zero rows past n_out. */
+void gt__mm_pack_pb(gt_dtype type, int64_t n_in, int64_t n_out, const void *src, void *dst,
+                    int64_t p0, int64_t p1);
+/* The scalar reference of the pair-panel kernels on the GGUF rows [r0, r1)
+ * of y[n_tok][n_out]: the same bits as gt__mm_pb_avx512. */
+void gt__mm_pb_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_out,
+                        const float *x, float *y, int64_t n_tok, int64_t r0, int64_t r1);
+/* Panels [p0, p1) (p0 even), tokens [0, n_tok); scratch as for
+ * gt__mm_pf_avx512 (gt__mm_pf_scratch_floats(n_tok) floats, 64-byte aligned). */
+void gt__mm_pb_avx512(const void *wp, int64_t n_in, int64_t n_out, const float *x, float *y,
+                      int64_t n_tok, int64_t p0, int64_t p1, float *scratch);
 
 #endif

@@ -62,7 +62,7 @@ static const char *const k_isas[] = {"avx2", "avx512"};
 
 /* Creates kernels for isa with n threads, or NULL when the CPU lacks it. */
 static gt_kernels *make_kernels(const char *isa, int n_threads) {
-    gt_kernels_config cfg = {n_threads, isa, NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config cfg = {n_threads, isa, NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     gt_kernels *k = NULL;
     gt_status st = gt_kernels_create(&cfg, &k);
     if (st == GT_ERR_UNSUPPORTED) {
@@ -77,12 +77,12 @@ static gt_kernels *make_kernels(const char *isa, int n_threads) {
 
 static void test_create(void **state) {
     gt_kernels *k = NULL;
-    gt_kernels_config bad = {0, NULL, NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config bad = {0, NULL, NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&bad, &k), GT_ERR_INVALID_ARG);
-    gt_kernels_config unknown = {1, "sse9", NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config unknown = {1, "sse9", NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&unknown, &k), GT_ERR_INVALID_ARG);
     assert_non_null(strstr(gt_last_error(), "sse9"));
-    gt_kernels_config automatic = {2, "auto", NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config automatic = {2, "auto", NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&automatic, &k), GT_OK);
     printf("auto isa on this CPU: %s\n", gt_kernels_isa(k));
     assert_non_null(gt_kernels_pool(k));
@@ -394,7 +394,7 @@ static void test_attention(void **state) {
     gt_test_rng rng;
     gt_test_rng_seed(&rng, 4);
     gt_kernels *kref = NULL;
-    gt_kernels_config rc = {1, "ref", NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config rc = {1, "ref", NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&rc, &kref), GT_OK);
     for (size_t ci = 0; ci < sizeof k_attn_cases / sizeof k_attn_cases[0]; ci++) {
         attn_fixture f;

@@ -27,7 +27,7 @@ static const char *const k_isas[] = {"ref", "avx2", "avx512"};
 #define N_ISAS (sizeof k_isas / sizeof k_isas[0])
 
 static gt_kernels *make(const char *isa) {
-    gt_kernels_config cfg = {2, isa, NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config cfg = {2, isa, NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     gt_kernels *k = NULL;
     gt_status st = gt_kernels_create(&cfg, &k);
     if (st == GT_ERR_UNSUPPORTED) return NULL;

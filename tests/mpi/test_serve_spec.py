@@ -56,6 +56,7 @@ N = 20
 EXTRA = [({}, True), ({"stream": True}, True), ({"logprobs": 2}, True),
          ({"repetition_penalty": 1.05, "frequency_penalty": 0.05}, True), ({}, False)]
 PENALIZED = 3
+GRAMMAR = 'root ::= "yes" | "no"'
 
 
 def params(i, spec, extra=None):
@@ -199,6 +200,9 @@ def main():
               "generate: speculate.tokens 0 is outside [1, 64]", f"bad speculate.tokens: {r[2]}")
         r = c.call(301, "generate", {"prompt": "x", "speculate": [3, 4]})
         check(r[2] and "speculate must be a map" in r[2]["message"], f"speculate not a map: {r[2]}")
+        r = c.call(304, "generate", {"prompt": "Yes or no?", "speculate": SPEC, "grammar": GRAMMAR})
+        check(r[2] and r[2]["code"] == "invalid_param" and "speculation together with a grammar" in r[2]["message"],
+              f"speculate with a grammar refused: {r[2]}")
         # Cancel a speculating stream from another connection.
         c.send(302, "generate", {"prompt": PROMPTS[3], "max_tokens": 400, "stream": True, "speculate": SPEC})
         while not c.notes:
@@ -223,6 +227,10 @@ def main():
         st = counters(srv.port)
         check(st["preempted"] > 0 and st["spec_accepted_tokens"] == sums["accepted"],
               f"pp 2: {st['preempted']} preemptions, {sums['accepted']} of {sums['drafted']} guesses accepted")
+        # A grammar request does not take the server's --lookup default.
+        r = ts.Client(srv.port).call(400, "generate", {"prompt": "Yes or no?", "max_tokens": 4, "grammar": GRAMMAR})
+        check(r[2] is None and r[3]["text"] in ("yes", "no") and "spec" not in r[3],
+              f"grammar request under --lookup runs plain: {r[2] or r[3]['text']!r}")
     finally:
         check(srv.stop() == 0, "two-rank server exits cleanly")
     print(f"{len(failures)} failures")

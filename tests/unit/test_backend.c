@@ -24,13 +24,13 @@ static void test_backend_names(void **state) {
     assert_string_equal(gt_kernels_backend(k), "cpu");
     gt_kernels_destroy(k);
 
-    gt_kernels_config cpu = {1, NULL, "cpu", GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config cpu = {1, NULL, "cpu", GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&cpu, &k), GT_OK);
     assert_string_equal(gt_kernels_backend(k), "cpu");
     assert_non_null(gt_kernels_pool(k));
     gt_kernels_destroy(k);
 
-    gt_kernels_config odd = {1, NULL, "tpu", GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config odd = {1, NULL, "tpu", GT_KERNELS_DEVICE_AUTO, NULL};
     assert_int_equal(gt_kernels_create(&odd, &k), GT_ERR_INVALID_ARG);
     assert_null(k);
     assert_non_null(strstr(gt_last_error(), "\"tpu\""));
@@ -111,7 +111,7 @@ static void test_buffers(void **state) {
 static const char *const k_isas[] = {"ref", "avx2", "avx512"};
 
 static gt_kernels *make(const char *isa, int n_threads) {
-    gt_kernels_config cfg = {n_threads, isa, NULL, GT_KERNELS_DEVICE_AUTO};
+    gt_kernels_config cfg = {n_threads, isa, NULL, GT_KERNELS_DEVICE_AUTO, NULL};
     gt_kernels *k = NULL;
     gt_status st = gt_kernels_create(&cfg, &k);
     if (st == GT_ERR_UNSUPPORTED) return NULL;

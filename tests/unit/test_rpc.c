@@ -316,7 +316,7 @@ static const refusal_case REFUSALS[] = {
     {"[0, 5, 'generate', [{'prompt': 'a', 'temprature': 1}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
      "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, "
-     "seed, stop, logprobs, stream, speculate)"},
+     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)"},
     /* speculate */
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': 4}]]", GT_RPC_INVALID_PARAM, true,
      "generate: speculate must be a map {lookup, tokens}, not an integer"},

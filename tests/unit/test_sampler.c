@@ -31,7 +31,7 @@ static void test_distribution(void **state) {
     (void)state;
     enum { V = 5, N = 200000 };
     float logits[V] = {1.0f, 2.0f, 0.5f, -1.0f, 1.5f};
-    gt_sampler_config c = {0.8f, 0, 1.0f, 99, 0.0f};
+    gt_sampler_config c = {0.8f, 0, 1.0f, 99, 0.0f, 1.0f};
     gt_sampler *s;
     assert_int_equal(gt_sampler_create(&c, V, &s), GT_OK);
     int counts[V] = {0};
@@ -52,7 +52,7 @@ static void test_distribution(void **state) {
 static void test_top_p_and_seed(void **state) {
     (void)state;
     float logits[6] = {5.0f, 4.9f, 0.0f, -1.0f, -2.0f, -3.0f};
-    gt_sampler_config c = {1.0f, 0, 0.9f, 7, 0.0f};
+    gt_sampler_config c = {1.0f, 0, 0.9f, 7, 0.0f, 1.0f};
     gt_sampler *a, *b;
     assert_int_equal(gt_sampler_create(&c, 6, &a), GT_OK);
     assert_int_equal(gt_sampler_create(&c, 6, &b), GT_OK);
@@ -76,7 +76,7 @@ static void test_candidates_match_full(void **state) {
     enum { V = 50, K = 8 };
     float logits[V];
     for (int i = 0; i < V; i++) logits[i] = (float)((i * 37) % 23) * 0.25f - 2.0f;
-    gt_sampler_config c = {0.7f, K, 0.9f, 5, 0.0f};
+    gt_sampler_config c = {0.7f, K, 0.9f, 5, 0.0f, 1.0f};
     gt_sampler *a, *b;
     assert_int_equal(gt_sampler_create(&c, V, &a), GT_OK);
     assert_int_equal(gt_sampler_create(&c, V, &b), GT_OK);

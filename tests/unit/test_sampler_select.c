@@ -156,7 +156,7 @@ static void test_matches_full_sort(void **state) {
                     for (size_t pi = 0; pi < sizeof top_ps / sizeof *top_ps; pi++)
                         for (size_t mi = 0; mi < sizeof min_ps / sizeof *min_ps; mi++) {
                             gt_sampler_config c = {temps[ti], ks[ki], top_ps[pi],
-                                                   1000 + (uint64_t)n_draws, min_ps[mi]};
+                                                   1000 + (uint64_t)n_draws, min_ps[mi], 1.0f};
                             gt_sampler *a, *b;
                             assert_int_equal(gt_sampler_create(&c, n, &a), GT_OK);
                             assert_int_equal(gt_sampler_create(&c, n, &b), GT_OK);
@@ -238,7 +238,7 @@ static void test_min_p_config(void **state) {
     c.min_p = NAN;
     assert_int_equal(gt_sampler_create(&c, 10, &s), GT_ERR_INVALID_ARG);
     /* min_p 1 keeps only the most likely token(s). */
-    c = (gt_sampler_config){1.0f, 0, 1.0f, 3, 1.0f};
+    c = (gt_sampler_config){1.0f, 0, 1.0f, 3, 1.0f, 1.0f};
     float logits[5] = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
     assert_int_equal(gt_sampler_create(&c, 5, &s), GT_OK);
     for (int i = 0; i < 50; i++) assert_int_equal(gt_sampler_sample(s, logits), 1);

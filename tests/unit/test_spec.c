@@ -183,7 +183,7 @@ static void make_prompt(int i, int32_t *p, int *n) {
 }
 
 static void plain_greedy(gt_coord *c, const int32_t *p, int n, int32_t *out) {
-    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f};
+    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f, 0.0f};
     gt_sampler *s;
     assert_int_equal(gt_sampler_create(&sc, V, &s), GT_OK);
     assert_int_equal(gt_coord_set_sampler(c, 0, s), GT_OK);
@@ -201,7 +201,7 @@ static void plain_greedy(gt_coord *c, const int32_t *p, int n, int32_t *out) {
 /* Generates GEN tokens of seq with sp; returns them in out. */
 static void spec_generate(gt_coord *c, gt_spec *sp, int seq, const int32_t *p, int n,
                           int32_t *out) {
-    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f};
+    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f, 0.0f};
     gt_sampler *s;
     assert_int_equal(gt_sampler_create(&sc, V, &s), GT_OK);
     if (gt_spec_start(sp, seq, s, p, n, NULL, &out[0]) != GT_OK)
@@ -269,7 +269,7 @@ static void test_greedy_equal(void **state) {
     gt_spec *s0, *s1;
     assert_int_equal(gt_spec_create(c, &cfg, &s0), GT_OK);
     assert_int_equal(gt_spec_create(c, &cfg, &s1), GT_OK);
-    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f};
+    gt_sampler_config sc = {0.0f, 40, 1.0f, 1, 0.0f, 0.0f};
     gt_sampler *g0, *g1;
     assert_int_equal(gt_sampler_create(&sc, V, &g0), GT_OK);
     assert_int_equal(gt_sampler_create(&sc, V, &g1), GT_OK);
@@ -409,7 +409,7 @@ static double chi_threshold(int df) {
 static void sample_pairs(gt_coord *c, gt_spec *sp, const int32_t *ctx, int n, int *counts) {
     memset(counts, 0, (size_t)V * V * sizeof *counts);
     for (int s = 0; s < N_TRIALS; s++) {
-        gt_sampler_config sc = {k_temp, TOPK, 1.0f, (uint64_t)s + 1, 0.0f};
+        gt_sampler_config sc = {k_temp, TOPK, 1.0f, (uint64_t)s + 1, 0.0f, 0.0f};
         gt_sampler *smp;
         assert_int_equal(gt_sampler_create(&sc, V, &smp), GT_OK);
         int32_t t[2 + 64];
