@@ -25,12 +25,13 @@ typedef struct gt_server_http_config {
     int port;                /* -1: no HTTP; 0: any free port */
     size_t max_header_bytes; /* request line plus headers (431 beyond) */
     size_t max_body_bytes;   /* 413 beyond */
-    double header_timeout_s; /* a connection that does not finish its headers (or sits idle) is closed */
+    double header_timeout_s; /* a connection that does not finish its headers is closed */
     double body_timeout_s;   /* ... or its body, once the headers are in */
+    double idle_timeout_s;   /* ... or sits idle between two keep-alive requests */
     bool open_health;        /* /health and /metrics need no token */
     void (*on_ready)(void *user, int port); /* called once listening */
 } gt_server_http_config;
-#define GT_SERVER_HTTP_CONFIG_INIT {"127.0.0.1", -1, (size_t)16 << 10, (size_t)4 << 20, 10.0, 30.0, false, NULL}
+#define GT_SERVER_HTTP_CONFIG_INIT {"127.0.0.1", -1, (size_t)16 << 10, (size_t)4 << 20, 10.0, 30.0, 60.0, false, NULL}
 
 typedef struct gt_server_config {
     gt_net_config net;

@@ -23,6 +23,7 @@ typedef struct srv_http_conn {
     gt_http_request *cur; /* a completion in flight */
     srv_req *req;
     bool closing, pump_due;
+    bool idle;                            /* hdr_deadline is the keep-alive idle clock */
     uint64_t hdr_deadline, body_deadline; /* ns; 0: none */
     struct srv_http_conn *prev, *next;
 } srv_http_conn;
@@ -30,6 +31,8 @@ typedef struct srv_http_conn {
 typedef struct srv_http {
     gt_net *net;
     uv_timer_t sweep;
+    uv_check_t polled; /* after each I/O poll: io_ns */
+    uint64_t io_ns;    /* when the loop last read what the sockets held */
     uv_async_t wake;
     srv_http_conn *conns;
     gt_http_limits lim;
@@ -516,9 +519,14 @@ static void pump(srv_http_conn *hc) {
     /* Idle (between requests, nothing in flight): the header clock runs. */
     int ps = gt_http_parser_state(hc->p);
     uint64_t now = gt_now_ns();
-    if (ps == 0 && !hc->cur && !hc->hdr_deadline)
+    if (ps == 0 && !hc->cur && !hc->hdr_deadline) {
+        hc->hdr_deadline = now + (uint64_t)(hc->s->cfg.http.idle_timeout_s * 1e9);
+        hc->idle = true;
+    }
+    if (ps == 1 && !hc->hdr_deadline) {
         hc->hdr_deadline = now + (uint64_t)(hc->s->cfg.http.header_timeout_s * 1e9);
-    if (ps == 1 && !hc->hdr_deadline) hc->hdr_deadline = now + (uint64_t)(hc->s->cfg.http.header_timeout_s * 1e9);
+        hc->idle = false;
+    }
     if (ps == 2 && !hc->body_deadline) hc->body_deadline = now + (uint64_t)(hc->s->cfg.http.body_timeout_s * 1e9);
     if (ps != 0 && ps != 1) hc->hdr_deadline = 0;
     if (ps == 0 && hc->cur) hc->hdr_deadline = 0;
@@ -556,8 +564,9 @@ static void on_data(void *user, gt_conn *c, const uint8_t *data, size_t n) {
         hc->closing = true;
         return;
     }
-    /* A new request's headers started: its clock starts now. */
-    if (before == 0 && gt_http_parser_state(hc->p) != 0) hc->hdr_deadline = 0;
+    /* Bytes between requests begin a new one (whole, or its headers): the
+     * open-time or idle clock stops, and pump starts the one that applies. */
+    if (before == 0) hc->hdr_deadline = 0;
     pump(hc);
 }
 
@@ -585,10 +594,15 @@ static void on_sweep(uv_timer_t *t) {
     uint64_t now = gt_now_ns();
     for (srv_http_conn *hc = s->http->conns; hc; hc = hc->next) {
         if (hc->closing) continue;
-        bool late = (hc->hdr_deadline && now > hc->hdr_deadline) || (hc->body_deadline && now > hc->body_deadline);
+        /* A deadline counts only if it had passed at the last I/O poll: a
+         * long engine step blocks the loop, and bytes that arrived during it
+         * are read after this timer, not before. */
+        uint64_t seen = s->http->io_ns < now ? s->http->io_ns : now;
+        bool late = (hc->hdr_deadline && seen > hc->hdr_deadline) || (hc->body_deadline && seen > hc->body_deadline);
         if (!late) continue;
         GT_LOG_INFO(GT_SUB_NET, "HTTP connection %llu: %s not in within the timeout; closing it",
-                    (unsigned long long)gt_conn_id(hc->conn), hc->body_deadline ? "body" : "headers");
+                    (unsigned long long)gt_conn_id(hc->conn),
+                    hc->body_deadline ? "body" : hc->idle ? "next request" : "headers");
         gt_conn_close(hc->conn);
         hc->closing = true;
     }
@@ -598,6 +612,11 @@ static void on_wake(uv_async_t *a) {
     gt_server *s = a->data;
     for (srv_http_conn *hc = s->http->conns; hc; hc = hc->next)
         if (hc->pump_due) pump(hc);
+}
+
+static void on_polled(uv_check_t *c) {
+    gt_server *s = c->data;
+    s->http->io_ns = gt_now_ns();
 }
 
 gt_status srv_http_start(gt_server *s) {
@@ -621,6 +640,10 @@ gt_status srv_http_start(gt_server *s) {
     uv_timer_init(&s->loop, &h->sweep);
     h->sweep.data = s;
     uv_timer_start(&h->sweep, on_sweep, 200, 200);
+    uv_check_init(&s->loop, &h->polled);
+    h->polled.data = s;
+    uv_check_start(&h->polled, on_polled);
+    uv_unref((uv_handle_t *)&h->polled);
     uv_async_init(&s->loop, &h->wake, on_wake);
     h->wake.data = s;
     if (hc->on_ready) hc->on_ready(s->cfg.user, gt_net_port(h->net));
@@ -636,6 +659,8 @@ void srv_http_close(gt_server *s) {
     if (!h) return;
     uv_timer_stop(&h->sweep);
     uv_close((uv_handle_t *)&h->sweep, NULL);
+    uv_check_stop(&h->polled);
+    uv_close((uv_handle_t *)&h->polled, NULL);
     uv_close((uv_handle_t *)&h->wake, NULL);
     gt_net_close(h->net);
 }

@@ -9,6 +9,7 @@ int gt_cmd_inspect(int argc, char **argv);
 int gt_cmd_bench(int argc, char **argv);
 int gt_cmd_tokenize(int argc, char **argv);
 int gt_cmd_perplexity(int argc, char **argv);
+int gt_cmd_eval(int argc, char **argv);
 int gt_cmd_plan(int argc, char **argv);
 int gt_cmd_serve(int argc, char **argv);
 int gt_cmd_generate(int argc, char **argv);

@@ -17,6 +17,7 @@ static const struct {
     {"inspect", gt_cmd_inspect, "print a GGUF file's metadata and tensors"},
     {"tokenize", gt_cmd_tokenize, "turn text into token ids with a model's vocabulary"},
     {"perplexity", gt_cmd_perplexity, "perplexity of a model over a text file"},
+    {"eval", gt_cmd_eval, "a model against its base over a text: perplexities, KL, top-1 agreement"},
     {"serve", gt_cmd_serve, "serve the model over msgpack-RPC (docs/protocol.md)"},
     {"generate", gt_cmd_generate, "send one prompt to a running server and stream the answer"},
     {"chat", gt_cmd_chat, "talk to a running server, one turn per line"},

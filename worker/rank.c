@@ -113,6 +113,8 @@ static void comm_free(void *ctx, void *p) {
         }
 }
 
+bool gt_rank_launched(void) { return launched(); }
+
 static gt_status create_kernels(gt_rank *r) {
     gt_kernels_config kc = GT_KERNELS_CONFIG_INIT;
     kc.n_threads = r->cfg.eng.n_threads;

@@ -90,6 +90,10 @@ void gt_rank_watch_signals(void);
 /* The launcher's rank of this process (0 when not launched by mpirun):
  * known before gt_rank_create, so that a failed start is reported once. */
 int gt_rank_launch_rank(void);
+/* True when this process was started by a launcher (mpirun, srun): a
+ * verb that creates several ranks one after the other keeps MPI started
+ * across them (transport's gt_comm_init_world) when this says so. */
+bool gt_rank_launched(void);
 
 /* The watchdog deadline of the job's collectives, in seconds. */
 double gt_rank_comm_timeout(const gt_rank *r);

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The issue-14 accuracy table: each weight type of a model against its base
+# with `gantry eval` (perplexity, KL(P_base || P_type), top-1 agreement) over
+# tests/data/public_domain.txt, and the real checkpoints against themselves
+# as a smoke row.
+#
+# The base is a ~1B llama-shaped synthetic model (16 layers, hidden 2048, 32
+# heads, 8 kv heads, ffn 8192, the llama-spm vocabulary of 32000 tokens) in
+# BASE_TYPE (f16). Each type is made from the base with `gantry quantize`
+# when this build has that verb (plus an --imatrix variant of each, with an
+# importance matrix from `gantry imatrix` over CALIB, when that verb
+# exists); otherwise with `gantry synth --type T` from the same seed, which
+# writes the same random weights rounded to nearest (RTN), so the rows are
+# still "this type against its F16 original". The base runs once:
+# --save-base, then --base-logits for every type.
+#
+#   bench/run_eval.sh [OUT_DIR]       (default bench/results/eval)
+# Environment: TYPES, BASE_TYPE, CTX (512), CHUNKS (2; 0: the whole text),
+# THREADS (2), MODELS (~/.cache/gantry/models), REAL (1: the real
+# checkpoints, each against itself, and with `gantry quantize` each of
+# REAL_TYPES (q8_0 q4_0 q4_k_m) made from it against it),
+# CALIB (the imatrix text), QUANTIZE_ARGS / IMATRIX_ARGS (the verbs' argument
+# templates, {in} {out} {type} {imatrix} {text} substituted; adjust them if
+# the verbs' flags differ).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-bench/results/eval}
+G=build/tools/gantry
+TEXT=tests/data/public_domain.txt
+TYPES=${TYPES:-"q8_0 q6_k q5_k q4_k q4_0 q3_k q2_k"} # k-quant synth takes minutes each on 2 cores
+BASE_TYPE=${BASE_TYPE:-f16}
+CTX=${CTX:-512}
+CHUNKS=${CHUNKS:-2}
+THREADS=${THREADS:-2}
+MODELS=${MODELS:-$HOME/.cache/gantry/models}
+REAL=${REAL:-1}
+CALIB=${CALIB:-}
+QUANTIZE_ARGS=${QUANTIZE_ARGS:-"{in} {out} --type {type}"}
+IMATRIX_ARGS=${IMATRIX_ARGS:-"-m {in} -f {text} -o {out}"}
+SHAPE=(--arch llama --layers 16 --hidden 2048 --heads 32 --kv-heads 8 --ffn 8192 --ctx 4096 --seed 1)
+mkdir -p "$OUT" models
+EVAL=(-f "$TEXT" --ctx "$CTX" --threads "$THREADS")
+[ "$CHUNKS" != 0 ] && EVAL+=(--chunks "$CHUNKS")
+
+fill() { # fill TEMPLATE key=value ...: the template with {key} replaced
+  local s=$1; shift
+  for kv in "$@"; do s=${s//\{${kv%%=*}\}/${kv#*=}}; done
+  echo "$s"
+}
+
+base=models/synth-1b-eval-$BASE_TYPE.gguf
+[ -f "$base" ] || $G synth -o "$base" "${SHAPE[@]}" --type "$BASE_TYPE"
+logits=$OUT/base-$BASE_TYPE.logits
+# A row whose JSON exists is kept, and so is the base's logits file (a
+# rerun resumes, or adds TYPES, without running the base again); FRESH=1
+# redoes all.
+[ "${FRESH:-0}" = 1 ] && rm -f "$OUT"/*.json "$logits"
+if [ -f "$logits" ] && [ -f "$OUT/1b-$BASE_TYPE.json" ]; then
+  echo "== reusing $logits"
+else
+  echo "== $BASE_TYPE against itself (saves the base logits)"
+  $G eval -m "$base" --base "$base" "${EVAL[@]}" --save-base "$logits" --force --json "$OUT/1b-$BASE_TYPE.json"
+fi
+
+have_quantize=0
+$G quantize --help >/dev/null 2>&1 && have_quantize=1
+imatrix=""
+if [ $have_quantize = 1 ] && $G imatrix --help >/dev/null 2>&1; then
+  [ -n "$CALIB" ] || { CALIB=$OUT/calib.txt; cat README.md docs/*.md > "$CALIB"; } # held out from $TEXT
+  imatrix=$OUT/base-$BASE_TYPE.imatrix
+  [ -f "$imatrix" ] || $G imatrix $(fill "$IMATRIX_ARGS" in="$base" out="$imatrix" text="$CALIB")
+fi
+[ $have_quantize = 1 ] && echo "== types from gantry quantize" || echo "== types from gantry synth (RTN, same seed)"
+
+for t in $TYPES; do
+  variants=("$t")
+  [ -n "$imatrix" ] && variants+=("$t-imatrix")
+  for v in "${variants[@]}"; do
+    m=models/synth-1b-eval-$v.gguf
+    [ -f "$OUT/1b-$v.json" ] && { echo "== $v: kept $OUT/1b-$v.json"; continue; }
+    if [ ! -f "$m" ]; then
+      if [ $have_quantize = 1 ]; then
+        extra=""
+        [ "$v" != "$t" ] && extra="--imatrix $imatrix"
+        $G quantize $(fill "$QUANTIZE_ARGS" in="$base" out="$m" type="$t") $extra
+      else
+        $G synth -o "$m" "${SHAPE[@]}" --type "$t"
+      fi
+    fi
+    echo "== $v against $BASE_TYPE"
+    $G eval -m "$m" --base-logits "$logits" "${EVAL[@]}" --json "$OUT/1b-$v.json"
+  done
+done
+
+if [ "$REAL" = 1 ]; then
+  for m in "$MODELS"/SmolLM2-135M-Instruct.Q4_1.gguf "$MODELS"/gemma-3-270m-q4_k_m.gguf; do
+    [ -f "$m" ] || { echo "$m missing (scripts/fetch-models.sh); no smoke row"; continue; }
+    b=$(basename "$m" .gguf)
+    rl=$OUT/real-$b.logits
+    if [ ! -f "$OUT/real-$b.json" ] || { [ $have_quantize = 1 ] && [ ! -f "$rl" ]; }; then
+      echo "== $b against itself (saves its logits)"
+      $G eval -m "$m" --base "$m" "${EVAL[@]}" --save-base "$rl" --force --json "$OUT/real-$b.json"
+    fi
+    # With `gantry quantize`: each of REAL_TYPES made from the shipped file
+    # (a requantization: the shipped file is the base) against it.
+    [ $have_quantize = 1 ] || continue
+    for t in ${REAL_TYPES:-q8_0 q4_0 q4_k_m}; do
+      q=models/$b-$t.gguf
+      [ -f "$OUT/real-$b-$t.json" ] && continue
+      [ -f "$q" ] || $G quantize $(fill "$QUANTIZE_ARGS" in="$m" out="$q" type="$t")
+      echo "== $b $t against the shipped file"
+      $G eval -m "$q" --base-logits "$rl" "${EVAL[@]}" --json "$OUT/real-$b-$t.json"
+    done
+  done
+fi
+
+/usr/bin/python3 - "$OUT" <<'EOF'
+import glob, json, os, sys
+rows = []
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    j = json.load(open(f))
+    name = os.path.basename(j["model"]).replace(".gguf", "").replace("synth-1b-eval-", "1B synth ")
+    rows.append((j["model_bytes"], name, j))
+rows.sort(key=lambda r: (not r[1].startswith("1B"), -r[0]))
+print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for size, name, j in rows:
+    p = j["perplexity"]
+    print(f"| {name} | {size / 2**20:.0f} | {p['model']:.2f} | {p['base']:.2f} | {p['model'] / p['base']:.4f} | "
+          f"{j['kl']['mean']:.5f} | {j['kl']['median']:.5f} | {j['kl']['p99']:.5f} | "
+          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} |")
+print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0})")
+EOF
