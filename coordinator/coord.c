@@ -49,6 +49,7 @@ struct gt_coord {
     int32_t *trunc_seq, *trunc_len; /* [max_seqs] sequences to truncate with the next step */
     int n_trunc;
     bool skip_sampling;  /* gt_coord_step_logits: rows go to the caller, no token is drawn */
+    const int8_t *verify; /* borrowed [n]: gt_coord_step_verify's rows that go to the caller (NULL: all wanted rows) */
     float *step_logits_out; /* borrowed: gt_coord_step_logits's rows [wanted, n_vocab]; NULL otherwise */
     int32_t *tok, *pos, *seq; /* [max_batch] one step's batch */
     int8_t *want;
@@ -305,7 +306,7 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
     c->n_free = c->n_trunc = 0;
     c->n_attach = c->n_attach_tok = 0;
     c->attach_spare = -1;
-    int row = 0;
+    int row = 0, out_row = 0;
     for (int i = 0; i < n; i++) {
         seq_state *q = &c->seqs[c->seq[i]];
         q->len = (uint32_t)c->pos[i] + 1;
@@ -313,9 +314,11 @@ static gt_status run_step(gt_coord *c, int n, float *logits) {
         remember(q, c->tok[i]);
         if (!c->want[i]) continue;
         const float *full_row = full ? res.logits + (size_t)row * (size_t)c->n_vocab : NULL;
-        if (logits)
-            memcpy(logits + (size_t)row * (size_t)c->n_vocab, full_row, (size_t)c->n_vocab * sizeof(float));
-        if (q->smp && !c->skip_sampling) {
+        bool to_caller = logits && (!c->verify || c->verify[i]);
+        if (to_caller)
+            memcpy(logits + (size_t)out_row++ * (size_t)c->n_vocab, full_row, (size_t)c->n_vocab * sizeof(float));
+        bool skip = c->verify ? c->verify[i] != 0 : c->skip_sampling;
+        if (q->smp && !skip) {
             const float *draw_row = full_row;
             bool cons = full_row && gt_constraint_active(q->cons);
             if (full_row && (gt_penalties_active(&q->pen) || cons)) {
@@ -403,7 +406,7 @@ gt_status gt_coord_step(gt_coord *c, int n, const int32_t *seqs, const int32_t *
         if (!c->step_pos[sq]) c->step_pos[sq] = (int32_t)c->seqs[sq].len + 1;
         uint32_t pos = (uint32_t)c->step_pos[sq]++ - 1;
         gt_status st = GT_OK;
-        if (c->step_wanted[sq] && !c->skip_sampling)
+        if (c->step_wanted[sq] && !c->skip_sampling && !(c->verify && c->verify[i]))
             st = gt_fail(GT_ERR_INVALID_ARG, "sequence %d wants an output before its last token of the step", sq);
         else if (pos >= c->n_ctx)
             st = gt_fail(GT_ERR_RANGE, "sequence %d would pass the context of %u tokens", sq, c->n_ctx);
@@ -490,3 +493,21 @@ gt_status gt_coord_step_logits(gt_coord *c, int n, const int32_t *seqs, const in
     c->skip_sampling = false;
     return st;
 }
+
+gt_status gt_coord_step_verify(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                               const int8_t *want, const int8_t *verify, float *logits) {
+    if (!logits || !verify)
+        return gt_fail(GT_ERR_INVALID_ARG, "gt_coord_step_verify needs its verify rows and an output buffer");
+    for (int i = 0; i < n; i++)
+        if (verify[i] && !want[i])
+            return gt_fail(GT_ERR_INVALID_ARG, "token %d of the step is verified but not wanted", i);
+    c->verify = verify;
+    float *saved = c->step_logits_out;
+    c->step_logits_out = logits;
+    gt_status st = gt_coord_step(c, n, seqs, toks, want);
+    c->step_logits_out = saved;
+    c->verify = NULL;
+    return st;
+}
+
+int gt_coord_max_rows(const gt_coord *c) { return c->max_rows; }

@@ -108,6 +108,18 @@ gt_status gt_coord_truncate_seq(gt_coord *c, int seq, uint32_t n);
  * its tokens. */
 gt_status gt_coord_step_logits(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
                                const int8_t *want, float *logits);
+/* Speculative decoding in a batch (the server's): as gt_coord_step, but
+ * the wanted rows with verify[i] set are a speculating sequence's
+ * verification rows (any of its tokens may be one): their full logits go
+ * to logits[verify rows, n_vocab] in batch order and no token is drawn
+ * from them, while every other wanted row draws its sequence's next token
+ * as in gt_coord_step (from the full row: a step with verify rows gathers
+ * full rows). GT_ERR_INVALID_ARG for a verify row that is not wanted, and
+ * what gt_coord_step returns. */
+gt_status gt_coord_step_verify(gt_coord *c, int n, const int32_t *seqs, const int32_t *toks,
+                               const int8_t *want, const int8_t *verify, float *logits);
+/* Wanted rows one step may hold (the job's max_out_rows, within its batch). */
+int gt_coord_max_rows(const gt_coord *c);
 /* Seconds the other ranks wait for a step plan before their watchdog ends
  * the job. */
 double gt_coord_step_timeout(const gt_coord *c);

@@ -203,7 +203,7 @@ static const char *const k_keys[] = {"model", "prompt", "messages", "max_tokens"
                                      "temperature", "top_p", "top_k", "min_p", "seed", "stop", "n",
                                      "logprobs", "top_logprobs", "stream", "stream_options",
                                      "presence_penalty", "frequency_penalty", "repetition_penalty", "user",
-                                     "typical_p", "logit_bias", "response_format", "grammar", NULL};
+                                     "typical_p", "logit_bias", "response_format", "grammar", "speculate", NULL};
 
 /* logit_bias {"id": bias} (OpenAI: bias in [-100, 100], -100 bans the
  * token, here -inf), response_format (json_object, json_schema, text) and
@@ -262,6 +262,30 @@ static gt_status get_constraint(octx *c, const json_t *o, gt_rpc_generate *g) {
         return LONG(c, "response_format", "the JSON schema is %zu bytes, over the limit of %zu", g->grammar_len,
                     c->lim->max_text_bytes);
     g->grammar_kind = 1; /* GT_GRAMMAR_JSON_SCHEMA */
+    return GT_OK;
+}
+
+/* Gantry's extension: speculate {lookup: 0..64, tokens: 1..64}, as the
+ * RPC's (absent fields: the server's defaults). */
+static gt_status get_speculate(octx *c, const json_t *v, gt_rpc_generate *g) {
+    if (!json_is_object(v)) return BAD(c, "speculate", "speculate must be an object {lookup, tokens}, not %s", jtype(v));
+    const char *key;
+    const json_t *e;
+    uint64_t u;
+    json_object_foreach((json_t *)v, key, e) {
+        if (!strcmp(key, "lookup")) {
+            GT_TRY(get_uint(c, "speculate.lookup", e, 0, 64, &u));
+            g->spec_lookup = (uint32_t)u;
+            g->spec_has_lookup = true;
+        } else if (!strcmp(key, "tokens")) {
+            GT_TRY(get_uint(c, "speculate.tokens", e, 1, 64, &u));
+            g->spec_tokens = (uint32_t)u;
+        } else {
+            return BAD(c, "speculate", "speculate has the field '%.40s' Gantry does not take (known: lookup, tokens)",
+                       key);
+        }
+    }
+    g->has_speculate = true;
     return GT_OK;
 }
 
@@ -338,6 +362,7 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
     }
     if (r->want_logprobs) g->logprobs = r->top_logprobs ? r->top_logprobs : 1;
     if ((v = json_object_get(o, "typical_p")) && !json_is_null(v)) GT_TRY(get_float(c, "typical_p", v, 0, 1, false, &g->sampling.typical_p));
+    if ((v = json_object_get(o, "speculate")) && !json_is_null(v)) GT_TRY(get_speculate(c, v, g));
     return get_constraint(c, o, g);
 }
 

@@ -118,6 +118,10 @@ gt_status gt_metrics_render(const gt_metrics_snapshot *s, gt_rpc_buf *out) {
     counter(&w, "prompt_tokens_total", "Prompt tokens of admitted requests.", s->prompt_tokens);
     counter(&w, "generation_tokens_total", "Tokens generated.", s->generated_tokens);
     counter(&w, "prompt_cached_tokens_total", "Prompt tokens served from the prefix cache.", s->cached_tokens);
+    counter(&w, "spec_verify_steps_total", "Speculative verification steps (a request's step with guesses).",
+            s->spec_steps);
+    counter(&w, "spec_draft_tokens_total", "Speculative guesses verified.", s->spec_drafted);
+    counter(&w, "spec_accepted_tokens_total", "Speculative guesses accepted.", s->spec_accepted);
 
     histo(&w, hn[0], "Time from submission to admission into the running batch.", &s->queue);
     histo(&w, hn[1], "Time from submission to the first generated token.", &s->ttft);

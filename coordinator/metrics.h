@@ -50,6 +50,8 @@ typedef struct gt_metrics_snapshot {
     uint64_t expert_slots, expert_hits, expert_misses, expert_evictions, expert_bytes_copied;
     uint64_t expert_prefetched, expert_prefetch_useful;
     double expert_wait_s;
+    /* speculative decoding (prompt lookup) */
+    uint64_t spec_steps, spec_drafted, spec_accepted;
     /* per rank; none for a single rank or before the first heartbeat */
     int n_ranks;
     const gt_metrics_rank *ranks; /* [n_ranks], borrowed */

@@ -184,7 +184,7 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
     enc e;
     begin(&e, b);
     response_head(&e, msgid);
-    msgpack_pack_map(&e.pk, r->logprobs ? 6 : 5);
+    msgpack_pack_map(&e.pk, 5 + (r->logprobs != NULL) + r->has_spec);
     pack_cstr(&e, "text");
     pack_text(&e, r->text ? r->text : "", r->text ? r->text_len : 0);
     pack_cstr(&e, "tokens");
@@ -206,6 +206,13 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
     pack_kv_double(&e, "queue_ms", r->queue_ms);
     pack_kv_double(&e, "ttft_ms", r->ttft_ms);
     pack_kv_double(&e, "total_ms", r->total_ms);
+    if (r->has_spec) {
+        pack_cstr(&e, "spec");
+        msgpack_pack_map(&e.pk, 3);
+        pack_kv_uint(&e, "drafted", r->spec_drafted);
+        pack_kv_uint(&e, "accepted", r->spec_accepted);
+        pack_kv_uint(&e, "steps", r->spec_steps);
+    }
     return end(&e, "a generate response");
 }
 

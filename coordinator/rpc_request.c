@@ -281,6 +281,7 @@ enum {
     G_LOGIT_BIAS,
     G_GRAMMAR,
     G_JSON_SCHEMA,
+    G_SPECULATE,
     G_COUNT
 };
 static const char *const generate_keys[G_COUNT] = {"prompt",
@@ -301,7 +302,8 @@ static const char *const generate_keys[G_COUNT] = {"prompt",
                                                    "typical_p",
                                                    "logit_bias",
                                                    "grammar",
-                                                   "json_schema"};
+                                                   "json_schema",
+                                                   "speculate"};
 
 enum { MAX_LOGIT_BIAS = 1024 };
 
@@ -344,6 +346,28 @@ static gt_status get_logit_bias(ctx *c, const msgpack_object *o, gt_rpc_generate
         g->bias[i] = b;
         g->n_bias = i + 1;
     }
+    return GT_OK;
+}
+
+/* speculate: {lookup: 0..64, tokens: 1..64}, both optional (absent: the
+ * server's defaults). */
+static gt_status get_speculate(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return INVALID(c, "speculate must be a map {lookup, tokens}, not %s", type_name(o));
+    static const char *const keys[] = {"lookup", "tokens"};
+    const msgpack_object *v[2];
+    GT_TRY(match_keys(c, "speculate", o, keys, 2, v));
+    uint64_t u;
+    g->has_speculate = true;
+    if (v[0]) {
+        GT_TRY(get_uint(c, "speculate.lookup", v[0], 0, 64, &u));
+        g->spec_lookup = (uint32_t)u;
+    }
+    if (v[1]) {
+        GT_TRY(get_uint(c, "speculate.tokens", v[1], 1, 64, &u));
+        g->spec_tokens = (uint32_t)u;
+    }
+    g->spec_has_lookup = v[0] != NULL;
     return GT_OK;
 }
 
@@ -415,6 +439,7 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
                         lim->max_text_bytes, &g->grammar, &g->grammar_len));
         g->grammar_kind = gbnf ? 0 : 1; /* GT_GRAMMAR_GBNF, GT_GRAMMAR_JSON_SCHEMA */
     }
+    if (v[G_SPECULATE]) GT_TRY(get_speculate(c, v[G_SPECULATE], g));
     return GT_OK;
 }
 

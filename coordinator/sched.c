@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "coordinator/constraint.h"
+#include "coordinator/spec.h"
 
 typedef struct req {
     gt_sched_req r;
@@ -31,6 +32,10 @@ typedef struct req {
     bool decoding;     /* the prompt is in; `last` is the next input */
     int32_t last;
     struct req *next;  /* the waiting queue */
+    /* ---- speculative decoding: its guesses follow its tokens in `prompt` ---- */
+    int spec_k;        /* guesses in this step (0: a plain decode row) */
+    int spec_row;      /* its first verification row in the step's logits */
+    int spec_steps, spec_drafted, spec_accepted;
 } req;
 
 struct gt_sched {
@@ -46,6 +51,16 @@ struct gt_sched {
     int *wanted;       /* [max_seqs] slots whose requests draw a token this step */
     int block_size, pool_blocks;
     uint64_t n_admitted, n_preempted;
+    /* ---- speculative decoding (allocated with the first speculating request) ---- */
+    int max_rows;          /* wanted rows per step */
+    int8_t *verify;        /* [budget] the step's verification rows */
+    float *vrows, *prows;  /* [max_rows, n_vocab] their logits; with penalties applied */
+    float *p;              /* [n_vocab] */
+    gt_cand *lp_scratch;   /* [2 * n_vocab] */
+    gt_cand top[20];
+    int n_vrows;
+    bool trunc_pending;    /* a truncation rides on the next step */
+    gt_sched_spec_stats spec;
 };
 
 const char *gt_finish_name(gt_finish f) {
@@ -83,7 +98,9 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
     s->seqs = malloc((size_t)s->budget * sizeof *s->seqs);
     s->toks = malloc((size_t)s->budget * sizeof *s->toks);
     s->want = malloc((size_t)s->budget);
-    if (!s->slots || !s->wanted || !s->seqs || !s->toks || !s->want) {
+    s->verify = calloc((size_t)s->budget, 1);
+    s->max_rows = gt_coord_max_rows(c);
+    if (!s->slots || !s->wanted || !s->seqs || !s->toks || !s->want || !s->verify) {
         gt_sched_destroy(s);
         return gt_fail(GT_ERR_NOMEM, "cannot allocate the scheduler's tables for %d sequences", lim.max_seqs);
     }
@@ -108,7 +125,7 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
         s->slots[q->slot] = NULL;
         s->n_running--;
     }
-    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen};
+    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen, q->spec_steps, q->spec_drafted, q->spec_accepted};
     if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, &u);
     release(q);
 }
@@ -127,12 +144,50 @@ void gt_sched_destroy(gt_sched *s) {
     free(s->seqs);
     free(s->toks);
     free(s->want);
+    free(s->verify);
+    free(s->vrows);
+    free(s->prows);
+    free(s->p);
+    free(s->lp_scratch);
     free(s);
 }
 
 int gt_sched_n_waiting(const gt_sched *s) { return s->n_waiting; }
 int gt_sched_n_running(const gt_sched *s) { return s->n_running; }
 uint64_t gt_sched_n_preempted(const gt_sched *s) { return s->n_preempted; }
+gt_sched_spec_stats gt_sched_get_spec_stats(const gt_sched *s) { return s->spec; }
+
+/* The speculation settings of r, and the buffers its verification needs. */
+static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
+    if (r->spec_lookup == 0) return GT_OK;
+    if (r->spec_lookup < 0 || r->spec_lookup > 64 || r->spec_tokens < 1 || r->spec_tokens > 64)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu speculates with lookup %d and %d tokens; lookup must "
+                       "be in 1..64 and tokens in 1..64", (unsigned long long)r->id, r->spec_lookup, r->spec_tokens);
+    if (r->cons)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for speculation together with a grammar, JSON "
+                       "schema or logit bias; verification does not apply them, so use one or the other",
+                       (unsigned long long)r->id);
+    if (s->max_rows - s->max_seqs < 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for speculation, but this job's steps hold %d output "
+                       "rows for %d sequences, leaving none for guesses", (unsigned long long)r->id, s->max_rows,
+                       s->max_seqs);
+    if (s->vrows) return GT_OK;
+    size_t rows = (size_t)s->max_rows * (size_t)s->n_vocab;
+    s->vrows = malloc(rows * sizeof *s->vrows);
+    s->prows = malloc(rows * sizeof *s->prows);
+    s->p = malloc((size_t)s->n_vocab * sizeof *s->p);
+    s->lp_scratch = malloc(2 * (size_t)s->n_vocab * sizeof *s->lp_scratch);
+    if (!s->vrows || !s->prows || !s->p || !s->lp_scratch) {
+        free(s->vrows);
+        free(s->prows);
+        free(s->p);
+        free(s->lp_scratch);
+        s->vrows = s->prows = s->p = NULL;
+        s->lp_scratch = NULL;
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate %d verification rows of %d logits", s->max_rows, s->n_vocab);
+    }
+    return GT_OK;
+}
 
 static req *find(gt_sched *s, uint64_t id, req ***link) {
     for (int i = 0; i < s->max_seqs; i++)
@@ -182,6 +237,7 @@ static gt_status submit(gt_sched *s, const gt_sched_req *r) {
                        "holds %d", r->n_prompt, r->max_tokens, need, s->pool_blocks);
     if (s->n_waiting >= s->cfg.max_waiting)
         return gt_fail(GT_ERR_RANGE, "the queue is full (%d requests waiting)", s->n_waiting);
+    GT_TRY(spec_check(s, r));
     req *q = calloc(1, sizeof *q);
     if (!q) return gt_fail(GT_ERR_NOMEM, "cannot allocate a request");
     q->r = *r;
@@ -204,6 +260,7 @@ static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     }
     memcpy(q->prompt, r->prompt, (size_t)r->n_prompt * sizeof *q->prompt);
     q->r.prompt = q->prompt;
+    if (q->r.spec_lookup == 0) q->r.spec_tokens = 0;
     if (s->wait_tail) s->wait_tail->next = q;
     else s->wait_head = q;
     s->wait_tail = q;
@@ -230,12 +287,14 @@ gt_status gt_sched_cancel(gt_sched *s, uint64_t id) {
 /* Adds up to `room` prompt tokens of q to the step; returns how many. */
 static int add_chunk(gt_sched *s, req *q, int n, int room) {
     q->chunk_from = q->prefilled;
+    q->spec_k = 0; /* its wanted row, if any, draws as a plain one */
     int m = q->r.n_prompt - q->prefilled;
     if (m > room) m = room;
     for (int i = 0; i < m; i++) {
         s->seqs[n + i] = q->slot;
         s->toks[n + i] = q->prompt[q->prefilled + i];
         s->want[n + i] = 0;
+        s->verify[n + i] = 0;
     }
     q->prefilled += m;
     if (m > 0 && q->prefilled == q->r.n_prompt) s->want[n + m - 1] = 1;
@@ -274,22 +333,127 @@ static void preempt_youngest(gt_sched *s) {
     s->n_preempted++;
 }
 
+/* Hands q its next token; false when q left (stop, max_tokens). Its
+ * tokens are kept after its prompt too, where prompt lookup reads them and
+ * a preempted request resumes from them. */
+static bool emit(gt_sched *s, req *q, int32_t tok, const gt_token_info *ip) {
+    if (q->n_gen < q->r.max_tokens) {
+        q->gen[q->n_gen] = tok;
+        q->prompt[q->n_orig + q->n_gen] = tok;
+    }
+    q->n_gen++;
+    bool stop = q->r.on_token && q->r.on_token(q->r.user, q->r.id, tok, ip);
+    if (stop) finish(s, q, GT_FINISH_STOP);
+    else if (q->n_gen >= q->r.max_tokens) finish(s, q, GT_FINISH_LENGTH);
+    else {
+        q->decoding = true;
+        q->last = tok;
+        return true;
+    }
+    return false;
+}
+
+/* Prompt lookup for generating request q: its guesses go after its
+ * tokens in q->prompt (room for max_tokens is there); returns their count,
+ * within what the step has left (extra tokens, rows_extra output rows), what
+ * q may still generate after one more token, and the context. */
+static int spec_guess(const gt_sched *s, req *q, int extra, int rows_extra) {
+    if (q->r.spec_lookup <= 0) return 0;
+    int n = q->n_orig + q->n_gen; /* its tokens; the last is q->last, not yet in the cache */
+    int k = q->r.spec_tokens;
+    if (k > q->r.max_tokens - q->n_gen - 1) k = q->r.max_tokens - q->n_gen - 1;
+    if (k > extra) k = extra;
+    if (k > rows_extra) k = rows_extra;
+    if (k > (int)s->n_ctx - n) k = (int)s->n_ctx - n;
+    if (k <= 0) return 0;
+    return gt_spec_lookup(q->prompt, n, q->r.spec_lookup, k, q->prompt + n);
+}
+
+/* After a step that verified q's k guesses: keeps the longest acceptable
+ * prefix and the token after it (gt_spec_accept, with q's penalties on
+ * each row over the tokens before it, as a plain step applies them), drops
+ * the rest of the rows with the next step, and hands q the tokens. */
+static gt_status spec_verify(gt_sched *s, req *q) {
+    size_t V = (size_t)s->n_vocab;
+    int k = q->spec_k, n = q->n_orig + q->n_gen;
+    const int32_t *ctx = q->prompt; /* [n + k]: its tokens, then the guesses */
+    const float *raw = s->vrows + (size_t)q->spec_row * V, *rows = raw;
+    if (gt_penalties_active(&q->r.pen)) {
+        float *pr = s->prows + (size_t)q->spec_row * V;
+        for (int j = 0; j <= k; j++) { /* row j follows ctx[n - 1 + j] */
+            int end = n + j, from = end > GT_PENALTY_LAST_N ? end - GT_PENALTY_LAST_N : 0;
+            memcpy(pr + (size_t)j * V, raw + (size_t)j * V, V * sizeof *pr);
+            gt_apply_penalties(pr + (size_t)j * V, s->n_vocab, ctx + from, end - from, &q->r.pen);
+        }
+        rows = pr;
+    }
+    int32_t next;
+    int m = gt_spec_accept(q->smp, s->n_vocab, rows, ctx + n, k, NULL, s->p, &next);
+    s->spec.steps++;
+    s->spec.drafted += (uint64_t)k;
+    s->spec.accepted += (uint64_t)m;
+    q->spec_steps++;
+    q->spec_drafted += k;
+    q->spec_accepted += m;
+    /* The cache holds n + k tokens; the first n + m are right. */
+    if (m < k) {
+        GT_TRY(gt_coord_truncate_seq(s->c, q->slot, (uint32_t)(n + m)));
+        s->trunc_pending = true;
+    }
+    for (int j = 0; j <= m; j++) {
+        int32_t tok = j < m ? ctx[n + j] : next;
+        gt_token_info info, *ip = NULL;
+        if (q->r.logprobs > 0) {
+            gt_logprobs(raw + (size_t)j * V, s->n_vocab, tok, q->r.logprobs, &info.logprob, s->top, s->lp_scratch);
+            info.top = s->top;
+            info.n_top = q->r.logprobs < s->n_vocab ? q->r.logprobs : s->n_vocab;
+            ip = &info;
+        }
+        if (!emit(s, q, tok, ip)) break;
+    }
+    return GT_OK;
+}
+
 /* Fills one step: decode tokens, then prompt chunks, then (when admit)
  * newly admitted requests. Returns its token count. */
 static gt_status build(gt_sched *s, bool admit, int *n_out) {
-    int n = 0;
+    int n = 0, n_dec = 0;
     for (int i = 0; i < s->max_seqs; i++)
-        if (s->slots[i]) s->slots[i]->chunk_from = s->slots[i]->prefilled;
+        if (s->slots[i]) {
+            s->slots[i]->chunk_from = s->slots[i]->prefilled;
+            n_dec += s->slots[i]->decoding;
+        }
+    /* Guesses take what one decode token per generating request leaves of
+     * the budget and of the output rows (a plain row per sequence). */
+    int extra = s->budget - n_dec, rows_extra = s->max_rows - s->max_seqs;
+    s->n_vrows = 0;
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];
         if (!q || !q->decoding) continue;
-        s->seqs[n] = q->slot;
-        s->toks[n] = q->last;
-        s->want[n++] = 1;
+        int k = spec_guess(s, q, extra, rows_extra);
+        q->spec_k = k;
+        q->spec_row = s->n_vrows;
+        for (int j = 0; j <= k; j++) {
+            s->seqs[n] = q->slot;
+            s->toks[n] = j ? q->prompt[q->n_orig + q->n_gen + j - 1] : q->last;
+            s->verify[n] = k > 0;
+            s->want[n++] = 1;
+        }
+        if (k > 0) s->n_vrows += k + 1;
+        extra -= k;
+        rows_extra -= k;
     }
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];
         if (q && !q->decoding) n += add_chunk(s, q, n, s->budget - n);
+    }
+    /* A pending truncation may take a block out of the prefix index that
+     * rank 0's cache still shows: it goes first, in a step of its own,
+     * before anyone is matched against the index. */
+    if (admit && s->trunc_pending && s->wait_head && n < s->budget && free_slot(s) >= 0) {
+        bool sent;
+        GT_TRY(gt_coord_flush(s->c, &sent));
+        s->trunc_pending = false;
     }
     int slot;
     while (admit && s->wait_head && n < s->budget && (slot = free_slot(s)) >= 0) {
@@ -323,7 +487,8 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
     for (;;) {
         GT_TRY(build(s, admit, &n));
         if (!n) break;
-        gt_status st = gt_coord_step(s->c, n, s->seqs, s->toks, s->want);
+        gt_status st = s->n_vrows ? gt_coord_step_verify(s->c, n, s->seqs, s->toks, s->want, s->verify, s->vrows)
+                                  : gt_coord_step(s->c, n, s->seqs, s->toks, s->want);
         if (st == GT_OK) break;
         if (!gt_coord_kv_full(s->c) || s->n_running < 2) return st;
         /* Undo this step's chunk progress, make room, try again without
@@ -334,13 +499,24 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         admit = false;
     }
     *did_work = n > 0;
-    if (!n) return gt_coord_flush(s->c, did_work); /* release the finished requests' blocks */
+    if (!n) {
+        s->trunc_pending = false;
+        return gt_coord_flush(s->c, did_work); /* release the finished requests' blocks */
+    }
+    s->trunc_pending = false; /* the step carried them */
+    /* One entry per request that draws: a speculating request's first
+     * verification row stands for all of them. */
     int n_wanted = 0;
     for (int i = 0; i < n; i++)
-        if (s->want[i]) s->wanted[n_wanted++] = s->seqs[i];
+        if (s->want[i] && !(s->verify[i] && i > 0 && s->verify[i - 1] && s->seqs[i - 1] == s->seqs[i]))
+            s->wanted[n_wanted++] = s->seqs[i];
     for (int i = 0; i < n_wanted; i++) {
         req *q = s->slots[s->wanted[i]];
         if (!q) continue; /* cancelled by an earlier callback of this step */
+        if (q->spec_k > 0) {
+            GT_TRY(spec_verify(s, q));
+            continue;
+        }
         int32_t tok;
         if (q->r.cons && gt_coord_next_token(s->c, q->slot, &tok) != GT_OK) {
             /* The grammar (or the bias) left no token: end this request only. */
@@ -354,15 +530,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
             GT_TRY(gt_coord_next_logprobs(s->c, q->slot, &info.logprob, &info.top, &info.n_top));
             ip = &info;
         }
-        if (q->n_gen < q->r.max_tokens) q->gen[q->n_gen] = tok;
-        q->n_gen++;
-        bool stop = q->r.on_token && q->r.on_token(q->r.user, q->r.id, tok, ip);
-        if (stop) finish(s, q, GT_FINISH_STOP);
-        else if (q->n_gen >= q->r.max_tokens) finish(s, q, GT_FINISH_LENGTH);
-        else {
-            q->decoding = true;
-            q->last = tok;
-        }
+        emit(s, q, tok, ip);
     }
     return GT_OK;
 }

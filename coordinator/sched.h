@@ -42,6 +42,10 @@ typedef struct gt_sched_usage {
     int prompt_tokens;
     int cached_tokens;     /* prompt tokens whose KV rows came from the prefix cache */
     int completion_tokens; /* tokens generated */
+    /* ---- speculative decoding (zero without it) ---- */
+    int spec_steps;    /* verification steps (steps that carried guesses) */
+    int spec_drafted;  /* guesses verified */
+    int spec_accepted; /* of them, kept */
 } gt_sched_usage;
 
 /* A generated token's log-probability and its best alternatives (when the
@@ -73,6 +77,16 @@ typedef struct gt_sched_req {
     /* Called once when the request leaves. */
     void (*on_done)(void *user, uint64_t id, gt_finish why, const gt_sched_usage *usage);
     void *user;
+    /* ---- speculative decoding (prompt lookup; spec.h) ----
+     * With spec_lookup > 0, a generating request's step carries its last
+     * token and up to spec_tokens guesses (the tokens that followed the
+     * latest earlier occurrence of its context's last n-gram, n =
+     * spec_lookup down to 1), K + 1 rows verified as spec.h describes
+     * (gt_spec_accept), with the request's penalties applied at each
+     * verified position. The guesses take what the step's token budget and
+     * output rows leave after one decode token per generating request. */
+    int spec_lookup; /* longest n-gram matched, 0..64 (0: no speculation) */
+    int spec_tokens; /* guesses per step, 1..64 (with spec_lookup > 0) */
 } gt_sched_req;
 
 typedef struct gt_sched gt_sched;
@@ -83,8 +97,10 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
 void gt_sched_destroy(gt_sched *s);
 /* Queues a request. GT_ERR_RANGE when its prompt plus max_tokens exceed
  * the context or the queue is full; GT_ERR_INVALID_ARG for an empty prompt,
- * a token outside the vocabulary, max_tokens < 1, a bad sampler setting or
- * an id already live. Each with a sentence naming the numbers. */
+ * a token outside the vocabulary, max_tokens < 1, a bad sampler setting,
+ * speculation settings out of range (or with a constraint, or no output
+ * rows left for guesses)
+ * or an id already live. Each with a sentence naming the numbers. */
 gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r);
 /* Finishes a waiting or running request as cancelled (its on_done runs
  * now). GT_ERR_NOT_FOUND when no live request has that id. */
@@ -98,5 +114,12 @@ int gt_sched_n_running(const gt_sched *s);
 /* Requests taken off their slot because the KV pool was full (each resumed
  * later on what the prefix cache still holds). */
 uint64_t gt_sched_n_preempted(const gt_sched *s);
+/* Speculative decoding's counters over every request since the start. */
+typedef struct gt_sched_spec_stats {
+    uint64_t steps;    /* verification steps (a request's step with guesses) */
+    uint64_t drafted;  /* guesses verified */
+    uint64_t accepted; /* of them, kept */
+} gt_sched_spec_stats;
+gt_sched_spec_stats gt_sched_get_spec_stats(const gt_sched *s);
 
 #endif

@@ -157,6 +157,10 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .queue_ms = r->t_admit ? (double)(r->t_admit - r->t_submit) * 1e-6 : 0.0,
             .ttft_ms = r->t_first ? (double)(r->t_first - r->t_submit) * 1e-6 : 0.0,
             .total_ms = (double)(now - r->t_submit) * 1e-6,
+            .has_spec = r->spec,
+            .spec_drafted = (uint32_t)u->spec_drafted,
+            .spec_accepted = (uint32_t)u->spec_accepted,
+            .spec_steps = (uint32_t)u->spec_steps,
         };
         if (gt_rpc_encode_generate(&s->out, r->msgid, &res) == GT_OK) send_buf(s, r->sc);
     }
@@ -191,6 +195,22 @@ static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t *
     if (st == GT_OK) st = gt_tokenize(s->tok, text, len, flags, ids, n);
     free(text);
     return st;
+}
+
+/* The request's speculation: its `speculate`, else the server's --lookup
+ * and --draft-tokens (not for a request with a grammar or a logit bias,
+ * which verification does not apply: asked for explicitly, the scheduler
+ * refuses the pair). */
+static void srv_spec_params(const gt_server *s, const gt_rpc_generate *g, gt_sched_req *q) {
+    int lookup = s->cfg.spec_lookup, k = s->cfg.spec_tokens > 0 ? s->cfg.spec_tokens : 4;
+    if (g->has_speculate) {
+        if (g->spec_has_lookup) lookup = (int)g->spec_lookup;
+        else if (lookup == 0) lookup = 3;
+        if (g->spec_tokens) k = (int)g->spec_tokens;
+    }
+    if (q->cons && !g->has_speculate) lookup = 0;
+    q->spec_lookup = lookup;
+    q->spec_tokens = lookup > 0 ? k : 0;
 }
 
 static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
@@ -252,6 +272,8 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
                           .pen = {g->repetition_penalty, g->presence_penalty, g->frequency_penalty},
                           .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
                           .on_done = on_done, .user = s, .cons = cons};
+        srv_spec_params(s, g, &q);
+        r->spec = q.spec_lookup > 0;
         st = gt_sched_submit(s->sched, &q);
         code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
     }
@@ -371,6 +393,9 @@ static void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4]
         {"kv_to_host_bytes", kv.to_host_bytes},
         {"kv_from_host_bytes", kv.from_host_bytes},
         {"waiting", (uint64_t)gt_sched_n_waiting(s->sched)},
+        {"spec_steps", gt_sched_get_spec_stats(s->sched).steps},
+        {"spec_drafted_tokens", gt_sched_get_spec_stats(s->sched).drafted},
+        {"spec_accepted_tokens", gt_sched_get_spec_stats(s->sched).accepted},
     };
     const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
     static const char *const names[] = {"queue_ms", "ttft_ms", "inter_token_ms", "e2e_ms"};
@@ -663,6 +688,10 @@ gt_status gt_server_metrics_text(const gt_server *s, gt_rpc_buf *out) {
         .expert_misses = x.misses, .expert_evictions = x.evictions, .expert_bytes_copied = x.bytes_copied,
         .expert_prefetched = x.prefetched, .expert_prefetch_useful = x.prefetch_useful, .expert_wait_s = x.wait_s,
     };
+    gt_sched_spec_stats ss = gt_sched_get_spec_stats(s->sched);
+    m.spec_steps = ss.steps;
+    m.spec_drafted = ss.drafted;
+    m.spec_accepted = ss.accepted;
     int used = kv.total_blocks - kv.free_blocks - kv.cached_blocks;
     m.kv_used_blocks = used > 0 ? (uint64_t)used : 0;
     static const int fin[GT_METRICS_N_FINISH] = {GT_RPC_FINISH_STOP, GT_RPC_FINISH_LENGTH, GT_RPC_FINISH_CANCELLED,

@@ -43,10 +43,13 @@ typedef struct gt_server_config {
     void (*on_ready)(void *user, int port);
     void *user;
     gt_server_http_config http;
+    /* ---- speculative decoding: defaults for requests without `speculate` ---- */
+    int spec_lookup; /* --lookup N: prompt lookup's longest n-gram (0: off) */
+    int spec_tokens; /* --draft-tokens K: guesses per step */
 } gt_server_config;
 #define GT_SERVER_CONFIG_INIT                                                                      \
     { GT_NET_CONFIG_INIT, GT_RPC_LIMITS_INIT, NULL, 30.0, GT_SCHED_CONFIG_INIT, NULL, NULL,        \
-      GT_SERVER_HTTP_CONFIG_INIT }
+      GT_SERVER_HTTP_CONFIG_INIT, 0, 4 }
 
 /* Serves until a signal drains it. GT_ERR_IO when it cannot listen; a failed
  * engine step is returned (the job then ends). */

@@ -143,9 +143,14 @@ static const char *finish_name(gt_rpc_finish f) { return gt_rpc_finish_name(f); 
 
 static json_t *usage_json(const srv_req *r, const gt_sched_usage *u) {
     uint32_t done = u ? (uint32_t)u->completion_tokens : r->n_toks;
-    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens",
-                     (json_int_t)done, "total_tokens", (json_int_t)(r->n_prompt + done),
-                     "prompt_tokens_details", "cached_tokens", (json_int_t)(u ? u->cached_tokens : 0));
+    json_t *o = json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens",
+                          (json_int_t)done, "total_tokens", (json_int_t)(r->n_prompt + done),
+                          "prompt_tokens_details", "cached_tokens", (json_int_t)(u ? u->cached_tokens : 0));
+    /* Gantry's extension: a speculating request's guesses. */
+    if (o && r->spec && u)
+        json_object_set_new(o, "spec", json_pack("{s:I,s:I,s:I}", "drafted", (json_int_t)u->spec_drafted, "accepted",
+                                                 (json_int_t)u->spec_accepted, "steps", (json_int_t)u->spec_steps));
+    return o;
 }
 
 static json_t *bytes_json(gt_str p) {

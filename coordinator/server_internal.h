@@ -35,6 +35,7 @@ typedef struct srv_req {
     uint32_t n_toks, max_toks, n_prompt;
     uint64_t t_submit, t_admit, t_first, t_last;
     int32_t last;
+    bool spec;            /* it speculates: its answer carries "spec" */
     struct srv_req *prev, *next;
 } srv_req;
 

@@ -170,20 +170,6 @@ gt_status gt_spec_start(gt_spec *sp, int seq, gt_sampler *smp, const int32_t *pr
     return GT_OK;
 }
 
-/* A token drawn from w[V] (weights, not necessarily normalised; sum > 0)
- * with the sampler's random stream. */
-static int32_t draw_from(gt_spec *sp, const float *w, double sum) {
-    double r = gt_sampler_uniform(sp->smp) * sum;
-    int32_t last = 0;
-    for (int i = 0; i < sp->V; i++) {
-        if (w[i] <= 0) continue;
-        last = i;
-        r -= w[i];
-        if (r < 0) return i;
-    }
-    return last;
-}
-
 /* The draft model evaluates tokens [first, first + n) of ctx (its cache
  * then holds first + n), leaving the last one's logits in its rows. */
 static gt_status draft_eval(gt_spec *sp, const int32_t *toks, int n) {
@@ -213,7 +199,7 @@ static gt_status propose_draft(gt_spec *sp, int k) {
         } else {
             double sum = 0;
             for (size_t i = 0; i < V; i++) sum += q[i];
-            sp->guess[j] = draw_from(sp, q, sum);
+            sp->guess[j] = gt_spec_draw(sp->smp, q, sp->V, sum);
         }
     }
     return GT_OK;
@@ -241,36 +227,8 @@ gt_status gt_spec_round(gt_spec *sp, int max_new, int32_t *out, int *n_out) {
     for (int j = 0; j < k; j++) sp->toks[j + 1] = sp->guess[j];
     for (int j = 0; j <= k; j++) sp->seqs[j] = sp->seq;
     GT_TRY(gt_coord_step_logits(sp->c, k + 1, sp->seqs, sp->toks, sp->want, sp->rows));
-    size_t V = (size_t)sp->V;
-    int m = 0;
-    int32_t next = -1;
-    for (; m < k; m++) {
-        const float *row = sp->rows + (size_t)m * V;
-        int32_t x = sp->guess[m];
-        gt_sampler_probs(sp->smp, row, sp->p);
-        double px = sp->p[x], qx = lookup ? 1.0 : sp->q[(size_t)m * V + (size_t)x];
-        /* Keep x with probability min(1, p(x) / q(x)); greedy p and q are
-         * point masses, so this keeps exactly the argmax. */
-        if (px >= qx || (px > 0 && gt_sampler_uniform(sp->smp) * qx < px)) continue;
-        /* Rejected: draw from normalize(max(0, p - q)). */
-        double sum = 0;
-        for (size_t i = 0; i < V; i++) {
-            float qi = lookup ? (i == (size_t)x ? 1.0f : 0.0f) : sp->q[(size_t)m * V + i];
-            float r = sp->p[i] - qi;
-            sp->p[i] = r > 0 ? r : 0;
-            sum += sp->p[i];
-        }
-        if (sum <= 0) { /* p <= q everywhere after rounding: p itself, without x */
-            gt_sampler_probs(sp->smp, row, sp->p);
-            sp->p[x] = 0;
-            for (size_t i = 0; i < V; i++) sum += sp->p[i];
-        }
-        next = sum > 0 ? draw_from(sp, sp->p, sum) : gt_argmax(row, sp->V);
-        break;
-    }
-    /* Every guess kept (or none made): the bonus token, drawn exactly as a
-     * plain decode step draws it. */
-    if (next < 0) next = gt_sampler_sample(sp->smp, sp->rows + (size_t)k * V);
+    int32_t next;
+    int m = gt_spec_accept(sp->smp, sp->V, sp->rows, sp->guess, k, lookup ? NULL : sp->q, sp->p, &next);
     /* The cache holds n + k tokens; the first n + m are right. */
     uint32_t keep = (uint32_t)(sp->n + m);
     if (m < k) GT_TRY(gt_coord_truncate_seq(sp->c, sp->seq, keep));

@@ -84,4 +84,18 @@ void gt_spec_reset_stats(gt_spec *sp);
  * followed it into out; returns their count (0: no match). */
 int gt_spec_lookup(const int32_t *ctx, int n, int max_ngram, int k, int32_t *out);
 
+/* The acceptance of one verification, shared by gt_spec_round and the
+ * server's scheduler (spec_accept.c). rows[k + 1, n_vocab]: the target's
+ * logits after the last accepted token and after each of the k guesses
+ * (penalties already applied, when the sequence has any); guess[k]; q[k,
+ * n_vocab] the proposer's distribution of each guess, NULL for prompt
+ * lookup (point masses); p[n_vocab] scratch. Returns m, the guesses kept
+ * (0..k), and the token after them in *next (the bonus token when m == k).
+ * Draws from smp's random stream. */
+int gt_spec_accept(gt_sampler *smp, int n_vocab, const float *rows, const int32_t *guess, int k,
+                   const float *q, float *p, int32_t *next);
+/* A token drawn from w[n_vocab] (weights, not necessarily normalised; sum
+ * > 0) with smp's random stream. */
+int32_t gt_spec_draw(gt_sampler *smp, const float *w, int n_vocab, double sum);
+
 #endif

@@ -74,6 +74,11 @@ static const gt_flag k_flags[] = {
              "preempting the youngest when the pool runs out"},
     {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(job.eng.kv_host_bytes), .lo = 1, .metavar = "B",
      .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
+    {NULL, "--lookup", GT_FLAG_INT, O(srv.spec_lookup), .lo = 1, .hi = 64, .metavar = "N",
+     .help = "speculate with prompt lookup (longest n-gram N) for requests without `speculate`"},
+    {NULL, "--draft-tokens", GT_FLAG_INT, O(srv.spec_tokens), .lo = 1, .hi = 64, .metavar = "K",
+     .help = "guesses per speculating request and step (default 4); each step holds K + 1 output\n"
+             "rows per sequence for them"},
     GT_JOB_FLAGS(serve_opts),
 };
 #undef O
@@ -124,7 +129,11 @@ int gt_cmd_serve(int argc, char **argv) {
      * tells it at the next heartbeat, and it drains. */
     if (gt_rank_launch_rank() != 0) gt_rank_watch_signals();
     o.job.max_cand = 64;
-    o.job.max_out_rows = o.job.eng.max_seqs;
+    /* One output row per sequence, plus K more for a speculating one's
+     * guesses (any request may speculate with its `speculate` field). */
+    long rows = (long)o.job.eng.max_seqs * (1 + o.srv.spec_tokens);
+    o.job.max_out_rows = rows < o.job.eng.max_batch_tokens ? (int)rows : o.job.eng.max_batch_tokens;
+    if (o.job.max_out_rows < o.job.eng.max_seqs) o.job.max_out_rows = o.job.eng.max_seqs;
     o.srv.sched.max_batch_tokens = o.job.eng.max_batch_tokens;
     return gt_verb_run("serve", &o.job, &o, serve_lead);
 }

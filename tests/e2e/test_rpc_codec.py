@@ -44,7 +44,7 @@ def expected_samples():
            {"token": 2147483647, "logprob": 0.0, "top": [[9906, -0.5]]}]
     gen = {"text": text, "tokens": toks, "finish_reason": "stop", "usage": usage, "timing": timing}
     gen_lp = {"text": text, "tokens": toks, "finish_reason": "cancelled", "usage": usage,
-              "logprobs": lps, "timing": timing}
+              "logprobs": lps, "timing": timing, "spec": {"drafted": 7, "accepted": 5, "steps": 3}}
     out = [
         ([1, 1, {"code": "invalid_param", "message": "generate: top_p 2 is outside (0, 1]"}, None], True),
         ([1, 2, None, gen], True),
@@ -173,7 +173,7 @@ def request_cases():
     err(203, "generate", {"prompt": "a", "temprature": 1}, "invalid_param",
         "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
         "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, "
-        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema)")
+        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)")
     err(204, "generate", {"prompt": "a", "max_tokens": 1048577}, "invalid_param",
         "generate: max_tokens 1048577 is outside [1, 1048576]")
     err(205, "generate", {"messages": [{"role": "tool", "content": "x"}]}, "invalid_param",

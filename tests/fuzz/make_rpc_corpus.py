@@ -37,7 +37,13 @@ SEEDS = {
     "auth": req(11, "auth", {"token": "sesame"}),
     "notification": msgpack.packb([2, "nvim_set_client_info", ["x", {}, "remote", {}, {}]]),
     "pipeline": b"".join([req(i, "health") for i in range(20)]) + req(21, "generate", {"prompt": "x"}),
+    "generate-speculate": req(29, "generate", {"prompt": "a b a b a", "max_tokens": 8,
+                                               "speculate": {"lookup": 3, "tokens": 4}}),
+    "generate-speculate-defaults": req(30, "generate", {"prompt": "x", "speculate": {}}),
     # broken ones
+    "bad-speculate": req(31, "generate", {"prompt": "a", "speculate": {"lookup": 65, "tokens": 0}})
+    + req(32, "generate", {"prompt": "a", "speculate": [3]})
+    + req(33, "generate", {"prompt": "a", "speculate": {"draft": "x"}}),
     "bad-unknown-method": req(12, "generat", {}),
     "bad-unknown-key": req(13, "generate", {"prompt": "a", "temprature": 1}),
     "bad-both-inputs": req(14, "generate", {"prompt": "a", "tokens": [1]}),

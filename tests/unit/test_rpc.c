@@ -204,6 +204,20 @@ static void test_generate_all_params(void **state) {
     assert_string_equal(g->stop[1], "END");
     assert_int_equal(g->logprobs, 3);
     assert_true(g->stream);
+    assert_false(g->has_speculate);
+    gt_rpc_request_free(&r);
+
+    /* speculate: both fields, or none (the server's defaults) */
+    assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 3, 'tokens': 8}}]]",
+                                &r, &ref),
+                     GT_OK);
+    assert_true(g->has_speculate && g->spec_has_lookup);
+    assert_int_equal(g->spec_lookup, 3);
+    assert_int_equal(g->spec_tokens, 8);
+    gt_rpc_request_free(&r);
+    assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {}}]]", &r, &ref), GT_OK);
+    assert_true(g->has_speculate && !g->spec_has_lookup);
+    assert_int_equal(g->spec_tokens, 0);
     gt_rpc_request_free(&r);
 
     /* Defaults: the sampler's (greedy), no max_tokens, nil means absent. */
@@ -302,7 +316,16 @@ static const refusal_case REFUSALS[] = {
     {"[0, 5, 'generate', [{'prompt': 'a', 'temprature': 1}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
      "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, "
-     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema)"},
+     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)"},
+    /* speculate */
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': 4}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: speculate must be a map {lookup, tokens}, not an integer"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 65}}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: speculate.lookup 65 is outside [0, 64]"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 2, 'tokens': 0}}]]", GT_RPC_INVALID_PARAM,
+     true, "generate: speculate.tokens 0 is outside [1, 64]"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': 'x.gguf'}}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: speculate has no key 'draft' (known: lookup, tokens)"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'seed': 1, 'seed': 2}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate gives 'seed' twice"},
     {"[0, 5, 'generate', [{1: 'a'}]]", GT_RPC_INVALID_PARAM, true,
@@ -762,7 +785,7 @@ static void test_encode_results(void **state) {
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
     gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
-                                lp,        1.5, 20.25, 40.0};
+                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);

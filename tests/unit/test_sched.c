@@ -28,7 +28,7 @@
 #include "model/synth.h"
 #include "util/test_util.h"
 
-enum { V = 300, N_REQ = 7, MAX_GEN = 12 };
+enum { V = 300, N_REQ = 7, MAX_GEN = 40 };
 
 static const char *model(void) {
     gt_synth_config c = gt_test_tiny_model("llama", GT_F32, V, 9);
@@ -61,6 +61,7 @@ typedef struct result {
     gt_finish why;
     int stop_after;   /* the token callback stops after this many (0: never) */
     int cached;       /* prompt tokens the prefix cache gave */
+    int spec_drafted, spec_accepted, spec_steps;
 } result;
 
 static result g_res[N_REQ + 4];
@@ -79,6 +80,9 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
     g_res[id].done++;
     g_res[id].why = why;
     g_res[id].cached = u->cached_tokens;
+    g_res[id].spec_drafted = u->spec_drafted;
+    g_res[id].spec_accepted = u->spec_accepted;
+    g_res[id].spec_steps = u->spec_steps;
     assert_int_equal(u->completion_tokens, g_res[id].n);
 }
 
@@ -336,12 +340,90 @@ static void test_preemption(void **state) {
     check_preemption(1 << 20); /* with a host tier */
 }
 
+/* Prompt-lookup speculation in the batch: every request speculates on a
+ * prompt that repeats itself; greedy ones must equal their plain runs
+ * (sampled ones only finish: their rejection draws differ from a
+ * plain decode's). The counters add up, and settings the job cannot hold
+ * are refused. */
+static void test_speculation(void **state) {
+    (void)state;
+    gt_rank_config rc = GT_RANK_CONFIG_INIT;
+    rc.eng.model_path = model();
+    rc.eng.isa = "ref";
+    rc.eng.n_ctx = 96;
+    rc.eng.max_seqs = 4;
+    rc.eng.max_batch_tokens = 16;
+    rc.eng.kv_block_size = 4;
+    rc.max_cand = 8;
+    rc.max_out_rows = 16; /* 4 sequences, 12 rows for guesses */
+    gt_coord *c = NULL;
+    if (gt_coord_create(&rc, &c) != GT_OK) fail_msg("coordinator: %s", gt_last_error());
+    /* The plain runs of the same (periodic) prompts: batched plain equals
+     * solo (test_batched_equals_solo). */
+    int32_t want[N_REQ][MAX_GEN], prompts[N_REQ][64];
+    gt_sched *s = NULL;
+    gt_sched_config cfg = GT_SCHED_CONFIG_INIT;
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    memset(g_res, 0, sizeof g_res);
+    for (int i = 0; i < N_REQ; i++) {
+        make_prompt(i, prompts[i]);
+        for (int j = 4; j < k_len[i]; j++) prompts[i][j] = prompts[i][j % 4]; /* a period of 4 */
+        gt_sched_req r = request(i, prompts[i]);
+        r.max_tokens = MAX_GEN;
+        assert_int_equal(gt_sched_submit(s, &r), GT_OK);
+    }
+    run_to_idle(s);
+    for (int i = 0; i < N_REQ; i++) memcpy(want[i], g_res[i].toks, sizeof want[i]);
+    gt_sched_destroy(s);
+    memset(g_res, 0, sizeof g_res);
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    for (int i = 0; i < N_REQ; i++) {
+        gt_sched_req r = request(i, prompts[i]);
+        r.spec_lookup = 2;
+        r.spec_tokens = 3;
+        r.max_tokens = MAX_GEN;
+        assert_int_equal(gt_sched_submit(s, &r), GT_OK);
+    }
+    run_to_idle(s);
+    uint64_t drafted = 0, accepted = 0, steps = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g_res[i].done, 1);
+        assert_int_equal(g_res[i].n, MAX_GEN);
+        assert_true(g_res[i].spec_accepted <= g_res[i].spec_drafted);
+        drafted += (uint64_t)g_res[i].spec_drafted;
+        accepted += (uint64_t)g_res[i].spec_accepted;
+        steps += (uint64_t)g_res[i].spec_steps;
+        if (samp_of(i).temperature == 0 && memcmp(g_res[i].toks, want[i], sizeof want[i]))
+            fail_msg("greedy request %d: speculative tokens differ from its plain run", i);
+    }
+    gt_sched_spec_stats st = gt_sched_get_spec_stats(s);
+    printf("speculation: %llu of %llu guesses accepted in %llu steps\n", (unsigned long long)st.accepted, (unsigned long long)st.drafted, (unsigned long long)st.steps);
+    assert_true(drafted > 0);
+    assert_true(st.drafted == drafted && st.accepted == accepted && st.steps == steps);
+    /* Out of range, and a job without rows for guesses. */
+    gt_sched_req bad = request(0, prompts[0]);
+    bad.spec_lookup = 2;
+    bad.spec_tokens = 0;
+    assert_int_equal(gt_sched_submit(s, &bad), GT_ERR_INVALID_ARG);
+    assert_non_null(strstr(gt_last_error(), "and tokens in 1..64"));
+    gt_sched_destroy(s);
+    gt_coord_destroy(c);
+    c = open_coord(model());
+    assert_int_equal(gt_sched_create(c, &cfg, &s), GT_OK);
+    bad.spec_tokens = 3;
+    assert_int_equal(gt_sched_submit(s, &bad), GT_ERR_INVALID_ARG);
+    assert_non_null(strstr(gt_last_error(), "leaving none for guesses"));
+    gt_sched_destroy(s);
+    gt_coord_destroy(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_solo),
         cmocka_unit_test(test_cancel_stop_and_reuse),
         cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_speculation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -185,7 +185,11 @@ static int samples(void) {
                                   NULL,
                                   0.25,
                                   12.5,
-                                  100.125};
+                                  100.125,
+                                  false,
+                                  0,
+                                  0,
+                                  0};
     gt_rpc_token_event ev = {4000000000u, "\xe4\xb8\xad", 3, 104, NULL};
     gt_rpc_model_info mi = {"llama", "SmolLM2 135M", "chatml", 8192, 49152, 2, 1, 1, 2};
     double bounds[] = {1, 5, 25.5};
@@ -200,6 +204,10 @@ static int samples(void) {
     s |= gt_rpc_encode_generate(&b, 2, &gen);
     gen.logprobs = lp;
     gen.finish = GT_RPC_FINISH_CANCELLED;
+    gen.has_spec = true; /* "spec" after "timing" */
+    gen.spec_drafted = 7;
+    gen.spec_accepted = 5;
+    gen.spec_steps = 3;
     s |= gt_rpc_encode_generate(&b, 3, &gen);
     s |= gt_rpc_encode_token(&b, &ev);
     ev.logprobs = &lp[0];

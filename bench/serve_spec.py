@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Speculative decoding through `gantry serve` (issue 14): the same greedy
+chat request (bench/spec_prompt.txt: copy a text) sent plainly and with
+`speculate` {lookup, tokens}, alternately in every round, one at a time and
+then C at once; the outputs must be equal. Prints each round's decode rate
+(completion tokens over total_ms - ttft_ms, summed over the requests of the
+round) and the speed-up, spec / plain of the same round, with the
+acceptance the responses report.
+
+Usage: bench/serve_spec.py [--model M] [--rounds 3] [--tokens 96]
+       [--lookup 3] [--draft-tokens 4] [--concurrency 4] [--threads 2]
+"""
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GANTRY = os.environ.get("GANTRY_BIN", os.path.join(HERE, "..", "build", "tools", "gantry"))
+MODELS = os.environ.get("GANTRY_MODELS", os.path.expanduser("~/.cache/gantry/models"))
+
+
+def batch(port, params, n):
+    """n copies of params on one connection, sent in one write; their results."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=600)
+    s.sendall(b"".join(msgpack.packb([0, i, "generate", [params]]) for i in range(n)))
+    u = msgpack.Unpacker(raw=False)
+    done = {}
+    while len(done) < n:
+        u.feed(s.recv(1 << 16))
+        for m in u:
+            if m[0] == 1:
+                if m[2] is not None:
+                    raise SystemExit("error: %s" % m[2])
+                done[m[1]] = m[3]
+    s.close()
+    return [done[i] for i in range(n)]
+
+
+def decode_rate(res):
+    toks = sum(r["usage"]["completion_tokens"] - 1 for r in res)
+    ms = max(r["timing"]["total_ms"] for r in res) - min(r["timing"]["ttft_ms"] for r in res)
+    return toks / (ms * 1e-3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--lookup", type=int, default=3)
+    ap.add_argument("--draft-tokens", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    text = open(os.path.join(HERE, "spec_prompt.txt")).read()
+    p = subprocess.Popen([GANTRY, "serve", "-m", a.model, "--port", "0", "--threads", str(a.threads),
+                          "--seqs", str(max(4, a.concurrency)), "--ctx", "1024", "--draft-tokens",
+                          str(a.draft_tokens)], stderr=subprocess.PIPE, text=True)
+    port = None
+    while port is None:
+        line = p.stderr.readline()
+        if not line:
+            raise SystemExit("the server did not start")
+        m = re.search(r"port (\d+) \(pid", line)
+        port = int(m.group(1)) if m else None
+    try:
+        plain = {"messages": [{"role": "user", "content": text}], "max_tokens": a.tokens}
+        spec = dict(plain, speculate={"lookup": a.lookup, "tokens": a.draft_tokens})
+        batch(port, plain, 1)  # warm up (and fill the prefix cache for both)
+        print(f"SmolLM2 through gantry serve, greedy chat, {a.tokens} tokens, lookup {a.lookup}, "
+              f"K {a.draft_tokens}, {a.threads} threads")
+        for c in (1, a.concurrency):
+            for rnd in range(a.rounds):
+                rp = batch(port, plain, c)
+                rs = batch(port, spec, c)
+                same = all(x["tokens"] == rp[0]["tokens"] for x in rp + rs)
+                d = sum(r["spec"]["drafted"] for r in rs)
+                acc = sum(r["spec"]["accepted"] for r in rs)
+                steps = sum(r["spec"]["steps"] for r in rs)
+                vp, vs = decode_rate(rp), decode_rate(rs)
+                print(f"concurrency {c} round {rnd}: plain {vp:.1f} tok/s, speculative {vs:.1f} tok/s, "
+                      f"speed-up {vs / vp:.2f}x; accepted {acc}/{d} ({100.0 * acc / max(d, 1):.0f}%) "
+                      f"in {steps} verification steps; outputs equal: {same}", flush=True)
+    finally:
+        p.terminate()
+        p.wait(60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
