@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-bench/results/eval}
 G=build/tools/gantry
 TEXT=tests/data/public_domain.txt
-TYPES=${TYPES:-"q8_0 q6_k q5_k q4_k q4_0 q3_k q2_k"} # k-quant synth takes minutes each on 2 cores
+TYPES=${TYPES-"q8_0 q6_k q5_k q4_k q4_0 q3_k q2_k"} # k-quant synth takes minutes each on 2 cores
 BASE_TYPE=${BASE_TYPE:-f16}
 CTX=${CTX:-512}
 CHUNKS=${CHUNKS:-2}
