@@ -23,11 +23,11 @@
 
 #include "common/file.h"
 #include "common/json.h"
-#include "model/tokenizer/tokenizer.h"
 #include "tools/cmds.h"
 #include "tools/eval_logits.h"
 #include "tools/eval_stats.h"
 #include "tools/flags.h"
+#include "tools/text_chunks.h"
 #include "tools/verb.h"
 #include "transport/comm.h"
 
@@ -103,41 +103,19 @@ static const gt_flag_spec k_spec = {
 };
 
 /* The text cut into chunks with this model's tokenizer, as perplexity
- * does: tokens [n_chunks, ctx] and the header that describes them. */
+ * does (tools/text_chunks.h): tokens [n_chunks, ctx], the caller's to
+ * free, and the header that describes them. */
 static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks,
                              gt_evlog_header *h) {
-    gt_tokenizer *tok = NULL;
-    char *text = NULL;
-    int32_t *ids = NULL;
-    size_t len = 0, n_ids = 0;
+    gt_text_chunks tc = {0};
     *chunks = NULL;
-    gt_status st;
-    GT_TRY_GOTO(gt_tokenizer_load(gt_rank_gguf(gt_coord_rank(c)), &tok), st, done);
-    GT_TRY_GOTO(gt_read_file(o->text, (size_t)1 << 30, &text, &len), st, done);
-    GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
     int C = (int)o->ctx;
-    int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
-    int body = bos != GT_TOKEN_NULL ? C - 1 : C;
-    uint64_t n_chunks = n_ids / (size_t)body;
-    if (o->max_chunks > 0 && n_chunks > (uint64_t)o->max_chunks) n_chunks = (uint64_t)o->max_chunks;
-    if (n_chunks < 1) {
-        st = gt_fail(GT_ERR_RANGE,
-                     "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx", o->text,
-                     n_ids, body);
-        goto done;
+    gt_status st = gt_text_chunks_load(gt_rank_gguf(gt_coord_rank(c)), o->text, C, o->max_chunks, &tc);
+    if (st != GT_OK) {
+        gt_text_chunks_free(&tc);
+        return st;
     }
-    *chunks = malloc((size_t)n_chunks * (size_t)C * sizeof **chunks);
-    if (!*chunks) {
-        st = gt_fail(GT_ERR_NOMEM, "cannot allocate %llu chunks of %d tokens",
-                     (unsigned long long)n_chunks, C);
-        goto done;
-    }
-    for (uint64_t ci = 0; ci < n_chunks; ci++) {
-        int32_t *ch = *chunks + ci * (size_t)C;
-        int n = 0;
-        if (bos != GT_TOKEN_NULL) ch[n++] = bos;
-        memcpy(ch + n, ids + ci * (size_t)body, (size_t)body * sizeof *ch);
-    }
+    uint64_t n_chunks = (uint64_t)tc.n;
     memset(h, 0, sizeof *h);
     h->n_vocab = gt_rank_hparams(gt_coord_rank(c))->n_vocab;
     h->ctx = (uint32_t)C;
@@ -146,20 +124,13 @@ static gt_status eval_chunks(gt_coord *c, const eval_opts *o, int32_t **chunks,
     h->n_scored = h->chunk_tokens - 1 - h->first_scored;
     h->n_chunks = n_chunks;
     h->n_positions = n_chunks * h->n_scored;
-    h->text_bytes = len;
-    h->text_hash = gt_evlog_fnv1a(GT_FNV_OFFSET, text, len);
-    h->token_hash =
-        gt_evlog_fnv1a(GT_FNV_OFFSET, *chunks, (size_t)n_chunks * (size_t)C * sizeof **chunks);
-    st = GT_OK;
-done:
-    if (st != GT_OK) {
-        free(*chunks);
-        *chunks = NULL;
-    }
-    free(ids);
-    free(text);
-    gt_tokenizer_free(tok);
-    return st;
+    h->text_bytes = tc.text_len;
+    h->text_hash = gt_evlog_fnv1a(GT_FNV_OFFSET, tc.text, tc.text_len);
+    h->token_hash = gt_evlog_fnv1a(GT_FNV_OFFSET, tc.tok, (size_t)n_chunks * (size_t)C * sizeof *tc.tok);
+    *chunks = tc.tok;
+    tc.tok = NULL;
+    gt_text_chunks_free(&tc);
+    return GT_OK;
 }
 
 /* The base run: every chunk's scored rows into the logits file. */

@@ -11,14 +11,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "common/file.h"
 #include "common/timer.h"
 #include "model/quantize.h"
-#include "model/tokenizer/tokenizer.h"
 #include "tools/cmds.h"
 #include "tools/flags.h"
+#include "tools/text_chunks.h"
 #include "tools/verb.h"
 
 typedef struct imat_opts {
@@ -85,46 +83,26 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
                        "imatrix runs on one rank, not %d: each rank of a grid sees only its "
                        "shard's inputs",
                        gt_rank_world_size(rank));
-    gt_tokenizer *tok = NULL;
-    char *text = NULL;
-    int32_t *ids = NULL, *chunk = NULL;
+    gt_text_chunks tc = {0};
     float *logits = NULL; /* every position's: the head then sees every row, as in llama.cpp */
     collect col = {.n_expert = (int)gt_rank_hparams(rank)->n_expert, .st = GT_OK};
     gt_engine *e = gt_rank_engine(rank);
     gt_status st;
-    const gt_gguf *g = gt_rank_gguf(rank);
-    GT_TRY_GOTO(gt_imatrix_create(&col.im), st, done);
-    GT_TRY_GOTO(gt_tokenizer_load(g, &tok), st, done);
-    size_t len = 0, n_ids = 0;
-    GT_TRY_GOTO(gt_read_file(o->file, (size_t)1 << 30, &text, &len), st, done);
-    GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
     int C = (int)o->ctx;
-    int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
-    int body = bos != GT_TOKEN_NULL ? C - 1 : C;
-    long n_chunks = (long)(n_ids / (size_t)body);
-    if (o->max_chunks > 0 && n_chunks > o->max_chunks) n_chunks = o->max_chunks;
-    if (n_chunks < 1) {
-        st = gt_fail(GT_ERR_RANGE,
-                     "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx", o->file,
-                     n_ids, body);
-        goto done;
-    }
-    chunk = malloc((size_t)C * sizeof *chunk);
+    GT_TRY_GOTO(gt_imatrix_create(&col.im), st, done);
+    GT_TRY_GOTO(gt_text_chunks_load(gt_rank_gguf(rank), o->file, C, o->max_chunks, &tc), st, done);
+    long n_chunks = tc.n;
     logits = malloc((size_t)C * gt_rank_hparams(rank)->n_vocab * sizeof *logits);
-    if (!chunk || !logits) {
+    if (!logits) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate a chunk of %d tokens", C);
         goto done;
     }
-    fprintf(stderr, "imatrix: %s: %zu tokens, %ld chunks of %d\n", o->file, n_ids, n_chunks, C);
+    fprintf(stderr, "imatrix: %s: %zu tokens, %ld chunks of %d\n", o->file, tc.n_ids, n_chunks, C);
     uint64_t t0 = gt_now_ns();
     gt_engine_set_mm_hook(e, on_matmul, &col);
     for (long ci = 0; ci < n_chunks; ci++) {
-        int n = 0;
-        if (bos != GT_TOKEN_NULL) chunk[n++] = bos;
-        memcpy(chunk + n, ids + (size_t)ci * (size_t)body, (size_t)body * sizeof *chunk);
-        n += body;
         GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
-        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, n, logits), st, done);
+        GT_TRY_GOTO(gt_coord_prefill(c, 0, tc.tok + (size_t)ci * (size_t)C, C, logits), st, done);
         GT_TRY_GOTO(col.st, st, done);
         fprintf(stderr, "imatrix: chunk %ld/%ld, %.1f s\n", ci + 1, n_chunks,
                 (double)(gt_now_ns() - t0) * 1e-9);
@@ -136,11 +114,8 @@ static gt_status imat_lead(gt_coord *c, void *opts) {
            gt_imatrix_n_entries(col.im), n_chunks, C, (double)(gt_now_ns() - t0) * 1e-9, out);
 done:
     gt_engine_set_mm_hook(e, NULL, NULL);
-    free(chunk);
     free(logits);
-    free(ids);
-    free(text);
-    gt_tokenizer_free(tok);
+    gt_text_chunks_free(&tc);
     gt_imatrix_free(col.im);
     return st;
 }

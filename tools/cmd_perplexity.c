@@ -9,13 +9,11 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "common/file.h"
 #include "common/timer.h"
-#include "model/tokenizer/tokenizer.h"
 #include "tools/cmds.h"
 #include "tools/flags.h"
+#include "tools/text_chunks.h"
 #include "tools/verb.h"
 
 typedef struct ppl_opts {
@@ -58,45 +56,27 @@ static double log_prob(const float *logits, int n, int target) {
 
 static gt_status ppl_lead(gt_coord *c, void *opts) {
     const ppl_opts *o = opts;
-    gt_tokenizer *tok = NULL;
-    char *text = NULL;
-    int32_t *ids = NULL, *chunk = NULL;
+    gt_text_chunks tc = {0};
     float *logits = NULL;
     gt_status st;
-    const gt_gguf *g = gt_rank_gguf(gt_coord_rank(c));
-    GT_TRY_GOTO(gt_tokenizer_load(g, &tok), st, done);
-    size_t len = 0, n_ids = 0;
-    GT_TRY_GOTO(gt_read_file(o->file, (size_t)1 << 30, &text, &len), st, done);
-    GT_TRY_GOTO(gt_tokenize(tok, text, len, 0, &ids, &n_ids), st, done);
     int C = (int)o->ctx, V = (int)gt_rank_hparams(gt_coord_rank(c))->n_vocab;
-    int32_t bos = gt_tokenizer_add_bos(tok) ? gt_tokenizer_bos(tok) : GT_TOKEN_NULL;
-    int body = bos != GT_TOKEN_NULL ? C - 1 : C; /* text tokens per chunk */
-    long n_chunks = (long)(n_ids / (size_t)body);
-    if (o->max_chunks > 0 && n_chunks > o->max_chunks) n_chunks = o->max_chunks;
-    if (n_chunks < 1) {
-        st = gt_fail(GT_ERR_RANGE, "%s: %zu tokens is less than one chunk of %d; use a smaller --ctx",
-                     o->file, n_ids, body);
-        goto done;
-    }
-    chunk = malloc((size_t)C * sizeof *chunk);
+    GT_TRY_GOTO(gt_text_chunks_load(gt_rank_gguf(gt_coord_rank(c)), o->file, C, o->max_chunks, &tc), st, done);
+    long n_chunks = tc.n;
     logits = malloc((size_t)C * (size_t)V * sizeof *logits);
-    if (!chunk || !logits) {
+    if (!logits) {
         st = gt_fail(GT_ERR_NOMEM, "cannot allocate logits for a chunk of %d tokens", C);
         goto done;
     }
-    printf("%s: %zu tokens, %ld chunks of %d, scoring the second half of each\n", o->file, n_ids,
+    printf("%s: %zu tokens, %ld chunks of %d, scoring the second half of each\n", o->file, tc.n_ids,
            n_chunks, C);
     double nll = 0;
     long scored = 0;
     uint64_t t0 = gt_now_ns();
     for (long ci = 0; ci < n_chunks; ci++) {
-        int n = 0;
-        if (bos != GT_TOKEN_NULL) chunk[n++] = bos;
-        memcpy(chunk + n, ids + (size_t)ci * (size_t)body, (size_t)body * sizeof *chunk);
-        n += body;
+        const int32_t *chunk = tc.tok + (size_t)ci * (size_t)C;
         GT_TRY_GOTO(gt_coord_free_seq(c, 0), st, done);
-        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, n, logits), st, done);
-        for (int j = C / 2; j < n - 1; j++) {
+        GT_TRY_GOTO(gt_coord_prefill(c, 0, chunk, C, logits), st, done);
+        for (int j = C / 2; j < C - 1; j++) {
             nll -= log_prob(logits + (size_t)j * V, V, chunk[j + 1]);
             scored++;
         }
@@ -107,11 +87,8 @@ static gt_status ppl_lead(gt_coord *c, void *opts) {
     printf("perplexity: %.4f over %ld scored tokens (%.1f tok/s evaluated)\n", exp(nll / (double)scored),
            scored, (double)n_chunks * C / secs);
 done:
-    free(chunk);
     free(logits);
-    free(ids);
-    free(text);
-    gt_tokenizer_free(tok);
+    gt_text_chunks_free(&tc);
     return st;
 }
 
