@@ -265,10 +265,11 @@ static gt_status get_constraint(octx *c, const json_t *o, gt_rpc_generate *g) {
     return GT_OK;
 }
 
-/* Gantry's extension: speculate {lookup: 0..64, tokens: 1..64}, as the
- * RPC's (absent fields: the server's defaults). */
+/* Gantry's extension: speculate {lookup: 0..64, draft: bool, tokens:
+ * 1..64}, as the RPC's (absent fields: the server's defaults). */
 static gt_status get_speculate(octx *c, const json_t *v, gt_rpc_generate *g) {
-    if (!json_is_object(v)) return BAD(c, "speculate", "speculate must be an object {lookup, tokens}, not %s", jtype(v));
+    if (!json_is_object(v))
+        return BAD(c, "speculate", "speculate must be an object {lookup, draft, tokens}, not %s", jtype(v));
     const char *key;
     const json_t *e;
     uint64_t u;
@@ -280,11 +281,17 @@ static gt_status get_speculate(octx *c, const json_t *v, gt_rpc_generate *g) {
         } else if (!strcmp(key, "tokens")) {
             GT_TRY(get_uint(c, "speculate.tokens", e, 1, 64, &u));
             g->spec_tokens = (uint32_t)u;
+        } else if (!strcmp(key, "draft")) {
+            GT_TRY(get_bool(c, "speculate.draft", e, &g->spec_draft));
+            g->spec_has_draft = true;
         } else {
-            return BAD(c, "speculate", "speculate has the field '%.40s' Gantry does not take (known: lookup, tokens)",
-                       key);
+            return BAD(c, "speculate", "speculate has the field '%.40s' Gantry does not take (known: lookup, draft, "
+                       "tokens)", key);
         }
     }
+    if (g->spec_draft && g->spec_lookup > 0)
+        return BAD(c, "speculate", "speculate asks for both prompt lookup (lookup %u) and the draft model; a request "
+                   "speculates with one of them", g->spec_lookup);
     g->has_speculate = true;
     return GT_OK;
 }

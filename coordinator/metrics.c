@@ -122,6 +122,24 @@ gt_status gt_metrics_render(const gt_metrics_snapshot *s, gt_rpc_buf *out) {
             s->spec_steps);
     counter(&w, "spec_draft_tokens_total", "Speculative guesses verified.", s->spec_drafted);
     counter(&w, "spec_accepted_tokens_total", "Speculative guesses accepted.", s->spec_accepted);
+    static const char *method[2] = {"lookup", "draft"};
+    static const char *mname[3] = {"spec_method_verify_steps_total", "spec_method_draft_tokens_total",
+                                   "spec_method_accepted_tokens_total"};
+    static const char *mhelp[3] = {"Speculative verification steps, by proposer.",
+                                   "Speculative guesses verified, by proposer.",
+                                   "Speculative guesses accepted, by proposer."};
+    const uint64_t *mv[3] = {s->spec_method_steps, s->spec_method_drafted, s->spec_method_accepted};
+    for (int k = 0; k < 3; k++) {
+        head(&w, mname[k], "counter", mhelp[k]);
+        for (int i = 0; i < 2; i++)
+            put(&w, "gantry_%s{method=\"%s\"} %llu\n", mname[k], method[i], (unsigned long long)mv[k][i]);
+    }
+    if (s->has_draft) {
+        counter(&w, "spec_draft_forwards_total", "Forward calls of the draft model (batched over requests).",
+                s->spec_draft_forwards);
+        head(&w, "spec_draft_seconds_total", "counter", "Time in the draft model's forwards and draws.");
+        put(&w, "gantry_spec_draft_seconds_total %s\n", num(b, s->spec_draft_seconds));
+    }
 
     histo(&w, hn[0], "Time from submission to admission into the running batch.", &s->queue);
     histo(&w, hn[1], "Time from submission to the first generated token.", &s->ttft);

@@ -50,8 +50,14 @@ typedef struct gt_metrics_snapshot {
     uint64_t expert_slots, expert_hits, expert_misses, expert_evictions, expert_bytes_copied;
     uint64_t expert_prefetched, expert_prefetch_useful;
     double expert_wait_s;
-    /* speculative decoding (prompt lookup) */
+    /* speculative decoding (all proposers) */
     uint64_t spec_steps, spec_drafted, spec_accepted;
+    /* the same by proposer: [0] prompt lookup, [1] the draft model */
+    uint64_t spec_method_steps[2], spec_method_drafted[2], spec_method_accepted[2];
+    /* the draft model's forwards and the seconds they took (has_draft: a draft is loaded) */
+    bool has_draft;
+    uint64_t spec_draft_forwards;
+    double spec_draft_seconds;
     /* per rank; none for a single rank or before the first heartbeat */
     int n_ranks;
     const gt_metrics_rank *ranks; /* [n_ranks], borrowed */

@@ -168,11 +168,13 @@ typedef struct gt_rpc_generate {
     char *grammar;
     size_t grammar_len;
     int grammar_kind;
-    /* ---- speculative decoding: speculate {lookup, tokens} ---- */
-    bool has_speculate;   /* given (else the server's --lookup/--draft-tokens) */
+    /* ---- speculative decoding: speculate {lookup, draft, tokens} ---- */
+    bool has_speculate;   /* given (else the server's --lookup/--draft/--self-draft/--draft-tokens) */
     bool spec_has_lookup; /* lookup given (else the server's --lookup, or 3) */
     uint32_t spec_lookup; /* prompt lookup's longest n-gram, 0..64 (0: off) */
     uint32_t spec_tokens; /* guesses per step, 1..64 (0: the server's --draft-tokens) */
+    bool spec_has_draft;  /* draft given */
+    bool spec_draft;      /* guess with the server's draft model (never with lookup > 0) */
 } gt_rpc_generate;
 
 typedef struct gt_rpc_request {
@@ -286,14 +288,15 @@ typedef struct gt_rpc_generate_result {
     uint32_t prompt_tokens, completion_tokens, cached_tokens;
     const gt_rpc_token_logprobs *logprobs; /* borrowed [n_tokens]; NULL: no "logprobs" key */
     double queue_ms, ttft_ms, total_ms;
-    /* ---- speculative decoding: "spec": {"drafted", "accepted", "steps"} ---- */
+    /* ---- speculative decoding: "spec": {"drafted", "accepted", "steps", "method"?} ---- */
     bool has_spec; /* the request speculated (else no "spec" key) */
     uint32_t spec_drafted, spec_accepted, spec_steps;
+    const char *spec_method; /* "lookup" or "draft" (NULL: no "method" key) */
 } gt_rpc_generate_result;
 /* [1, msgid, nil, {"text", "tokens", "finish_reason", "usage":
  * {"prompt_tokens", "completion_tokens", "cached_tokens"}, "logprobs"?,
  * "timing": {"queue_ms", "ttft_ms", "total_ms"}, "spec"?: {"drafted",
- * "accepted", "steps"}}]. */
+ * "accepted", "steps", "method"?}}]. */
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r);
 
 typedef struct gt_rpc_token_event {

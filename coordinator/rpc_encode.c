@@ -208,10 +208,14 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
     pack_kv_double(&e, "total_ms", r->total_ms);
     if (r->has_spec) {
         pack_cstr(&e, "spec");
-        msgpack_pack_map(&e.pk, 3);
+        msgpack_pack_map(&e.pk, 3 + (r->spec_method != NULL));
         pack_kv_uint(&e, "drafted", r->spec_drafted);
         pack_kv_uint(&e, "accepted", r->spec_accepted);
         pack_kv_uint(&e, "steps", r->spec_steps);
+        if (r->spec_method) {
+            pack_cstr(&e, "method");
+            pack_cstr(&e, r->spec_method);
+        }
     }
     return end(&e, "a generate response");
 }

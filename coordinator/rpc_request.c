@@ -349,14 +349,14 @@ static gt_status get_logit_bias(ctx *c, const msgpack_object *o, gt_rpc_generate
     return GT_OK;
 }
 
-/* speculate: {lookup: 0..64, tokens: 1..64}, both optional (absent: the
- * server's defaults). */
+/* speculate: {lookup: 0..64, draft: bool, tokens: 1..64}, all optional
+ * (absent: the server's defaults); draft true with lookup > 0 is refused. */
 static gt_status get_speculate(ctx *c, const msgpack_object *o, gt_rpc_generate *g) {
     if (o->type != MSGPACK_OBJECT_MAP)
-        return INVALID(c, "speculate must be a map {lookup, tokens}, not %s", type_name(o));
-    static const char *const keys[] = {"lookup", "tokens"};
-    const msgpack_object *v[2];
-    GT_TRY(match_keys(c, "speculate", o, keys, 2, v));
+        return INVALID(c, "speculate must be a map {lookup, draft, tokens}, not %s", type_name(o));
+    static const char *const keys[] = {"lookup", "tokens", "draft"};
+    const msgpack_object *v[3];
+    GT_TRY(match_keys(c, "speculate", o, keys, 3, v));
     uint64_t u;
     g->has_speculate = true;
     if (v[0]) {
@@ -368,6 +368,13 @@ static gt_status get_speculate(ctx *c, const msgpack_object *o, gt_rpc_generate 
         g->spec_tokens = (uint32_t)u;
     }
     g->spec_has_lookup = v[0] != NULL;
+    if (v[2]) {
+        GT_TRY(get_bool(c, "speculate.draft", v[2], &g->spec_draft));
+        g->spec_has_draft = true;
+    }
+    if (g->spec_draft && g->spec_lookup > 0)
+        return INVALID(c, "speculate asks for both prompt lookup (lookup %u) and the draft model; a request "
+                       "speculates with one of them", g->spec_lookup);
     return GT_OK;
 }
 

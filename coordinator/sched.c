@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "coordinator/constraint.h"
 #include "coordinator/spec.h"
+#include "coordinator/spec_draft.h"
 
 typedef struct req {
     gt_sched_req r;
@@ -35,6 +36,7 @@ typedef struct req {
     /* ---- speculative decoding: its guesses follow its tokens in `prompt` ---- */
     int spec_k;        /* guesses in this step (0: a plain decode row) */
     int spec_row;      /* its first verification row in the step's logits */
+    int spec_qrow;     /* a draft's guesses: their first row of q in qrows */
     int spec_steps, spec_drafted, spec_accepted;
 } req;
 
@@ -56,6 +58,8 @@ struct gt_sched {
     int8_t *verify;        /* [budget] the step's verification rows */
     float *vrows, *prows;  /* [max_rows, n_vocab] their logits; with penalties applied */
     float *p;              /* [n_vocab] */
+    float *qrows;          /* [max_rows, n_vocab] the draft's distribution of each guess */
+    gt_spec_draft_job *jobs; /* [max_seqs] one step's draft proposals */
     gt_cand *lp_scratch;   /* [2 * n_vocab] */
     gt_cand top[20];
     int n_vrows;
@@ -122,6 +126,7 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
         gt_coord_set_sampler(s->c, q->slot, NULL);
         gt_coord_set_constraint(s->c, q->slot, NULL);
         gt_coord_free_seq(s->c, q->slot); /* sent with the next step */
+        gt_spec_draft_release(s->cfg.draft, q->slot);
         s->slots[q->slot] = NULL;
         s->n_running--;
     }
@@ -148,6 +153,8 @@ void gt_sched_destroy(gt_sched *s) {
     free(s->vrows);
     free(s->prows);
     free(s->p);
+    free(s->qrows);
+    free(s->jobs);
     free(s->lp_scratch);
     free(s);
 }
@@ -159,8 +166,17 @@ gt_sched_spec_stats gt_sched_get_spec_stats(const gt_sched *s) { return s->spec;
 
 /* The speculation settings of r, and the buffers its verification needs. */
 static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
-    if (r->spec_lookup == 0) return GT_OK;
-    if (r->spec_lookup < 0 || r->spec_lookup > 64 || r->spec_tokens < 1 || r->spec_tokens > 64)
+    if (r->spec_lookup == 0 && !r->spec_draft) return GT_OK;
+    if (r->spec_draft && r->spec_lookup != 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for both prompt lookup (%d) and the draft model; "
+                       "a request speculates with one of them", (unsigned long long)r->id, r->spec_lookup);
+    if (r->spec_draft && !s->cfg.draft)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for draft-model speculation, but this server has no "
+                       "draft model (start it with --draft FILE or --self-draft L)", (unsigned long long)r->id);
+    if (r->spec_draft && (r->spec_tokens < 1 || r->spec_tokens > 64))
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu speculates with the draft model and %d tokens; tokens "
+                       "must be in 1..64", (unsigned long long)r->id, r->spec_tokens);
+    if (!r->spec_draft && (r->spec_lookup < 0 || r->spec_lookup > 64 || r->spec_tokens < 1 || r->spec_tokens > 64))
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu speculates with lookup %d and %d tokens; lookup must "
                        "be in 1..64 and tokens in 1..64", (unsigned long long)r->id, r->spec_lookup, r->spec_tokens);
     if (r->cons)
@@ -171,6 +187,18 @@ static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
         return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for speculation, but this job's steps hold %d output "
                        "rows for %d sequences, leaving none for guesses", (unsigned long long)r->id, s->max_rows,
                        s->max_seqs);
+    if (r->spec_draft && !s->qrows) {
+        s->qrows = malloc((size_t)s->max_rows * (size_t)s->n_vocab * sizeof *s->qrows);
+        s->jobs = calloc((size_t)s->max_seqs, sizeof *s->jobs);
+        if (!s->qrows || !s->jobs) {
+            free(s->qrows);
+            free(s->jobs);
+            s->qrows = NULL;
+            s->jobs = NULL;
+            return gt_fail(GT_ERR_NOMEM, "cannot allocate %d draft distributions of %d tokens", s->max_rows,
+                           s->n_vocab);
+        }
+    }
     if (s->vrows) return GT_OK;
     size_t rows = (size_t)s->max_rows * (size_t)s->n_vocab;
     s->vrows = malloc(rows * sizeof *s->vrows);
@@ -260,7 +288,7 @@ static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     }
     memcpy(q->prompt, r->prompt, (size_t)r->n_prompt * sizeof *q->prompt);
     q->r.prompt = q->prompt;
-    if (q->r.spec_lookup == 0) q->r.spec_tokens = 0;
+    if (q->r.spec_lookup == 0 && !q->r.spec_draft) q->r.spec_tokens = 0;
     if (s->wait_tail) s->wait_tail->next = q;
     else s->wait_head = q;
     s->wait_tail = q;
@@ -319,6 +347,7 @@ static void preempt_youngest(gt_sched *s) {
     gt_coord_set_sampler(s->c, y->slot, NULL);
     gt_coord_set_constraint(s->c, y->slot, NULL);
     gt_coord_free_seq(s->c, y->slot);
+    gt_spec_draft_release(s->cfg.draft, y->slot); /* resumed, its draft starts again */
     s->slots[y->slot] = NULL;
     s->n_running--;
     memcpy(y->prompt + y->n_orig, y->gen, (size_t)y->n_gen * sizeof *y->prompt);
@@ -358,7 +387,7 @@ static bool emit(gt_sched *s, req *q, int32_t tok, const gt_token_info *ip) {
  * within what the step has left (extra tokens, rows_extra output rows), what
  * q may still generate after one more token, and the context. */
 static int spec_guess(const gt_sched *s, req *q, int extra, int rows_extra) {
-    if (q->r.spec_lookup <= 0) return 0;
+    if (q->r.spec_lookup <= 0 && !q->r.spec_draft) return 0;
     int n = q->n_orig + q->n_gen; /* its tokens; the last is q->last, not yet in the cache */
     int k = q->r.spec_tokens;
     if (k > q->r.max_tokens - q->n_gen - 1) k = q->r.max_tokens - q->n_gen - 1;
@@ -366,6 +395,7 @@ static int spec_guess(const gt_sched *s, req *q, int extra, int rows_extra) {
     if (k > rows_extra) k = rows_extra;
     if (k > (int)s->n_ctx - n) k = (int)s->n_ctx - n;
     if (k <= 0) return 0;
+    if (q->r.spec_draft) return k; /* the draft fills them in (plan_guesses) */
     return gt_spec_lookup(q->prompt, n, q->r.spec_lookup, k, q->prompt + n);
 }
 
@@ -388,10 +418,15 @@ static gt_status spec_verify(gt_sched *s, req *q) {
         rows = pr;
     }
     int32_t next;
-    int m = gt_spec_accept(q->smp, s->n_vocab, rows, ctx + n, k, NULL, s->p, &next);
+    const float *qd = q->r.spec_draft ? s->qrows + (size_t)q->spec_qrow * V : NULL;
+    int m = gt_spec_accept(q->smp, s->n_vocab, rows, ctx + n, k, qd, s->p, &next);
     s->spec.steps++;
     s->spec.drafted += (uint64_t)k;
     s->spec.accepted += (uint64_t)m;
+    gt_sched_spec_counts *by = q->r.spec_draft ? &s->spec.draft : &s->spec.lookup;
+    by->steps++;
+    by->drafted += (uint64_t)k;
+    by->accepted += (uint64_t)m;
     q->spec_steps++;
     q->spec_drafted += k;
     q->spec_accepted += m;
@@ -414,6 +449,38 @@ static gt_status spec_verify(gt_sched *s, req *q) {
     return GT_OK;
 }
 
+/* The guesses of every generating request this step, in slot order as
+ * build() lays them out: prompt lookup's at once, the draft model's for all
+ * its requests together (gt_spec_draft_propose). They take what one decode
+ * token per generating request leaves of the budget and of the output rows
+ * (a plain row per sequence). A request the step has no room for guesses
+ * nothing (spec_k 0). */
+static gt_status plan_guesses(gt_sched *s, int n_dec) {
+    int extra = s->budget - n_dec, rows_extra = s->max_rows - s->max_seqs, n = 0, n_jobs = 0, qrow = 0;
+    for (int i = 0; i < s->max_seqs; i++)
+        if (s->slots[i]) s->slots[i]->spec_k = 0;
+    for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
+        req *q = s->slots[i];
+        if (!q || !q->decoding) continue;
+        int k = spec_guess(s, q, extra, rows_extra);
+        q->spec_k = k;
+        n += k + 1;
+        extra -= k;
+        rows_extra -= k;
+        if (k > 0 && q->r.spec_draft) {
+            int ctx = q->n_orig + q->n_gen;
+            q->spec_qrow = qrow;
+            s->jobs[n_jobs++] = (gt_spec_draft_job){q->slot, q->prompt, ctx, k, q->smp, &q->r.pen, q->prompt + ctx,
+                                                    s->qrows + (size_t)qrow * (size_t)s->n_vocab};
+            qrow += k;
+        }
+    }
+    if (!n_jobs) return GT_OK;
+    GT_TRY(gt_spec_draft_propose(s->cfg.draft, s->jobs, n_jobs));
+    for (int i = 0; i < n_jobs; i++) s->slots[s->jobs[i].seq]->spec_k = s->jobs[i].k;
+    return GT_OK;
+}
+
 /* Fills one step: decode tokens, then prompt chunks, then (when admit)
  * newly admitted requests. Returns its token count. */
 static gt_status build(gt_sched *s, bool admit, int *n_out) {
@@ -423,15 +490,12 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
             s->slots[i]->chunk_from = s->slots[i]->prefilled;
             n_dec += s->slots[i]->decoding;
         }
-    /* Guesses take what one decode token per generating request leaves of
-     * the budget and of the output rows (a plain row per sequence). */
-    int extra = s->budget - n_dec, rows_extra = s->max_rows - s->max_seqs;
+    GT_TRY(plan_guesses(s, n_dec));
     s->n_vrows = 0;
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];
         if (!q || !q->decoding) continue;
-        int k = spec_guess(s, q, extra, rows_extra);
-        q->spec_k = k;
+        int k = q->spec_k;
         q->spec_row = s->n_vrows;
         for (int j = 0; j <= k; j++) {
             s->seqs[n] = q->slot;
@@ -440,8 +504,6 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
             s->want[n++] = 1;
         }
         if (k > 0) s->n_vrows += k + 1;
-        extra -= k;
-        rows_extra -= k;
     }
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];

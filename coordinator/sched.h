@@ -31,11 +31,16 @@ typedef enum gt_finish {
 } gt_finish;
 const char *gt_finish_name(gt_finish f); /* "stop", "length", "cancelled", "shutdown" */
 
+struct gt_spec_draft;
 typedef struct gt_sched_config {
     int max_batch_tokens; /* tokens per step; 0: the engine's batch */
     int max_waiting;      /* queued requests; beyond: GT_ERR_RANGE ("queue full") */
+    /* The draft model that requests with spec_draft speculate with
+     * (spec_draft.h; borrowed, created with the scheduler's slots as its
+     * sequences); NULL: none. */
+    struct gt_spec_draft *draft;
 } gt_sched_config;
-#define GT_SCHED_CONFIG_INIT {0, 1024}
+#define GT_SCHED_CONFIG_INIT {0, 1024, NULL}
 
 /* What a finished request used. */
 typedef struct gt_sched_usage {
@@ -86,7 +91,13 @@ typedef struct gt_sched_req {
      * verified position. The guesses take what the step's token budget and
      * output rows leave after one decode token per generating request. */
     int spec_lookup; /* longest n-gram matched, 0..64 (0: no speculation) */
-    int spec_tokens; /* guesses per step, 1..64 (with spec_lookup > 0) */
+    int spec_tokens; /* guesses per step, 1..64 (with spec_lookup > 0 or spec_draft) */
+    /* Guesses from the scheduler's draft model instead (gt_sched_config.
+     * draft; spec_lookup must then be 0): drawn for all such requests of a
+     * step in shared draft forwards, verified as above with the draft's
+     * distribution as q (rejection sampling). Its draft sequence is freed
+     * when it finishes or is preempted. */
+    bool spec_draft;
 } gt_sched_req;
 
 typedef struct gt_sched gt_sched;
@@ -115,10 +126,16 @@ int gt_sched_n_running(const gt_sched *s);
  * later on what the prefix cache still holds). */
 uint64_t gt_sched_n_preempted(const gt_sched *s);
 /* Speculative decoding's counters over every request since the start. */
+typedef struct gt_sched_spec_counts {
+    uint64_t steps;    /* verification steps (a request's step with guesses) */
+    uint64_t drafted;  /* guesses verified */
+    uint64_t accepted; /* of them, kept */
+} gt_sched_spec_counts;
 typedef struct gt_sched_spec_stats {
     uint64_t steps;    /* verification steps (a request's step with guesses) */
     uint64_t drafted;  /* guesses verified */
     uint64_t accepted; /* of them, kept */
+    gt_sched_spec_counts lookup, draft; /* the same by proposer (they add up to the above) */
 } gt_sched_spec_stats;
 gt_sched_spec_stats gt_sched_get_spec_stats(const gt_sched *s);
 

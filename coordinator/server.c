@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/timer.h"
+#include "coordinator/spec_draft.h"
 #include "coordinator/text.h"
 #include "model/chat.h"
 #include "model/tokenizer/tokenizer.h"
@@ -161,6 +162,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .spec_drafted = (uint32_t)u->spec_drafted,
             .spec_accepted = (uint32_t)u->spec_accepted,
             .spec_steps = (uint32_t)u->spec_steps,
+            .spec_method = r->spec ? (r->spec_draft ? "draft" : "lookup") : NULL,
         };
         if (gt_rpc_encode_generate(&s->out, r->msgid, &res) == GT_OK) send_buf(s, r->sc);
     }
@@ -197,20 +199,36 @@ static gt_status prompt_tokens(gt_server *s, const gt_rpc_generate *g, int32_t *
     return st;
 }
 
-/* The request's speculation: its `speculate`, else the server's --lookup
+/* The request's speculation: its `speculate`, else the server's proposer
+ * (the draft model with --draft/--self-draft, prompt lookup with --lookup)
  * and --draft-tokens (not for a request with a grammar or a logit bias,
  * which verification does not apply: asked for explicitly, the scheduler
- * refuses the pair). */
+ * refuses the pair). Within `speculate`: draft true takes the draft model
+ * (the scheduler refuses it on a server without one); lookup N takes
+ * prompt lookup (0: none); draft false alone turns speculation off; with
+ * neither, the server's proposer, or prompt lookup of 3. */
 static void srv_spec_params(const gt_server *s, const gt_rpc_generate *g, gt_sched_req *q) {
-    int lookup = s->cfg.spec_lookup, k = s->cfg.spec_tokens > 0 ? s->cfg.spec_tokens : 4;
+    bool draft = s->draft != NULL;
+    int lookup = draft ? 0 : s->cfg.spec_lookup, k = s->cfg.spec_tokens > 0 ? s->cfg.spec_tokens : 4;
     if (g->has_speculate) {
-        if (g->spec_has_lookup) lookup = (int)g->spec_lookup;
-        else if (lookup == 0) lookup = 3;
+        if (g->spec_draft) {
+            draft = true;
+            lookup = (int)g->spec_lookup;
+        } else if (g->spec_has_lookup || g->spec_has_draft) {
+            draft = false;
+            lookup = (int)g->spec_lookup;
+        } else if (!draft && lookup == 0) {
+            lookup = 3;
+        }
         if (g->spec_tokens) k = (int)g->spec_tokens;
     }
-    if (q->cons && !g->has_speculate) lookup = 0;
+    if (q->cons && !g->has_speculate) {
+        lookup = 0;
+        draft = false;
+    }
     q->spec_lookup = lookup;
-    q->spec_tokens = lookup > 0 ? k : 0;
+    q->spec_draft = draft;
+    q->spec_tokens = lookup > 0 || draft ? k : 0;
 }
 
 static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
@@ -273,7 +291,8 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
                           .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
                           .on_done = on_done, .user = s, .cons = cons};
         srv_spec_params(s, g, &q);
-        r->spec = q.spec_lookup > 0;
+        r->spec = q.spec_lookup > 0 || q.spec_draft;
+        r->spec_draft = q.spec_draft;
         st = gt_sched_submit(s->sched, &q);
         code = st == GT_ERR_RANGE ? GT_RPC_QUEUE_FULL : GT_RPC_INVALID_PARAM;
     }
@@ -371,10 +390,13 @@ static void handle_model_info(gt_server *s, srv_conn *sc, uint32_t msgid) {
     if (gt_rpc_encode_model_info(&s->out, msgid, &mi) == GT_OK) send_buf(s, sc);
 }
 
-/* The `stats` numbers; counters into cs[32], histograms into h[4]. */
-static void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4], gt_rpc_stats *out) {
+/* The `stats` numbers; counters into cs[40], histograms into h[4]. */
+static void srv_stats(gt_server *s, gt_rpc_counter cs[40], gt_rpc_histogram h[4], gt_rpc_stats *out) {
     /* Rank 0's KV cache: every rank's holds the same blocks. */
     gt_engine_kv_stats kv = gt_engine_kv(gt_rank_engine(gt_coord_rank(s->c)));
+    gt_sched_spec_stats ss = gt_sched_get_spec_stats(s->sched);
+    gt_spec_draft_stats ds = {0};
+    if (s->draft) ds = gt_spec_draft_get_stats(s->draft);
     gt_rpc_counter c[] = {
         {"requests", s->n_requests},
         {"finished_stop", s->n_finished[GT_RPC_FINISH_STOP]},
@@ -396,6 +418,14 @@ static void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4]
         {"spec_steps", gt_sched_get_spec_stats(s->sched).steps},
         {"spec_drafted_tokens", gt_sched_get_spec_stats(s->sched).drafted},
         {"spec_accepted_tokens", gt_sched_get_spec_stats(s->sched).accepted},
+        {"spec_lookup_steps", ss.lookup.steps},
+        {"spec_lookup_drafted_tokens", ss.lookup.drafted},
+        {"spec_lookup_accepted_tokens", ss.lookup.accepted},
+        {"spec_draft_steps", ss.draft.steps},
+        {"spec_draft_drafted_tokens", ss.draft.drafted},
+        {"spec_draft_accepted_tokens", ss.draft.accepted},
+        {"spec_draft_forwards", ds.forwards},
+        {"spec_draft_ms", (uint64_t)(ds.seconds * 1e3)},
     };
     const histo *hs[] = {&s->h_queue, &s->h_ttft, &s->h_itl, &s->h_e2e};
     static const char *const names[] = {"queue_ms", "ttft_ms", "inter_token_ms", "e2e_ms"};
@@ -407,7 +437,7 @@ static void srv_stats(gt_server *s, gt_rpc_counter cs[32], gt_rpc_histogram h[4]
 }
 
 static void handle_stats(gt_server *s, srv_conn *sc, uint32_t msgid) {
-    gt_rpc_counter c[32];
+    gt_rpc_counter c[40];
     gt_rpc_histogram h[4];
     gt_rpc_stats st;
     srv_stats(s, c, h, &st);
@@ -583,6 +613,31 @@ static void on_walk_close(uv_handle_t *h, void *arg) {
 
 static const srv_core k_core = {srv_submit, srv_model_name, gt_server_metrics_text};
 
+/* --draft FILE or --self-draft L: the draft engine, a sequence per slot. */
+static gt_status srv_draft_create(gt_server *s) {
+    if (!s->cfg.draft_path && s->cfg.self_draft_layers <= 0) return GT_OK;
+    if (s->cfg.spec_lookup > 0)
+        return gt_fail(GT_ERR_INVALID_ARG, "--lookup %d and a draft model both set the requests' default "
+                       "proposer; give one (a request may still ask for the other with `speculate`)",
+                       s->cfg.spec_lookup);
+    gt_step_limits lim = gt_rank_step_limits(gt_coord_rank(s->c));
+    gt_spec_draft_config dc = GT_SPEC_DRAFT_CONFIG_INIT;
+    dc.path = s->cfg.draft_path;
+    dc.self_layers = s->cfg.self_draft_layers;
+    dc.n_threads = s->cfg.draft_threads > 0 ? s->cfg.draft_threads : 1;
+    dc.isa = s->cfg.draft_isa;
+    dc.max_seqs = lim.max_seqs;
+    dc.max_tokens = s->cfg.sched.max_batch_tokens > 0 && s->cfg.sched.max_batch_tokens < lim.max_tokens
+                        ? s->cfg.sched.max_batch_tokens
+                        : lim.max_tokens;
+    int k = gt_coord_max_rows(s->c) - lim.max_seqs;
+    dc.max_guesses = k < 1 ? 1 : k > 64 ? 64 : k;
+    GT_TRY(gt_spec_draft_create(s->c, &dc, &s->draft));
+    GT_LOG_INFO(GT_SUB_SCHED, "speculation: %s guesses for requests (up to %d per step)", gt_spec_draft_name(s->draft),
+                dc.max_guesses);
+    return GT_OK;
+}
+
 gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     gt_server *s = calloc(1, sizeof *s);
     if (!s) return gt_fail(GT_ERR_NOMEM, "cannot allocate the server");
@@ -599,7 +654,12 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
     if (st == GT_OK) {
         s->have_tmpl = gt_text_model_template(gt_rank_gguf(rk), &s->tmpl) == GT_OK;
         gt_clear_error();
-        st = gt_sched_create(c, &cfg->sched, &s->sched);
+        st = srv_draft_create(s);
+    }
+    if (st == GT_OK) {
+        gt_sched_config sc = cfg->sched;
+        sc.draft = s->draft;
+        st = gt_sched_create(c, &sc, &s->sched);
     }
     if (st == GT_OK && uv_loop_init(&s->loop) != 0) st = gt_fail(GT_ERR_IO, "cannot start the event loop");
     gt_net_callbacks cb = {on_open, on_data, on_close, s};
@@ -643,6 +703,7 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
      * down. Then everything closes. */
     if (st != GT_OK) fail_all(s, gt_last_error());
     gt_sched_destroy(s->sched);
+    gt_spec_draft_destroy(s->draft);
     uv_run(&s->loop, UV_RUN_NOWAIT); /* flush the last answers */
     gt_net_close(s->net);
     srv_http_close(s);
@@ -692,6 +753,18 @@ gt_status gt_server_metrics_text(const gt_server *s, gt_rpc_buf *out) {
     m.spec_steps = ss.steps;
     m.spec_drafted = ss.drafted;
     m.spec_accepted = ss.accepted;
+    const gt_sched_spec_counts *by[2] = {&ss.lookup, &ss.draft};
+    for (int i = 0; i < 2; i++) {
+        m.spec_method_steps[i] = by[i]->steps;
+        m.spec_method_drafted[i] = by[i]->drafted;
+        m.spec_method_accepted[i] = by[i]->accepted;
+    }
+    if (s->draft) {
+        gt_spec_draft_stats ds = gt_spec_draft_get_stats(s->draft);
+        m.has_draft = true;
+        m.spec_draft_forwards = ds.forwards;
+        m.spec_draft_seconds = ds.seconds;
+    }
     int used = kv.total_blocks - kv.free_blocks - kv.cached_blocks;
     m.kv_used_blocks = used > 0 ? (uint64_t)used : 0;
     static const int fin[GT_METRICS_N_FINISH] = {GT_RPC_FINISH_STOP, GT_RPC_FINISH_LENGTH, GT_RPC_FINISH_CANCELLED,

@@ -46,10 +46,17 @@ typedef struct gt_server_config {
     /* ---- speculative decoding: defaults for requests without `speculate` ---- */
     int spec_lookup; /* --lookup N: prompt lookup's longest n-gram (0: off) */
     int spec_tokens; /* --draft-tokens K: guesses per step */
+    /* A draft model on rank 0 (spec_draft.h), the proposer of requests
+     * without `speculate` (and of those asking for it); at most one of the
+     * two, and not with spec_lookup. */
+    const char *draft_path;   /* --draft FILE */
+    int self_draft_layers;    /* --self-draft L */
+    int draft_threads;        /* the draft engine's threads */
+    const char *draft_isa;    /* its kernels (NULL: the best) */
 } gt_server_config;
 #define GT_SERVER_CONFIG_INIT                                                                      \
     { GT_NET_CONFIG_INIT, GT_RPC_LIMITS_INIT, NULL, 30.0, GT_SCHED_CONFIG_INIT, NULL, NULL,        \
-      GT_SERVER_HTTP_CONFIG_INIT, 0, 4 }
+      GT_SERVER_HTTP_CONFIG_INIT, 0, 4, NULL, 0, 1, NULL }
 
 /* Serves until a signal drains it. GT_ERR_IO when it cannot listen; a failed
  * engine step is returned (the job then ends). */

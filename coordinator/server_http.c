@@ -148,8 +148,10 @@ static json_t *usage_json(const srv_req *r, const gt_sched_usage *u) {
                           "prompt_tokens_details", "cached_tokens", (json_int_t)(u ? u->cached_tokens : 0));
     /* Gantry's extension: a speculating request's guesses. */
     if (o && r->spec && u)
-        json_object_set_new(o, "spec", json_pack("{s:I,s:I,s:I}", "drafted", (json_int_t)u->spec_drafted, "accepted",
-                                                 (json_int_t)u->spec_accepted, "steps", (json_int_t)u->spec_steps));
+        json_object_set_new(o, "spec", json_pack("{s:I,s:I,s:I,s:s}", "drafted", (json_int_t)u->spec_drafted,
+                                                 "accepted", (json_int_t)u->spec_accepted, "steps",
+                                                 (json_int_t)u->spec_steps, "method",
+                                                 r->spec_draft ? "draft" : "lookup"));
     return o;
 }
 

@@ -36,6 +36,7 @@ typedef struct srv_req {
     uint64_t t_submit, t_admit, t_first, t_last;
     int32_t last;
     bool spec;            /* it speculates: its answer carries "spec" */
+    bool spec_draft;      /* ... with the draft model (else prompt lookup) */
     struct srv_req *prev, *next;
 } srv_req;
 
@@ -76,6 +77,7 @@ typedef struct gt_server {
     struct gt_vocab_trie *trie; /* built at the first grammar request (server_grammar.c) */
     int32_t *eog;               /* [n_eog] end-of-generation tokens, with the trie */
     int n_eog;
+    struct gt_spec_draft *draft; /* --draft / --self-draft (spec_draft.h); NULL: none */
 } gt_server;
 
 /* server_grammar.c: the logit bias and grammar of a request (*out NULL

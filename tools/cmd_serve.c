@@ -76,6 +76,11 @@ static const gt_flag k_flags[] = {
      .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
     {NULL, "--lookup", GT_FLAG_INT, O(srv.spec_lookup), .lo = 1, .hi = 64, .metavar = "N",
      .help = "speculate with prompt lookup (longest n-gram N) for requests without `speculate`"},
+    {NULL, "--draft", GT_FLAG_STR, O(srv.draft_path), .metavar = "FILE",
+     .help = "a draft model of the same vocabulary (on rank 0): requests without `speculate`\n"
+             "speculate with it, others with `speculate: {draft: true}`"},
+    {NULL, "--self-draft", GT_FLAG_INT, O(srv.self_draft_layers), .lo = 1, .hi = 1 << 16, .metavar = "L",
+     .help = "the model's first L layers as the draft (on rank 0), as --draft"},
     {NULL, "--draft-tokens", GT_FLAG_INT, O(srv.spec_tokens), .lo = 1, .hi = 64, .metavar = "K",
      .help = "guesses per speculating request and step (default 4); each step holds K + 1 output\n"
              "rows per sequence for them"},
@@ -86,6 +91,10 @@ static const gt_flag k_flags[] = {
 static gt_status validate(void *opts) {
     serve_opts *o = opts;
     o->job.eng.kv_type = (gt_dtype)o->kv_type;
+    int kinds = (o->srv.spec_lookup > 0) + (o->srv.draft_path != NULL) + (o->srv.self_draft_layers > 0);
+    if (kinds > 1)
+        return gt_fail(GT_ERR_INVALID_ARG, "--lookup, --draft and --self-draft each set the requests' default "
+                       "proposer; give one (a request may still ask for prompt lookup with `speculate`)");
     return GT_OK;
 }
 
@@ -135,5 +144,7 @@ int gt_cmd_serve(int argc, char **argv) {
     o.job.max_out_rows = rows < o.job.eng.max_batch_tokens ? (int)rows : o.job.eng.max_batch_tokens;
     if (o.job.max_out_rows < o.job.eng.max_seqs) o.job.max_out_rows = o.job.eng.max_seqs;
     o.srv.sched.max_batch_tokens = o.job.eng.max_batch_tokens;
+    o.srv.draft_threads = o.job.eng.n_threads;
+    o.srv.draft_isa = o.job.eng.isa;
     return gt_verb_run("serve", &o.job, &o, serve_lead);
 }
