@@ -44,7 +44,8 @@ def expected_samples():
            {"token": 2147483647, "logprob": 0.0, "top": [[9906, -0.5]]}]
     gen = {"text": text, "tokens": toks, "finish_reason": "stop", "usage": usage, "timing": timing}
     gen_lp = {"text": text, "tokens": toks, "finish_reason": "cancelled", "usage": usage,
-              "logprobs": lps, "timing": timing, "spec": {"drafted": 7, "accepted": 5, "steps": 3}}
+              "logprobs": lps, "timing": timing, "spec": {"drafted": 7, "accepted": 5, "steps": 3,
+                                                                         "method": "draft"}}
     out = [
         ([1, 1, {"code": "invalid_param", "message": "generate: top_p 2 is outside (0, 1]"}, None], True),
         ([1, 2, None, gen], True),

@@ -40,10 +40,13 @@ SEEDS = {
     "generate-speculate": req(29, "generate", {"prompt": "a b a b a", "max_tokens": 8,
                                                "speculate": {"lookup": 3, "tokens": 4}}),
     "generate-speculate-defaults": req(30, "generate", {"prompt": "x", "speculate": {}}),
+    "generate-speculate-draft": req(34, "generate", {"prompt": "a b", "speculate": {"draft": True, "tokens": 3}})
+    + req(35, "generate", {"prompt": "a", "speculate": {"draft": False}}),
     # broken ones
     "bad-speculate": req(31, "generate", {"prompt": "a", "speculate": {"lookup": 65, "tokens": 0}})
     + req(32, "generate", {"prompt": "a", "speculate": [3]})
-    + req(33, "generate", {"prompt": "a", "speculate": {"draft": "x"}}),
+    + req(33, "generate", {"prompt": "a", "speculate": {"draft": "x"}})
+    + req(36, "generate", {"prompt": "a", "speculate": {"draft": True, "lookup": 2}}),
     "bad-unknown-method": req(12, "generat", {}),
     "bad-unknown-key": req(13, "generate", {"prompt": "a", "temprature": 1}),
     "bad-both-inputs": req(14, "generate", {"prompt": "a", "tokens": [1]}),

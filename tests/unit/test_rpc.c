@@ -216,8 +216,18 @@ static void test_generate_all_params(void **state) {
     assert_int_equal(g->spec_tokens, 8);
     gt_rpc_request_free(&r);
     assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {}}]]", &r, &ref), GT_OK);
-    assert_true(g->has_speculate && !g->spec_has_lookup);
+    assert_true(g->has_speculate && !g->spec_has_lookup && !g->spec_has_draft);
     assert_int_equal(g->spec_tokens, 0);
+    gt_rpc_request_free(&r);
+    /* speculate.draft: the draft model (with lookup 0 or absent), or off */
+    assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 0, "
+                                "'tokens': 5}}]]", &r, &ref), GT_OK);
+    assert_true(g->has_speculate && g->spec_has_draft && g->spec_draft && g->spec_lookup == 0);
+    assert_int_equal(g->spec_tokens, 5);
+    gt_rpc_request_free(&r);
+    assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {'draft': false}}]]", &r, &ref),
+                     GT_OK);
+    assert_true(g->has_speculate && g->spec_has_draft && !g->spec_draft);
     gt_rpc_request_free(&r);
 
     /* Defaults: the sampler's (greedy), no max_tokens, nil means absent. */
@@ -319,13 +329,18 @@ static const refusal_case REFUSALS[] = {
      "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)"},
     /* speculate */
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': 4}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: speculate must be a map {lookup, tokens}, not an integer"},
+     "generate: speculate must be a map {lookup, draft, tokens}, not an integer"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 65}}]]", GT_RPC_INVALID_PARAM, true,
      "generate: speculate.lookup 65 is outside [0, 64]"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 2, 'tokens': 0}}]]", GT_RPC_INVALID_PARAM,
      true, "generate: speculate.tokens 0 is outside [1, 64]"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': 'x.gguf'}}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: speculate has no key 'draft' (known: lookup, tokens)"},
+     "generate: speculate.draft must be a boolean, not a string"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'model': 'x.gguf'}}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: speculate has no key 'model' (known: lookup, tokens, draft)"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 2}}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: speculate asks for both prompt lookup (lookup 2) and the draft model; a request speculates with "
+     "one of them"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'seed': 1, 'seed': 2}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate gives 'seed' twice"},
     {"[0, 5, 'generate', [{1: 'a'}]]", GT_RPC_INVALID_PARAM, true,
@@ -785,7 +800,7 @@ static void test_encode_results(void **state) {
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
     gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
-                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0};
+                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0, NULL};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);

@@ -189,7 +189,8 @@ static int samples(void) {
                                   false,
                                   0,
                                   0,
-                                  0};
+                                  0,
+                                  NULL};
     gt_rpc_token_event ev = {4000000000u, "\xe4\xb8\xad", 3, 104, NULL};
     gt_rpc_model_info mi = {"llama", "SmolLM2 135M", "chatml", 8192, 49152, 2, 1, 1, 2};
     double bounds[] = {1, 5, 25.5};
@@ -208,6 +209,7 @@ static int samples(void) {
     gen.spec_drafted = 7;
     gen.spec_accepted = 5;
     gen.spec_steps = 3;
+    gen.spec_method = "draft";
     s |= gt_rpc_encode_generate(&b, 3, &gen);
     s |= gt_rpc_encode_token(&b, &ev);
     ev.logprobs = &lp[0];
