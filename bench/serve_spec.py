@@ -1,14 +1,17 @@
 #!/usr/bin/python3
 """Speculative decoding through `gantry serve` (issue 14): the same greedy
-chat request (bench/spec_prompt.txt: copy a text) sent plainly and with
-`speculate` {lookup, tokens}, alternately in every round, one at a time and
-then C at once; the outputs must be equal. Prints each round's decode rate
-(completion tokens over total_ms - ttft_ms, summed over the requests of the
-round) and the speed-up, spec / plain of the same round, with the
-acceptance the responses report.
+chat request (bench/spec_prompt.txt: copy a text; or --question TEXT) sent
+plainly and with `speculate` {lookup, tokens} (or, with --draft FILE or
+--self-draft L, {draft: true, tokens} against the server's draft model),
+alternately in every round, one at a time and then C at once; the outputs
+must be equal. Prints each round's decode rate (completion tokens over
+total_ms - ttft_ms, summed over the requests of the round) and the
+speed-up, spec / plain of the same round, with the acceptance the
+responses report.
 
 Usage: bench/serve_spec.py [--model M] [--rounds 3] [--tokens 96]
-       [--lookup 3] [--draft-tokens 4] [--concurrency 4] [--threads 2]
+       [--lookup 3 | --draft FILE | --self-draft L] [--draft-tokens 4]
+       [--concurrency 4] [--threads 2] [--question TEXT]
 """
 import argparse
 import os
@@ -57,11 +60,15 @@ def main():
     ap.add_argument("--draft-tokens", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--draft", help="a draft model for the server (speculate {draft: true})")
+    ap.add_argument("--self-draft", type=int, help="the model's first L layers as the server's draft")
+    ap.add_argument("--question", help="ask this instead of copying bench/spec_prompt.txt")
     a = ap.parse_args()
-    text = open(os.path.join(HERE, "spec_prompt.txt")).read()
+    text = a.question or open(os.path.join(HERE, "spec_prompt.txt")).read()
+    draft = ["--draft", a.draft] if a.draft else ["--self-draft", str(a.self_draft)] if a.self_draft else []
     p = subprocess.Popen([GANTRY, "serve", "-m", a.model, "--port", "0", "--threads", str(a.threads),
                           "--seqs", str(max(4, a.concurrency)), "--ctx", "1024", "--draft-tokens",
-                          str(a.draft_tokens)], stderr=subprocess.PIPE, text=True)
+                          str(a.draft_tokens), *draft], stderr=subprocess.PIPE, text=True)
     port = None
     while port is None:
         line = p.stderr.readline()
@@ -70,10 +77,14 @@ def main():
         m = re.search(r"port (\d+) \(pid", line)
         port = int(m.group(1)) if m else None
     try:
-        plain = {"messages": [{"role": "user", "content": text}], "max_tokens": a.tokens}
-        spec = dict(plain, speculate={"lookup": a.lookup, "tokens": a.draft_tokens})
+        plain = {"messages": [{"role": "user", "content": text}], "max_tokens": a.tokens,
+                 "speculate": {"draft": False}}
+        spec = dict(plain, speculate={"draft": True, "tokens": a.draft_tokens} if draft else
+                    {"lookup": a.lookup, "tokens": a.draft_tokens})
         batch(port, plain, 1)  # warm up (and fill the prefix cache for both)
-        print(f"SmolLM2 through gantry serve, greedy chat, {a.tokens} tokens, lookup {a.lookup}, "
+        batch(port, spec, 1)
+        how = " ".join(draft) if draft else f"lookup {a.lookup}"
+        print(f"{os.path.basename(a.model)} through gantry serve, greedy chat, {a.tokens} tokens, {how}, "
               f"K {a.draft_tokens}, {a.threads} threads")
         for c in (1, a.concurrency):
             for rnd in range(a.rounds):
