@@ -661,6 +661,14 @@ gt_status gt_server_run(gt_coord *c, const gt_server_config *cfg) {
         sc.draft = s->draft;
         st = gt_sched_create(c, &sc, &s->sched);
     }
+    if (st != GT_OK) { /* a bad draft (or no scheduler): nothing listens yet */
+        gt_sched_destroy(s->sched);
+        gt_spec_draft_destroy(s->draft);
+        gt_tokenizer_free(s->tok);
+        gt_rpc_buf_free(&s->out);
+        free(s);
+        return st;
+    }
     if (st == GT_OK && uv_loop_init(&s->loop) != 0) st = gt_fail(GT_ERR_IO, "cannot start the event loop");
     gt_net_callbacks cb = {on_open, on_data, on_close, s};
     if (st == GT_OK) st = gt_net_create(&s->loop, &cfg->net, &cb, &s->net);

@@ -249,6 +249,10 @@ def draft_cases():
                          capture_output=True, text=True, timeout=60)
     check(bad.returncode != 0 and "--lookup, --draft and --self-draft each set the requests' default proposer"
           in bad.stderr, f"serve --lookup with --draft refused: {bad.stderr.strip()}")
+    bad = subprocess.run([ts.GANTRY, "serve", "-m", target, "--port", "0", "--self-draft", "4"],
+                         capture_output=True, text=True, timeout=60)
+    check(bad.returncode not in (0, -11) and "the draft must run fewer layers than the model's 4" in bad.stderr,
+          f"serve --self-draft as deep as the model refused: {bad.returncode} {bad.stderr.strip()}")
     kinds = [e[1] for e in D_EXTRA]
     srv = ts.Server(target, ["--draft", draft, "--http-port", "0"])
     http_port = http_port_of(srv)
