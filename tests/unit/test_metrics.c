@@ -1,7 +1,8 @@
 /* coordinator/metrics.c: a snapshot with known numbers renders to exact
  * Prometheus text lines (HELP/TYPE, _total counters, cumulative buckets up
  * to +Inf, _sum, _count, labels); the expert and rank blocks appear only
- * when present; inconsistent histograms are refused with a sentence; the
+ * when present (and the draft model's counters only with one);
+ * inconsistent histograms are refused with a sentence; the
  * buffer keeps what it held before. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,8 +39,22 @@ static void lacks(const char *text, const char *word) {
 static void test_exact_lines(void **state) {
     (void)state;
     gt_metrics_snapshot s = gt_metrics_fixture(true, 2);
+    s.spec_method_steps[0] = 2; /* speculation by proposer: lookup, draft */
+    s.spec_method_drafted[1] = 12;
+    s.spec_method_accepted[1] = 9;
+    s.has_draft = true;
+    s.spec_draft_forwards = 30;
+    s.spec_draft_seconds = 0.5;
     gt_rpc_buf b;
     char *t = render(&s, &b);
+    has_line(t, "# TYPE gantry_spec_method_verify_steps_total counter");
+    has_line(t, "gantry_spec_method_verify_steps_total{method=\"lookup\"} 2");
+    has_line(t, "gantry_spec_method_verify_steps_total{method=\"draft\"} 0");
+    has_line(t, "gantry_spec_method_draft_tokens_total{method=\"draft\"} 12");
+    has_line(t, "gantry_spec_method_accepted_tokens_total{method=\"draft\"} 9");
+    has_line(t, "gantry_spec_method_accepted_tokens_total{method=\"lookup\"} 0");
+    has_line(t, "gantry_spec_draft_forwards_total 30");
+    has_line(t, "gantry_spec_draft_seconds_total 0.5");
     has_line(t, "# HELP gantry_requests_submitted_total Generate requests admitted to the scheduler's queue.");
     has_line(t, "# TYPE gantry_requests_submitted_total counter");
     has_line(t, "gantry_requests_submitted_total 7");
@@ -103,6 +118,7 @@ static void test_dense_single_rank(void **state) {
     char *t = render(&s, &b);
     lacks(t, "expert_cache");
     lacks(t, "rank=");
+    lacks(t, "spec_draft_forwards"); /* no draft model */
     has_line(t, "gantry_prefix_cache_hit_ratio 0");
     test_free(t);
     gt_rpc_buf_free(&b);
