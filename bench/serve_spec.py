@@ -98,6 +98,18 @@ def main():
                 print(f"concurrency {c} round {rnd}: plain {vp:.1f} tok/s, speculative {vs:.1f} tok/s, "
                       f"speed-up {vs / vp:.2f}x; accepted {acc}/{d} ({100.0 * acc / max(d, 1):.0f}%) "
                       f"in {steps} verification steps; outputs equal: {same}", flush=True)
+        if draft:  # where the speculative rounds' time went
+            s = socket.create_connection(("127.0.0.1", port), timeout=60)
+            s.sendall(msgpack.packb([0, 1, "stats", []]))
+            u = msgpack.Unpacker(raw=False)
+            while True:
+                u.feed(s.recv(1 << 16))
+                got = [m for m in u if m[0] == 1]
+                if got:
+                    break
+            c = got[0][3]["counters"]
+            print(f"draft model: {c['spec_draft_forwards']} forwards, {c['spec_draft_ms'] / 1e3:.1f} s "
+                  f"(warm-up included)")
     finally:
         p.terminate()
         p.wait(60)

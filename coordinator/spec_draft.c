@@ -23,12 +23,12 @@ struct gt_spec_draft {
     gt_engine *eng;
     int V, cap, max_tokens;
     uint32_t n_ctx;
-    int32_t *shadow;  /* [max_seqs, cap] the tokens each draft sequence holds */
-    int *from;        /* [max_seqs] per job: the first context token the draft lacks */
+    int32_t *shadow;            /* [max_seqs, cap] the tokens each draft sequence holds */
+    int *from;                  /* [max_seqs] per job: the first context token the draft lacks */
     int32_t *toks, *pos, *seqs; /* [max_tokens] one forward */
-    int8_t *want;     /* [max_tokens] */
-    int *row_job;     /* [max_seqs] the job of each wanted row */
-    float *pen_row;   /* [n_vocab] a row with a request's penalties */
+    int8_t *want;               /* [max_tokens] */
+    int *row_job;               /* [max_seqs] the job of each wanted row */
+    float *pen_row;             /* [n_vocab] a row with a request's penalties */
     int32_t recent[GT_PENALTY_LAST_N]; /* the tokens before a guess the penalties look at */
     char name[96];
     gt_spec_draft_stats st;
@@ -56,11 +56,13 @@ static gt_status draft_engine(gt_spec_draft *d, gt_coord *c) {
     ec.kv_blocks = want < full ? (int)want : 0;
     if (d->cfg.self_layers > 0) {
         if ((uint32_t)d->cfg.self_layers >= hp->n_layer)
-            return gt_fail(GT_ERR_INVALID_ARG, "--self-draft %d: the draft must run fewer layers than the model's %u",
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "--self-draft %d: the draft must run fewer layers than the model's %u",
                            d->cfg.self_layers, hp->n_layer);
         ec.gguf = gt_rank_gguf(rk);
         ec.max_layers = d->cfg.self_layers;
-        snprintf(d->name, sizeof d->name, "self-draft (%d of %u layers)", d->cfg.self_layers, hp->n_layer);
+        snprintf(d->name, sizeof d->name, "self-draft (%d of %u layers)", d->cfg.self_layers,
+                 hp->n_layer);
     } else {
         ec.model_path = d->cfg.path;
         snprintf(d->name, sizeof d->name, "draft %s", d->cfg.path);
@@ -68,19 +70,25 @@ static gt_status draft_engine(gt_spec_draft *d, gt_coord *c) {
     GT_TRY(gt_engine_create(&ec, &d->eng));
     uint32_t dv = gt_engine_hparams(d->eng)->n_vocab;
     if (dv != hp->n_vocab)
-        return gt_fail(GT_ERR_INVALID_ARG, "the draft model %s has a vocabulary of %u tokens, the target's has %u; "
-                       "speculation needs the same vocabulary", d->cfg.path, dv, hp->n_vocab);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "the draft model %s has a vocabulary of %u tokens, the target's has %u; "
+                       "speculation needs the same vocabulary",
+                       d->cfg.path, dv, hp->n_vocab);
     return GT_OK;
 }
 
 gt_status gt_spec_draft_create(gt_coord *c, const gt_spec_draft_config *cfg, gt_spec_draft **out) {
     *out = NULL;
     if ((cfg->path != NULL) == (cfg->self_layers > 0))
-        return gt_fail(GT_ERR_INVALID_ARG, "a draft is either a model file (--draft) or the target's first layers "
-                       "(--self-draft), not %s", cfg->path ? "both" : "neither");
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a draft is either a model file (--draft) or the target's first layers "
+                       "(--self-draft), not %s",
+                       cfg->path ? "both" : "neither");
     if (cfg->max_seqs < 1 || cfg->max_guesses < 1 || cfg->max_guesses > 64 || cfg->n_threads < 1)
-        return gt_fail(GT_ERR_INVALID_ARG, "a draft for %d sequences, %d guesses and %d threads: each must be at "
-                       "least 1 (guesses at most 64)", cfg->max_seqs, cfg->max_guesses, cfg->n_threads);
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a draft for %d sequences, %d guesses and %d threads: each must be at "
+                       "least 1 (guesses at most 64)",
+                       cfg->max_seqs, cfg->max_guesses, cfg->n_threads);
     gt_spec_draft *d = calloc(1, sizeof *d);
     if (!d) return gt_fail(GT_ERR_NOMEM, "cannot allocate the draft model's state");
     d->cfg = *cfg;
@@ -97,11 +105,12 @@ gt_status gt_spec_draft_create(gt_coord *c, const gt_spec_draft_config *cfg, gt_
     d->seqs = malloc(B * sizeof *d->seqs);
     d->want = malloc(B);
     d->pen_row = malloc((size_t)d->V * sizeof *d->pen_row);
-    gt_status st = d->shadow && d->from && d->row_job && d->toks && d->pos && d->seqs && d->want &&
-                           d->pen_row
-                       ? draft_engine(d, c)
-                       : gt_fail(GT_ERR_NOMEM, "cannot allocate the draft's tables for %d sequences of %u tokens",
-                                 cfg->max_seqs, d->n_ctx);
+    gt_status st =
+        d->shadow && d->from && d->row_job && d->toks && d->pos && d->seqs && d->want && d->pen_row
+            ? draft_engine(d, c)
+            : gt_fail(GT_ERR_NOMEM,
+                      "cannot allocate the draft's tables for %d sequences of %u tokens",
+                      cfg->max_seqs, d->n_ctx);
     if (st != GT_OK) {
         gt_spec_draft_destroy(d);
         return st;
@@ -175,7 +184,8 @@ static void draw(gt_spec_draft *d, gt_spec_draft_job *j, int g, const float *row
     if (j->pen && gt_penalties_active(j->pen)) {
         /* The last GT_PENALTY_LAST_N of ctx[0, n) and guess[0, g). */
         int end = j->n + g, from = end > GT_PENALTY_LAST_N ? end - GT_PENALTY_LAST_N : 0;
-        for (int t = from; t < end; t++) d->recent[t - from] = t < j->n ? j->ctx[t] : j->guess[t - j->n];
+        for (int t = from; t < end; t++)
+            d->recent[t - from] = t < j->n ? j->ctx[t] : j->guess[t - j->n];
         memcpy(d->pen_row, row, V * sizeof *row);
         gt_apply_penalties(d->pen_row, d->V, d->recent, end - from, j->pen);
         row = d->pen_row;
@@ -193,7 +203,8 @@ static void draw(gt_spec_draft *d, gt_spec_draft_job *j, int g, const float *row
 /* One draft forward of d->toks[nb]; the wanted rows' jobs are row_job[rows]
  * and draw their guess g (g < 0: the first, after a catch-up). */
 static gt_status forward(gt_spec_draft *d, gt_spec_draft_job *jobs, int nb, int rows, int g) {
-    for (int i = 0; i < nb; i++) d->shadow[(size_t)d->seqs[i] * (size_t)d->cap + (size_t)d->pos[i]] = d->toks[i];
+    for (int i = 0; i < nb; i++)
+        d->shadow[(size_t)d->seqs[i] * (size_t)d->cap + (size_t)d->pos[i]] = d->toks[i];
     gt_batch b = {nb, d->toks, d->pos, d->seqs, d->want};
     float *logits = gt_engine_logits(d->eng);
     GT_TRY(gt_engine_decode(d->eng, &b, logits));
@@ -250,17 +261,22 @@ static gt_status guess_on(gt_spec_draft *d, gt_spec_draft_job *jobs, int n_jobs)
 
 static gt_status check_jobs(const gt_spec_draft *d, const gt_spec_draft_job *jobs, int n_jobs) {
     if (n_jobs < 0 || n_jobs > d->cfg.max_seqs)
-        return gt_fail(GT_ERR_INVALID_ARG, "%d draft proposals in one step; the draft holds %d sequences", n_jobs,
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "%d draft proposals in one step; the draft holds %d sequences", n_jobs,
                        d->cfg.max_seqs);
     for (int i = 0; i < n_jobs; i++) {
         const gt_spec_draft_job *j = &jobs[i];
         if (j->seq < 0 || j->seq >= d->cfg.max_seqs || j->n < 1 || j->k < 1 || j->k > 64 ||
-            (uint64_t)j->n + (uint64_t)j->k - 1 > d->n_ctx || !j->ctx || !j->smp || !j->guess || !j->q)
-            return gt_fail(GT_ERR_INVALID_ARG, "draft proposal %d: sequence %d, %d context tokens and %d guesses do "
-                           "not fit %d sequences and a context of %u", i, j->seq, j->n, j->k, d->cfg.max_seqs, d->n_ctx);
+            (uint64_t)j->n + (uint64_t)j->k - 1 > d->n_ctx || !j->ctx || !j->smp || !j->guess ||
+            !j->q)
+            return gt_fail(GT_ERR_INVALID_ARG,
+                           "draft proposal %d: sequence %d, %d context tokens and %d guesses do "
+                           "not fit %d sequences and a context of %u",
+                           i, j->seq, j->n, j->k, d->cfg.max_seqs, d->n_ctx);
         for (int h = 0; h < i; h++)
             if (jobs[h].seq == j->seq)
-                return gt_fail(GT_ERR_INVALID_ARG, "draft proposals %d and %d are both for sequence %d", h, i, j->seq);
+                return gt_fail(GT_ERR_INVALID_ARG,
+                               "draft proposals %d and %d are both for sequence %d", h, i, j->seq);
     }
     return GT_OK;
 }

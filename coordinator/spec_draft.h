@@ -24,28 +24,30 @@
 #include "coordinator/sampler.h"
 
 typedef struct gt_spec_draft_config {
-    const char *path;     /* draft model GGUF (NULL: the target's first self_layers layers) */
-    int self_layers;      /* self-speculation: layers of the target the draft runs (0: use path) */
-    int n_threads;        /* the draft engine's compute threads */
-    const char *isa;      /* its kernels (NULL: the best for this CPU) */
-    int max_seqs;         /* sequences: the scheduler's slots */
-    int max_tokens;       /* tokens per draft forward (catch-up chunks); >= max_seqs */
-    int max_guesses;      /* K at most (1..64): sizes the draft's KV pool beside the target's */
+    const char *path; /* draft model GGUF (NULL: the target's first self_layers layers) */
+    int self_layers;  /* self-speculation: layers of the target the draft runs (0: use path) */
+    int n_threads;    /* the draft engine's compute threads */
+    const char *isa;  /* its kernels (NULL: the best for this CPU) */
+    int max_seqs;     /* sequences: the scheduler's slots */
+    int max_tokens;   /* tokens per draft forward (catch-up chunks); >= max_seqs */
+    int max_guesses;  /* K at most (1..64): sizes the draft's KV pool beside the target's */
 } gt_spec_draft_config;
-#define GT_SPEC_DRAFT_CONFIG_INIT {NULL, 0, 1, NULL, 8, 512, 64}
+#define GT_SPEC_DRAFT_CONFIG_INIT                                                                  \
+    { NULL, 0, 1, NULL, 8, 512, 64 }
 
 /* One request's proposal. */
 typedef struct gt_spec_draft_job {
     int seq;            /* its slot: the draft's sequence */
     const int32_t *ctx; /* [n] borrowed: its tokens; ctx[n - 1] is not yet in the target's cache */
     int n;
-    int k;              /* in: guesses wanted (>= 1, n + k - 1 within the context); out: guesses
-                           made (0 when the draft's KV pool had no room: the step decodes plainly) */
-    gt_sampler *smp;    /* borrowed: the request's sampler (its random stream draws the guesses) */
-    const gt_penalty_config *pen; /* borrowed: its penalties, applied to the draft's rows over the
-                                     tokens before each guess as verification applies them; NULL: none */
-    int32_t *guess;     /* [k] out */
-    float *q;           /* [k, n_vocab] out: the draft's distribution each guess was drawn from */
+    int k;           /* in: guesses wanted (>= 1, n + k - 1 within the context); out: guesses
+                        made (0 when the draft's KV pool had no room: the step decodes plainly) */
+    gt_sampler *smp; /* borrowed: the request's sampler (its random stream draws the guesses) */
+    const gt_penalty_config
+        *pen;       /* borrowed: its penalties, applied to the draft's rows over the
+                       tokens before each guess as verification applies them; NULL: none */
+    int32_t *guess; /* [k] out */
+    float *q;       /* [k, n_vocab] out: the draft's distribution each guess was drawn from */
 } gt_spec_draft_job;
 
 typedef struct gt_spec_draft_stats {

@@ -104,8 +104,12 @@ static const int k_kind[N_REQ] = {DRAFT, DRAFT, LOOKUP, DRAFT, PLAIN, DRAFT, DRA
 static bool sampled(int i) { return i == 5; }
 
 static gt_sched_req request(int i, const int32_t *prompt, bool spec) {
-    gt_sched_req r = {.id = (uint64_t)i, .prompt = prompt, .n_prompt = k_len[i], .max_tokens = MAX_GEN,
-                      .on_token = on_token, .on_done = on_done};
+    gt_sched_req r = {.id = (uint64_t)i,
+                      .prompt = prompt,
+                      .n_prompt = k_len[i],
+                      .max_tokens = MAX_GEN,
+                      .on_token = on_token,
+                      .on_done = on_done};
     r.samp = (gt_sampler_config)GT_SAMPLER_CONFIG_INIT;
     r.samp.temperature = 0;
     if (sampled(i)) {
@@ -161,7 +165,8 @@ static gt_sched_spec_stats run_all(gt_coord *c, gt_spec_draft *d, bool spec, uin
 
 /* The speculating run against the plain one; with exact (the draft is the
  * target) every greedy draft guess must be kept. */
-static void check_against(const result *plain, gt_sched_spec_stats st, bool exact, const char *what) {
+static void check_against(const result *plain, gt_sched_spec_stats st, bool exact,
+                          const char *what) {
     uint64_t sum[2][3] = {{0}};
     for (int i = 0; i < N_REQ; i++) {
         const result *r = &g_res[i];
@@ -174,8 +179,8 @@ static void check_against(const result *plain, gt_sched_spec_stats st, bool exac
         if (k_kind[i] == DRAFT && !sampled(i)) {
             assert_true(r->spec_drafted > 0);
             if (exact && r->spec_accepted != r->spec_drafted)
-                fail_msg("%s: request %d kept %d of the target's own %d guesses", what, i, r->spec_accepted,
-                         r->spec_drafted);
+                fail_msg("%s: request %d kept %d of the target's own %d guesses", what, i,
+                         r->spec_accepted, r->spec_drafted);
         }
         if (k_kind[i] == PLAIN) continue;
         int m = k_kind[i] == DRAFT;
@@ -183,13 +188,15 @@ static void check_against(const result *plain, gt_sched_spec_stats st, bool exac
         sum[m][1] += (uint64_t)r->spec_drafted;
         sum[m][2] += (uint64_t)r->spec_accepted;
     }
-    assert_true(st.lookup.steps == sum[0][0] && st.lookup.drafted == sum[0][1] && st.lookup.accepted == sum[0][2]);
-    assert_true(st.draft.steps == sum[1][0] && st.draft.drafted == sum[1][1] && st.draft.accepted == sum[1][2]);
+    assert_true(st.lookup.steps == sum[0][0] && st.lookup.drafted == sum[0][1] &&
+                st.lookup.accepted == sum[0][2]);
+    assert_true(st.draft.steps == sum[1][0] && st.draft.drafted == sum[1][1] &&
+                st.draft.accepted == sum[1][2]);
     assert_true(st.drafted == st.lookup.drafted + st.draft.drafted);
     assert_true(st.accepted == st.lookup.accepted + st.draft.accepted);
-    printf("%s: draft %llu of %llu accepted, lookup %llu of %llu\n", what, (unsigned long long)st.draft.accepted,
-           (unsigned long long)st.draft.drafted, (unsigned long long)st.lookup.accepted,
-           (unsigned long long)st.lookup.drafted);
+    printf("%s: draft %llu of %llu accepted, lookup %llu of %llu\n", what,
+           (unsigned long long)st.draft.accepted, (unsigned long long)st.draft.drafted,
+           (unsigned long long)st.lookup.accepted, (unsigned long long)st.lookup.drafted);
 }
 
 static void test_drafts_match_plain(void **state) {
