@@ -173,6 +173,9 @@ typedef struct gt_rpc_generate {
     bool spec_has_lookup; /* lookup given (else the server's --lookup, or 3) */
     uint32_t spec_lookup; /* prompt lookup's longest n-gram, 0..64 (0: off) */
     uint32_t spec_tokens; /* guesses per step, 1..64 (0: the server's --draft-tokens) */
+    /* ---- beam search: beams W (0: none), length_penalty A (default 1) ---- */
+    uint32_t beams;       /* 0..64 here; the scheduler takes 1..min(10, --seqs) */
+    float length_penalty; /* in [-10, 10] */
 } gt_rpc_generate;
 
 typedef struct gt_rpc_request {
@@ -289,11 +292,14 @@ typedef struct gt_rpc_generate_result {
     /* ---- speculative decoding: "spec": {"drafted", "accepted", "steps"} ---- */
     bool has_spec; /* the request speculated (else no "spec" key) */
     uint32_t spec_drafted, spec_accepted, spec_steps;
+    /* ---- beam search: "beam": {"beams", "score"} ---- */
+    uint32_t beams; /* 0: no "beam" key */
+    double beam_score;
 } gt_rpc_generate_result;
 /* [1, msgid, nil, {"text", "tokens", "finish_reason", "usage":
  * {"prompt_tokens", "completion_tokens", "cached_tokens"}, "logprobs"?,
  * "timing": {"queue_ms", "ttft_ms", "total_ms"}, "spec"?: {"drafted",
- * "accepted", "steps"}}]. */
+ * "accepted", "steps"}, "beam"?: {"beams", "score"}}]. */
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r);
 
 typedef struct gt_rpc_token_event {

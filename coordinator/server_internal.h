@@ -36,6 +36,7 @@ typedef struct srv_req {
     uint64_t t_submit, t_admit, t_first, t_last;
     int32_t last;
     bool spec;            /* it speculates: its answer carries "spec" */
+    uint32_t beams;       /* beam search's width (0: none): its answer carries "beam" */
     struct srv_req *prev, *next;
 } srv_req;
 

@@ -785,7 +785,7 @@ static void test_encode_results(void **state) {
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
     gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
-                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0};
+                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0, 0, 0.0};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);
