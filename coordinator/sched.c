@@ -373,6 +373,8 @@ static void preempt_youngest(gt_sched *s) {
     for (int i = 0; i < s->max_seqs; i++)
         if (s->slots[i] && (!y || s->slots[i]->admitted > y->admitted)) y = s->slots[i];
     if (y->r.beams > 0) {
+        GT_LOG_INFO(GT_SUB_SCHED, "request %llu (beam search, %d beams) preempted: its search starts again",
+                    (unsigned long long)y->r.id, y->r.beams);
         beam_unseat(s, y);
         y->next = s->wait_head;
         s->wait_head = y;

@@ -150,6 +150,9 @@ static json_t *usage_json(const srv_req *r, const gt_sched_usage *u) {
     if (o && r->spec && u)
         json_object_set_new(o, "spec", json_pack("{s:I,s:I,s:I}", "drafted", (json_int_t)u->spec_drafted, "accepted",
                                                  (json_int_t)u->spec_accepted, "steps", (json_int_t)u->spec_steps));
+    /* Gantry's extension: a beam search's width and its winner's score. */
+    if (o && r->beams && u)
+        json_object_set_new(o, "beam", json_pack("{s:I,s:f}", "beams", (json_int_t)r->beams, "score", u->beam_score));
     return o;
 }
 

@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -39,7 +40,11 @@ import test_serve as ts  # noqa: E402  (its Server and Client)
 GANTRY = os.environ.get("GANTRY_BIN", "")
 TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
 MODEL = os.path.join(TMP, "serve_beam_llama.gguf")
-PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 40, 41, 300, 12], [1, 200, 17, 17, 99, 100, 101, 3]]
+# The last prompt is longer than two KV blocks (16 tokens): forks attach
+# whole blocks from the prefix cache and recompute the rest, in chunks
+# (--max-batch-tokens 32 < 4 forks of up to 16 tokens).
+PROMPTS = [[1, 5, 6, 7, 8, 9], [1, 40, 41, 300, 12], [1, 200, 17, 17, 99, 100, 101, 3],
+           [1] + [(7 * i * i + 3 * i + 11) % 500 + 3 for i in range(33)]]
 N = 8
 EOG = {2}
 SERVE = ["--kv-type", "f32", "--seqs", "6", "--max-batch-tokens", "32", "--ctx", "128"]
@@ -59,9 +64,9 @@ def gantry(args):
     return p
 
 
-def run_ids(prompt, extra):
+def run_ids(prompt, extra, n=N):
     p = gantry(["run", "-m", MODEL, "--isa", "ref", "--kv-type", "f32", "--tokens", ",".join(map(str, prompt)),
-                "-n", str(N), "--print-ids", *extra])
+                "-n", str(n), "--print-ids", *extra])
     m = re.search(r"score (-?[\d.]+)", p.stderr)
     return [int(x) for x in p.stdout.split()], float(m.group(1)) if m else None
 
@@ -142,6 +147,77 @@ def serve_cases(server, cases, greedy_solo, label):
               f"{label}: the concurrent greedy request equals its solo run ({pg})")
 
 
+def http_post(port, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data)
+
+
+def http_checks(srv):
+    m = None
+    for _ in range(300):  # the HTTP front's line follows the RPC one
+        m = re.search(r"http-port (\d+)", srv.err)
+        if m or srv.p.poll() is not None:
+            break
+        time.sleep(0.1)
+    check(m is not None, "the HTTP front is up")
+    if not m:
+        return
+    port = int(m.group(1))
+    text = "hello there, beams"
+    r = ts.Client(srv.port).call(5, "generate", {"prompt": text, "max_tokens": N, "beams": 3, "length_penalty": 0.5})
+    st, body = http_post(port, {"prompt": text, "max_tokens": N, "use_beam_search": True, "best_of": 3,
+                                "length_penalty": 0.5})
+    ok = r[2] is None and st == 200
+    check(ok and body["choices"][0]["text"] == r[3]["text"] and
+          abs(body["usage"]["beam"]["score"] - r[3]["beam"]["score"]) < 1e-6,
+          f"/v1/completions use_beam_search best_of 3: {body} equals the RPC's {r[3] if r[2] is None else r[2]}")
+    for extra, word in (({"best_of": 2}, "use_beam_search"), ({"use_beam_search": True}, "best_of"),
+                        ({"use_beam_search": True, "best_of": 2, "stream": True}, "stream")):
+        st, body = http_post(port, {"prompt": text, "max_tokens": N, **extra})
+        check(st == 400 and word in json.dumps(body), f"HTTP refuses {extra}: {st} {body}")
+
+
+def preemption(cases):
+    """A pool of 16 blocks of 16 tokens: two greedy requests of 34 + 90
+    tokens (8 blocks each) and a beam request (4 beams of 34 + 24 tokens, up
+    to 16 blocks) do not fit at once, so requests are preempted; the beam
+    request, sent last and so the youngest, starts its search again (the
+    server logs it). Every output still equals its solo run."""
+    os.environ["GANTRY_LOG"] = "info"
+    try:
+        srv = ts.Server(MODEL, SERVE + ["--kv-blocks", "16", "--max-batch-tokens", "16"])
+    finally:
+        del os.environ["GANTRY_LOG"]
+    try:
+        prompts = [[1] + [(t + 17 * (k + 1)) % 500 + 3 for t in PROMPTS[3][1:]] for k in range(2)]
+        w, a = 4, 1.0
+        want = run_ids(PROMPTS[3], ["--beams", str(w), "--length-penalty", str(a)], 24)[0]
+        clients = [ts.Client(srv.port) for _ in range(3)]
+        for k in range(2):  # sent together: they arrive in one turn of the server's loop
+            clients[k].send(20 + k, "generate", {"tokens": prompts[k], "max_tokens": 90})
+        clients[2].send(30, "generate", {"tokens": PROMPTS[3], "max_tokens": 24, "beams": w, "length_penalty": a})
+        out = {k: clients[k].read(20 + k) for k in range(2)}
+        out["beam"] = clients[2].read(30)
+        st = ts.Client(srv.port).call(31, "stats", {})[3]["counters"]
+        rb = out["beam"]
+        got = rb[3]["tokens"] if rb[2] is None else rb[2]
+        solo = [[int(x) for x in gantry(["run", "-m", MODEL, "--isa", "ref", "--kv-type", "f32", "--tokens",
+                                         ",".join(map(str, p)), "-n", "90", "--print-ids"]).stdout.split()]
+                for p in prompts]
+        plain = [out[k][3]["tokens"] if out[k][2] is None else out[k][2] for k in range(2)]
+        restarted = "(beam search, 4 beams) preempted" in srv.err
+        check(got == want and plain == solo and st["preempted"] > 0,
+              f"small KV pool ({st['preempted']} preemptions, the beam request restarted: {restarted}): beams {w} "
+              f"gives {got} = run's {want}; greedy requests equal their solo runs: {plain == solo}")
+        return restarted
+    finally:
+        check(srv.stop() == 0, "the small-pool server exits 0")
+
+
 def main():
     if not GANTRY or not os.path.exists(GANTRY):
         print("gantry binary not found (GANTRY_BIN); skipping")
@@ -151,7 +227,7 @@ def main():
     greedy = [run_ids(p, [])[0] for p in PROMPTS]
     cases, differs = [], 0
     for i in range(len(PROMPTS)):
-        for w, a in ((2, 1.0), (4, 0.0)) if i != 1 else ((4, 1.0), (2, 0.0)):
+        for w, a in ((2, 1.0), (4, 0.0)) if i % 2 == 0 else ((4, 1.0), (2, 0.0)):
             toks, sc = run_ids(PROMPTS[i], ["--beams", str(w), "--length-penalty", str(a)])
             cases.append((i, w, a, toks, sc))
             differs += toks != greedy[i]
@@ -161,7 +237,7 @@ def main():
     check(ref == want, f"run --beams 4 {want} equals the independent Python search {ref}")
     b1, _ = run_ids(PROMPTS[2], ["--beams", "1"])
 
-    srv = ts.Server(MODEL, SERVE)
+    srv = ts.Server(MODEL, SERVE + ["--http-port", "0"])
     try:
         serve_cases(srv, cases, greedy, "1 rank")
         r = ts.Client(srv.port).call(3, "generate", {"tokens": PROMPTS[2], "max_tokens": N, "beams": 1})
@@ -178,12 +254,14 @@ def main():
             check(err is not None and word in msg, f"refused {extra}: {msg}")
         r = ts.Client(srv.port).call(4, "generate", {"tokens": PROMPTS[1], "max_tokens": N, "beams": 6})
         check(r[2] is None, "beams 6 with --seqs 6 runs (all slots were released)")
+        http_checks(srv)
     finally:
         check(srv.stop() == 0, "the one-rank server exits 0")
+    preemption(cases)
     for grid, label in ((["--pp", "2", "--tp", "1"], "pp 2"), (["--tp", "2", "--pp", "1"], "tp 2")):
         srv = ts.Server(MODEL, SERVE + grid, ranks=2, grid=False)
         try:
-            serve_cases(srv, cases[:3], greedy, label)
+            serve_cases(srv, cases[:3] + cases[-2:], greedy, label)
         finally:
             check(srv.stop() == 0, f"the {label} server exits 0")
     print(f"{len(failures)} failures")
