@@ -224,7 +224,7 @@ static gt_status beam_check(const gt_sched *s, const gt_sched_req *r, int need) 
                        r->cons ? "a grammar, JSON schema or logit bias" : r->spec_lookup > 0 ? "speculation"
                        : r->logprobs > 0 ? "logprobs" : "repetition, presence or frequency penalties");
     if ((long)need * r->beams > s->pool_blocks)
-        return gt_fail(GT_ERR_RANGE, "request %llu's %d beams need up to %d KV blocks each (%d in all); the pool "
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu's %d beams need up to %d KV blocks each (%d in all); the pool "
                        "holds %d", id, r->beams, need, need * r->beams, s->pool_blocks);
     return GT_OK;
 }
@@ -497,6 +497,7 @@ static gt_status beam_seat(gt_sched *s, req *q, bool *seated) {
     s->n_waiting--;
     q->next = NULL;
     q->slot = q->bslots[0];
+    bool first = q->admitted == 0; /* not a preempted one's return */
     q->admitted = ++s->n_admitted;
     s->n_running++;
     for (int i = 0; i < W; i++) {
@@ -505,7 +506,7 @@ static gt_status beam_seat(gt_sched *s, req *q, bool *seated) {
         GT_TRY(gt_coord_set_extras(s->c, q->bslots[i], NULL, 2 * W));
         GT_TRY(gt_coord_set_constraint(s->c, q->bslots[i], NULL));
     }
-    if (q->r.on_admit) q->r.on_admit(q->r.user, q->r.id);
+    if (q->r.on_admit && first) q->r.on_admit(q->r.user, q->r.id);
     *seated = true;
     return GT_OK;
 }
