@@ -40,6 +40,9 @@ SEEDS = {
     "generate-speculate": req(29, "generate", {"prompt": "a b a b a", "max_tokens": 8,
                                                "speculate": {"lookup": 3, "tokens": 4}}),
     "generate-speculate-defaults": req(30, "generate", {"prompt": "x", "speculate": {}}),
+    "generate-beams": req(34, "generate", {"prompt": "a b", "max_tokens": 4, "beams": 3, "length_penalty": 0.5}),
+    "bad-beams": req(35, "generate", {"prompt": "a", "beams": 99}) + req(36, "generate", {"prompt": "a", "beams": -1})
+    + req(37, "generate", {"prompt": "a", "length_penalty": float("nan")}),
     # broken ones
     "bad-speculate": req(31, "generate", {"prompt": "a", "speculate": {"lookup": 65, "tokens": 0}})
     + req(32, "generate", {"prompt": "a", "speculate": [3]})
