@@ -29,7 +29,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -112,12 +111,6 @@ def reference_beam(prompt, w, a):
     return max(finished, key=lambda h: norm(h[1], len(h[0])))[0]
 
 
-def generate(port, msgid, params, out, key):
-    c = ts.Client(port)
-    r = c.call(msgid, "generate", params)
-    out[key] = r
-
-
 def rpc_error(port, params):
     r = ts.Client(port).call(1, "generate", params)
     return r[2] if r and r[2] is not None else None
@@ -126,15 +119,12 @@ def rpc_error(port, params):
 def serve_cases(server, cases, greedy_solo, label):
     """Each case beside a concurrent greedy request."""
     for prompt_i, w, a, want_toks, want_score in cases:
-        out = {}
         beam = {"tokens": PROMPTS[prompt_i], "max_tokens": N, "beams": w, "length_penalty": a}
         plain = {"tokens": PROMPTS[(prompt_i + 1) % len(PROMPTS)], "max_tokens": N}
-        ts_ = [threading.Thread(target=generate, args=(server.port, 7, beam, out, "beam")),
-               threading.Thread(target=generate, args=(server.port, 8, plain, out, "plain"))]
-        for t in ts_:
-            t.start()
-        for t in ts_:
-            t.join()
+        cb, cp = ts.Client(server.port), ts.Client(server.port)
+        cb.send(7, "generate", beam)  # both sent before either is read: they share the batch
+        cp.send(8, "generate", plain)
+        out = {"beam": cb.read(7), "plain": cp.read(8)}
         rb, rp = out.get("beam"), out.get("plain")
         ok = rb is not None and rb[2] is None
         got = rb[3]["tokens"] if ok else rb
