@@ -44,15 +44,18 @@ static int ext_cmp(const void *a, const void *b) {
     return x->tok - y->tok;
 }
 
-static double norm(double lp, int len, float a) { return lp / pow((double)(len > 0 ? len : 1), (double)a); }
+static double norm(double lp, int len, float a) {
+    return lp / pow((double)(len > 0 ? len : 1), (double)a);
+}
 
 gt_status gt_beam_create(const gt_beam_opts *o, gt_beam **out) {
     *out = NULL;
     if (o->width < 1 || o->width > GT_BEAM_MAX_WIDTH)
-        return gt_fail(GT_ERR_INVALID_ARG, "beam search with %d beams; the width must be in 1..%d", o->width,
-                       GT_BEAM_MAX_WIDTH);
+        return gt_fail(GT_ERR_INVALID_ARG, "beam search with %d beams; the width must be in 1..%d",
+                       o->width, GT_BEAM_MAX_WIDTH);
     if (o->n_predict < 1)
-        return gt_fail(GT_ERR_INVALID_ARG, "beam search for %d tokens; it needs at least 1", o->n_predict);
+        return gt_fail(GT_ERR_INVALID_ARG, "beam search for %d tokens; it needs at least 1",
+                       o->n_predict);
     gt_beam *b = calloc(1, sizeof *b);
     if (!b) return gt_fail(GT_ERR_NOMEM, "cannot allocate a beam search");
     b->o = *o;
@@ -69,7 +72,8 @@ gt_status gt_beam_create(const gt_beam_opts *o, gt_beam **out) {
     }
     if (!ok) {
         gt_beam_destroy(b);
-        return gt_fail(GT_ERR_NOMEM, "cannot allocate %d beams of %d tokens", o->width, o->n_predict);
+        return gt_fail(GT_ERR_NOMEM, "cannot allocate %d beams of %d tokens", o->width,
+                       o->n_predict);
     }
     b->cur[0] = (beam){b->cur[0].toks, 0, 0.0, 0, 0, true};
     b->n_cur = 1;
@@ -105,8 +109,8 @@ bool gt_beam_slot_used(const gt_beam *b, int slot) {
 
 gt_status gt_beam_feed(gt_beam *b, int j, const gt_cand *top, int n_top) {
     if (j < 0 || j >= gt_beam_n_live(b) || n_top < 1 || n_top > b->K)
-        return gt_fail(GT_ERR_INVALID_ARG, "beam %d of %d fed %d alternatives; 1..%d", j, gt_beam_n_live(b),
-                       n_top, b->K);
+        return gt_fail(GT_ERR_INVALID_ARG, "beam %d of %d fed %d alternatives; 1..%d", j,
+                       gt_beam_n_live(b), n_top, b->K);
     ext *e = b->ext + (size_t)j * (size_t)b->K;
     for (int k = 0; k < n_top; k++) e[k] = (ext){j, top[k].id, b->cur[j].lp + top[k].logit};
     b->n_fed[j] = n_top;
@@ -160,8 +164,10 @@ gt_status gt_beam_select(gt_beam *b, gt_beam_eog_fn is_eog, void *user, bool *do
     int n_ext = 0;
     for (int j = 0; j < b->n_cur; j++) {
         if (b->n_fed[j] < 0)
-            return gt_fail(GT_ERR_INVALID_ARG, "beam %d of %d was not fed before the selection", j, b->n_cur);
-        memmove(b->ext + n_ext, b->ext + (size_t)j * (size_t)b->K, (size_t)b->n_fed[j] * sizeof *b->ext);
+            return gt_fail(GT_ERR_INVALID_ARG, "beam %d of %d was not fed before the selection", j,
+                           b->n_cur);
+        memmove(b->ext + n_ext, b->ext + (size_t)j * (size_t)b->K,
+                (size_t)b->n_fed[j] * sizeof *b->ext);
         n_ext += b->n_fed[j];
     }
     qsort(b->ext, (size_t)n_ext, sizeof *b->ext, ext_cmp);
@@ -208,8 +214,8 @@ gt_status gt_beam_select(gt_beam *b, gt_beam_eog_fn is_eog, void *user, bool *do
 
 gt_status gt_beam_result(const gt_beam *b, const int32_t **toks, int *n, double *score) {
     if (!b->done || !b->have_best)
-        return gt_fail(GT_ERR_INTERNAL, "beam search has no hypothesis yet (%s)", b->done ? "none found" :
-                       "still searching");
+        return gt_fail(GT_ERR_INTERNAL, "beam search has no hypothesis yet (%s)",
+                       b->done ? "none found" : "still searching");
     *toks = b->best;
     *n = b->n_best;
     *score = b->best_score;

@@ -7,20 +7,21 @@
 struct gt__sbeam {
     gt_beam *beam;
     int W;
-    int slots[GT_BEAM_MAX_WIDTH]; /* local slot -> the coordinator's sequence */
+    int slots[GT_BEAM_MAX_WIDTH];     /* local slot -> the coordinator's sequence */
     bool attached[GT_BEAM_MAX_WIDTH]; /* per live beam: its fork's slot was rebuilt */
-    int32_t *full;                /* [n_prompt + n_predict + 1] the prompt, then a beam's tokens */
+    int32_t *full; /* [n_prompt + n_predict + 1] the prompt, then a beam's tokens */
     int n_prompt;
     int cached; /* -1 until the first attach */
 };
 
-gt_status gt__sbeam_create(const gt_beam_opts *o, const int *slots, const int32_t *prompt, int n_prompt,
-                           gt__sbeam **out) {
+gt_status gt__sbeam_create(const gt_beam_opts *o, const int *slots, const int32_t *prompt,
+                           int n_prompt, gt__sbeam **out) {
     *out = NULL;
     gt__sbeam *b = calloc(1, sizeof *b);
     if (!b) return gt_fail(GT_ERR_NOMEM, "cannot allocate a beam request");
     gt_status st = gt_beam_create(o, &b->beam);
-    if (st == GT_OK && !(b->full = malloc(((size_t)n_prompt + (size_t)o->n_predict + 1) * sizeof *b->full)))
+    if (st == GT_OK &&
+        !(b->full = malloc(((size_t)n_prompt + (size_t)o->n_predict + 1) * sizeof *b->full)))
         st = gt_fail(GT_ERR_NOMEM, "cannot hold a beam of %d tokens", n_prompt + o->n_predict);
     if (st != GT_OK) {
         gt__sbeam_destroy(b);
@@ -45,8 +46,8 @@ void gt__sbeam_destroy(gt__sbeam *b) {
 int gt__sbeam_n_live(const gt__sbeam *b) { return gt_beam_n_live(b->beam); }
 int gt__sbeam_cached(const gt__sbeam *b) { return b->cached > 0 ? b->cached : 0; }
 
-gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *seqs, int32_t *toks, int8_t *want,
-                         int *added) {
+gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *seqs, int32_t *toks,
+                         int8_t *want, int *added) {
     int m = 0;
     for (int j = 0; j < gt_beam_n_live(b->beam); j++) {
         gt_beam_live l = gt_beam_get(b->beam, j);
@@ -69,18 +70,21 @@ gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *se
     return GT_OK;
 }
 
-gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, void *user, bool *done) {
+gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, void *user,
+                            bool *done) {
     *done = false;
     int n_live = gt_beam_n_live(b->beam);
     for (int j = 0; j < n_live; j++) {
         gt_beam_live l = gt_beam_get(b->beam, j);
-        if (gt_coord_seq_len(c, b->slots[l.slot]) != (uint32_t)(b->n_prompt + l.n)) return GT_OK; /* not yet */
+        if (gt_coord_seq_len(c, b->slots[l.slot]) != (uint32_t)(b->n_prompt + l.n))
+            return GT_OK; /* not yet */
     }
     for (int j = 0; j < n_live; j++) {
         float lp;
         const gt_cand *top;
         int n_top;
-        GT_TRY(gt_coord_next_logprobs(c, b->slots[gt_beam_get(b->beam, j).slot], &lp, &top, &n_top));
+        GT_TRY(
+            gt_coord_next_logprobs(c, b->slots[gt_beam_get(b->beam, j).slot], &lp, &top, &n_top));
         GT_TRY(gt_beam_feed(b->beam, j, top, n_top));
     }
     GT_TRY(gt_beam_select(b->beam, is_eog, user, done));

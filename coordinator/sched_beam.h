@@ -25,20 +25,21 @@ typedef struct gt__sbeam gt__sbeam;
 
 /* A search after prompt[n_prompt] (copied) on the coordinator's sequences
  * slots[o->width] (copied; empty). gt_beam_create's statuses. */
-gt_status gt__sbeam_create(const gt_beam_opts *o, const int *slots, const int32_t *prompt, int n_prompt,
-                           gt__sbeam **out);
+gt_status gt__sbeam_create(const gt_beam_opts *o, const int *slots, const int32_t *prompt,
+                           int n_prompt, gt__sbeam **out);
 void gt__sbeam_destroy(gt__sbeam *b); /* accepts NULL */
 /* Live beams (the rows the next step wants at most). */
 int gt__sbeam_n_live(const gt__sbeam *b);
 /* Appends the beams' next tokens to the step (seqs/toks/want at n, at most
  * room of them); a fork's slot is freed and attached the first time.
  * *added receives the count. The coordinator's statuses. */
-gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *seqs, int32_t *toks, int8_t *want,
-                         int *added);
+gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *seqs, int32_t *toks,
+                         int8_t *want, int *added);
 /* After a step: when every live beam's last token is in, feeds the search
  * and selects the next beams (freeing the slots left over); *done when the
  * search ended. */
-gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, void *user, bool *done);
+gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, void *user,
+                            bool *done);
 /* The winner once done (gt_beam_result). */
 gt_status gt__sbeam_result(const gt__sbeam *b, const int32_t **toks, int *n, double *score);
 /* Prompt tokens the first attach found in the prefix cache. */

@@ -37,8 +37,9 @@ static gt_status evaluate(gt_coord *c, const gt_beam *b, int W, const int32_t *p
     return GT_OK;
 }
 
-static gt_status search(gt_coord *c, gt_beam *b, gt_sampler **smp, const gt_text *text, const int32_t *prompt,
-                        int n_prompt, const gt_run_beam_opts *o, int32_t *full) {
+static gt_status search(gt_coord *c, gt_beam *b, gt_sampler **smp, const gt_text *text,
+                        const int32_t *prompt, int n_prompt, const gt_run_beam_opts *o,
+                        int32_t *full) {
     gt_sampler_config greedy = GT_SAMPLER_CONFIG_INIT;
     for (int i = 0; i < o->width; i++) {
         GT_TRY(gt_sampler_create(&greedy, o->n_vocab, &smp[i]));
@@ -68,8 +69,9 @@ gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, i
     GT_TRY(gt_beam_create(&bo, &b));
     gt_sampler *smp[GT_BEAM_MAX_WIDTH] = {NULL};
     int32_t *full = malloc(((size_t)n_prompt + (size_t)o->n_predict + 1) * sizeof *full);
-    gt_status st = full ? search(c, b, smp, text, prompt, n_prompt, o, full)
-                        : gt_fail(GT_ERR_NOMEM, "cannot hold a beam of %d tokens", n_prompt + o->n_predict);
+    gt_status st =
+        full ? search(c, b, smp, text, prompt, n_prompt, o, full)
+             : gt_fail(GT_ERR_NOMEM, "cannot hold a beam of %d tokens", n_prompt + o->n_predict);
     for (int i = 0; i < o->width; i++) {
         gt_coord_set_sampler(c, i, NULL);
         gt_sampler_destroy(smp[i]);

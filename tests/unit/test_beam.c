@@ -114,10 +114,11 @@ static void test_exhaustive(void **state) {
             }
             assert_int_equal(n, N);
             if (memcmp(toks, best, (size_t)N * sizeof *toks) != 0)
-                fail_msg("seed %u: the search's %d %d %d differs from the exhaustive best %d %d %d", seed, toks[0],
-                         toks[1], toks[2], best[0], best[1], best[2]);
+                fail_msg("seed %u: the search's %d %d %d differs from the exhaustive best %d %d %d",
+                         seed, toks[0], toks[1], toks[2], best[0], best[1], best[2]);
             double want = best_lp / pow(N, a);
-            if (fabs(score - want) > 1e-5) fail_msg("seed %u: score %.7f, the path's %.7f", seed, score, want);
+            if (fabs(score - want) > 1e-5)
+                fail_msg("seed %u: score %.7f, the path's %.7f", seed, score, want);
             assert_true(ds.forks > 0);
             assert_true(ds.max_live == 9);
             gt_beam_destroy(b);
@@ -171,7 +172,8 @@ static void test_eog(void **state) {
     bool done = false;
     int steps = 0;
     while (!done && steps < MAXN) {
-        for (int j = 0; j < gt_beam_n_live(b); j++) assert_int_equal(gt_beam_feed(b, j, c, 3), GT_OK);
+        for (int j = 0; j < gt_beam_n_live(b); j++)
+            assert_int_equal(gt_beam_feed(b, j, c, 3), GT_OK);
         assert_int_equal(gt_beam_select(b, is_zero, NULL, &done), GT_OK);
         steps++;
     }
@@ -204,7 +206,7 @@ static void test_refusals(void **state) {
     int n;
     double score;
     bool done;
-    assert_int_equal(gt_beam_result(b, &toks, &n, &score), GT_ERR_INTERNAL); /* not done */
+    assert_int_equal(gt_beam_result(b, &toks, &n, &score), GT_ERR_INTERNAL);    /* not done */
     assert_int_equal(gt_beam_select(b, NULL, NULL, &done), GT_ERR_INVALID_ARG); /* not fed */
     assert_int_equal(gt_beam_feed(b, 1, c, 2), GT_ERR_INVALID_ARG);             /* one live beam */
     assert_int_equal(gt_beam_feed(b, 0, c, 5), GT_ERR_INVALID_ARG);             /* K = 4 */
