@@ -203,7 +203,8 @@ static const char *const k_keys[] = {"model", "prompt", "messages", "max_tokens"
                                      "temperature", "top_p", "top_k", "min_p", "seed", "stop", "n",
                                      "logprobs", "top_logprobs", "stream", "stream_options",
                                      "presence_penalty", "frequency_penalty", "repetition_penalty", "user",
-                                     "typical_p", "logit_bias", "response_format", "grammar", "speculate", NULL};
+                                     "typical_p", "logit_bias", "response_format", "grammar", "speculate",
+                                     "use_beam_search", "best_of", "length_penalty", NULL};
 
 /* logit_bias {"id": bias} (OpenAI: bias in [-100, 100], -100 bans the
  * token, here -inf), response_format (json_object, json_schema, text) and
@@ -262,6 +263,31 @@ static gt_status get_constraint(octx *c, const json_t *o, gt_rpc_generate *g) {
         return LONG(c, "response_format", "the JSON schema is %zu bytes, over the limit of %zu", g->grammar_len,
                     c->lim->max_text_bytes);
     g->grammar_kind = 1; /* GT_GRAMMAR_JSON_SCHEMA */
+    return GT_OK;
+}
+
+/* Beam search as vLLM's completions take it: use_beam_search with best_of
+ * beams and length_penalty (default 1); best_of alone would mean sampling
+ * several and keeping the best, which Gantry does not do. */
+static gt_status get_beam(octx *c, const json_t *o, gt_rpc_generate *g) {
+    const json_t *v;
+    bool use = false;
+    uint64_t w = 1;
+    g->length_penalty = 1.0f;
+    if ((v = json_object_get(o, "use_beam_search")) && !json_is_null(v)) GT_TRY(get_bool(c, "use_beam_search", v, &use));
+    if ((v = json_object_get(o, "best_of")) && !json_is_null(v)) {
+        GT_TRY(get_uint(c, "best_of", v, 1, 64, &w));
+        if (!use && w > 1)
+            return BAD(c, "best_of", "best_of %llu needs use_beam_search: true (Gantry keeps the best of several "
+                       "only by beam search)", (unsigned long long)w);
+    } else if (use) {
+        return BAD(c, "best_of", "use_beam_search needs best_of, the number of beams");
+    }
+    if ((v = json_object_get(o, "length_penalty")) && !json_is_null(v)) {
+        if (!use) return BAD(c, "length_penalty", "length_penalty applies only with use_beam_search: true");
+        GT_TRY(get_float(c, "length_penalty", v, -10, 10, false, &g->length_penalty));
+    }
+    if (use) g->beams = (uint32_t)w;
     return GT_OK;
 }
 
@@ -370,6 +396,7 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
     if (r->want_logprobs) g->logprobs = r->top_logprobs ? r->top_logprobs : 1;
     if ((v = json_object_get(o, "typical_p")) && !json_is_null(v)) GT_TRY(get_float(c, "typical_p", v, 0, 1, false, &g->sampling.typical_p));
     if ((v = json_object_get(o, "speculate")) && !json_is_null(v)) GT_TRY(get_speculate(c, v, g));
+    GT_TRY(get_beam(c, o, g));
     return get_constraint(c, o, g);
 }
 

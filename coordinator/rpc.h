@@ -175,6 +175,9 @@ typedef struct gt_rpc_generate {
     uint32_t spec_tokens; /* guesses per step, 1..64 (0: the server's --draft-tokens) */
     bool spec_has_draft;  /* draft given */
     bool spec_draft;      /* guess with the server's draft model (never with lookup > 0) */
+    /* ---- beam search: beams W (0: none), length_penalty A (default 1) ---- */
+    uint32_t beams;       /* 0..64 here; the scheduler takes 1..min(10, --seqs) */
+    float length_penalty; /* in [-10, 10] */
 } gt_rpc_generate;
 
 typedef struct gt_rpc_request {
@@ -292,11 +295,14 @@ typedef struct gt_rpc_generate_result {
     bool has_spec; /* the request speculated (else no "spec" key) */
     uint32_t spec_drafted, spec_accepted, spec_steps;
     const char *spec_method; /* "lookup" or "draft" (NULL: no "method" key) */
+    /* ---- beam search: "beam": {"beams", "score"} ---- */
+    uint32_t beams; /* 0: no "beam" key */
+    double beam_score;
 } gt_rpc_generate_result;
 /* [1, msgid, nil, {"text", "tokens", "finish_reason", "usage":
  * {"prompt_tokens", "completion_tokens", "cached_tokens"}, "logprobs"?,
  * "timing": {"queue_ms", "ttft_ms", "total_ms"}, "spec"?: {"drafted",
- * "accepted", "steps", "method"?}}]. */
+ * "accepted", "steps", "method"?}, "beam"?: {"beams", "score"}}]. */
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r);
 
 typedef struct gt_rpc_token_event {

@@ -184,7 +184,7 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
     enc e;
     begin(&e, b);
     response_head(&e, msgid);
-    msgpack_pack_map(&e.pk, 5 + (r->logprobs != NULL) + r->has_spec);
+    msgpack_pack_map(&e.pk, 5 + (r->logprobs != NULL) + r->has_spec + (r->beams > 0));
     pack_cstr(&e, "text");
     pack_text(&e, r->text ? r->text : "", r->text ? r->text_len : 0);
     pack_cstr(&e, "tokens");
@@ -216,6 +216,12 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
             pack_cstr(&e, "method");
             pack_cstr(&e, r->spec_method);
         }
+    }
+    if (r->beams > 0) {
+        pack_cstr(&e, "beam");
+        msgpack_pack_map(&e.pk, 2);
+        pack_kv_uint(&e, "beams", r->beams);
+        pack_kv_double(&e, "score", r->beam_score);
     }
     return end(&e, "a generate response");
 }

@@ -282,6 +282,8 @@ enum {
     G_GRAMMAR,
     G_JSON_SCHEMA,
     G_SPECULATE,
+    G_BEAMS,
+    G_LENGTH_PENALTY,
     G_COUNT
 };
 static const char *const generate_keys[G_COUNT] = {"prompt",
@@ -303,7 +305,9 @@ static const char *const generate_keys[G_COUNT] = {"prompt",
                                                    "logit_bias",
                                                    "grammar",
                                                    "json_schema",
-                                                   "speculate"};
+                                                   "speculate",
+                                                   "beams",
+                                                   "length_penalty"};
 
 enum { MAX_LOGIT_BIAS = 1024 };
 
@@ -447,6 +451,13 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
         g->grammar_kind = gbnf ? 0 : 1; /* GT_GRAMMAR_GBNF, GT_GRAMMAR_JSON_SCHEMA */
     }
     if (v[G_SPECULATE]) GT_TRY(get_speculate(c, v[G_SPECULATE], g));
+    g->length_penalty = 1.0f;
+    if (v[G_BEAMS]) {
+        GT_TRY(get_uint(c, "beams", v[G_BEAMS], 0, 64, &u));
+        g->beams = (uint32_t)u;
+    }
+    if (v[G_LENGTH_PENALTY])
+        GT_TRY(get_float(c, "length_penalty", v[G_LENGTH_PENALTY], -10, 10, false, &g->length_penalty));
     return GT_OK;
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "coordinator/constraint.h"
+#include "coordinator/sched_beam.h"
 #include "coordinator/spec.h"
 #include "coordinator/spec_draft.h"
 
@@ -38,6 +39,10 @@ typedef struct req {
     int spec_row;      /* its first verification row in the step's logits */
     int spec_qrow;     /* a draft's guesses: their first row of q in qrows */
     int spec_steps, spec_drafted, spec_accepted;
+    /* ---- beam search (r.beams > 0): slot is bslots[0] ---- */
+    int bslots[GT_BEAM_MAX_WIDTH];
+    gt__sbeam *sb; /* while it holds its slots */
+    double beam_score;
 } req;
 
 struct gt_sched {
@@ -112,7 +117,15 @@ gt_status gt_sched_create(gt_coord *c, const gt_sched_config *cfg, gt_sched **ou
     return GT_OK;
 }
 
+/* The request running in slot i, met once: a beam request holds several
+ * slots and is met at its first. */
+static req *run_at(const gt_sched *s, int i) {
+    req *q = s->slots[i];
+    return q && q->slot == i ? q : NULL;
+}
+
 static void release(req *q) {
+    gt__sbeam_destroy(q->sb);
     gt_sampler_destroy(q->smp);
     gt_constraint_free(q->r.cons);
     free(q->prompt);
@@ -123,14 +136,19 @@ static void release(req *q) {
 /* Takes q out of the scheduler and tells its owner. */
 static void finish(gt_sched *s, req *q, gt_finish why) {
     if (q->slot >= 0) {
-        gt_coord_set_sampler(s->c, q->slot, NULL);
-        gt_coord_set_constraint(s->c, q->slot, NULL);
-        gt_coord_free_seq(s->c, q->slot); /* sent with the next step */
-        gt_spec_draft_release(s->cfg.draft, q->slot);
-        s->slots[q->slot] = NULL;
+        int n_slots = q->r.beams > 0 ? q->r.beams : 1;
+        for (int i = 0; i < n_slots; i++) {
+            int slot = q->r.beams > 0 ? q->bslots[i] : q->slot;
+            gt_coord_set_sampler(s->c, slot, NULL);
+            gt_coord_set_constraint(s->c, slot, NULL);
+            gt_coord_free_seq(s->c, slot); /* sent with the next step */
+            gt_spec_draft_release(s->cfg.draft, slot);
+            s->slots[slot] = NULL;
+        }
         s->n_running--;
     }
-    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen, q->spec_steps, q->spec_drafted, q->spec_accepted};
+    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen, q->spec_steps, q->spec_drafted, q->spec_accepted,
+                        q->beam_score};
     if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, &u);
     release(q);
 }
@@ -138,7 +156,7 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
 void gt_sched_destroy(gt_sched *s) {
     if (!s) return;
     for (int i = 0; s->slots && i < s->max_seqs; i++)
-        if (s->slots[i]) finish(s, s->slots[i], GT_FINISH_SHUTDOWN);
+        if (run_at(s, i)) finish(s, s->slots[i], GT_FINISH_SHUTDOWN);
     while (s->wait_head) {
         req *q = s->wait_head;
         s->wait_head = q->next;
@@ -217,6 +235,29 @@ static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
     return GT_OK;
 }
 
+/* The beam settings of r (need: KV blocks of one sequence). */
+static gt_status beam_check(const gt_sched *s, const gt_sched_req *r, int need) {
+    unsigned long long id = (unsigned long long)r->id;
+    if (r->beams == 0) return GT_OK;
+    int hi = s->max_seqs < GT_BEAM_MAX_WIDTH ? s->max_seqs : GT_BEAM_MAX_WIDTH;
+    if (r->beams < 1 || r->beams > hi)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for %d beams; this job takes 1..%d (at most %d, "
+                       "and one sequence slot each of its %d)", id, r->beams, hi, GT_BEAM_MAX_WIDTH, s->max_seqs);
+    if (!(r->length_penalty >= -10.0f && r->length_penalty <= 10.0f))
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu has length penalty %g; it must be in [-10, 10]", id,
+                       (double)r->length_penalty);
+    if (r->cons || r->spec_lookup > 0 || r->spec_draft || r->logprobs > 0 || gt_penalties_active(&r->pen))
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu asks for beam search together with %s; beam search "
+                       "ranks plain log-probabilities, so use one or the other", id,
+                       r->cons ? "a grammar, JSON schema or logit bias"
+                       : r->spec_lookup > 0 || r->spec_draft ? "speculation"
+                       : r->logprobs > 0 ? "logprobs" : "repetition, presence or frequency penalties");
+    if ((long)need * r->beams > s->pool_blocks)
+        return gt_fail(GT_ERR_INVALID_ARG, "request %llu's %d beams need up to %d KV blocks each (%d in all); the pool "
+                       "holds %d", id, r->beams, need, need * r->beams, s->pool_blocks);
+    return GT_OK;
+}
+
 static req *find(gt_sched *s, uint64_t id, req ***link) {
     for (int i = 0; i < s->max_seqs; i++)
         if (s->slots[i] && s->slots[i]->r.id == id) {
@@ -266,6 +307,7 @@ static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     if (s->n_waiting >= s->cfg.max_waiting)
         return gt_fail(GT_ERR_RANGE, "the queue is full (%d requests waiting)", s->n_waiting);
     GT_TRY(spec_check(s, r));
+    GT_TRY(beam_check(s, r, need));
     req *q = calloc(1, sizeof *q);
     if (!q) return gt_fail(GT_ERR_NOMEM, "cannot allocate a request");
     q->r = *r;
@@ -273,7 +315,8 @@ static gt_status submit(gt_sched *s, const gt_sched_req *r) {
     q->n_orig = r->n_prompt;
     q->prompt = malloc((size_t)(r->n_prompt + r->max_tokens) * sizeof *q->prompt); /* room to resume */
     q->gen = malloc((size_t)r->max_tokens * sizeof *q->gen);
-    gt_status st = q->prompt && q->gen ? gt_sampler_create(&r->samp, s->n_vocab, &q->smp)
+    gt_sampler_config greedy = GT_SAMPLER_CONFIG_INIT; /* a beam's rows draw, unused */
+    gt_status st = q->prompt && q->gen ? gt_sampler_create(r->beams > 0 ? &greedy : &r->samp, s->n_vocab, &q->smp)
                              : gt_fail(GT_ERR_NOMEM, "cannot copy a prompt of %d tokens", r->n_prompt);
     if (st == GT_OK) {
         int k = gt_sampler_n_candidates(q->smp);
@@ -335,6 +378,20 @@ static int free_slot(const gt_sched *s) {
     return -1;
 }
 
+/* Takes beam request q off its slots: preempted, it starts its search
+ * again when it is admitted anew. */
+static void beam_unseat(gt_sched *s, req *q) {
+    for (int i = 0; i < q->r.beams; i++) {
+        gt_coord_set_sampler(s->c, q->bslots[i], NULL);
+        gt_coord_free_seq(s->c, q->bslots[i]);
+        s->slots[q->bslots[i]] = NULL;
+    }
+    gt__sbeam_destroy(q->sb);
+    q->sb = NULL;
+    q->slot = -1;
+    s->n_running--;
+}
+
 /* Takes the youngest running request off its slot (its blocks go to the
  * prefix cache, and from there maybe to the host tier) and puts it first in
  * the queue, its prompt grown by what it generated: resumed, it attaches
@@ -344,6 +401,17 @@ static void preempt_youngest(gt_sched *s) {
     req *y = NULL;
     for (int i = 0; i < s->max_seqs; i++)
         if (s->slots[i] && (!y || s->slots[i]->admitted > y->admitted)) y = s->slots[i];
+    if (y->r.beams > 0) {
+        GT_LOG_INFO(GT_SUB_SCHED, "request %llu (beam search, %d beams) preempted: its search starts again",
+                    (unsigned long long)y->r.id, y->r.beams);
+        beam_unseat(s, y);
+        y->next = s->wait_head;
+        s->wait_head = y;
+        if (!s->wait_tail) s->wait_tail = y;
+        s->n_waiting++;
+        s->n_preempted++;
+        return;
+    }
     gt_coord_set_sampler(s->c, y->slot, NULL);
     gt_coord_set_constraint(s->c, y->slot, NULL);
     gt_coord_free_seq(s->c, y->slot);
@@ -481,14 +549,69 @@ static gt_status plan_guesses(gt_sched *s, int n_dec) {
     return GT_OK;
 }
 
+/* Admits beam request q, the queue's head, when W slots are free: each
+ * draws greedily (the coordinator draws a token for every wanted row) and
+ * reports the search's 2W alternatives. */
+static gt_status beam_seat(gt_sched *s, req *q, bool *seated) {
+    int W = q->r.beams, n_free = 0;
+    *seated = false;
+    for (int i = 0; i < s->max_seqs && n_free < W; i++)
+        if (!s->slots[i]) q->bslots[n_free++] = i;
+    if (n_free < W) return GT_OK;
+    gt_beam_opts o = {W, q->r.length_penalty, q->r.max_tokens};
+    GT_TRY(gt__sbeam_create(&o, q->bslots, q->prompt, q->r.n_prompt, &q->sb));
+    s->wait_head = q->next;
+    if (!s->wait_head) s->wait_tail = NULL;
+    s->n_waiting--;
+    q->next = NULL;
+    q->slot = q->bslots[0];
+    bool first = q->admitted == 0; /* not a preempted one's return */
+    q->admitted = ++s->n_admitted;
+    s->n_running++;
+    for (int i = 0; i < W; i++) {
+        s->slots[q->bslots[i]] = q;
+        GT_TRY(gt_coord_set_sampler(s->c, q->bslots[i], q->smp));
+        GT_TRY(gt_coord_set_extras(s->c, q->bslots[i], NULL, 2 * W));
+        GT_TRY(gt_coord_set_constraint(s->c, q->bslots[i], NULL));
+    }
+    if (q->r.on_admit && first) q->r.on_admit(q->r.user, q->r.id);
+    *seated = true;
+    return GT_OK;
+}
+
+static bool beam_eog(void *user, int32_t tok) {
+    const req *q = user;
+    return q->r.is_eog(q->r.user, tok);
+}
+
+/* After a step: every beam request whose beams are all in selects the
+ * next ones; one whose search ended hands over its winner. */
+static gt_status beam_advance(gt_sched *s) {
+    for (int i = 0; i < s->max_seqs; i++) {
+        req *q = run_at(s, i);
+        if (!q || !q->sb) continue;
+        bool done;
+        GT_TRY(gt__sbeam_advance(q->sb, s->c, q->r.is_eog ? beam_eog : NULL, q, &done));
+        if (!done) continue;
+        const int32_t *best;
+        int n_best;
+        GT_TRY(gt__sbeam_result(q->sb, &best, &n_best, &q->beam_score));
+        bool live = true;
+        for (int k = 0; k < n_best && live; k++) live = emit(s, q, best[k], NULL);
+        if (live) finish(s, q, GT_FINISH_STOP); /* ended before the limit (nothing ends generation) */
+    }
+    return GT_OK;
+}
+
 /* Fills one step: decode tokens, then prompt chunks, then (when admit)
  * newly admitted requests. Returns its token count. */
 static gt_status build(gt_sched *s, bool admit, int *n_out) {
     int n = 0, n_dec = 0;
     for (int i = 0; i < s->max_seqs; i++)
-        if (s->slots[i]) {
+        if (run_at(s, i)) {
             s->slots[i]->chunk_from = s->slots[i]->prefilled;
             n_dec += s->slots[i]->decoding;
+            if (s->slots[i]->sb) n_dec += gt__sbeam_n_live(s->slots[i]->sb); /* guesses leave its rows */
         }
     GT_TRY(plan_guesses(s, n_dec));
     s->n_vrows = 0;
@@ -506,8 +629,15 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
         if (k > 0) s->n_vrows += k + 1;
     }
     for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
+        req *q = run_at(s, i);
+        int m = 0;
+        if (q && q->sb) GT_TRY(gt__sbeam_rows(q->sb, s->c, n, s->budget - n, s->seqs, s->toks, s->want, &m));
+        for (int j = 0; j < m; j++) s->verify[n + j] = 0;
+        n += m;
+    }
+    for (int i = 0; i < s->max_seqs && n < s->budget; i++) {
         req *q = s->slots[i];
-        if (q && !q->decoding) n += add_chunk(s, q, n, s->budget - n);
+        if (q && !q->decoding && !q->sb) n += add_chunk(s, q, n, s->budget - n);
     }
     /* A pending truncation may take a block out of the prefix index that
      * rank 0's cache still shows: it goes first, in a step of its own,
@@ -520,6 +650,17 @@ static gt_status build(gt_sched *s, bool admit, int *n_out) {
     int slot;
     while (admit && s->wait_head && n < s->budget && (slot = free_slot(s)) >= 0) {
         req *q = s->wait_head;
+        if (q->r.beams > 0) {
+            bool seated;
+            GT_TRY(beam_seat(s, q, &seated));
+            if (!seated) break; /* first come, first served: it waits for its slots */
+            int m = 0;
+            GT_TRY(gt__sbeam_rows(q->sb, s->c, n, s->budget - n, s->seqs, s->toks, s->want, &m));
+            for (int j = 0; j < m; j++) s->verify[n + j] = 0;
+            q->cached = gt__sbeam_cached(q->sb);
+            n += m;
+            continue;
+        }
         s->wait_head = q->next;
         if (!s->wait_head) s->wait_tail = NULL;
         s->n_waiting--;
@@ -574,7 +715,7 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
             s->wanted[n_wanted++] = s->seqs[i];
     for (int i = 0; i < n_wanted; i++) {
         req *q = s->slots[s->wanted[i]];
-        if (!q) continue; /* cancelled by an earlier callback of this step */
+        if (!q || q->sb) continue; /* cancelled by an earlier callback of this step; a beam's rows */
         if (q->spec_k > 0) {
             GT_TRY(spec_verify(s, q));
             continue;
@@ -594,5 +735,5 @@ gt_status gt_sched_step(gt_sched *s, bool *did_work) {
         }
         emit(s, q, tok, ip);
     }
-    return GT_OK;
+    return beam_advance(s);
 }

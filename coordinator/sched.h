@@ -51,6 +51,8 @@ typedef struct gt_sched_usage {
     int spec_steps;    /* verification steps (steps that carried guesses) */
     int spec_drafted;  /* guesses verified */
     int spec_accepted; /* of them, kept */
+    /* ---- beam search (zero without it) ---- */
+    double beam_score; /* the winner's sum(log p) / length^length_penalty */
 } gt_sched_usage;
 
 /* A generated token's log-probability and its best alternatives (when the
@@ -98,6 +100,19 @@ typedef struct gt_sched_req {
      * distribution as q (rejection sampling). Its draft sequence is freed
      * when it finishes or is preempted. */
     bool spec_draft;
+    /* ---- beam search (beam.h, sched_beam.h) ----
+     * With beams W > 0 the request searches with W beams instead of
+     * sampling: it waits until W sequence slots are free, holds all W
+     * while it runs (W rows per step in the batch; forks rebuild their KV
+     * from the prefix cache), and hands over only the winner, token by
+     * token through on_token when the search ends (info NULL), then
+     * on_done. samp is not used; it takes no penalties, logprobs,
+     * constraint or speculation. Preempted, it starts its search again
+     * (nothing was handed over yet, and the search is deterministic). */
+    int beams;            /* 0: none; else 1..GT_BEAM_MAX_WIDTH and at most the job's sequences */
+    float length_penalty; /* score = sum(log p) / length^length_penalty */
+    /* Says whether tok ends generation (NULL: nothing does, as ignore_eos). */
+    bool (*is_eog)(void *user, int32_t tok);
 } gt_sched_req;
 
 typedef struct gt_sched gt_sched;
@@ -110,7 +125,8 @@ void gt_sched_destroy(gt_sched *s);
  * the context or the queue is full; GT_ERR_INVALID_ARG for an empty prompt,
  * a token outside the vocabulary, max_tokens < 1, a bad sampler setting,
  * speculation settings out of range (or with a constraint, or no output
- * rows left for guesses)
+ * rows left for guesses), beam settings out of range (or beams with
+ * penalties, logprobs, a constraint or speculation)
  * or an id already live. Each with a sentence naming the numbers. */
 gt_status gt_sched_submit(gt_sched *s, const gt_sched_req *r);
 /* Finishes a waiting or running request as cancelled (its on_done runs

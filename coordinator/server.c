@@ -163,6 +163,8 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .spec_accepted = (uint32_t)u->spec_accepted,
             .spec_steps = (uint32_t)u->spec_steps,
             .spec_method = r->spec ? (r->spec_draft ? "draft" : "lookup") : NULL,
+            .beams = r->beams,
+            .beam_score = u->beam_score,
         };
         if (gt_rpc_encode_generate(&s->out, r->msgid, &res) == GT_OK) send_buf(s, r->sc);
     }
@@ -231,6 +233,11 @@ static void srv_spec_params(const gt_server *s, const gt_rpc_generate *g, gt_sch
     q->spec_tokens = lookup > 0 || draft ? k : 0;
 }
 
+static bool srv_is_eog(void *user, int32_t tok) {
+    const gt_server *s = user;
+    return gt_tokenizer_is_eog(s->tok, tok);
+}
+
 static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint32_t msgid,
                             struct srv_http_conn *hc, srv_req **out, gt_rpc_code *out_code) {
     *out = NULL;
@@ -274,6 +281,9 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
         st = gt_detok_stream_create(s->tok, &o, &r->detok);
         code = GT_RPC_INVALID_PARAM;
     }
+    if (st == GT_OK && g->beams > 0 && g->stream)
+        st = gt_fail(GT_ERR_INVALID_ARG, "beam search returns its best hypothesis once it is complete, so it "
+                     "cannot stream; ask with stream false");
     struct gt_constraint *cons = NULL;
     if (st == GT_OK) st = srv_constraint(s, g, &cons); /* code stays GT_RPC_INVALID_PARAM */
     if (st == GT_OK) {
@@ -291,6 +301,16 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
                           .logprobs = (int)g->logprobs, .on_token = on_token, .on_admit = on_admit,
                           .on_done = on_done, .user = s, .cons = cons};
         srv_spec_params(s, g, &q);
+        if (g->beams > 0) {
+            if (!g->has_speculate) { /* the server's --lookup or draft is for sampling */
+                q.spec_lookup = q.spec_tokens = 0;
+                q.spec_draft = false;
+            }
+            q.beams = (int)g->beams;
+            q.length_penalty = g->length_penalty;
+            q.is_eog = srv_is_eog;
+            r->beams = g->beams;
+        }
         r->spec = q.spec_lookup > 0 || q.spec_draft;
         r->spec_draft = q.spec_draft;
         st = gt_sched_submit(s->sched, &q);

@@ -152,6 +152,9 @@ static json_t *usage_json(const srv_req *r, const gt_sched_usage *u) {
                                                  "accepted", (json_int_t)u->spec_accepted, "steps",
                                                  (json_int_t)u->spec_steps, "method",
                                                  r->spec_draft ? "draft" : "lookup"));
+    /* Gantry's extension: a beam search's width and its winner's score. */
+    if (o && r->beams && u)
+        json_object_set_new(o, "beam", json_pack("{s:I,s:f}", "beams", (json_int_t)r->beams, "score", u->beam_score));
     return o;
 }
 

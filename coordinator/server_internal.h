@@ -37,6 +37,7 @@ typedef struct srv_req {
     int32_t last;
     bool spec;            /* it speculates: its answer carries "spec" */
     bool spec_draft;      /* ... with the draft model (else prompt lookup) */
+    uint32_t beams;       /* beam search's width (0: none): its answer carries "beam" */
     struct srv_req *prev, *next;
 } srv_req;
 

@@ -245,7 +245,7 @@ static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_
 /* --beams: the best hypothesis, printed whole at the end. */
 static gt_status beam_search(run_opts *o, gt_coord *c, run_state *r, const int32_t *prompt, int n_prompt,
                              int n_vocab) {
-    gt_beam_opts bo = {o->beams, o->length_penalty, (int)o->n_predict, o->ignore_eos, n_vocab};
+    gt_run_beam_opts bo = {o->beams, o->length_penalty, (int)o->n_predict, o->ignore_eos, n_vocab};
     int32_t *toks = NULL;
     int n = 0;
     double score = 0;

@@ -1,22 +1,22 @@
-/* Beam search for `gantry run --beams W` (one sequence slot per beam). */
+/* Beam search for `gantry run --beams W` (one sequence slot per beam);
+ * the search itself is coordinator/beam.c, shared with the server. */
 #ifndef GT_RUN_BEAM_H
 #define GT_RUN_BEAM_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/beam.h"
 #include "coordinator/coord.h"
 #include "coordinator/text.h"
 
-enum { GT_BEAM_MAX_WIDTH = 10 };
-
-typedef struct gt_beam_opts {
+typedef struct gt_run_beam_opts {
     int width;            /* 1..GT_BEAM_MAX_WIDTH */
     float length_penalty; /* score = sum of log-probabilities / length^length_penalty */
     int n_predict;        /* >= 1 */
     bool ignore_eos;
     int n_vocab;
-} gt_beam_opts;
+} gt_run_beam_opts;
 
 /* Runs beam search after prompt[n_prompt] on sequences 0..width-1 of c
  * (rank 0; the job holds at least width sequences and width output rows)
@@ -25,6 +25,6 @@ typedef struct gt_beam_opts {
  * its score. text decides which tokens end generation. GT_ERR_INVALID_ARG
  * for a bad width, the coordinator's statuses. */
 gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, int n_prompt,
-                      const gt_beam_opts *o, int32_t **out, int *n_out, double *score);
+                      const gt_run_beam_opts *o, int32_t **out, int *n_out, double *score);
 
 #endif

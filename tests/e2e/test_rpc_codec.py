@@ -174,7 +174,7 @@ def request_cases():
     err(203, "generate", {"prompt": "a", "temprature": 1}, "invalid_param",
         "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
         "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, "
-        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)")
+        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, length_penalty)")
     err(204, "generate", {"prompt": "a", "max_tokens": 1048577}, "invalid_param",
         "generate: max_tokens 1048577 is outside [1, 1048576]")
     err(205, "generate", {"messages": [{"role": "tool", "content": "x"}]}, "invalid_param",

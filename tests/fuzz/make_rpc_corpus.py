@@ -40,13 +40,16 @@ SEEDS = {
     "generate-speculate": req(29, "generate", {"prompt": "a b a b a", "max_tokens": 8,
                                                "speculate": {"lookup": 3, "tokens": 4}}),
     "generate-speculate-defaults": req(30, "generate", {"prompt": "x", "speculate": {}}),
-    "generate-speculate-draft": req(34, "generate", {"prompt": "a b", "speculate": {"draft": True, "tokens": 3}})
-    + req(35, "generate", {"prompt": "a", "speculate": {"draft": False}}),
+    "generate-speculate-draft": req(38, "generate", {"prompt": "a b", "speculate": {"draft": True, "tokens": 3}})
+    + req(39, "generate", {"prompt": "a", "speculate": {"draft": False}}),
+    "generate-beams": req(34, "generate", {"prompt": "a b", "max_tokens": 4, "beams": 3, "length_penalty": 0.5}),
+    "bad-beams": req(35, "generate", {"prompt": "a", "beams": 99}) + req(36, "generate", {"prompt": "a", "beams": -1})
+    + req(37, "generate", {"prompt": "a", "length_penalty": float("nan")}),
     # broken ones
     "bad-speculate": req(31, "generate", {"prompt": "a", "speculate": {"lookup": 65, "tokens": 0}})
     + req(32, "generate", {"prompt": "a", "speculate": [3]})
     + req(33, "generate", {"prompt": "a", "speculate": {"draft": "x"}})
-    + req(36, "generate", {"prompt": "a", "speculate": {"draft": True, "lookup": 2}}),
+    + req(40, "generate", {"prompt": "a", "speculate": {"draft": True, "lookup": 2}}),
     "bad-unknown-method": req(12, "generat", {}),
     "bad-unknown-key": req(13, "generate", {"prompt": "a", "temprature": 1}),
     "bad-both-inputs": req(14, "generate", {"prompt": "a", "tokens": [1]}),

@@ -299,6 +299,11 @@ def draft_cases():
               in r[2]["message"], f"draft with lookup refused: {r[2]}")
         r = c.call(624, "generate", {"tokens": [1, 2], "speculate": {"draft": True}, "grammar": GRAMMAR})
         check(r[2] and "speculation together with a grammar" in r[2]["message"], f"draft with a grammar refused: {r[2]}")
+        # Beam search does not take the server's draft default, and refuses it asked for.
+        r = c.call(627, "generate", {"tokens": D_PROMPTS[0], "max_tokens": 4, "beams": 2})
+        check(r[2] is None and "spec" not in r[3] and "beam" in r[3], f"beam request on a draft server: {r[2] or r[3]}")
+        r = c.call(628, "generate", {"tokens": D_PROMPTS[0], "max_tokens": 4, "beams": 2, "speculate": {"draft": True}})
+        check(r[2] and "beam search together with speculation" in r[2]["message"], f"beams with draft refused: {r[2]}")
         c.send(625, "generate", {"tokens": D_PROMPTS[0], "max_tokens": 400, "stream": True})
         while not c.notes:
             c.u.feed(c.s.recv(65536))

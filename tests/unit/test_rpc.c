@@ -218,6 +218,15 @@ static void test_generate_all_params(void **state) {
     assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {}}]]", &r, &ref), GT_OK);
     assert_true(g->has_speculate && !g->spec_has_lookup && !g->spec_has_draft);
     assert_int_equal(g->spec_tokens, 0);
+    assert_int_equal(g->beams, 0);
+    assert_true(g->length_penalty == 1.0f); /* the default */
+    gt_rpc_request_free(&r);
+
+    /* beam search: beams and length_penalty */
+    assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'beams': 4, 'length_penalty': -0.5}]]", &r, &ref),
+                     GT_OK);
+    assert_int_equal(g->beams, 4);
+    assert_true(g->length_penalty == -0.5f);
     gt_rpc_request_free(&r);
     /* speculate.draft: the draft model (with lookup 0 or absent), or off */
     assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 0, "
@@ -326,7 +335,12 @@ static const refusal_case REFUSALS[] = {
     {"[0, 5, 'generate', [{'prompt': 'a', 'temprature': 1}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
      "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, "
-     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate)"},
+     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, length_penalty)"},
+    /* beam search (the width's upper bound is the server's: it knows --seqs) */
+    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 65}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: beams 65 is outside [0, 64]"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 2, 'length_penalty': 'x'}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: length_penalty must be a number, not a string"},
     /* speculate */
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': 4}]]", GT_RPC_INVALID_PARAM, true,
      "generate: speculate must be a map {lookup, draft, tokens}, not an integer"},
@@ -800,7 +814,7 @@ static void test_encode_results(void **state) {
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
     gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
-                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0, NULL};
+                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0, NULL, 0, 0.0};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);

@@ -190,7 +190,9 @@ static int samples(void) {
                                   0,
                                   0,
                                   0,
-                                  NULL};
+                                  NULL,
+                                  0,
+                                  0.0};
     gt_rpc_token_event ev = {4000000000u, "\xe4\xb8\xad", 3, 104, NULL};
     gt_rpc_model_info mi = {"llama", "SmolLM2 135M", "chatml", 8192, 49152, 2, 1, 1, 2};
     double bounds[] = {1, 5, 25.5};
