@@ -10,8 +10,9 @@
  *    instead of shifted down, and their int32 dot is shifted right by 4
  *    once per token: vpsrlw runs on one port only, vpand on two, and the
  *    codes are loaded once instead of twice;
- *  - the eight vpdpbusd of a block run as two chains of four (low and high
- *    nibbles), each started from its own register;
+ *  - the eight vpdpbusd of a block run as two chains of four: the low
+ *    nibbles' from the activation's correction c0, the high nibbles' from
+ *    zero (c1 is 0 for this kind), added after the shift;
  *  - two panels share each activation broadcast.
  * The int32 dot of a block is a sum of exact integer terms, so regrouping it
  * gives the same int32 (vpdpbusd wraps, it does not saturate); the float
