@@ -190,6 +190,10 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
                               : kind == GT_MMQ_N4M ? tile_n4m
                               : kind == GT_MMQ_N5  ? tile_n5
                                                    : tile_n6h;
+    if (n_tok <= 4 && kind == GT_MMQ_N4) { /* matmul_avx512_q4dec.c: the same bits, faster */
+        gt__mm_n4_decode_avx512(wp, n_in, n_out, q, y, n_tok, p0, p1);
+        return;
+    }
     if (n_tok > 4 && kind != GT_MMQ_N6H) {
         gt__mm_pq2_avx512(kind, wp, n_in, n_out, q, y, n_tok, p0, p1);
         return;
