@@ -170,17 +170,19 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     sp = speed.get(os.path.basename(f), {})
     j["decode_tps"] = statistics.median(sp["decode_tps"]) if sp else float("nan")
     j["vs_base"] = statistics.median(sp["vs_base"]) if sp else float("nan")
+    j["vs_range"] = f" ({min(sp['vs_base']):.2f}–{max(sp['vs_base']):.2f})" if sp and len(sp["vs_base"]) > 1 else ""
     j["threads"] = sp.get("threads", 0)
     name = os.path.basename(j["model"]).replace(".gguf", "").replace("synth-1b-eval-", "1B synth ")
     rows.append((j["model_bytes"], name, j))
 rows.sort(key=lambda r: (not r[1].startswith("1B"), r[1][:6], -r[0]))
-print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit | decode tok/s | vs F16 |")
+print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit | decode tok/s | vs F16 (range) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for size, name, j in rows:
     p = j["perplexity"]
     print(f"| {name} | {size / 2**20:.0f} | {p['model']:.2f} | {p['base']:.2f} | {p['model'] / p['base']:.4f} | "
           f"{j['kl']['mean']:.5f} | {j['kl']['median']:.5f} | {j['kl']['p99']:.5f} | "
-          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} | {j['decode_tps']:.1f} | {j['vs_base']:.2f} |")
+          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} | "
+          + (f"{j['decode_tps']:.2f} | {j['vs_base']:.2f}{j['vs_range']} |" if j["vs_base"] == j["vs_base"] else "— | — |"))
 print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0}); "
       f"decode: median of the rounds, {max((r[2]['threads'] for r in rows), default=0)} threads")
 EOF
