@@ -16,13 +16,24 @@
 #
 #   bench/run_eval.sh [OUT_DIR]       (default bench/results/eval)
 # Environment: TYPES, BASE_TYPE, CTX (512), CHUNKS (2; 0: the whole text),
-# THREADS (2), MODELS (~/.cache/gantry/models), REAL (1: the real
-# checkpoints: each dequantized to F16 as the base, and each of REAL_TYPES
-# made from that base, plain and with --imatrix), SPEED (1: decode tok/s of
-# every file),
+# THREADS (2), MODELS (~/.cache/gantry/models),
+# REAL (1: the real checkpoints: each dequantized to F16 as the base, and
+# each of REAL_TYPES made from that base, plain and with --imatrix),
+# SPEED (1: the decode tok/s column: per model, all its rows' files and its
+# base in SPEED_ROUNDS (3) interleaved rounds of `gantry bench --prompt
+# SPEED_PROMPT (16) --gen SPEED_GEN (32) --threads SPEED_THREADS (1: on an
+# oversubscribed host a 2-thread pool waits on a descheduled thread: SmolLM2
+# F16 at load average 14 decoded 3.2-3.9 tok/s on 1 thread, 0.5-0.6 on 2),
+# each row also as its speed over
+# the base's in the same round; bench/eval_speed.py, $OUT/speed.json),
+# LLAMACPP (a folder holding llama.cpp's llama-perplexity and llama-quantize:
+# also run bench/eval_llamacpp.sh, llama.cpp's own KL divergence of its Q8_0
+# and Q4_K_M of the same F16 bases over the same text and chunks),
 # CALIB (the imatrix text), IMATRIX_CHUNKS (8 chunks of CTX tokens), QUANTIZE_ARGS / IMATRIX_ARGS (the verbs' argument
 # templates, {in} {out} {type} {imatrix} {text} substituted; adjust them if
 # the verbs' flags differ).
+# Rows whose JSON exists are kept (delete one to redo it; FRESH=1 redoes
+# all); models/ keeps every file it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/results/eval}
@@ -112,7 +123,7 @@ if [ "$REAL" = 1 ]; then
     [ $have_quantize = 1 ] || continue
     im=$OUT/real-$b.imatrix
     [ -f "$im" ] || $G imatrix $(fill "$IMATRIX_ARGS" in="$f16" out="$im" text="$CALIB")
-    for t in ${REAL_TYPES:-q8_0 q6_k q5_k_m q4_k_m q4_0 q3_k_m}; do
+    for t in ${REAL_TYPES:-q8_0 q6_k q5_k_m q4_k_m q4_0 q3_k_m q2_k}; do
       for v in "$t" "$t-imatrix"; do
         q=models/$b-$v.gguf
         [ -f "$OUT/real-$b-$v.json" ] && continue
@@ -126,35 +137,52 @@ if [ "$REAL" = 1 ]; then
   done
 fi
 
-# Decode speed of every file, interleaved in one pass so the ratios to the
-# base share the machine's state (SPEED=0 skips it).
+# Decode speed (SPEED=1): per model, every row's file and its base in
+# interleaved rounds (bench/eval_speed.py: SPEED_ROUNDS rounds of `gantry
+# bench --rounds 1 --prompt SPEED_PROMPT --gen SPEED_GEN --threads SPEED_THREADS`,
+# the order rotating per round), each file's speed relative to its base
+# measured in the same round; into $OUT/speed.json.
 if [ "${SPEED:-1}" = 1 ]; then
-  for f in "$OUT"/*.json; do
-    case $f in *.speed.json) continue ;; esac
-    m=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$f")
-    [ -f "$f.speed.json" ] || $G bench -m "$m" --prompt 16 --gen 32 --rounds 2 --threads "$THREADS" \
-      --json "$f.speed.json" >/dev/null 2>&1 || echo "bench of $m failed"
+  SP=(--gantry "$G" --threads "${SPEED_THREADS:-1}" --rounds "${SPEED_ROUNDS:-3}" --prompt "${SPEED_PROMPT:-16}"
+      --gen "${SPEED_GEN:-32}" --out "$OUT/speed.json")
+  groups=("$OUT/1b-$BASE_TYPE.json")
+  for j in "$OUT"/real-*-f16.json; do [ -f "$j" ] && groups+=("$j"); done
+  for bj in "${groups[@]}"; do
+    [ -f "$bj" ] || continue
+    pre=${bj%-*.json} # bench/results/eval/1b or .../real-NAME
+    echo "== decode speed: $(basename "$pre") rows, ${SPEED_ROUNDS:-3} interleaved rounds"
+    /usr/bin/python3 bench/eval_speed.py "${SP[@]}" "$bj" "$pre"-*.json
   done
 fi
 
+# llama.cpp's own KL of its Q8_0 and Q4_K_M of the same F16 bases (LLAMACPP set).
+[ -n "${LLAMACPP:-}" ] && LLAMACPP=$LLAMACPP CTX=$CTX CHUNKS=$CHUNKS THREADS=$THREADS bench/eval_llamacpp.sh
+
 /usr/bin/python3 - "$OUT" <<'EOF'
-import glob, json, os, sys
+import glob, json, os, statistics, sys
 rows = []
+sf = os.path.join(sys.argv[1], "speed.json")
+speed = json.load(open(sf)) if os.path.exists(sf) else {}
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
-    if f.endswith(".speed.json"):
+    if os.path.basename(f) == "speed.json":
         continue
     j = json.load(open(f))
-    sp = f + ".speed.json"
-    j["decode_tps"] = json.load(open(sp))["decode_tps"]["median"] if os.path.exists(sp) else float("nan")
+    sp = speed.get(os.path.basename(f), {})
+    j["decode_tps"] = statistics.median(sp["decode_tps"]) if sp else float("nan")
+    j["vs_base"] = statistics.median(sp["vs_base"]) if sp else float("nan")
+    j["vs_range"] = f" ({min(sp['vs_base']):.2f}–{max(sp['vs_base']):.2f})" if sp and len(sp["vs_base"]) > 1 else ""
+    j["threads"] = sp.get("threads", 0)
     name = os.path.basename(j["model"]).replace(".gguf", "").replace("synth-1b-eval-", "1B synth ")
     rows.append((j["model_bytes"], name, j))
 rows.sort(key=lambda r: (not r[1].startswith("1B"), r[1][:6], -r[0]))
-print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit | decode tok/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| model | file MiB | perplexity | base | ratio | mean KL | median KL | p99 KL | top-1 | p99 max abs dlogit | decode tok/s | vs F16 (range) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for size, name, j in rows:
     p = j["perplexity"]
     print(f"| {name} | {size / 2**20:.0f} | {p['model']:.2f} | {p['base']:.2f} | {p['model'] / p['base']:.4f} | "
           f"{j['kl']['mean']:.5f} | {j['kl']['median']:.5f} | {j['kl']['p99']:.5f} | "
-          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} | {j['decode_tps']:.1f} |")
-print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0})")
+          f"{j['top1_agreement']:.4f} | {j['max_abs_dlogit']['p99']:.3f} | "
+          + (f"{j['decode_tps']:.2f} | {j['vs_base']:.2f}{j['vs_range']} |" if j["vs_base"] == j["vs_base"] else "— | — |"))
+print(f"\n{rows[0][2]['positions'] if rows else 0} scored positions per row (ctx {rows[0][2]['ctx'] if rows else 0}); "
+      f"decode: median of the rounds, {max((r[2]['threads'] for r in rows), default=0)} threads")
 EOF
