@@ -11,7 +11,7 @@
  * row's 2^-(e+sw) go to y, fused-multiply-added to it after the first
  * block. The tile (1 or 2 panels x 1..8 tokens) holds its fp16 and fp32
  * accumulators in registers (8 + 16 zmm at most); the activation operand is
- * an embedded {1to32} broadcast of one fp16 from the packed tile xh[k][8].
+ * an embedded {1to32} broadcast of one fp16 from the packed rows xh[t][KC].
  * Decode (n_tok <= 4) packs each token's k block into a stack buffer and
  * streams two panels side by side; prefill packs a 192-token chunk's block
  * once into the scratch and runs every 8-token tile of it over each panel's
@@ -28,7 +28,6 @@
 
 #define KC GT_MM_PF_KC /* k per block: a 32-row fp16 slab is 16 KiB */
 #define TC GT_MM_PF_TC /* tokens per chunk */
-#define XW 8           /* tokens per packed activation tile */
 
 bool gt__mm_ph_built(void) { return true; }
 
@@ -43,21 +42,22 @@ static float row_absmax(const float *x, int64_t n) {
     return _mm512_reduce_max_ps(m);
 }
 
-/* x[0, n) * s rounded to fp16 (nearest even) into out[k * XW]. */
+/* x[0, n) * s rounded to fp16 (nearest even) into out[0, n). */
 static void pack_row(const float *x, int64_t n, float s, _Float16 *out) {
     const __m512 vs = _mm512_set1_ps(s);
-    _Float16 tmp[16] __attribute__((aligned(32)));
     for (int64_t i = 0; i < n; i += 16) {
         const int64_t r = n - i < 16 ? n - i : 16;
-        __m512 v = _mm512_maskz_loadu_ps((__mmask16)(r == 16 ? 0xFFFF : (1u << r) - 1), x + i);
+        const __mmask16 m = (__mmask16)(r == 16 ? 0xFFFF : (1u << r) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
         __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm256_store_si256((__m256i *)tmp, h);
-        for (int64_t j = 0; j < r; j++) out[(i + j) * XW] = tmp[j];
+        _mm256_mask_storeu_epi16(out + i, m, h);
     }
 }
 
 /* NP panels (pw halves apart, each w[k][32]) x NT tokens over k in [0, kn)
- * of one block, chunk C; xh[k][XW]. y gets the block's sums (accum: added). */
+ * of one block, chunk C; xh[t][KC] (a constant stride, so each token's
+ * broadcast is a displacement off one pointer). y gets the block's sums
+ * (accum: added). */
 GT_AI void ph_tile(const int C, const int NP, const int NT, const _Float16 *w, size_t pw,
                    int64_t kn, const _Float16 *xh, const float *inv, float *y, int64_t ldy,
                    const __mmask16 *m, int accum) {
@@ -77,10 +77,10 @@ GT_AI void ph_tile(const int C, const int NP, const int NT, const _Float16 *w, s
             __m512h v[2];
 #pragma GCC unroll 2
             for (int p = 0; p < NP; p++) v[p] = _mm512_load_ph(w + p * pw + k * 32);
-            const _Float16 *xk = xh + k * XW;
+            const _Float16 *xk = xh + k;
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
-                const __m512h b = _mm512_set1_ph(xk[t]);
+                const __m512h b = _mm512_set1_ph(xk[t * KC]);
 #pragma GCC unroll 2
                 for (int p = 0; p < NP; p++) h[p][t] = _mm512_fmadd_ph(v[p], b, h[p][t]);
             }
@@ -154,11 +154,11 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
     const int64_t q0 = p0 / 2, q1 = (p1 + 1) / 2, ldx = n_in, ldy = n_out;
     float s[TC], inv[TC];
     if (n_tok <= 4) {
-        _Float16 xb[KC * XW] __attribute__((aligned(64)));
+        _Float16 xb[4 * KC] __attribute__((aligned(64)));
         for (int64_t t = 0; t < n_tok; t++) gt__mm_ph_row_scale(row_absmax(x + t * ldx, n_in), h, &s[t], &inv[t]);
         for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
             const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
-            for (int64_t t = 0; t < n_tok; t++) pack_row(x + t * ldx + k0, kn, s[t], xb + t);
+            for (int64_t t = 0; t < n_tok; t++) pack_row(x + t * ldx + k0, kn, s[t], xb + t * KC);
             for (int64_t q = q0; q < q1;) {
                 __mmask16 m[4];
                 pair_masks(n_out, q, m);
@@ -172,7 +172,7 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
         }
         return;
     }
-    _Float16 *xp = (_Float16 *)scratch; /* [TC / XW][KC][XW] */
+    _Float16 *xp = (_Float16 *)scratch; /* [TC][KC] */
     for (int64_t tc = 0; tc < n_tok; tc += TC) {
         const int64_t tn = n_tok - tc < TC ? n_tok - tc : TC;
         for (int64_t t = 0; t < tn; t++)
@@ -180,7 +180,7 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
         for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
             const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
             for (int64_t t = 0; t < tn; t++)
-                pack_row(x + (tc + t) * ldx + k0, kn, s[t], xp + (t / XW) * KC * XW + t % XW);
+                pack_row(x + (tc + t) * ldx + k0, kn, s[t], xp + t * KC);
             for (int64_t q = q0; q < q1; q++) {
                 __mmask16 m[2];
                 pair_masks(n_out, q, m);
@@ -189,7 +189,7 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                 for (int64_t t = 0; t < tn;) {
                     const int64_t left = tn - t;
                     const int nt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-                    const _Float16 *xt = xp + (t / XW) * KC * XW + t % XW;
+                    const _Float16 *xt = xp + t * KC;
                     tiles[0][nt](w, pw, kn, xt, inv + t, y + (tc + t) * ldy + q * 32, ldy, m, k0 > 0);
                     t += nt;
                 }
