@@ -60,6 +60,7 @@ gt_status gt__cpu_bf16_mode(const char *mode, gt_isa isa, const gt_cpu_features 
                    "kernels: %s fp16 needs the avx512 kernels on a CPU with AVX-512 FP16, but the "
                    "kernels are %s%s%s",
                    src, gt__isa_name(isa), f->avx512fp16 ? "" : " and the CPU lacks AVX-512 FP16",
-                   gt__mm_ph_built() ? "" : " and this build has no fp16 kernels (compiler "
-                                            "without -mavx512fp16)");
+                   gt__mm_ph_built() ? ""
+                                     : " and this build has no fp16 kernels (compiler "
+                                       "without -mavx512fp16)");
 }

@@ -37,8 +37,8 @@ static float row_absmax(const float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
     if (i < n)
-        m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1),
-                                                                 x + i)));
+        m = _mm512_max_ps(
+            m, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i)));
     return _mm512_reduce_max_ps(m);
 }
 
@@ -49,7 +49,8 @@ static void pack_row(const float *x, int64_t n, float s, _Float16 *out) {
         const int64_t r = n - i < 16 ? n - i : 16;
         const __mmask16 m = (__mmask16)(r == 16 ? 0xFFFF : (1u << r) - 1);
         __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i h =
+            _mm512_cvtps_ph(_mm512_mul_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm256_mask_storeu_epi16(out + i, m, h);
     }
 }
@@ -90,9 +91,10 @@ GT_AI void ph_tile(const int C, const int NP, const int NT, const _Float16 *w, s
 #pragma GCC unroll 8
             for (int t = 0; t < NT; t++) {
                 const __m512i hi = _mm512_castph_si512(h[p][t]);
-                a[p][t][0] = _mm512_add_ps(a[p][t][0], _mm512_cvtxph_ps(_mm512_castph512_ph256(h[p][t])));
-                a[p][t][1] = _mm512_add_ps(
-                    a[p][t][1], _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_extracti64x4_epi64(hi, 1))));
+                a[p][t][0] =
+                    _mm512_add_ps(a[p][t][0], _mm512_cvtxph_ps(_mm512_castph512_ph256(h[p][t])));
+                a[p][t][1] = _mm512_add_ps(a[p][t][1], _mm512_cvtxph_ps(_mm256_castsi256_ph(
+                                                           _mm512_extracti64x4_epi64(hi, 1))));
             }
     }
 #pragma GCC unroll 2
@@ -114,8 +116,9 @@ GT_AI void ph_tile(const int C, const int NP, const int NT, const _Float16 *w, s
 
 /* The instances: C in {16, 32, 64}; (NP, NT) in {1, 2} x {1, 2, 4, 8} and
  * (2, 3) for decode. */
-typedef void (*tile_fn)(const _Float16 *, size_t, int64_t, const _Float16 *, const float *,
-                        float *, int64_t, const __mmask16 *, int);
+typedef void (*tile_fn)(const _Float16 *, size_t, int64_t, const _Float16 *, const float *, float *,
+                        int64_t, const __mmask16 *, int);
+/* clang-format off */
 #define TILE(C, NP, NT)                                                                            \
     static void tile_##C##_##NP##_##NT(const _Float16 *w, size_t pw, int64_t kn,                   \
                                        const _Float16 *xh, const float *inv, float *y,             \
@@ -133,6 +136,7 @@ typedef void (*tile_fn)(const _Float16 *, size_t, int64_t, const _Float16 *, con
 TILES(16)
 TILES(32)
 TILES(64)
+/* clang-format on */
 
 static const tile_fn (*tiles_for(int chunk))[9] {
     return chunk == 16 ? k_tiles_16 : chunk == 64 ? k_tiles_64 : k_tiles_32;
@@ -155,7 +159,8 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
     float s[TC], inv[TC];
     if (n_tok <= 4) {
         _Float16 xb[4 * KC] __attribute__((aligned(64)));
-        for (int64_t t = 0; t < n_tok; t++) gt__mm_ph_row_scale(row_absmax(x + t * ldx, n_in), h, &s[t], &inv[t]);
+        for (int64_t t = 0; t < n_tok; t++)
+            gt__mm_ph_row_scale(row_absmax(x + t * ldx, n_in), h, &s[t], &inv[t]);
         for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
             const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
             for (int64_t t = 0; t < n_tok; t++) pack_row(x + t * ldx + k0, kn, s[t], xb + t * KC);
@@ -190,7 +195,8 @@ void gt__mm_ph_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                     const int64_t left = tn - t;
                     const int nt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
                     const _Float16 *xt = xp + t * KC;
-                    tiles[0][nt](w, pw, kn, xt, inv + t, y + (tc + t) * ldy + q * 32, ldy, m, k0 > 0);
+                    tiles[0][nt](w, pw, kn, xt, inv + t, y + (tc + t) * ldy + q * 32, ldy, m,
+                                 k0 > 0);
                     t += nt;
                 }
             }

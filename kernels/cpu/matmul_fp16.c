@@ -100,7 +100,8 @@ void gt__mm_pack_ph(gt_dtype type, int64_t n_in, int64_t n_out, const void *src,
         for (int r = 0; r < 16; r++) {
             const int64_t row = p * 16 + r;
             const uint8_t *in = row < n_out ? (const uint8_t *)src + (size_t)row * rb : NULL;
-            for (int64_t k = 0; k < n_in; k++) o[k * 32 + r] = in ? weight_h(type, in, k, h->sw) : 0;
+            for (int64_t k = 0; k < n_in; k++)
+                o[k * 32 + r] = in ? weight_h(type, in, k, h->sw) : 0;
         }
     }
 }
@@ -126,10 +127,10 @@ static uint16_t double_to_half(double d) {
     if (a >= 65520.0) return sign | 0x7c00;
     if (a == 0) return sign;
     int e;
-    (void)frexp(a, &e); /* a in [2^(e-1), 2^e) */
-    int lsb = (e - 1 < -14 ? -14 : e - 1) - 10; /* fp16 spacing at a */
+    (void)frexp(a, &e);                          /* a in [2^(e-1), 2^e) */
+    int lsb = (e - 1 < -14 ? -14 : e - 1) - 10;  /* fp16 spacing at a */
     double r = ldexp(rint(ldexp(a, -lsb)), lsb); /* exact scalings; rint: nearest even */
-    return sign | gt_f32_to_f16((float)r); /* r is an fp16 value: exact */
+    return sign | gt_f32_to_f16((float)r);       /* r is an fp16 value: exact */
 }
 
 static uint16_t fma16(uint16_t w, uint16_t x, uint16_t acc) {

@@ -36,8 +36,8 @@
 static gt_kernels *KS[2]; /* fp16 on, 1 and 2 threads; NULL without AVX-512 FP16 */
 
 /* Weights ~ N(0, scale^2), BF16 ones rounded to 8 bits so that they fit. */
-static uint16_t *make_weights(gt_test_rng *g, gt_dtype t, int64_t n_in, int64_t n_out,
-                              float scale, double *wd) {
+static uint16_t *make_weights(gt_test_rng *g, gt_dtype t, int64_t n_in, int64_t n_out, float scale,
+                              double *wd) {
     uint16_t *w = malloc(sizeof(uint16_t) * (size_t)(n_in * n_out));
     for (int64_t i = 0; i < n_in * n_out; i++) {
         float v = gt_test_rng_normal(g) * scale;
@@ -72,9 +72,9 @@ static void check_bound(const char *what, const float *x, const double *wd, cons
             double bound = (h->chunk + 2) * a / 2048 + (double)n_in * ldexp(1, -24) * inv + 1e-30;
             if (!(err <= bound))
                 fail_msg("%s ref n_in=%lld n_out=%lld n_tok=%lld chunk=%d: out[%lld][%lld] = "
-                         "%.9g, exact %.9g, off by %.3g > bound %.3g", what, (long long)n_in,
-                         (long long)n_out, (long long)n_tok, h->chunk, (long long)tt, (long long)o,
-                         (double)yr[tt * n_out + o], s, err, bound);
+                         "%.9g, exact %.9g, off by %.3g > bound %.3g",
+                         what, (long long)n_in, (long long)n_out, (long long)n_tok, h->chunk,
+                         (long long)tt, (long long)o, (double)yr[tt * n_out + o], s, err, bound);
         }
     }
 }
@@ -108,12 +108,16 @@ static void run_case(gt_dtype t, int64_t n_in, int64_t n_out, int64_t n_tok, int
             if (memcmp(&y[i], &yr[i], 4) != 0 && diff++ == 0) first = i;
         if (diff)
             fail_msg("%s threads=%d n_in=%lld n_out=%lld n_tok=%lld chunk=%d: %zu of %zu outputs "
-                     "differ from the reference, first [%zu]: %.9g vs %.9g", gt_dtype_name(t),
-                     n + 1, (long long)n_in, (long long)n_out, (long long)n_tok, chunk, diff, ny,
-                     first, (double)y[first], (double)yr[first]);
+                     "differ from the reference, first [%zu]: %.9g vs %.9g",
+                     gt_dtype_name(t), n + 1, (long long)n_in, (long long)n_out, (long long)n_tok,
+                     chunk, diff, ny, first, (double)y[first], (double)yr[first]);
     }
     unsetenv("GANTRY_FP16_CHUNK");
-    free(wd); free(w); free(x); free(y); free(yr);
+    free(wd);
+    free(w);
+    free(x);
+    free(y);
+    free(yr);
 }
 
 static void run_type(gt_dtype t) {
@@ -130,9 +134,9 @@ static void run_type(gt_dtype t) {
         run_case(t, 298, 33, 3, c, 1.0f, 0.5f, seed++);
         run_case(t, 520, 45, 37, c, 1.0f, 0.5f, seed++);
     }
-    run_case(t, 300, 33, 9, 32, 1e5f, 0.05f, seed++);  /* huge activations */
-    run_case(t, 300, 33, 9, 64, 1e-5f, 0.5f, seed++);  /* tiny ones */
-    run_case(t, 300, 33, 9, 16, 1.0f, 3e4f, seed++);   /* weights near the fp16 top */
+    run_case(t, 300, 33, 9, 32, 1e5f, 0.05f, seed++); /* huge activations */
+    run_case(t, 300, 33, 9, 64, 1e-5f, 0.5f, seed++); /* tiny ones */
+    run_case(t, 300, 33, 9, 16, 1.0f, 3e4f, seed++);  /* weights near the fp16 top */
 }
 
 static void test_f16(void **state) { run_type(GT_F16); }
@@ -196,9 +200,11 @@ static void test_fallback_and_modes(void **state) {
 static int setup(void **state) {
     gt_cpu_features f = gt__cpu_detect();
     if (gt__cpu_best_isa(&f) != GT_ISA_AVX512 || !f.avx512fp16 || !gt__mm_ph_built()) {
-        fprintf(stderr, "test_matmul_fp16: %s: the AVX-512 FP16 kernel is not compared (skipped); "
-                        "the scalar reference is\n",
-                gt__mm_ph_built() ? "this CPU lacks AVX-512 FP16" : "this build has no fp16 kernels");
+        fprintf(stderr,
+                "test_matmul_fp16: %s: the AVX-512 FP16 kernel is not compared (skipped); "
+                "the scalar reference is\n",
+                gt__mm_ph_built() ? "this CPU lacks AVX-512 FP16"
+                                  : "this build has no fp16 kernels");
         return 0;
     }
     for (int n = 0; n < 2; n++) {
