@@ -18,9 +18,13 @@
      .metavar = "N", .help = "compute threads (default 1)"},                                       \
     {NULL, "--isa", GT_FLAG_STR, offsetof(T, job.eng.isa), .metavar = "NAME",                      \
      .help = "kernels: auto, avx512, avx2, ref"},                                                  \
-    {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|auto",      \
-     .help = "F16/BF16 weights: multiply with bf16 dot products (activations rounded to\n"         \
-             "bf16; AVX-512 BF16), every batch size; auto: off (see docs/benchmarks.md)"},        \
+    {NULL, "--half-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16),                              \
+     .metavar = "off|bf16|fp16|auto",                                                              \
+     .help = "F16/BF16 weights, every batch size: bf16 dot products (AVX-512 BF16) or\n"          \
+             "fp16 FMAs in short chunks (AVX-512 FP16), activations rounded; auto: fp16\n"        \
+             "where the CPU has it, else off (docs/benchmarks.md)"},                              \
+    {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|fp16|auto", \
+     .help = "the older name of --half-matmul (on = bf16)"},                                      \
     {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \
      .help = "kernel backend: cpu (default) or cuda"},                                             \
     {NULL, "--tp", GT_FLAG_INT, offsetof(T, job.tp), .lo = 1, .hi = 4096, .metavar = "N",          \

@@ -47,8 +47,8 @@ gt_status gt__cpu_backend_create(const gt_kernels_config *cfg, gt_kernels **out)
         return gt_fail(GT_ERR_UNSUPPORTED,
                        "kernels: isa %s was requested but this CPU supports at most %s",
                        gt__isa_name(isa), gt__isa_name(best));
-    bool bf16_f16, bf16_bf16;
-    GT_TRY(gt__cpu_bf16_mode(c.bf16, isa, &cpu, &bf16_f16, &bf16_bf16));
+    bool bf16_f16, bf16_bf16, fp16;
+    GT_TRY(gt__cpu_bf16_mode(c.bf16, isa, &cpu, &bf16_f16, &bf16_bf16, &fp16));
 
     gt_cpu *k = calloc(1, sizeof *k);
     if (!k) return gt_fail(GT_ERR_NOMEM, "kernels: out of memory for the backend");
@@ -63,6 +63,7 @@ gt_status gt__cpu_backend_create(const gt_kernels_config *cfg, gt_kernels **out)
     k->cpu = cpu;
     k->bf16_f16 = bf16_f16;
     k->bf16_bf16 = bf16_bf16;
+    k->fp16 = fp16;
     k->ops = isa == GT_ISA_AVX512 ? &gt__ops_avx512
              : isa == GT_ISA_AVX2 ? &gt__ops_avx2
                                   : &gt__ops_ref;

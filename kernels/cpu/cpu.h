@@ -15,7 +15,7 @@ typedef enum gt_isa { GT_ISA_REF = 0, GT_ISA_AVX2, GT_ISA_AVX512 } gt_isa;
 
 typedef struct gt_cpu_features {
     bool avx2, fma, f16c;
-    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16;
 } gt_cpu_features;
 
 /* Reads CPUID (and XGETBV for OS support of the wide registers). */
@@ -23,11 +23,13 @@ gt_cpu_features gt__cpu_detect(void);
 /* The best ISA these features allow. */
 gt_isa gt__cpu_best_isa(const gt_cpu_features *f);
 const char *gt__isa_name(gt_isa isa);
-/* The --bf16-matmul mode (NULL: GANTRY_BF16_MATMUL, then auto) for these
- * kernels: whether F16 and BF16 weights take bf16 dot products
- * (kernels/cpu/bf16_mode.c). GT_ERR_INVALID_ARG, GT_ERR_UNSUPPORTED. */
+/* The --half-matmul (--bf16-matmul) mode (NULL: GANTRY_BF16_MATMUL, then
+ * auto) for these kernels: whether F16 and BF16 weights take bf16 dot
+ * products (f16, bf16) or fp16 products (fp16: F16 weights, and BF16
+ * weights whose values fit) (kernels/cpu/bf16_mode.c).
+ * GT_ERR_INVALID_ARG, GT_ERR_UNSUPPORTED. */
 gt_status gt__cpu_bf16_mode(const char *mode, gt_isa isa, const gt_cpu_features *f, bool *f16,
-                            bool *bf16);
+                            bool *bf16, bool *fp16);
 
 typedef struct gt_cpu {
     gt_kernels base; /* first: gt_kernels * and gt_cpu * convert */
@@ -36,6 +38,7 @@ typedef struct gt_cpu {
     gt_isa isa;
     gt_cpu_features cpu;
     bool bf16_f16, bf16_bf16; /* F16 / BF16 weights take the bf16 pair panels (matmul_bf16.c) */
+    bool fp16;                /* F16 (and fitting BF16) weights take fp16 panels (matmul_fp16.c) */
     const struct gt_ops *ops; /* non-matmul op table (kernels/cpu/ops.h) */
     void *scratch;            /* the workspace; see gt__cpu_scratch */
     size_t scratch_bytes;

@@ -56,6 +56,7 @@ static const mm_isa *isa_kernels(const gt_cpu *k) {
 
 static int pick_layout(const gt_cpu *k, gt_dtype type, int64_t n_in) {
     if (!isa_kernels(k)) return GT_MM_ROWS;
+    if (k->fp16 && gt__mm_ph_ok(type, n_in)) return GT_MM_PH;
     if (gt__mm_pb_ok(type, n_in) && (type == GT_F16 ? k->bf16_f16 : k->bf16_bf16)) return GT_MM_PB;
     if (type == GT_F32 || type == GT_F16 || type == GT_BF16) return GT_MM_PF;
     if (gt__mm_qkind(type) != GT_MMQ_NONE) return GT_MM_PQ;
@@ -112,10 +113,16 @@ gt_status gt__cpu_weight_init(gt_kernels *kb, gt_dtype type, int64_t n_in, int64
     int layout = invariant ? GT_MM_ROWS : pick_layout(k, type, n_in);
     if (layout == GT_MM_ROWS) return GT_OK;
     size_t bytes = gt__mm_packed_bytes(type, layout, n_in, n_out);
+    gt_mm_ph_head head;
+    /* fp16 panels: a BF16 weight whose values are not all fp16 (after one
+     * power-of-two scale) keeps the float panels, in the bytes planned. */
+    if (layout == GT_MM_PH && !gt__mm_ph_head_init(type, n_in, n_out, data, &head))
+        layout = GT_MM_PF;
     void *p = alloc_packed(bytes);
     if (!p)
         return gt_fail(GT_ERR_NOMEM, "matmul: cannot allocate %zu bytes to repack a %s weight",
                        bytes, info->name);
+    if (layout == GT_MM_PH) memcpy(p, &head, sizeof head);
     pack_job pj = {type, layout, n_in, n_out, data, p};
     gt_pool_run(k->pool, run_pack, &pj);
     w->owned = p;
@@ -184,7 +191,10 @@ static void run_quantize(void *arg, int ith, int nth) {
  * this thread reads (PQ layouts). */
 static void run_grain(const mm_job *j, int ith, long p0, long p1, const gt_mm_q8a *q) {
     if (p1 % 2) p1++; /* the GEMMs work on panel pairs; the padding panel exists */
-    if (j->w->layout == GT_MM_PB)
+    if (j->w->layout == GT_MM_PH)
+        gt__mm_ph_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+                         j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
+    else if (j->w->layout == GT_MM_PB)
         gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
                          j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
     else if (j->w->layout == GT_MM_PF)

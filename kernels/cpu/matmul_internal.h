@@ -30,6 +30,7 @@ enum {
     GT_MM_PF = 1, /* float panels of the stored type */
     GT_MM_PQ = 2, /* quant panels, kind from gt__mm_qkind(type) */
     GT_MM_PB = 3, /* bf16 pair panels of F16/BF16 weights (matmul_bf16.c) */
+    GT_MM_PH = 4, /* fp16 32-row panels of F16/BF16 weights (matmul_fp16.c) */
 };
 
 /* Quant panel kinds. Chunk c (0..7) of a block covers k = 4c..4c+3. */
@@ -119,6 +120,47 @@ void gt__mm_pb_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_ou
 /* Panels [p0, p1) (p0 even), tokens [0, n_tok); scratch as for
  * gt__mm_pf_avx512 (gt__mm_pf_scratch_floats(n_tok) floats, 64-byte aligned). */
 void gt__mm_pb_avx512(const void *wp, int64_t n_in, int64_t n_out, const float *x, float *y,
+                      int64_t n_tok, int64_t p0, int64_t p1, float *scratch);
+
+
+/* ---- fp16 panels (matmul_fp16.c, matmul_avx512_fp16.c) ---- */
+/* k per fp16 partial sum: the default of GANTRY_FP16_CHUNK (16, 32 or 64). */
+#define GT_MM_PH_CHUNK 32
+#define GT_MM_PH_HEAD 64 /* bytes of gt_mm_ph_head before the panels */
+/* The packed weight's header: the largest |w| 2^sw and the chunk length. */
+typedef struct gt_mm_ph_head {
+    float wmax;    /* max |w| * 2^sw over the matrix */
+    int32_t sw;    /* the weights' power-of-two scale (0 for F16) */
+    int32_t chunk; /* k per fp16 partial sum */
+} gt_mm_ph_head;
+_Static_assert(sizeof(gt_mm_ph_head) <= GT_MM_PH_HEAD, "fp16 panel header");
+/* GANTRY_FP16_CHUNK when it is 16, 32 or 64, else GT_MM_PH_CHUNK. */
+int gt__mm_ph_chunk(void);
+/* Whether a weight type can take the fp16 panels at all: F16 or BF16. */
+bool gt__mm_ph_ok(gt_dtype type, int64_t n_in);
+/* The header of the rows src [n_out][n_in]: false when some value is not
+ * exactly an fp16 after the matrix's power-of-two scale (BF16 out of
+ * range, or an inf/nan): the weight then keeps the float panels. One scan. */
+bool gt__mm_ph_head_init(gt_dtype type, int64_t n_in, int64_t n_out, const void *src,
+                         gt_mm_ph_head *h);
+/* Panels [p0, p1) (16 rows each, two to a 32-row panel) after the header,
+ * which dst must already hold. */
+void gt__mm_pack_ph(gt_dtype type, int64_t n_in, int64_t n_out, const void *src, void *dst,
+                    int64_t p0, int64_t p1);
+/* The power-of-two activation scale of a row whose max |x| is xmax, and
+ * 2^-(e+sw), the factor that folds it (and the weights' scale) back. */
+void gt__mm_ph_row_scale(float xmax, const gt_mm_ph_head *h, float *scale, float *inv);
+/* The scalar reference on the GGUF rows [r0, r1) of y[n_tok][n_out]: the
+ * same bits as gt__mm_ph_avx512. */
+void gt__mm_ph_ref_rows(gt_dtype type, const void *w, const gt_mm_ph_head *h, int64_t n_in,
+                        int64_t n_out, const float *x, float *y, int64_t n_tok, int64_t r0,
+                        int64_t r1);
+/* Whether this build has the AVX-512 FP16 kernels (a compiler without
+ * -mavx512fp16 leaves them out). */
+bool gt__mm_ph_built(void);
+/* Panels [p0, p1) (p0 even), tokens [0, n_tok) of the packed weight wp
+ * (header first); scratch as for gt__mm_pf_avx512. */
+void gt__mm_ph_avx512(const void *wp, int64_t n_in, int64_t n_out, const float *x, float *y,
                       int64_t n_tok, int64_t p0, int64_t p1, float *scratch);
 
 #endif

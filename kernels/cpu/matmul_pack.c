@@ -42,6 +42,7 @@ static size_t elem_bytes(gt_dtype type) { return type == GT_F32 ? 4 : 2; }
 size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_out) {
     size_t np = (size_t)gt__mm_n_panels(n_out);
     if (layout == GT_MM_PF || layout == GT_MM_PB) return np * 16 * (size_t)n_in * elem_bytes(type);
+    if (layout == GT_MM_PH) return GT_MM_PH_HEAD + np * 16 * (size_t)n_in * 2;
     return np * (size_t)(n_in / 32) * gt__mm_qblock_bytes(gt__mm_qkind(type));
 }
 
@@ -213,6 +214,8 @@ void gt__mm_pack(gt_dtype type, int layout, int64_t n_in, int64_t n_out, const v
                  void *dst, int64_t p0, int64_t p1) {
     if (layout == GT_MM_PB)
         gt__mm_pack_pb(type, n_in, n_out, src, dst, p0, p1);
+    else if (layout == GT_MM_PH)
+        gt__mm_pack_ph(type, n_in, n_out, src, dst, p0, p1);
     else if (layout == GT_MM_PF)
         pack_float(type, n_in, n_out, src, dst, p0, p1);
     else

@@ -74,8 +74,9 @@ def path(name):
 
 def logits(model, tokens=PROMPT):
     out = model + ".logits.bin"
+    # The fp32 path for F16/BF16 (auto may take fp16 products): this checks the files.
     run([GANTRY, "run", "-m", model, "--tokens", ",".join(map(str, tokens)), "-n", "0",
-         "--logits-out", out])
+         "--logits-out", out, "--half-matmul", "off"])
     return np.fromfile(out, dtype=np.float32).reshape(len(tokens), -1).astype(np.float64)
 
 

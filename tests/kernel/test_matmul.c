@@ -240,6 +240,7 @@ static int setup(void **state) {
             gt_kernels_config cfg = GT_KERNELS_CONFIG_INIT;
             cfg.n_threads = n;
             cfg.isa = ISAS[i];
+            cfg.bf16 = "off"; /* F16/BF16 in fp32: test_matmul_bf16/_fp16 test the others */
             if (gt_kernels_create(&cfg, &KS[i][n - 1]) != GT_OK) KS[i][n - 1] = NULL;
         }
     assert_non_null(KS[0][0]);
