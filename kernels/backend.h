@@ -21,6 +21,7 @@ typedef struct gt_backend_iface {
     const char *name; /* "cpu", "cuda" */
     void (*destroy)(gt_kernels *k);
     const char *(*isa)(const gt_kernels *k);
+    const char *(*half)(const gt_kernels *k); /* NULL entry: "off" */
     int (*n_threads)(const gt_kernels *k);
     gt_pool *(*pool)(gt_kernels *k); /* NULL entry: no host thread pool */
 

@@ -29,6 +29,9 @@ void gt_kernels_destroy(gt_kernels *k) {
 
 const char *gt_kernels_backend(const gt_kernels *k) { return k->iface->name; }
 const char *gt_kernels_isa(const gt_kernels *k) { return k->iface->isa(k); }
+const char *gt_kernels_half(const gt_kernels *k) {
+    return k->iface->half ? k->iface->half(k) : "off";
+}
 int gt_kernels_n_threads(const gt_kernels *k) { return k->iface->n_threads(k); }
 gt_pool *gt_kernels_pool(gt_kernels *k) { return k->iface->pool ? k->iface->pool(k) : NULL; }
 

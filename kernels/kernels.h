@@ -53,6 +53,8 @@ gt_status gt_kernels_create(const gt_kernels_config *cfg, gt_kernels **out);
 void gt_kernels_destroy(gt_kernels *k); /* accepts NULL */
 const char *gt_kernels_backend(const gt_kernels *k); /* "cpu", "cuda" */
 const char *gt_kernels_isa(const gt_kernels *k);     /* CPU: "avx512", "avx2", "ref" */
+/* The products F16/BF16 weights take: "bf16", "fp16" or "off" (fp32). */
+const char *gt_kernels_half(const gt_kernels *k);
 int gt_kernels_n_threads(const gt_kernels *k);
 gt_pool *gt_kernels_pool(gt_kernels *k); /* the CPU's thread pool; NULL on other backends */
 

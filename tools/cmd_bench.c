@@ -262,10 +262,12 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
     GT_TRY_GOTO(gt_sampler_create(&sc, (int)hp->n_vocab, &smp), st, done);
     for (int s = 0; s < (int)o->batch; s++) GT_TRY_GOTO(gt_coord_set_sampler(c, s, smp), st, done);
     const char *type = main_type(gt_rank_gguf(rk));
+    const char *half = gt_kernels_half(gt_engine_kernels(e));
     printf("model %s: %s %s, %u layers, embd %u, weights read per token %.1f MiB; %s x%d threads",
            o->job.eng.model_path, hp->arch_name, type, hp->n_layer, hp->n_embd,
            (double)gt_engine_weight_bytes(e) / (1 << 20), gt_kernels_isa(gt_engine_kernels(e)),
            o->job.eng.n_threads);
+    if (strcmp(half, "off")) printf("; F16/BF16 weights in %s products", half);
     if (grid) printf("; rank 0 of %d (tp %d x pp %d%s)", gr->world, gr->tp, gr->pp, gr->ep > 1 ? " with ep" : "");
     uint64_t dense = 0, held = 0, read = 0;
     gt_engine_moe_bytes(e, &dense, &held, &read);
@@ -326,6 +328,8 @@ static gt_status bench_lead(gt_coord *c, void *opts) {
         gt_json_write_str(f, type);
         fputs(", \"isa\": ", f);
         gt_json_write_str(f, gt_kernels_isa(gt_engine_kernels(e)));
+        fputs(", \"half_matmul\": ", f);
+        gt_json_write_str(f, half);
         fprintf(f, ", \"threads\": %d, \"ranks\": %d, \"tp\": %d, \"pp\": %d, \"n_prompt\": %ld, "
                 "\"n_gen\": %ld, \"batch\": %ld, \"rounds\": %ld, "
                 "\"weight_bytes\": %llu, \"bytes_per_decode_step\": %.0f, \"bandwidth_gbs\": {\"best\": %.2f, \"median\": %.2f}, "

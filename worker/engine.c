@@ -168,9 +168,10 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     GT_TRY_GOTO(gt__engine_experts_init(e), st, fail);
     if (e->shard.grid.ep > 1) GT_TRY_GOTO(gt__moe_ep_init(e), st, fail);
     GT_LOG_INFO(GT_SUB_WORKER, "%s: %s, %u layers, %u embd, %u heads (%u kv), vocab %u, ctx %u, "
-                "kernels %s x%d, KV %zu MiB", gt_gguf_name(e->g), e->hp.arch_name, e->hp.n_layer,
-                e->hp.n_embd, e->hp.n_head, e->hp.n_head_kv, e->hp.n_vocab, e->n_ctx,
-                gt_kernels_isa(e->k), gt_kernels_n_threads(e->k), gt_kv_cache_bytes(e->kv) >> 20);
+                "kernels %s x%d (F16/BF16 products: %s), KV %zu MiB", gt_gguf_name(e->g),
+                e->hp.arch_name, e->hp.n_layer, e->hp.n_embd, e->hp.n_head, e->hp.n_head_kv,
+                e->hp.n_vocab, e->n_ctx, gt_kernels_isa(e->k), gt_kernels_n_threads(e->k),
+                gt_kernels_half(e->k), gt_kv_cache_bytes(e->kv) >> 20);
     *out = e;
     return GT_OK;
 fail:

@@ -80,6 +80,10 @@ static void cpu_destroy(gt_kernels *kb) {
 }
 
 static const char *cpu_isa(const gt_kernels *k) { return gt__isa_name(gt__cpu_c(k)->isa); }
+static const char *cpu_half(const gt_kernels *k) {
+    const gt_cpu *c = gt__cpu_c(k);
+    return c->fp16 ? "fp16" : c->bf16_f16 ? "bf16" : "off";
+}
 static int cpu_n_threads(const gt_kernels *k) { return gt__cpu_c(k)->n_threads; }
 static gt_pool *cpu_pool(gt_kernels *k) { return gt__cpu(k)->pool; }
 
@@ -339,6 +343,7 @@ static const gt_backend_iface cpu_iface = {
     .name = "cpu",
     .destroy = cpu_destroy,
     .isa = cpu_isa,
+    .half = cpu_half,
     .n_threads = cpu_n_threads,
     .pool = cpu_pool,
     .reserve = gt__cpu_reserve,

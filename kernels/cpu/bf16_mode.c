@@ -8,13 +8,18 @@
  * (docs/architecture.md, Kernels).
  *
  * auto: fp16 where the kernels are avx512, the CPU has AVX-512 FP16 and
- * this build has its kernels; else off (docs/benchmarks.md, "FP16
- * products"). The rule: fp16 is automatic because its mean KL against the
- * fp32 path is below 2e-4 nats with top-1 agreement of at least 99.5% on
- * SmolLM2 and Gemma 3 in F16 (measured 7.6e-5 and 1.2e-4; Q8_0 weights cost
- * 1e-2), at 1.4-1.7x the fp32 path's matrix-product speed. bf16 is never
- * automatic: on the development host's Xeon `vdpbf16ps` retires one per two
- * cycles, so it is slower than fp32 there ("BF16 dot products").
+ * this build has its kernels; else bf16 where the kernels are avx512 and
+ * the CPU issues `vdpbf16ps` at its fp32 FMA's rate (AMD Zen 4 and later:
+ * gt_cpu_features.bf16_full_rate); else off (docs/benchmarks.md, "FP16
+ * products" and "BF16 dot products"). The rule: a half-precision mode is
+ * automatic when `gantry eval` against the fp32 path's logits shows a
+ * negligible cost (mean KL under 1e-3 nats, a tenth of what Q8_0 weights
+ * cost, with top-1 agreement of at least 99%) on SmolLM2 and Gemma 3 in
+ * F16, and it is faster: fp16 measured 7.6e-5 and 1.2e-4 nats (99.6%,
+ * 99.7%) at 1.4-1.7x the fp32 products on a Xeon; bf16 4.0e-4 and 7.3e-4
+ * nats (99.0%, 99.2%) at 1.8-1.9x on Zen 4. Where both are possible fp16
+ * wins (five times less KL). On Intel cores `vdpbf16ps` retires one per
+ * two cycles, slower than fp32, so bf16 is not automatic there.
  * The environment variable is a test hook that applies where it can: "bf16"
  * or "fp16" leave other ISAs (ref, avx2) in fp32 rather than failing. */
 #include <stdlib.h>
@@ -36,6 +41,7 @@ gt_status gt__cpu_bf16_mode(const char *mode, gt_isa isa, const gt_cpu_features 
     *f16 = *bf16 = *fp16 = false;
     if (!mode || !*mode || !strcmp(mode, "auto")) {
         *fp16 = can_fp16;
+        *f16 = *bf16 = !can_fp16 && can_bf16 && f->bf16_full_rate;
         return GT_OK;
     }
     if (!strcmp(mode, "off")) return GT_OK;

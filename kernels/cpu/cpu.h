@@ -16,6 +16,10 @@ typedef enum gt_isa { GT_ISA_REF = 0, GT_ISA_AVX2, GT_ISA_AVX512 } gt_isa;
 typedef struct gt_cpu_features {
     bool avx2, fma, f16c;
     bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16;
+    /* vdpbf16ps issues at the fp32 FMA's rate, so bf16 dot products are
+     * twice its multiply-adds: AMD family 19h (Zen 4) and later. Intel cores
+     * with AVX-512 BF16 issue it at half that rate (docs/benchmarks.md). */
+    bool bf16_full_rate;
 } gt_cpu_features;
 
 /* Reads CPUID (and XGETBV for OS support of the wide registers). */

@@ -15,10 +15,22 @@ static uint64_t read_xcr0(void) {
     return ((uint64_t)hi << 32) | lo;
 }
 
+/* AuthenticAMD at family 19h (Zen 3/4) or later; of these only Zen 4 and
+ * later have AVX-512 BF16, the caller's other condition. */
+static bool amd_family_19h_or_later(unsigned leaf1_eax) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* AuthenticAMD */
+    unsigned family = (leaf1_eax >> 8) & 0xf;
+    if (family == 0xf) family += (leaf1_eax >> 20) & 0xff;
+    return amd && family >= 0x19;
+}
+
 gt_cpu_features gt__cpu_detect(void) {
     gt_cpu_features f = {0};
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const unsigned leaf1_eax = a;
     const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
     const bool fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx) return f;
@@ -41,6 +53,7 @@ gt_cpu_features gt__cpu_detect(void) {
         unsigned a1, b1, c1, d1;
         __cpuid_count(7, 1, a1, b1, c1, d1);
         f.avx512bf16 = (a1 >> 5) & 1;
+        f.bf16_full_rate = f.avx512bf16 && amd_family_19h_or_later(leaf1_eax);
     }
     return f;
 }

@@ -10,6 +10,10 @@ On a small synthetic llama in F16 and in BF16 (24-token prompt):
   - batch invariance holds on the bf16 path: token-by-token evaluation
     (--ubatch 1, the decode kernels) gives the same bits as one batched
     prefill, and 1 and 2 threads give the same bits;
+  - `--half-matmul auto` takes the bf16 products where /proc/cpuinfo names
+    an AMD CPU of family 19h or later with avx512_bf16 and no avx512_fp16
+    (vdpbf16ps at the FMA's rate), and the fp32 path on other CPUs without
+    avx512_fp16 (the same bits as bf16 or off);
   - a bad mode is refused with one sentence.
 Exit 77 when the gantry binary is missing or the CPU lacks AVX-512 BF16.
 """
@@ -55,6 +59,22 @@ def logits(path, extra):
     return np.fromfile(out, dtype=np.float32).reshape(len(PROMPT), N_VOCAB)
 
 
+def auto_expected():
+    """'bf16', 'off' or None (an avx512_fp16 CPU: test_fp16_matmul's case)."""
+    info = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            info.setdefault(k.strip(), v.strip())
+            if not line.strip() and info:
+                break
+    flags = info.get("flags", "").split()
+    if "avx512_fp16" in flags:
+        return None
+    amd = info.get("vendor_id") == "AuthenticAMD" and int(info.get("cpu family", "0")) >= 0x19
+    return "bf16" if amd and "avx512_bf16" in flags else "off"
+
+
 def main():
     if not os.path.exists(GANTRY):
         print(f"{GANTRY} not built: skipped")
@@ -89,6 +109,15 @@ def main():
             if not np.array_equal(on, other):
                 fail(f"{wtype}: bf16 logits with {' '.join(extra)} differ from one batched prefill "
                      f"by up to {np.abs(on - other).max():.3g} (must be bit-identical)")
+        want_auto = auto_expected()
+        if want_auto:
+            auto = logits(path, ["--half-matmul", "auto"])
+            same = on if want_auto == "bf16" else off
+            print(f"{wtype}: auto should be {want_auto} on this CPU: "
+                  f"{'yes' if np.array_equal(auto, same) else 'NO'}")
+            if not np.array_equal(auto, same):
+                fail(f"{wtype}: --half-matmul auto did not give the {want_auto} path's bits on this "
+                     f"CPU (max |diff| {np.abs(auto - same).max():.3g})")
     p = run([GANTRY, "run", "-m", path, "--tokens", "1", "-n", "0", "--bf16-matmul", "yes"],
             check=False)
     if p.returncode == 0 or '"yes"' not in p.stderr or p.stderr.strip().count("\n") > 1:

@@ -19,6 +19,7 @@ the same bounds).
 Exit 77 (skip) only when the gantry binary does not exist.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,11 +49,13 @@ FLOAT_BOUND = (0.005, 0.001)   # f16 KV cache rounding (emulated: max 0.0012, rm
 QUANT_BOUND = (0.12, 0.025)    # + Q8 activations (emulated: max 0.062, rms 0.0116)
 BOUNDS = {t: FLOAT_BOUND if t in ("f32", "f16", "bf16") else QUANT_BOUND
           for t in TYPES + EXTRA_TYPES}
-# F16/BF16 weights on fp16 products (what `auto` picks on AVX-512 FP16): activations
-# rounded to fp16 and products summed in fp16 over 32 k (measured max 0.0081, rms 0.0017;
-# the bf16 dot products gave 0.019 / 0.0045). The fp32 path is then checked with
+# F16/BF16 weights on half-precision products, where `auto` picks them (the
+# engine's load line says which: GANTRY_LOG=info). fp16 (AVX-512 FP16):
+# activations rounded to fp16 and products summed in fp16 over 32 k (measured
+# max 0.0081, rms 0.0017); bf16 (Zen 4): activations rounded to bf16 and F16
+# weights to bf16 (measured 0.019 / 0.0045). The fp32 path is then checked with
 # `--half-matmul off` against FLOAT_BOUND.
-FP16_BOUND = (0.012, 0.0025)
+HALF_BOUNDS = {"fp16": (0.012, 0.0025), "bf16": (0.05, 0.01)}
 EXACT_BOUND = (2e-4, 5e-5)     # F32 weights, F32 KV, scalar kernels: fp32 vs fp64 rounding only
 # MoE: a routing decision whose last-selected and first-unselected router
 # logits are closer than this may legitimately go either way (emulated
@@ -146,17 +149,23 @@ def main():
         return 77
     t_start = time.time()
     table = []
-    half = {}  # "fp16": whether this CPU and build have the fp16 products (auto uses them)
+    half = {}  # "auto": the products auto gives F16/BF16 weights here ("fp16", "bf16", "off")
 
     def bound_of(wtype):
-        return FP16_BOUND if wtype in ("f16", "bf16") and half.get("fp16") else BOUNDS[wtype]
+        mode = half.get("auto", "off") if wtype in ("f16", "bf16") else "off"
+        return HALF_BOUNDS.get(mode, BOUNDS[wtype])
 
     def check_model(arch, wtype, extra=()):
         path = os.path.join(TMP, f"ref_{arch}_{wtype}.gguf")
         synth(path, arch, wtype, extra)
-        if wtype in ("f16", "bf16") and "fp16" not in half:
-            half["fp16"] = subprocess.run([GANTRY, "run", "-m", path, "--tokens", "1", "-n", "0",
-                                           "--half-matmul", "fp16"], capture_output=True).returncode == 0
+        if wtype in ("f16", "bf16") and "auto" not in half:
+            p = subprocess.run([GANTRY, "run", "-m", path, "--tokens", "1", "-n", "0"],
+                               capture_output=True, text=True, env=dict(os.environ, GANTRY_LOG="info"))
+            m = re.search(r"F16/BF16 products: (\w+)", p.stderr)
+            if not m:
+                raise RuntimeError(f"no 'F16/BF16 products' in the load line: {p.stderr[-500:]!r}")
+            half["auto"] = m.group(1)
+            print(f"auto gives F16/BF16 weights {half['auto']} products on this CPU")
         cands, n_route_ties = reference_candidates(path)
         got = gantry_logits(path, ["-t", "2"])
         # Against a routing near-tie, the side of it that Gantry took.
@@ -192,8 +201,8 @@ def main():
               f"{rties:12d}")
     print(flush=True)
 
-    # F16/BF16 on the fp32 path, where auto took the fp16 products above.
-    for arch in ARCH_LIST if half.get("fp16") else []:
+    # F16/BF16 on the fp32 path, where auto took half-precision products above.
+    for arch in ARCH_LIST if half.get("auto", "off") != "off" else []:
         for wtype in ("f16", "bf16"):
             try:
                 path, _, want = models[(arch, wtype)]
