@@ -17,17 +17,11 @@
 #include <time.h>
 
 #include "bench/bench_stats.h"
+#include "bench/bench_weights.h"
 #include "common/alloc.h"
 #include "common/dtype.h"
 #include "kernels/kernels.h"
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 static double cpu_s(void) {
     struct timespec ts;
@@ -35,29 +29,6 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Random codes; every block's leading f16 scale set to a small normal value
- * (enough for the kernels, whose speed does not depend on the values). */
-static uint8_t *make_weights(gt_dtype t, int64_t n_in, int64_t n_out, size_t *bytes) {
-    const gt_dtype_info *info = gt_dtype_get(t);
-    size_t rb;
-    gt_dtype_row_bytes(t, n_in, &rb);
-    *bytes = rb * (size_t)n_out;
-    uint8_t *w = gt_alloc(*bytes);
-    for (size_t i = 0; i + 8 <= *bytes; i += 8) {
-        uint64_t v = rnd();
-        memcpy(w + i, &v, 8);
-    }
-    size_t nblk = *bytes / info->block_bytes;
-    gt_f16 h = gt_f32_to_f16(0.01f);
-    for (size_t i = 0; i < nblk; i++) {
-        uint8_t *b = w + i * info->block_bytes;
-        if (t == GT_F16 || t == GT_BF16)
-            for (size_t j = 0; j + 2 <= info->block_bytes; j += 2) memcpy(b + j, &h, 2);
-        else
-            memcpy(b, &h, 2);
-    }
-    return w;
-}
 
 int main(int argc, char **argv) {
     const char *types_arg = "q4_0,q8_0,f16";
@@ -119,7 +90,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "unknown type %s\n", tok);
             return 2;
         }
-        raw[n_types] = make_weights(types[n_types], n_in, n_out, &bytes[n_types]);
+        raw[n_types] = gt_bench_weights(types[n_types], n_in, n_out, &bytes[n_types]);
         if (gt_weight_init(k, types[n_types], n_in, n_out, raw[n_types], &w[n_types]) != GT_OK) {
             fprintf(stderr, "%s\n", gt_last_error());
             return 1;
@@ -129,7 +100,7 @@ int main(int argc, char **argv) {
     float *x = gt_alloc(sizeof(float) * (size_t)(n_tok * n_in));
     float *y = gt_alloc(sizeof(float) * (size_t)(n_tok * n_out));
     for (int64_t i = 0; i < n_tok * n_in; i++)
-        x[i] = (float)((int64_t)(rnd() >> 40) - (1 << 23)) / (1 << 23);
+        x[i] = (float)((int64_t)(gt_bench_rnd() >> 40) - (1 << 23)) / (1 << 23);
 
     double g[8][BENCH_MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bench/bench_stats.h"
+#include "bench/bench_weights.h"
 #include "common/alloc.h"
 #include "common/dtype.h"
 #include "common/timer.h"
@@ -66,47 +67,7 @@ static double measure_bw(gt_kernels *k, bw_job *j) {
     return best;
 }
 
-/* ---- random weights with sane scales ---- */
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static float frand(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() >> 40) / 16777216.0f; }
-static void put_h(uint8_t *p, float f) {
-    gt_f16 h = gt_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
 
-static uint8_t *make_weights(gt_dtype t, int64_t n_in, int64_t n_out, size_t *bytes) {
-    const gt_dtype_info *info = gt_dtype_get(t);
-    size_t rb;
-    gt_dtype_row_bytes(t, n_in, &rb);
-    *bytes = rb * (size_t)n_out;
-    uint8_t *w = gt_alloc(*bytes);
-    for (size_t i = 0; i + 8 <= *bytes; i += 8) {
-        uint64_t v = rnd();
-        memcpy(w + i, &v, 8);
-    }
-    size_t nblk = *bytes / info->block_bytes;
-    for (size_t i = 0; i < nblk; i++) {
-        uint8_t *b = w + i * info->block_bytes;
-        float s = frand(0.002f, 0.02f);
-        switch (t) {
-        case GT_F32: { float f = frand(-1, 1); memcpy(b, &f, 4); break; }
-        case GT_F16: put_h(b, frand(-1, 1)); break;
-        case GT_BF16: { gt_bf16 h = gt_f32_to_bf16(frand(-1, 1)); memcpy(b, &h, 2); break; }
-        case GT_Q4_0: case GT_Q5_0: case GT_Q8_0: put_h(b, s); break;
-        case GT_Q4_1: case GT_Q5_1: put_h(b, s); put_h(b + 2, -s); break;
-        case GT_Q4_K: case GT_Q5_K: put_h(b, s * 0.1f); put_h(b + 2, s * 0.1f); break;
-        case GT_Q6_K: put_h(b + 208, s * 0.05f); break;
-        default: break;
-        }
-    }
-    return w;
-}
 
 
 /* Copies of one prepared weight so that decode streams from memory. */
@@ -120,7 +81,7 @@ typedef struct {
 static void wset_make(gt_kernels *k, gt_dtype t, int64_t n_in, int64_t n_out, size_t min_total,
                       wset *s) {
     size_t bytes;
-    uint8_t *raw = make_weights(t, n_in, n_out, &bytes);
+    uint8_t *raw = gt_bench_weights(t, n_in, n_out, &bytes);
     s->gguf_bytes = bytes;
     s->n = (int)((min_total + bytes - 1) / bytes);
     if (s->n > 64) s->n = 64;
@@ -234,7 +195,7 @@ int main(int argc, char **argv) {
     }
     static const int64_t shapes[3][2] = {{2048, 8192}, {8192, 2048}, {2048, 32000}}; /* n_in, n_out */
     float *x = gt_alloc(sizeof(float) * 512 * 8192), *y = gt_alloc(sizeof(float) * 512 * 32000);
-    for (size_t i = 0; i < 512 * 8192; i++) x[i] = frand(-1, 1);
+    for (size_t i = 0; i < 512 * 8192; i++) x[i] = gt_bench_frand(-1, 1);
 
     if (do_decode) {
         printf("\ndecode n_tok=%lld: GEMV GB/s (GGUF bytes) vs read bandwidth measured in the same "

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bench/bench_stats.h"
+#include "bench/bench_weights.h"
 #include "common/alloc.h"
 #include "common/dtype.h"
 #include "common/timer.h"
@@ -31,40 +32,7 @@
 enum { K_AVX2, K_AVX512, K_REF, N_K };
 static const char *KNAME[N_K] = {"avx2", "avx512", "ref"};
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static float frand(float lo, float hi) {
-    return lo + (hi - lo) * (float)(rnd() >> 40) / 16777216.0f;
-}
-static void put_h(uint8_t *p, float f) {
-    gt_f16 h = gt_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
 
-/* Random GGUF rows with sane scales. */
-static uint8_t *make_weights(gt_dtype t, size_t *bytes) {
-    const gt_dtype_info *info = gt_dtype_get(t);
-    size_t rb;
-    gt_dtype_row_bytes(t, N_IN, &rb);
-    *bytes = rb * N_OUT;
-    uint8_t *w = gt_alloc(*bytes);
-    for (size_t i = 0; i + 8 <= *bytes; i += 8) {
-        uint64_t v = rnd();
-        memcpy(w + i, &v, 8);
-    }
-    for (size_t off = 0; off < *bytes; off += info->block_bytes) {
-        if (t == GT_F16)
-            put_h(w + off, frand(-1, 1));
-        else
-            put_h(w + off, frand(0.002f, 0.02f)); /* Q4_0, Q8_0: d first */
-    }
-    return w;
-}
 
 typedef struct {
     gt_dtype t;
@@ -135,7 +103,7 @@ int main(int argc, char **argv) {
     int have512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
     float *x = gt_alloc(sizeof(float) * PRE_TOK * N_IN),
           *y = gt_alloc(sizeof(float) * PRE_TOK * N_OUT);
-    for (size_t i = 0; i < (size_t)PRE_TOK * N_IN; i++) x[i] = frand(-1, 1);
+    for (size_t i = 0; i < (size_t)PRE_TOK * N_IN; i++) x[i] = gt_bench_frand(-1, 1);
     gt_mm_q8a *q = gt_alloc(sizeof(gt_mm_q8a) * PRE_TOK * (N_IN / 32));
     size_t nsf = gt__mm_pf_scratch_floats(PRE_TOK), ns2 = gt__mm_pf_avx2_scratch_floats(PRE_TOK);
     float *scratch = gt_alloc(sizeof(float) * (nsf > ns2 ? nsf : ns2));
@@ -155,7 +123,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         size_t gguf_bytes;
-        uint8_t *rows = make_weights(t, &gguf_bytes);
+        uint8_t *rows = gt_bench_weights(t, N_IN, N_OUT, &gguf_bytes);
         int layout = t == GT_F16 ? GT_MM_PF : GT_MM_PQ;
         size_t pbytes = gt__mm_packed_bytes(t, layout, N_IN, N_OUT);
         int n_copies = (int)(((size_t)256 << 20) / pbytes) + 1;
