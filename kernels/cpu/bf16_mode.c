@@ -17,7 +17,7 @@
  * cost, with top-1 agreement of at least 99%) on SmolLM2 and Gemma 3 in
  * F16, and it is faster: fp16 measured 7.6e-5 and 1.2e-4 nats (99.6%,
  * 99.7%) at 1.4-1.7x the fp32 products on a Xeon; bf16 4.0e-4 and 7.3e-4
- * nats (99.0%, 99.2%) at 1.8-1.9x on Zen 4. Where both are possible fp16
+ * nats (99.0%, 99.2%) at 1.9-2.05x on Zen 4. Where both are possible fp16
  * wins (five times less KL). On Intel cores `vdpbf16ps` retires one per
  * two cycles, slower than fp32, so bf16 is not automatic there.
  * The environment variable is a test hook that applies where it can: "bf16"

@@ -23,10 +23,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from halfmm import (GANTRY, PROMPT, SHAPE, TMP, Model, compare_to_reference, fail,  # noqa: E402
-                    failures, logits, run)
+from halfmm import (GANTRY, HALF_BOUNDS, PROMPT, SHAPE, TMP, Model,  # noqa: E402
+                    compare_to_reference, fail, failures, logits, run)
 
-BF16_BOUND = (0.05, 0.01)  # (max abs, rms) on logits of sd ~1; measured 0.019 / 0.0045 (f16)
+BF16_BOUND = HALF_BOUNDS["bf16"]
 
 
 def auto_expected():

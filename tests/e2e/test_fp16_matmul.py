@@ -21,10 +21,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from halfmm import (GANTRY, PROMPT, SHAPE, TMP, Model, compare_to_reference, fail,  # noqa: E402
-                    failures, logits, run)
+from halfmm import (GANTRY, HALF_BOUNDS, PROMPT, SHAPE, TMP, Model,  # noqa: E402
+                    compare_to_reference, fail, failures, logits, run)
 
-FP16_BOUND = (0.012, 0.0025)  # (max abs, rms) on logits of sd ~1; measured 0.0081 / 0.0017
+FP16_BOUND = HALF_BOUNDS["fp16"]
 
 
 def main():

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("GANTRY_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "reference"))
 from model import ARCHS, Model  # noqa: E402
+from halfmm import HALF_BOUNDS  # noqa: E402  (tests/e2e, the script's own folder)
 
 GANTRY = os.environ.get("GANTRY_BIN") or os.path.join(SRC, "build", "tools", "gantry")
 TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
@@ -50,12 +51,9 @@ QUANT_BOUND = (0.12, 0.025)    # + Q8 activations (emulated: max 0.062, rms 0.01
 BOUNDS = {t: FLOAT_BOUND if t in ("f32", "f16", "bf16") else QUANT_BOUND
           for t in TYPES + EXTRA_TYPES}
 # F16/BF16 weights on half-precision products, where `auto` picks them (the
-# engine's load line says which: GANTRY_LOG=info). fp16 (AVX-512 FP16):
-# activations rounded to fp16 and products summed in fp16 over 32 k (measured
-# max 0.0081, rms 0.0017); bf16 (Zen 4): activations rounded to bf16 and F16
-# weights to bf16 (measured 0.019 / 0.0045). The fp32 path is then checked with
-# `--half-matmul off` against FLOAT_BOUND.
-HALF_BOUNDS = {"fp16": (0.012, 0.0025), "bf16": (0.05, 0.01)}
+# engine's load line says which: GANTRY_LOG=info), are bounded by halfmm.py's
+# HALF_BOUNDS; the fp32 path is then checked with `--half-matmul off` against
+# FLOAT_BOUND.
 EXACT_BOUND = (2e-4, 5e-5)     # F32 weights, F32 KV, scalar kernels: fp32 vs fp64 rounding only
 # MoE: a routing decision whose last-selected and first-unselected router
 # logits are closer than this may legitimately go either way (emulated
