@@ -240,9 +240,12 @@ gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src
  * Batch-invariant: a query's output is the same bits whichever queries share
  * the call and whichever call stored its keys.
  * Key/value position p lives in block p / block_size, row p % block_size;
- * a block holds [block_size, n_kv_head, head_dim] elements of kv_type (F32 or
- * F16). Query i sees keys 0..pos[i] (causal), and only the last `window` of
- * them when window > 0. GQA: query head h reads kv head h / (n_head / n_kv_head). */
+ * a block holds [n_kv_head, block_size, head_dim] elements of kv_type (F32 or
+ * F16): each kv head's rows are contiguous (gt_kv_offset), so attention,
+ * which walks one head's keys, streams them instead of taking a 128-byte
+ * slice out of every n_kv_head * head_dim row. Query i sees keys 0..pos[i]
+ * (causal), and only the last `window` of them when window > 0. GQA: query
+ * head h reads kv head h / (n_head / n_kv_head). */
 typedef struct gt_attn_args {
     const float *q;          /* [n_tok, n_head, head_dim] */
     float *out;              /* [n_tok, n_head, head_dim] */
@@ -259,9 +262,15 @@ typedef struct gt_attn_args {
 } gt_attn_args;
 gt_status gt_attention(gt_kernels *k, const gt_attn_args *a);
 
-/* Stores rows[n_tok] (f32, row_elems each) at positions pos[n_tok] of the
- * paged cache laid out as gt_attn_args describes (a row is n_kv_head *
- * head_dim elements of kv_type; F16 rounds to nearest even). */
+/* Byte offset inside its block of kv head g's row at position p (the layout
+ * gt_attn_args describes). */
+static inline size_t gt_kv_offset(int64_t p, int g, int block_size, int head_dim, size_t elem) {
+    return ((size_t)g * (size_t)block_size + (size_t)(p % block_size)) * (size_t)head_dim * elem;
+}
+
+/* Stores rows[n_tok] (f32, row_elems = n_kv_head * head_dim each) at
+ * positions pos[n_tok] of the paged cache laid out as gt_attn_args
+ * describes (F16 rounds to nearest even). */
 typedef struct gt_kv_store_args {
     const float *rows;     /* [n_tok, row_elems] */
     const int32_t *pos;    /* [n_tok] */
@@ -270,6 +279,7 @@ typedef struct gt_kv_store_args {
     void *const *blocks;   /* [n_blocks] borrowed: the sequence's blocks in position order */
     int block_size;
     gt_dtype kv_type;
+    int n_kv_head; /* divides row_elems */
 } gt_kv_store_args;
 gt_status gt_kv_store(gt_kernels *k, const gt_kv_store_args *a);
 

@@ -22,7 +22,8 @@
      .metavar = "off|bf16|fp16|auto",                                                              \
      .help = "F16/BF16 weights, every batch size: bf16 dot products (AVX-512 BF16) or\n"          \
              "fp16 FMAs in short chunks (AVX-512 FP16), activations rounded; auto: fp16\n"        \
-             "where the CPU has it, else off (docs/benchmarks.md)"},                              \
+             "where the CPU has it, else bf16 where vdpbf16ps runs at the FMA's rate\n"          \
+             "(AMD Zen 4 and later), else off (docs/benchmarks.md)"},                             \
     {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|fp16|auto", \
      .help = "the older name of --half-matmul (on = bf16)"},                                      \
     {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \

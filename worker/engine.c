@@ -137,6 +137,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     gt_kv_cache_config kv = {
         .n_layer = e->w.n_layer > 0 ? e->w.n_layer : 1,
         .row_elems = (int)((uint32_t)e->n_head_kv * e->hp.head_dim),
+        .n_kv_head = (int)e->n_head_kv,
         .block_size = cfg->kv_block_size,
         .n_blocks = cfg->kv_blocks > 0 ? cfg->kv_blocks : e->max_seq_blocks * cfg->max_seqs,
         .max_seqs = cfg->max_seqs,

@@ -88,6 +88,9 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
         return gt_fail(GT_ERR_INVALID_ARG, "KV cache: layers %d, row %d, block size %d, blocks %d, "
                        "sequences %d must all be positive", cfg->n_layer, cfg->row_elems,
                        cfg->block_size, cfg->n_blocks, cfg->max_seqs);
+    if (cfg->n_kv_head < 0 || (cfg->n_kv_head > 0 && cfg->row_elems % cfg->n_kv_head))
+        return gt_fail(GT_ERR_INVALID_ARG, "KV cache: a row of %d elements is not %d kv heads",
+                       cfg->row_elems, cfg->n_kv_head);
     gt_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV cache");
     kv->cfg = *cfg;
@@ -476,6 +479,7 @@ gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const in
         .blocks = kv->store_blocks,
         .block_size = kv->cfg.block_size,
         .kv_type = kv->cfg.type,
+        .n_kv_head = kv->cfg.n_kv_head > 0 ? kv->cfg.n_kv_head : 1,
     };
     return gt_kv_store(kv->kern, &a);
 }

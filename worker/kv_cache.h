@@ -2,7 +2,8 @@
  * sequence. Block b of every layer belongs to the same sequence, so one free
  * list serves all layers. Position p of a sequence lives in block
  * table[p / block_size], row p % block_size; a row holds n_kv_head * head_dim
- * elements of the cache type for K, and the same for V.
+ * elements of the cache type for K, and the same for V, stored head by head
+ * inside the block (gt_kv_offset).
  *
  * Paging (rather than one contiguous buffer per sequence) lets the scheduler
  * admit sequences of unknown final length, and later swap blocks to host
@@ -20,6 +21,7 @@
 typedef struct gt_kv_cache_config {
     int n_layer;
     int row_elems;     /* n_kv_head * head_dim */
+    int n_kv_head;     /* divides row_elems; 0 is taken as 1 */
     int block_size;    /* tokens per block */
     int n_blocks;      /* blocks in the pool */
     int max_seqs;

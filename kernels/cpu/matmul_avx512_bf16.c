@@ -16,9 +16,8 @@
  * first tile over a panel's slab prefetches the next panel's. */
 #include <immintrin.h>
 
+#include "kernels/cpu/matmul_avx512_util.h"
 #include "kernels/cpu/matmul_internal.h"
-
-#define GT_AI static inline __attribute__((always_inline))
 
 #define KC GT_MM_PF_KC /* k per block: 128 pairs, a 16-row slab is 8 KiB */
 #define NT_GEMM 24     /* tokens per register tile */
@@ -27,7 +26,6 @@
  * GT_MM_PF_TC (192: 96 KiB of activations read from L2 for each panel).
  * Tokens are independent, so the chunk length changes no bits. */
 #define TC 48
-#define PF_BYTES 2048  /* prefetch distance of the decode weight streams */
 
 /* x[0, n) (n even) rounded to bf16 pairs out[n/2]. */
 static void round_pairs(const float *x, int64_t n, uint32_t *out) {
@@ -67,11 +65,9 @@ GT_AI void pb_gemv(const int NT, const int NP, const uint32_t *wp, size_t pw, in
         int64_t kp = 0;
         for (; kp + 4 <= np; kp += 4) {
 #pragma GCC unroll 4
-            for (int p = 0; p < NP; p++) {
-                const char *pf = (const char *)(w0 + p * pw + (size_t)kp * 16) + PF_BYTES;
-#pragma GCC unroll 4
-                for (int l = 0; l < 4 * 64; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-            }
+            for (int p = 0; p < NP; p++)
+                pf_weights(w0 + p * pw + (size_t)kp * 16, 4 * 64,
+                           4 * pw - (size_t)(k0 / 2 + kp) * 64, (NP - 1) * 4 * pw, PF_DECODE);
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
 #pragma GCC unroll 4

@@ -12,9 +12,8 @@
  * per 256-k block, the blocks added to y in order. */
 #include <immintrin.h>
 
+#include "kernels/cpu/matmul_avx512_util.h"
 #include "kernels/cpu/matmul_internal.h"
-
-#define GT_AI static inline __attribute__((always_inline))
 
 GT_AI __m512 ldw(const gt_dtype type, const uint8_t *p) {
     if (type == GT_F32) return _mm512_loadu_ps((const float *)p);
@@ -23,7 +22,6 @@ GT_AI __m512 ldw(const gt_dtype type, const uint8_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-#define PF_BYTES 2048
 #define KC GT_MM_PF_KC /* k block of the prefill tile: a widened panel slab is 16 KiB (L1) */
 
 /* NP panels (16 rows each, pbytes apart) x NT tokens over all k. Each row is
@@ -46,11 +44,9 @@ GT_AI void pf_gemv(const gt_dtype type, const int NT, const int NP, const uint8_
         int64_t k = k0;
         for (; k + 4 <= k1; k += 4) {
 #pragma GCC unroll 4
-            for (int p = 0; p < NP; p++) {
-                const char *pf = (const char *)wp + p * pbytes + (size_t)k * step + PF_BYTES;
-#pragma GCC unroll 4
-                for (size_t l = 0; l < 4 * step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-            }
+            for (int p = 0; p < NP; p++)
+                pf_weights(wp + p * pbytes + (size_t)k * step, 4 * step, pbytes - (size_t)k * step,
+                           (NP - 1) * pbytes, PF_DECODE);
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
 #pragma GCC unroll 4

@@ -74,8 +74,8 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wp + (size_t)b * bb;
-#pragma GCC unroll 9
-            for (size_t l = 0; l < bb; l += 64) _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
+        /* one panel: its stream runs on into the next */
+        pf_weights(blk, bb, SIZE_MAX, 0, PF_DECODE);
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
         __m512 d1 = _mm512_setzero_ps();
         if (kind == GT_MMQ_N4M || kind == GT_MMQ_N6H)

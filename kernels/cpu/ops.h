@@ -87,9 +87,8 @@ void gt__rope_table(int32_t pos, const gt_rope_params *p, float *cos_t, float *s
 static inline const void *gt__kv_row(const gt_attn_args *a, const void *const *blocks, int64_t p,
                                      int g) {
     const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
-    const int64_t b = p / a->block_size, r = p % a->block_size;
-    return (const char *)blocks[b] +
-           ((size_t)r * (size_t)a->n_kv_head + (size_t)g) * (size_t)a->head_dim * elem;
+    return (const char *)blocks[p / a->block_size] +
+           gt_kv_offset(p, g, a->block_size, a->head_dim, elem);
 }
 
 /* First visible key of a query at position pos (causal, optional window). */

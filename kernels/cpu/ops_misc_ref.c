@@ -94,13 +94,22 @@ void gt__sigmoid_gate_add_ref(const float *gate, const float *src, float *dst, i
 }
 
 gt_status gt__kv_store_ref(const gt_kv_store_args *a) {
-    const size_t row_bytes = (size_t)a->row_elems * (a->kv_type == GT_F16 ? 2 : 4);
+    if (a->n_kv_head < 1 || a->row_elems % a->n_kv_head)
+        return gt_fail(GT_ERR_INVALID_ARG, "KV store: a row of %d elements is not %d kv heads",
+                       a->row_elems, a->n_kv_head);
+    const int hd = a->row_elems / a->n_kv_head;
+    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
     for (int64_t i = 0; i < a->n_tok; i++) {
         const int32_t p = a->pos[i];
-        uint8_t *dst = (uint8_t *)a->blocks[p / a->block_size] + (size_t)(p % a->block_size) * row_bytes;
-        const float *src = a->rows + i * a->row_elems;
-        if (a->kv_type == GT_F32) memcpy(dst, src, row_bytes);
-        else GT_TRY(gt_quantize_row(GT_F16, src, dst, a->row_elems));
+        for (int g = 0; g < a->n_kv_head; g++) {
+            uint8_t *dst = (uint8_t *)a->blocks[p / a->block_size] +
+                           gt_kv_offset(p, g, a->block_size, hd, elem);
+            const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
+            if (a->kv_type == GT_F32)
+                memcpy(dst, src, (size_t)hd * elem);
+            else
+                GT_TRY(gt_quantize_row(GT_F16, src, dst, hd));
+        }
     }
     return GT_OK;
 }

@@ -242,49 +242,45 @@ static inline vf dot_lanes(const float *q, const float *const *k, int n) {
 
 /* Rows [c0, c0 + nc) of kv head g as float pointers: F32 rows are used in
  * place, F16 rows are converted into buf (stride `stride`). */
-/* Rows ahead of the one being converted whose head slice is prefetched. A
- * kv head's slice is a short piece (128 B for head_dim 64 in f16) of each
- * 1-2 KiB row, strided across the blocks, which the hardware prefetchers
- * do not follow: without this, decode attention waits on memory latency at
- * every key instead of streaming the cache at bandwidth. */
+/* Rows ahead of the one being converted that are prefetched. A kv head's
+ * rows are contiguous inside a block, but blocks lie anywhere in the pool,
+ * where the hardware prefetchers do not follow. */
 #define STAGE_PF_ROWS 16
-
-static inline const char *kv_slice(const gt_attn_args *a, const void *const *blocks, int g,
-                                   int64_t p, size_t row_bytes, size_t slice_bytes) {
-    return (const char *)blocks[p / a->block_size] + (size_t)(p % a->block_size) * row_bytes +
-           (size_t)g * slice_bytes;
-}
 
 /* Rows [c0, c0 + nc) of kv head g as f32 row pointers: borrowed from the
  * cache for F32, converted into buf for F16. Rows up to `last` exist and
- * may be prefetched. */
+ * may be prefetched. Both cursors (the row and the prefetched row) are
+ * walked through the blocks, not divided out per row. */
 static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
                        int64_t last, float *buf, size_t stride, const float **rows) {
-    const int hd = a->head_dim;
-    const size_t esz = a->kv_type == GT_F16 ? 2 : 4, row_bytes = (size_t)a->n_kv_head * hd * esz;
-    const size_t slice = (size_t)hd * esz;
-    int64_t b = c0 / a->block_size, r = c0 % a->block_size; /* walked, not divided per row */
-    for (int c = 0; c < nc; c++, r++) {
-        if (r == a->block_size) {
+    const int hd = a->head_dim, bs = a->block_size;
+    const size_t esz = a->kv_type == GT_F16 ? 2 : 4, slice = (size_t)hd * esz;
+    const size_t head0 = (size_t)g * (size_t)bs; /* the head's first row in a block */
+    int64_t b = c0 / bs, r = c0 % bs;
+    int64_t pb = (c0 + STAGE_PF_ROWS) / bs, pr = (c0 + STAGE_PF_ROWS) % bs;
+    for (int c = 0; c < nc; c++, r++, pr++) {
+        if (r == bs) {
             b++;
             r = 0;
         }
-        const int64_t ahead = c0 + c + STAGE_PF_ROWS;
-        if (ahead <= last) {
-            const char *pf = kv_slice(a, blocks, g, ahead, row_bytes, slice);
+        if (pr == bs) {
+            pb++;
+            pr = 0;
+        }
+        if (c0 + c + STAGE_PF_ROWS <= last) {
+            const char *pf = (const char *)blocks[pb] + (head0 + (size_t)pr) * slice;
             for (size_t o = 0; o < slice; o += 64) __builtin_prefetch(pf + o, 0, 3);
         }
-        const void *src = (const char *)blocks[b] + (size_t)r * row_bytes + (size_t)g * slice;
+        const void *src = (const char *)blocks[b] + (head0 + (size_t)r) * slice;
         if (a->kv_type == GT_F32) {
             rows[c] = src;
             continue;
         }
         float *dst = buf + (size_t)c * stride;
         const gt_f16 *h = src;
-        for (int i = 0; i < hd; i += VW) {
-            const int r = hd - i < VW ? hd - i : VW;
-            v_store_n(dst + i, r == VW ? v_load_h(h + i) : v_load_h_n(h + i, r), r);
-        }
+        int i = 0;
+        for (; i + VW <= hd; i += VW) v_store(dst + i, v_load_h(h + i));
+        if (i < hd) v_store_n(dst + i, v_load_h_n(h + i, hd - i), hd - i);
         rows[c] = dst;
     }
 }

@@ -180,8 +180,14 @@ static int check_attention(const attn_case *c) {
                 memset(dst, 0xFF, (size_t)c->n_ctx * qrow * sizeof(float));
                 for (int t0 = 0; t0 < c->n_ctx; t0 += step) {
                     const int n = c->n_ctx - t0 < step ? c->n_ctx - t0 : step;
-                    gt_kv_store_args ks = {kr + (size_t)t0 * row, pos + t0, n, row,
-                                           kb, c->block_size, c->kv};
+                    gt_kv_store_args ks = {.rows = kr + (size_t)t0 * row,
+                                           .pos = pos + t0,
+                                           .n_tok = n,
+                                           .row_elems = row,
+                                           .blocks = kb,
+                                           .block_size = c->block_size,
+                                           .kv_type = c->kv,
+                                           .n_kv_head = c->n_kv_head};
                     assert_int_equal(gt_kv_store(k, &ks), GT_OK);
                     ks.rows = vr + (size_t)t0 * row;
                     ks.blocks = vb;

@@ -310,7 +310,10 @@ static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng) {
     for (int p = 0; p < f->n_ctx; p++) {
         for (size_t e = 0; e < row; e++) {
             float kv[2] = {gt_test_rng_normal(rng), gt_test_rng_normal(rng)};
-            const size_t off = (size_t)(p % c->block_size) * row + e;
+            /* the cache's layout, written out here: head by head inside a block */
+            const size_t off =
+                ((e / c->head_dim) * c->block_size + (size_t)(p % c->block_size)) * c->head_dim +
+                e % c->head_dim;
             char *kdst = (char *)f->kb[p / c->block_size], *vdst = (char *)f->vb[p / c->block_size];
             if (c->kv == GT_F16) {
                 const gt_f16 hk = gt_f32_to_f16(kv[0]), hv = gt_f32_to_f16(kv[1]);

@@ -355,11 +355,12 @@ static void test_gather_scatter_gate(void **state) {
 }
 
 /* The KV store writes each row where gt_attention reads it: block p / bs,
- * row p % bs, F32 exactly and F16 rounded to nearest even. */
+ * kv head by kv head (head g's rows at g * bs * hd), row p % bs inside the
+ * head, F32 exactly and F16 rounded to nearest even. */
 static void test_kv_store(void **state) {
     gt_test_rng r;
     gt_test_rng_seed(&r, 15);
-    const int bs = 4, row = 24, nb = 3;
+    const int bs = 4, row = 24, nb = 3, heads = 3, hd = row / heads;
     const int64_t n = 5;
     int32_t pos[5] = {3, 4, 5, 9, 0};
     float *rows = rnd(&r, n * row, 1.0f);
@@ -373,24 +374,34 @@ static void test_kv_store(void **state) {
             /* the sequence's blocks out of pool order */
             void *blocks[3] = {pool + 2 * block_bytes, pool + 0 * block_bytes, pool + 3 * block_bytes};
             void *blocksr[3] = {poolr + 2 * block_bytes, poolr, poolr + 3 * block_bytes};
-            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t};
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t, heads};
             assert_int_equal(gt_kv_store(k, &a), GT_OK);
             a.blocks = blocksr;
             assert_int_equal(gt__kv_store_ref(&a), GT_OK);
             assert_memory_equal(pool, poolr, (nb + 1) * block_bytes);
             for (int64_t j = 0; j < n; j++) {
-                const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] + (size_t)(pos[j] % bs) * row * elem;
                 for (int c = 0; c < row; c++) {
+                    const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] +
+                                        ((size_t)(c / hd) * bs + (size_t)(pos[j] % bs)) * hd * elem;
                     const float x = rows[j * row + c];
-                    if (type) assert_int_equal(((const gt_f16 *)at)[c], gt_f32_to_f16(x));
-                    else assert_true(((const float *)at)[c] == x);
+                    if (type)
+                        assert_int_equal(((const gt_f16 *)at)[c % hd], gt_f32_to_f16(x));
+                    else
+                        assert_true(((const float *)at)[c % hd] == x);
                 }
             }
-            /* pool block 0 is the sequence's block 1 (positions 4, 5 in rows 0, 1);
-             * pool block 1 belongs to no one: nothing else was written */
-            for (size_t b = 2 * row * elem; b < 2 * block_bytes; b++) assert_int_equal(pool[b], 0);
+            /* pool block 0 is the sequence's block 1 (positions 4, 5 in rows 0, 1
+             * of each head); pool block 1 belongs to no one: nothing else was written */
+            for (int g = 0; g < heads; g++)
+                for (size_t b = ((size_t)g * bs + 2) * hd * elem;
+                     b < ((size_t)g + 1) * bs * hd * elem; b++)
+                    assert_int_equal(pool[b], 0);
+            for (size_t b = block_bytes; b < 2 * block_bytes; b++) assert_int_equal(pool[b], 0);
             gt_kv_store_args bad = a;
             bad.kv_type = GT_Q8_0;
+            assert_int_equal(gt_kv_store(k, &bad), GT_ERR_INVALID_ARG);
+            bad = a;
+            bad.n_kv_head = 5; /* 24 elements are not 5 heads */
             assert_int_equal(gt_kv_store(k, &bad), GT_ERR_INVALID_ARG);
             free(pool);
             free(poolr);
