@@ -319,6 +319,64 @@ static void pv_accumulate(float *acc, int hd, float alpha, const float *p, const
     }
 }
 
+/* pv_accumulate for N queries (1..4, a compile-time constant) that see the
+ * same keys, as GQA's query heads of one token do: each query's
+ * accumulator gets exactly pv_accumulate's operations in its order (so the
+ * same bits), but each V row is loaded once for all N. hd must be a
+ * multiple of 4 * VW. */
+static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, float *const *acc,
+                                                                  int hd, const float *alpha,
+                                                                  const float *const *p,
+                                                                  const float *const *v, int nc) {
+    for (int d0 = 0; d0 < hd; d0 += 4 * VW) {
+        vf a[4][4];
+        for (int i = 0; i < N; i++) {
+            const vf al = v_set1(alpha[i]);
+            for (int j = 0; j < 4; j++) a[i][j] = v_mul(v_load(acc[i] + d0 + j * VW), al);
+        }
+        for (int c = 0; c < nc; c++) {
+            const float *vr = v[c] + d0;
+            const vf v0 = v_load(vr), v1 = v_load(vr + VW), v2 = v_load(vr + 2 * VW),
+                     v3 = v_load(vr + 3 * VW);
+            for (int i = 0; i < N; i++) {
+                if (p[i][c] == 0.f) continue;
+                const vf pc = v_set1(p[i][c]);
+                a[i][0] = v_fma(pc, v0, a[i][0]);
+                a[i][1] = v_fma(pc, v1, a[i][1]);
+                a[i][2] = v_fma(pc, v2, a[i][2]);
+                a[i][3] = v_fma(pc, v3, a[i][3]);
+            }
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 4; j++) v_store(acc[i] + d0 + j * VW, a[i][j]);
+    }
+}
+
+/* n queries (any count) in groups of up to four. */
+static void pv_accumulate_group(float *const *acc, int n, int hd, const float *alpha,
+                                const float *const *p, const float *const *v, int nc) {
+    if (hd % (4 * VW)) {
+        for (int i = 0; i < n; i++) pv_accumulate(acc[i], hd, alpha[i], p[i], v, nc);
+        return;
+    }
+    for (int i = 0; i < n;) {
+        const int r = n - i;
+        if (r >= 4) {
+            pv_accumulate_n(4, acc + i, hd, alpha + i, p + i, v, nc);
+            i += 4;
+        } else if (r == 3) {
+            pv_accumulate_n(3, acc + i, hd, alpha + i, p + i, v, nc);
+            i += 3;
+        } else if (r == 2) {
+            pv_accumulate_n(2, acc + i, hd, alpha + i, p + i, v, nc);
+            i += 2;
+        } else {
+            pv_accumulate_n(1, acc + i, hd, alpha + i, p + i, v, nc);
+            i += 1;
+        }
+    }
+}
+
 static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch) {
     const attn_dims dm = attn_dims_of(a, t1 - t0);
     const int hd = dm.hd, M = dm.m;
@@ -356,6 +414,12 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
         stage_rows(a, a->k_blocks, g, c0, nc, kmax, kbuf, st, krows);
         stage_rows(a, a->v_blocks, g, c0, nc, kmax, vbuf, st, vrows);
+        /* The weighted sums of V rows wait until up to four queries of one
+         * token (which see the same keys) have their probabilities, then run
+         * together (pv_accumulate_group: each V row loaded once for them). */
+        float *pend_acc[4], pend_alpha[4];
+        const float *pend_p[4];
+        int n_pend = 0;
         for (int i = 0; i < M; i++) {
             const int64_t cl64 = (lo[i] > c0 ? lo[i] : c0) - c0;
             const int64_t ch64 = (hi[i] < c0 + nc - 1 ? hi[i] : c0 + nc - 1) - c0;
@@ -390,7 +454,14 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
             }
             lrow[i] = lrow[i] * alpha + v_hsum(vsum);
             mrow[i] = m_new;
-            pv_accumulate(acc + (size_t)i * st, hd, alpha, s + cl, vrows + cl, ch - cl + 1);
+            pend_acc[n_pend] = acc + (size_t)i * st;
+            pend_alpha[n_pend] = alpha;
+            pend_p[n_pend++] = s + cl;
+            if (n_pend == 4 || (i + 1) % dm.group == 0 || i + 1 == M) {
+                pv_accumulate_group(pend_acc, n_pend, hd, pend_alpha, pend_p, vrows + cl,
+                                    ch - cl + 1);
+                n_pend = 0;
+            }
         }
     }
     for (int i = 0; i < M; i++) {
