@@ -69,9 +69,9 @@ void gt__mm_pack_pb(gt_dtype type, int64_t n_in, int64_t n_out, const void *src,
         for (int64_t k = 0; k < n_in; k += 2, o += 32) /* written in order, 16 rows at a time */
             for (int r = 0; r < 16; r++)
                 for (int j = 0; j < 2; j++) {
-                    uint16_t h = 0;
+                    uint16_t h = 0; /* rows past n_out: zero, in both types */
                     if (in[r]) memcpy(&h, in[r] + 2 * (k + j), 2);
-                    o[r * 2 + j] = !in[r] ? 0 : type == GT_BF16 ? h : f16_to_bf16[h];
+                    o[r * 2 + j] = type == GT_BF16 ? h : f16_to_bf16[h];
                 }
     }
 }

@@ -240,8 +240,6 @@ static inline vf dot_lanes(const float *q, const float *const *k, int n) {
     return v_hsum_lanes(acc);
 }
 
-/* Rows [c0, c0 + nc) of kv head g as float pointers: F32 rows are used in
- * place, F16 rows are converted into buf (stride `stride`). */
 /* Rows ahead of the one being converted that are prefetched. A kv head's
  * rows are contiguous inside a block, but blocks lie anywhere in the pool,
  * where the hardware prefetchers do not follow. */
@@ -249,29 +247,23 @@ static inline vf dot_lanes(const float *q, const float *const *k, int n) {
 
 /* Rows [c0, c0 + nc) of kv head g as f32 row pointers: borrowed from the
  * cache for F32, converted into buf for F16. Rows up to `last` exist and
- * may be prefetched. Both cursors (the row and the prefetched row) are
- * walked through the blocks, not divided out per row. */
+ * may be prefetched. */
 static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
                        int64_t last, float *buf, size_t stride, const float **rows) {
     const int hd = a->head_dim, bs = a->block_size;
     const size_t esz = a->kv_type == GT_F16 ? 2 : 4, slice = (size_t)hd * esz;
-    const size_t head0 = (size_t)g * (size_t)bs; /* the head's first row in a block */
-    int64_t b = c0 / bs, r = c0 % bs;
-    int64_t pb = (c0 + STAGE_PF_ROWS) / bs, pr = (c0 + STAGE_PF_ROWS) % bs;
-    for (int c = 0; c < nc; c++, r++, pr++) {
+    int64_t b = c0 / bs, r = c0 % bs; /* walked, not divided per row */
+    for (int c = 0; c < nc; c++, r++) {
         if (r == bs) {
             b++;
             r = 0;
         }
-        if (pr == bs) {
-            pb++;
-            pr = 0;
-        }
-        if (c0 + c + STAGE_PF_ROWS <= last) {
-            const char *pf = (const char *)blocks[pb] + (head0 + (size_t)pr) * slice;
+        const int64_t ahead = c0 + c + STAGE_PF_ROWS;
+        if (ahead <= last) {
+            const char *pf = gt__kv_row(a, blocks, ahead, g);
             for (size_t o = 0; o < slice; o += 64) __builtin_prefetch(pf + o, 0, 3);
         }
-        const void *src = (const char *)blocks[b] + (head0 + (size_t)r) * slice;
+        const void *src = (const char *)blocks[b] + gt_kv_offset(r, g, bs, hd, esz);
         if (a->kv_type == GT_F32) {
             rows[c] = src;
             continue;
@@ -285,50 +277,18 @@ static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, 
     }
 }
 
-/* acc[0..hd) = acc * alpha + sum_c p[c] * v[c], four vectors of acc held in
- * registers across the keys. */
-static void pv_accumulate(float *acc, int hd, float alpha, const float *p, const float *const *v,
-                          int nc) {
-    const vf al = v_set1(alpha);
-    int d0 = 0;
-    for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
-        vf a0 = v_mul(v_load(acc + d0), al), a1 = v_mul(v_load(acc + d0 + VW), al);
-        vf a2 = v_mul(v_load(acc + d0 + 2 * VW), al), a3 = v_mul(v_load(acc + d0 + 3 * VW), al);
-        for (int c = 0; c < nc; c++) {
-            if (p[c] == 0.f) continue;
-            const vf pc = v_set1(p[c]);
-            const float *vr = v[c] + d0;
-            a0 = v_fma(pc, v_load(vr), a0);
-            a1 = v_fma(pc, v_load(vr + VW), a1);
-            a2 = v_fma(pc, v_load(vr + 2 * VW), a2);
-            a3 = v_fma(pc, v_load(vr + 3 * VW), a3);
-        }
-        v_store(acc + d0, a0);
-        v_store(acc + d0 + VW, a1);
-        v_store(acc + d0 + 2 * VW, a2);
-        v_store(acc + d0 + 3 * VW, a3);
-    }
-    for (; d0 < hd; d0 += VW) {
-        const int r = hd - d0 < VW ? hd - d0 : VW;
-        vf a0 = v_mul(v_load_n(acc + d0, r), al);
-        for (int c = 0; c < nc; c++) {
-            if (p[c] == 0.f) continue;
-            a0 = v_fma(v_set1(p[c]), v_load_n(v[c] + d0, r), a0);
-        }
-        v_store_n(acc + d0, a0, r);
-    }
-}
-
-/* pv_accumulate for N queries (1..4, a compile-time constant) that see the
- * same keys, as GQA's query heads of one token do: each query's
- * accumulator gets exactly pv_accumulate's operations in its order (so the
- * same bits), but each V row is loaded once for all N. hd must be a
- * multiple of 4 * VW. */
+/* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..4,
+ * a compile-time constant) that see the same keys, as GQA's query heads of
+ * one token do: each V row is loaded once for all N. Slabs of four vectors
+ * of each accumulator stay in registers across the keys; a query's result
+ * does not depend on the others sharing the call (each element's chain is
+ * the same). */
 static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, float *const *acc,
                                                                   int hd, const float *alpha,
                                                                   const float *const *p,
                                                                   const float *const *v, int nc) {
-    for (int d0 = 0; d0 < hd; d0 += 4 * VW) {
+    int d0 = 0;
+    for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
         vf a[4][4];
         for (int i = 0; i < N; i++) {
             const vf al = v_set1(alpha[i]);
@@ -350,30 +310,31 @@ static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, f
         for (int i = 0; i < N; i++)
             for (int j = 0; j < 4; j++) v_store(acc[i] + d0 + j * VW, a[i][j]);
     }
+    for (int i = 0; i < N; i++) /* the last hd % (4 VW) elements, a vector at a time */
+        for (int d = d0; d < hd; d += VW) {
+            const int r = hd - d < VW ? hd - d : VW;
+            vf a0 = v_mul(v_load_n(acc[i] + d, r), v_set1(alpha[i]));
+            for (int c = 0; c < nc; c++) {
+                if (p[i][c] == 0.f) continue;
+                a0 = v_fma(v_set1(p[i][c]), v_load_n(v[c] + d, r), a0);
+            }
+            v_store_n(acc[i] + d, a0, r);
+        }
 }
 
-/* n queries (any count) in groups of up to four. */
+/* n queries (any count) in calls of up to four. */
 static void pv_accumulate_group(float *const *acc, int n, int hd, const float *alpha,
                                 const float *const *p, const float *const *v, int nc) {
-    if (hd % (4 * VW)) {
-        for (int i = 0; i < n; i++) pv_accumulate(acc[i], hd, alpha[i], p[i], v, nc);
-        return;
-    }
-    for (int i = 0; i < n;) {
-        const int r = n - i;
-        if (r >= 4) {
+    for (int i = 0, k; i < n; i += k) {
+        k = n - i < 4 ? n - i : 4;
+        if (k == 4)
             pv_accumulate_n(4, acc + i, hd, alpha + i, p + i, v, nc);
-            i += 4;
-        } else if (r == 3) {
+        else if (k == 3)
             pv_accumulate_n(3, acc + i, hd, alpha + i, p + i, v, nc);
-            i += 3;
-        } else if (r == 2) {
+        else if (k == 2)
             pv_accumulate_n(2, acc + i, hd, alpha + i, p + i, v, nc);
-            i += 2;
-        } else {
+        else
             pv_accumulate_n(1, acc + i, hd, alpha + i, p + i, v, nc);
-            i += 1;
-        }
     }
 }
 
@@ -457,7 +418,7 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
             pend_acc[n_pend] = acc + (size_t)i * st;
             pend_alpha[n_pend] = alpha;
             pend_p[n_pend++] = s + cl;
-            if (n_pend == 4 || (i + 1) % dm.group == 0 || i + 1 == M) {
+            if (n_pend == 4 || (i + 1) % dm.group == 0) { /* M is a whole number of groups */
                 pv_accumulate_group(pend_acc, n_pend, hd, pend_alpha, pend_p, vrows + cl,
                                     ch - cl + 1);
                 n_pend = 0;
