@@ -277,6 +277,30 @@ static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, 
     }
 }
 
+/* Read-ahead of a later chunk's K and V rows of kv head g, a few rows at a
+ * time between the current chunk's dot products: the memory then works
+ * while the core computes. Staging's own prefetch runs only a few hundred
+ * cycles ahead of its loads, less than one trip to DRAM, so without this
+ * every chunk waited for its rows (the KV cache of a long context is far
+ * larger than L2, and each chunk of a kv head touches several blocks). */
+typedef struct {
+    const gt_attn_args *a;
+    int g;
+    int64_t next, end; /* rows [next, end) are still to be prefetched */
+} kv_readahead;
+
+static inline void kv_readahead_rows(kv_readahead *r, int rows) {
+    const size_t slice = (size_t)r->a->head_dim * (r->a->kv_type == GT_F16 ? 2 : 4);
+    for (; rows > 0 && r->next < r->end; rows--, r->next++) {
+        const char *k = gt__kv_row(r->a, r->a->k_blocks, r->next, r->g);
+        const char *v = gt__kv_row(r->a, r->a->v_blocks, r->next, r->g);
+        for (size_t o = 0; o < slice; o += 64) {
+            __builtin_prefetch(k + o, 0, 2);
+            __builtin_prefetch(v + o, 0, 2);
+        }
+    }
+}
+
 /* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..4,
  * a compile-time constant) that see the same keys, as GQA's query heads of
  * one token do: each V row is loaded once for all N. Slabs of four vectors
@@ -375,6 +399,11 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
         stage_rows(a, a->k_blocks, g, c0, nc, kmax, kbuf, st, krows);
         stage_rows(a, a->v_blocks, g, c0, nc, kmax, vbuf, st, vrows);
+        /* the rows of the chunk after next (the next one's are on their
+         * way), spread over this chunk's M x ATTN_CHUNK / VW dot products */
+        const int64_t ra0 = c0 + 2 * ATTN_CHUNK, ra1 = ra0 + ATTN_CHUNK;
+        kv_readahead ra = {a, g, ra0, ra1 <= kmax + 1 ? ra1 : kmax + 1};
+        const int ra_rows = (VW + M - 1) / M;
         /* The weighted sums of V rows wait until up to four queries of one
          * token (which see the same keys) have their probabilities, then run
          * together (pv_accumulate_group: each V row loaded once for them). */
@@ -391,7 +420,10 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
                 qrow ? qrow[i] : a->q + ((size_t)t * a->n_head + g * dm.group + i % dm.group) * hd;
             float *s = sc + (size_t)i * ATTN_CHUNK;
             int c = cl;
-            for (; c + VW <= ch + 1; c += VW) v_store(s + c, dot_lanes(q, krows + c, hd));
+            for (; c + VW <= ch + 1; c += VW) {
+                kv_readahead_rows(&ra, ra_rows);
+                v_store(s + c, dot_lanes(q, krows + c, hd));
+            }
             for (; c + 4 <= ch + 1; c += 4) dot4(q, krows + c, hd, s + c);
             for (; c <= ch; c++) s[c] = dot_n(q, krows[c], hd);
             /* scale, softcap, mask and the chunk maximum */
