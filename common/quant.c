@@ -388,9 +388,7 @@ static void dequant_q2_k(const gt_block_q2_K *x, float *y, int64_t nb) {
     }
 }
 
-/* Q3_K's 16 six-bit scales: low nibbles in bytes 0..7 (two per byte), the
- * high two bits in bytes 8..11. */
-static int q3k_scale(const uint8_t *s, int j) {
+int gt_q3_k_scale(const uint8_t *s, int j) {
     int lo = j < 8 ? s[j] & 0xf : s[j - 8] >> 4;
     int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     return (lo | (hi << 4)) - 32;
@@ -425,7 +423,7 @@ static void quant_q3_k(const float *x, gt_block_q3_K *y, int64_t nb, const float
             y[i].d = f2h(1.f / iscale);
         }
         for (int j = 0; j < 16; j++) {
-            const float d = h2f(y[i].d) * (float)q3k_scale(y[i].scales, j);
+            const float d = h2f(y[i].d) * (float)gt_q3_k_scale(y[i].scales, j);
             for (int l = 0; l < 16; l++)
                 L[16 * j + l] =
                     d == 0.f ? 4 : (uint8_t)(clampi(nearest_int(x[16 * j + l] / d), -4, 3) + 4);
@@ -450,7 +448,7 @@ static void dequant_q3_k(const gt_block_q3_K *x, float *y, int64_t nb) {
         for (int n = 0; n < KK; n += 128, q += 32) {
             for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
                 for (int half = 0; half < 2; half++) {
-                    const float dl = d_all * (float)q3k_scale(x[i].scales, is++);
+                    const float dl = d_all * (float)gt_q3_k_scale(x[i].scales, is++);
                     for (int l = 16 * half; l < 16 * half + 16; l++) {
                         int v = ((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
                         *y++ = dl * (float)v;
@@ -461,8 +459,7 @@ static void dequant_q3_k(const gt_block_q3_K *x, float *y, int64_t nb) {
     }
 }
 
-/* Q4_K/Q5_K: eight 6-bit scales and mins packed in 12 bytes. */
-static void k4_get(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
+void gt_q4_k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
     if (j < 4) {
         *sc = s[j] & 63;
         *m = s[j + 4] & 63;
@@ -510,7 +507,7 @@ static void quant_k45(const float *x, int nmax, uint8_t scales[12], gt_f16 *dh, 
     *dminh = f2h(max_min / 63.f);
     for (int j = 0; j < 8; j++) {
         uint8_t s, m;
-        k4_get(j, scales, &s, &m);
+        gt_q4_k_scale_min(j, scales, &s, &m);
         const float d = h2f(*dh) * (float)s;
         if (d == 0.f) continue;
         const float dm = h2f(*dminh) * (float)m;
@@ -535,9 +532,9 @@ static void dequant_q4_k(const gt_block_q4_K *x, float *y, int64_t nb) {
         const float d = h2f(x[i].d), mn = h2f(x[i].dmin);
         for (int is = 0; is < 8; is += 2, q += 32) {
             uint8_t sc, m;
-            k4_get(is, x[i].scales, &sc, &m);
+            gt_q4_k_scale_min(is, x[i].scales, &sc, &m);
             const float d1 = d * (float)sc, m1 = mn * (float)m;
-            k4_get(is + 1, x[i].scales, &sc, &m);
+            gt_q4_k_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * (float)sc, m2 = mn * (float)m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xf) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -576,9 +573,9 @@ static void dequant_q5_k(const gt_block_q5_K *x, float *y, int64_t nb) {
         unsigned u1 = 1, u2 = 2;
         for (int is = 0; is < 8; is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
             uint8_t sc, m;
-            k4_get(is, x[i].scales, &sc, &m);
+            gt_q4_k_scale_min(is, x[i].scales, &sc, &m);
             const float d1 = d * (float)sc, m1 = mn * (float)m;
-            k4_get(is + 1, x[i].scales, &sc, &m);
+            gt_q4_k_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * (float)sc, m2 = mn * (float)m;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)((ql[l] & 0xf) + ((qh[l] & u1) ? 16 : 0)) - m1;

@@ -32,4 +32,11 @@ gt_status gt_quantize_row_imatrix(gt_dtype type, const float *x, void *out, int6
                                   const float *qw);
 bool gt_quant_uses_imatrix(gt_dtype type);
 
+/* The packed sub-block scales of the K-quants, for code that reads the
+ * blocks directly (the CPU panel packing): Q3_K's scale j (0..15), signed,
+ * from its 12 bytes (low nibbles in bytes 0..7, the high two bits in bytes
+ * 8..11); Q4_K's and Q5_K's 6-bit scale and min j (0..7) from theirs. */
+int gt_q3_k_scale(const uint8_t *scales, int j);
+void gt_q4_k_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m);
+
 #endif

@@ -77,25 +77,7 @@ void gt__mm_quantize_avx2(gt_mm_qkind kind, const float *x, int64_t n_in, int64_
             int32_t s0 = hsum8i(_mm256_add_epi32(i0, i1)), s1 = hsum8i(_mm256_add_epi32(i2, i3));
             o->d = d;
             o->ds = d * (float)(s0 + s1);
-            o->c1 = 0;
-            switch (kind) {
-            case GT_MMQ_B8:
-                o->c0 = -128 * (s0 + s1);
-                break;
-            case GT_MMQ_N4:
-                o->c0 = -8 * (s0 + s1);
-                break;
-            case GT_MMQ_N5:
-                o->c0 = -16 * (s0 + s1);
-                break;
-            case GT_MMQ_N6H:
-                o->c0 = -32 * s0;
-                o->c1 = -32 * s1;
-                break;
-            default:
-                o->c0 = 0;
-                break;
-            }
+            gt__mm_q8a_corrections(kind, s0, s1, o);
         }
 }
 
@@ -122,15 +104,15 @@ GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
     if (kind == GT_MMQ_B8)
         return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(qs + 64 * c + 32 * h)),
                                 _mm256_set1_epi8((char)0x80));
-    __m256i r = _mm256_loadu_si256((const __m256i *)(qs + 64 * (c & 3) + 32 * h));
-    if (c >= 4) r = _mm256_srli_epi16(r, 4);
-    r = _mm256_and_si256(r, _mm256_set1_epi8(0x0F));
-    if (kind == GT_MMQ_N5 || kind == GT_MMQ_N6H) {
-        r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(qs + 256 + 8 * c + 4 * h)),
-                                                _mm256_set1_epi8(16)));
-        if (kind == GT_MMQ_N6H)
-            r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(qs + 320 + 8 * c + 4 * h)),
-                                                    _mm256_set1_epi8(32)));
+    const int bits = gt__mmq_bits(kind), regs = bits; /* code registers: 4 or 2 */
+    __m256i r = _mm256_loadu_si256((const __m256i *)(qs + 64 * (c % regs) + 32 * h));
+    if (c >= regs) r = _mm256_srli_epi16(r, bits * (c / regs));
+    r = _mm256_and_si256(r, _mm256_set1_epi8((char)((1 << bits) - 1)));
+#pragma GCC unroll 2
+    for (int pl = 0; pl < gt__mmq_planes(kind); pl++) {
+        const uint8_t *hb = qs + 64 * bits + 64 * pl;
+        r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(hb + 8 * c + 4 * h)),
+                                                _mm256_set1_epi8((char)(1 << (bits + pl)))));
     }
     return r;
 }
@@ -158,15 +140,14 @@ GT_AI void store8(float *y, __m256 a, int rows, int accum) {
 GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint8_t *wp, int64_t nb,
                    const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, int h0, int rows,
                    int accum) {
-    const size_t bb = kind == GT_MMQ_B8    ? 544
-                      : kind == GT_MMQ_N4  ? 288
-                      : kind == GT_MMQ_N4M ? 320
-                      : kind == GT_MMQ_N5  ? 352
-                                           : 448;
-    const int two = kind == GT_MMQ_N4M || kind == GT_MMQ_N6H; /* second f16 vector */
-    const size_t qoff = two ? 64 : 32;
-    /* Chunks summed in int16 before vpmaddwd (see the file comment). */
-    const int G = kind == GT_MMQ_B8 ? 1 : kind == GT_MMQ_N5 ? 4 : kind == GT_MMQ_N6H ? 2 : 8;
+    const size_t bb = gt__mmq_block_bytes(kind), qoff = 32 * (size_t)gt__mmq_scales(kind);
+    const int half = gt__mmq_half(kind), c2 = kind == GT_MMQ_C2HM;
+    /* Chunks summed in int16 before vpmaddwd (see the file comment); the
+     * half kinds flush every 4 chunks. */
+    const int G = kind == GT_MMQ_B8                                 ? 1
+                  : kind == GT_MMQ_N6H                              ? 2
+                  : kind == GT_MMQ_N5 || kind == GT_MMQ_N5M || half ? 4
+                                                                    : 8;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[5][2];
 #pragma GCC unroll 5
@@ -204,9 +185,10 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
                         s[t][hh] = _mm256_add_epi32(s[t][hh], _mm256_madd_epi16(s16[t][hh], ones));
                 }
             }
-            if (kind == GT_MMQ_N6H && (c == 3 || c == 7)) {
+            if (half && (c == 3 || c == 7)) {
                 /* A half block is done: scale it by its own d (d0 for k
-                 * 0-15, d1 for k 16-31, in that order, as AVX-512 does). */
+                 * 0-15, d1 for k 16-31, in that order, as AVX-512 does;
+                 * then C2HM's two min terms). */
                 const int sec = c == 7;
 #pragma GCC unroll 2
                 for (int hh = 0; hh < H; hh++) {
@@ -215,17 +197,25 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
 #pragma GCC unroll 5
                     for (int t = 0; t < NT; t++) {
                         const gt_mm_q8a *a = q + t * ldq + b;
-                        __m256i si =
-                            _mm256_add_epi32(s[t][hh], _mm256_set1_epi32(sec ? a->c1 : a->c0));
+                        __m256i si = s[t][hh];
+                        if (!c2) si = _mm256_add_epi32(si, _mm256_set1_epi32(sec ? a->c1 : a->c0));
                         acc[t][hh] =
                             _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),
                                             _mm256_mul_ps(dh, _mm256_set1_ps(a->d)), acc[t][hh]);
                         s[t][hh] = _mm256_setzero_si256();
+                        if (c2 && sec)
+#pragma GCC unroll 2
+                            for (int mi = 0; mi < 2; mi++) {
+                                const __m256 mh = _mm256_cvtph_ps(_mm_loadu_si128(
+                                    (const __m128i *)(blk + 64 + 32 * mi + 16 * (h0 + hh))));
+                                const float ds = a->d * (float)(mi ? a->c1 : a->c0);
+                                acc[t][hh] = _mm256_fmadd_ps(mh, _mm256_set1_ps(ds), acc[t][hh]);
+                            }
                     }
                 }
             }
         }
-        if (kind == GT_MMQ_N6H) continue;
+        if (half) continue;
 #pragma GCC unroll 2
         for (int hh = 0; hh < H; hh++) {
             const __m256 dw =
@@ -237,7 +227,7 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
                 if (kind != GT_MMQ_B8) si = _mm256_add_epi32(si, _mm256_set1_epi32(a->c0));
                 acc[t][hh] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),
                                              _mm256_mul_ps(dw, _mm256_set1_ps(a->d)), acc[t][hh]);
-                if (kind == GT_MMQ_N4M) {
+                if (gt__mmq_min(kind)) {
                     const __m256 m = _mm256_cvtph_ps(
                         _mm_loadu_si128((const __m128i *)(blk + 32 + 16 * (h0 + hh))));
                     acc[t][hh] = _mm256_fmadd_ps(m, _mm256_set1_ps(a->ds), acc[t][hh]);
@@ -303,6 +293,9 @@ TILE_DEFINE(tile_n4, GT_MMQ_N4)
 TILE_DEFINE(tile_n4m, GT_MMQ_N4M)
 TILE_DEFINE(tile_n5, GT_MMQ_N5)
 TILE_DEFINE(tile_n6h, GT_MMQ_N6H)
+TILE_DEFINE(tile_n5m, GT_MMQ_N5M)
+TILE_DEFINE(tile_c3h, GT_MMQ_C3H)
+TILE_DEFINE(tile_c2hm, GT_MMQ_C2HM)
 
 /* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
  * (about 512 KiB of them), 16 to 256 tokens. */
@@ -313,11 +306,14 @@ TILE_DEFINE(tile_n6h, GT_MMQ_N6H)
 void gt__mm_pq_avx2(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                     const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
     const int dec = n_tok <= 4;
-    tile_fn tile = kind == GT_MMQ_B8    ? (dec ? tile_b8 : tile_b8_pf)
-                   : kind == GT_MMQ_N4  ? (dec ? tile_n4 : tile_n4_pf)
-                   : kind == GT_MMQ_N4M ? (dec ? tile_n4m : tile_n4m_pf)
-                   : kind == GT_MMQ_N5  ? (dec ? tile_n5 : tile_n5_pf)
-                                        : (dec ? tile_n6h : tile_n6h_pf);
+    tile_fn tile = kind == GT_MMQ_B8     ? (dec ? tile_b8 : tile_b8_pf)
+                   : kind == GT_MMQ_N4   ? (dec ? tile_n4 : tile_n4_pf)
+                   : kind == GT_MMQ_N4M  ? (dec ? tile_n4m : tile_n4m_pf)
+                   : kind == GT_MMQ_N5   ? (dec ? tile_n5 : tile_n5_pf)
+                   : kind == GT_MMQ_N5M  ? (dec ? tile_n5m : tile_n5m_pf)
+                   : kind == GT_MMQ_C3H  ? (dec ? tile_c3h : tile_c3h_pf)
+                   : kind == GT_MMQ_C2HM ? (dec ? tile_c2hm : tile_c2hm_pf)
+                                         : (dec ? tile_n6h : tile_n6h_pf);
     const int ntm = dec ? 4 : NT_PF;
     int64_t nb = n_in / 32;
     if (nb <= 0) return;

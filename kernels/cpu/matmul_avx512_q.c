@@ -43,32 +43,56 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
             int32_t s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
             o->d = d;
             o->ds = d * (float)(s0 + s1);
-            o->c1 = 0;
-            switch (kind) {
-            case GT_MMQ_B8: o->c0 = -128 * (s0 + s1); break;
-            case GT_MMQ_N4: o->c0 = -8 * (s0 + s1); break;
-            case GT_MMQ_N5: o->c0 = -16 * (s0 + s1); break;
-            case GT_MMQ_N6H:
-                o->c0 = -32 * s0;
-                o->c1 = -32 * s1;
-                break;
-            default: o->c0 = 0; break;
-            }
+            gt__mm_q8a_corrections(kind, s0, s1, o);
         }
 }
 
 /* ---- tile kernel ---- */
 
+/* The 8 chunks of codes of one block (register c: k 4c..4c+3 of 16 rows)
+ * as unsigned bytes: loaded (B8), split from nibbles or crumbs, plus the
+ * bit planes (one masked byte add per plane and chunk). */
+GT_AI void load_codes(const gt_mm_qkind kind, const uint8_t *qs, __m512i w[8]) {
+    const int bits = gt__mmq_bits(kind), planes = gt__mmq_planes(kind);
+    if (bits == 8) {
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);
+        return;
+    }
+    if (bits == 4) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m512i r = _mm512_loadu_si512(qs + 64 * i);
+            w[i] = _mm512_and_si512(r, m4);
+            w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
+        }
+    } else {
+        const __m512i m2 = _mm512_set1_epi8(0x03);
+#pragma GCC unroll 2
+        for (int i = 0; i < 2; i++) {
+            __m512i r = _mm512_loadu_si512(qs + 64 * i);
+            w[i] = _mm512_and_si512(r, m2);
+            w[i + 2] = _mm512_and_si512(_mm512_srli_epi16(r, 2), m2);
+            w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m2);
+            w[i + 6] = _mm512_and_si512(_mm512_srli_epi16(r, 6), m2);
+        }
+    }
+#pragma GCC unroll 2
+    for (int pl = 0; pl < planes; pl++) {
+        const __m512i add = _mm512_set1_epi8((char)(1 << (bits + pl)));
+        const uint8_t *hb = qs + 64 * bits + 64 * pl;
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            w[c] = _mm512_mask_add_epi8(w[c], ld_mask(hb + 8 * c), w[c], add);
+    }
+}
 
 GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
                    const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, __mmask16 mask,
                    int accum) {
-    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320
-                    : kind == GT_MMQ_N5 ? 352 : 448;
-    const size_t qoff = (kind == GT_MMQ_N4M || kind == GT_MMQ_N6H) ? 64 : 32;
-    const int nib = kind != GT_MMQ_B8;
-    const int planes = kind == GT_MMQ_N5 ? 1 : kind == GT_MMQ_N6H ? 2 : 0;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t bb = gt__mmq_block_bytes(kind), qoff = 32 * (size_t)gt__mmq_scales(kind);
+    const int half = gt__mmq_half(kind), c2 = kind == GT_MMQ_C2HM;
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
@@ -76,44 +100,36 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
         const uint8_t *blk = wp + (size_t)b * bb;
         /* one panel: its stream runs on into the next */
         pf_weights(blk, bb, SIZE_MAX, 0, PF_DECODE);
+        /* d (d0), then m or d1, then C2HM's m0 and m1 */
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        __m512 d1 = _mm512_setzero_ps();
-        if (kind == GT_MMQ_N4M || kind == GT_MMQ_N6H)
+        __m512 d1 = _mm512_setzero_ps(), m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
+        if (gt__mmq_scales(kind) >= 2)
             d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
-        const uint8_t *qs = blk + qoff;
-        __m512i w[8];
-        if (nib) {
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                __m512i r = _mm512_loadu_si512(qs + 64 * i);
-                w[i] = _mm512_and_si512(r, m4);
-                w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
-            }
-            if (planes) /* bits 4 (and 5) from the planes */
-#pragma GCC unroll 8
-                for (int c = 0; c < 8; c++) {
-                    w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 256 + 8 * c), w[c], _mm512_set1_epi8(16));
-                    if (planes == 2)
-                        w[c] = _mm512_mask_add_epi8(w[c], ld_mask(qs + 320 + 8 * c), w[c], _mm512_set1_epi8(32));
-                }
-        } else {
-#pragma GCC unroll 8
-            for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);
+        if (c2) {
+            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
+            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
         }
+        __m512i w[8];
+        load_codes(kind, blk + qoff, w);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;
             __m512 dx = _mm512_set1_ps(a->d);
-            if (kind == GT_MMQ_N6H || NT <= 4) {
-                __m512i s0 = _mm512_set1_epi32(a->c0), s1 = _mm512_set1_epi32(a->c1);
+            if (half || NT <= 4) {
+                __m512i s0 = c2 ? _mm512_setzero_si512() : _mm512_set1_epi32(a->c0),
+                        s1 = c2 ? _mm512_setzero_si512() : _mm512_set1_epi32(a->c1);
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
                     s0 = _mm512_dpbusd_epi32(s0, w[c], _mm512_set1_epi32(ld32(a->qs + 4 * c)));
                     s1 = _mm512_dpbusd_epi32(s1, w[c + 4], _mm512_set1_epi32(ld32(a->qs + 16 + 4 * c)));
                 }
-                if (kind == GT_MMQ_N6H) {
+                if (half) {
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(dw, dx), acc[t]);
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[t]);
+                    if (c2) {
+                        acc[t] = _mm512_fmadd_ps(m0, _mm512_set1_ps(a->d * (float)a->c0), acc[t]);
+                        acc[t] = _mm512_fmadd_ps(m1, _mm512_set1_ps(a->d * (float)a->c1), acc[t]);
+                    }
                 } else {
                     __m512i s = _mm512_add_epi32(s0, s1);
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc[t]);
@@ -125,7 +141,8 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
                     s = _mm512_dpbusd_epi32(s, w[c], _mm512_set1_epi32(ld32(a->qs + 4 * c)));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc[t]);
             }
-            if (kind == GT_MMQ_N4M) acc[t] = _mm512_fmadd_ps(d1, _mm512_set1_ps(a->ds), acc[t]);
+            if (gt__mmq_min(kind) && !half)
+                acc[t] = _mm512_fmadd_ps(d1, _mm512_set1_ps(a->ds), acc[t]);
         }
     }
 #pragma GCC unroll 16
@@ -135,20 +152,37 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
     }
 }
 
-/* Tiles of 16, 8, 4, 3, 2 and 1 tokens cover any count (N6H: 6 at most,
- * its two chains per token need more registers). */
+/* Tiles of 16, 8, 4, 3, 2 and 1 tokens cover any count (the half kinds: 6
+ * at most, their two chains per token need more registers). */
 #define PQ_SWITCH(KIND)                                                                            \
     while (nt > 0) {                                                                               \
-        int n = nt >= 16 && KIND != GT_MMQ_N6H ? 16 : nt >= 8 && KIND != GT_MMQ_N6H ? 8          \
-              : nt >= 6 && KIND == GT_MMQ_N6H ? 6 : nt >= 4 ? 4 : nt;                            \
+        int n = nt >= 16 && !gt__mmq_half(KIND)  ? 16                                              \
+                : nt >= 8 && !gt__mmq_half(KIND) ? 8                                               \
+                : nt >= 6 && gt__mmq_half(KIND)  ? 6                                               \
+                : nt >= 4                        ? 4                                               \
+                                                 : nt;                                                                    \
         switch (n) {                                                                               \
-        case 16: pq_tile(KIND, 16, wp, nb, q, ldq, y, ldy, mask, accum); break;                   \
-        case 8: pq_tile(KIND, 8, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
-        case 6: pq_tile(KIND, 6, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
-        case 4: pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
-        case 3: pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
-        case 2: pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, mask, accum); break;                     \
-        default: pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, mask, accum); break;                    \
+        case 16:                                                                                   \
+            pq_tile(KIND, 16, wp, nb, q, ldq, y, ldy, mask, accum);                                \
+            break;                                                                                 \
+        case 8:                                                                                    \
+            pq_tile(KIND, 8, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
+        case 6:                                                                                    \
+            pq_tile(KIND, 6, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
+        case 4:                                                                                    \
+            pq_tile(KIND, 4, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            pq_tile(KIND, 3, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            pq_tile(KIND, 2, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
+        default:                                                                                   \
+            pq_tile(KIND, 1, wp, nb, q, ldq, y, ldy, mask, accum);                                 \
+            break;                                                                                 \
         }                                                                                          \
         nt -= n;                                                                                   \
         q += n * ldq;                                                                              \
@@ -175,6 +209,18 @@ static void tile_n6h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, 
                      float *y, int64_t ldy, __mmask16 mask, int accum) {
     PQ_SWITCH(GT_MMQ_N6H)
 }
+static void tile_n5m(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                     float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_N5M)
+}
+static void tile_c3h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                     float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_C3H)
+}
+static void tile_c2hm(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
+                      float *y, int64_t ldy, __mmask16 mask, int accum) {
+    PQ_SWITCH(GT_MMQ_C2HM)
+}
 
 /* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
  * (about 512 KiB of them), 16 to 256 tokens. */
@@ -185,16 +231,19 @@ static void tile_n6h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, 
 void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                       const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
     void (*tile)(int, const uint8_t *, int64_t, const gt_mm_q8a *, int64_t, float *, int64_t,
-                 __mmask16, int) = kind == GT_MMQ_B8    ? tile_b8
-                              : kind == GT_MMQ_N4  ? tile_n4
-                              : kind == GT_MMQ_N4M ? tile_n4m
-                              : kind == GT_MMQ_N5  ? tile_n5
-                                                   : tile_n6h;
+                 __mmask16, int) = kind == GT_MMQ_B8     ? tile_b8
+                                   : kind == GT_MMQ_N4   ? tile_n4
+                                   : kind == GT_MMQ_N4M  ? tile_n4m
+                                   : kind == GT_MMQ_N5   ? tile_n5
+                                   : kind == GT_MMQ_N5M  ? tile_n5m
+                                   : kind == GT_MMQ_C3H  ? tile_c3h
+                                   : kind == GT_MMQ_C2HM ? tile_c2hm
+                                                         : tile_n6h;
     if (n_tok <= 4 && kind == GT_MMQ_N4) { /* matmul_avx512_q4dec.c: the same bits, faster */
         gt__mm_n4_decode_avx512(wp, n_in, n_out, q, y, n_tok, p0, p1);
         return;
     }
-    if (n_tok > 4 && kind != GT_MMQ_N6H) {
+    if (n_tok > 4 && gt__mm_pq2_kind(kind)) {
         gt__mm_pq2_avx512(kind, wp, n_in, n_out, q, y, n_tok, p0, p1);
         return;
     }

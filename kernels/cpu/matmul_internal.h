@@ -41,21 +41,63 @@ enum {
 
 typedef enum gt_mm_qkind {
     GT_MMQ_NONE = 0,
-    GT_MMQ_B8,  /* bytes code+128 (Q8_0): f16 d[16], u8 qs[8][64] */
-    GT_MMQ_N4,  /* nibbles, value q-8 (Q4_0): f16 d[16], u8 qs[4][64] */
-    GT_MMQ_N4M, /* nibbles, value d*q+m (Q4_1, Q4_K): f16 d[16], f16 m[16], u8 qs[4][64] */
-    GT_MMQ_N5,  /* 5-bit q, value q-16 (Q5_0): f16 d[16], u8 qs[4][64], u64 hb[8] */
-    GT_MMQ_N6H, /* 6-bit q, value d_half*(q-32) (Q6_K): f16 d0[16], d1[16], u8 qs[4][64],
-                   u64 hb[2][8] */
+    GT_MMQ_B8,   /* bytes code+128 (Q8_0): f16 d[16], u8 qs[8][64] */
+    GT_MMQ_N4,   /* nibbles, value q-8 (Q4_0): f16 d[16], u8 qs[4][64] */
+    GT_MMQ_N4M,  /* nibbles, value d*q+m (Q4_1, Q4_K): f16 d[16], f16 m[16], u8 qs[4][64] */
+    GT_MMQ_N5,   /* 5-bit q, value q-16 (Q5_0): f16 d[16], u8 qs[4][64], u64 hb[8] */
+    GT_MMQ_N6H,  /* 6-bit q, value d_half*(q-32) (Q6_K): f16 d0[16], d1[16], u8 qs[4][64],
+                    u64 hb[2][8] */
+    GT_MMQ_N5M,  /* 5-bit q, value d*q+m (Q5_1, Q5_K): f16 d[16], f16 m[16], u8 qs[4][64],
+                    u64 hb[8] */
+    GT_MMQ_C3H,  /* 3-bit q, value d_half*(q-4) (Q3_K): f16 d0[16], d1[16], u8 qs[2][64],
+                    u64 hb[8] */
+    GT_MMQ_C2HM, /* 2-bit q, value d_half*q+m_half (Q2_K): f16 d0[16], d1[16], m0[16],
+                    m1[16], u8 qs[2][64] */
 } gt_mm_qkind;
 /* In the nibble kinds, register i (0..3) holds chunk i in the low nibbles
- * and chunk i+4 in the high nibbles. Byte r*4+j of a chunk is row r, k 4c+j.
- * Bit plane hb[c] (64 bits, little-endian) holds bit 4 of the codes of
- * chunk c in the same byte order (bit r*4+j); N6H's second plane bit 5. */
+ * and chunk i+4 in the high nibbles; in the crumb (2-bit) kinds register i
+ * (0..1) holds chunk i + 2j in bits 2j..2j+1 (j = 0..3). Byte r*4+j of a
+ * chunk is row r, k 4c+j. Bit plane hb[c] (64 bits, little-endian) holds
+ * the next bit of the codes of chunk c in the same byte order (bit r*4+j):
+ * bit 4 for nibbles, bit 2 for crumbs; N6H's second plane bit 5. The "half"
+ * kinds scale k 0-15 and 16-31 of a block separately (d0, d1; C2HM also
+ * m0, m1). */
+
+/* A kind's layout, folded to constants where the kind is one. */
+static inline int gt__mmq_bits(gt_mm_qkind k) { /* bits per code in qs */
+    return k == GT_MMQ_B8 ? 8 : k == GT_MMQ_C3H || k == GT_MMQ_C2HM ? 2 : 4;
+}
+static inline int gt__mmq_planes(gt_mm_qkind k) { /* bit planes after qs */
+    return k == GT_MMQ_N6H ? 2 : k == GT_MMQ_N5 || k == GT_MMQ_N5M || k == GT_MMQ_C3H ? 1 : 0;
+}
+static inline int gt__mmq_scales(gt_mm_qkind k) { /* f16 vectors of 16 rows before qs */
+    return k == GT_MMQ_C2HM                                                           ? 4
+           : k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_N6H || k == GT_MMQ_C3H ? 2
+                                                                                      : 1;
+}
+static inline int gt__mmq_half(gt_mm_qkind k) { /* two half-block scales */
+    return k == GT_MMQ_N6H || k == GT_MMQ_C3H || k == GT_MMQ_C2HM;
+}
+static inline int gt__mmq_min(gt_mm_qkind k) { /* a min per block (N4M, N5M) or half (C2HM) */
+    return k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_C2HM;
+}
+static inline size_t gt__mmq_block_bytes(gt_mm_qkind k) { /* per 16 rows x 32 k */
+    return (size_t)(32 * gt__mmq_scales(k) + 64 * gt__mmq_bits(k) + 64 * gt__mmq_planes(k));
+}
+static inline int gt__mmq_offset(gt_mm_qkind k) { /* value = code - offset (no min) */
+    return k == GT_MMQ_B8    ? 128
+           : k == GT_MMQ_N4  ? 8
+           : k == GT_MMQ_N5  ? 16
+           : k == GT_MMQ_N6H ? 32
+           : k == GT_MMQ_C3H ? 4
+                             : 0;
+}
 
 /* One quantized activation block of 32 values: x ~ d * qs. c0/c1 are the
  * integer corrections added to the raw u8·s8 dot (-offset * sum(qs), per
- * half for GT_MMQ_N6H); ds = d * sum(qs) for the kinds with a min. */
+ * half for the half kinds); ds = d * sum(qs) for the kinds with a min.
+ * C2HM has no offset: its c0/c1 are the halves' sums of qs, and its min
+ * terms m_half * (d * (float)c_half). */
 typedef struct gt_mm_q8a {
     float d;
     float ds;
@@ -63,6 +105,21 @@ typedef struct gt_mm_q8a {
     int8_t qs[32];
 } gt_mm_q8a;
 _Static_assert(sizeof(gt_mm_q8a) == 48, "q8 activation block");
+
+/* The corrections of a block whose halves' sums of qs are s0 and s1. */
+static inline void gt__mm_q8a_corrections(gt_mm_qkind k, int32_t s0, int32_t s1, gt_mm_q8a *o) {
+    const int32_t off = gt__mmq_offset(k);
+    if (k == GT_MMQ_C2HM) {
+        o->c0 = s0;
+        o->c1 = s1;
+    } else if (gt__mmq_half(k)) {
+        o->c0 = -off * s0;
+        o->c1 = -off * s1;
+    } else {
+        o->c0 = -off * (s0 + s1);
+        o->c1 = 0;
+    }
+}
 
 gt_mm_qkind gt__mm_qkind(gt_dtype type);
 size_t gt__mm_qblock_bytes(gt_mm_qkind kind); /* bytes per 16 rows x 32 k */
@@ -95,8 +152,12 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
  * (defined in the baseline kernels/cpu/workspace.c, so that the workspace can
  * be sized on any CPU). */
 size_t gt__mm_pf_scratch_floats(int64_t n_tok);
-/* Prefill of the B8, N4 and N4M kinds on panel pairs (matmul_avx512_q2.c);
- * p0 and p1 even. gt__mm_pq_avx512 calls it for n_tok > 4. */
+/* Prefill of the B8, N4, N4M and N5 kinds on panel pairs
+ * (matmul_avx512_q2.c); p0 and p1 even. gt__mm_pq_avx512 calls it for
+ * n_tok > 4; the other kinds' prefill runs its one-panel tiles. */
+static inline int gt__mm_pq2_kind(gt_mm_qkind k) {
+    return k == GT_MMQ_B8 || k == GT_MMQ_N4 || k == GT_MMQ_N4M || k == GT_MMQ_N5;
+}
 void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                        const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
 /* Decode (n_tok 1..4) of GT_MMQ_N4 panels [p0, p1): the same bits as

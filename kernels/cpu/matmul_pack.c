@@ -8,10 +8,16 @@
  * (lossless, same bytes); Q4_K becomes nibbles with per-32 f16 scale and
  * min (d*sc and dmin*m rounded to f16: relative 2^-11 per block, +11%
  * bytes); Q6_K becomes nibbles plus two bit planes with two f16 scales per
- * block (+7% bytes). Panels are independent, so threads pack disjoint
- * panel ranges of one weight. */
+ * block (+7% bytes); Q5_1 (lossless, same bytes) and Q5_K (scales as
+ * Q4_K, +9%) become nibbles plus a bit plane with a scale and a min; Q3_K
+ * becomes 2-bit codes plus a bit plane with two f16 half-block scales
+ * (4 bits per weight against 3.44); Q2_K 2-bit codes with two half-block
+ * scales and two mins (4 against 2.63: the f16 scales and mins are half
+ * the panel). Panels are independent, so threads pack disjoint panel
+ * ranges of one weight. */
 #include <string.h>
 
+#include "common/quant.h"
 #include "kernels/cpu/matmul_internal.h"
 
 gt_mm_qkind gt__mm_qkind(gt_dtype type) {
@@ -22,19 +28,19 @@ gt_mm_qkind gt__mm_qkind(gt_dtype type) {
     case GT_Q4_1:
     case GT_Q4_K: return GT_MMQ_N4M;
     case GT_Q6_K: return GT_MMQ_N6H;
+    case GT_Q5_1:
+    case GT_Q5_K:
+        return GT_MMQ_N5M;
+    case GT_Q3_K:
+        return GT_MMQ_C3H;
+    case GT_Q2_K:
+        return GT_MMQ_C2HM;
     default: return GT_MMQ_NONE;
     }
 }
 
 size_t gt__mm_qblock_bytes(gt_mm_qkind kind) {
-    switch (kind) {
-    case GT_MMQ_B8: return 32 + 512;
-    case GT_MMQ_N4: return 32 + 256;
-    case GT_MMQ_N4M: return 64 + 256;
-    case GT_MMQ_N5: return 32 + 256 + 64;
-    case GT_MMQ_N6H: return 64 + 256 + 128;
-    default: return 0;
-    }
+    return kind == GT_MMQ_NONE ? 0 : gt__mmq_block_bytes(kind);
 }
 
 static size_t elem_bytes(gt_dtype type) { return type == GT_F32 ? 4 : 2; }
@@ -46,27 +52,34 @@ size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_ou
     return np * (size_t)(n_in / 32) * gt__mm_qblock_bytes(gt__mm_qkind(type));
 }
 
-/* Decoded 32-element block: value[j] = d * (code[j] - off) (+ m), with d1
- * for elements 16..31 where the type has half-block scales; off is the
- * kind's (128 for B8, 8 for N4, 16 for N5, 32 for N6H, none with a min). */
+/* Decoded 32-element block: value[j] = d * (code[j] - off) + m, with d1 and
+ * m1 for elements 16..31 where the kind has half-block scales; off is the
+ * kind's (gt__mmq_offset: 0 with a min). */
 typedef struct {
     uint8_t code[32];
-    float d, d1, m;
+    float d, d1, m, m1;
 } blk32;
 
-static void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+/* Q5_0/Q5_1 codes: nibbles plus bit j of qh for element j. */
+static void codes5(const uint8_t *qs, const uint8_t *qh4, uint8_t *code) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    for (int j = 0; j < 16; j++) {
+        code[j] = (uint8_t)((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+        code[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
     }
+}
+
+/* Q2_K/Q3_K: 2-bit code l (0..31) of 32-group s (0..7) of a super block,
+ * whose qs holds four 2-bit planes of 32 values per 128 elements. */
+static int crumb(const uint8_t *qs, int s, int l) {
+    return (qs[32 * (s / 4) + l] >> (2 * (s % 4))) & 3;
 }
 
 /* Block b (32 elements) of one row. */
 static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
-    o->d1 = o->m = 0;
+    o->d1 = o->m = o->m1 = 0;
+    const int s = (int)(b % 8); /* K-quants: elements 32s..32s+31 of the super block */
     switch (type) {
     case GT_Q8_0: {
         const gt_block_q8_0 *x = (const gt_block_q8_0 *)row + b;
@@ -76,15 +89,15 @@ static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
     }
     case GT_Q5_0: {
         const gt_block_q5_0 *x = (const gt_block_q5_0 *)row + b;
-        uint32_t qh;
-        memcpy(&qh, x->qh, 4);
         o->d = gt_f16_to_f32(x->d);
-        for (int j = 0; j < 16; j++) {
-            int lo = (x->qs[j] & 0xF) | (((qh >> j) & 1) << 4);
-            int hi = (x->qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            o->code[j] = (uint8_t)lo; /* value lo - 16 */
-            o->code[j + 16] = (uint8_t)hi;
-        }
+        codes5(x->qs, x->qh, o->code); /* value code - 16 */
+        break;
+    }
+    case GT_Q5_1: {
+        const gt_block_q5_1 *x = (const gt_block_q5_1 *)row + b;
+        o->d = gt_f16_to_f32(x->d);
+        o->m = gt_f16_to_f32(x->m);
+        codes5(x->qs, x->qh, o->code);
         break;
     }
     case GT_Q4_0:
@@ -106,20 +119,46 @@ static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
         }
         break;
     }
-    case GT_Q4_K: {
-        const gt_block_q4_K *x = (const gt_block_q4_K *)row + b / 8;
-        int s = (int)(b % 8);
+    case GT_Q4_K:
+    case GT_Q5_K: {
+        /* the same scales and nibbles; Q5_K adds bit s of qh[l] as bit 4 */
+        const gt_block_q4_K *x4 = (const gt_block_q4_K *)row + b / 8;
+        const gt_block_q5_K *x5 = (const gt_block_q5_K *)row + b / 8;
+        const int five = type == GT_Q5_K;
         uint8_t sc, mn;
-        get_scale_min_k4(s, x->scales, &sc, &mn);
-        o->d = gt_f16_to_f32(x->d) * sc;
-        o->m = -gt_f16_to_f32(x->dmin) * mn;
-        const uint8_t *q = x->qs + 32 * (s / 2);
-        for (int l = 0; l < 32; l++) o->code[l] = (s & 1) ? (q[l] >> 4) : (q[l] & 0xF);
+        gt_q4_k_scale_min(s, five ? x5->scales : x4->scales, &sc, &mn);
+        o->d = gt_f16_to_f32(five ? x5->d : x4->d) * sc;
+        o->m = -gt_f16_to_f32(five ? x5->dmin : x4->dmin) * mn;
+        const uint8_t *q = (five ? x5->qs : x4->qs) + 32 * (s / 2);
+        for (int l = 0; l < 32; l++) {
+            int v = (s & 1) ? (q[l] >> 4) : (q[l] & 0xF);
+            if (five) v |= ((x5->qh[l] >> s) & 1) << 4;
+            o->code[l] = (uint8_t)v;
+        }
+        break;
+    }
+    case GT_Q3_K: {
+        const gt_block_q3_K *x = (const gt_block_q3_K *)row + b / 8;
+        float d = gt_f16_to_f32(x->d);
+        for (int l = 0; l < 32; l++) /* value code - 4; hmask's bit s set means +4 */
+            o->code[l] = (uint8_t)(crumb(x->qs, s, l) | (((x->hmask[l] >> s) & 1) << 2));
+        o->d = d * (float)gt_q3_k_scale(x->scales, 2 * s);
+        o->d1 = d * (float)gt_q3_k_scale(x->scales, 2 * s + 1);
+        break;
+    }
+    case GT_Q2_K: {
+        const gt_block_q2_K *x = (const gt_block_q2_K *)row + b / 8;
+        float d = gt_f16_to_f32(x->d), dmin = gt_f16_to_f32(x->dmin);
+        for (int l = 0; l < 32; l++) o->code[l] = (uint8_t)crumb(x->qs, s, l);
+        uint8_t s0 = x->scales[2 * s], s1 = x->scales[2 * s + 1];
+        o->d = d * (float)(s0 & 0xF);
+        o->d1 = d * (float)(s1 & 0xF);
+        o->m = -dmin * (float)(s0 >> 4);
+        o->m1 = -dmin * (float)(s1 >> 4);
         break;
     }
     case GT_Q6_K: {
         const gt_block_q6_K *x = (const gt_block_q6_K *)row + b / 8;
-        int s = (int)(b % 8); /* elements 32s..32s+31 of the super block */
         int n = s / 4, g = s % 4; /* 128-half, 32-group within it */
         const uint8_t *ql = x->ql + 64 * n, *qh = x->qh + 32 * n;
         float d = gt_f16_to_f32(x->d);
@@ -171,7 +210,8 @@ static void pack_float(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
 
 static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t *src,
                        uint8_t *dst, int64_t p0, int64_t p1) {
-    gt_mm_qkind kind = gt__mm_qkind(type);
+    const gt_mm_qkind kind = gt__mm_qkind(type);
+    const int nsc = gt__mmq_scales(kind), bits = gt__mmq_bits(kind), planes = gt__mmq_planes(kind);
     size_t bb = gt__mm_qblock_bytes(kind), rb = row_bytes(type, n_in);
     int64_t nb = n_in / 32;
     memset(dst + (size_t)p0 * (size_t)nb * bb, 0, (size_t)(p1 - p0) * (size_t)nb * bb);
@@ -182,30 +222,32 @@ static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
             const uint8_t *in = src + (size_t)row * rb;
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
-                gt_f16 *d0 = (gt_f16 *)o, *d1 = (gt_f16 *)(o + 32);
-                int two = kind == GT_MMQ_N4M || kind == GT_MMQ_N6H;
-                uint8_t *qs = o + (two ? 64 : 32), *hb = qs + 256; /* [planes][8 chunks][8] */
+                gt_f16 *sc = (gt_f16 *)o;                         /* [nsc][16 rows] */
+                uint8_t *qs = o + 32 * nsc, *hb = qs + 64 * bits; /* [planes][8 chunks][8] */
                 blk32 v;
                 decode32(type, in, b, &v);
-                d0[r] = gt_f32_to_f16(v.d);
-                if (kind == GT_MMQ_N4M) d1[r] = gt_f32_to_f16(v.m);
-                if (kind == GT_MMQ_N6H) d1[r] = gt_f32_to_f16(v.d1);
-                if (kind == GT_MMQ_B8) {
-                    for (int c = 0; c < 8; c++) memcpy(qs + 64 * c + r * 4, v.code + 4 * c, 4);
-                    continue;
+                sc[r] = gt_f32_to_f16(v.d);
+                if (nsc >= 2) sc[16 + r] = gt_f32_to_f16(gt__mmq_half(kind) ? v.d1 : v.m);
+                if (nsc == 4) {
+                    sc[32 + r] = gt_f32_to_f16(v.m);
+                    sc[48 + r] = gt_f32_to_f16(v.m1);
                 }
-                for (int c = 0; c < 4; c++)
-                    for (int j = 0; j < 4; j++)
-                        qs[64 * c + r * 4 + j] =
-                            (uint8_t)((v.code[4 * c + j] & 0xF) | ((v.code[4 * c + 16 + j] & 0xF) << 4));
-                int planes = kind == GT_MMQ_N5 ? 1 : kind == GT_MMQ_N6H ? 2 : 0;
-                for (int pl = 0; pl < planes; pl++)
-                    for (int c = 0; c < 8; c++)
-                        for (int j = 0; j < 4; j++) {
+                for (int c = 0; c < 8; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const uint8_t code = v.code[4 * c + j];
+                        if (bits == 8)
+                            qs[64 * c + r * 4 + j] = code;
+                        else if (bits == 4)
+                            qs[64 * (c % 4) + r * 4 + j] |=
+                                (uint8_t)((code & 0xF) << (4 * (c / 4)));
+                        else
+                            qs[64 * (c % 2) + r * 4 + j] |= (uint8_t)((code & 3) << (2 * (c / 2)));
+                        for (int pl = 0; pl < planes; pl++) {
                             int bit = r * 4 + j;
                             hb[64 * pl + 8 * c + bit / 8] |=
-                                (uint8_t)(((v.code[4 * c + j] >> (4 + pl)) & 1) << (bit % 8));
+                                (uint8_t)(((code >> (bits + pl)) & 1) << (bit % 8));
                         }
+                    }
             }
         }
 }

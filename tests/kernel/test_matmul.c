@@ -100,6 +100,43 @@ static int test_dequant(gt_dtype t, const uint8_t *r, double *y, int64_t n) {
             }
         }
         return 1;
+    case GT_Q5_K:
+        for (int64_t b = 0; b < n / 256; b++, r += 176) {
+            double d = h2f(r), dm = h2f(r + 2);
+            const uint8_t *qh = r + 16, *q = r + 48;
+            for (int e = 0; e < 256; e++) {
+                int s = e / 32, l = e % 32, sc, mn;
+                kscale(s, r + 4, &sc, &mn);
+                int v = (s & 1) ? q[32 * (s / 2) + l] >> 4 : q[32 * (s / 2) + l] & 15;
+                v |= ((qh[l] >> s) & 1) << 4;
+                y[256 * b + e] = d * sc * v - dm * mn;
+            }
+        }
+        return 1;
+    case GT_Q3_K: /* hmask[32] qs[64] scales[12] d */
+        for (int64_t b = 0; b < n / 256; b++, r += 110) {
+            const uint8_t *hm = r, *q = r + 32, *sc = r + 96;
+            double d = h2f(r + 108);
+            for (int e = 0; e < 256; e++) {
+                int s = e / 32, l = e % 32, j = e / 16;
+                int v = ((q[32 * (s / 4) + l] >> (2 * (s % 4))) & 3) + 4 * ((hm[l] >> s) & 1) - 4;
+                int lo = j < 8 ? sc[j] & 15 : sc[j - 8] >> 4,
+                    hi = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
+                y[256 * b + e] = d * ((lo | hi << 4) - 32) * v;
+            }
+        }
+        return 1;
+    case GT_Q2_K: /* scales[16] qs[64] d dmin */
+        for (int64_t b = 0; b < n / 256; b++, r += 84) {
+            const uint8_t *sc = r, *q = r + 16;
+            double d = h2f(r + 80), dm = h2f(r + 82);
+            for (int e = 0; e < 256; e++) {
+                int s = e / 32, l = e % 32, j = e / 16;
+                int v = (q[32 * (s / 4) + l] >> (2 * (s % 4))) & 3;
+                y[256 * b + e] = d * (sc[j] & 15) * v - dm * (sc[j] >> 4);
+            }
+        }
+        return 1;
     case GT_Q6_K:
         for (int64_t b = 0; b < n / 256; b++, r += 210) {
             const uint8_t *ql = r, *qh = r + 128;
@@ -175,25 +212,26 @@ static void q8_round(const float *x, double *xq, int64_t n) {
 /* exact: fp32 accumulation of n <= ~1000 products in a different order than
  *        the double oracle: ~sqrt(n) * 2^-24 relative to S, worst case well
  *        under 2e-5.
- * q8 exact-scale (Q4_0, Q4_1, Q5_0, Q8_0 on AVX-512): integer dot is exact;
- *        left is fp32 scaling/accumulation, plus d*sum(q) in fp32 for Q4_1:
+ * q8 exact-scale (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 on AVX-512): integer dot is
+ *        exact; left is fp32 scaling/accumulation, plus d*sum(q) in fp32 for
+ *        Q4_1/Q5_1:
  *        1e-4.
- * q8 K-quant (Q4_K, Q6_K on AVX-512): the repacked per-32 scales d*sc and
- *        dmin*m are rounded to f16 (2^-12 relative per block, independent
- *        across blocks): 2e-3.
+ * q8 K-quant (Q2_K..Q6_K on AVX-512 and AVX2): the repacked per-32 (per-16)
+ *        scales d*sc and dmin*m are rounded to f16 (2^-12 relative per
+ *        block, independent across blocks): 2e-3.
  * The float-vs-q8 gap (not checked against: it is the rounding of x to 8
  * bits, about S/176 per output for normal x) is why the q8 oracle exists. */
 static double tolerance(gt_dtype t, int q8act) {
     if (!q8act) return 2e-5;
-    if (t == GT_Q4_K || t == GT_Q6_K) return 2e-3;
+    if (t >= GT_Q2_K && t <= GT_Q6_K) return 2e-3;
     return 1e-4;
 }
 
 /* The AVX2 and AVX-512 panel paths both quantize activations to 8 bits. */
 static int uses_q8(gt_dtype t, const char *isa) {
     if (strcmp(isa, "avx512") && strcmp(isa, "avx2")) return 0;
-    return t == GT_Q4_0 || t == GT_Q4_1 || t == GT_Q5_0 || t == GT_Q8_0 || t == GT_Q4_K ||
-           t == GT_Q6_K;
+    return t == GT_Q4_0 || t == GT_Q4_1 || t == GT_Q5_0 || t == GT_Q5_1 || t == GT_Q8_0 ||
+           (t >= GT_Q2_K && t <= GT_Q6_K);
 }
 
 /* |got - want| <= tol * S per element; prints the worst on failure. */

@@ -71,12 +71,21 @@ static void set_scales(gt_test_rng *g, gt_dtype t, uint8_t *w, size_t total) {
             put_h(b, s);
             break;
         case GT_Q4_1:
+        case GT_Q5_1:
             put_h(b, s);
             put_h(b + 2, s2);
             break;
         case GT_Q4_K:
+        case GT_Q5_K:
             put_h(b, s * 0.1f);
             put_h(b + 2, s * 0.1f);
+            break;
+        case GT_Q2_K:
+            put_h(b + 80, s);
+            put_h(b + 82, s);
+            break;
+        case GT_Q3_K:
+            put_h(b + 108, s);
             break;
         case GT_Q6_K:
             put_h(b + 208, s * 0.05f);
@@ -118,24 +127,30 @@ static void q8_ref(gt_mm_qkind kind, const float *x, int64_t n_in, gt_mm_q8a *q)
         }
         q[b].d = d;
         q[b].ds = d * (float)(s0 + s1);
+        /* the codes' offsets: per block, per half (N6H: 32, C3H: 4), none
+         * with a min; C2HM (min per half) carries the halves' sums */
         int off = kind == GT_MMQ_B8 ? 128 : kind == GT_MMQ_N4 ? 8 : kind == GT_MMQ_N5 ? 16 : 0;
-        q[b].c0 = kind == GT_MMQ_N6H ? -32 * s0 : -off * (s0 + s1);
-        q[b].c1 = kind == GT_MMQ_N6H ? -32 * s1 : 0;
+        int hoff = kind == GT_MMQ_N6H ? 32 : kind == GT_MMQ_C3H ? 4 : 0;
+        q[b].c0 = kind == GT_MMQ_C2HM ? s0 : hoff ? -hoff * s0 : -off * (s0 + s1);
+        q[b].c1 = kind == GT_MMQ_C2HM ? s1 : hoff ? -hoff * s1 : 0;
     }
 }
 
 /* ---- tolerance table (test_matmul.c's, same reasons) ---- */
 /* float:  fp32 accumulation of <= ~1000 products in another order than the
  *         reference: ~sqrt(n) 2^-24 of S, well under 2e-5.
- * quant, exact scales (Q4_0, Q4_1, Q5_0, Q8_0): the integer dot is exact;
- *         left is fp32 scaling and accumulation (and d*sum(q) for Q4_1): 1e-4.
- * quant K (Q4_K, Q6_K): the panel's per-32 scales d*sc, dmin*m are rounded
- *         to f16 (2^-12 relative per block, independent): 2e-3.
+ * quant, exact scales (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): the integer dot is
+ *         exact; left is fp32 scaling and accumulation (and d*sum(q) for
+ *         Q4_1/Q5_1): 1e-4.
+ * quant K (Q2_K..Q6_K): the panel's per-32 (per-16) scales d*sc, dmin*m are
+ *         rounded to f16 (2^-12 relative per block, independent): 2e-3.
  * AVX-512 cross-check: 1e-6 of A = sum|x_k w_k| (reordered fp32 sums of
  *         nb block terms err by ~sqrt(nb) 2^-24 A; identical order: 0). */
+static int is_k(gt_dtype t) { return t >= GT_Q2_K && t <= GT_Q6_K; }
+
 static double tolerance(gt_dtype t) {
     if (is_float(t)) return 2e-5;
-    if (t == GT_Q4_K || t == GT_Q6_K) return 2e-3;
+    if (is_k(t)) return 2e-3;
     return 1e-4;
 }
 #define XTOL 1e-6
@@ -270,7 +285,7 @@ static int run_and_check_ref(const mm_case *c, const uint8_t *packed, mm_out *o,
     free(xq);
     char l2[200];
     snprintf(l2, sizeof l2, "%s vs reference", label);
-    int kq = c->t == GT_Q4_K || c->t == GT_Q6_K;
+    int kq = is_k(c->t);
     if (coherent && kq) return check(l2, o->y2, o->yr, o->A, ny, 1e-3) && ok;
     return check(l2, o->y2, o->yr, o->S, ny, tolerance(c->t)) && ok;
 }
@@ -380,8 +395,9 @@ static void run_type(gt_dtype t) {
 #define TYPE_TEST(T)                                                                               \
     static void test_##T(void **state) { run_type(GT_##T); }
 TYPE_TEST(F32)
-TYPE_TEST(F16) TYPE_TEST(BF16) TYPE_TEST(Q8_0) TYPE_TEST(Q4_0) TYPE_TEST(Q4_1) TYPE_TEST(Q5_0)
-    TYPE_TEST(Q4_K) TYPE_TEST(Q6_K)
+TYPE_TEST(F16)
+TYPE_TEST(BF16) TYPE_TEST(Q8_0) TYPE_TEST(Q4_0) TYPE_TEST(Q4_1) TYPE_TEST(Q5_0) TYPE_TEST(Q4_K)
+    TYPE_TEST(Q6_K) TYPE_TEST(Q5_1) TYPE_TEST(Q5_K) TYPE_TEST(Q3_K) TYPE_TEST(Q2_K)
 
     /* ---- extreme codes: the int16 bounds of vpmaddubsw ---- */
 
@@ -391,7 +407,7 @@ TYPE_TEST(F16) TYPE_TEST(BF16) TYPE_TEST(Q8_0) TYPE_TEST(Q4_0) TYPE_TEST(Q4_1) T
      * and summing more chunks in int16 than the file comment allows would
      * wrap. Decode and prefill, both signs of x. */
     static void extreme(gt_dtype t) {
-    const int64_t n_in = t == GT_Q4_K || t == GT_Q6_K ? 512 : 64, n_out = 32;
+    const int64_t n_in = is_k(t) ? 512 : 64, n_out = 32;
     gt_test_rng g;
     gt_test_rng_seed(&g, 5);
     size_t rb;
@@ -438,6 +454,10 @@ static void test_extreme(void **state) {
     extreme(GT_Q4_1);
     extreme(GT_Q4_K);
     extreme(GT_Q6_K);
+    extreme(GT_Q5_1);
+    extreme(GT_Q5_K);
+    extreme(GT_Q3_K);
+    extreme(GT_Q2_K);
 }
 
 /* ---- test the test: a wrong kernel input must fail ---- */
@@ -504,6 +524,8 @@ static void test_perturbed(void **state) {
     perturbed(GT_Q8_0);
     perturbed(GT_Q4_0);
     perturbed(GT_Q4_K);
+    perturbed(GT_Q3_K);
+    perturbed(GT_Q2_K);
     perturbed(GT_F16);
 }
 
@@ -526,7 +548,9 @@ int main(void) {
         cmocka_unit_test(test_BF16),      cmocka_unit_test(test_Q8_0),
         cmocka_unit_test(test_Q4_0),      cmocka_unit_test(test_Q4_1),
         cmocka_unit_test(test_Q5_0),      cmocka_unit_test(test_Q4_K),
-        cmocka_unit_test(test_Q6_K),      cmocka_unit_test(test_extreme),
+        cmocka_unit_test(test_Q6_K),      cmocka_unit_test(test_Q5_1),
+        cmocka_unit_test(test_Q5_K),      cmocka_unit_test(test_Q3_K),
+        cmocka_unit_test(test_Q2_K),      cmocka_unit_test(test_extreme),
         cmocka_unit_test(test_perturbed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
