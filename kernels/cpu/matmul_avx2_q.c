@@ -16,8 +16,9 @@
  *    <= 32512, one vpmaddwd per chunk. That is sum(q*x) directly, which is
  *    exactly the AVX-512 u8 dot plus its correction c0 = -128*sum(x), so c0
  *    is not added for B8.
- * Bits 4 and 5 of N5/N6H come from the bit planes, 32 bits per half chunk
- * spread to bytes with one vpshufb and a compare. Per block and token the
+ * The planes' bits (bit 4, 5 of N5/N5M/N6H, bit 2 of C3H) come back with a
+ * shift and a mask per plane and chunk; the crumb kinds (C3H, C2HM) split
+ * 2-bit codes as the nibble kinds split 4-bit ones. Per block and token the
  * int32 sum is converted and FMA'd with d_w * d_x (plus m_w * d_x*sum(x)
  * for min kinds; two half-block scales for N6H) in the AVX-512 order, and
  * the k slicing of the AVX-512 driver is kept (16-block slices summed
@@ -89,15 +90,6 @@ static inline int32_t ld32(const void *p) {
     return v;
 }
 
-/* 0xFF in byte i where bit i of m is set (i = 0..31). */
-GT_AI __m256i bits_to_bytes(int32_t m) {
-    const __m256i shuf =
-        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(m), shuf);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
 /* Codes of chunk c (k 4c..4c+3), half h (rows 8h..8h+7) as 32 u8; for B8
  * the signed q (code - 128). */
 GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
@@ -109,10 +101,11 @@ GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
     if (c >= regs) r = _mm256_srli_epi16(r, bits * (c / regs));
     r = _mm256_and_si256(r, _mm256_set1_epi8((char)((1 << bits) - 1)));
 #pragma GCC unroll 2
-    for (int pl = 0; pl < gt__mmq_planes(kind); pl++) {
-        const uint8_t *hb = qs + 64 * bits + 64 * pl;
-        r = _mm256_or_si256(r, _mm256_and_si256(bits_to_bytes(ld32(hb + 8 * c + 4 * h)),
-                                                _mm256_set1_epi8((char)(1 << (bits + pl)))));
+    for (int pl = 0; pl < gt__mmq_planes(kind); pl++) { /* bit c of a plane byte: chunk c's */
+        const int T = bits + pl;
+        const __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 64 * bits + 64 * pl + 32 * h));
+        const __m256i sh = c <= T ? _mm256_slli_epi16(p, T - c) : _mm256_srli_epi16(p, c - T);
+        r = _mm256_or_si256(r, _mm256_and_si256(sh, _mm256_set1_epi8((char)(1 << T))));
     }
     return r;
 }

@@ -49,45 +49,6 @@ void gt__mm_quantize_avx512(gt_mm_qkind kind, const float *x, int64_t n_in, int6
 
 /* ---- tile kernel ---- */
 
-/* The 8 chunks of codes of one block (register c: k 4c..4c+3 of 16 rows)
- * as unsigned bytes: loaded (B8), split from nibbles or crumbs, plus the
- * bit planes (one masked byte add per plane and chunk). */
-GT_AI void load_codes(const gt_mm_qkind kind, const uint8_t *qs, __m512i w[8]) {
-    const int bits = gt__mmq_bits(kind), planes = gt__mmq_planes(kind);
-    if (bits == 8) {
-#pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) w[c] = _mm512_loadu_si512(qs + 64 * c);
-        return;
-    }
-    if (bits == 4) {
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            __m512i r = _mm512_loadu_si512(qs + 64 * i);
-            w[i] = _mm512_and_si512(r, m4);
-            w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);
-        }
-    } else {
-        const __m512i m2 = _mm512_set1_epi8(0x03);
-#pragma GCC unroll 2
-        for (int i = 0; i < 2; i++) {
-            __m512i r = _mm512_loadu_si512(qs + 64 * i);
-            w[i] = _mm512_and_si512(r, m2);
-            w[i + 2] = _mm512_and_si512(_mm512_srli_epi16(r, 2), m2);
-            w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m2);
-            w[i + 6] = _mm512_and_si512(_mm512_srli_epi16(r, 6), m2);
-        }
-    }
-#pragma GCC unroll 2
-    for (int pl = 0; pl < planes; pl++) {
-        const __m512i add = _mm512_set1_epi8((char)(1 << (bits + pl)));
-        const uint8_t *hb = qs + 64 * bits + 64 * pl;
-#pragma GCC unroll 8
-        for (int c = 0; c < 8; c++)
-            w[c] = _mm512_mask_add_epi8(w[c], ld_mask(hb + 8 * c), w[c], add);
-    }
-}
-
 GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int64_t nb,
                    const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy, __mmask16 mask,
                    int accum) {
@@ -99,7 +60,7 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wp + (size_t)b * bb;
         /* one panel: its stream runs on into the next */
-        pf_weights(blk, bb, SIZE_MAX, 0, PF_DECODE);
+        pf_weights(blk, bb, SIZE_MAX, 0, kind == GT_MMQ_B8 ? PF_DECODE : PF_DECODE_PACKED);
         /* d (d0), then m or d1, then C2HM's m0 and m1 */
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
         __m512 d1 = _mm512_setzero_ps(), m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
@@ -110,7 +71,8 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
             m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
         }
         __m512i w[8];
-        load_codes(kind, blk + qoff, w);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) w[c] = GT_MMQ_CHUNK(kind, blk + qoff, c);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;

@@ -10,9 +10,9 @@
  * of the block each chain is converted and scaled by d_w * d_x into an fp32
  * accumulator (plus m_w * d_x*sum(x) for the kinds with a min), exactly as
  * the decode tile does, and with the same 16-block k slices, so both paths
- * give the same bits for a row (batch invariance). Kinds B8, N4, N4M and N5; N6H (two scales per block)
- * keeps the one-panel tile. Loop order and L1/L2 blocking as in the caller: token
- * chunk -> panel pair -> 16-block k slice -> token tile. */
+ * give the same bits for a row (batch invariance). Kinds B8, N4, N4M, N5
+ * and N5M; the half kinds (two scales per block) keep the one-panel tile. Loop order and L1/L2
+ * blocking as in the caller: token chunk -> panel pair -> 16-block k slice -> token tile. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -26,10 +26,7 @@
 GT_AI void pq_tile2(const gt_mm_qkind kind, const int NT, const uint8_t *w0, size_t pstride,
                     int64_t nb, const gt_mm_q8a *q, int64_t ldq, float *y, int64_t ldy,
                     __mmask16 m0, __mmask16 m1, int accum) {
-    const size_t bb = kind == GT_MMQ_B8 ? 544 : kind == GT_MMQ_N4 ? 288 : kind == GT_MMQ_N4M ? 320 : 352;
-    const size_t qoff = kind == GT_MMQ_N4M ? 64 : 32;
-    const int nib = kind != GT_MMQ_B8;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const size_t bb = gt__mmq_block_bytes(kind), qoff = 32 * (size_t)gt__mmq_scales(kind);
     __m512 a0[NT2], a1[NT2];
 #pragma GCC unroll 6
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
@@ -45,25 +42,8 @@ GT_AI void pq_tile2(const gt_mm_qkind kind, const int NT, const uint8_t *w0, siz
         for (int t = 0; t < NT; t++) s0[t] = s1[t] = _mm512_set1_epi32(q[t * ldq + b].c0);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            __m512i v0, v1;
-            if (nib) {
-                v0 = _mm512_loadu_si512(b0 + qoff + 64 * (c & 3));
-                v1 = _mm512_loadu_si512(b1 + qoff + 64 * (c & 3));
-                if (c >= 4) {
-                    v0 = _mm512_srli_epi16(v0, 4);
-                    v1 = _mm512_srli_epi16(v1, 4);
-                }
-                v0 = _mm512_and_si512(v0, m4);
-                v1 = _mm512_and_si512(v1, m4);
-                if (kind == GT_MMQ_N5) { /* bit 4 from the plane */
-                    const __m512i c16 = _mm512_set1_epi8(16);
-                    v0 = _mm512_mask_add_epi8(v0, ld_mask(b0 + 288 + 8 * c), v0, c16);
-                    v1 = _mm512_mask_add_epi8(v1, ld_mask(b1 + 288 + 8 * c), v1, c16);
-                }
-            } else {
-                v0 = _mm512_loadu_si512(b0 + qoff + 64 * c);
-                v1 = _mm512_loadu_si512(b1 + qoff + 64 * c);
-            }
+            const __m512i v0 = GT_MMQ_CHUNK(kind, b0 + qoff, c),
+                          v1 = GT_MMQ_CHUNK(kind, b1 + qoff, c);
 #pragma GCC unroll 6
             for (int t = 0; t < NT; t++) {
                 __m512i xb = _mm512_set1_epi32(ld32(q[t * ldq + b].qs + 4 * c));
@@ -79,7 +59,7 @@ GT_AI void pq_tile2(const gt_mm_qkind kind, const int NT, const uint8_t *w0, siz
             __m512 dx = _mm512_set1_ps(a->d);
             a0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[t]), _mm512_mul_ps(d0, dx), a0[t]);
             a1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[t]), _mm512_mul_ps(d1, dx), a1[t]);
-            if (kind == GT_MMQ_N4M) {
+            if (gt__mmq_min(kind)) {
                 __m512 ds = _mm512_set1_ps(a->ds);
                 a0[t] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b0 + 32))), ds, a0[t]);
                 a1[t] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b1 + 32))), ds, a1[t]);
@@ -112,6 +92,7 @@ T2_DEFINE(tile2_b8, GT_MMQ_B8)
 T2_DEFINE(tile2_n4, GT_MMQ_N4)
 T2_DEFINE(tile2_n4m, GT_MMQ_N4M)
 T2_DEFINE(tile2_n5, GT_MMQ_N5)
+T2_DEFINE(tile2_n5m, GT_MMQ_N5M)
 
 static __mmask16 rows_mask(int64_t n_out, int64_t p) {
     int64_t rows = n_out - p * 16;
@@ -125,10 +106,11 @@ static __mmask16 rows_mask(int64_t n_out, int64_t p) {
 void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                        const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1) {
     void (*tile)(int, const uint8_t *, size_t, int64_t, const gt_mm_q8a *, int64_t, float *,
-                 int64_t, __mmask16, __mmask16, int) = kind == GT_MMQ_B8  ? tile2_b8
-                                                      : kind == GT_MMQ_N4 ? tile2_n4
-                                                      : kind == GT_MMQ_N5 ? tile2_n5
-                                                                          : tile2_n4m;
+                 int64_t, __mmask16, __mmask16, int) = kind == GT_MMQ_B8    ? tile2_b8
+                                                       : kind == GT_MMQ_N4  ? tile2_n4
+                                                       : kind == GT_MMQ_N5  ? tile2_n5
+                                                       : kind == GT_MMQ_N5M ? tile2_n5m
+                                                                            : tile2_n4m;
     int64_t nb = n_in / 32;
     size_t bb = gt__mm_qblock_bytes(kind), panel_bytes = (size_t)nb * bb;
     int64_t chunk = CHUNK_BYTES / (nb * (int64_t)sizeof(gt_mm_q8a)) / NT2 * NT2;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/matmul_internal.h"
+
 #define GT_AI static inline __attribute__((always_inline))
 
 /* Bytes ahead of the current block that the prefill tiles prefetch (L1). */
@@ -20,6 +22,12 @@
  * work per byte and does best a little closer (docs/benchmarks.md). */
 #define PF_DECODE    2048
 #define PF_DECODE_Q4 1536
+/* The generic tile's kinds with packed codes (nibbles, crumbs, bit planes:
+ * Q4_1, Q4_K, Q5_x, Q2_K, Q3_K, Q6_K) stalled on the first load of each
+ * block at 2048 bytes; 8192 took them from 42-53% to 64-83% of the read
+ * bandwidth at one thread (bench_matmul), while Q8_0's bytes lost at that
+ * distance (84-101% -> 63-71%) and keep PF_DECODE. */
+#define PF_DECODE_PACKED 8192
 
 /* Prefetches into L2 the `bytes` of a weight stream that lie `dist` ahead of
  * p. `left` is what remains of p's panel; a distance that passes it lands
@@ -41,6 +49,30 @@ static inline __mmask64 ld_mask(const void *p) {
     uint64_t v;
     memcpy(&v, p, 8);
     return (__mmask64)v;
+}
+
+/* Chunk c (k 4c..4c+3 of 16 rows) of a quant panel block's codes, whose qs
+ * section starts at qs, as unsigned bytes: loaded (8-bit), split from
+ * nibbles or crumbs, plus bit 4 (crumbs: bit 2) and N6H's bit 5 from the
+ * planes, where byte i's bit c is chunk c's (a shift and one vpternlogd per
+ * plane; no mask registers). KIND is a compile-time constant. */
+#define GT_MMQ_CHUNK(KIND, qs, c) gt__mmq_chunk_avx512(KIND, qs, c)
+GT_AI __m512i gt__mmq_chunk_avx512(const int kind, const uint8_t *qs, const int c) {
+    const int bits = gt__mmq_bits((gt_mm_qkind)kind), regs = bits == 8 ? 8 : bits;
+    __m512i r = _mm512_loadu_si512(qs + 64 * (c % regs));
+    if (bits == 8) return r;
+    if (c >= regs) r = _mm512_srli_epi16(r, bits * (c / regs));
+    r = _mm512_and_si512(r, _mm512_set1_epi8((char)((1 << bits) - 1)));
+#pragma GCC unroll 2
+    for (int pl = 0; pl < gt__mmq_planes((gt_mm_qkind)kind); pl++) {
+        const int T = bits + pl;
+        const __m512i p = _mm512_loadu_si512(qs + 64 * bits + 64 * pl);
+        const __m512i sh = c <= T ? _mm512_slli_epi16(p, (unsigned)(T - c))
+                                  : _mm512_srli_epi16(p, (unsigned)(c - T));
+        r = _mm512_ternarylogic_epi32(r, sh, _mm512_set1_epi8((char)(1 << T)),
+                                      0xF8); /* r | (sh & bit) */
+    }
+    return r;
 }
 
 #endif

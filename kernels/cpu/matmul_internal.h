@@ -57,9 +57,10 @@ typedef enum gt_mm_qkind {
 /* In the nibble kinds, register i (0..3) holds chunk i in the low nibbles
  * and chunk i+4 in the high nibbles; in the crumb (2-bit) kinds register i
  * (0..1) holds chunk i + 2j in bits 2j..2j+1 (j = 0..3). Byte r*4+j of a
- * chunk is row r, k 4c+j. Bit plane hb[c] (64 bits, little-endian) holds
- * the next bit of the codes of chunk c in the same byte order (bit r*4+j):
- * bit 4 for nibbles, bit 2 for crumbs; N6H's second plane bit 5. The "half"
+ * chunk is row r, k 4c+j. A bit plane (64 bytes) holds the next bit of the
+ * codes: bit c of its byte r*4+j is that bit of chunk c's code for row r,
+ * k 4c+j (bit 4 for nibbles, bit 2 for crumbs; N6H's second plane bit 5),
+ * so a shift and a mask restore it in place. The "half"
  * kinds scale k 0-15 and 16-31 of a block separately (d0, d1; C2HM also
  * m0, m1). */
 
@@ -152,11 +153,11 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
  * (defined in the baseline kernels/cpu/workspace.c, so that the workspace can
  * be sized on any CPU). */
 size_t gt__mm_pf_scratch_floats(int64_t n_tok);
-/* Prefill of the B8, N4, N4M and N5 kinds on panel pairs
+/* Prefill of the B8, N4, N4M, N5 and N5M kinds on panel pairs
  * (matmul_avx512_q2.c); p0 and p1 even. gt__mm_pq_avx512 calls it for
  * n_tok > 4; the other kinds' prefill runs its one-panel tiles. */
 static inline int gt__mm_pq2_kind(gt_mm_qkind k) {
-    return k == GT_MMQ_B8 || k == GT_MMQ_N4 || k == GT_MMQ_N4M || k == GT_MMQ_N5;
+    return k == GT_MMQ_B8 || k == GT_MMQ_N4 || k == GT_MMQ_N4M || k == GT_MMQ_N5 || k == GT_MMQ_N5M;
 }
 void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                        const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);

@@ -223,7 +223,7 @@ static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
                 gt_f16 *sc = (gt_f16 *)o;                         /* [nsc][16 rows] */
-                uint8_t *qs = o + 32 * nsc, *hb = qs + 64 * bits; /* [planes][8 chunks][8] */
+                uint8_t *qs = o + 32 * nsc, *hb = qs + 64 * bits; /* [planes][64] */
                 blk32 v;
                 decode32(type, in, b, &v);
                 sc[r] = gt_f32_to_f16(v.d);
@@ -242,11 +242,8 @@ static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
                                 (uint8_t)((code & 0xF) << (4 * (c / 4)));
                         else
                             qs[64 * (c % 2) + r * 4 + j] |= (uint8_t)((code & 3) << (2 * (c / 2)));
-                        for (int pl = 0; pl < planes; pl++) {
-                            int bit = r * 4 + j;
-                            hb[64 * pl + 8 * c + bit / 8] |=
-                                (uint8_t)(((code >> (bits + pl)) & 1) << (bit % 8));
-                        }
+                        for (int pl = 0; pl < planes; pl++)
+                            hb[64 * pl + r * 4 + j] |= (uint8_t)(((code >> (bits + pl)) & 1) << c);
                     }
             }
         }
