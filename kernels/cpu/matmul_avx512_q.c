@@ -201,8 +201,8 @@ void gt__mm_pq_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_
                                    : kind == GT_MMQ_C3H  ? tile_c3h
                                    : kind == GT_MMQ_C2HM ? tile_c2hm
                                                          : tile_n6h;
-    if (n_tok <= 4 && kind == GT_MMQ_N4) { /* matmul_avx512_q4dec.c: the same bits, faster */
-        gt__mm_n4_decode_avx512(wp, n_in, n_out, q, y, n_tok, p0, p1);
+    if (n_tok <= 4 && (kind == GT_MMQ_N4 || kind == GT_MMQ_N4M)) { /* matmul_avx512_q4dec.c */
+        gt__mm_n4_decode_avx512(kind, wp, n_in, n_out, q, y, n_tok, p0, p1);
         return;
     }
     if (n_tok > 4 && gt__mm_pq2_kind(kind)) {

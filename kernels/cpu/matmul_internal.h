@@ -161,10 +161,10 @@ static inline int gt__mm_pq2_kind(gt_mm_qkind k) {
 }
 void gt__mm_pq2_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
                        const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
-/* Decode (n_tok 1..4) of GT_MMQ_N4 panels [p0, p1): the same bits as
- * gt__mm_pq_avx512, in fewer instructions (matmul_avx512_q4dec.c). */
-void gt__mm_n4_decode_avx512(const void *wp, int64_t n_in, int64_t n_out, const gt_mm_q8a *q,
-                             float *y, int64_t n_tok, int64_t p0, int64_t p1);
+/* Decode (n_tok 1..4) of GT_MMQ_N4 or GT_MMQ_N4M panels [p0, p1): the same
+ * bits as gt__mm_pq_avx512, in fewer instructions (matmul_avx512_q4dec.c). */
+void gt__mm_n4_decode_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int64_t n_out,
+                             const gt_mm_q8a *q, float *y, int64_t n_tok, int64_t p0, int64_t p1);
 void gt__mm_pf_avx512(gt_dtype type, const void *wp, int64_t n_in, int64_t n_out,
                       const float *x, float *y, int64_t n_tok, int64_t p0, int64_t p1,
                       float *scratch);

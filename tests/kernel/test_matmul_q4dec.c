@@ -1,6 +1,7 @@
-/* The AVX-512 Q4_0 decode kernel (kernels/cpu/matmul_avx512_q4dec.c) against
- * the panel-pair GEMM of the same weights (matmul_avx512_q2.c, taken for 5
- * tokens or more): both must give every row the same bits, memcmp.
+/* The AVX-512 nibble decode kernel (kernels/cpu/matmul_avx512_q4dec.c: Q4_0,
+ * and Q4_1/Q4_K with their mins) against the panel-pair GEMM of the same
+ * weights (matmul_avx512_q2.c, taken for 5 tokens or more): both must give
+ * every row the same bits, memcmp.
  *
  * The decode kernel regroups the integer dot of each block (masked high
  * nibbles, two chains, two panels at once) but must keep the float steps of
@@ -45,11 +46,11 @@ static int teardown(void **state) {
 }
 
 /* Returns 1 when every decode row equals its GEMM row. */
-static int check_shape(int64_t n_in, int64_t n_out, uint64_t seed) {
+static int check_shape(gt_dtype type, int64_t n_in, int64_t n_out, uint64_t seed) {
     gt_test_rng rng;
     gt_test_rng_seed(&rng, seed);
     size_t rb = 0;
-    assert_true(gt_dtype_row_bytes(GT_Q4_0, n_in, &rb));
+    assert_true(gt_dtype_row_bytes(type, n_in, &rb));
     float *wf = malloc((size_t)n_in * sizeof(float));
     uint8_t *wq = malloc(rb * (size_t)n_out);
     float *x = malloc((size_t)N_TOK * n_in * sizeof(float));     /* [N_TOK, n_in] */
@@ -59,14 +60,14 @@ static int check_shape(int64_t n_in, int64_t n_out, uint64_t seed) {
         /* Rows of different scales, some all zero except one value. */
         gt_test_fill_normal(&rng, wf, (size_t)n_in, 0.1f + (float)(r % 7));
         if (r % 11 == 5) memset(wf + 1, 0, (size_t)(n_in - 1) * sizeof(float));
-        assert_int_equal(gt_quantize_row(GT_Q4_0, wf, wq + (size_t)r * rb, n_in), GT_OK);
+        assert_int_equal(gt_quantize_row(type, wf, wq + (size_t)r * rb, n_in), GT_OK);
     }
     for (int t = 0; t < N_TOK; t++)
         gt_test_fill_normal(&rng, x + (size_t)t * n_in, (size_t)n_in,
                             0.01f + 3.0f * (float)(t % 3));
     int bad = 0;
     gt_weight w = {0};
-    assert_int_equal(gt_weight_init(KS[0], GT_Q4_0, n_in, n_out, wq, &w), GT_OK);
+    assert_int_equal(gt_weight_init(KS[0], type, n_in, n_out, wq, &w), GT_OK);
     assert_int_equal(gt_matmul(KS[0], &w, x, want, N_TOK), GT_OK);
     for (int th = 0; th < 3 && !bad; th++)
         for (int n = 1; n <= 4 && !bad; n++)
@@ -76,10 +77,10 @@ static int check_shape(int64_t n_in, int64_t n_out, uint64_t seed) {
                 for (int64_t i = 0; i < (int64_t)n * n_out && !bad; i++)
                     if (memcmp(got + i, want + (size_t)t0 * n_out + i, sizeof(float))) {
                         fprintf(stderr,
-                                "q4_0 decode %lldx%lld, %d threads, %d tokens from %d: token %lld "
+                                "%s decode %lldx%lld, %d threads, %d tokens from %d: token %lld "
                                 "output %lld is %.9g, the GEMM gives %.9g\n",
-                                (long long)n_in, (long long)n_out, th + 1, n, t0,
-                                (long long)(i / n_out), (long long)(i % n_out), (double)got[i],
+                                gt_dtype_name(type), (long long)n_in, (long long)n_out, th + 1, n,
+                                t0, (long long)(i / n_out), (long long)(i % n_out), (double)got[i],
                                 (double)want[(size_t)t0 * n_out + i]);
                         bad = 1;
                     }
@@ -102,8 +103,12 @@ static void test_q4_0_decode_equals_gemm(void **state) {
     static const int64_t shapes[][2] = {{32, 16},    {512, 17},  {544, 48},
                                         {1280, 100}, {2048, 72}, {96, 33}};
     int ok = 1;
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        ok &= check_shape(shapes[i][0], shapes[i][1], 500 + i);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        ok &= check_shape(GT_Q4_0, shapes[i][0], shapes[i][1], 500 + i);
+        ok &= check_shape(GT_Q4_1, shapes[i][0], shapes[i][1], 600 + i);
+        if (shapes[i][0] % 256 == 0)
+            ok &= check_shape(GT_Q4_K, shapes[i][0], shapes[i][1], 700 + i);
+    }
     assert_true(ok);
 }
 
