@@ -306,7 +306,8 @@ static inline void kv_readahead_rows(kv_readahead *r, int rows) {
  * one token do: each V row is loaded once for all N. Slabs of four vectors
  * of each accumulator stay in registers across the keys; a query's result
  * does not depend on the others sharing the call (each element's chain is
- * the same). */
+ * the same). A zero probability is multiplied like any other (the rows
+ * in [0, nc) are visible, written keys: finite), no branch per key. */
 static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, float *const *acc,
                                                                   int hd, const float *alpha,
                                                                   const float *const *p,
@@ -323,7 +324,6 @@ static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, f
             const vf v0 = v_load(vr), v1 = v_load(vr + VW), v2 = v_load(vr + 2 * VW),
                      v3 = v_load(vr + 3 * VW);
             for (int i = 0; i < N; i++) {
-                if (p[i][c] == 0.f) continue;
                 const vf pc = v_set1(p[i][c]);
                 a[i][0] = v_fma(pc, v0, a[i][0]);
                 a[i][1] = v_fma(pc, v1, a[i][1]);
@@ -338,10 +338,7 @@ static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, f
         for (int d = d0; d < hd; d += VW) {
             const int r = hd - d < VW ? hd - d : VW;
             vf a0 = v_mul(v_load_n(acc[i] + d, r), v_set1(alpha[i]));
-            for (int c = 0; c < nc; c++) {
-                if (p[i][c] == 0.f) continue;
-                a0 = v_fma(v_set1(p[i][c]), v_load_n(v[c] + d, r), a0);
-            }
+            for (int c = 0; c < nc; c++) a0 = v_fma(v_set1(p[i][c]), v_load_n(v[c] + d, r), a0);
             v_store_n(acc[i] + d, a0, r);
         }
 }
