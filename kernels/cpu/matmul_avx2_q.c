@@ -110,6 +110,17 @@ GT_AI __m256i wchunk(const gt_mm_qkind kind, const uint8_t *qs, int c, int h) {
     return r;
 }
 
+/* C2HM, rows 8h..8h+7: d * sc of half sec of block b, or (min) dmin * m,
+ * from the super block's d, dmin and the block's scale|min bytes; the
+ * products the AVX-512 tile forms. */
+GT_AI __m256 c2_scale(const uint8_t *wp, int64_t b, const uint8_t *blk, int sec, int h, int min) {
+    const uint8_t *sup = gt__mmq_c2_super(wp, b);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sup + 32 * min + 16 * h)));
+    __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 16 * sec + 8 * h)));
+    sm = min ? _mm256_srli_epi32(sm, 4) : _mm256_and_si256(sm, _mm256_set1_epi32(15));
+    return _mm256_mul_ps(d, _mm256_cvtepi32_ps(sm));
+}
+
 /* y[0..rows) (+)= a for 8 rows (rows 1..8). */
 GT_AI void store8(float *y, __m256 a, int rows, int accum) {
     if (rows >= 8) {
@@ -146,7 +157,7 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
 #pragma GCC unroll 5
     for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = wp + (size_t)b * bb, *qs = blk + qoff;
+        const uint8_t *blk = gt__mmq_blk(kind, wp, b), *qs = blk + qoff;
 #pragma GCC unroll 9
         for (size_t l = 0; l < bb; l += 64)
             _mm_prefetch((const char *)blk + PF_BYTES + l, _MM_HINT_T0);
@@ -185,8 +196,9 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
                 const int sec = c == 7;
 #pragma GCC unroll 2
                 for (int hh = 0; hh < H; hh++) {
-                    const __m256 dh = _mm256_cvtph_ps(
-                        _mm_loadu_si128((const __m128i *)(blk + 32 * sec + 16 * (h0 + hh))));
+                    const __m256 dh = c2 ? c2_scale(wp, b, blk, sec, h0 + hh, 0)
+                                         : _mm256_cvtph_ps(_mm_loadu_si128(
+                                               (const __m128i *)(blk + 32 * sec + 16 * (h0 + hh))));
 #pragma GCC unroll 5
                     for (int t = 0; t < NT; t++) {
                         const gt_mm_q8a *a = q + t * ldq + b;
@@ -199,10 +211,9 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const int H, const uint
                         if (c2 && sec)
 #pragma GCC unroll 2
                             for (int mi = 0; mi < 2; mi++) {
-                                const __m256 mh = _mm256_cvtph_ps(_mm_loadu_si128(
-                                    (const __m128i *)(blk + 64 + 32 * mi + 16 * (h0 + hh))));
+                                const __m256 mh = c2_scale(wp, b, blk, mi, h0 + hh, 1);
                                 const float ds = a->d * (float)(mi ? a->c1 : a->c0);
-                                acc[t][hh] = _mm256_fmadd_ps(mh, _mm256_set1_ps(ds), acc[t][hh]);
+                                acc[t][hh] = _mm256_fnmadd_ps(mh, _mm256_set1_ps(ds), acc[t][hh]);
                             }
                     }
                 }

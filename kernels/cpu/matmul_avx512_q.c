@@ -58,17 +58,28 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
 #pragma GCC unroll 16
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = wp + (size_t)b * bb;
+        const uint8_t *blk = gt__mmq_blk(kind, wp, b);
         /* one panel: its stream runs on into the next */
         pf_weights(blk, bb, SIZE_MAX, 0, kind == GT_MMQ_B8 ? PF_DECODE : PF_DECODE_PACKED);
-        /* d (d0), then m or d1, then C2HM's m0 and m1 */
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        __m512 d1 = _mm512_setzero_ps(), m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
-        if (gt__mmq_scales(kind) >= 2)
-            d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        /* d (d0), then m or d1; C2HM: d*sc and dmin*m of each half from the
+         * super block's d, dmin and the block's 4-bit scale|min bytes (exact
+         * products in fp32) */
+        __m512 dw, d1 = _mm512_setzero_ps(), m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
         if (c2) {
-            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
-            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
+            const uint8_t *sup = gt__mmq_c2_super(wp, b);
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sup)),
+                         dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sup + 32)));
+            const __m512i sm0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)blk)),
+                          sm1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 16))),
+                          lo4 = _mm512_set1_epi32(15);
+            dw = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(sm0, lo4)));
+            d1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(sm1, lo4)));
+            m0 = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(_mm512_srli_epi32(sm0, 4)));
+            m1 = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(_mm512_srli_epi32(sm1, 4)));
+        } else {
+            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            if (gt__mmq_scales(kind) >= 2)
+                d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
         }
         __m512i w[8];
 #pragma GCC unroll 8
@@ -88,9 +99,9 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
                 if (half) {
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(dw, dx), acc[t]);
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(d1, dx), acc[t]);
-                    if (c2) {
-                        acc[t] = _mm512_fmadd_ps(m0, _mm512_set1_ps(a->d * (float)a->c0), acc[t]);
-                        acc[t] = _mm512_fmadd_ps(m1, _mm512_set1_ps(a->d * (float)a->c1), acc[t]);
+                    if (c2) { /* value d*sc*q - dmin*m */
+                        acc[t] = _mm512_fnmadd_ps(m0, _mm512_set1_ps(a->d * (float)a->c0), acc[t]);
+                        acc[t] = _mm512_fnmadd_ps(m1, _mm512_set1_ps(a->d * (float)a->c1), acc[t]);
                     }
                 } else {
                     __m512i s = _mm512_add_epi32(s0, s1);

@@ -51,8 +51,9 @@ typedef enum gt_mm_qkind {
                     u64 hb[8] */
     GT_MMQ_C3H,  /* 3-bit q, value d_half*(q-4) (Q3_K): f16 d0[16], d1[16], u8 qs[2][64],
                     u64 hb[8] */
-    GT_MMQ_C2HM, /* 2-bit q, value d_half*q+m_half (Q2_K): f16 d0[16], d1[16], m0[16],
-                    m1[16], u8 qs[2][64] */
+    GT_MMQ_C2HM, /* 2-bit q, value d*sc_half*q - dmin*m_half (Q2_K), Q2_K's super
+                    block kept: per 256 k f16 d[16], f16 dmin[16], then 8 blocks of
+                    u8 sm[2][16] (sc | m << 4 per half and row) and u8 qs[2][64] */
 } gt_mm_qkind;
 /* In the nibble kinds, register i (0..3) holds chunk i in the low nibbles
  * and chunk i+4 in the high nibbles; in the crumb (2-bit) kinds register i
@@ -62,7 +63,8 @@ typedef enum gt_mm_qkind {
  * k 4c+j (bit 4 for nibbles, bit 2 for crumbs; N6H's second plane bit 5),
  * so a shift and a mask restore it in place. The "half"
  * kinds scale k 0-15 and 16-31 of a block separately (d0, d1; C2HM also
- * m0, m1). */
+ * has a min per half). C2HM's blocks are not all alike (the super block's
+ * d and dmin come first): address them with gt__mmq_blk. */
 
 /* A kind's layout, folded to constants where the kind is one. */
 static inline int gt__mmq_bits(gt_mm_qkind k) { /* bits per code in qs */
@@ -71,10 +73,8 @@ static inline int gt__mmq_bits(gt_mm_qkind k) { /* bits per code in qs */
 static inline int gt__mmq_planes(gt_mm_qkind k) { /* bit planes after qs */
     return k == GT_MMQ_N6H ? 2 : k == GT_MMQ_N5 || k == GT_MMQ_N5M || k == GT_MMQ_C3H ? 1 : 0;
 }
-static inline int gt__mmq_scales(gt_mm_qkind k) { /* f16 vectors of 16 rows before qs */
-    return k == GT_MMQ_C2HM                                                           ? 4
-           : k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_N6H || k == GT_MMQ_C3H ? 2
-                                                                                      : 1;
+static inline int gt__mmq_scales(gt_mm_qkind k) { /* 32-byte vectors of 16 rows before qs */
+    return k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_N6H || k == GT_MMQ_C3H ? 2 : 1;
 }
 static inline int gt__mmq_half(gt_mm_qkind k) { /* two half-block scales */
     return k == GT_MMQ_N6H || k == GT_MMQ_C3H || k == GT_MMQ_C2HM;
@@ -82,8 +82,21 @@ static inline int gt__mmq_half(gt_mm_qkind k) { /* two half-block scales */
 static inline int gt__mmq_min(gt_mm_qkind k) { /* a min per block (N4M, N5M) or half (C2HM) */
     return k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_C2HM;
 }
-static inline size_t gt__mmq_block_bytes(gt_mm_qkind k) { /* per 16 rows x 32 k */
+#define GT_MMQ_C2_SUPER (64 + 8 * 160)                    /* C2HM bytes per 16 rows x 256 k */
+static inline size_t gt__mmq_block_bytes(gt_mm_qkind k) { /* per 16 rows x 32 k (C2HM: mean) */
+    if (k == GT_MMQ_C2HM) return GT_MMQ_C2_SUPER / 8;
     return (size_t)(32 * gt__mmq_scales(k) + 64 * gt__mmq_bits(k) + 64 * gt__mmq_planes(k));
+}
+/* Block b of a panel (or of a k slice starting at a multiple of 8 blocks)
+ * at wp: its first scale vector (C2HM: its sm bytes). */
+static inline const uint8_t *gt__mmq_blk(gt_mm_qkind k, const uint8_t *wp, int64_t b) {
+    if (k == GT_MMQ_C2HM)
+        return wp + (size_t)(b / 8) * GT_MMQ_C2_SUPER + 64 + (size_t)(b % 8) * 160;
+    return wp + (size_t)b * gt__mmq_block_bytes(k);
+}
+/* C2HM: the d[16], dmin[16] of block b's super block. */
+static inline const uint8_t *gt__mmq_c2_super(const uint8_t *wp, int64_t b) {
+    return wp + (size_t)(b / 8) * GT_MMQ_C2_SUPER;
 }
 static inline int gt__mmq_offset(gt_mm_qkind k) { /* value = code - offset (no min) */
     return k == GT_MMQ_B8    ? 128
@@ -98,7 +111,7 @@ static inline int gt__mmq_offset(gt_mm_qkind k) { /* value = code - offset (no m
  * integer corrections added to the raw u8·s8 dot (-offset * sum(qs), per
  * half for the half kinds); ds = d * sum(qs) for the kinds with a min.
  * C2HM has no offset: its c0/c1 are the halves' sums of qs, and its min
- * terms m_half * (d * (float)c_half). */
+ * terms -dmin*m_half * (d * (float)c_half). */
 typedef struct gt_mm_q8a {
     float d;
     float ds;

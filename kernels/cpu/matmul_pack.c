@@ -221,16 +221,22 @@ static void pack_quant(gt_dtype type, int64_t n_in, int64_t n_out, const uint8_t
             if (row >= n_out) break; /* zero scales: contributes nothing */
             const uint8_t *in = src + (size_t)row * rb;
             for (int64_t b = 0; b < nb; b++) {
-                uint8_t *o = dst + ((size_t)p * (size_t)nb + (size_t)b) * bb;
-                gt_f16 *sc = (gt_f16 *)o;                         /* [nsc][16 rows] */
+                uint8_t *pan = dst + (size_t)p * (size_t)nb * bb;
+                uint8_t *o = (uint8_t *)gt__mmq_blk(kind, pan, b);
                 uint8_t *qs = o + 32 * nsc, *hb = qs + 64 * bits; /* [planes][64] */
                 blk32 v;
                 decode32(type, in, b, &v);
-                sc[r] = gt_f32_to_f16(v.d);
-                if (nsc >= 2) sc[16 + r] = gt_f32_to_f16(gt__mmq_half(kind) ? v.d1 : v.m);
-                if (nsc == 4) {
-                    sc[32 + r] = gt_f32_to_f16(v.m);
-                    sc[48 + r] = gt_f32_to_f16(v.m1);
+                if (kind == GT_MMQ_C2HM) { /* Q2_K's own d, dmin and 4-bit scale|min bytes */
+                    const gt_block_q2_K *x = (const gt_block_q2_K *)in + b / 8;
+                    uint8_t *sup = (uint8_t *)gt__mmq_c2_super(pan, b);
+                    memcpy(sup + 2 * r, &x->d, 2);
+                    memcpy(sup + 32 + 2 * r, &x->dmin, 2);
+                    o[r] = x->scales[2 * (b % 8)];
+                    o[16 + r] = x->scales[2 * (b % 8) + 1];
+                } else {
+                    gt_f16 *sc = (gt_f16 *)o; /* [nsc][16 rows] */
+                    sc[r] = gt_f32_to_f16(v.d);
+                    if (nsc == 2) sc[16 + r] = gt_f32_to_f16(gt__mmq_half(kind) ? v.d1 : v.m);
                 }
                 for (int c = 0; c < 8; c++)
                     for (int j = 0; j < 4; j++) {

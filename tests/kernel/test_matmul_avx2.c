@@ -486,7 +486,8 @@ static void perturbed(gt_dtype t) {
             put_h(bad + off, gt_f16_to_f32(h) * 1.01f);
         }
     } else {
-        size_t bb = gt__mm_qblock_bytes(gt__mm_qkind(t));
+        /* every block's d; Q2_K's panels keep them per 256-element super block */
+        size_t bb = t == GT_Q2_K ? GT_MMQ_C2_SUPER : gt__mm_qblock_bytes(gt__mm_qkind(t));
         for (size_t off = 0; off < bytes; off += bb)
             for (int r = 0; r < 16; r++) {
                 gt_f16 h;
