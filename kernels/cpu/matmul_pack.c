@@ -11,10 +11,10 @@
  * block (+7% bytes); Q5_1 (lossless, same bytes) and Q5_K (scales as
  * Q4_K, +9%) become nibbles plus a bit plane with a scale and a min; Q3_K
  * becomes 2-bit codes plus a bit plane with two f16 half-block scales
- * (4 bits per weight against 3.44); Q2_K 2-bit codes with two half-block
- * scales and two mins (4 against 2.63: the f16 scales and mins are half
- * the panel). Panels are independent, so threads pack disjoint panel
- * ranges of one weight. */
+ * (4 bits per weight against 3.44); Q2_K keeps its super block (the rows'
+ * d and dmin per 256 k, its 4-bit scale|min bytes per block) with 2-bit
+ * codes: its own 2.63 bits. Panels are independent, so threads pack
+ * disjoint panel ranges of one weight. */
 #include <string.h>
 
 #include "common/quant.h"
