@@ -83,7 +83,7 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
         }
         __m512i w[8];
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) w[c] = GT_MMQ_CHUNK(kind, blk + qoff, c);
+        for (int c = 0; c < 8; c++) w[c] = gt__mmq_chunk_avx512(kind, blk + qoff, c);
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;
@@ -162,38 +162,19 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
         y += n * ldy;                                                                              \
     }
 
-static void tile_b8(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                    float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_B8)
-}
-static void tile_n4(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                    float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_N4)
-}
-static void tile_n4m(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                     float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_N4M)
-}
-static void tile_n5(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                    float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_N5)
-}
-static void tile_n6h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                     float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_N6H)
-}
-static void tile_n5m(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                     float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_N5M)
-}
-static void tile_c3h(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                     float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_C3H)
-}
-static void tile_c2hm(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,
-                      float *y, int64_t ldy, __mmask16 mask, int accum) {
-    PQ_SWITCH(GT_MMQ_C2HM)
-}
+#define PQ_TILE_DEFINE(NAME, KIND)                                                                 \
+    static void NAME(int nt, const uint8_t *wp, int64_t nb, const gt_mm_q8a *q, int64_t ldq,       \
+                     float *y, int64_t ldy, __mmask16 mask, int accum) {                           \
+        PQ_SWITCH(KIND)                                                                            \
+    }
+PQ_TILE_DEFINE(tile_b8, GT_MMQ_B8)
+PQ_TILE_DEFINE(tile_n4, GT_MMQ_N4)
+PQ_TILE_DEFINE(tile_n4m, GT_MMQ_N4M)
+PQ_TILE_DEFINE(tile_n5, GT_MMQ_N5)
+PQ_TILE_DEFINE(tile_n6h, GT_MMQ_N6H)
+PQ_TILE_DEFINE(tile_n5m, GT_MMQ_N5M)
+PQ_TILE_DEFINE(tile_c3h, GT_MMQ_C3H)
+PQ_TILE_DEFINE(tile_c2hm, GT_MMQ_C2HM)
 
 /* Tokens per prefill chunk: its activations (48 B per 32 k) stay in L2
  * (about 512 KiB of them), 16 to 256 tokens. */

@@ -42,8 +42,8 @@ GT_AI void pq_tile2(const gt_mm_qkind kind, const int NT, const uint8_t *w0, siz
         for (int t = 0; t < NT; t++) s0[t] = s1[t] = _mm512_set1_epi32(q[t * ldq + b].c0);
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
-            const __m512i v0 = GT_MMQ_CHUNK(kind, b0 + qoff, c),
-                          v1 = GT_MMQ_CHUNK(kind, b1 + qoff, c);
+            const __m512i v0 = gt__mmq_chunk_avx512(kind, b0 + qoff, c),
+                          v1 = gt__mmq_chunk_avx512(kind, b1 + qoff, c);
 #pragma GCC unroll 6
             for (int t = 0; t < NT; t++) {
                 __m512i xb = _mm512_set1_epi32(ld32(q[t * ldq + b].qs + 4 * c));

@@ -1,6 +1,7 @@
-/* Small helpers shared by the AVX-512 quantized-panel files: unaligned loads
- * of the packed codes and bit planes, and the prefetch distance of the
- * weight streams. Only for files compiled with AVX-512 enabled. */
+/* Small helpers shared by the AVX-512 quantized-panel files: unaligned
+ * loads, a block's code chunks with their bit planes, and the prefetch
+ * distance of the weight streams. Only for files compiled with AVX-512
+ * enabled. */
 #ifndef GT_MATMUL_AVX512_UTIL_H
 #define GT_MATMUL_AVX512_UTIL_H
 
@@ -45,18 +46,11 @@ static inline int32_t ld32(const void *p) {
     return v;
 }
 
-static inline __mmask64 ld_mask(const void *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return (__mmask64)v;
-}
-
 /* Chunk c (k 4c..4c+3 of 16 rows) of a quant panel block's codes, whose qs
  * section starts at qs, as unsigned bytes: loaded (8-bit), split from
  * nibbles or crumbs, plus bit 4 (crumbs: bit 2) and N6H's bit 5 from the
  * planes, where byte i's bit c is chunk c's (a shift and one vpternlogd per
  * plane; no mask registers). KIND is a compile-time constant. */
-#define GT_MMQ_CHUNK(KIND, qs, c) gt__mmq_chunk_avx512(KIND, qs, c)
 GT_AI __m512i gt__mmq_chunk_avx512(const int kind, const uint8_t *qs, const int c) {
     const int bits = gt__mmq_bits((gt_mm_qkind)kind), regs = bits == 8 ? 8 : bits;
     __m512i r = _mm512_loadu_si512(qs + 64 * (c % regs));

@@ -73,7 +73,7 @@ static inline int gt__mmq_bits(gt_mm_qkind k) { /* bits per code in qs */
 static inline int gt__mmq_planes(gt_mm_qkind k) { /* bit planes after qs */
     return k == GT_MMQ_N6H ? 2 : k == GT_MMQ_N5 || k == GT_MMQ_N5M || k == GT_MMQ_C3H ? 1 : 0;
 }
-static inline int gt__mmq_scales(gt_mm_qkind k) { /* 32-byte vectors of 16 rows before qs */
+static inline int gt__mmq_scales(gt_mm_qkind k) { /* 32-byte vectors before qs (C2HM: sm) */
     return k == GT_MMQ_N4M || k == GT_MMQ_N5M || k == GT_MMQ_N6H || k == GT_MMQ_C3H ? 2 : 1;
 }
 static inline int gt__mmq_half(gt_mm_qkind k) { /* two half-block scales */

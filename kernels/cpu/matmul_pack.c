@@ -52,12 +52,12 @@ size_t gt__mm_packed_bytes(gt_dtype type, int layout, int64_t n_in, int64_t n_ou
     return np * (size_t)(n_in / 32) * gt__mm_qblock_bytes(gt__mm_qkind(type));
 }
 
-/* Decoded 32-element block: value[j] = d * (code[j] - off) + m, with d1 and
- * m1 for elements 16..31 where the kind has half-block scales; off is the
- * kind's (gt__mmq_offset: 0 with a min). */
+/* Decoded 32-element block: value[j] = d * (code[j] - off) + m, with d1
+ * for elements 16..31 where the kind has half-block scales; off is the
+ * kind's (gt__mmq_offset: 0 with a min). Q2_K: the codes only. */
 typedef struct {
     uint8_t code[32];
-    float d, d1, m, m1;
+    float d, d1, m;
 } blk32;
 
 /* Q5_0/Q5_1 codes: nibbles plus bit j of qh for element j. */
@@ -78,7 +78,7 @@ static int crumb(const uint8_t *qs, int s, int l) {
 
 /* Block b (32 elements) of one row. */
 static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
-    o->d1 = o->m = o->m1 = 0;
+    o->d1 = o->m = 0;
     const int s = (int)(b % 8); /* K-quants: elements 32s..32s+31 of the super block */
     switch (type) {
     case GT_Q8_0: {
@@ -146,15 +146,10 @@ static void decode32(gt_dtype type, const uint8_t *row, int64_t b, blk32 *o) {
         o->d1 = d * (float)gt_q3_k_scale(x->scales, 2 * s + 1);
         break;
     }
-    case GT_Q2_K: {
+    case GT_Q2_K: { /* the codes; the panel keeps Q2_K's own scale bytes (pack_quant) */
         const gt_block_q2_K *x = (const gt_block_q2_K *)row + b / 8;
-        float d = gt_f16_to_f32(x->d), dmin = gt_f16_to_f32(x->dmin);
+        o->d = 0;
         for (int l = 0; l < 32; l++) o->code[l] = (uint8_t)crumb(x->qs, s, l);
-        uint8_t s0 = x->scales[2 * s], s1 = x->scales[2 * s + 1];
-        o->d = d * (float)(s0 & 0xF);
-        o->d1 = d * (float)(s1 & 0xF);
-        o->m = -dmin * (float)(s0 >> 4);
-        o->m1 = -dmin * (float)(s1 >> 4);
         break;
     }
     case GT_Q6_K: {
