@@ -9,12 +9,12 @@
  *
  * usage: bench_matmul [--types f16,q8_0,...] [--rounds N] [--decode-only|--prefill-only]
  *                     [--ntok N (decode tokens, default 1)] [--isa NAME] [--cpu-time] */
-#include <immintrin.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_bw.h"
 #include "bench/bench_stats.h"
 #include "bench/bench_weights.h"
 #include "common/alloc.h"
@@ -23,52 +23,6 @@
 #include "kernels/kernels.h"
 
 #define MAX_ROUNDS BENCH_MAX_ROUNDS
-
-/* ---- memory bandwidth: each thread sums its slice with 512-bit loads ---- */
-typedef struct {
-    const uint8_t *buf;
-    size_t bytes;
-    volatile long long sink;
-} bw_job;
-
-__attribute__((target("avx512f"))) static void bw_read(void *arg, int ith, int nth) {
-    bw_job *j = arg;
-    size_t per = j->bytes / (size_t)nth / 256 * 256;
-    const uint8_t *p = j->buf + per * (size_t)ith, *e = p + per;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (; p < e; p += 256) {
-        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p));
-        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + 64));
-        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + 128));
-        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + 192));
-    }
-    a0 = _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3));
-    j->sink += _mm512_reduce_add_epi64(a0);
-}
-
-static void bw_read_scalar(void *arg, int ith, int nth) {
-    bw_job *j = arg;
-    size_t per = j->bytes / (size_t)nth / 8 * 8;
-    const uint64_t *p = (const uint64_t *)(j->buf + per * (size_t)ith);
-    long long s = 0;
-    for (size_t i = 0; i < per / 8; i++) s += (long long)p[i];
-    j->sink += s;
-}
-
-static double measure_bw(gt_kernels *k, bw_job *j) {
-    double best = 0;
-    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
-    for (int r = 0; r < 3; r++) {
-        double t0 = gt_now_s();
-        gt_pool_run(gt_kernels_pool(k), fn, j);
-        double s = (double)j->bytes / (gt_now_s() - t0);
-        if (s > best) best = s;
-    }
-    return best;
-}
-
-
-
 
 /* Copies of one prepared weight so that decode streams from memory. */
 typedef struct {
@@ -162,13 +116,7 @@ int main(int argc, char **argv) {
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     gt_kernels *ks[2];
     for (int n = 0; n < 2; n++) {
-        gt_kernels_config cfg = GT_KERNELS_CONFIG_INIT;
-        cfg.n_threads = n + 1;
-        cfg.isa = isa;
-        if (gt_kernels_create(&cfg, &ks[n]) != GT_OK) {
-            fprintf(stderr, "cannot create kernels (isa %s)\n", isa ? isa : "auto");
-            return 1;
-        }
+        ks[n] = gt_bench_kernels(n + 1, isa);
         /* The workspace reserved once, as the engine does: the largest shapes below. */
         gt_workspace_req wr = {.max_tokens = dec_tok > pre_tok ? dec_tok : pre_tok,
                                .max_n_in = 8192, .n_threads = n + 1};

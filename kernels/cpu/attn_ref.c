@@ -23,7 +23,9 @@ static void load_row(const gt_attn_args *a, const void *const *blocks, int64_t p
     }
 }
 
-void gt__attention_ref(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch) {
+void gt__attention_ref(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
+                       void *scratch) {
+    (void)g_next;
     const int hd = a->head_dim, group = a->n_head / a->n_kv_head;
     double *acc = scratch;             /* [head_dim] */
     float *krow = (float *)(acc + hd); /* [head_dim] */

@@ -310,7 +310,10 @@ static void attn_run(void *arg, int ith, int nth) {
         const int g = (int)(it % j->a->n_kv_head);
         const int64_t t0 = tile * j->tile;
         const int64_t t1 = t0 + j->tile < j->a->n_tok ? t0 + j->tile : j->a->n_tok;
-        j->ops->attention(j->a, g, t0, t1, scratch);
+        const int g_next = it + nth < n_items && (it + nth) / j->a->n_kv_head == tile
+                               ? (int)((it + nth) % j->a->n_kv_head)
+                               : -1;
+        j->ops->attention(j->a, g, g_next, t0, t1, scratch);
     }
 }
 

@@ -39,8 +39,12 @@ struct gt_ops {
     void (*add)(float *y, const float *x, int64_t n);
     /* Attention for query tokens [t0, t1) and the n_head/n_kv_head query heads
      * of kv head `g`; writes a->out for exactly those (token, head) pairs.
-     * `scratch` holds attn_scratch_bytes(a, t1 - t0) bytes, 64-byte aligned. */
-    void (*attention)(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch);
+     * `scratch` holds attn_scratch_bytes(a, t1 - t0) bytes, 64-byte aligned.
+     * g_next: the kv head of the calling thread's next item on the same
+     * tokens, or -1; a table may read its first keys ahead (no effect on
+     * the results). */
+    void (*attention)(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
+                      void *scratch);
     size_t (*attn_scratch_bytes)(const gt_attn_args *a, int64_t n_tok);
     /* Query tokens per attention work item this table prefers (>= 1). */
     int attn_tile;
@@ -56,7 +60,8 @@ void gt__rope_ref(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_r
 void gt__swiglu_ref(const float *g, const float *u, float *out, int64_t n);
 void gt__geglu_ref(const float *g, const float *u, float *out, int64_t n);
 void gt__add_ref(float *y, const float *x, int64_t n);
-void gt__attention_ref(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch);
+void gt__attention_ref(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
+                       void *scratch);
 size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok);
 
 /* The scalar versions of the small ops (kernels/cpu/ops_misc_ref.c); the

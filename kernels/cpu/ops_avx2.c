@@ -27,6 +27,12 @@ static inline void v_store_n(float *p, vf x, int n) {
     else
         _mm256_maskstore_ps(p, lanes(n), x);
 }
+/* Lanes [l0, l0 + n) of x to p[0..n). */
+static inline void v_store_lanes(float *p, vf x, int l0, int n) {
+    float t[8];
+    _mm256_storeu_ps(t, x);
+    for (int i = 0; i < n; i++) p[i] = t[l0 + i];
+}
 static inline vf v_load_h(const gt_f16 *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }

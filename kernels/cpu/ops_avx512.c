@@ -17,6 +17,11 @@ static inline vf v_load(const float *p) { return _mm512_loadu_ps(p); }
 static inline vf v_load_n(const float *p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
 static inline void v_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
 static inline void v_store_n(float *p, vf x, int n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
+/* Lanes [l0, l0 + n) of x to p[0..n) (a masked store: the lanes outside
+ * write nothing, so p - l0 is never written). */
+static inline void v_store_lanes(float *p, vf x, int l0, int n) {
+    _mm512_mask_storeu_ps(p - l0, (__mmask16)(lanes(n) << l0), x);
+}
 static inline vf v_load_h(const gt_f16 *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }

@@ -190,128 +190,145 @@ static size_t simd_attn_scratch_bytes(const gt_attn_args *a, int64_t n_tok) {
     return gt__attn_simd_scratch_bytes(a->head_dim, a->n_head / a->n_kv_head, n_tok, VW);
 }
 
-static inline float dot_n(const float *a, const float *b, int n) {
-    vf s0 = v_zero(), s1 = v_zero();
-    int i = 0;
-    for (; i + 2 * VW <= n; i += 2 * VW) {
-        s0 = v_fma(v_load(a + i), v_load(b + i), s0);
-        s1 = v_fma(v_load(a + i + VW), v_load(b + i + VW), s1);
-    }
-    for (; i < n; i += VW) {
-        const int r = n - i < VW ? n - i : VW;
-        s0 = v_fma(v_load_n(a + i, r), v_load_n(b + i, r), s0);
-    }
-    return v_hsum(v_add(s0, s1));
-}
-
-/* Four dot products of q with k0..k3 sharing the loads of q. */
-static inline void dot4(const float *q, const float *const *k, int n, float *out) {
-    vf s0 = v_zero(), s1 = v_zero(), s2 = v_zero(), s3 = v_zero();
-    for (int i = 0; i < n; i += VW) {
-        const int r = n - i < VW ? n - i : VW;
-        const vf qv = v_load_n(q + i, r);
-        s0 = v_fma(qv, v_load_n(k[0] + i, r), s0);
-        s1 = v_fma(qv, v_load_n(k[1] + i, r), s1);
-        s2 = v_fma(qv, v_load_n(k[2] + i, r), s2);
-        s3 = v_fma(qv, v_load_n(k[3] + i, r), s3);
-    }
-    out[0] = v_hsum(s0);
-    out[1] = v_hsum(s1);
-    out[2] = v_hsum(s2);
-    out[3] = v_hsum(s3);
-}
-
-/* VW dot products of q with k[0..VW), returned as one vector: the partial
- * sums stay in VW registers and are reduced together (v_hsum_lanes), which
- * costs a few shuffles per key instead of a full horizontal sum each. */
-static inline vf dot_lanes(const float *q, const float *const *k, int n) {
-    vf acc[VW];
-    for (int j = 0; j < VW; j++) acc[j] = v_zero();
-    int i = 0;
-    for (; i + VW <= n; i += VW) {
-        const vf qv = v_load(q + i);
-        for (int j = 0; j < VW; j++) acc[j] = v_fma(qv, v_load(k[j] + i), acc[j]);
-    }
-    if (i < n) {
-        const int r = n - i;
-        const vf qv = v_load_n(q + i, r);
-        for (int j = 0; j < VW; j++) acc[j] = v_fma(qv, v_load_n(k[j] + i, r), acc[j]);
-    }
-    return v_hsum_lanes(acc);
-}
-
-/* Rows ahead of the one being converted that are prefetched. A kv head's
- * rows are contiguous inside a block, but blocks lie anywhere in the pool,
- * where the hardware prefetchers do not follow. */
-#define STAGE_PF_ROWS 16
-
-/* Rows [c0, c0 + nc) of kv head g as f32 row pointers: borrowed from the
- * cache for F32, converted into buf for F16. Rows up to `last` exist and
- * may be prefetched. */
-static void stage_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
-                       int64_t last, float *buf, size_t stride, const float **rows) {
+/* The addresses of rows [c0, c0 + nc) of kv head g. A kv head's rows are
+ * contiguous inside a block, so they are taken a block's run at a time
+ * (one division per run, not per row). */
+static void kv_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
+                    const void **rows) {
     const int hd = a->head_dim, bs = a->block_size;
-    const size_t esz = a->kv_type == GT_F16 ? 2 : 4, slice = (size_t)hd * esz;
-    int64_t b = c0 / bs, r = c0 % bs; /* walked, not divided per row */
-    for (int c = 0; c < nc; c++, r++) {
-        if (r == bs) {
-            b++;
-            r = 0;
-        }
-        const int64_t ahead = c0 + c + STAGE_PF_ROWS;
-        if (ahead <= last) {
-            const char *pf = gt__kv_row(a, blocks, ahead, g);
-            for (size_t o = 0; o < slice; o += 64) __builtin_prefetch(pf + o, 0, 3);
-        }
-        const void *src = (const char *)blocks[b] + gt_kv_offset(r, g, bs, hd, esz);
-        if (a->kv_type == GT_F32) {
-            rows[c] = src;
-            continue;
-        }
-        float *dst = buf + (size_t)c * stride;
-        const gt_f16 *h = src;
-        int i = 0;
-        for (; i + VW <= hd; i += VW) v_store(dst + i, v_load_h(h + i));
-        if (i < hd) v_store_n(dst + i, v_load_h_n(h + i, hd - i), hd - i);
-        rows[c] = dst;
+    const size_t esz = a->kv_type == GT_F16 ? 2 : 4, row = (size_t)hd * esz;
+    for (int c = 0; c < nc;) {
+        const int64_t p = c0 + c;
+        const int r = (int)(p % bs), n = bs - r < nc - c ? bs - r : nc - c;
+        const char *src = (const char *)blocks[p / bs] + gt_kv_offset(r, g, bs, hd, esz);
+        for (int i = 0; i < n; i++, c++) rows[c] = src + (size_t)i * row;
     }
 }
 
 /* Read-ahead of a later chunk's K and V rows of kv head g, a few rows at a
- * time between the current chunk's dot products: the memory then works
- * while the core computes. Staging's own prefetch runs only a few hundred
- * cycles ahead of its loads, less than one trip to DRAM, so without this
- * every chunk waited for its rows (the KV cache of a long context is far
- * larger than L2, and each chunk of a kv head touches several blocks). */
+ * time between the current chunk's score calls: the memory then works
+ * while the core computes (the KV cache of a long context is far larger
+ * than L2, each chunk of a kv head touches several blocks, and the
+ * hardware prefetchers do not follow from block to block). */
 typedef struct {
     const gt_attn_args *a;
-    int g;
-    int64_t next, end; /* rows [next, end) are still to be prefetched */
+    int g, r;        /* the next row: row r of block b */
+    int64_t b, left; /* rows still to be prefetched */
+    size_t esz;
 } kv_readahead;
 
-static inline void kv_readahead_rows(kv_readahead *r, int rows) {
-    const size_t slice = (size_t)r->a->head_dim * (r->a->kv_type == GT_F16 ? 2 : 4);
-    for (; rows > 0 && r->next < r->end; rows--, r->next++) {
-        const char *k = gt__kv_row(r->a, r->a->k_blocks, r->next, r->g);
-        const char *v = gt__kv_row(r->a, r->a->v_blocks, r->next, r->g);
-        for (size_t o = 0; o < slice; o += 64) {
+static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int g, int64_t from,
+                              int64_t to) {
+    ra->a = a;
+    ra->g = g;
+    ra->b = from / a->block_size;
+    ra->r = (int)(from % a->block_size);
+    ra->left = to > from ? to - from : 0;
+    ra->esz = a->kv_type == GT_F16 ? 2 : 4;
+}
+
+static inline void kv_readahead_rows(kv_readahead *ra, int rows) {
+    const gt_attn_args *a = ra->a;
+    const size_t row = (size_t)a->head_dim * ra->esz;
+    for (; rows > 0 && ra->left > 0; rows--, ra->left--) {
+        const size_t off = gt_kv_offset(ra->r, ra->g, a->block_size, a->head_dim, ra->esz);
+        const char *k = (const char *)a->k_blocks[ra->b] + off;
+        const char *v = (const char *)a->v_blocks[ra->b] + off;
+        for (size_t o = 0; o < row; o += 64) {
             __builtin_prefetch(k + o, 0, 2);
             __builtin_prefetch(v + o, 0, 2);
+        }
+        if (++ra->r == a->block_size) {
+            ra->r = 0;
+            ra->b++;
         }
     }
 }
 
+/* Piece [d, d + VW) of a K or V row as f32: widened from f16 (H) or loaded
+ * (an f32 cache); the _n form reads the first n elements. */
+static inline __attribute__((always_inline)) vf kv_load(const int H, const void *row, int d) {
+    return H ? v_load_h((const gt_f16 *)row + d) : v_load((const float *)row + d);
+}
+static inline __attribute__((always_inline)) vf kv_load_n(const int H, const void *row, int d,
+                                                          int n) {
+    return H ? v_load_h_n((const gt_f16 *)row + d, n) : v_load_n((const float *)row + d, n);
+}
+
+/* Scores of NQ queries (1, 2 or 4 query heads of one token, which see the
+ * same keys) against the key rows k[0..n): s[i][c] = q_i . k_c. Every score
+ * is one FMA chain over the head's VW-wide pieces and then v_hsum_lanes'
+ * tree, so its bits do not depend on which keys or queries share the call
+ * (batch invariance). A call reduces VW chains at once, NK = VW / NQ keys
+ * of each query; past n the last key is repeated and its scores dropped.
+ * Each K piece is widened once for the NQ queries, in registers: no
+ * converted copy of the rows is stored. */
+static inline __attribute__((always_inline)) void qk_n(const int NQ, const int H,
+                                                       const float *const *q, const void *const *k,
+                                                       int n, int hd, float *const *s,
+                                                       kv_readahead *ra) {
+    const int NK = VW / NQ;
+    for (int c = 0; c < n; c += NK) {
+        kv_readahead_rows(ra, NK); /* as fast as the keys go */
+        const void *kr[VW];
+        for (int j = 0; j < NK; j++) kr[j] = k[c + j < n ? c + j : n - 1];
+        vf acc[VW];
+        for (int j = 0; j < VW; j++) acc[j] = v_zero();
+        int d = 0;
+        for (; d + VW <= hd; d += VW)
+            for (int j = 0; j < NK; j++) {
+                const vf kv = kv_load(H, kr[j], d);
+                for (int i = 0; i < NQ; i++)
+                    acc[i * NK + j] = v_fma(v_load(q[i] + d), kv, acc[i * NK + j]);
+            }
+        if (d < hd)
+            for (int j = 0; j < NK; j++) {
+                const vf kv = kv_load_n(H, kr[j], d, hd - d);
+                for (int i = 0; i < NQ; i++)
+                    acc[i * NK + j] = v_fma(v_load_n(q[i] + d, hd - d), kv, acc[i * NK + j]);
+            }
+        const vf r = v_hsum_lanes(acc);
+        const int m = n - c < NK ? n - c : NK;
+        for (int i = 0; i < NQ; i++) v_store_lanes(s[i] + c, r, i * NK, m);
+    }
+}
+
+/* The scores of a token's n_q query heads, in calls of 4, 2 and 1 (H a
+ * constant in each caller below, so each gets its own specialised copy). */
+static inline __attribute__((always_inline)) void qk_group_h(const int H, const float *const *q,
+                                                             int n_q, const void *const *k, int n,
+                                                             int hd, float *const *s,
+                                                             kv_readahead *ra) {
+    for (int i = 0, m; i < n_q; i += m) {
+        m = n_q - i >= 4 && VW % 4 == 0 ? 4 : n_q - i >= 2 ? 2 : 1;
+        if (m == 4)
+            qk_n(4, H, q + i, k, n, hd, s + i, ra);
+        else if (m == 2)
+            qk_n(2, H, q + i, k, n, hd, s + i, ra);
+        else
+            qk_n(1, H, q + i, k, n, hd, s + i, ra);
+    }
+}
+
+static void qk_group(int H, const float *const *q, int n_q, const void *const *k, int n, int hd,
+                     float *const *s, kv_readahead *ra) {
+    if (H)
+        qk_group_h(1, q, n_q, k, n, hd, s, ra);
+    else
+        qk_group_h(0, q, n_q, k, n, hd, s, ra);
+}
+
 /* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..4,
  * a compile-time constant) that see the same keys, as GQA's query heads of
- * one token do: each V row is loaded once for all N. Slabs of four vectors
- * of each accumulator stay in registers across the keys; a query's result
- * does not depend on the others sharing the call (each element's chain is
- * the same). A zero probability is multiplied like any other (the rows
- * in [0, nc) are visible, written keys: finite), no branch per key. */
-static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, float *const *acc,
-                                                                  int hd, const float *alpha,
-                                                                  const float *const *p,
-                                                                  const float *const *v, int nc) {
+ * one token do: each V piece is loaded (and widened, H) once for all N.
+ * Slabs of four vectors of each accumulator stay in registers across the
+ * keys; a query's result does not depend on the others sharing the call
+ * (each element's chain is the same). A zero probability is multiplied
+ * like any other (the rows in [0, nc) are visible, written keys: finite),
+ * no branch per key. */
+static inline __attribute__((always_inline)) void
+pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float *alpha,
+                const float *const *p, const void *const *v, int nc) {
     int d0 = 0;
     for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
         vf a[4][4];
@@ -320,9 +337,8 @@ static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, f
             for (int j = 0; j < 4; j++) a[i][j] = v_mul(v_load(acc[i] + d0 + j * VW), al);
         }
         for (int c = 0; c < nc; c++) {
-            const float *vr = v[c] + d0;
-            const vf v0 = v_load(vr), v1 = v_load(vr + VW), v2 = v_load(vr + 2 * VW),
-                     v3 = v_load(vr + 3 * VW);
+            const vf v0 = kv_load(H, v[c], d0), v1 = kv_load(H, v[c], d0 + VW),
+                     v2 = kv_load(H, v[c], d0 + 2 * VW), v3 = kv_load(H, v[c], d0 + 3 * VW);
             for (int i = 0; i < N; i++) {
                 const vf pc = v_set1(p[i][c]);
                 a[i][0] = v_fma(pc, v0, a[i][0]);
@@ -338,45 +354,84 @@ static inline __attribute__((always_inline)) void pv_accumulate_n(const int N, f
         for (int d = d0; d < hd; d += VW) {
             const int r = hd - d < VW ? hd - d : VW;
             vf a0 = v_mul(v_load_n(acc[i] + d, r), v_set1(alpha[i]));
-            for (int c = 0; c < nc; c++) a0 = v_fma(v_set1(p[i][c]), v_load_n(v[c] + d, r), a0);
+            for (int c = 0; c < nc; c++) a0 = v_fma(v_set1(p[i][c]), kv_load_n(H, v[c], d, r), a0);
             v_store_n(acc[i] + d, a0, r);
         }
 }
 
-/* n queries (any count) in calls of up to four. */
-static void pv_accumulate_group(float *const *acc, int n, int hd, const float *alpha,
-                                const float *const *p, const float *const *v, int nc) {
+/* n queries (any count) in calls of up to four (H constant, as qk_group_h). */
+static inline __attribute__((always_inline)) void pv_group_h(const int H, float *const *acc, int n,
+                                                             int hd, const float *alpha,
+                                                             const float *const *p,
+                                                             const void *const *v, int nc) {
     for (int i = 0, k; i < n; i += k) {
         k = n - i < 4 ? n - i : 4;
         if (k == 4)
-            pv_accumulate_n(4, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(4, H, acc + i, hd, alpha + i, p + i, v, nc);
         else if (k == 3)
-            pv_accumulate_n(3, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(3, H, acc + i, hd, alpha + i, p + i, v, nc);
         else if (k == 2)
-            pv_accumulate_n(2, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(2, H, acc + i, hd, alpha + i, p + i, v, nc);
         else
-            pv_accumulate_n(1, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(1, H, acc + i, hd, alpha + i, p + i, v, nc);
     }
 }
 
-static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1, void *scratch) {
+static void pv_accumulate_group(int H, float *const *acc, int n, int hd, const float *alpha,
+                                const float *const *p, const void *const *v, int nc) {
+    if (H)
+        pv_group_h(1, acc, n, hd, alpha, p, v, nc);
+    else
+        pv_group_h(0, acc, n, hd, alpha, p, v, nc);
+}
+
+/* Online softmax of one query over a chunk: s[cl..ch] holds its raw
+ * scores; they become probabilities against the new running maximum *m
+ * (the chunk's other slots -inf, then 0), the running sum *l is rescaled
+ * and extended, and the factor for the old accumulator is returned. */
+static float softmax_chunk(const gt_attn_args *a, float *s, int cl, int ch, float *m, float *l) {
+    const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
+    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
+        vf x = v_mul(v_load(s + c1), v_set1(a->scale));
+        if (a->softcap > 0) x = v_mul(cap, v_tanh(v_mul(x, inv_cap)));
+        v_store(s + c1, x);
+    }
+    for (int c1 = 0; c1 < cl; c1++) s[c1] = -INFINITY;
+    for (int c1 = ch + 1; c1 < ATTN_CHUNK; c1++) s[c1] = -INFINITY;
+    vf vmax = v_set1(-INFINITY);
+    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) vmax = v_max(vmax, v_load(s + c1));
+    const float m_new = fmaxf(*m, v_hmax(vmax));
+    const float alpha = *m == -INFINITY ? 0.f : expf(*m - m_new);
+    vf vsum = v_zero();
+    const vf mv = v_set1(m_new);
+    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
+        const vf pr = v_exp(v_sub(v_load(s + c1), mv));
+        vsum = v_add(vsum, pr);
+        v_store(s + c1, pr);
+    }
+    *l = *l * alpha + v_hsum(vsum);
+    *m = m_new;
+    return alpha;
+}
+
+static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
+                           void *scratch) {
     const attn_dims dm = attn_dims_of(a, t1 - t0);
-    const int hd = dm.hd, M = dm.m;
+    const int hd = dm.hd, M = dm.m, G = dm.group, H = a->kv_type == GT_F16;
     const size_t st = dm.acc_stride;
-    float *acc = scratch;                                      /* [M, st] */
-    float *sc = acc + (size_t)M * st;                          /* [M, ATTN_CHUNK] */
-    float *mrow = sc + (size_t)M * ATTN_CHUNK;                 /* [M] */
-    float *lrow = mrow + M;                                    /* [M] */
-    float *kbuf = lrow + M;                                    /* [ATTN_CHUNK, st] */
-    float *vbuf = kbuf + (size_t)ATTN_CHUNK * st;              /* [ATTN_CHUNK, st] */
-    int64_t *lo = (int64_t *)(vbuf + (size_t)ATTN_CHUNK * st); /* [M] */
-    int64_t *hi = lo + M;                                      /* [M] */
-    const float *krows[ATTN_CHUNK], *vrows[ATTN_CHUNK];
-    const float *qs[64];
-    const float **qrow = M <= 64 ? qs : NULL;
+    float *acc = scratch;                           /* [M, st] */
+    float *sc = acc + (size_t)M * st;               /* [M, ATTN_CHUNK] */
+    float *mrow = sc + (size_t)M * ATTN_CHUNK;      /* [M] */
+    float *lrow = mrow + M;                         /* [M] */
+    int64_t *lo = (int64_t *)(lrow + M);            /* [M] */
+    int64_t *hi = lo + M;                           /* [M] */
+    const float **qp = (const float **)(hi + M);    /* [G] */
+    float **sp = (float **)(qp + G), **ap = sp + G; /* [G] each */
+    float *alpha = (float *)(ap + G);               /* [G] */
+    const void *krows[ATTN_CHUNK], *vrows[ATTN_CHUNK];
     int64_t kmin = INT64_MAX, kmax = -1;
     for (int i = 0; i < M; i++) {
-        const int64_t t = t0 + i / dm.group;
+        const int64_t t = t0 + i / G;
         hi[i] = a->pos[t];
         lo[i] = gt__attn_first_key(a, hi[i]);
         kmin = lo[i] < kmin ? lo[i] : kmin;
@@ -384,79 +439,52 @@ static void simd_attention(const gt_attn_args *a, int g, int64_t t0, int64_t t1,
         mrow[i] = -INFINITY;
         lrow[i] = 0;
         for (size_t d = 0; d < st; d++) acc[(size_t)i * st + d] = 0;
-        if (qrow) qrow[i] = a->q + ((size_t)t * a->n_head + g * dm.group + i % dm.group) * hd;
     }
-    const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
     /* Chunks lie on a fixed grid of key positions (multiples of
      * ATTN_CHUNK), not from the tile's first key: a query's scores, maxima
      * and sums then fall into the same chunks, and reduce in the same order,
      * whichever other queries share its tile (batch invariance; it matters
      * with a sliding window, where the first keys differ per query). */
-    for (int64_t c0 = kmin - kmin % ATTN_CHUNK; c0 <= kmax; c0 += ATTN_CHUNK) {
+    const int64_t cfirst = kmin - kmin % ATTN_CHUNK, clast = kmax - kmax % ATTN_CHUNK;
+    for (int64_t c0 = cfirst; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
-        stage_rows(a, a->k_blocks, g, c0, nc, kmax, kbuf, st, krows);
-        stage_rows(a, a->v_blocks, g, c0, nc, kmax, vbuf, st, vrows);
-        /* the rows of the chunk after next (the next one's are on their
-         * way), spread over this chunk's M x ATTN_CHUNK / VW dot products */
-        const int64_t ra0 = c0 + 2 * ATTN_CHUNK, ra1 = ra0 + ATTN_CHUNK;
-        kv_readahead ra = {a, g, ra0, ra1 <= kmax + 1 ? ra1 : kmax + 1};
-        const int ra_rows = (VW + M - 1) / M;
-        /* The weighted sums of V rows wait until up to four queries of one
-         * token (which see the same keys) have their probabilities, then run
-         * together (pv_accumulate_group: each V row loaded once for them). */
-        float *pend_acc[4], pend_alpha[4];
-        const float *pend_p[4];
-        int n_pend = 0;
-        for (int i = 0; i < M; i++) {
-            const int64_t cl64 = (lo[i] > c0 ? lo[i] : c0) - c0;
-            const int64_t ch64 = (hi[i] < c0 + nc - 1 ? hi[i] : c0 + nc - 1) - c0;
+        kv_rows(a, a->k_blocks, g, c0, nc, krows);
+        kv_rows(a, a->v_blocks, g, c0, nc, vrows);
+        /* The rows of the chunk after next (the next one's are on their
+         * way), spread over this chunk's score calls; past this kv head's
+         * last chunk, those of the thread's next kv head (the same tokens,
+         * so the same chunks), which would otherwise start cold. */
+        int64_t ra0 = c0 + 2 * ATTN_CHUNK;
+        int ra_g = g;
+        if (ra0 > clast && g_next >= 0) {
+            ra0 = cfirst + (ra0 - clast - ATTN_CHUNK);
+            ra_g = g_next;
+        }
+        kv_readahead ra;
+        kv_readahead_init(&ra, a, ra_g, ra0,
+                          ra0 + ATTN_CHUNK <= kmax + 1 ? ra0 + ATTN_CHUNK : kmax + 1);
+        for (int i0 = 0; i0 < M; i0 += G) { /* a token's G query heads see the same keys */
+            const int64_t cl64 = (lo[i0] > c0 ? lo[i0] : c0) - c0;
+            const int64_t ch64 = (hi[i0] < c0 + nc - 1 ? hi[i0] : c0 + nc - 1) - c0;
             if (cl64 > ch64) continue; /* no visible key in this chunk */
             const int cl = (int)cl64, ch = (int)ch64;
-            const int64_t t = t0 + i / dm.group;
-            const float *q =
-                qrow ? qrow[i] : a->q + ((size_t)t * a->n_head + g * dm.group + i % dm.group) * hd;
-            float *s = sc + (size_t)i * ATTN_CHUNK;
-            int c = cl;
-            for (; c + VW <= ch + 1; c += VW) {
-                kv_readahead_rows(&ra, ra_rows);
-                v_store(s + c, dot_lanes(q, krows + c, hd));
+            const int64_t t = t0 + i0 / G;
+            for (int i = 0; i < G; i++) {
+                qp[i] = a->q + ((size_t)t * a->n_head + (size_t)g * G + i) * hd;
+                sp[i] = sc + (size_t)(i0 + i) * ATTN_CHUNK + cl;
             }
-            for (; c + 4 <= ch + 1; c += 4) dot4(q, krows + c, hd, s + c);
-            for (; c <= ch; c++) s[c] = dot_n(q, krows[c], hd);
-            /* scale, softcap, mask and the chunk maximum */
-            vf vmax = v_set1(-INFINITY);
-            for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
-                vf x = v_mul(v_load(s + c1), v_set1(a->scale));
-                if (a->softcap > 0) x = v_mul(cap, v_tanh(v_mul(x, inv_cap)));
-                v_store(s + c1, x);
+            qk_group(H, qp, G, krows + cl, ch - cl + 1, hd, sp, &ra);
+            for (int i = 0; i < G; i++) {
+                alpha[i] = softmax_chunk(a, sp[i] - cl, cl, ch, &mrow[i0 + i], &lrow[i0 + i]);
+                ap[i] = acc + (size_t)(i0 + i) * st;
             }
-            for (int c1 = 0; c1 < cl; c1++) s[c1] = -INFINITY;
-            for (int c1 = ch + 1; c1 < ATTN_CHUNK; c1++) s[c1] = -INFINITY;
-            for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) vmax = v_max(vmax, v_load(s + c1));
-            const float m_new = fmaxf(mrow[i], v_hmax(vmax));
-            const float alpha = mrow[i] == -INFINITY ? 0.f : expf(mrow[i] - m_new);
-            vf vsum = v_zero();
-            const vf mv = v_set1(m_new);
-            for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
-                const vf pr = v_exp(v_sub(v_load(s + c1), mv));
-                vsum = v_add(vsum, pr);
-                v_store(s + c1, pr);
-            }
-            lrow[i] = lrow[i] * alpha + v_hsum(vsum);
-            mrow[i] = m_new;
-            pend_acc[n_pend] = acc + (size_t)i * st;
-            pend_alpha[n_pend] = alpha;
-            pend_p[n_pend++] = s + cl;
-            if (n_pend == 4 || (i + 1) % dm.group == 0) { /* M is a whole number of groups */
-                pv_accumulate_group(pend_acc, n_pend, hd, pend_alpha, pend_p, vrows + cl,
-                                    ch - cl + 1);
-                n_pend = 0;
-            }
+            pv_accumulate_group(H, ap, G, hd, alpha, (const float *const *)sp, vrows + cl,
+                                ch - cl + 1);
         }
     }
     for (int i = 0; i < M; i++) {
-        const int64_t t = t0 + i / dm.group;
-        float *out = a->out + ((size_t)t * a->n_head + g * dm.group + i % dm.group) * hd;
+        const int64_t t = t0 + i / G;
+        float *out = a->out + ((size_t)t * a->n_head + (size_t)g * G + i % G) * hd;
         const vf inv = v_set1(lrow[i] > 0 ? 1.0f / lrow[i] : 0.f);
         for (int d = 0; d < hd; d += VW) {
             const int r = hd - d < VW ? hd - d : VW;

@@ -22,11 +22,12 @@ size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok) {
 size_t gt__attn_simd_scratch_bytes(int head_dim, int group, int64_t n_tok, int vw) {
     const size_t m = (size_t)n_tok * (size_t)group;
     const size_t acc_stride = ((size_t)head_dim + (size_t)vw - 1) / (size_t)vw * (size_t)vw;
-    size_t floats = m * acc_stride                         /* accumulators */
-                    + m * GT_ATTN_CHUNK                    /* scores / probabilities */
-                    + 2 * m                                /* running max and sum */
-                    + 2 * (size_t)GT_ATTN_CHUNK * acc_stride; /* converted K and V rows */
-    return floats * sizeof(float) + 2 * m * sizeof(int64_t) + 4 * 64;
+    size_t floats = m * acc_stride      /* accumulators */
+                    + m * GT_ATTN_CHUNK /* scores / probabilities */
+                    + 2 * m             /* running max and sum */
+                    + (size_t)group;    /* a token's rescale factors */
+    return floats * sizeof(float) + 2 * m * sizeof(int64_t) + 3 * (size_t)group * sizeof(void *) +
+           4 * 64;
 }
 
 size_t gt__mm_ref_scratch_bytes(int64_t n_in, int n_threads) {
