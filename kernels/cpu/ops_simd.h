@@ -300,7 +300,7 @@ static inline __attribute__((always_inline)) void qk_group_h(const int H, const 
                                                              int hd, float *const *s,
                                                              kv_readahead *ra) {
     for (int i = 0, m; i < n_q; i += m) {
-        m = n_q - i >= 4 && VW % 4 == 0 ? 4 : n_q - i >= 2 ? 2 : 1;
+        m = n_q - i >= 4 ? 4 : n_q - i >= 2 ? 2 : 1;
         if (m == 4)
             qk_n(4, H, q + i, k, n, hd, s + i, ra);
         else if (m == 2)
