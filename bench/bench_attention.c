@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     gt_kernels *ks[2];
-    for (int n = 0; n < 2; n++) ks[n] = gt_bench_kernels(n + 1, isa);
+    for (int n = 0; n < 2; n++) ks[n] = gt_bench_kernels(n + 1, isa, NULL);
     printf(
         "isa %s; %lld query tokens, %d heads, %d kv heads of %d dims, f16 cache in blocks of %d\n",
         gt_kernels_isa(ks[0]), (long long)n_tok, n_head, n_kv_head, head_dim, block);

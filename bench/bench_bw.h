@@ -57,12 +57,14 @@ static double measure_bw(gt_kernels *k, bw_job *j) {
     return best;
 }
 
-/* CPU kernels of n_threads threads and the given isa (NULL: the best), or
- * exit with the reason. */
-static inline gt_kernels *gt_bench_kernels(int n_threads, const char *isa) {
+/* CPU kernels of n_threads threads, the given isa (NULL: the best) and
+ * products of F16/BF16 weights (half: "on", "off", NULL: auto), or exit
+ * with the reason. */
+static inline gt_kernels *gt_bench_kernels(int n_threads, const char *isa, const char *half) {
     gt_kernels_config cfg = GT_KERNELS_CONFIG_INIT;
     cfg.n_threads = n_threads;
     cfg.isa = isa;
+    cfg.bf16 = half;
     gt_kernels *k = NULL;
     if (gt_kernels_create(&cfg, &k) != GT_OK) {
         fprintf(stderr, "cannot create kernels (isa %s): %s\n", isa ? isa : "auto",

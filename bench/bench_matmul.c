@@ -8,7 +8,8 @@
  * the GGUF bytes of the weight (what a model file holds).
  *
  * usage: bench_matmul [--types f16,q8_0,...] [--rounds N] [--decode-only|--prefill-only]
- *                     [--ntok N (decode tokens, default 1)] [--isa NAME] [--cpu-time] */
+ *                     [--ntok N (decode tokens, default 1)] [--isa NAME] [--cpu-time]
+ *                     [--half on|off (F16/BF16 weights in bf16 or fp32 products; default auto)] */
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -95,7 +96,7 @@ static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64
 
 int main(int argc, char **argv) {
     const char *types_arg = "f16,q8_0,q4_0,bf16,q4_k,q6_k,q4_1,q5_0";
-    const char *isa = NULL;
+    const char *isa = NULL, *half = NULL;
     int rounds = 3, do_decode = 1, do_prefill = 1;
     int64_t dec_tok = 1, pre_tok = 512;
     for (int i = 1; i < argc; i++) {
@@ -103,12 +104,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ntok") && i + 1 < argc) dec_tok = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
+        else if (!strcmp(argv[i], "--half") && i + 1 < argc)
+            half = argv[++i];
         else if (!strcmp(argv[i], "--decode-only")) do_prefill = 0;
         else if (!strcmp(argv[i], "--prefill-only")) do_decode = 0;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
         else {
-            fprintf(stderr, "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
-                            "[--decode-only|--prefill-only] [--cpu-time]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
+                    "[--decode-only|--prefill-only] [--cpu-time] [--half on|off]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -116,7 +121,7 @@ int main(int argc, char **argv) {
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     gt_kernels *ks[2];
     for (int n = 0; n < 2; n++) {
-        ks[n] = gt_bench_kernels(n + 1, isa);
+        ks[n] = gt_bench_kernels(n + 1, isa, half);
         /* The workspace reserved once, as the engine does: the largest shapes below. */
         gt_workspace_req wr = {.max_tokens = dec_tok > pre_tok ? dec_tok : pre_tok,
                                .max_n_in = 8192, .n_threads = n + 1};

@@ -17,9 +17,6 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ops.h"
 
-/* Element-wise ops below this many elements per thread stay on one thread. */
-#define GT_ELEMWISE_MIN_PER_THREAD 16384
-
 static const gt_backend_iface cpu_iface;
 
 gt_status gt__cpu_backend_create(const gt_kernels_config *cfg, gt_kernels **out) {
@@ -76,6 +73,7 @@ static void cpu_destroy(gt_kernels *kb) {
     gt__cpu_copier_destroy(k->copier);
     gt_pool_destroy(k->pool);
     gt_free(k->scratch);
+    gt__cpu_rope_free(k);
     free(k);
 }
 
@@ -102,13 +100,6 @@ static gt_status cpu_buffer_free(gt_kernels *k, gt_buffer *b) {
     return GT_OK;
 }
 
-/* Threads worth waking for `work` units when each should get at least `min`. */
-static int useful_threads(const gt_cpu *k, int64_t work, int64_t min) {
-    int64_t n = work / (min > 0 ? min : 1);
-    if (n < 1) n = 1;
-    return n < k->n_threads ? (int)n : k->n_threads;
-}
-
 /* ---- rmsnorm ---- */
 
 typedef struct {
@@ -133,54 +124,12 @@ static gt_status cpu_rmsnorm(gt_kernels *kb, const float *x, const float *w, flo
                              int64_t n_rows, int64_t n, float eps) {
     gt_cpu *k = gt__cpu(kb);
     rms_job j = {k->ops, x, w, y, n_rows, n, eps, 1};
-    j.nth = useful_threads(k, n_rows * n, GT_ELEMWISE_MIN_PER_THREAD);
+    j.nth = gt__cpu_useful_threads(k, n_rows * n, GT_ELEMWISE_MIN_PER_THREAD);
     if (j.nth > n_rows) j.nth = n_rows > 0 ? (int)n_rows : 1;
     if (j.nth == 1)
         rms_run(&j, 0, 1);
     else
         gt_pool_run(k->pool, rms_run, &j);
-    return GT_OK;
-}
-
-/* ---- rope ---- */
-
-typedef struct {
-    const struct gt_ops *ops;
-    float *x;
-    int64_t n_tok;
-    int n_head, head_dim;
-    const int32_t *pos;
-    const gt_rope_params *p;
-    int nth;
-} rope_job;
-
-static void rope_run(void *arg, int ith, int nth) {
-    rope_job *j = arg;
-    if (ith >= j->nth) return;
-    long b, e; /* over (token, head) vectors */
-    gt_pool_split((long)(j->n_tok * j->n_head), 1, ith, j->nth, &b, &e);
-    while (b < e) {
-        const long t = b / j->n_head, h0 = b % j->n_head;
-        long h1 = j->n_head;
-        if ((long)(t * j->n_head + h1) > e) h1 = e - t * j->n_head;
-        j->ops->rope(j->x + (t * j->n_head + h0) * j->head_dim, h1 - h0, j->head_dim, j->pos[t],
-                     j->p);
-        b = t * j->n_head + h1;
-    }
-}
-
-static gt_status cpu_rope(gt_kernels *kb, float *x, int64_t n_tok, int n_head, int head_dim,
-                          const int32_t *pos, const gt_rope_params *p) {
-    gt_cpu *k = gt__cpu(kb);
-    /* Invariants the model loader checks before any forward pass. */
-    assert(p->n_rot >= 0 && p->n_rot % 2 == 0 && p->n_rot <= head_dim &&
-           p->n_rot <= GT_ROPE_MAX_ROT);
-    rope_job j = {k->ops, x, n_tok, n_head, head_dim, pos, p, 1};
-    j.nth = useful_threads(k, n_tok * n_head * (int64_t)p->n_rot * 8, GT_ELEMWISE_MIN_PER_THREAD);
-    if (j.nth == 1)
-        rope_run(&j, 0, 1);
-    else
-        gt_pool_run(k->pool, rope_run, &j);
     return GT_OK;
 }
 
@@ -209,7 +158,7 @@ static void elem_run(void *arg, int ith, int nth) {
 
 static gt_status elem_launch(gt_kernels *kb, elem_job *j) {
     gt_cpu *k = gt__cpu(kb);
-    j->nth = useful_threads(k, j->n, GT_ELEMWISE_MIN_PER_THREAD);
+    j->nth = gt__cpu_useful_threads(k, j->n, GT_ELEMWISE_MIN_PER_THREAD);
     if (j->nth == 1)
         elem_run(j, 0, 1);
     else
@@ -361,7 +310,7 @@ static const gt_backend_iface cpu_iface = {
     .matmul = gt__cpu_matmul,
     .matmul_multi = gt__cpu_matmul_multi,
     .rmsnorm = cpu_rmsnorm,
-    .rope = cpu_rope,
+    .rope = gt__cpu_rope,
     .swiglu = cpu_swiglu,
     .geglu = cpu_geglu,
     .add = cpu_add,

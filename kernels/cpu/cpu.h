@@ -35,6 +35,18 @@ const char *gt__isa_name(gt_isa isa);
 gt_status gt__cpu_bf16_mode(const char *mode, gt_isa isa, const gt_cpu_features *f, bool *f16,
                             bool *bf16, bool *fp16);
 
+/* The rope tables the backend keeps (kernels/cpu/rope.c): the cos/sin rows
+ * of the last GT_ROPE_TABLES (positions, parameters) a rope call brought. */
+#define GT_ROPE_TABLES 2
+typedef struct gt__rope_tab {
+    float freq_base, freq_scale;
+    int n_rot;
+    int64_t n_tok; /* rows held; 0: none */
+    uint64_t used; /* rope_clock at the last use */
+    int32_t *pos;  /* [rope_cap_tok] the positions of the rows */
+    float *cs;     /* [rope_cap_tok][rope_cap_rot]: n_rot/2 cos, then n_rot/2 sin */
+} gt__rope_tab;
+
 typedef struct gt_cpu {
     gt_kernels base; /* first: gt_kernels * and gt_cpu * convert */
     gt_pool *pool;
@@ -48,6 +60,11 @@ typedef struct gt_cpu {
     size_t scratch_bytes;
     bool reserved;            /* gt_kernels_reserve fixed the workspace: no growth */
     struct gt_cpu_copier *copier; /* started by the first asynchronous copy */
+    gt__rope_tab rope[GT_ROPE_TABLES];
+    void *rope_mem; /* the tables' rows; see kernels/cpu/rope.c */
+    int64_t rope_cap_tok;
+    int rope_cap_rot;
+    uint64_t rope_clock;
 } gt_cpu;
 
 static inline gt_cpu *gt__cpu(gt_kernels *k) { return (gt_cpu *)k; }
@@ -60,6 +77,25 @@ static inline const gt_cpu *gt__cpu_c(const gt_kernels *k) { return (const gt_cp
 void *gt__cpu_scratch(gt_cpu *c, size_t bytes);
 /* gt_kernels_reserve for the CPU (kernels/cpu/workspace.c, with gt__cpu_scratch). */
 gt_status gt__cpu_reserve(gt_kernels *k, const gt_workspace_req *r);
+
+/* Element-wise ops below this many elements per thread stay on one thread. */
+#define GT_ELEMWISE_MIN_PER_THREAD 16384
+
+/* Threads worth waking for `work` units when each should get at least `min`. */
+static inline int gt__cpu_useful_threads(const gt_cpu *k, int64_t work, int64_t min) {
+    int64_t n = work / (min > 0 ? min : 1);
+    if (n < 1) n = 1;
+    return n < k->n_threads ? (int)n : k->n_threads;
+}
+
+/* The rope op (kernels/cpu/rope.c); its tables' bytes for calls of up to
+ * max_tok tokens and max_rot rotated dimensions, their allocation at that
+ * size (replacing any held) and release. */
+gt_status gt__cpu_rope(gt_kernels *k, float *x, int64_t n_tok, int n_head, int head_dim,
+                       const int32_t *pos, const gt_rope_params *p);
+size_t gt__cpu_rope_bytes(int64_t max_tok, int max_rot);
+gt_status gt__cpu_rope_alloc(gt_cpu *k, int64_t max_tok, int max_rot);
+void gt__cpu_rope_free(gt_cpu *k);
 
 /* Matrix product and weights (kernels/cpu/matmul.c). */
 bool gt__cpu_matmul_supports(const gt_kernels *k, gt_dtype type);

@@ -25,7 +25,8 @@
  * stay near L1 beside the panel's 8 KiB slab; on Zen 4 faster than
  * GT_MM_PF_TC (192: 96 KiB of activations read from L2 for each panel).
  * Tokens are independent, so the chunk length changes no bits. */
-#define TC 48
+#define TC GT_MM_PB_TC
+#define PG GT_MM_PB_PG /* panels per group (store_group): 384 KiB of sums */
 
 /* x[0, n) (n even) rounded to bf16 pairs out[n/2]. */
 static void round_pairs(const float *x, int64_t n, uint32_t *out) {
@@ -151,12 +152,6 @@ static void gemv(int np, int nt, const uint32_t *wp, size_t pw, int64_t n_in, co
     if (np == 4) GEMV_NT(4) else if (np == 2) GEMV_NT(2) else GEMV_NT(1)
 }
 
-static __mmask16 rows_mask(int64_t n_out, int64_t p) {
-    int64_t rows = n_out - p * 16;
-    if (rows <= 0) return 0;
-    return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
-}
-
 /* Prefill order as gt__mm_pf_avx512: token chunk -> k block -> panel ->
  * token tile; the weights need no widening. */
 void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float *x, float *y,
@@ -176,29 +171,32 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
         return;
     }
     uint32_t *xp = (uint32_t *)scratch; /* [TC / 24][KC / 2][24] */
+    float *ys = (float *)(xp + (TC / NT_GEMM) * (KC / 2) * NT_GEMM); /* [PG][TC][16] */
     uint32_t row[KC / 2] __attribute__((aligned(64)));
     for (int64_t tc = 0; tc < n_tok; tc += TC) {
         const int64_t tn = n_tok - tc < TC ? n_tok - tc : TC;
-        for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
-            const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC, np = kn / 2;
-            for (int64_t t = 0; t < tn; t++) {
-                uint32_t *xt = xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM + t % NT_GEMM;
-                round_pairs(x + (tc + t) * ldx + k0, kn, row);
-                for (int64_t kp = 0; kp < np; kp++) xt[kp * NT_GEMM] = row[kp];
-            }
-            for (int64_t p = p0; p < p1; p++) {
-                const __mmask16 m = rows_mask(n_out, p);
-                if (!m) break;
-                const uint32_t *w = wp + (size_t)p * pw + (size_t)(k0 / 2) * 16;
-                /* The first tile fetches the next panel's slab, a line per pair. */
-                const char *pf =
-                    p + 1 < p1 && rows_mask(n_out, p + 1) ? (const char *)(w + pw) : NULL;
-                for (int64_t t = 0; t < tn; t += NT_GEMM) {
-                    const int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
-                    gemm_tile(nt, w, np, xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM,
-                              y + (tc + t) * ldy + p * 16, ldy, m, k0 > 0, t == 0 ? pf : NULL);
+        for (int64_t g0 = p0; g0 < p1 && rows_mask(n_out, g0); g0 += PG) {
+            const int64_t g1 = group_end(g0, PG, p1, n_out);
+            for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+                const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC, np = kn / 2;
+                for (int64_t t = 0; t < tn; t++) {
+                    uint32_t *xt = xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM + t % NT_GEMM;
+                    round_pairs(x + (tc + t) * ldx + k0, kn, row);
+                    for (int64_t kp = 0; kp < np; kp++) xt[kp * NT_GEMM] = row[kp];
+                }
+                for (int64_t p = g0; p < g1; p++) {
+                    const __mmask16 m = rows_mask(n_out, p);
+                    const uint32_t *w = wp + (size_t)p * pw + (size_t)(k0 / 2) * 16;
+                    /* The first tile fetches the next panel's slab, a line per pair. */
+                    const char *pf = p + 1 < g1 ? (const char *)(w + pw) : NULL;
+                    for (int64_t t = 0; t < tn; t += NT_GEMM) {
+                        const int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
+                        gemm_tile(nt, w, np, xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM,
+                                  ys + ((p - g0) * TC + t) * 16, 16, m, k0 > 0, t == 0 ? pf : NULL);
+                    }
                 }
             }
+            store_group(ys, TC, g0, g1, n_out, y + tc * ldy, tn);
         }
     }
 }

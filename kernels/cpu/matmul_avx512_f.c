@@ -142,16 +142,12 @@ DEFINE_TYPE(f32, GT_F32)
 DEFINE_TYPE(f16, GT_F16)
 DEFINE_TYPE(bf16, GT_BF16)
 
-static __mmask16 rows_mask(int64_t n_out, int64_t p) {
-    int64_t rows = n_out - p * 16;
-    if (rows <= 0) return 0;
-    return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
-}
-
 #define NT_GEMM 24      /* tokens per register tile */
 #define TC GT_MM_PF_TC  /* tokens per chunk: the packed x of one k block (192 KiB) stays in L2 */
+#define PG      GT_MM_PF_PG  /* panels per group, their running sums apart from y (GT_MM_PF_PG) */
 
-/* Prefill order: token chunk -> k block -> panel -> token tile. The chunk's
+/* Prefill order: token chunk -> panel group -> k block -> panel -> token
+ * tile, the group's running sums in ys until its last k block. The chunk's
  * x for one k block is packed once into tiles xp[tile][k][24]; each panel's
  * k slab is widened to fp32 once (wf, 16 KiB, L1) and then every token tile
  * of the chunk passes over it, so weights come from memory once per chunk,
@@ -177,33 +173,38 @@ void gt__mm_pf_avx512(gt_dtype type, const void *wpv, int64_t n_in, int64_t n_ou
     }
     float *xp = scratch;                   /* [TC / 24][KC][24] */
     float *wf = scratch + (size_t)KC * TC; /* [KC][16] */
+    float *ys = wf + (size_t)KC * 16;      /* [PG][TC][16] */
     for (int64_t tc = 0; tc < n_tok; tc += TC) {
         int64_t tn = n_tok - tc < TC ? n_tok - tc : TC;
-        for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
-            int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
-            for (int64_t t = 0; t < tn; t += NT_GEMM) {
-                int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
-                float *xt = xp + (t / NT_GEMM) * KC * NT_GEMM;
-                for (int i = 0; i < nt; i++) {
-                    const float *xs = x + (tc + t + i) * ldx + k0;
-                    for (int64_t k = 0; k < kn; k++) xt[k * NT_GEMM + i] = xs[k];
-                }
-            }
-            for (int64_t p = p0; p < p1; p++) {
-                __mmask16 m = rows_mask(n_out, p);
-                if (!m) break;
-                const uint8_t *w = wp + (size_t)p * panel_bytes + (size_t)k0 * 16 * es;
-                const float *w32 = (const float *)w;
-                if (type != GT_F32) {
-                    for (int64_t k = 0; k < kn; k++) _mm512_store_ps(wf + k * 16, ldw(type, w + (size_t)k * 32));
-                    w32 = wf;
-                }
+        for (int64_t g0 = p0; g0 < p1 && rows_mask(n_out, g0); g0 += PG) {
+            const int64_t g1 = group_end(g0, PG, p1, n_out);
+            for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+                int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
                 for (int64_t t = 0; t < tn; t += NT_GEMM) {
                     int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
-                    gemm_tile(nt, w32, kn, xp + (t / NT_GEMM) * KC * NT_GEMM,
-                              y + (tc + t) * ldy + p * 16, ldy, m, k0 > 0);
+                    float *xt = xp + (t / NT_GEMM) * KC * NT_GEMM;
+                    for (int i = 0; i < nt; i++) {
+                        const float *xs = x + (tc + t + i) * ldx + k0;
+                        for (int64_t k = 0; k < kn; k++) xt[k * NT_GEMM + i] = xs[k];
+                    }
+                }
+                for (int64_t p = g0; p < g1; p++) {
+                    __mmask16 m = rows_mask(n_out, p);
+                    const uint8_t *w = wp + (size_t)p * panel_bytes + (size_t)k0 * 16 * es;
+                    const float *w32 = (const float *)w;
+                    if (type != GT_F32) {
+                        for (int64_t k = 0; k < kn; k++)
+                            _mm512_store_ps(wf + k * 16, ldw(type, w + (size_t)k * 32));
+                        w32 = wf;
+                    }
+                    for (int64_t t = 0; t < tn; t += NT_GEMM) {
+                        int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
+                        gemm_tile(nt, w32, kn, xp + (t / NT_GEMM) * KC * NT_GEMM,
+                                  ys + ((p - g0) * TC + t) * 16, 16, m, k0 > 0);
+                    }
                 }
             }
+            store_group(ys, TC, g0, g1, n_out, y + tc * ldy, tn);
         }
     }
 }

@@ -94,12 +94,6 @@ T2_DEFINE(tile2_n4m, GT_MMQ_N4M)
 T2_DEFINE(tile2_n5, GT_MMQ_N5)
 T2_DEFINE(tile2_n5m, GT_MMQ_N5M)
 
-static __mmask16 rows_mask(int64_t n_out, int64_t p) {
-    int64_t rows = n_out - p * 16;
-    if (rows <= 0) return 0;
-    return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
-}
-
 #define CHUNK_BYTES (512 * 1024) /* activations of a token chunk kept in L2 */
 #define KB 16                    /* blocks per k slice: 2 x 16 x 288 B of Q4_0 in L1 */
 

@@ -129,10 +129,6 @@ GT_AI void n4_run(const int KIND, int np, int nt, const uint8_t *w0, size_t pstr
     }
 }
 
-static __mmask16 rows_mask(int64_t rows) {
-    return rows >= 16 ? (__mmask16)0xFFFF : rows <= 0 ? 0 : (__mmask16)((1u << rows) - 1);
-}
-
 static void n4_run_n4(int np, int nt, const uint8_t *w0, size_t pstride, int64_t nb,
                       const gt_mm_q8a *q, float *y, int64_t ldy, const __mmask16 mask[2]) {
     n4_run(GT_MMQ_N4, np, nt, w0, pstride, nb, q, y, ldy, mask);
@@ -157,7 +153,7 @@ void gt__mm_n4_decode_avx512(gt_mm_qkind kind, const void *wp, int64_t n_in, int
          * which one core reads faster than two (Zen 4: 95-105% of the read
          * bandwidth against 70-86%); with 3 or 4 the registers hold one. */
         np = p + 1 < p1 && rows > 16 && nt == 2 ? 2 : 1;
-        __mmask16 mask[2] = {rows_mask(rows), rows_mask(rows - 16)};
+        __mmask16 mask[2] = {rows_mask(n_out, p), rows_mask(n_out, p + 1)};
         run((int)np, nt, (const uint8_t *)wp + (size_t)p * panel_bytes, panel_bytes, nb, q,
             y + p * 16, n_out, mask);
     }

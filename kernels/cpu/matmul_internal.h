@@ -38,6 +38,13 @@ enum {
  * of 16 KiB stays in L1) and tokens per chunk. */
 #define GT_MM_PF_KC 256
 #define GT_MM_PF_TC 192
+/* Panels per group of the AVX-512 float prefill, whose running sums
+ * (GT_MM_PF_PG x GT_MM_PF_TC x 16 floats, 384 KiB) it keeps in its scratch
+ * (store_group, matmul_avx512_util.h); the same for the bf16 pair panels,
+ * whose chunks are GT_MM_PB_TC tokens. */
+#define GT_MM_PF_PG 32
+#define GT_MM_PB_TC 48
+#define GT_MM_PB_PG 128
 
 typedef enum gt_mm_qkind {
     GT_MMQ_NONE = 0,

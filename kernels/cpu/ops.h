@@ -14,8 +14,8 @@
 
 #include "kernels/kernels.h"
 
-/* Largest rotated dimension count rope accepts (its cos/sin table lives on
- * the stack); model loaders refuse larger heads. */
+/* Largest rotated dimension count rope accepts (a table row computed per
+ * call lives on the stack); model loaders refuse larger heads. */
 #define GT_ROPE_MAX_ROT 1024
 
 /* The SIMD attention (kernels/cpu/ops_simd.h): keys per softmax step (a
@@ -31,8 +31,10 @@ struct gt_ops {
     const char *name;
     /* y[n] = x[n] / sqrt(mean(x^2) + eps) * w[n] (w may be NULL); one row; x, y may alias. */
     void (*rmsnorm)(const float *x, const float *w, float *y, int64_t n, float eps);
-    /* Rotates n_vec consecutive vectors x[n_vec, head_dim] of one token at pos. */
-    void (*rope)(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p);
+    /* Rotates n_vec consecutive vectors x[n_vec, head_dim] of one token by
+     * its table cos_t[n_rot/2], sin_t[n_rot/2] (gt__rope_table). */
+    void (*rope)(float *x, int64_t n_vec, int head_dim, const float *cos_t, const float *sin_t,
+                 const gt_rope_params *p);
     /* out[i] = silu(g[i]) * u[i];  out[i] = gelu_tanh(g[i]) * u[i];  y[i] += x[i]. */
     void (*swiglu)(const float *g, const float *u, float *out, int64_t n);
     void (*geglu)(const float *g, const float *u, float *out, int64_t n);
@@ -56,6 +58,9 @@ extern const struct gt_ops gt__ops_avx512;
 
 /* The scalar references (kernels/cpu/ops_ref.c, attn_ref.c). */
 void gt__rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);
+void gt__rope_apply_ref(float *x, int64_t n_vec, int head_dim, const float *cos_t,
+                        const float *sin_t, const gt_rope_params *p);
+/* The oracle of the whole op for one token: gt__rope_table, then the above. */
 void gt__rope_ref(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p);
 void gt__swiglu_ref(const float *g, const float *u, float *out, int64_t n);
 void gt__geglu_ref(const float *g, const float *u, float *out, int64_t n);

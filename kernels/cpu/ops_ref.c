@@ -26,8 +26,13 @@ void gt__rope_table(int32_t pos, const gt_rope_params *p, float *cos_t, float *s
 
 void gt__rope_ref(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p) {
     float c[GT_ROPE_MAX_ROT / 2], s[GT_ROPE_MAX_ROT / 2];
-    const int half = p->n_rot / 2;
     gt__rope_table(pos, p, c, s);
+    gt__rope_apply_ref(x, n_vec, head_dim, c, s, p);
+}
+
+void gt__rope_apply_ref(float *x, int64_t n_vec, int head_dim, const float *c, const float *s,
+                        const gt_rope_params *p) {
+    const int half = p->n_rot / 2;
     for (int64_t v = 0; v < n_vec; v++, x += head_dim) {
         for (int i = 0; i < half; i++) {
             const int i0 = p->neox ? i : 2 * i, i1 = p->neox ? i + half : 2 * i + 1;
@@ -57,7 +62,7 @@ void gt__add_ref(float *y, const float *x, int64_t n) {
 const struct gt_ops gt__ops_ref = {
     .name = "ref",
     .rmsnorm = gt__rmsnorm_ref,
-    .rope = gt__rope_ref,
+    .rope = gt__rope_apply_ref,
     .swiglu = gt__swiglu_ref,
     .geglu = gt__geglu_ref,
     .add = gt__add_ref,

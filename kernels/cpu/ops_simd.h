@@ -131,11 +131,11 @@ static void simd_rmsnorm(const float *x, const float *w, float *y, int64_t n, fl
     }
 }
 
-static void simd_rope(float *x, int64_t n_vec, int head_dim, int32_t pos, const gt_rope_params *p) {
-    float c[GT_ROPE_MAX_ROT], s[GT_ROPE_MAX_ROT];
+static void simd_rope(float *x, int64_t n_vec, int head_dim, const float *cos_t, const float *sin_t,
+                      const gt_rope_params *p) {
     const int half = p->n_rot / 2;
-    gt__rope_table(pos, p, c, s);
     if (p->neox) {
+        const float *c = cos_t, *s = sin_t;
         for (int64_t v = 0; v < n_vec; v++, x += head_dim) {
             for (int i = 0; i < half; i += VW) {
                 const int r = half - i < VW ? half - i : VW;
@@ -148,13 +148,12 @@ static void simd_rope(float *x, int64_t n_vec, int head_dim, int32_t pos, const 
         return;
     }
     /* Adjacent pairs: expand to per-lane tables (cos, cos) and (-sin, +sin)
-     * so that out = x * c2 + swap_pairs(x) * s2. Expanded in place, from the
-     * top down. */
-    for (int i = half - 1; i >= 0; i--) {
-        const float ci = c[i], si = s[i];
-        c[2 * i] = c[2 * i + 1] = ci;
-        s[2 * i] = -si;
-        s[2 * i + 1] = si;
+     * so that out = x * c2 + swap_pairs(x) * s2. */
+    float c[GT_ROPE_MAX_ROT], s[GT_ROPE_MAX_ROT];
+    for (int i = 0; i < half; i++) {
+        c[2 * i] = c[2 * i + 1] = cos_t[i];
+        s[2 * i] = -sin_t[i];
+        s[2 * i + 1] = sin_t[i];
     }
     for (int64_t v = 0; v < n_vec; v++, x += head_dim) {
         for (int i = 0; i < p->n_rot; i += VW) {

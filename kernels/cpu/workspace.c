@@ -11,7 +11,11 @@
 
 size_t gt__mm_pf_scratch_floats(int64_t n_tok) {
     if (n_tok <= 4) return 0;
-    return (size_t)GT_MM_PF_KC * GT_MM_PF_TC + (size_t)GT_MM_PF_KC * 16;
+    const size_t pf = (size_t)GT_MM_PF_KC * GT_MM_PF_TC + (size_t)GT_MM_PF_KC * 16 /* x, slab */
+                      + (size_t)GT_MM_PF_PG * GT_MM_PF_TC * 16;                    /* sums */
+    const size_t pb = (size_t)GT_MM_PF_KC / 2 * GT_MM_PB_TC     /* packed pairs */
+                      + (size_t)GT_MM_PB_PG * GT_MM_PB_TC * 16; /* a group's sums */
+    return pf > pb ? pf : pb;
 }
 
 size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok) {
@@ -82,9 +86,20 @@ static size_t matmul_bytes(const gt_workspace_req *r) {
 /* max_kv does not enter: the CPU attention streams the keys in chunks of
  * GT_ATTN_CHUNK with an online softmax, so its scratch is independent of the
  * context (a device backend that materialises scores would use it). */
-size_t gt__cpu_workspace_bytes(const gt_workspace_req *r) {
+static size_t scratch_bytes(const gt_workspace_req *r) {
     if (r->n_threads < 1) return 0;
     return gt_align_up(max2(matmul_bytes(r), attn_bytes(r)), GT_ALIGN);
+}
+
+/* The rope tables (kernels/cpu/rope.c): rows of up to head_dim rotated
+ * dimensions for max_tokens positions. */
+static int rope_rot(const gt_workspace_req *r) {
+    return r->head_dim < GT_ROPE_MAX_ROT ? r->head_dim : GT_ROPE_MAX_ROT;
+}
+
+size_t gt__cpu_workspace_bytes(const gt_workspace_req *r) {
+    if (r->n_threads < 1) return 0;
+    return scratch_bytes(r) + gt__cpu_rope_bytes(r->max_tokens, rope_rot(r));
 }
 
 gt_status gt__cpu_reserve(gt_kernels *kb, const gt_workspace_req *r) {
@@ -94,10 +109,15 @@ gt_status gt__cpu_reserve(gt_kernels *kb, const gt_workspace_req *r) {
         return gt_fail(GT_ERR_INVALID_ARG, "kernels: a workspace for %lld tokens, rows of %lld, %d "
                        "heads of %d and %d threads is not a valid request", (long long)r->max_tokens,
                        (long long)r->max_n_in, r->max_heads, r->head_dim, r->n_threads);
-    size_t bytes = gt__cpu_workspace_bytes(r);
+    size_t bytes = scratch_bytes(r);
     void *p = bytes ? gt_alloc(bytes) : NULL;
     if (bytes && !p)
         return gt_fail(GT_ERR_NOMEM, "kernels: cannot allocate a workspace of %zu bytes", bytes);
+    gt_status st = gt__cpu_rope_alloc(k, r->max_tokens, rope_rot(r));
+    if (st != GT_OK) {
+        gt_free(p);
+        return st;
+    }
     gt_free(k->scratch);
     k->scratch = p;
     k->scratch_bytes = bytes;

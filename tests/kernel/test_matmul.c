@@ -22,6 +22,7 @@
 
 #include "common/alloc.h"
 #include "common/quant.h"
+#include "kernels/cpu/matmul_internal.h"
 #include "kernels/kernels.h"
 #include "util/test_util.h"
 
@@ -408,8 +409,8 @@ static void test_perturbed_q4_k(void **state) { perturbed_scales_fail(GT_Q4_K); 
  * the float panels, at most 252 for the quant panels) and several k blocks
  * with a partial last one, on 1 and 2 threads, for the types whose prefill
  * tiles differ (float, nibbles, nibbles + bit planes, two half scales). */
-static void big_batch(gt_dtype t) {
-    const int64_t n_in = t == GT_Q6_K ? 256 * 5 : 32 * 37, n_out = 45, n_tok = 261;
+static void big_batch(gt_dtype t, int64_t n_in, int64_t n_out) {
+    const int64_t n_tok = 261;
     gt_test_rng g;
     gt_test_rng_seed(&g, 4321 + (uint64_t)t);
     size_t rb;
@@ -443,10 +444,16 @@ static void big_batch(gt_dtype t) {
         }
     free(w); free(wd); free(x); free(y); free(xd); free(ye); free(Se);
 }
-static void test_big_batch_f16(void **state) { big_batch(GT_F16); }
-static void test_big_batch_q4_0(void **state) { big_batch(GT_Q4_0); }
-static void test_big_batch_q5_0(void **state) { big_batch(GT_Q5_0); }
-static void test_big_batch_q6_k(void **state) { big_batch(GT_Q6_K); }
+static void test_big_batch_f16(void **state) { big_batch(GT_F16, 32 * 37, 45); }
+static void test_big_batch_q4_0(void **state) { big_batch(GT_Q4_0, 32 * 37, 45); }
+static void test_big_batch_q5_0(void **state) { big_batch(GT_Q5_0, 32 * 37, 45); }
+static void test_big_batch_q6_k(void **state) { big_batch(GT_Q6_K, 256 * 5, 45); }
+/* More panels than two of the float prefill's panel groups (GT_MM_PF_PG),
+ * the last group partial and ending in a partial panel. */
+static void test_big_batch_groups(void **state) {
+    big_batch(GT_F32, 300, 2 * GT_MM_PF_PG * 16 + 20);
+    big_batch(GT_F16, 300, 2 * GT_MM_PF_PG * 16 + 20);
+}
 
 static void test_bad_args(void **state) {
     gt_weight w;
@@ -460,14 +467,28 @@ static void test_bad_args(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_F32),  cmocka_unit_test(test_F16),  cmocka_unit_test(test_BF16),
-        cmocka_unit_test(test_Q4_0), cmocka_unit_test(test_Q4_1), cmocka_unit_test(test_Q5_0),
-        cmocka_unit_test(test_Q5_1), cmocka_unit_test(test_Q8_0), cmocka_unit_test(test_Q8_1),
-        cmocka_unit_test(test_Q2_K), cmocka_unit_test(test_Q3_K), cmocka_unit_test(test_Q4_K),
-        cmocka_unit_test(test_Q5_K), cmocka_unit_test(test_Q6_K), cmocka_unit_test(test_Q8_K),
-        cmocka_unit_test(test_perturbed_q8_0), cmocka_unit_test(test_perturbed_q4_k),
-        cmocka_unit_test(test_big_batch_f16), cmocka_unit_test(test_big_batch_q4_0),
-        cmocka_unit_test(test_big_batch_q5_0), cmocka_unit_test(test_big_batch_q6_k),
+        cmocka_unit_test(test_F32),
+        cmocka_unit_test(test_F16),
+        cmocka_unit_test(test_BF16),
+        cmocka_unit_test(test_Q4_0),
+        cmocka_unit_test(test_Q4_1),
+        cmocka_unit_test(test_Q5_0),
+        cmocka_unit_test(test_Q5_1),
+        cmocka_unit_test(test_Q8_0),
+        cmocka_unit_test(test_Q8_1),
+        cmocka_unit_test(test_Q2_K),
+        cmocka_unit_test(test_Q3_K),
+        cmocka_unit_test(test_Q4_K),
+        cmocka_unit_test(test_Q5_K),
+        cmocka_unit_test(test_Q6_K),
+        cmocka_unit_test(test_Q8_K),
+        cmocka_unit_test(test_perturbed_q8_0),
+        cmocka_unit_test(test_perturbed_q4_k),
+        cmocka_unit_test(test_big_batch_f16),
+        cmocka_unit_test(test_big_batch_q4_0),
+        cmocka_unit_test(test_big_batch_q5_0),
+        cmocka_unit_test(test_big_batch_q6_k),
+        cmocka_unit_test(test_big_batch_groups),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

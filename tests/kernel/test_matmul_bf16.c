@@ -96,7 +96,10 @@ static void run_type(gt_dtype t) {
         for (size_t b = 0; b < sizeof N_OUT / sizeof *N_OUT; b++)
             for (size_t c = 0; c < sizeof N_TOK / sizeof *N_TOK; c++)
                 run_case(t, N_IN[a], N_OUT[b], N_TOK[c], seed++);
-    run_case(t, 520, 45, 200, seed++); /* two token chunks, a partial k block */
+    run_case(t, 520, 45, 200, seed++); /* token chunks, a partial k block */
+    /* Three panel groups (GT_MM_PB_PG panels each; the last one partial and
+     * ending in a partial panel), two token chunks of which one partial. */
+    run_case(t, 300, 2 * GT_MM_PB_PG * 16 + 20, GT_MM_PB_TC + 5, seed++);
 }
 
 static void test_f16(void **state) { run_type(GT_F16); }

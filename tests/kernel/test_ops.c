@@ -252,6 +252,68 @@ static void test_rope(void **state) {
     }
 }
 
+/* The backend keeps the cos/sin tables of the last rope calls
+ * (kernels/cpu/rope.c) and reuses one when positions and parameters match.
+ * On one kernels object, a sequence of calls that hits, misses, finds its
+ * position array changed in place, evicts, and (after a reservation
+ * smaller than the call) computes its rows per call must give the bits of a
+ * fresh kernels object each time. */
+static void rope_step(gt_kernels *k, const char *isa, const float *x, int n_tok, const int32_t *pos,
+                      const gt_rope_params *p, const char *what) {
+    const int n_head = 3, hd = 64;
+    const size_t n = (size_t)n_tok * n_head * hd;
+    float *got = malloc(n * 4), *want = malloc(n * 4);
+    memcpy(got, x, n * 4);
+    memcpy(want, x, n * 4);
+    gt_kernels *fresh = make_kernels(isa, 1);
+    assert_int_equal(gt_rope(fresh, want, n_tok, n_head, hd, pos, p), GT_OK);
+    gt_kernels_destroy(fresh);
+    assert_int_equal(gt_rope(k, got, n_tok, n_head, hd, pos, p), GT_OK);
+    if (memcmp(got, want, n * 4))
+        fail_msg("rope tables, %s, %s: not the bits of a fresh call", isa, what);
+    free(got);
+    free(want);
+}
+
+static void test_rope_tables(void **state) {
+    gt_test_rng rng;
+    gt_test_rng_seed(&rng, 11);
+    enum { NT = 40 };
+    float *x = malloc((size_t)NT * 3 * 64 * 4);
+    gt_test_fill_normal(&rng, x, (size_t)NT * 3 * 64, 1.0f);
+    int32_t pos[NT];
+    const gt_rope_params a = {10000.f, 1.f, 64, false}, b = {1e6f, 0.25f, 64, true},
+                         c = {500000.f, 1.f, 32, true};
+    const char *isas[] = {"ref", "avx2", "avx512"};
+    for (size_t i = 0; i < 3; i++) {
+        gt_kernels *k = make_kernels(isas[i], 2);
+        if (!k) continue;
+        for (int t = 0; t < NT; t++) pos[t] = 7 + 3 * t;
+        rope_step(k, isas[i], x, NT, pos, &a, "first call");
+        rope_step(k, isas[i], x, NT, pos, &b, "second parameter set");
+        rope_step(k, isas[i], x, NT, pos, &a, "reused");
+        pos[5] = 4000; /* the same array, one position changed */
+        rope_step(k, isas[i], x, NT, pos, &a, "a position changed in place");
+        rope_step(k, isas[i], x, NT - 1, pos, &a, "one token fewer");
+        rope_step(k, isas[i], x, NT, pos, &c, "a third set (evicts)");
+        rope_step(k, isas[i], x, NT, pos, &b, "the evicted set again");
+        /* reserved for 8 tokens: 40 computed per call, 4 from the tables */
+        const gt_workspace_req r = {.max_tokens = 8,
+                                    .max_n_in = 64,
+                                    .max_heads = 3,
+                                    .head_dim = 64,
+                                    .max_kv = 64,
+                                    .n_threads = 2};
+        assert_int_equal(gt_kernels_reserve(k, &r), GT_OK);
+        rope_step(k, isas[i], x, NT, pos, &a, "beyond the reservation");
+        rope_step(k, isas[i], x, 4, pos, &a, "within the reservation");
+        rope_step(k, isas[i], x, 4, pos, &b, "within the reservation, second set");
+        rope_step(k, isas[i], x, 4, pos, &a, "within the reservation, reused");
+        gt_kernels_destroy(k);
+    }
+    free(x);
+}
+
 /* ---- attention ---- */
 
 typedef struct {
@@ -478,9 +540,13 @@ static void test_broken_variants_fail(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create),    cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_broken_variants_fail),
+        cmocka_unit_test(test_create),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rope_tables),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_broken_variants_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
