@@ -126,10 +126,7 @@ static gt_status cpu_rmsnorm(gt_kernels *kb, const float *x, const float *w, flo
     rms_job j = {k->ops, x, w, y, n_rows, n, eps, 1};
     j.nth = gt__cpu_useful_threads(k, n_rows * n, GT_ELEMWISE_MIN_PER_THREAD);
     if (j.nth > n_rows) j.nth = n_rows > 0 ? (int)n_rows : 1;
-    if (j.nth == 1)
-        rms_run(&j, 0, 1);
-    else
-        gt_pool_run(k->pool, rms_run, &j);
+    gt__cpu_run(k, rms_run, &j, j.nth);
     return GT_OK;
 }
 
@@ -159,10 +156,7 @@ static void elem_run(void *arg, int ith, int nth) {
 static gt_status elem_launch(gt_kernels *kb, elem_job *j) {
     gt_cpu *k = gt__cpu(kb);
     j->nth = gt__cpu_useful_threads(k, j->n, GT_ELEMWISE_MIN_PER_THREAD);
-    if (j->nth == 1)
-        elem_run(j, 0, 1);
-    else
-        gt_pool_run(k->pool, elem_run, j);
+    gt__cpu_run(k, elem_run, j, j->nth);
     return GT_OK;
 }
 
@@ -284,10 +278,7 @@ static gt_status cpu_attention(gt_kernels *kb, const gt_attn_args *a) {
                        a->n_head / a->n_kv_head, a->head_dim, k->n_threads, total, k->scratch_bytes);
     if (!j.scratch)
         return gt_fail(GT_ERR_NOMEM, "attention: out of memory for %zu bytes of kernel workspace", total);
-    if (nth == 1)
-        attn_run(&j, 0, 1);
-    else
-        gt_pool_run(k->pool, attn_run, &j);
+    gt__cpu_run(k, attn_run, &j, nth);
     return GT_OK;
 }
 

@@ -88,6 +88,15 @@ static inline int gt__cpu_useful_threads(const gt_cpu *k, int64_t work, int64_t 
     return n < k->n_threads ? (int)n : k->n_threads;
 }
 
+/* Runs fn over arg on the pool, or on the calling thread when nth is 1 (fn
+ * leaves threads ith >= nth idle). */
+static inline void gt__cpu_run(gt_cpu *k, gt_pool_fn fn, void *arg, int nth) {
+    if (nth == 1)
+        fn(arg, 0, 1);
+    else
+        gt_pool_run(k->pool, fn, arg);
+}
+
 /* The rope op (kernels/cpu/rope.c); its tables' bytes for calls of up to
  * max_tok tokens and max_rot rotated dimensions, their allocation at that
  * size (replacing any held) and release. */

@@ -152,8 +152,9 @@ static void gemv(int np, int nt, const uint32_t *wp, size_t pw, int64_t n_in, co
     if (np == 4) GEMV_NT(4) else if (np == 2) GEMV_NT(2) else GEMV_NT(1)
 }
 
-/* Prefill order as gt__mm_pf_avx512: token chunk -> k block -> panel ->
- * token tile; the weights need no widening. */
+/* Prefill order as gt__mm_pf_avx512: token chunk -> panel group -> k block
+ * -> panel -> token tile, the group's sums in ys (store_group); the weights
+ * need no widening. */
 void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float *x, float *y,
                       int64_t n_tok, int64_t p0, int64_t p1, float *scratch) {
     const uint32_t *wp = wpv;

@@ -26,19 +26,22 @@ GT_AI __mmask16 rows_mask(int64_t n_out, int64_t p) {
  * most models, so the lines of a token tile all fall into one L1 set, and
  * adding each k block's sums into y itself cost 15% of the products
  * (docs/benchmarks.md). The sums are added in the same order either way.
+ * The cost: each group packs its k blocks' activations again (1-3% of the
+ * products at these group sizes; the measured gains are net of it).
  * group_end: the group from g0 of at most pg panels, within p1 and the
- * panels that have rows. store_group: its sums for tokens [0, tn) (tc
- * tokens apart per panel) into y[t][n_out]. */
+ * panels that have rows. store_group: its sums for tokens [0, tn) (each
+ * panel's rows `per_panel` tokens long, the chunk capacity) into
+ * y[t][n_out]. */
 GT_AI int64_t group_end(int64_t g0, int64_t pg, int64_t p1, int64_t n_out) {
     int64_t g1 = g0 + pg < p1 ? g0 + pg : p1;
     while (g1 > g0 && !rows_mask(n_out, g1 - 1)) g1--;
     return g1;
 }
-GT_AI void store_group(const float *ys, int64_t tc, int64_t g0, int64_t g1, int64_t n_out, float *y,
-                       int64_t tn) {
+GT_AI void store_group(const float *ys, int64_t per_panel, int64_t g0, int64_t g1, int64_t n_out,
+                       float *y, int64_t tn) {
     for (int64_t p = g0; p < g1; p++) {
         const __mmask16 m = rows_mask(n_out, p);
-        const float *yp = ys + (p - g0) * tc * 16;
+        const float *yp = ys + (p - g0) * per_panel * 16;
         for (int64_t t = 0; t < tn; t++)
             _mm512_mask_storeu_ps(y + t * n_out + p * 16, m, _mm512_load_ps(yp + t * 16));
     }

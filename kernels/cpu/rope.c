@@ -111,12 +111,9 @@ static void rope_run(void *arg, int ith, int nth) {
     (void)nth;
 }
 
-static void run(gt_cpu *k, void (*fn)(void *, int, int), rope_job *j, int64_t work) {
+static void run(gt_cpu *k, gt_pool_fn fn, rope_job *j, int64_t work) {
     j->nth = gt__cpu_useful_threads(k, work, GT_ELEMWISE_MIN_PER_THREAD);
-    if (j->nth == 1)
-        fn(j, 0, 1);
-    else
-        gt_pool_run(k->pool, fn, j);
+    gt__cpu_run(k, fn, j, j->nth);
 }
 
 /* The table for (pos, p): one held, or the least recently used one
