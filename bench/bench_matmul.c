@@ -9,6 +9,8 @@
  *
  * usage: bench_matmul [--types f16,q8_0,...] [--rounds N] [--decode-only|--prefill-only]
  *                     [--ntok N (decode tokens, default 1)] [--isa NAME] [--cpu-time]
+ *                     [--shapes NxM,... (n_in x n_out; default 2048x8192,8192x2048,2048x32000,
+ *                      prefill without the last)]
  *                     [--half on|off (F16/BF16 weights in bf16 or fp32 products; default auto)] */
 #include <stdio.h>
 #include <time.h>
@@ -25,10 +27,12 @@
 
 #define MAX_ROUNDS BENCH_MAX_ROUNDS
 
-/* Copies of one prepared weight so that decode streams from memory. */
+/* Copies of one prepared weight so that decode streams from memory: enough
+ * that even a small matrix's copies are many times the last-level cache. */
+#define WSET_MAX 1024
 typedef struct {
-    gt_weight w[64];
-    uint8_t *raw[64];
+    gt_weight w[WSET_MAX];
+    uint8_t *raw[WSET_MAX];
     int n;
     size_t gguf_bytes;
 } wset;
@@ -39,7 +43,7 @@ static void wset_make(gt_kernels *k, gt_dtype t, int64_t n_in, int64_t n_out, si
     uint8_t *raw = gt_bench_weights(t, n_in, n_out, &bytes);
     s->gguf_bytes = bytes;
     s->n = (int)((min_total + bytes - 1) / bytes);
-    if (s->n > 64) s->n = 64;
+    if (s->n > WSET_MAX) s->n = WSET_MAX;
     if (s->n < 1) s->n = 1;
     for (int i = 0; i < s->n; i++) {
         if (gt_weight_init(k, t, n_in, n_out, raw, &s->w[i]) != GT_OK) {
@@ -96,8 +100,8 @@ static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64
 
 int main(int argc, char **argv) {
     const char *types_arg = "f16,q8_0,q4_0,bf16,q4_k,q6_k,q4_1,q5_0";
-    const char *isa = NULL, *half = NULL;
-    int rounds = 3, do_decode = 1, do_prefill = 1;
+    const char *isa = NULL, *half = NULL, *shapes_arg = "2048x8192,8192x2048,2048x32000";
+    int rounds = 3, do_decode = 1, do_prefill = 1, shapes_given = 0;
     int64_t dec_tok = 1, pre_tok = 512;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--types") && i + 1 < argc) types_arg = argv[++i];
@@ -109,11 +113,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--decode-only")) do_prefill = 0;
         else if (!strcmp(argv[i], "--prefill-only")) do_decode = 0;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+            shapes_arg = argv[++i], shapes_given = 1;
         else {
-            fprintf(stderr,
-                    "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
-                    "[--decode-only|--prefill-only] [--cpu-time] [--half on|off]\n",
-                    argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
+                "[--decode-only|--prefill-only] [--cpu-time] [--half on|off] [--shapes NxM,...]\n",
+                argv[0]);
             return 2;
         }
     }
@@ -146,8 +153,20 @@ int main(int argc, char **argv) {
         }
         n_types++;
     }
-    static const int64_t shapes[3][2] = {{2048, 8192}, {8192, 2048}, {2048, 32000}}; /* n_in, n_out */
-    float *x = gt_alloc(sizeof(float) * 512 * 8192), *y = gt_alloc(sizeof(float) * 512 * 32000);
+    int64_t shapes[8][2]; /* n_in, n_out */
+    int n_shapes = 0;
+    snprintf(tbuf, sizeof tbuf, "%s", shapes_arg);
+    for (char *tok = strtok(tbuf, ","); tok && n_shapes < 8; tok = strtok(NULL, ",")) {
+        long long a, b;
+        if (sscanf(tok, "%lldx%lld", &a, &b) != 2 || a < 32 || b < 1 || a > 8192 || b > 65536) {
+            fprintf(stderr, "bad shape %s (want N_INxN_OUT, n_in 32..8192, n_out 1..65536)\n", tok);
+            return 2;
+        }
+        shapes[n_shapes][0] = a;
+        shapes[n_shapes++][1] = b;
+    }
+    const int n_pre = shapes_given ? n_shapes : 2; /* by default prefill leaves out the LM head */
+    float *x = gt_alloc(sizeof(float) * 512 * 8192), *y = gt_alloc(sizeof(float) * 512 * 65536);
     for (size_t i = 0; i < 512 * 8192; i++) x[i] = gt_bench_frand(-1, 1);
 
     if (do_decode) {
@@ -156,7 +175,7 @@ int main(int argc, char **argv) {
         printf("%-6s %-12s %3s  %8s %8s  %8s %8s  %7s %7s\n", "type", "n_in x n_out", "thr",
                "gemvbest", "gemvmed", "bw best", "bw med", "%best", "%med");
         for (int ti = 0; ti < n_types; ti++)
-            for (int si = 0; si < 3; si++) {
+            for (int si = 0; si < n_shapes; si++) {
                 wset s;
                 wset_make(ks[0], types[ti], shapes[si][0], shapes[si][1], (size_t)320 << 20, &s);
                 double g[2][MAX_ROUNDS], b[2][MAX_ROUNDS], pct[2][MAX_ROUNDS];
@@ -180,7 +199,7 @@ int main(int argc, char **argv) {
                (long long)pre_tok, rounds);
         printf("%-6s %-12s  %9s %9s  %9s %9s\n", "type", "n_in x n_out", "1T best", "1T med", "2T best", "2T med");
         for (int ti = 0; ti < n_types; ti++)
-            for (int si = 0; si < 2; si++) {
+            for (int si = 0; si < n_pre; si++) {
                 wset s;
                 wset_make(ks[0], types[ti], shapes[si][0], shapes[si][1], 0, &s);
                 double g[2][MAX_ROUNDS];

@@ -29,10 +29,13 @@ struct gt_beam {
     int n_cur;
     int n_fed[GT_BEAM_MAX_WIDTH]; /* alternatives fed per live beam (-1: not yet) */
     ext *ext;                     /* [W * K] */
-    int32_t *best;                /* [n_predict + 1] the best finished (or final) hypothesis */
-    int n_best;
-    double best_score;
-    bool have_best, done;
+    /* The W best hypotheses offered so far (finished ones, and the live
+     * beams at the end), best first; a tie keeps the one offered first. */
+    int32_t *hyp[GT_BEAM_MAX_WIDTH]; /* [n_predict + 1] each */
+    int hyp_n[GT_BEAM_MAX_WIDTH];
+    double hyp_score[GT_BEAM_MAX_WIDTH];
+    int n_hyp;
+    bool done;
     int n_finished;
     double worst_finished; /* the lowest score among the finished ones */
 };
@@ -62,13 +65,13 @@ gt_status gt_beam_create(const gt_beam_opts *o, gt_beam **out) {
     b->W = o->width;
     b->K = 2 * o->width;
     size_t nt = (size_t)o->n_predict + 1;
-    b->best = malloc(nt * sizeof *b->best);
     b->ext = malloc((size_t)(b->W * b->K) * sizeof *b->ext);
-    bool ok = b->best && b->ext;
+    bool ok = b->ext;
     for (int i = 0; i < b->W; i++) {
         b->cur[i].toks = malloc(nt * sizeof(int32_t));
         b->next[i].toks = malloc(nt * sizeof(int32_t));
-        ok = ok && b->cur[i].toks && b->next[i].toks;
+        b->hyp[i] = malloc(nt * sizeof(int32_t));
+        ok = ok && b->cur[i].toks && b->next[i].toks && b->hyp[i];
     }
     if (!ok) {
         gt_beam_destroy(b);
@@ -87,8 +90,8 @@ void gt_beam_destroy(gt_beam *b) {
     for (int i = 0; i < GT_BEAM_MAX_WIDTH; i++) {
         free(b->cur[i].toks);
         free(b->next[i].toks);
+        free(b->hyp[i]);
     }
-    free(b->best);
     free(b->ext);
     free(b);
 }
@@ -117,14 +120,24 @@ gt_status gt_beam_feed(gt_beam *b, int j, const gt_cand *top, int n_top) {
     return GT_OK;
 }
 
+/* Ranks a hypothesis among the W best kept (the last one drops out when
+ * all W are taken and this one scores higher). */
 static void offer(gt_beam *b, const int32_t *toks, int n, double lp) {
     double sc = norm(lp, n, b->o.length_penalty);
-    if (!b->have_best || sc > b->best_score) {
-        memcpy(b->best, toks, (size_t)n * sizeof *toks);
-        b->n_best = n;
-        b->best_score = sc;
-        b->have_best = true;
+    int at = b->n_hyp;
+    while (at > 0 && sc > b->hyp_score[at - 1]) at--;
+    if (at >= b->W) return;
+    int last = b->n_hyp < b->W ? b->n_hyp++ : b->W - 1;
+    int32_t *buf = b->hyp[last]; /* the buffer that drops out (or a free one) */
+    for (int i = last; i > at; i--) {
+        b->hyp[i] = b->hyp[i - 1];
+        b->hyp_n[i] = b->hyp_n[i - 1];
+        b->hyp_score[i] = b->hyp_score[i - 1];
     }
+    memcpy(buf, toks, (size_t)n * sizeof *toks);
+    b->hyp[at] = buf;
+    b->hyp_n[at] = n;
+    b->hyp_score[at] = sc;
 }
 
 static void finish_hyp(gt_beam *b, beam *p, int32_t eog, double lp) {
@@ -212,12 +225,20 @@ gt_status gt_beam_select(gt_beam *b, gt_beam_eog_fn is_eog, void *user, bool *do
     return GT_OK;
 }
 
-gt_status gt_beam_result(const gt_beam *b, const int32_t **toks, int *n, double *score) {
-    if (!b->done || !b->have_best)
-        return gt_fail(GT_ERR_INTERNAL, "beam search has no hypothesis yet (%s)",
-                       b->done ? "none found" : "still searching");
-    *toks = b->best;
-    *n = b->n_best;
-    *score = b->best_score;
+int gt_beam_n_results(const gt_beam *b) { return b->done ? b->n_hyp : 0; }
+
+gt_status gt_beam_result_at(const gt_beam *b, int i, const int32_t **toks, int *n, double *score) {
+    if (!b->done)
+        return gt_fail(GT_ERR_INTERNAL, "beam search has no hypothesis yet (still searching)");
+    if (i < 0 || i >= b->n_hyp)
+        return gt_fail(GT_ERR_INTERNAL, "beam search has no hypothesis %d; it found %d", i,
+                       b->n_hyp);
+    *toks = b->hyp[i];
+    *n = b->hyp_n[i];
+    *score = b->hyp_score[i];
     return GT_OK;
+}
+
+gt_status gt_beam_result(const gt_beam *b, const int32_t **toks, int *n, double *score) {
+    return gt_beam_result_at(b, 0, toks, n, score);
 }

@@ -14,7 +14,8 @@
  * there as prompt + toks[0..n) (the caller frees the slot, attaches the
  * cached prefix and evaluates the rest). Slots no live beam uses are freed
  * by the caller. The winner maximises sum(log p) / length^A over the
- * finished hypotheses and, at the token limit, the live beams; the search
+ * finished hypotheses and, at the token limit, the live beams (the runners-up
+ * are kept too, for callers that return the n best); the search
  * ends when W hypotheses finished and no live beam scores better now (the
  * early_stopping=False rule of Hugging Face's beam search), or at the limit.
  *
@@ -71,5 +72,11 @@ gt_status gt_beam_select(gt_beam *b, gt_beam_eog_fn is_eog, void *user, bool *do
  * token last when it finished with one. GT_ERR_INTERNAL before the search
  * ended or when it found none. */
 gt_status gt_beam_result(const gt_beam *b, const int32_t **toks, int *n, double *score);
+/* Once the search ended: how many hypotheses it ranked (up to W: the W best
+ * by score among the finished ones and the beams live at the end; 0 before
+ * the end), and the i-th best of them (0 = gt_beam_result's; a tie keeps
+ * the one that finished first), borrowed until gt_beam_destroy. */
+int gt_beam_n_results(const gt_beam *b);
+gt_status gt_beam_result_at(const gt_beam *b, int i, const int32_t **toks, int *n, double *score);
 
 #endif

@@ -369,7 +369,9 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
     if ((v = json_object_get(o, "frequency_penalty")) && !json_is_null(v)) GT_TRY(get_float(c, "frequency_penalty", v, -2, 2, false, &g->frequency_penalty));
     if ((v = json_object_get(o, "seed")) && !json_is_null(v)) GT_TRY(get_uint(c, "seed", v, 0, INT64_MAX, &g->sampling.seed));
     if ((v = json_object_get(o, "stop"))) GT_TRY(get_stop(c, v, g));
-    if ((v = json_object_get(o, "n")) && !json_is_null(v)) GT_TRY(get_uint(c, "n", v, 1, 1, &u));
+    uint64_t n_choices = 1;
+    if ((v = json_object_get(o, "n")) && !json_is_null(v))
+        GT_TRY(get_uint(c, "n", v, 1, 64, &n_choices));
     if ((v = json_object_get(o, "stream")) && !json_is_null(v)) GT_TRY(get_bool(c, "stream", v, &g->stream));
     if ((v = json_object_get(o, "stream_options")) && !json_is_null(v)) {
         if (!json_is_object(v)) return BAD(c, "stream_options", "stream_options must be an object, not %s", jtype(v));
@@ -397,6 +399,18 @@ static gt_status parse(octx *c, gt_oai_kind kind, const json_t *o, gt_oai_reques
     if ((v = json_object_get(o, "typical_p")) && !json_is_null(v)) GT_TRY(get_float(c, "typical_p", v, 0, 1, false, &g->sampling.typical_p));
     if ((v = json_object_get(o, "speculate")) && !json_is_null(v)) GT_TRY(get_speculate(c, v, g));
     GT_TRY(get_beam(c, o, g));
+    /* n choices: the beam search's n best hypotheses (n <= best_of, as vLLM's
+     * beam search); sampling answers one. */
+    if (n_choices > 1 && !g->beams)
+        return BAD(
+            c, "n",
+            "n %llu asks for several choices, which Gantry returns only as a beam search's best "
+            "hypotheses (use_beam_search: true, best_of >= n)",
+            (unsigned long long)n_choices);
+    if (n_choices > g->beams && g->beams)
+        return BAD(c, "n", "n %llu asks for more choices than the best_of %u beams search",
+                   (unsigned long long)n_choices, g->beams);
+    g->n_best = (uint32_t)n_choices;
     return get_constraint(c, o, g);
 }
 

@@ -175,9 +175,12 @@ typedef struct gt_rpc_generate {
     uint32_t spec_tokens; /* guesses per step, 1..64 (0: the server's --draft-tokens) */
     bool spec_has_draft;  /* draft given */
     bool spec_draft;      /* guess with the server's draft model (never with lookup > 0) */
-    /* ---- beam search: beams W (0: none), length_penalty A (default 1) ---- */
+    /* ---- beam search: beams W (0: none), length_penalty A (default 1),
+     * n_best N (default 1): the answer's text and tokens are the winner's,
+     * "alternatives" the next N - 1 hypotheses ---- */
     uint32_t beams;       /* 0..64 here; the scheduler takes 1..min(10, --seqs) */
     float length_penalty; /* in [-10, 10] */
+    uint32_t n_best;      /* 0..64 here (0: 1); at most beams */
 } gt_rpc_generate;
 
 typedef struct gt_rpc_request {
@@ -295,14 +298,26 @@ typedef struct gt_rpc_generate_result {
     bool has_spec; /* the request speculated (else no "spec" key) */
     uint32_t spec_drafted, spec_accepted, spec_steps;
     const char *spec_method; /* "lookup" or "draft" (NULL: no "method" key) */
-    /* ---- beam search: "beam": {"beams", "score"} ---- */
+    /* ---- beam search: "beam": {"beams", "score"}, "alternatives"?: [{"text",
+     * "tokens", "finish_reason", "score"}] (the runners-up, best first) ---- */
     uint32_t beams; /* 0: no "beam" key */
     double beam_score;
+    const struct gt_rpc_alternative *alts; /* borrowed [n_alts]; NULL: no "alternatives" key */
+    uint32_t n_alts;
 } gt_rpc_generate_result;
+typedef struct gt_rpc_alternative {
+    const char *text; /* borrowed [text_len] */
+    size_t text_len;
+    const int32_t *tokens; /* borrowed [n_tokens] */
+    uint32_t n_tokens;
+    gt_rpc_finish finish;
+    double score;
+} gt_rpc_alternative;
 /* [1, msgid, nil, {"text", "tokens", "finish_reason", "usage":
  * {"prompt_tokens", "completion_tokens", "cached_tokens"}, "logprobs"?,
  * "timing": {"queue_ms", "ttft_ms", "total_ms"}, "spec"?: {"drafted",
- * "accepted", "steps", "method"?}, "beam"?: {"beams", "score"}}]. */
+ * "accepted", "steps", "method"?}, "beam"?: {"beams", "score"},
+ * "alternatives"?: [{"text", "tokens", "finish_reason", "score"}]}]. */
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r);
 
 typedef struct gt_rpc_token_event {

@@ -184,7 +184,8 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
     enc e;
     begin(&e, b);
     response_head(&e, msgid);
-    msgpack_pack_map(&e.pk, 5 + (r->logprobs != NULL) + r->has_spec + (r->beams > 0));
+    msgpack_pack_map(&e.pk,
+                     5 + (r->logprobs != NULL) + r->has_spec + (r->beams > 0) + (r->alts != NULL));
     pack_cstr(&e, "text");
     pack_text(&e, r->text ? r->text : "", r->text ? r->text_len : 0);
     pack_cstr(&e, "tokens");
@@ -222,6 +223,21 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
         msgpack_pack_map(&e.pk, 2);
         pack_kv_uint(&e, "beams", r->beams);
         pack_kv_double(&e, "score", r->beam_score);
+    }
+    if (r->alts) {
+        pack_cstr(&e, "alternatives");
+        msgpack_pack_array(&e.pk, r->n_alts);
+        for (uint32_t i = 0; i < r->n_alts; i++) {
+            const gt_rpc_alternative *a = &r->alts[i];
+            msgpack_pack_map(&e.pk, 4);
+            pack_cstr(&e, "text");
+            pack_text(&e, a->text ? a->text : "", a->text ? a->text_len : 0);
+            pack_cstr(&e, "tokens");
+            pack_token_ids(&e, a->tokens, a->n_tokens);
+            pack_cstr(&e, "finish_reason");
+            pack_cstr(&e, gt_rpc_finish_name(a->finish));
+            pack_kv_double(&e, "score", a->score);
+        }
     }
     return end(&e, "a generate response");
 }

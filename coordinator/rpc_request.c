@@ -284,6 +284,7 @@ enum {
     G_SPECULATE,
     G_BEAMS,
     G_LENGTH_PENALTY,
+    G_N_BEST,
     G_COUNT
 };
 static const char *const generate_keys[G_COUNT] = {"prompt",
@@ -307,7 +308,8 @@ static const char *const generate_keys[G_COUNT] = {"prompt",
                                                    "json_schema",
                                                    "speculate",
                                                    "beams",
-                                                   "length_penalty"};
+                                                   "length_penalty",
+                                                   "n_best"};
 
 enum { MAX_LOGIT_BIAS = 1024 };
 
@@ -458,6 +460,18 @@ static gt_status parse_generate(ctx *c, const msgpack_object *m, gt_rpc_generate
     }
     if (v[G_LENGTH_PENALTY])
         GT_TRY(get_float(c, "length_penalty", v[G_LENGTH_PENALTY], -10, 10, false, &g->length_penalty));
+    if (v[G_N_BEST]) {
+        GT_TRY(get_uint(c, "n_best", v[G_N_BEST], 0, 64, &u));
+        g->n_best = (uint32_t)u;
+    }
+    if (g->n_best > 1 && !g->beams)
+        return INVALID(
+            c, "n_best %u needs beam search (beams >= n_best); sampling answers one hypothesis",
+            g->n_best);
+    if (g->n_best > g->beams && g->beams)
+        return INVALID(
+            c, "n_best %u asks for more hypotheses than the %u beams search (one per beam at most)",
+            g->n_best, g->beams);
     return GT_OK;
 }
 

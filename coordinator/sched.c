@@ -43,6 +43,8 @@ typedef struct req {
     int bslots[GT_BEAM_MAX_WIDTH];
     gt__sbeam *sb; /* while it holds its slots */
     double beam_score;
+    gt_sched_hyp alts[GT_BEAM_MAX_WIDTH - 1]; /* the runners-up once the search ended (into sb) */
+    int n_alts;
 } req;
 
 struct gt_sched {
@@ -147,8 +149,8 @@ static void finish(gt_sched *s, req *q, gt_finish why) {
         }
         s->n_running--;
     }
-    gt_sched_usage u = {q->n_orig, q->cached, q->n_gen, q->spec_steps, q->spec_drafted, q->spec_accepted,
-                        q->beam_score};
+    gt_sched_usage u = {q->n_orig,        q->cached,     q->n_gen, q->spec_steps, q->spec_drafted,
+                        q->spec_accepted, q->beam_score, q->alts,  q->n_alts};
     if (q->r.on_done) q->r.on_done(q->r.user, q->r.id, why, &u);
     release(q);
 }
@@ -238,6 +240,12 @@ static gt_status spec_check(gt_sched *s, const gt_sched_req *r) {
 /* The beam settings of r (need: KV blocks of one sequence). */
 static gt_status beam_check(const gt_sched *s, const gt_sched_req *r, int need) {
     unsigned long long id = (unsigned long long)r->id;
+    if (r->n_best < 0 || r->n_best > (r->beams > 0 ? r->beams : 1))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "request %llu asks for the %d best hypotheses of %d beams; at most one "
+                       "per beam%s",
+                       id, r->n_best, r->beams,
+                       r->beams > 0 ? "" : " (and only beam search ranks several)");
     if (r->beams == 0) return GT_OK;
     int hi = s->max_seqs < GT_BEAM_MAX_WIDTH ? s->max_seqs : GT_BEAM_MAX_WIDTH;
     if (r->beams < 1 || r->beams > hi)
@@ -595,7 +603,13 @@ static gt_status beam_advance(gt_sched *s) {
         if (!done) continue;
         const int32_t *best;
         int n_best;
-        GT_TRY(gt__sbeam_result(q->sb, &best, &n_best, &q->beam_score));
+        GT_TRY(gt__sbeam_result(q->sb, 0, &best, &n_best, &q->beam_score));
+        int n_alts = gt__sbeam_n_results(q->sb) - 1, want = q->r.n_best - 1;
+        q->n_alts = n_alts < want ? n_alts : want;
+        for (int k = 0; k < q->n_alts; k++) {
+            gt_sched_hyp *h = &q->alts[k];
+            GT_TRY(gt__sbeam_result(q->sb, k + 1, &h->toks, &h->n, &h->score));
+        }
         bool live = true;
         for (int k = 0; k < n_best && live; k++) live = emit(s, q, best[k], NULL);
         if (live) finish(s, q, GT_FINISH_STOP); /* ended before the limit (nothing ends generation) */

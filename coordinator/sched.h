@@ -53,7 +53,19 @@ typedef struct gt_sched_usage {
     int spec_accepted; /* of them, kept */
     /* ---- beam search (zero without it) ---- */
     double beam_score; /* the winner's sum(log p) / length^length_penalty */
+    /* With n_best > 1: the runners-up, best first (n_best - 1 of them, fewer
+     * when the search ranked fewer hypotheses); borrowed during on_done. */
+    const struct gt_sched_hyp *alts;
+    int n_alts;
 } gt_sched_usage;
+
+/* A beam-search hypothesis besides the winner: its tokens (an
+ * end-of-generation token last when it finished with one) and score. */
+typedef struct gt_sched_hyp {
+    const int32_t *toks;
+    int n;
+    double score;
+} gt_sched_hyp;
 
 /* A generated token's log-probability and its best alternatives (when the
  * request asked for logprobs). */
@@ -111,6 +123,7 @@ typedef struct gt_sched_req {
      * (nothing was handed over yet, and the search is deterministic). */
     int beams;            /* 0: none; else 1..GT_BEAM_MAX_WIDTH and at most the job's sequences */
     float length_penalty; /* score = sum(log p) / length^length_penalty */
+    int n_best; /* hypotheses to hand over, 1..beams (0: 1): the runners-up go to on_done */
     /* Says whether tok ends generation (NULL: nothing does, as ignore_eos). */
     bool (*is_eog)(void *user, int32_t tok);
 } gt_sched_req;

@@ -96,6 +96,8 @@ gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, vo
     return GT_OK;
 }
 
-gt_status gt__sbeam_result(const gt__sbeam *b, const int32_t **toks, int *n, double *score) {
-    return gt_beam_result(b->beam, toks, n, score);
+int gt__sbeam_n_results(const gt__sbeam *b) { return gt_beam_n_results(b->beam); }
+
+gt_status gt__sbeam_result(const gt__sbeam *b, int i, const int32_t **toks, int *n, double *score) {
+    return gt_beam_result_at(b->beam, i, toks, n, score);
 }

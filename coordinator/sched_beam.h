@@ -40,8 +40,10 @@ gt_status gt__sbeam_rows(gt__sbeam *b, gt_coord *c, int n, int room, int32_t *se
  * search ended. */
 gt_status gt__sbeam_advance(gt__sbeam *b, gt_coord *c, gt_beam_eog_fn is_eog, void *user,
                             bool *done);
-/* The winner once done (gt_beam_result). */
-gt_status gt__sbeam_result(const gt__sbeam *b, const int32_t **toks, int *n, double *score);
+/* The i-th best hypothesis once done (gt_beam_result_at; 0: the winner),
+ * and how many there are (gt_beam_n_results). */
+gt_status gt__sbeam_result(const gt__sbeam *b, int i, const int32_t **toks, int *n, double *score);
+int gt__sbeam_n_results(const gt__sbeam *b);
 /* Prompt tokens the first attach found in the prefix cache. */
 int gt__sbeam_cached(const gt__sbeam *b);
 

@@ -39,18 +39,24 @@ static void send_error(gt_server *s, srv_conn *sc, uint32_t msgid, gt_rpc_code c
 
 /* ---- requests ---- */
 
-static void text_append(srv_req *r, const char *p, size_t n) {
+/* Appends p[n] to the NUL-terminated *text (*len bytes in *cap); drops it
+ * when memory runs out. */
+static void buf_append(char **text, size_t *len, size_t *cap, const char *p, size_t n) {
     if (!n) return;
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = (r->len + n + 1) * 2;
-        char *t = realloc(r->text, cap);
+    if (*len + n + 1 > *cap) {
+        size_t c = (*len + n + 1) * 2;
+        char *t = realloc(*text, c);
         if (!t) return;
-        r->text = t;
-        r->cap = cap;
+        *text = t;
+        *cap = c;
     }
-    memcpy(r->text + r->len, p, n);
-    r->len += n;
-    r->text[r->len] = '\0';
+    memcpy(*text + *len, p, n);
+    *len += n;
+    (*text)[*len] = '\0';
+}
+
+static void text_append(srv_req *r, const char *p, size_t n) {
+    buf_append(&r->text, &r->len, &r->cap, p, n);
 }
 
 static void req_free(gt_server *s, srv_req *r) {
@@ -59,6 +65,10 @@ static void req_free(gt_server *s, srv_req *r) {
     if (r->next) r->next->prev = r->prev;
     s->n_reqs--;
     gt_detok_stream_free(r->detok);
+    for (uint32_t i = 0; i < r->n_alt_detok; i++) gt_detok_stream_free(r->alt_detok[i]);
+    free(r->alt_detok);
+    for (uint32_t i = 0; r->alts && i < r->n_alts; i++) free((char *)r->alts[i].text);
+    free(r->alts);
     srv_http_req_free(r->h);
     free(r->text);
     free(r->toks);
@@ -127,6 +137,44 @@ static bool on_token(void *user, uint64_t id, int32_t tok, const gt_token_info *
     return stopped;
 }
 
+/* Beam search's runners-up as answers, each through its own detokenizer
+ * (the request's stop strings) and cut as the winner's is by on_token: an
+ * end-of-generation token ends it and adds no text, a stop string ends it
+ * after the token that completed it. */
+static void alternatives(gt_server *s, srv_req *r, const gt_sched_usage *u) {
+    uint32_t n = (uint32_t)u->n_alts < r->n_alt_detok ? (uint32_t)u->n_alts : r->n_alt_detok;
+    if (!n || !(r->alts = calloc(n, sizeof *r->alts))) return;
+    r->n_alts = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const gt_sched_hyp *h = &u->alts[i];
+        gt_detok_stream *d = r->alt_detok[i];
+        char *text = NULL;
+        size_t len = 0, cap = 0;
+        bool stopped = false;
+        int k = 0;
+        while (k < h->n && k < (int)r->max_toks && !stopped) {
+            int32_t tok = h->toks[k++];
+            if (gt_tokenizer_is_eog(s->tok, tok)) {
+                stopped = true;
+                break;
+            }
+            gt_str piece = {0};
+            if (gt_detok_stream_push(d, tok, &piece, &stopped) != GT_OK) break;
+            buf_append(&text, &len, &cap, piece.ptr, piece.len);
+        }
+        gt_str rest = {0};
+        if (!stopped && gt_detok_stream_finish(d, &rest) == GT_OK)
+            buf_append(&text, &len, &cap, rest.ptr, rest.len);
+        r->alts[i] = (gt_rpc_alternative){text,
+                                          text ? len : 0,
+                                          h->toks,
+                                          (uint32_t)k,
+                                          !stopped && k >= (int)r->max_toks ? GT_RPC_FINISH_LENGTH
+                                                                            : GT_RPC_FINISH_STOP,
+                                          h->score};
+    }
+}
+
 static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage *u) {
     gt_server *s = user;
     srv_req *r = req_by_id(s, id);
@@ -142,6 +190,7 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
     s->n_finished[f]++;
     s->n_cached += (uint64_t)u->cached_tokens;
     histo_add(&s->h_e2e, (double)(gt_now_ns() - r->t_submit) * 1e-6);
+    alternatives(s, r, u);
     if (r->hc) srv_http_done(s, r, f, u);
     if (r->sc) {
         uint64_t now = gt_now_ns();
@@ -165,6 +214,8 @@ static void on_done(void *user, uint64_t id, gt_finish why, const gt_sched_usage
             .spec_method = r->spec ? (r->spec_draft ? "draft" : "lookup") : NULL,
             .beams = r->beams,
             .beam_score = u->beam_score,
+            .alts = r->alts,
+            .n_alts = r->n_alts,
         };
         if (gt_rpc_encode_generate(&s->out, r->msgid, &res) == GT_OK) send_buf(s, r->sc);
     }
@@ -279,6 +330,13 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
         o.stop = stops;
         o.n_stop = n_stop;
         st = gt_detok_stream_create(s->tok, &o, &r->detok);
+        uint32_t n_alt = g->beams > 0 && g->n_best > 1 ? g->n_best - 1 : 0;
+        if (st == GT_OK && n_alt) {
+            r->alt_detok = calloc(n_alt, sizeof *r->alt_detok);
+            if (!r->alt_detok) st = gt_fail(GT_ERR_NOMEM, "cannot hold %u hypotheses", g->n_best);
+            for (; st == GT_OK && r->n_alt_detok < n_alt; r->n_alt_detok++)
+                st = gt_detok_stream_create(s->tok, &o, &r->alt_detok[r->n_alt_detok]);
+        }
         code = GT_RPC_INVALID_PARAM;
     }
     if (st == GT_OK && g->beams > 0 && g->stream)
@@ -308,6 +366,7 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
             }
             q.beams = (int)g->beams;
             q.length_penalty = g->length_penalty;
+            q.n_best = (int)g->n_best;
             q.is_eog = srv_is_eog;
             r->beams = g->beams;
         }
@@ -320,6 +379,8 @@ static gt_status srv_submit(gt_server *s, gt_rpc_generate *g, srv_conn *sc, uint
     if (st != GT_OK) {
         if (r) {
             gt_detok_stream_free(r->detok);
+            for (uint32_t i = 0; i < r->n_alt_detok; i++) gt_detok_stream_free(r->alt_detok[i]);
+            free(r->alt_detok);
             free(r->toks);
             free(r->lps);
             free(r->tops);

@@ -282,6 +282,21 @@ static void finish_conn_request(srv_http_conn *hc) {
     if (http) uv_async_send(&http->wake); /* the next pipelined request, outside the scheduler's callback */
 }
 
+/* One choice of a finished answer: its text as a chat message or as text. */
+static json_t *choice_json(const srv_http_req *h, int index, const char *text, size_t len,
+                           json_t *lp, gt_rpc_finish f) {
+    json_t *c = json_pack("{s:i}", "index", index);
+    if (h->kind == GT_OAI_CHAT)
+        json_object_set_new(
+            c, "message",
+            json_pack("{s:s,s:o}", "role", "assistant", "content", jstr(text ? text : "", len)));
+    else
+        json_object_set_new(c, "text", jstr(text ? text : "", len));
+    json_object_set_new(c, "logprobs", lp);
+    json_object_set_new(c, "finish_reason", json_string(finish_name(f)));
+    return c;
+}
+
 void srv_http_done(gt_server *s, srv_req *r, gt_rpc_finish f, const gt_sched_usage *u) {
     srv_http_conn *hc = r->hc;
     srv_http_req *h = r->h;
@@ -297,20 +312,21 @@ void srv_http_done(gt_server *s, srv_req *r, gt_rpc_finish f, const gt_sched_usa
         send_event(hc, h, "[DONE]", 6);
         if (h->chunked) send_raw(hc, "0\r\n\r\n", 5);
     } else {
-        json_t *c = json_pack("{s:i}", "index", 0);
         json_t *lp = r->n_lp && h->want_lp ? (h->kind == GT_OAI_CHAT ? chat_logprobs(s, h, r->lps, r->n_toks)
                                                                      : text_logprobs(s, h, r->lps, r->n_toks, 0))
                                            : json_null();
-        if (h->kind == GT_OAI_CHAT)
-            json_object_set_new(c, "message", json_pack("{s:s,s:o}", "role", "assistant", "content", jstr(r->text, r->len)));
-        else
-            json_object_set_new(c, "text", jstr(r->text, r->len));
-        json_object_set_new(c, "logprobs", lp);
-        json_object_set_new(c, "finish_reason", json_string(finish_name(f)));
-        json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", h->id, "object",
-                              h->kind == GT_OAI_CHAT ? "chat.completion" : "text_completion", "created",
-                              (json_int_t)h->created, "model", s->core->model_name(s), "choices", c, "usage",
-                              usage_json(r, u));
+        /* The answer, then a beam search's runners-up (n > 1), best first. */
+        json_t *choices = json_array();
+        json_array_append_new(choices, choice_json(h, 0, r->text, r->len, lp, f));
+        for (uint32_t i = 0; i < r->n_alts; i++) {
+            const gt_rpc_alternative *a = &r->alts[i];
+            json_array_append_new(
+                choices, choice_json(h, (int)i + 1, a->text, a->text_len, json_null(), a->finish));
+        }
+        json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", h->id, "object",
+                              h->kind == GT_OAI_CHAT ? "chat.completion" : "text_completion",
+                              "created", (json_int_t)h->created, "model", s->core->model_name(s),
+                              "choices", choices, "usage", usage_json(r, u));
         respond_json(hc, 200, o, hc->cur ? hc->cur->keep_alive : false);
     }
     r->hc = NULL;

@@ -38,6 +38,11 @@ typedef struct srv_req {
     bool spec;            /* it speculates: its answer carries "spec" */
     bool spec_draft;      /* ... with the draft model (else prompt lookup) */
     uint32_t beams;       /* beam search's width (0: none): its answer carries "beam" */
+    gt_detok_stream *
+        *alt_detok; /* [n_alt_detok] n_best > 1: one per runner-up (the same stop strings) */
+    uint32_t n_alt_detok;
+    gt_rpc_alternative *alts; /* [n_alts] once done: the runners-up as answers (texts owned) */
+    uint32_t n_alts;
     struct srv_req *prev, *next;
 } srv_req;
 

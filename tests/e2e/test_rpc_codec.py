@@ -50,6 +50,11 @@ def expected_samples():
         ([1, 1, {"code": "invalid_param", "message": "generate: top_p 2 is outside (0, 1]"}, None], True),
         ([1, 2, None, gen], True),
         ([1, 3, None, gen_lp], False),  # logprobs are float32
+        ([1, 12, None, {"text": text, "tokens": toks, "finish_reason": "length", "usage": usage, "timing": timing,
+                        "beam": {"beams": 4, "score": -0.75},
+                        "alternatives": [{"text": "Paris", "tokens": [9906, 0], "finish_reason": "stop", "score": -1.5},
+                                         {"text": "", "tokens": [], "finish_reason": "length", "score": -2.25}]}],
+         True),
         ([2, "token", [{"id": 4000000000, "text": "\u4e2d", "token": 104}]], True),
         ([2, "token", [{"id": 4000000000, "text": "\u4e2d", "token": 104, "logprobs": lp0}]], False),
         ([1, 4, None, {"tokens": toks, "pieces": [b"Hello", b" w\xc3", b""]}], True),
@@ -174,7 +179,7 @@ def request_cases():
     err(203, "generate", {"prompt": "a", "temprature": 1}, "invalid_param",
         "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
         "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, "
-        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, length_penalty)")
+        "frequency_penalty, seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, length_penalty, n_best)")
     err(204, "generate", {"prompt": "a", "max_tokens": 1048577}, "invalid_param",
         "generate: max_tokens 1048577 is outside [1, 1048576]")
     err(205, "generate", {"messages": [{"role": "tool", "content": "x"}]}, "invalid_param",

@@ -45,6 +45,9 @@ SEEDS = {
     "generate-beams": req(34, "generate", {"prompt": "a b", "max_tokens": 4, "beams": 3, "length_penalty": 0.5}),
     "bad-beams": req(35, "generate", {"prompt": "a", "beams": 99}) + req(36, "generate", {"prompt": "a", "beams": -1})
     + req(37, "generate", {"prompt": "a", "length_penalty": float("nan")}),
+    "generate-nbest": req(40, "generate", {"prompt": "a b", "max_tokens": 4, "beams": 3, "n_best": 3}),
+    "bad-nbest": req(41, "generate", {"prompt": "a", "n_best": 2})
+    + req(42, "generate", {"prompt": "a", "beams": 2, "n_best": 3}),
     # broken ones
     "bad-speculate": req(31, "generate", {"prompt": "a", "speculate": {"lookup": 65, "tokens": 0}})
     + req(32, "generate", {"prompt": "a", "speculate": [3]})

@@ -17,7 +17,12 @@ kernels, --isa ref, are batch-invariant, so the checks are exact).
 - The Python search gives the same tokens for one prompt with W = 4.
 - W = 1 equals greedy decoding; the check can fail: for at least one case
   the beam's output differs from greedy's.
-- HTTP: use_beam_search with best_of gives the RPC's text.
+- n_best W returns the W - 1 runners-up, ranked; for the Python search's
+  case they are its 2nd to 4th hypotheses (tokens, scores, finish
+  reasons), and on pp 2 and tp 2 they equal the one-rank server's.
+- HTTP: use_beam_search with best_of gives the RPC's text; n choices are
+  the RPC's n_best hypotheses; n without beam search, or above best_of,
+  is refused.
 - Refusals, one sentence each: beams out of range, with stream, with a
   grammar, with speculation, with logprobs; best_of without
   use_beam_search.
@@ -82,7 +87,9 @@ def logprobs(tokens):
 def reference_beam(prompt, w, a):
     """Beam search with end-of-generation tokens: an EOG among the W best
     extensions finishes a hypothesis; stop once W finished and none of
-    the live beams scores better; the best normalised score wins."""
+    the live beams scores better; the best normalised score wins. Returns
+    every hypothesis (tokens, normalised score), best first (a tie keeps
+    the one that finished first)."""
     norm = lambda s, n: s / max(n, 1) ** a  # noqa: E731
     beams, finished = [([], 0.0)], []
     for step in range(N):
@@ -108,7 +115,7 @@ def reference_beam(prompt, w, a):
             finished += nxt
             break
         beams = nxt
-    return max(finished, key=lambda h: norm(h[1], len(h[0])))[0]
+    return sorted(((t, norm(s, len(t))) for t, s in finished), key=lambda h: -h[1])
 
 
 def rpc_error(port, params):
@@ -116,10 +123,12 @@ def rpc_error(port, params):
     return r[2] if r and r[2] is not None else None
 
 
-def serve_cases(server, cases, greedy_solo, label):
-    """Each case beside a concurrent greedy request."""
+def serve_cases(server, cases, greedy_solo, label, alts):
+    """Each case beside a concurrent greedy request. Every beam request asks
+    for its W best hypotheses (n_best W); the runners-up are recorded in
+    alts on the first server and must be the same on the others."""
     for prompt_i, w, a, want_toks, want_score in cases:
-        beam = {"tokens": PROMPTS[prompt_i], "max_tokens": N, "beams": w, "length_penalty": a}
+        beam = {"tokens": PROMPTS[prompt_i], "max_tokens": N, "beams": w, "length_penalty": a, "n_best": w}
         plain = {"tokens": PROMPTS[(prompt_i + 1) % len(PROMPTS)], "max_tokens": N}
         cb, cp = ts.Client(server.port), ts.Client(server.port)
         cb.send(7, "generate", beam)  # both sent before either is read: they share the batch
@@ -132,6 +141,15 @@ def serve_cases(server, cases, greedy_solo, label):
         check(ok and got == want_toks and sc is not None and abs(sc - want_score) < 1e-4,
               f"{label}: prompt {prompt_i} beams {w} length_penalty {a}: {got} (score {sc}) equals run's "
               f"{want_toks} ({want_score})")
+        alt = [(h["tokens"], round(h["score"], 5), h["finish_reason"]) for h in rb[3].get("alternatives", [])] \
+            if ok else None
+        key = (prompt_i, w, a)
+        if key not in alts:
+            alts[key] = alt
+        check(alt is not None and len(alt) == w - 1 and alt == alts[key] and
+              all(sc >= s for _, s, _ in alt) and all(alt[i][1] >= alt[i + 1][1] for i in range(len(alt) - 1)),
+              f"{label}: prompt {prompt_i} beams {w}: {len(alt or [])} runners-up, ranked below the winner, "
+              f"as on one rank")
         pg = rp[3]["tokens"] if rp and rp[2] is None else rp
         check(pg == greedy_solo[(prompt_i + 1) % len(PROMPTS)],
               f"{label}: the concurrent greedy request equals its solo run ({pg})")
@@ -165,8 +183,32 @@ def http_checks(srv):
     check(ok and body["choices"][0]["text"] == r[3]["text"] and
           abs(body["usage"]["beam"]["score"] - r[3]["beam"]["score"]) < 1e-6,
           f"/v1/completions use_beam_search best_of 3: {body} equals the RPC's {r[3] if r[2] is None else r[2]}")
+    # n choices: the n best hypotheses, as the RPC's n_best gives them.
+    r = ts.Client(srv.port).call(6, "generate", {"prompt": text, "max_tokens": N, "beams": 3, "n_best": 3})
+    st, body = http_post(port, {"prompt": text, "max_tokens": N, "use_beam_search": True, "best_of": 3, "n": 3})
+    ok = r[2] is None and st == 200
+    want = [r[3]["text"]] + [h["text"] for h in r[3].get("alternatives", [])] if ok else None
+    got = [c["text"] for c in body["choices"]] if ok else body
+    check(ok and got == want and [c["index"] for c in body["choices"]] == [0, 1, 2],
+          f"/v1/completions n 3 of best_of 3: choices {got} equal the RPC's n_best 3 {want}")
+    # A stop string met by the first runner-up only (where it leaves the
+    # winner's text) cuts that runner-up there, with finish "stop".
+    if ok and len(want) > 1:
+        w0, a0 = want[0], want[1]
+        k = next((i for i in range(min(len(w0), len(a0))) if w0[i] != a0[i]), min(len(w0), len(a0)))
+        stop = a0[k:k + 3]
+        if stop and stop not in w0:
+            r2 = ts.Client(srv.port).call(7, "generate", {"prompt": text, "max_tokens": N, "beams": 3, "n_best": 3,
+                                                          "stop": [stop]})
+            alt = r2[3]["alternatives"][0] if r2[2] is None else r2[2]
+            check(r2[2] is None and r2[3]["text"] == w0 and alt["text"] == a0[:a0.find(stop)] and
+                  alt["finish_reason"] == "stop" and len(alt["tokens"]) <= N,
+                  f"stop {stop!r}: the runner-up {a0!r} becomes {alt}; the winner stays {w0!r}")
+        else:
+            check(False, f"no stop string tells the runner-up {a0!r} from the winner {w0!r}")
     for extra, word in (({"best_of": 2}, "use_beam_search"), ({"use_beam_search": True}, "best_of"),
-                        ({"use_beam_search": True, "best_of": 2, "stream": True}, "stream")):
+                        ({"use_beam_search": True, "best_of": 2, "stream": True}, "stream"),
+                        ({"n": 2}, "n 2"), ({"use_beam_search": True, "best_of": 2, "n": 3}, "best_of 2")):
         st, body = http_post(port, {"prompt": text, "max_tokens": N, **extra})
         check(st == 400 and word in json.dumps(body), f"HTTP refuses {extra}: {st} {body}")
 
@@ -222,14 +264,24 @@ def main():
             cases.append((i, w, a, toks, sc))
             differs += toks != greedy[i]
     check(differs > 0, f"{differs} of {len(cases)} beam outputs differ from greedy (the check can tell them apart)")
-    ref = reference_beam(PROMPTS[0], 4, 0.0)
+    ranked = reference_beam(PROMPTS[0], 4, 0.0)
+    ref = ranked[0][0]
     want = [c for c in cases if c[0] == 0 and c[1] == 4][0][3]
     check(ref == want, f"run --beams 4 {want} equals the independent Python search {ref}")
     b1, _ = run_ids(PROMPTS[2], ["--beams", "1"])
 
     srv = ts.Server(MODEL, SERVE + ["--http-port", "0"])
+    alts = {}
     try:
-        serve_cases(srv, cases, greedy, "1 rank")
+        serve_cases(srv, cases, greedy, "1 rank", alts)
+        # The runners-up against the independent search's ranking.
+        got = [(t, s) for t, s, _ in alts[(0, 4, 0.0)] or []]
+        want_alts = ranked[1:4]
+        check(len(got) == 3 and all(g[0] == list(wt) and abs(g[1] - ws) < 1e-4 for g, (wt, ws) in zip(got, want_alts)),
+              f"n_best 4: the runners-up {got} equal the Python search's {want_alts}")
+        fin = [f for _, _, f in alts[(0, 4, 0.0)] or []]
+        check(all((f == "stop") == (t[-1] in EOG) for (t, _), f in zip(got, fin)),
+              f"n_best 4: finish reasons {fin} say which runners-up ended with an end-of-generation token")
         r = ts.Client(srv.port).call(3, "generate", {"tokens": PROMPTS[2], "max_tokens": N, "beams": 1})
         check(r[2] is None and r[3]["tokens"] == b1 == greedy[2][:len(b1)],
               f"beams 1 equals greedy ({r[3]['tokens'] if r[2] is None else r[2]})")
@@ -251,7 +303,7 @@ def main():
     for grid, label in ((["--pp", "2", "--tp", "1"], "pp 2"), (["--tp", "2", "--pp", "1"], "tp 2")):
         srv = ts.Server(MODEL, SERVE + grid, ranks=2, grid=False)
         try:
-            serve_cases(srv, cases[:3] + cases[-2:], greedy, label)
+            serve_cases(srv, cases[:3] + cases[-2:], greedy, label, alts)
         finally:
             check(srv.stop() == 0, f"the {label} server exits 0")
     print(f"{len(failures)} failures")

@@ -119,6 +119,33 @@ static void test_exhaustive(void **state) {
             double want = best_lp / pow(N, a);
             if (fabs(score - want) > 1e-5)
                 fail_msg("seed %u: score %.7f, the path's %.7f", seed, score, want);
+            /* The runners-up: the W = 9 last beams are the 9 best of all 27
+             * paths (equal lengths, so any length penalty keeps the order). */
+            double all[V * V * V];
+            for (int code = 0; code < V * V * V; code++) {
+                for (int i = 0, c = code; i < N; i++, c /= V) p[i] = c % V;
+                all[code] = path_lp(p, N, seed);
+            }
+            assert_int_equal(gt_beam_n_results(b), 9);
+            double prev = INFINITY;
+            for (int r = 0; r < 9; r++) {
+                const int32_t *ht;
+                int hn;
+                double hs;
+                assert_int_equal(gt_beam_result_at(b, r, &ht, &hn, &hs), GT_OK);
+                assert_int_equal(hn, N);
+                int code = ht[0] + V * ht[1] + V * V * ht[2], better = 0;
+                for (int k = 0; k < V * V * V; k++) better += all[k] > all[code] + 1e-9;
+                if (better != r)
+                    fail_msg("seed %u: hypothesis %d (%d %d %d) has %d better paths", seed, r,
+                             ht[0], ht[1], ht[2], better);
+                assert_true(fabs(hs - all[code] / pow(N, a)) < 1e-5 && hs <= prev);
+                prev = hs;
+            }
+            const int32_t *ht;
+            int hn;
+            double hs;
+            assert_int_equal(gt_beam_result_at(b, 9, &ht, &hn, &hs), GT_ERR_INTERNAL);
             assert_true(ds.forks > 0);
             assert_true(ds.max_live == 9);
             gt_beam_destroy(b);

@@ -227,6 +227,12 @@ static void test_generate_all_params(void **state) {
                      GT_OK);
     assert_int_equal(g->beams, 4);
     assert_true(g->length_penalty == -0.5f);
+    assert_int_equal(g->n_best, 0); /* the default: the winner alone */
+    gt_rpc_request_free(&r);
+    assert_int_equal(
+        parse_text("[0, 3, 'generate', [{'prompt': 'a', 'beams': 4, 'n_best': 4}]]", &r, &ref),
+        GT_OK);
+    assert_int_equal(g->n_best, 4);
     gt_rpc_request_free(&r);
     /* speculate.draft: the draft model (with lookup 0 or absent), or off */
     assert_int_equal(parse_text("[0, 3, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 0, "
@@ -335,25 +341,35 @@ static const refusal_case REFUSALS[] = {
     {"[0, 5, 'generate', [{'prompt': 'a', 'temprature': 1}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate has no key 'temprature' (known: prompt, messages, tokens, max_tokens, "
      "temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, "
-     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, length_penalty)"},
+     "seed, stop, logprobs, stream, typical_p, logit_bias, grammar, json_schema, speculate, beams, "
+     "length_penalty, n_best)"},
     /* beam search (the width's upper bound is the server's: it knows --seqs) */
     {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 65}]]", GT_RPC_INVALID_PARAM, true,
      "generate: beams 65 is outside [0, 64]"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 2, 'length_penalty': 'x'}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: length_penalty must be a number, not a string"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 2, 'length_penalty': 'x'}]]",
+     GT_RPC_INVALID_PARAM, true, "generate: length_penalty must be a number, not a string"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 2, 'n_best': 3}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: n_best 3 asks for more hypotheses than the 2 beams search (one per beam at most)"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'n_best': 2}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: n_best 2 needs beam search (beams >= n_best); sampling answers one hypothesis"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'beams': 2, 'n_best': 65}]]", GT_RPC_INVALID_PARAM, true,
+     "generate: n_best 65 is outside [0, 64]"},
     /* speculate */
     {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': 4}]]", GT_RPC_INVALID_PARAM, true,
      "generate: speculate must be a map {lookup, draft, tokens}, not an integer"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 65}}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: speculate.lookup 65 is outside [0, 64]"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 2, 'tokens': 0}}]]", GT_RPC_INVALID_PARAM,
-     true, "generate: speculate.tokens 0 is outside [1, 64]"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': 'x.gguf'}}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: speculate.draft must be a boolean, not a string"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'model': 'x.gguf'}}]]", GT_RPC_INVALID_PARAM, true,
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 65}}]]", GT_RPC_INVALID_PARAM,
+     true, "generate: speculate.lookup 65 is outside [0, 64]"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'lookup': 2, 'tokens': 0}}]]",
+     GT_RPC_INVALID_PARAM, true, "generate: speculate.tokens 0 is outside [1, 64]"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': 'x.gguf'}}]]",
+     GT_RPC_INVALID_PARAM, true, "generate: speculate.draft must be a boolean, not a string"},
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'model': 'x.gguf'}}]]",
+     GT_RPC_INVALID_PARAM, true,
      "generate: speculate has no key 'model' (known: lookup, tokens, draft)"},
-    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 2}}]]", GT_RPC_INVALID_PARAM, true,
-     "generate: speculate asks for both prompt lookup (lookup 2) and the draft model; a request speculates with "
+    {"[0, 5, 'generate', [{'prompt': 'a', 'speculate': {'draft': true, 'lookup': 2}}]]",
+     GT_RPC_INVALID_PARAM, true,
+     "generate: speculate asks for both prompt lookup (lookup 2) and the draft model; a request "
+     "speculates with "
      "one of them"},
     {"[0, 5, 'generate', [{'prompt': 'a', 'seed': 1, 'seed': 2}]]", GT_RPC_INVALID_PARAM, true,
      "generate: generate gives 'seed' twice"},
@@ -813,8 +829,11 @@ static void test_encode_results(void **state) {
     int32_t toks[] = {10, 11};
     gt_rpc_logprob top[] = {{10, -0.25f}, {3, -2.5f}};
     gt_rpc_token_logprobs lp[] = {{10, -0.25f, top, 2}, {11, -1.0f, NULL, 0}};
-    gt_rpc_generate_result r = {"Berlin.", 7,   toks,  2,   GT_RPC_FINISH_LENGTH, 9, 2, 4,
-                                lp,        1.5, 20.25, 40.0, false,                0, 0, 0, NULL, 0, 0.0};
+    gt_rpc_generate_result r = {"Berlin.", 7,    toks,  2,   GT_RPC_FINISH_LENGTH,
+                                9,         2,    4,     lp,  1.5,
+                                20.25,     40.0, false, 0,   0,
+                                0,         NULL, 0,     0.0, NULL,
+                                0};
     assert_int_equal(gt_rpc_encode_generate(&b, 77, &r), GT_OK);
     msgpack_unpacked u;
     const msgpack_object *o = unpack(&b, &u);

@@ -192,7 +192,9 @@ static int samples(void) {
                                   0,
                                   NULL,
                                   0,
-                                  0.0};
+                                  0.0,
+                                  NULL,
+                                  0};
     gt_rpc_token_event ev = {4000000000u, "\xe4\xb8\xad", 3, 104, NULL};
     gt_rpc_model_info mi = {"llama", "SmolLM2 135M", "chatml", 8192, 49152, 2, 1, 1, 2};
     double bounds[] = {1, 5, 25.5};
@@ -213,6 +215,16 @@ static int samples(void) {
     gen.spec_steps = 3;
     gen.spec_method = "draft";
     s |= gt_rpc_encode_generate(&b, 3, &gen);
+    gen.logprobs = NULL; /* a beam search's answer with its runners-up */
+    gen.has_spec = false;
+    gen.finish = GT_RPC_FINISH_LENGTH;
+    gen.beams = 4;
+    gen.beam_score = -0.75;
+    gt_rpc_alternative alts[] = {{"Paris", 5, toks, 2, GT_RPC_FINISH_STOP, -1.5},
+                                 {NULL, 0, toks, 0, GT_RPC_FINISH_LENGTH, -2.25}};
+    gen.alts = alts;
+    gen.n_alts = 2;
+    s |= gt_rpc_encode_generate(&b, 12, &gen);
     s |= gt_rpc_encode_token(&b, &ev);
     ev.logprobs = &lp[0];
     s |= gt_rpc_encode_token(&b, &ev);
