@@ -180,18 +180,25 @@ static void pack_logprobs(enc *e, const gt_rpc_token_logprobs *l) {
     }
 }
 
+/* An answer's "text", "tokens" and "finish_reason" (the result's own, or an
+ * alternative's). */
+static void pack_answer(enc *e, const char *text, size_t len, const int32_t *tokens, uint32_t n,
+                        gt_rpc_finish finish) {
+    pack_cstr(e, "text");
+    pack_text(e, text ? text : "", text ? len : 0);
+    pack_cstr(e, "tokens");
+    pack_token_ids(e, tokens, n);
+    pack_cstr(e, "finish_reason");
+    pack_cstr(e, gt_rpc_finish_name(finish));
+}
+
 gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_generate_result *r) {
     enc e;
     begin(&e, b);
     response_head(&e, msgid);
     msgpack_pack_map(&e.pk,
                      5 + (r->logprobs != NULL) + r->has_spec + (r->beams > 0) + (r->alts != NULL));
-    pack_cstr(&e, "text");
-    pack_text(&e, r->text ? r->text : "", r->text ? r->text_len : 0);
-    pack_cstr(&e, "tokens");
-    pack_token_ids(&e, r->tokens, r->n_tokens);
-    pack_cstr(&e, "finish_reason");
-    pack_cstr(&e, gt_rpc_finish_name(r->finish));
+    pack_answer(&e, r->text, r->text_len, r->tokens, r->n_tokens, r->finish);
     pack_cstr(&e, "usage");
     msgpack_pack_map(&e.pk, 3);
     pack_kv_uint(&e, "prompt_tokens", r->prompt_tokens);
@@ -230,12 +237,7 @@ gt_status gt_rpc_encode_generate(gt_rpc_buf *b, uint32_t msgid, const gt_rpc_gen
         for (uint32_t i = 0; i < r->n_alts; i++) {
             const gt_rpc_alternative *a = &r->alts[i];
             msgpack_pack_map(&e.pk, 4);
-            pack_cstr(&e, "text");
-            pack_text(&e, a->text ? a->text : "", a->text ? a->text_len : 0);
-            pack_cstr(&e, "tokens");
-            pack_token_ids(&e, a->tokens, a->n_tokens);
-            pack_cstr(&e, "finish_reason");
-            pack_cstr(&e, gt_rpc_finish_name(a->finish));
+            pack_answer(&e, a->text, a->text_len, a->tokens, a->n_tokens, a->finish);
             pack_kv_double(&e, "score", a->score);
         }
     }
