@@ -53,6 +53,7 @@ typedef struct run_opts {
     float bias[GT_RUN_MAX_BIAS];
     int n_bias;
     int beams;            /* --beams W; 0: sampling */
+    int n_best;           /* --n-best N: hypotheses printed, 1..W (0: 1) */
     float length_penalty; /* --length-penalty A */
 } run_opts;
 
@@ -82,7 +83,8 @@ static const gt_flag k_flags[] = {
      .required = "no model given (-m FILE)"},
     {"-p", "--prompt", GT_FLAG_STR, O(prompt), .metavar = "TEXT",
      .help = "prompt text (tokenized with the model's vocabulary)"},
-    {"-f", "--file", GT_FLAG_STR, O(prompt_file), .metavar = "FILE", .help = "prompt text from a file"},
+    {"-f", "--file", GT_FLAG_STR, O(prompt_file), .metavar = "FILE",
+     .help = "prompt text from a file"},
     {NULL, "--tokens", GT_FLAG_INT_LIST, O(tokens), .off2 = O(n_tokens), .metavar = "IDS",
      .help = "prompt as comma-separated token ids"},
     {"-n", "--n-predict", GT_FLAG_LONG, O(n_predict), .lo = 0, .hi = 1 << 20, .metavar = "N",
@@ -102,8 +104,10 @@ static const gt_flag k_flags[] = {
      .help = "add B to token ID's logit (-inf bans it); repeatable"},
     {NULL, "--beams", GT_FLAG_INT, O(beams), .lo = 1, .hi = GT_BEAM_MAX_WIDTH, .metavar = "W",
      .help = "beam search with W beams (one rank's sequences; replaces sampling)"},
-    {NULL, "--length-penalty", GT_FLAG_FLOAT, O(length_penalty), .flo = -10, .fhi = 10, .metavar = "A",
-     .help = "beam score: sum of log-probabilities / length^A (default 1)"},
+    {NULL, "--n-best", GT_FLAG_INT, O(n_best), .lo = 1, .hi = GT_BEAM_MAX_WIDTH, .metavar = "N",
+     .help = "with --beams: print the N best hypotheses, best first, one per line (default 1)"},
+    {NULL, "--length-penalty", GT_FLAG_FLOAT, O(length_penalty), .flo = -10, .fhi = 10,
+     .metavar = "A", .help = "beam score: sum of log-probabilities / length^A (default 1)"},
     {NULL, "--grammar", GT_FLAG_STR, O(grammar_file), .metavar = "FILE",
      .help = "constrain the output to a GBNF grammar (start rule 'root')"},
     {NULL, "--json-schema", GT_FLAG_STR, O(json_schema_file), .metavar = "FILE",
@@ -114,20 +118,24 @@ static const gt_flag k_flags[] = {
      .help = "context length (default min(model, 4096))"},
     {NULL, "--ubatch", GT_FLAG_LONG, O(ubatch), .lo = 1, .hi = 16384, .metavar = "N",
      .help = "prompt tokens per forward call (default 512)"},
-    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32", .choice_values = k_kv_types,
-     .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
+    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32",
+     .choice_values = k_kv_types, .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
     {NULL, "--logits-out", GT_FLAG_STR, O(logits_out), .metavar = "FILE",
      .help = "write prompt logits, float32 [n_prompt, n_vocab]"},
-    {NULL, "--print-ids", GT_FLAG_BOOL, O(print_ids), .help = "print the generated token ids on one line"},
+    {NULL, "--print-ids", GT_FLAG_BOOL, O(print_ids),
+     .help = "print the generated token ids on one line"},
     {NULL, "--ignore-eos", GT_FLAG_BOOL, O(ignore_eos),
      .help = "keep generating after an end-of-generation token"},
-    {NULL, "--no-bos", GT_FLAG_BOOL, O(no_bos), .help = "do not add the BOS token to a text prompt"},
+    {NULL, "--no-bos", GT_FLAG_BOOL, O(no_bos),
+     .help = "do not add the BOS token to a text prompt"},
     {NULL, "--chat", GT_FLAG_BOOL, O(chat),
      .help = "format the prompt as a user turn with the model's chat template"},
-    {NULL, "--system", GT_FLAG_STR, O(system), .metavar = "TEXT", .help = "system message for --chat"},
+    {NULL, "--system", GT_FLAG_STR, O(system), .metavar = "TEXT",
+     .help = "system message for --chat"},
     {NULL, "--chat-format", GT_FLAG_STR, O(chat_format), .metavar = "NAME",
      .help = "chat format instead of the GGUF's template (chatml, gemma, llama3, ...)"},
-    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(job.eng.sp_min_tokens), .lo = 0, .hi = 1 << 20, .metavar = "N",
+    {NULL, "--sp-min-tokens", GT_FLAG_INT, O(job.eng.sp_min_tokens), .lo = 0, .hi = 1 << 20,
+     .metavar = "N",
      .help = "split prompt batches of at least N tokens along the sequence over\n"
              "the stage group (sequence parallelism; default 0: off)"},
     {NULL, "--expert-stats-out", GT_FLAG_STR, O(expert_stats_out), .metavar = "FILE",
@@ -138,8 +146,8 @@ static const gt_flag k_flags[] = {
              "N-gram (N down to 1) earlier in the context"},
     {NULL, "--draft", GT_FLAG_STR, O(spec.draft_path), .metavar = "FILE",
      .help = "speculate with a draft model of the same vocabulary (on rank 0)"},
-    {NULL, "--self-draft", GT_FLAG_INT, O(spec.self_draft_layers), .lo = 1, .hi = 1 << 16, .metavar = "L",
-     .help = "speculate with the model's first L layers as the draft (on rank 0)"},
+    {NULL, "--self-draft", GT_FLAG_INT, O(spec.self_draft_layers), .lo = 1, .hi = 1 << 16,
+     .metavar = "L", .help = "speculate with the model's first L layers as the draft (on rank 0)"},
     {NULL, "--draft-tokens", GT_FLAG_INT, O(spec.draft_tokens), .lo = 1, .hi = 64, .metavar = "K",
      .help = "guesses verified per step when speculating (default 4)"},
     GT_JOB_FLAGS(run_opts),
@@ -162,6 +170,10 @@ static gt_status validate(void *opts) {
     if (gt_spec_enabled(&o->spec) && (o->beams || o->grammar_file || o->json_schema_file || o->n_bias))
         return gt_fail(GT_ERR_INVALID_ARG, "speculative decoding (--lookup, --draft, --self-draft) does not combine "
                        "with --beams, --grammar, --json-schema or --logit-bias");
+    if (o->n_best > 1 && o->n_best > o->beams)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--n-best %d needs --beams of at least %d (one hypothesis per beam)",
+                       o->n_best, o->n_best);
     if (o->beams) {
         o->job.eng.max_seqs = o->beams > o->job.eng.max_seqs ? o->beams : o->job.eng.max_seqs;
         if (o->n_predict < 1) return gt_fail(GT_ERR_INVALID_ARG, "--beams needs -n of at least 1");
@@ -242,26 +254,35 @@ static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_
     return gt_coord_set_constraint(c, 0, r->cons);
 }
 
-/* --beams: the best hypothesis, printed whole at the end. */
+/* --beams: the best hypothesis (--n-best: the N best, one per line, best
+ * first), printed whole at the end. */
 static gt_status beam_search(run_opts *o, gt_coord *c, run_state *r, const int32_t *prompt, int n_prompt,
                              int n_vocab) {
     gt_run_beam_opts bo = {o->beams, o->length_penalty, (int)o->n_predict, o->ignore_eos, n_vocab};
-    int32_t *toks = NULL;
-    int n = 0;
-    double score = 0;
+    gt_run_beam_hyp hyps[GT_BEAM_MAX_WIDTH];
+    int n_hyp = 0;
     uint64_t t0 = gt_now_ns();
-    GT_TRY(gt_run_beam(c, r->text, prompt, n_prompt, &bo, &toks, &n, &score));
+    GT_TRY(gt_run_beam(c, r->text, prompt, n_prompt, &bo, o->n_best > 1 ? o->n_best : 1, hyps,
+                       &n_hyp));
     double dt = (double)(gt_now_ns() - t0) * 1e-9;
-    for (int i = 0; i < n; i++) {
-        if (o->print_ids) printf(i ? " %d" : "%d", toks[i]);
-        else if (!gt_text_is_eog(r->text, toks[i]) || o->ignore_eos) gt_text_print(r->text, toks[i], stdout);
+    for (int h = 0; h < n_hyp; h++) {
+        for (int i = 0; i < hyps[h].n; i++) {
+            const int32_t t = hyps[h].toks[i];
+            if (o->print_ids)
+                printf(i ? " %d" : "%d", t);
+            else if (!gt_text_is_eog(r->text, t) || o->ignore_eos)
+                gt_text_print(r->text, t, stdout);
+        }
+        if (!o->print_ids) gt_text_flush(r->text, stdout);
+        printf("\n");
     }
-    if (!o->print_ids) gt_text_flush(r->text, stdout);
-    printf("\n");
     fflush(stdout);
-    fprintf(stderr, "beam search: %d beams, %d tokens, score %.6f (length penalty %g) in %.3f s\n", o->beams, n,
-            score, (double)o->length_penalty, dt);
-    free(toks);
+    fprintf(stderr, "beam search: %d beams, %d tokens, score %.6f (length penalty %g) in %.3f s\n",
+            o->beams, hyps[0].n, hyps[0].score, (double)o->length_penalty, dt);
+    for (int h = 1; h < n_hyp; h++)
+        fprintf(stderr, "beam hypothesis %d: %d tokens, score %.6f\n", h + 1, hyps[h].n,
+                hyps[h].score);
+    gt_run_beam_hyps_free(hyps, n_hyp);
     return GT_OK;
 }
 

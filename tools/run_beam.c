@@ -61,9 +61,12 @@ static gt_status search(gt_coord *c, gt_beam *b, gt_sampler **smp, const gt_text
 }
 
 gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, int n_prompt,
-                      const gt_run_beam_opts *o, int32_t **out, int *n_out, double *score) {
-    *out = NULL;
+                      const gt_run_beam_opts *o, int n_best, gt_run_beam_hyp *out, int *n_out) {
     *n_out = 0;
+    if (n_best < 1 || n_best > o->width)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "beam search returns 1..%d hypotheses (one per beam), not %d", o->width,
+                       n_best);
     gt_beam_opts bo = {o->width, o->length_penalty, o->n_predict};
     gt_beam *b = NULL;
     GT_TRY(gt_beam_create(&bo, &b));
@@ -77,15 +80,31 @@ gt_status gt_run_beam(gt_coord *c, const gt_text *text, const int32_t *prompt, i
         gt_sampler_destroy(smp[i]);
     }
     free(full);
-    const int32_t *best;
-    int n = 0;
-    if (st == GT_OK) st = gt_beam_result(b, &best, &n, score);
-    if (st == GT_OK && !(*out = malloc((size_t)n * sizeof **out)))
-        st = gt_fail(GT_ERR_NOMEM, "cannot copy a hypothesis of %d tokens", n);
-    if (st == GT_OK) {
-        memcpy(*out, best, (size_t)n * sizeof *best);
-        *n_out = n;
+    const int n_hyp = st == GT_OK ? gt_beam_n_results(b) : 0;
+    for (int i = 0; st == GT_OK && i < n_best && i < n_hyp; i++) {
+        const int32_t *toks;
+        gt_run_beam_hyp *h = &out[i];
+        st = gt_beam_result_at(b, i, &toks, &h->n, &h->score);
+        if (st == GT_OK && !(h->toks = malloc((size_t)(h->n ? h->n : 1) * sizeof *toks)))
+            st = gt_fail(GT_ERR_NOMEM, "cannot copy a hypothesis of %d tokens", h->n);
+        if (st == GT_OK) {
+            memcpy(h->toks, toks, (size_t)h->n * sizeof *toks);
+            (*n_out)++;
+        }
+    }
+    if (st == GT_OK && n_hyp < 1)
+        st = gt_fail(GT_ERR_INTERNAL, "beam search ended without a hypothesis");
+    if (st != GT_OK) {
+        gt_run_beam_hyps_free(out, *n_out);
+        *n_out = 0;
     }
     gt_beam_destroy(b);
     return st;
+}
+
+void gt_run_beam_hyps_free(gt_run_beam_hyp *h, int n) {
+    for (int i = 0; i < n; i++) {
+        free(h[i].toks);
+        h[i].toks = NULL;
+    }
 }

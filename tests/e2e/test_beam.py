@@ -8,7 +8,10 @@ cache shared between beams, so a wrong fork of the cache shows):
   independent search, and the score they print equals sum(log p) / len^A
   recomputed from one fresh evaluation of prompt + output;
 - the check can fail: the greedy output's recomputed score is lower than the
-  beam's here, so a search that returned greedy would be caught.
+  beam's here, so a search that returned greedy would be caught;
+- --n-best W prints the W final beams of the independent search, ranked
+  (the first line the winner as without it), with their scores, and
+  --n-best above --beams is refused.
 A small synthetic llama (F32 weights and KV cache); --ignore-eos so that
 both searches run to the token limit. Exit 77 only without the binary."""
 import os
@@ -57,7 +60,7 @@ def score(seq, a):
     return total / len(seq) ** a
 
 
-def reference_beam(w, a):
+def reference_beam(w, a, ranked=False):
     beams = [([], 0.0)]
     for step in range(N):
         ext = []
@@ -67,6 +70,8 @@ def reference_beam(w, a):
             ext += [(s + lp[t], toks + [int(t)]) for t in best]
         ext.sort(key=lambda e: -e[0])
         beams = [(t, s) for s, t in ext[:w]]
+    if ranked:  # every final beam has N tokens: the penalty keeps the order
+        return sorted(beams, key=lambda b: -b[1])
     return max(beams, key=lambda b: b[1] / len(b[0]) ** a)
 
 
@@ -101,6 +106,24 @@ def main():
         g = score(greedy, a)
         check(fresh > g + 1e-6, f"--beams {w}: the beam's score {fresh:.4f} beats greedy's {g:.4f} (the "
               "check can tell them apart)")
+    # --n-best: the final beams, ranked, one per line.
+    w, a = 3, 1.0
+    p = gantry(["run", "-m", MODEL, "--tokens", ",".join(map(str, PROMPT)), "-n", str(N), "--kv-type", "f32",
+                "--print-ids", "--ignore-eos", "--beams", str(w), "--length-penalty", str(a), "--n-best", str(w)])
+    lines = [[int(x) for x in ln.split()] for ln in p.stdout.strip().split("\n")]
+    scores = [float(x) for x in re.findall(r"score (-?[\d.]+)", p.stderr)]
+    ranked = reference_beam(w, a, ranked=True)
+    check(len(lines) == w and lines[0] == run_beam(w, a)[0],
+          f"--n-best {w}: {len(lines)} lines, the first the winner {lines[0]}")
+    for i, (toks, (rt, rs)) in enumerate(zip(lines, ranked)):
+        want = rs / N ** a
+        ok = toks == rt or abs(score(toks, a) - want) < 1e-4  # a near-tie may swap paths of equal score
+        check(ok and i < len(scores) and abs(scores[i] - want) < 1e-3,
+              f"--n-best {w}: hypothesis {i + 1} {toks} (score {scores[i] if i < len(scores) else None}) is the "
+              f"independent search's {rt} ({want:.6f})")
+    q = subprocess.run([GANTRY, "run", "-m", MODEL, "--tokens", "5,6", "-n", "2", "--beams", "2", "--n-best", "3"],
+                       capture_output=True, text=True, timeout=60)
+    check(q.returncode != 0 and "--n-best 3" in q.stderr, f"--n-best 3 with --beams 2 is refused: {q.stderr.strip()}")
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 
