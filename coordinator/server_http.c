@@ -143,6 +143,8 @@ static const char *finish_name(gt_rpc_finish f) { return gt_rpc_finish_name(f); 
 
 static json_t *usage_json(const srv_req *r, const gt_sched_usage *u) {
     uint32_t done = u ? (uint32_t)u->completion_tokens : r->n_toks;
+    for (uint32_t i = 0; i < r->n_alts; i++)
+        done += r->alts[i].n_tokens; /* every choice's, as OpenAI counts */
     json_t *o = json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens",
                           (json_int_t)done, "total_tokens", (json_int_t)(r->n_prompt + done),
                           "prompt_tokens_details", "cached_tokens", (json_int_t)(u ? u->cached_tokens : 0));

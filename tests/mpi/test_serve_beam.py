@@ -191,6 +191,10 @@ def http_checks(srv):
     got = [c["text"] for c in body["choices"]] if ok else body
     check(ok and got == want and [c["index"] for c in body["choices"]] == [0, 1, 2],
           f"/v1/completions n 3 of best_of 3: choices {got} equal the RPC's n_best 3 {want}")
+    n_all = len(r[3]["tokens"]) + sum(len(h["tokens"]) for h in r[3].get("alternatives", [])) if ok else None
+    check(ok and body["usage"]["completion_tokens"] == n_all and
+          body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + n_all,
+          f"/v1/completions n 3: usage counts every choice's tokens ({body['usage'] if ok else body} against {n_all})")
     # A stop string met by the first runner-up only (where it leaves the
     # winner's text) cuts that runner-up there, with finish "stop".
     if ok and len(want) > 1:
