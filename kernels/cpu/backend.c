@@ -108,14 +108,12 @@ typedef struct {
     float *y;
     int64_t n_rows, n;
     float eps;
-    int nth;
 } rms_job;
 
 static void rms_run(void *arg, int ith, int nth) {
     rms_job *j = arg;
-    if (ith >= j->nth) return;
     long b, e;
-    gt_pool_split((long)j->n_rows, 1, ith, j->nth, &b, &e);
+    gt_pool_split((long)j->n_rows, 1, ith, nth, &b, &e);
     for (long r = b; r < e; r++)
         j->ops->rmsnorm(j->x + r * j->n, j->w, j->y + r * j->n, j->n, j->eps);
 }
@@ -123,10 +121,10 @@ static void rms_run(void *arg, int ith, int nth) {
 static gt_status cpu_rmsnorm(gt_kernels *kb, const float *x, const float *w, float *y,
                              int64_t n_rows, int64_t n, float eps) {
     gt_cpu *k = gt__cpu(kb);
-    rms_job j = {k->ops, x, w, y, n_rows, n, eps, 1};
-    j.nth = gt__cpu_useful_threads(k, n_rows * n, GT_ELEMWISE_MIN_PER_THREAD);
-    if (j.nth > n_rows) j.nth = n_rows > 0 ? (int)n_rows : 1;
-    gt__cpu_run(k, rms_run, &j, j.nth);
+    rms_job j = {k->ops, x, w, y, n_rows, n, eps};
+    int nth = gt__cpu_useful_threads(k, n_rows * n, GT_ELEMWISE_MIN_PER_THREAD);
+    if (nth > n_rows) nth = n_rows > 0 ? (int)n_rows : 1;
+    gt__cpu_run(k, rms_run, &j, nth);
     return GT_OK;
 }
 
@@ -138,14 +136,12 @@ typedef struct {
     const float *a, *b;
     float *out;
     int64_t n;
-    int nth;
 } elem_job;
 
 static void elem_run(void *arg, int ith, int nth) {
     elem_job *j = arg;
-    if (ith >= j->nth) return;
     long b, e;
-    gt_pool_split((long)j->n, 64, ith, j->nth, &b, &e);
+    gt_pool_split((long)j->n, 64, ith, nth, &b, &e);
     if (e <= b) return;
     if (j->bin)
         j->bin(j->a + b, j->b + b, j->out + b, e - b);
@@ -155,23 +151,22 @@ static void elem_run(void *arg, int ith, int nth) {
 
 static gt_status elem_launch(gt_kernels *kb, elem_job *j) {
     gt_cpu *k = gt__cpu(kb);
-    j->nth = gt__cpu_useful_threads(k, j->n, GT_ELEMWISE_MIN_PER_THREAD);
-    gt__cpu_run(k, elem_run, j, j->nth);
+    gt__cpu_run(k, elem_run, j, gt__cpu_useful_threads(k, j->n, GT_ELEMWISE_MIN_PER_THREAD));
     return GT_OK;
 }
 
 static gt_status cpu_swiglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n) {
-    elem_job j = {gt__cpu(k)->ops->swiglu, NULL, gate, up, out, n, 1};
+    elem_job j = {gt__cpu(k)->ops->swiglu, NULL, gate, up, out, n};
     return elem_launch(k, &j);
 }
 
 static gt_status cpu_geglu(gt_kernels *k, const float *gate, const float *up, float *out, int64_t n) {
-    elem_job j = {gt__cpu(k)->ops->geglu, NULL, gate, up, out, n, 1};
+    elem_job j = {gt__cpu(k)->ops->geglu, NULL, gate, up, out, n};
     return elem_launch(k, &j);
 }
 
 static gt_status cpu_add(gt_kernels *k, float *y, const float *x, int64_t n) {
-    elem_job j = {NULL, gt__cpu(k)->ops->add, x, NULL, y, n, 1};
+    elem_job j = {NULL, gt__cpu(k)->ops->add, x, NULL, y, n};
     return elem_launch(k, &j);
 }
 

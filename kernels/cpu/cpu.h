@@ -88,13 +88,28 @@ static inline int gt__cpu_useful_threads(const gt_cpu *k, int64_t work, int64_t 
     return n < k->n_threads ? (int)n : k->n_threads;
 }
 
-/* Runs fn over arg on the pool, or on the calling thread when nth is 1 (fn
- * leaves threads ith >= nth idle). */
+/* Runs fn(arg, ith, nth) for ith in 0..nth-1 (nth at most the pool's
+ * threads): on the calling thread when nth is 1, else on the pool, whose
+ * threads past nth stay idle. */
+typedef struct {
+    gt_pool_fn fn;
+    void *arg;
+    int nth;
+} gt__cpu_run_job;
+
+static inline void gt__cpu_run_some(void *arg, int ith, int nth) {
+    const gt__cpu_run_job *j = arg;
+    if (ith < j->nth) j->fn(j->arg, ith, j->nth);
+    (void)nth;
+}
+
 static inline void gt__cpu_run(gt_cpu *k, gt_pool_fn fn, void *arg, int nth) {
-    if (nth == 1)
+    if (nth == 1) {
         fn(arg, 0, 1);
-    else
-        gt_pool_run(k->pool, fn, arg);
+        return;
+    }
+    gt__cpu_run_job j = {fn, arg, nth};
+    gt_pool_run(k->pool, gt__cpu_run_some, &j);
 }
 
 /* The rope op (kernels/cpu/rope.c); its tables' bytes for calls of up to

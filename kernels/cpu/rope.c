@@ -72,29 +72,25 @@ typedef struct {
     const float *cs; /* [n_tok][stride]: cos then sin; NULL: each row computed here */
     int stride;
     float *fill; /* rows to compute into (the table being filled), or NULL */
-    int nth;
 } rope_job;
 
 static void table_run(void *arg, int ith, int nth) {
     rope_job *j = arg;
-    if (ith >= j->nth) return;
     long b, e;
-    gt_pool_split((long)j->n_tok, 1, ith, j->nth, &b, &e);
+    gt_pool_split((long)j->n_tok, 1, ith, nth, &b, &e);
     const int half = j->p->n_rot / 2;
     for (long t = b; t < e; t++) {
         float *row = j->fill + (size_t)t * (size_t)j->stride;
         gt__rope_table(j->pos[t], j->p, row, row + half);
     }
-    (void)nth;
 }
 
 static void rope_run(void *arg, int ith, int nth) {
     rope_job *j = arg;
-    if (ith >= j->nth) return;
     const int half = j->p->n_rot / 2;
     float own[GT_ROPE_MAX_ROT];
     long b, e; /* over (token, head) vectors */
-    gt_pool_split((long)(j->n_tok * j->n_head), 1, ith, j->nth, &b, &e);
+    gt_pool_split((long)(j->n_tok * j->n_head), 1, ith, nth, &b, &e);
     while (b < e) {
         const long t = b / j->n_head, h0 = b % j->n_head;
         long h1 = j->n_head;
@@ -108,12 +104,10 @@ static void rope_run(void *arg, int ith, int nth) {
                      j->p);
         b = t * j->n_head + h1;
     }
-    (void)nth;
 }
 
 static void run(gt_cpu *k, gt_pool_fn fn, rope_job *j, int64_t work) {
-    j->nth = gt__cpu_useful_threads(k, work, GT_ELEMWISE_MIN_PER_THREAD);
-    gt__cpu_run(k, fn, j, j->nth);
+    gt__cpu_run(k, fn, j, gt__cpu_useful_threads(k, work, GT_ELEMWISE_MIN_PER_THREAD));
 }
 
 /* The table for (pos, p): one held, or the least recently used one
@@ -157,7 +151,7 @@ gt_status gt__cpu_rope(gt_kernels *kb, float *x, int64_t n_tok, int n_head, int 
     assert(p->n_rot >= 0 && p->n_rot % 2 == 0 && p->n_rot <= head_dim &&
            p->n_rot <= GT_ROPE_MAX_ROT);
     if (n_tok <= 0 || n_head <= 0 || p->n_rot == 0) return GT_OK;
-    rope_job j = {k->ops, x, n_tok, n_head, head_dim, pos, p, NULL, 0, NULL, 1};
+    rope_job j = {k->ops, x, n_tok, n_head, head_dim, pos, p, NULL, 0, NULL};
     const gt__rope_tab *t = table_for(k, pos, n_tok, p, &j);
     if (t) {
         j.cs = t->cs;
