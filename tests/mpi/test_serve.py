@@ -88,18 +88,28 @@ class Client:
         self.s = socket.create_connection(("127.0.0.1", port), timeout=120)
         self.u = msgpack.Unpacker(raw=False)
         self.notes = []
+        self.held = {}  # responses read while waiting for another msgid
+
+    def send_all(self, calls):
+        """Several requests [(msgid, method, params)] in one write, so that
+        the server reads them in one turn of its loop."""
+        self.s.sendall(b"".join(msgpack.packb([0, i, m, [p]]) for i, m, p in calls))
 
     def send(self, msgid, method, params):
         self.s.sendall(msgpack.packb([0, msgid, method, [params]]))
 
     def read(self, msgid):
         """The response to msgid; notifications collected on the way."""
+        if msgid in self.held:
+            return self.held.pop(msgid)
         while True:
             for m in self.u:
                 if m[0] == 2:
                     self.notes.append(m)
                 elif m[1] == msgid:
                     return m
+                else:
+                    self.held[m[1]] = m
             data = self.s.recv(65536)
             if not data:
                 return None
@@ -285,12 +295,14 @@ def main():
         alone = [None] * len(PROMPTS)
         for i in range(len(PROMPTS)):
             gen40(i, alone)
+        # All in one write, so they arrive in one turn of the server's loop
+        # and must share the pool whatever the host's load.
+        c = Client(srv.port)
+        c.send_all([(i + 1, "generate", {"prompt": PROMPTS[i], "max_tokens": 40}) for i in range(len(PROMPTS))])
         together = [None] * len(PROMPTS)
-        ts = [threading.Thread(target=gen40, args=(i, together)) for i in range(len(PROMPTS))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        for i in range(len(PROMPTS)):
+            r = c.read(i + 1)
+            together[i] = r[3]["tokens"] if r and r[2] is None else r
         st = Client(srv.port).call(1000, "stats", {})[3]["counters"]
         check(together == alone and all(isinstance(a, list) for a in alone) and st["preempted"] > 0,
               f"small KV pool: {st['preempted']} preemptions, outputs equal their solo runs: {together == alone} "

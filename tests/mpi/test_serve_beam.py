@@ -232,12 +232,15 @@ def preemption(cases):
         prompts = [[1] + [(t + 17 * (k + 1)) % 500 + 3 for t in PROMPTS[3][1:]] for k in range(2)]
         w, a = 4, 1.0
         want = run_ids(PROMPTS[3], ["--beams", str(w), "--length-penalty", str(a)], 24)[0]
-        clients = [ts.Client(srv.port) for _ in range(3)]
-        for k in range(2):  # sent together: they arrive in one turn of the server's loop
-            clients[k].send(20 + k, "generate", {"tokens": prompts[k], "max_tokens": 90})
-        clients[2].send(30, "generate", {"tokens": PROMPTS[3], "max_tokens": 24, "beams": w, "length_penalty": a})
-        out = {k: clients[k].read(20 + k) for k in range(2)}
-        out["beam"] = clients[2].read(30)
+        # All three in one write, so they arrive in one turn of the server's
+        # loop whatever the host's load: sent on separate connections, the
+        # beam request could come after the greedy ones had grown too far to
+        # admit it, and then wait for them instead of preempting.
+        c = ts.Client(srv.port)
+        c.send_all([(20 + k, "generate", {"tokens": prompts[k], "max_tokens": 90}) for k in range(2)] +
+                   [(30, "generate", {"tokens": PROMPTS[3], "max_tokens": 24, "beams": w, "length_penalty": a})])
+        out = {k: c.read(20 + k) for k in range(2)}
+        out["beam"] = c.read(30)
         st = ts.Client(srv.port).call(31, "stats", {})[3]["counters"]
         rb = out["beam"]
         got = rb[3]["tokens"] if rb[2] is None else rb[2]
