@@ -240,10 +240,14 @@ gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src
  * Batch-invariant: a query's output is the same bits whichever queries share
  * the call and whichever call stored its keys.
  * Key/value position p lives in block p / block_size, row p % block_size;
- * a block holds [n_kv_head, block_size, head_dim] elements of kv_type (F32 or
- * F16): each kv head's rows are contiguous (gt_kv_offset), so attention,
- * which walks one head's keys, streams them instead of taking a 128-byte
- * slice out of every n_kv_head * head_dim row. Query i sees keys 0..pos[i]
+ * a V block holds [n_kv_head, block_size, head_dim] elements of kv_type (F32
+ * or F16), a K block the same transposed per head, [n_kv_head, head_dim,
+ * block_size]: each kv head's part of a block is contiguous (gt_kv_offset,
+ * gt_k_offset), so attention, which walks one head's keys, streams them
+ * instead of taking a 128-byte slice out of every n_kv_head * head_dim row,
+ * and element d of a block's keys lies side by side, so a query's scores
+ * against many keys are vector multiply-adds with nothing to reduce across
+ * lanes (docs/benchmarks.md). Query i sees keys 0..pos[i]
  * (causal), and only the last `window` of them when window > 0. GQA: query
  * head h reads kv head h / (n_head / n_kv_head). */
 typedef struct gt_attn_args {
@@ -262,10 +266,21 @@ typedef struct gt_attn_args {
 } gt_attn_args;
 gt_status gt_attention(gt_kernels *k, const gt_attn_args *a);
 
-/* Byte offset inside its block of kv head g's row at position p (the layout
- * gt_attn_args describes). */
+/* Byte offset inside its block of kv head g's value row at position p (the
+ * layout gt_attn_args describes); also where head g's part of a K block
+ * starts, with p = 0. */
 static inline size_t gt_kv_offset(int64_t p, int g, int block_size, int head_dim, size_t elem) {
     return ((size_t)g * (size_t)block_size + (size_t)(p % block_size)) * (size_t)head_dim * elem;
+}
+
+/* Byte offset inside its block of element d of kv head g's key at position
+ * p: keys are stored transposed, [n_kv_head, head_dim, block_size], so the
+ * keys of a block lie side by side for each d (gt_attn_args). */
+static inline size_t gt_k_offset(int64_t p, int g, int d, int block_size, int head_dim,
+                                 size_t elem) {
+    return (((size_t)g * (size_t)head_dim + (size_t)d) * (size_t)block_size +
+            (size_t)(p % block_size)) *
+           elem;
 }
 
 /* Stores rows[n_tok] (f32, row_elems = n_kv_head * head_dim each) at
@@ -280,6 +295,7 @@ typedef struct gt_kv_store_args {
     int block_size;
     gt_dtype kv_type;
     int n_kv_head; /* divides row_elems */
+    int keys;      /* 1: the rows are keys, stored transposed (gt_k_offset) */
 } gt_kv_store_args;
 gt_status gt_kv_store(gt_kernels *k, const gt_kv_store_args *a);
 

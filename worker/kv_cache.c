@@ -480,6 +480,7 @@ gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const in
         .block_size = kv->cfg.block_size,
         .kv_type = kv->cfg.type,
         .n_kv_head = kv->cfg.n_kv_head > 0 ? kv->cfg.n_kv_head : 1,
+        .keys = !is_v,
     };
     return gt_kv_store(kv->kern, &a);
 }

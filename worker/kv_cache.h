@@ -3,7 +3,8 @@
  * list serves all layers. Position p of a sequence lives in block
  * table[p / block_size], row p % block_size; a row holds n_kv_head * head_dim
  * elements of the cache type for K, and the same for V, stored head by head
- * inside the block (gt_kv_offset).
+ * inside the block (gt_kv_offset); a K block holds each head's keys
+ * transposed, element d of its keys side by side (gt_k_offset).
  *
  * Paging (rather than one contiguous buffer per sequence) lets the scheduler
  * admit sequences of unknown final length, and later swap blocks to host

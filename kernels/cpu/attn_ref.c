@@ -12,10 +12,20 @@ size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok) {
     return (size_t)a->head_dim * (sizeof(double) + 2 * sizeof(float));
 }
 
-/* Row p of kv head g as float. */
-static void load_row(const gt_attn_args *a, const void *const *blocks, int64_t p, int g,
-                     float *dst) {
-    const void *row = gt__kv_row(a, blocks, p, g);
+/* Key p of kv head g as float: its elements lie block_size apart. */
+static void load_key(const gt_attn_args *a, int64_t p, int g, float *dst) {
+    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
+    const char *k0 = (const char *)a->k_blocks[p / a->block_size] +
+                     gt_k_offset(p, g, 0, a->block_size, a->head_dim, elem);
+    for (int d = 0; d < a->head_dim; d++) {
+        const char *e = k0 + (size_t)d * (size_t)a->block_size * elem;
+        dst[d] = a->kv_type == GT_F16 ? gt_f16_to_f32(*(const gt_f16 *)e) : *(const float *)e;
+    }
+}
+
+/* Value row p of kv head g as float. */
+static void load_row(const gt_attn_args *a, int64_t p, int g, float *dst) {
+    const void *row = gt__kv_row(a, a->v_blocks, p, g);
     if (a->kv_type == GT_F16) {
         for (int d = 0; d < a->head_dim; d++) dst[d] = gt_f16_to_f32(((const gt_f16 *)row)[d]);
     } else {
@@ -38,14 +48,14 @@ void gt__attention_ref(const gt_attn_args *a, int g, int g_next, int64_t t0, int
             double m = -INFINITY, l = 0;
             for (int d = 0; d < hd; d++) acc[d] = 0;
             for (int64_t p = lo; p <= pos; p++) {
-                load_row(a, a->k_blocks, p, g, krow);
+                load_key(a, p, g, krow);
                 double s = 0;
                 for (int d = 0; d < hd; d++) s += (double)q[d] * krow[d];
                 s *= a->scale;
                 if (a->softcap > 0) s = a->softcap * tanh(s / a->softcap);
                 const double m_new = s > m ? s : m;
                 const double alpha = exp(m - m_new), w = exp(s - m_new);
-                load_row(a, a->v_blocks, p, g, vrow);
+                load_row(a, p, g, vrow);
                 for (int d = 0; d < hd; d++) acc[d] = acc[d] * alpha + w * vrow[d];
                 l = l * alpha + w;
                 m = m_new;

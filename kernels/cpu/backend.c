@@ -260,12 +260,19 @@ static gt_status cpu_attention(gt_kernels *kb, const gt_attn_args *a) {
     assert(a->n_kv_head > 0 && a->n_head % a->n_kv_head == 0 && a->block_size > 0 &&
            (a->kv_type == GT_F32 || a->kv_type == GT_F16));
     if (a->n_tok <= 0) return GT_OK;
-    attn_job j = {k->ops, a, k->ops->attn_tile, 0, NULL, 0};
+    /* The largest tile (fewest passes over the keys) that still gives each
+     * of several threads four items; a query's bits do not depend on its
+     * tile. */
+    attn_job j = {k->ops, a,    k->ops->attn_tile < a->n_tok ? k->ops->attn_tile : a->n_tok,
+                  0,      NULL, 0};
+    while (k->n_threads > 1 && j.tile > 1 &&
+           (a->n_tok + j.tile - 1) / j.tile * a->n_kv_head < 4 * k->n_threads)
+        j.tile /= 2;
     j.n_tiles = (a->n_tok + j.tile - 1) / j.tile;
     j.per_thread = gt_align_up(k->ops->attn_scratch_bytes(a, j.tile), GT_ALIGN);
     const int64_t n_items = j.n_tiles * a->n_kv_head;
     const int nth = n_items < k->n_threads ? (int)n_items : k->n_threads;
-    const size_t total = gt__attn_scratch_total(k->ops, a, k->n_threads);
+    const size_t total = j.per_thread * (size_t)k->n_threads;
     j.scratch = gt__cpu_scratch(k, total);
     if (!j.scratch && k->reserved)
         return gt_fail(GT_ERR_RANGE, "attention: %d heads per kv head of %d dims on %d threads need "

@@ -146,7 +146,5 @@ gt_status gt__cpu_matmul_multi(gt_kernels *k, const gt_matmul_item *items, int n
 size_t gt__mm_ref_scratch_bytes(int64_t n_in, int n_threads);
 size_t gt__mm_q8_scratch_bytes(int64_t n_in, int64_t n_tok, int n_threads);
 size_t gt__mm_pf_scratch_bytes(gt_isa isa, int64_t n_tok, int n_threads);
-/* Attention: per-thread bytes (aligned) times the threads, for a table. */
-size_t gt__attn_scratch_total(const struct gt_ops *ops, const gt_attn_args *a, int n_threads);
 
 #endif

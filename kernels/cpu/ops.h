@@ -19,9 +19,11 @@
 #define GT_ROPE_MAX_ROT 1024
 
 /* The SIMD attention (kernels/cpu/ops_simd.h): keys per softmax step (a
- * multiple of the vector width) and query tokens per work item. */
+ * multiple of the vector width) and query tokens per work item at most
+ * (a tile's queries share each pass over a chunk's keys; fewer when the
+ * tiles would not give every thread several items: cpu_attention). */
 #define GT_ATTN_CHUNK 64
-#define GT_ATTN_TILE 4
+#define GT_ATTN_TILE  16
 /* Its scratch for n_tok query tokens of `group` heads sharing a kv head, with
  * vectors of vw floats; baseline code (kernels/cpu/workspace.c), so that the
  * workspace can be sized on any CPU. */

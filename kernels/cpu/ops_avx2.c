@@ -28,11 +28,6 @@ static inline void v_store_n(float *p, vf x, int n) {
         _mm256_maskstore_ps(p, lanes(n), x);
 }
 /* Lanes [l0, l0 + n) of x to p[0..n). */
-static inline void v_store_lanes(float *p, vf x, int l0, int n) {
-    float t[8];
-    _mm256_storeu_ps(t, x);
-    for (int i = 0; i < n; i++) p[i] = t[l0 + i];
-}
 static inline vf v_load_h(const gt_f16 *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
@@ -61,14 +56,6 @@ static inline float v_hmax(vf a) {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-/* Lane j of the result is the sum of a[j], for 8 vectors. */
-static inline vf v_hsum_lanes(const vf *a) {
-    const vf t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    const vf t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-    const vf u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 static inline vf v_swap_pairs(vf a) { return _mm256_permute_ps(a, 0xB1); }
 static inline vf v_round(vf a) {

@@ -19,9 +19,6 @@ static inline void v_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
 static inline void v_store_n(float *p, vf x, int n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
 /* Lanes [l0, l0 + n) of x to p[0..n) (a masked store: the lanes outside
  * write nothing, so p - l0 is never written). */
-static inline void v_store_lanes(float *p, vf x, int l0, int n) {
-    _mm512_mask_storeu_ps(p - l0, (__mmask16)(lanes(n) << l0), x);
-}
 static inline vf v_load_h(const gt_f16 *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
@@ -39,26 +36,6 @@ static inline vf v_min(vf a, vf b) { return _mm512_min_ps(a, b); }
 static inline vf v_abs(vf a) { return _mm512_abs_ps(a); }
 static inline float v_hsum(vf a) { return _mm512_reduce_add_ps(a); }
 static inline float v_hmax(vf a) { return _mm512_reduce_max_ps(a); }
-/* Lane j of the result is the sum of a[j], for 16 vectors: pairwise
- * unpack-and-add within 128-bit lanes, then across lanes. */
-static inline vf v_hsum_lanes(const vf *a) {
-    vf t[8], u[4];
-    for (int j = 0; j < 8; j++)
-        t[j] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * j], a[2 * j + 1]),
-                             _mm512_unpackhi_ps(a[2 * j], a[2 * j + 1]));
-    for (int j = 0; j < 4; j++) {
-        const __m512d x = _mm512_castps_pd(t[2 * j]), y = _mm512_castps_pd(t[2 * j + 1]);
-        u[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-    }
-    /* u[j], 128-bit lane L: partial sums of vectors 4j..4j+3 over lane L */
-    const vf w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
-                                 _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
-    const vf w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88),
-                                 _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88),
-                         _mm512_shuffle_f32x4(w01, w23, 0xDD));
-}
 static inline vf v_swap_pairs(vf a) { return _mm512_permute_ps(a, 0xB1); }
 static inline vf v_round(vf a) {
     return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

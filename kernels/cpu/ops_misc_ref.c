@@ -105,7 +105,19 @@ gt_status gt__kv_store_ref(const gt_kv_store_args *a) {
             uint8_t *dst = (uint8_t *)a->blocks[p / a->block_size] +
                            gt_kv_offset(p, g, a->block_size, hd, elem);
             const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
-            if (a->kv_type == GT_F32)
+            if (a->keys) { /* element d of each key of the block side by side */
+                uint8_t *k0 = (uint8_t *)a->blocks[p / a->block_size] +
+                              gt_k_offset(p, g, 0, a->block_size, hd, elem);
+                const size_t step = (size_t)a->block_size * elem;
+                for (int d = 0; d < hd; d++) {
+                    if (a->kv_type == GT_F32)
+                        memcpy(k0 + d * step, src + d, elem);
+                    else {
+                        const gt_f16 h = gt_f32_to_f16(src[d]);
+                        memcpy(k0 + d * step, &h, elem);
+                    }
+                }
+            } else if (a->kv_type == GT_F32)
                 memcpy(dst, src, (size_t)hd * elem);
             else
                 GT_TRY(gt_quantize_row(GT_F16, src, dst, hd));

@@ -4,8 +4,7 @@
  *
  *   vf, VW, v_zero, v_set1, v_load, v_load_n, v_store, v_store_n, v_load_h,
  *   v_load_h_n, v_add, v_sub, v_mul, v_div, v_fma (a*b+c), v_fnma (c-a*b),
- *   v_max, v_min, v_abs, v_hsum, v_hmax, v_hsum_lanes (lane j = sum of
- *   vector j of VW vectors), v_swap_pairs, v_round,
+ *   v_max, v_min, v_abs, v_hsum, v_hmax, v_swap_pairs, v_round,
  *   v_pow2i (2^n for integral n in [-126, 127]), v_select_lt (x < y ? a : b),
  *   v_copysign (|mag| with the sign of s).
  *
@@ -208,7 +207,10 @@ static void kv_rows(const gt_attn_args *a, const void *const *blocks, int g, int
  * time between the current chunk's score calls: the memory then works
  * while the core computes (the KV cache of a long context is far larger
  * than L2, each chunk of a kv head touches several blocks, and the
- * hardware prefetchers do not follow from block to block). */
+ * hardware prefetchers do not follow from block to block). A K block's
+ * head part is transposed but spans the same bytes, so "row r" of it is
+ * simply its r-th row-sized piece: a chunk's pieces cover its keys when
+ * the chunk holds whole blocks (blocks of 16, 32 or 64), roughly else. */
 typedef struct {
     const gt_attn_args *a;
     int g, r;        /* the next row: row r of block b */
@@ -254,67 +256,127 @@ static inline __attribute__((always_inline)) vf kv_load_n(const int H, const voi
     return H ? v_load_h_n((const gt_f16 *)row + d, n) : v_load_n((const float *)row + d, n);
 }
 
-/* Scores of NQ queries (1, 2 or 4 query heads of one token, which see the
- * same keys) against the key rows k[0..n): s[i][c] = q_i . k_c. Every score
- * is one FMA chain over the head's VW-wide pieces and then v_hsum_lanes'
- * tree, so its bits do not depend on which keys or queries share the call
- * (batch invariance). A call reduces VW chains at once, NK = VW / NQ keys
- * of each query; past n the last key is repeated and its scores dropped.
- * Each K piece is widened once for the NQ queries, in registers: no
- * converted copy of the rows is stored. */
-static inline __attribute__((always_inline)) void qk_n(const int NQ, const int H,
-                                                       const float *const *q, const void *const *k,
-                                                       int n, int hd, float *const *s,
-                                                       kv_readahead *ra) {
-    const int NK = VW / NQ;
-    for (int c = 0; c < n; c += NK) {
-        kv_readahead_rows(ra, NK); /* as fast as the keys go */
-        const void *kr[VW];
-        for (int j = 0; j < NK; j++) kr[j] = k[c + j < n ? c + j : n - 1];
-        vf acc[VW];
-        for (int j = 0; j < VW; j++) acc[j] = v_zero();
-        int d = 0;
-        for (; d + VW <= hd; d += VW)
-            for (int j = 0; j < NK; j++) {
-                const vf kv = kv_load(H, kr[j], d);
-                for (int i = 0; i < NQ; i++)
-                    acc[i * NK + j] = v_fma(v_load(q[i] + d), kv, acc[i * NK + j]);
+/* K is stored transposed in each block: kv head g's keys as [head_dim][block
+ * size] (gt_k_offset), so VW keys' element d lie side by side. A key vector:
+ * n (1..VW) consecutive keys of one block, at chunk slot c, p pointing at
+ * their element 0 (element d at p + d * block_size elements). */
+typedef struct {
+    const void *p;
+    int c, n;
+} kvec;
+
+/* The key vectors of chunk keys [c0, c0 + nc) of kv head g. */
+static int k_vectors(const gt_attn_args *a, int g, int64_t c0, int nc, kvec *kv) {
+    const int hd = a->head_dim, bs = a->block_size;
+    const size_t esz = a->kv_type == GT_F16 ? 2 : 4;
+    int n_v = 0;
+    for (int c = 0; c < nc;) {
+        const int64_t p = c0 + c;
+        const int r = (int)(p % bs);
+        int n = bs - r < nc - c ? bs - r : nc - c;
+        n = n < VW ? n : VW;
+        kv[n_v].p = (const char *)a->k_blocks[p / bs] + gt_k_offset(r, g, 0, bs, hd, esz);
+        kv[n_v].c = c;
+        kv[n_v].n = n;
+        n_v++;
+        c += n;
+    }
+    return n_v;
+}
+
+/* Queries and key vectors per score call: NQ x NV accumulators and NV
+ * keys in registers (32 zmm, 16 ymm). */
+#define QKT_NV 4
+#define QKT_NQ (VW == 16 ? 6 : 2)
+
+/* Scores of NQ queries against NV key vectors: s[i][c] = q_i . k_c, each
+ * lane one key, each score one FMA chain over d = 0..hd-1 in order; its
+ * bits depend on nothing else in the call (batch invariance). F (all
+ * vectors full) reads whole vectors, else each reads its first n lanes. */
+static inline __attribute__((always_inline)) void qkt_n(const int NQ, const int NV, const int H,
+                                                        const int F, const float *const *q,
+                                                        const kvec *kv, int hd, int bs,
+                                                        float *const *s, kv_readahead *ra) {
+    vf acc[QKT_NQ][QKT_NV];
+    for (int i = 0; i < NQ; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = v_zero();
+    const size_t step = (size_t)bs;
+    const int ra_rows = (ATTN_CHUNK + hd - 1) / hd; /* a chunk's rows over hd steps */
+    for (int d = 0; d < hd; d++) {
+        kv_readahead_rows(ra, ra_rows);
+        vf k[QKT_NV];
+        for (int v = 0; v < NV; v++) {
+            if (H) {
+                const gt_f16 *kp = (const gt_f16 *)kv[v].p + d * step;
+                k[v] = F ? v_load_h(kp) : v_load_h_n(kp, kv[v].n);
+            } else {
+                const float *kp = (const float *)kv[v].p + d * step;
+                k[v] = F ? v_load(kp) : v_load_n(kp, kv[v].n);
             }
-        if (d < hd)
-            for (int j = 0; j < NK; j++) {
-                const vf kv = kv_load_n(H, kr[j], d, hd - d);
-                for (int i = 0; i < NQ; i++)
-                    acc[i * NK + j] = v_fma(v_load_n(q[i] + d, hd - d), kv, acc[i * NK + j]);
-            }
-        const vf r = v_hsum_lanes(acc);
-        const int m = n - c < NK ? n - c : NK;
-        for (int i = 0; i < NQ; i++) v_store_lanes(s[i] + c, r, i * NK, m);
+        }
+        for (int i = 0; i < NQ; i++) {
+            const vf qd = v_set1(q[i][d]);
+            for (int v = 0; v < NV; v++) acc[i][v] = v_fma(qd, k[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int v = 0; v < NV; v++) v_store_n(s[i] + kv[v].c, acc[i][v], kv[v].n);
+}
+
+/* Scores of n_q queries against a chunk's n_v key vectors, in calls of up
+ * to QKT_NQ queries x QKT_NV vectors (H a constant in each caller below,
+ * so each gets its own specialised copies). */
+static inline __attribute__((always_inline)) void qkt_h(const int H, const float *const *q, int n_q,
+                                                        const kvec *kv, int n_v, int hd, int bs,
+                                                        float *const *s, kv_readahead *ra) {
+    for (int v0 = 0; v0 < n_v; v0 += QKT_NV) {
+        const int nv = n_v - v0 < QKT_NV ? n_v - v0 : QKT_NV;
+        int full = 1;
+        for (int v = v0; v < v0 + nv; v++) full &= kv[v].n == VW;
+        for (int i = 0, m; i < n_q; i += m) {
+            m = n_q - i < QKT_NQ ? n_q - i : QKT_NQ;
+#define QKT_CALL(NQ, NV)                                                                           \
+    do {                                                                                           \
+        if (full)                                                                                  \
+            qkt_n(NQ, NV, H, 1, q + i, kv + v0, hd, bs, s + i, ra);                                \
+        else                                                                                       \
+            qkt_n(NQ, NV, H, 0, q + i, kv + v0, hd, bs, s + i, ra);                                \
+    } while (0)
+#define QKT_Q(NQ)                                                                                  \
+    do {                                                                                           \
+        if (nv == 4)                                                                               \
+            QKT_CALL(NQ, 4);                                                                       \
+        else if (nv == 3)                                                                          \
+            QKT_CALL(NQ, 3);                                                                       \
+        else if (nv == 2)                                                                          \
+            QKT_CALL(NQ, 2);                                                                       \
+        else                                                                                       \
+            QKT_CALL(NQ, 1);                                                                       \
+    } while (0)
+            if (QKT_NQ >= 6 && m == 6)
+                QKT_Q(6);
+            else if (QKT_NQ >= 5 && m == 5)
+                QKT_Q(5);
+            else if (QKT_NQ >= 4 && m == 4)
+                QKT_Q(4);
+            else if (QKT_NQ >= 3 && m == 3)
+                QKT_Q(3);
+            else if (m == 2)
+                QKT_Q(2);
+            else
+                QKT_Q(1);
+#undef QKT_Q
+#undef QKT_CALL
+        }
     }
 }
 
-/* The scores of a token's n_q query heads, in calls of 4, 2 and 1 (H a
- * constant in each caller below, so each gets its own specialised copy). */
-static inline __attribute__((always_inline)) void qk_group_h(const int H, const float *const *q,
-                                                             int n_q, const void *const *k, int n,
-                                                             int hd, float *const *s,
-                                                             kv_readahead *ra) {
-    for (int i = 0, m; i < n_q; i += m) {
-        m = n_q - i >= 4 ? 4 : n_q - i >= 2 ? 2 : 1;
-        if (m == 4)
-            qk_n(4, H, q + i, k, n, hd, s + i, ra);
-        else if (m == 2)
-            qk_n(2, H, q + i, k, n, hd, s + i, ra);
-        else
-            qk_n(1, H, q + i, k, n, hd, s + i, ra);
-    }
-}
-
-static void qk_group(int H, const float *const *q, int n_q, const void *const *k, int n, int hd,
-                     float *const *s, kv_readahead *ra) {
+static void qkt_group(int H, const float *const *q, int n_q, const kvec *kv, int n_v, int hd,
+                      int bs, float *const *s, kv_readahead *ra) {
     if (H)
-        qk_group_h(1, q, n_q, k, n, hd, s, ra);
+        qkt_h(1, q, n_q, kv, n_v, hd, bs, s, ra);
     else
-        qk_group_h(0, q, n_q, k, n, hd, s, ra);
+        qkt_h(0, q, n_q, kv, n_v, hd, bs, s, ra);
 }
 
 /* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..4,
@@ -325,12 +387,14 @@ static void qk_group(int H, const float *const *q, int n_q, const void *const *k
  * (each element's chain is the same). A zero probability is multiplied
  * like any other (the rows in [0, nc) are visible, written keys: finite),
  * no branch per key. */
+#define PV_N (VW == 16 ? 6 : 4) /* queries per value-sum call: 4 N accumulators */
+
 static inline __attribute__((always_inline)) void
 pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float *alpha,
                 const float *const *p, const void *const *v, int nc) {
     int d0 = 0;
     for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
-        vf a[4][4];
+        vf a[PV_N][4];
         for (int i = 0; i < N; i++) {
             const vf al = v_set1(alpha[i]);
             for (int j = 0; j < 4; j++) a[i][j] = v_mul(v_load(acc[i] + d0 + j * VW), al);
@@ -364,8 +428,12 @@ static inline __attribute__((always_inline)) void pv_group_h(const int H, float 
                                                              const float *const *p,
                                                              const void *const *v, int nc) {
     for (int i = 0, k; i < n; i += k) {
-        k = n - i < 4 ? n - i : 4;
-        if (k == 4)
+        k = n - i < PV_N ? n - i : PV_N;
+        if (PV_N >= 6 && k == 6)
+            pv_accumulate_n(6, H, acc + i, hd, alpha + i, p + i, v, nc);
+        else if (PV_N >= 5 && k == 5)
+            pv_accumulate_n(5, H, acc + i, hd, alpha + i, p + i, v, nc);
+        else if (k == 4)
             pv_accumulate_n(4, H, acc + i, hd, alpha + i, p + i, v, nc);
         else if (k == 3)
             pv_accumulate_n(3, H, acc + i, hd, alpha + i, p + i, v, nc);
@@ -384,33 +452,42 @@ static void pv_accumulate_group(int H, float *const *acc, int n, int hd, const f
         pv_group_h(0, acc, n, hd, alpha, p, v, nc);
 }
 
-/* Online softmax of one query over a chunk: s[cl..ch] holds its raw
- * scores; they become probabilities against the new running maximum *m
- * (the chunk's other slots -inf, then 0), the running sum *l is rescaled
- * and extended, and the factor for the old accumulator is returned. */
-static float softmax_chunk(const gt_attn_args *a, float *s, int cl, int ch, float *m, float *l) {
+/* Online softmax over a chunk of the queries of rows [i0, i1) of sc (each
+ * ATTN_CHUNK floats), which see the chunk's keys cl..ch: their raw scores
+ * become probabilities against each row's new running maximum m[i] (the
+ * other slots -inf, then 0), the running sums l[i] are rescaled and
+ * extended, and alpha[i] is the factor for the old accumulator. Each row
+ * takes the same steps as alone; the rows go through each phase together,
+ * so one row's reductions overlap the next's instead of waiting on them. */
+static void softmax_rows(const gt_attn_args *a, float *sc, int i0, int i1, int cl, int ch, float *m,
+                         float *l, float *alpha) {
     const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
-    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
-        vf x = v_mul(v_load(s + c1), v_set1(a->scale));
-        if (a->softcap > 0) x = v_mul(cap, v_tanh(v_mul(x, inv_cap)));
-        v_store(s + c1, x);
+    for (int i = i0; i < i1; i++) {
+        float *s = sc + (size_t)i * ATTN_CHUNK;
+        for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
+            vf x = v_mul(v_load(s + c1), v_set1(a->scale));
+            if (a->softcap > 0) x = v_mul(cap, v_tanh(v_mul(x, inv_cap)));
+            v_store(s + c1, x);
+        }
+        for (int c1 = 0; c1 < cl; c1++) s[c1] = -INFINITY;
+        for (int c1 = ch + 1; c1 < ATTN_CHUNK; c1++) s[c1] = -INFINITY;
+        vf vmax = v_set1(-INFINITY);
+        for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) vmax = v_max(vmax, v_load(s + c1));
+        const float m_new = fmaxf(m[i], v_hmax(vmax));
+        alpha[i] = m[i] == -INFINITY ? 0.f : expf(m[i] - m_new);
+        m[i] = m_new;
     }
-    for (int c1 = 0; c1 < cl; c1++) s[c1] = -INFINITY;
-    for (int c1 = ch + 1; c1 < ATTN_CHUNK; c1++) s[c1] = -INFINITY;
-    vf vmax = v_set1(-INFINITY);
-    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) vmax = v_max(vmax, v_load(s + c1));
-    const float m_new = fmaxf(*m, v_hmax(vmax));
-    const float alpha = *m == -INFINITY ? 0.f : expf(*m - m_new);
-    vf vsum = v_zero();
-    const vf mv = v_set1(m_new);
-    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
-        const vf pr = v_exp(v_sub(v_load(s + c1), mv));
-        vsum = v_add(vsum, pr);
-        v_store(s + c1, pr);
+    for (int i = i0; i < i1; i++) {
+        float *s = sc + (size_t)i * ATTN_CHUNK;
+        vf vsum = v_zero();
+        const vf mv = v_set1(m[i]);
+        for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
+            const vf pr = v_exp(v_sub(v_load(s + c1), mv));
+            vsum = v_add(vsum, pr);
+            v_store(s + c1, pr);
+        }
+        l[i] = l[i] * alpha[i] + v_hsum(vsum);
     }
-    *l = *l * alpha + v_hsum(vsum);
-    *m = m_new;
-    return alpha;
 }
 
 static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
@@ -418,16 +495,19 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
     const attn_dims dm = attn_dims_of(a, t1 - t0);
     const int hd = dm.hd, M = dm.m, G = dm.group, H = a->kv_type == GT_F16;
     const size_t st = dm.acc_stride;
-    float *acc = scratch;                           /* [M, st] */
-    float *sc = acc + (size_t)M * st;               /* [M, ATTN_CHUNK] */
-    float *mrow = sc + (size_t)M * ATTN_CHUNK;      /* [M] */
-    float *lrow = mrow + M;                         /* [M] */
-    int64_t *lo = (int64_t *)(lrow + M);            /* [M] */
-    int64_t *hi = lo + M;                           /* [M] */
-    const float **qp = (const float **)(hi + M);    /* [G] */
-    float **sp = (float **)(qp + G), **ap = sp + G; /* [G] each */
-    float *alpha = (float *)(ap + G);               /* [G] */
-    const void *krows[ATTN_CHUNK], *vrows[ATTN_CHUNK];
+    float *acc = scratch;                        /* [M, st] */
+    float *sc = acc + (size_t)M * st;            /* [M, ATTN_CHUNK] */
+    float *mrow = sc + (size_t)M * ATTN_CHUNK;   /* [M] */
+    float *lrow = mrow + M;                      /* [M] */
+    int64_t *lo = (int64_t *)(lrow + M);         /* [M] */
+    int64_t *hi = lo + M;                        /* [M] */
+    const float **qp = (const float **)(hi + M); /* [M] */
+    const float **qs = qp + M;                   /* [M] */
+    float **ss = (float **)(qs + M);             /* [M] */
+    float **sp = ss + M, **ap = sp + M;          /* [M] each */
+    float *alpha = (float *)(ap + M);            /* [M] */
+    kvec kv[ATTN_CHUNK];
+    const void *vrows[ATTN_CHUNK];
     int64_t kmin = INT64_MAX, kmax = -1;
     for (int i = 0; i < M; i++) {
         const int64_t t = t0 + i / G;
@@ -438,6 +518,7 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
         mrow[i] = -INFINITY;
         lrow[i] = 0;
         for (size_t d = 0; d < st; d++) acc[(size_t)i * st + d] = 0;
+        qp[i] = a->q + ((size_t)t * a->n_head + (size_t)g * G + i % G) * hd;
     }
     /* Chunks lie on a fixed grid of key positions (multiples of
      * ATTN_CHUNK), not from the tile's first key: a query's scores, maxima
@@ -447,7 +528,7 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
     const int64_t cfirst = kmin - kmin % ATTN_CHUNK, clast = kmax - kmax % ATTN_CHUNK;
     for (int64_t c0 = cfirst; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
-        kv_rows(a, a->k_blocks, g, c0, nc, krows);
+        const int n_v = k_vectors(a, g, c0, nc, kv);
         kv_rows(a, a->v_blocks, g, c0, nc, vrows);
         /* The rows of the chunk after next (the next one's are on their
          * way), spread over this chunk's score calls; past this kv head's
@@ -462,23 +543,41 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
         kv_readahead ra;
         kv_readahead_init(&ra, a, ra_g, ra0,
                           ra0 + ATTN_CHUNK <= kmax + 1 ? ra0 + ATTN_CHUNK : kmax + 1);
-        for (int i0 = 0; i0 < M; i0 += G) { /* a token's G query heads see the same keys */
+        /* The scores of every query of the tokens that see a key of this
+         * chunk, over all its keys (those a query does not see are dropped
+         * by its softmax): one pass over the chunk's K for the tile. */
+        int n_s = 0;
+        for (int i0 = 0; i0 < M; i0 += G) {
+            if (lo[i0] > c0 + nc - 1 || hi[i0] < c0) continue;
+            for (int i = i0; i < i0 + G; i++, n_s++) {
+                qs[n_s] = qp[i];
+                ss[n_s] = sc + (size_t)i * ATTN_CHUNK;
+            }
+        }
+        qkt_group(H, qs, n_s, kv, n_v, hd, a->block_size, ss, &ra);
+        /* Softmax, then the value sums of consecutive tokens that see the
+         * same keys of the chunk (all but the last chunk, without a window)
+         * in one call: each V row is read for all their queries. */
+        for (int i0 = 0; i0 < M;) { /* a token's G query heads see the same keys */
             const int64_t cl64 = (lo[i0] > c0 ? lo[i0] : c0) - c0;
             const int64_t ch64 = (hi[i0] < c0 + nc - 1 ? hi[i0] : c0 + nc - 1) - c0;
-            if (cl64 > ch64) continue; /* no visible key in this chunk */
+            if (cl64 > ch64) { /* no visible key in this chunk */
+                i0 += G;
+                continue;
+            }
             const int cl = (int)cl64, ch = (int)ch64;
-            const int64_t t = t0 + i0 / G;
-            for (int i = 0; i < G; i++) {
-                qp[i] = a->q + ((size_t)t * a->n_head + (size_t)g * G + i) * hd;
-                sp[i] = sc + (size_t)(i0 + i) * ATTN_CHUNK + cl;
+            int i1 = i0 + G;
+            while (i1 < M && ((lo[i1] > c0 ? lo[i1] : c0) - c0 == cl64) &&
+                   ((hi[i1] < c0 + nc - 1 ? hi[i1] : c0 + nc - 1) - c0 == ch64))
+                i1 += G;
+            softmax_rows(a, sc, i0, i1, cl, ch, mrow, lrow, alpha);
+            for (int i = i0; i < i1; i++) {
+                sp[i] = sc + (size_t)i * ATTN_CHUNK + cl;
+                ap[i] = acc + (size_t)i * st;
             }
-            qk_group(H, qp, G, krows + cl, ch - cl + 1, hd, sp, &ra);
-            for (int i = 0; i < G; i++) {
-                alpha[i] = softmax_chunk(a, sp[i] - cl, cl, ch, &mrow[i0 + i], &lrow[i0 + i]);
-                ap[i] = acc + (size_t)(i0 + i) * st;
-            }
-            pv_accumulate_group(H, ap, G, hd, alpha, (const float *const *)sp, vrows + cl,
-                                ch - cl + 1);
+            pv_accumulate_group(H, ap + i0, i1 - i0, hd, alpha + i0, (const float *const *)sp + i0,
+                                vrows + cl, ch - cl + 1);
+            i0 = i1;
         }
     }
     for (int i = 0; i < M; i++) {

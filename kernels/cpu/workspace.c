@@ -29,9 +29,8 @@ size_t gt__attn_simd_scratch_bytes(int head_dim, int group, int64_t n_tok, int v
     size_t floats = m * acc_stride      /* accumulators */
                     + m * GT_ATTN_CHUNK /* scores / probabilities */
                     + 2 * m             /* running max and sum */
-                    + (size_t)group;    /* a token's rescale factors */
-    return floats * sizeof(float) + 2 * m * sizeof(int64_t) + 3 * (size_t)group * sizeof(void *) +
-           4 * 64;
+                    + m;                /* the queries' rescale factors */
+    return floats * sizeof(float) + 2 * m * sizeof(int64_t) + 5 * m * sizeof(void *) + 4 * 64;
 }
 
 size_t gt__mm_ref_scratch_bytes(int64_t n_in, int n_threads) {
@@ -53,20 +52,21 @@ size_t gt__mm_pf_scratch_bytes(gt_isa isa, int64_t n_tok, int n_threads) {
     return floats * sizeof(float) * (size_t)n_threads;
 }
 
-size_t gt__attn_scratch_total(const struct gt_ops *ops, const gt_attn_args *a, int n_threads) {
-    return gt_align_up(ops->attn_scratch_bytes(a, ops->attn_tile), GT_ALIGN) * (size_t)n_threads;
-}
-
 static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Attention's per-thread bytes for the worst grouping (every query head on one
- * kv head) over the tables of every ISA, computed without calling into them. */
+ * kv head) over the tables of every ISA, computed without calling into them;
+ * a call's tile is at most its tokens (cpu_attention). */
 static size_t attn_bytes(const gt_workspace_req *r) {
     if (r->max_heads < 1 || r->head_dim < 1) return 0;
     gt_attn_args a = {.n_head = r->max_heads, .n_kv_head = 1, .head_dim = r->head_dim};
+    const int64_t tile =
+        r->max_tokens >= 1 && r->max_tokens < GT_ATTN_TILE ? r->max_tokens : GT_ATTN_TILE;
     size_t ref = gt_align_up(gt__attn_scratch_bytes_ref(&a, 1), GT_ALIGN);
-    size_t avx2 = gt_align_up(gt__attn_simd_scratch_bytes(r->head_dim, r->max_heads, GT_ATTN_TILE, 8), GT_ALIGN);
-    size_t avx512 = gt_align_up(gt__attn_simd_scratch_bytes(r->head_dim, r->max_heads, GT_ATTN_TILE, 16), GT_ALIGN);
+    size_t avx2 =
+        gt_align_up(gt__attn_simd_scratch_bytes(r->head_dim, r->max_heads, tile, 8), GT_ALIGN);
+    size_t avx512 =
+        gt_align_up(gt__attn_simd_scratch_bytes(r->head_dim, r->max_heads, tile, 16), GT_ALIGN);
     return max2(ref, max2(avx2, avx512)) * (size_t)r->n_threads;
 }
 

@@ -187,10 +187,12 @@ static int check_attention(const attn_case *c) {
                                            .blocks = kb,
                                            .block_size = c->block_size,
                                            .kv_type = c->kv,
-                                           .n_kv_head = c->n_kv_head};
+                                           .n_kv_head = c->n_kv_head,
+                                           .keys = 1};
                     assert_int_equal(gt_kv_store(k, &ks), GT_OK);
                     ks.rows = vr + (size_t)t0 * row;
                     ks.blocks = vb;
+                    ks.keys = 0;
                     assert_int_equal(gt_kv_store(k, &ks), GT_OK);
                     gt_attn_args a = {.q = q + (size_t)t0 * qrow, .out = dst + (size_t)t0 * qrow,
                                       .pos = pos + t0, .n_tok = n, .n_head = c->n_head,
@@ -235,11 +237,11 @@ static int check_attention(const attn_case *c) {
 static void test_attention_query_alone_equals_query_in_tile(void **state) {
     (void)state;
     const attn_case cases[] = {
-        {150, 8, 2, 64, 16, 0, 0.0f, GT_F32},
-        {150, 8, 2, 64, 16, 0, 0.0f, GT_F16},
-        {150, 4, 4, 40, 32, 50, 0.0f, GT_F16},
-        {200, 6, 2, 32, 16, 37, 30.0f, GT_F32},
+        {150, 8, 2, 64, 16, 0, 0.0f, GT_F32},   {150, 8, 2, 64, 16, 0, 0.0f, GT_F16},
+        {150, 4, 4, 40, 32, 50, 0.0f, GT_F16},  {200, 6, 2, 32, 16, 37, 30.0f, GT_F32},
         {200, 8, 2, 64, 16, 100, 0.0f, GT_F16}, /* a window wider than a chunk */
+        {130, 6, 3, 48, 24, 0, 0.0f, GT_F16},   /* key vectors cut by blocks of 24 */
+        {120, 4, 2, 40, 7, 30, 0.0f, GT_F16},   /* blocks of 7: no full key vector */
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) ok &= check_attention(&cases[i]);

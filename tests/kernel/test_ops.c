@@ -332,6 +332,8 @@ static const attn_case k_attn_cases[] = {
     {1, 1000, 8, 2, 128, 16, GT_F16, 256, 5}, /* decode, window and softcap */
     {11, 70, 6, 2, 36, 7, GT_F32, 20, 0},     /* odd head_dim and block size */
     {5, 3, 4, 2, 80, 16, GT_F16, 1, 0},       /* window 1: only itself */
+    {40, 20, 6, 2, 64, 24, GT_F16, 0, 0},     /* blocks of 24: key vectors cut by blocks */
+    {19, 30, 12, 1, 64, 5, GT_F16, 0, 0},     /* blocks of 5, 12 heads on one kv head */
 };
 
 typedef struct {
@@ -372,19 +374,23 @@ static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng) {
     for (int p = 0; p < f->n_ctx; p++) {
         for (size_t e = 0; e < row; e++) {
             float kv[2] = {gt_test_rng_normal(rng), gt_test_rng_normal(rng)};
-            /* the cache's layout, written out here: head by head inside a block */
+            /* the cache's layout, written out here: head by head inside a
+             * block, a head's values [position][d], its keys [d][position] */
             const size_t off =
                 ((e / c->head_dim) * c->block_size + (size_t)(p % c->block_size)) * c->head_dim +
                 e % c->head_dim;
+            const size_t koff =
+                ((e / c->head_dim) * c->head_dim + e % c->head_dim) * c->block_size +
+                (size_t)(p % c->block_size);
             char *kdst = (char *)f->kb[p / c->block_size], *vdst = (char *)f->vb[p / c->block_size];
             if (c->kv == GT_F16) {
                 const gt_f16 hk = gt_f32_to_f16(kv[0]), hv = gt_f32_to_f16(kv[1]);
-                memcpy(kdst + off * 2, &hk, 2);
+                memcpy(kdst + koff * 2, &hk, 2);
                 memcpy(vdst + off * 2, &hv, 2);
                 kv[0] = gt_f16_to_f32(hk);
                 kv[1] = gt_f16_to_f32(hv);
             } else {
-                memcpy(kdst + off * 4, &kv[0], 4);
+                memcpy(kdst + koff * 4, &kv[0], 4);
                 memcpy(vdst + off * 4, &kv[1], 4);
             }
             f->kd[(size_t)p * row + e] = kv[0];

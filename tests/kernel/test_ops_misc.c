@@ -355,8 +355,9 @@ static void test_gather_scatter_gate(void **state) {
 }
 
 /* The KV store writes each row where gt_attention reads it: block p / bs,
- * kv head by kv head (head g's rows at g * bs * hd), row p % bs inside the
- * head, F32 exactly and F16 rounded to nearest even. */
+ * kv head by kv head (head g's part of a block at g * bs * hd); a value row
+ * at row p % bs inside the head, a key's elements transposed, element d at
+ * d * bs + p % bs; F32 exactly and F16 rounded to nearest even. */
 static void test_kv_store(void **state) {
     gt_test_rng r;
     gt_test_rng_seed(&r, 15);
@@ -364,9 +365,10 @@ static void test_kv_store(void **state) {
     const int64_t n = 5;
     int32_t pos[5] = {3, 4, 5, 9, 0};
     float *rows = rnd(&r, n * row, 1.0f);
-    for (int type = 0; type < 2; type++) {
-        const gt_dtype t = type ? GT_F16 : GT_F32;
-        const size_t elem = type ? 2 : 4, block_bytes = (size_t)bs * row * elem;
+    for (int type = 0; type < 4; type++) {
+        const int keys = type >= 2;
+        const gt_dtype t = type % 2 ? GT_F16 : GT_F32;
+        const size_t elem = type % 2 ? 2 : 4, block_bytes = (size_t)bs * row * elem;
         for (size_t i = 0; i < N_ISAS; i++) {
             gt_kernels *k = make(k_isas[i]);
             if (!k) continue;
@@ -374,28 +376,38 @@ static void test_kv_store(void **state) {
             /* the sequence's blocks out of pool order */
             void *blocks[3] = {pool + 2 * block_bytes, pool + 0 * block_bytes, pool + 3 * block_bytes};
             void *blocksr[3] = {poolr + 2 * block_bytes, poolr, poolr + 3 * block_bytes};
-            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t, heads};
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t, heads, keys};
             assert_int_equal(gt_kv_store(k, &a), GT_OK);
             a.blocks = blocksr;
             assert_int_equal(gt__kv_store_ref(&a), GT_OK);
             assert_memory_equal(pool, poolr, (nb + 1) * block_bytes);
             for (int64_t j = 0; j < n; j++) {
                 for (int c = 0; c < row; c++) {
-                    const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] +
-                                        ((size_t)(c / hd) * bs + (size_t)(pos[j] % bs)) * hd * elem;
+                    const size_t g = (size_t)(c / hd), d = (size_t)(c % hd),
+                                 rr = (size_t)(pos[j] % bs);
+                    const size_t e = keys ? (g * hd + d) * bs + rr : (g * bs + rr) * hd + d;
+                    const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] + e * elem;
                     const float x = rows[j * row + c];
-                    if (type)
-                        assert_int_equal(((const gt_f16 *)at)[c % hd], gt_f32_to_f16(x));
-                    else
-                        assert_true(((const float *)at)[c % hd] == x);
+                    if (t == GT_F16) {
+                        gt_f16 h;
+                        memcpy(&h, at, 2);
+                        assert_int_equal(h, gt_f32_to_f16(x));
+                    } else {
+                        float f;
+                        memcpy(&f, at, 4);
+                        assert_true(f == x);
+                    }
                 }
             }
-            /* pool block 0 is the sequence's block 1 (positions 4, 5 in rows 0, 1
-             * of each head); pool block 1 belongs to no one: nothing else was written */
+            /* pool block 0 is the sequence's block 1 (positions 4, 5: rows 0
+             * and 1 of each head, the keys' columns 0 and 1); pool block 1
+             * belongs to no one: nothing else was written */
             for (int g = 0; g < heads; g++)
-                for (size_t b = ((size_t)g * bs + 2) * hd * elem;
-                     b < ((size_t)g + 1) * bs * hd * elem; b++)
-                    assert_int_equal(pool[b], 0);
+                for (int e = 0; e < bs * hd; e++) {
+                    if ((keys ? e % bs : e / hd) < 2) continue;
+                    for (size_t b = 0; b < elem; b++)
+                        assert_int_equal(pool[((size_t)g * bs * hd + (size_t)e) * elem + b], 0);
+                }
             for (size_t b = block_bytes; b < 2 * block_bytes; b++) assert_int_equal(pool[b], 0);
             gt_kv_store_args bad = a;
             bad.kv_type = GT_Q8_0;

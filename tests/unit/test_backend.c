@@ -187,9 +187,9 @@ static void test_reserve(void **state) {
         }
         /* attention at the reserved heads (all on one kv head), then more heads */
         const int64_t nq = 9;
-        float *qv = malloc((size_t)nq * (4 * H) * HD * sizeof(float));
-        float *out = malloc((size_t)nq * (4 * H) * HD * sizeof(float));
-        gt_test_fill_normal(&rng, qv, (size_t)nq * (4 * H) * HD, 1.0f);
+        float *qv = malloc((size_t)nq * (8 * H) * HD * sizeof(float));
+        float *out = malloc((size_t)nq * (8 * H) * HD * sizeof(float));
+        gt_test_fill_normal(&rng, qv, (size_t)nq * (8 * H) * HD, 1.0f);
         float *kvb = calloc(16 * HD, sizeof(float));
         gt_test_fill_normal(&rng, kvb, 16 * HD, 1.0f);
         const void *blocks[1] = {kvb};
@@ -218,11 +218,11 @@ static void test_reserve(void **state) {
         } else {
             assert_int_equal(st2, GT_OK);
         }
-        a.n_head = 4 * H;
+        a.n_head = 8 * H;
         st = gt_attention(k, &a);
         if (strcmp(k_isas[i], "ref") != 0) { /* nor with heads */
             assert_int_equal(st, GT_ERR_RANGE);
-            assert_non_null(strstr(gt_last_error(), "24 heads per kv head"));
+            assert_non_null(strstr(gt_last_error(), "48 heads per kv head"));
             printf("%s: %s\n", k_isas[i], gt_last_error());
         } else {
             assert_int_equal(st, GT_OK);
