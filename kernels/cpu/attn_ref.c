@@ -15,10 +15,9 @@ size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok) {
 /* Key p of kv head g as float: its elements lie block_size apart. */
 static void load_key(const gt_attn_args *a, int64_t p, int g, float *dst) {
     const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
-    const char *k0 = (const char *)a->k_blocks[p / a->block_size] +
-                     gt_k_offset(p, g, 0, a->block_size, a->head_dim, elem);
+    const char *blk = a->k_blocks[p / a->block_size];
     for (int d = 0; d < a->head_dim; d++) {
-        const char *e = k0 + (size_t)d * (size_t)a->block_size * elem;
+        const char *e = blk + gt_k_offset(p, g, d, a->block_size, a->head_dim, elem);
         dst[d] = a->kv_type == GT_F16 ? gt_f16_to_f32(*(const gt_f16 *)e) : *(const float *)e;
     }
 }

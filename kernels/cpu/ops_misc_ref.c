@@ -102,19 +102,17 @@ gt_status gt__kv_store_ref(const gt_kv_store_args *a) {
     for (int64_t i = 0; i < a->n_tok; i++) {
         const int32_t p = a->pos[i];
         for (int g = 0; g < a->n_kv_head; g++) {
-            uint8_t *dst = (uint8_t *)a->blocks[p / a->block_size] +
-                           gt_kv_offset(p, g, a->block_size, hd, elem);
+            uint8_t *blk = a->blocks[p / a->block_size];
+            uint8_t *dst = blk + gt_kv_offset(p, g, a->block_size, hd, elem);
             const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
             if (a->keys) { /* element d of each key of the block side by side */
-                uint8_t *k0 = (uint8_t *)a->blocks[p / a->block_size] +
-                              gt_k_offset(p, g, 0, a->block_size, hd, elem);
-                const size_t step = (size_t)a->block_size * elem;
                 for (int d = 0; d < hd; d++) {
+                    uint8_t *e = blk + gt_k_offset(p, g, d, a->block_size, hd, elem);
                     if (a->kv_type == GT_F32)
-                        memcpy(k0 + d * step, src + d, elem);
+                        memcpy(e, src + d, elem);
                     else {
                         const gt_f16 h = gt_f32_to_f16(src[d]);
-                        memcpy(k0 + d * step, &h, elem);
+                        memcpy(e, &h, elem);
                     }
                 }
             } else if (a->kv_type == GT_F32)

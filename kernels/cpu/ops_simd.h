@@ -379,7 +379,7 @@ static void qkt_group(int H, const float *const *q, int n_q, const kvec *kv, int
         qkt_h(0, q, n_q, kv, n_v, hd, bs, s, ra);
 }
 
-/* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..4,
+/* acc_i[0..hd) = acc_i * alpha_i + sum_c p_i[c] * v[c] for N queries (1..PV_N,
  * a compile-time constant) that see the same keys, as GQA's query heads of
  * one token do: each V piece is loaded (and widened, H) once for all N.
  * Slabs of four vectors of each accumulator stay in registers across the
@@ -490,6 +490,14 @@ static void softmax_rows(const gt_attn_args *a, float *sc, int i0, int i1, int c
     }
 }
 
+/* The keys cl..ch of chunk [c0, c0 + nc) that a query seeing lo..hi sees,
+ * as chunk slots; cl > ch when it sees none. */
+static inline void chunk_span(int64_t lo, int64_t hi, int64_t c0, int nc, int64_t *cl,
+                              int64_t *ch) {
+    *cl = (lo > c0 ? lo : c0) - c0;
+    *ch = (hi < c0 + nc - 1 ? hi : c0 + nc - 1) - c0;
+}
+
 static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
                            void *scratch) {
     const attn_dims dm = attn_dims_of(a, t1 - t0);
@@ -548,7 +556,9 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
          * by its softmax): one pass over the chunk's K for the tile. */
         int n_s = 0;
         for (int i0 = 0; i0 < M; i0 += G) {
-            if (lo[i0] > c0 + nc - 1 || hi[i0] < c0) continue;
+            int64_t cl, ch;
+            chunk_span(lo[i0], hi[i0], c0, nc, &cl, &ch);
+            if (cl > ch) continue;
             for (int i = i0; i < i0 + G; i++, n_s++) {
                 qs[n_s] = qp[i];
                 ss[n_s] = sc + (size_t)i * ATTN_CHUNK;
@@ -559,17 +569,18 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
          * same keys of the chunk (all but the last chunk, without a window)
          * in one call: each V row is read for all their queries. */
         for (int i0 = 0; i0 < M;) { /* a token's G query heads see the same keys */
-            const int64_t cl64 = (lo[i0] > c0 ? lo[i0] : c0) - c0;
-            const int64_t ch64 = (hi[i0] < c0 + nc - 1 ? hi[i0] : c0 + nc - 1) - c0;
+            int64_t cl64, ch64, nl, nh;
+            chunk_span(lo[i0], hi[i0], c0, nc, &cl64, &ch64);
             if (cl64 > ch64) { /* no visible key in this chunk */
                 i0 += G;
                 continue;
             }
             const int cl = (int)cl64, ch = (int)ch64;
             int i1 = i0 + G;
-            while (i1 < M && ((lo[i1] > c0 ? lo[i1] : c0) - c0 == cl64) &&
-                   ((hi[i1] < c0 + nc - 1 ? hi[i1] : c0 + nc - 1) - c0 == ch64))
-                i1 += G;
+            for (; i1 < M; i1 += G) {
+                chunk_span(lo[i1], hi[i1], c0, nc, &nl, &nh);
+                if (nl != cl64 || nh != ch64) break;
+            }
             softmax_rows(a, sc, i0, i1, cl, ch, mrow, lrow, alpha);
             for (int i = i0; i < i1; i++) {
                 sp[i] = sc + (size_t)i * ATTN_CHUNK + cl;
