@@ -159,6 +159,7 @@ typedef struct {
     int fused;      /* each thread quantizes x itself: one fork-join per product */
     long grain;     /* panels per grab (even) */
     _Atomic long next; /* next panel to grab */
+    uint32_t *xp;      /* pair panels' prefill: the activations packed once */
     float *fs;      /* [n_threads, fs_stride] float-panel packing scratch */
     size_t fs_stride;
     float *tmp;     /* [n_threads, tmp_stride] for the reference */
@@ -195,7 +196,7 @@ static void run_grain(const mm_job *j, int ith, long p0, long p1, const gt_mm_q8
         gt__mm_ph_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
                          j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
     else if (j->w->layout == GT_MM_PB)
-        gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
+        gt__mm_pb_avx512(j->w->data, j->w->n_in, j->w->n_out, j->x, j->xp, j->y, j->n_tok, p0, p1,
                          j->fs ? j->fs + (size_t)ith * j->fs_stride : NULL);
     else if (j->w->layout == GT_MM_PF)
         j->isa->pf(j->w->type, j->w->data, j->w->n_in, j->w->n_out, j->x, j->y, j->n_tok, p0, p1,
@@ -209,6 +210,16 @@ static const gt_mm_q8a *quantize_mine(const mm_job *j, int ith) {
     gt_mm_q8a *mine = j->q + (size_t)ith * j->q_stride;
     j->isa->quantize(j->kind, j->x, j->w->n_in, 0, j->n_tok, 0, j->w->n_in / 32, mine);
     return mine;
+}
+
+/* The pair panels' prefill activations, split over whole tiles of tokens
+ * so that no two threads write one cache line. */
+static void run_pack_x(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long a, b;
+    gt_pool_split((long)((j->n_tok + GT_MM_PB_NT - 1) / GT_MM_PB_NT), 1, ith, nth, &a, &b);
+    const int64_t t1 = (int64_t)b * GT_MM_PB_NT < j->n_tok ? (int64_t)b * GT_MM_PB_NT : j->n_tok;
+    if (a < b) gt__mm_pb_pack_x_avx512(j->x, j->w->n_in, (int64_t)a * GT_MM_PB_NT, t1, j->xp);
 }
 
 /* Panels are handed out in grains from a shared counter rather than split
@@ -255,8 +266,10 @@ static long mm_grain(const gt_cpu *k, const gt_weight *w, int64_t n_tok) {
 }
 
 /* Everything of a panel-layout product but the panel region: the kind, the
- * workspace, and (prefill on quantized panels) the activations quantized
- * in a region of their own. j->y, j->grain and j->next are the caller's. */
+ * workspace, and for prefill the activations prepared in a region of their
+ * own (quantized for quant panels, rounded and packed for pair panels), so
+ * that every grain of every weight of a gt_matmul_multi reads them. j->y,
+ * j->grain and j->next are the caller's. */
 static gt_status mm_prepare(gt_cpu *k, const gt_weight *w, const float *x, int64_t n_tok,
                             mm_job *j) {
     void *scratch;
@@ -276,6 +289,14 @@ static gt_status mm_prepare(gt_cpu *k, const gt_weight *w, const float *x, int64
                           &scratch));
         j->q = scratch;
         if (!j->fused) gt_pool_run(k->pool, run_quantize, j);
+    } else if (w->layout == GT_MM_PB && n_tok > 4) {
+        const size_t xb = gt__mm_pb_xp_bytes(w->n_in, n_tok);
+        GT_TRY(mm_scratch(k, w, n_tok, gt__mm_pb_scratch_bytes(w->n_in, n_tok, k->n_threads),
+                          &scratch));
+        j->xp = scratch;
+        j->fs = (float *)((char *)scratch + xb);
+        j->fs_stride = j->isa->pf_scratch_floats(n_tok);
+        gt_pool_run(k->pool, run_pack_x, j);
     } else if ((j->fs_stride = j->isa->pf_scratch_floats(n_tok)) > 0) {
         GT_TRY(mm_scratch(k, w, n_tok, gt__mm_pf_scratch_bytes(k->isa, n_tok, k->n_threads),
                           &scratch));
@@ -376,6 +397,7 @@ gt_status gt__cpu_matmul_multi(gt_kernels *kb, const gt_matmul_item *items, int 
             j->q = j0->q;
             j->q_stride = j0->q_stride;
             j->fused = j0->fused;
+            j->xp = j0->xp;
             j->fs = j0->fs;
             j->fs_stride = j0->fs_stride;
         }

@@ -9,9 +9,11 @@
  * gt__mm_pb_ref_rows: a vdpbf16ps chain over the k pairs of each
  * GT_MM_PF_KC block from zero, the blocks' sums added to y in order.
  * Decode (n_tok <= 4) rounds each token's k block into a small stack
- * buffer and streams up to four panels side by side; prefill packs a
- * chunk's rounded activations once per k block into tiles xp[kp][24] and
- * runs a 16-row x 24-token register tile whose broadcast pairs are memory
+ * buffer and streams up to four panels side by side; prefill reads the
+ * activations rounded and packed once per product (gt__mm_pb_pack_x_avx512,
+ * in a region of their own before the panels', shared by every thread and
+ * every weight of a gt_matmul_multi) as tiles xp[n_in/2][24], and runs a
+ * 16-row x 24-token register tile whose broadcast pairs are memory
  * operands, so the inner loop is one weight load and 24 vdpbf16ps; the
  * first tile over a panel's slab prefetches the next panel's. */
 #include <immintrin.h>
@@ -20,13 +22,15 @@
 #include "kernels/cpu/matmul_internal.h"
 
 #define KC GT_MM_PF_KC /* k per block: 128 pairs, a 16-row slab is 8 KiB */
-#define NT_GEMM 24     /* tokens per register tile */
-/* Tokens per chunk: two tiles, so a chunk's packed activations (24 KiB)
- * stay near L1 beside the panel's 8 KiB slab; on Zen 4 faster than
- * GT_MM_PF_TC (192: 96 KiB of activations read from L2 for each panel).
- * Tokens are independent, so the chunk length changes no bits. */
+#define NT_GEMM GT_MM_PB_NT /* tokens per register tile: 24 */
+/* Tokens per chunk: two tiles, so a chunk's packed activations of a k
+ * block (24 KiB) stay near L1 beside the panel's 8 KiB slab; on Zen 4
+ * faster than GT_MM_PF_TC (192: 96 KiB of activations read from L2 for
+ * each panel). Tokens are independent, so the chunk length changes no
+ * bits. */
 #define TC GT_MM_PB_TC
 #define PG GT_MM_PB_PG /* panels per group (store_group): 384 KiB of sums */
+_Static_assert(TC % NT_GEMM == 0, "a chunk is whole register tiles");
 
 /* x[0, n) (n even) rounded to bf16 pairs out[n/2]. */
 static void round_pairs(const float *x, int64_t n, uint32_t *out) {
@@ -42,6 +46,19 @@ static void round_pairs(const float *x, int64_t n, uint32_t *out) {
         __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + i + 16),
                                          _mm512_maskz_loadu_ps(m0, x + i));
         _mm512_mask_storeu_epi32(out + i / 2, (__mmask16)((1u << (r / 2)) - 1), (__m512i)h);
+    }
+}
+
+void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp) {
+    const int64_t npair = n_in / 2;
+    uint32_t row[KC / 2] __attribute__((aligned(64)));
+    for (int64_t t = t0; t < t1; t++) {
+        uint32_t *xt = xp + (t / NT_GEMM) * npair * NT_GEMM + t % NT_GEMM;
+        for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+            const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
+            round_pairs(x + t * n_in + k0, kn, row);
+            for (int64_t kp = 0; kp < kn / 2; kp++) xt[(k0 / 2 + kp) * NT_GEMM] = row[kp];
+        }
     }
 }
 
@@ -155,11 +172,12 @@ static void gemv(int np, int nt, const uint32_t *wp, size_t pw, int64_t n_in, co
 /* Prefill order as gt__mm_pf_avx512: token chunk -> panel group -> k block
  * -> panel -> token tile, the group's sums in ys (store_group); the weights
  * need no widening. */
-void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float *x, float *y,
-                      int64_t n_tok, int64_t p0, int64_t p1, float *scratch) {
+void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float *x,
+                      const uint32_t *xpk, float *y, int64_t n_tok, int64_t p0, int64_t p1,
+                      float *scratch) {
     const uint32_t *wp = wpv;
     const size_t pw = (size_t)n_in * 8; /* u32 per panel: n_in/2 pairs x 16 rows */
-    const int64_t ldx = n_in, ldy = n_out;
+    const int64_t ldx = n_in, ldy = n_out, npair = n_in / 2;
     if (n_tok <= 4) {
         for (int64_t p = p0; p < p1;) {
             if (!rows_mask(n_out, p)) break;
@@ -171,20 +189,15 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
         }
         return;
     }
-    uint32_t *xp = (uint32_t *)scratch; /* [TC / 24][KC / 2][24] */
-    float *ys = (float *)(xp + (TC / NT_GEMM) * (KC / 2) * NT_GEMM); /* [PG][TC][16] */
-    uint32_t row[KC / 2] __attribute__((aligned(64)));
+    float *ys = scratch; /* [PG][TC][16] */
     for (int64_t tc = 0; tc < n_tok; tc += TC) {
         const int64_t tn = n_tok - tc < TC ? n_tok - tc : TC;
         for (int64_t g0 = p0; g0 < p1 && rows_mask(n_out, g0); g0 += PG) {
             const int64_t g1 = group_end(g0, PG, p1, n_out);
             for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
-                const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC, np = kn / 2;
-                for (int64_t t = 0; t < tn; t++) {
-                    uint32_t *xt = xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM + t % NT_GEMM;
-                    round_pairs(x + (tc + t) * ldx + k0, kn, row);
-                    for (int64_t kp = 0; kp < np; kp++) xt[kp * NT_GEMM] = row[kp];
-                }
+                const int64_t np = (n_in - k0 < KC ? n_in - k0 : KC) / 2;
+                /* Tile t of the chunk, from k pair k0 / 2. */
+                const uint32_t *xk = xpk + (tc / NT_GEMM) * npair * NT_GEMM + k0 / 2 * NT_GEMM;
                 for (int64_t p = g0; p < g1; p++) {
                     const __mmask16 m = rows_mask(n_out, p);
                     const uint32_t *w = wp + (size_t)p * pw + (size_t)(k0 / 2) * 16;
@@ -192,7 +205,7 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                     const char *pf = p + 1 < g1 ? (const char *)(w + pw) : NULL;
                     for (int64_t t = 0; t < tn; t += NT_GEMM) {
                         const int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
-                        gemm_tile(nt, w, np, xp + (t / NT_GEMM) * (KC / 2) * NT_GEMM,
+                        gemm_tile(nt, w, np, xk + t / NT_GEMM * npair * NT_GEMM,
                                   ys + ((p - g0) * TC + t) * 16, 16, m, k0 > 0, t == 0 ? pf : NULL);
                     }
                 }

@@ -45,6 +45,9 @@ enum {
 #define GT_MM_PF_PG 32
 #define GT_MM_PB_TC 48
 #define GT_MM_PB_PG 128
+/* Tokens per register tile of the bf16 pair prefill, and so per tile of its
+ * packed activations. */
+#define GT_MM_PB_NT 24
 
 typedef enum gt_mm_qkind {
     GT_MMQ_NONE = 0,
@@ -199,11 +202,21 @@ void gt__mm_pack_pb(gt_dtype type, int64_t n_in, int64_t n_out, const void *src,
  * of y[n_tok][n_out]: the same bits as gt__mm_pb_avx512. */
 void gt__mm_pb_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_out,
                         const float *x, float *y, int64_t n_tok, int64_t r0, int64_t r1);
-/* Panels [p0, p1) (p0 even), tokens [0, n_tok); scratch as for
- * gt__mm_pf_avx512 (gt__mm_pf_scratch_floats(n_tok) floats, 64-byte aligned). */
-void gt__mm_pb_avx512(const void *wp, int64_t n_in, int64_t n_out, const float *x, float *y,
-                      int64_t n_tok, int64_t p0, int64_t p1, float *scratch);
-
+/* Prefill's activations, once per product: tokens [t0, t1) of x[n_tok][n_in]
+ * rounded to bf16 pairs into xp[(n_tok + 23) / 24][n_in / 2][24] (tile t / 24,
+ * column t % 24), gt__mm_pb_xp_bytes(n_in, n_tok) bytes. Tokens are
+ * independent: any split over tiles gives the same bytes. */
+void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp);
+size_t gt__mm_pb_xp_bytes(int64_t n_in, int64_t n_tok);
+/* The whole workspace of a pair-panel product: the shared packed
+ * activations (prefill), then per thread the float scratch below. */
+size_t gt__mm_pb_scratch_bytes(int64_t n_in, int64_t n_tok, int n_threads);
+/* Panels [p0, p1) (p0 even), tokens [0, n_tok). Decode (n_tok <= 4) reads x;
+ * prefill reads xp, packed from x by gt__mm_pb_pack_x_avx512, and scratch:
+ * gt__mm_pf_scratch_floats(n_tok) floats, 64-byte aligned. */
+void gt__mm_pb_avx512(const void *wp, int64_t n_in, int64_t n_out, const float *x,
+                      const uint32_t *xp, float *y, int64_t n_tok, int64_t p0, int64_t p1,
+                      float *scratch);
 
 /* ---- fp16 panels (matmul_fp16.c, matmul_avx512_fp16.c) ---- */
 /* k per fp16 partial sum: the default of GANTRY_FP16_CHUNK (16, 32 or 64). */

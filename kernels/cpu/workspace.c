@@ -13,9 +13,19 @@ size_t gt__mm_pf_scratch_floats(int64_t n_tok) {
     if (n_tok <= 4) return 0;
     const size_t pf = (size_t)GT_MM_PF_KC * GT_MM_PF_TC + (size_t)GT_MM_PF_KC * 16 /* x, slab */
                       + (size_t)GT_MM_PF_PG * GT_MM_PF_TC * 16;                    /* sums */
-    const size_t pb = (size_t)GT_MM_PF_KC / 2 * GT_MM_PB_TC     /* packed pairs */
-                      + (size_t)GT_MM_PB_PG * GT_MM_PB_TC * 16; /* a group's sums */
+    const size_t pb = (size_t)GT_MM_PB_PG * GT_MM_PB_TC * 16; /* a group's sums */
     return pf > pb ? pf : pb;
+}
+
+size_t gt__mm_pb_xp_bytes(int64_t n_in, int64_t n_tok) {
+    if (n_tok <= 4) return 0;
+    const size_t tiles = ((size_t)n_tok + GT_MM_PB_NT - 1) / GT_MM_PB_NT;
+    return gt_align_up(tiles * GT_MM_PB_NT * (size_t)(n_in / 2) * sizeof(uint32_t), GT_ALIGN);
+}
+
+size_t gt__mm_pb_scratch_bytes(int64_t n_in, int64_t n_tok, int n_threads) {
+    return gt__mm_pb_xp_bytes(n_in, n_tok) +
+           gt__mm_pf_scratch_bytes(GT_ISA_AVX512, n_tok, n_threads);
 }
 
 size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok) {
@@ -80,6 +90,7 @@ static size_t matmul_bytes(const gt_workspace_req *r) {
     b = max2(b, gt__mm_q8_scratch_bytes(r->max_n_in, t, r->n_threads));
     b = max2(b, gt__mm_pf_scratch_bytes(GT_ISA_AVX2, t, r->n_threads));
     b = max2(b, gt__mm_pf_scratch_bytes(GT_ISA_AVX512, t, r->n_threads));
+    b = max2(b, gt__mm_pb_scratch_bytes(r->max_n_in, t, r->n_threads));
     return b;
 }
 
