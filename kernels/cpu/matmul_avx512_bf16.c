@@ -12,10 +12,12 @@
  * buffer and streams up to four panels side by side; prefill reads the
  * activations rounded and packed once per product (gt__mm_pb_pack_x_avx512,
  * in a region of their own before the panels', shared by every thread and
- * every weight of a gt_matmul_multi) as tiles xp[n_in/2][24], and runs a
- * 16-row x 24-token register tile whose broadcast pairs are memory
- * operands, so the inner loop is one weight load and 24 vdpbf16ps; the
- * first tile over a panel's slab prefetches the next panel's. */
+ * every weight of a gt_matmul_multi) as tiles xp[k block][24][KC/2]: each
+ * token's pairs of a k block side by side, so packing is rounding alone.
+ * A 16-row x 24-token register tile takes its broadcast pairs as memory
+ * operands at constant offsets (token t at t * KC/2 pairs), so the inner
+ * loop is one weight load and 24 vdpbf16ps; the first tile over a panel's
+ * slab prefetches the next panel's. */
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_avx512_util.h"
@@ -49,16 +51,15 @@ static void round_pairs(const float *x, int64_t n, uint32_t *out) {
     }
 }
 
+/* u32 per tile of packed activations: a k block of KC/2 pairs per token. */
+static int64_t tile_u32(int64_t n_in) { return (n_in + KC - 1) / KC * NT_GEMM * (KC / 2); }
+
 void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp) {
-    const int64_t npair = n_in / 2;
-    uint32_t row[KC / 2] __attribute__((aligned(64)));
     for (int64_t t = t0; t < t1; t++) {
-        uint32_t *xt = xp + (t / NT_GEMM) * npair * NT_GEMM + t % NT_GEMM;
-        for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
-            const int64_t kn = n_in - k0 < KC ? n_in - k0 : KC;
-            round_pairs(x + t * n_in + k0, kn, row);
-            for (int64_t kp = 0; kp < kn / 2; kp++) xt[(k0 / 2 + kp) * NT_GEMM] = row[kp];
-        }
+        uint32_t *xt = xp + t / NT_GEMM * tile_u32(n_in) + t % NT_GEMM * (KC / 2);
+        for (int64_t k0 = 0; k0 < n_in; k0 += KC)
+            round_pairs(x + t * n_in + k0, n_in - k0 < KC ? n_in - k0 : KC,
+                        xt + k0 / KC * NT_GEMM * (KC / 2));
     }
 }
 
@@ -115,7 +116,7 @@ GT_AI void pb_gemv(const int NT, const int NP, const uint32_t *wp, size_t pw, in
 }
 
 /* One panel (w[kp][16] pairs) x NT tokens over np pairs of the packed tile
- * xp[kp][24]. Adds to y when accum. */
+ * xp[24][KC/2]. Adds to y when accum. */
 GT_AI void pb_gemm(const int NT, const uint32_t *w, int64_t np, const uint32_t *xp, float *y,
                    int64_t ldy, __mmask16 m, int accum, const char *pf) {
     __m512 a[24];
@@ -124,9 +125,9 @@ GT_AI void pb_gemm(const int NT, const uint32_t *w, int64_t np, const uint32_t *
     for (int64_t kp = 0; kp < np; kp++) {
         if (pf) _mm_prefetch(pf + kp * 64, _MM_HINT_T0);
         __m512i v = _mm512_load_si512((const void *)(w + kp * 16));
-        const uint32_t *xk = xp + kp * NT_GEMM;
+        const uint32_t *xk = xp + kp;
 #pragma GCC unroll 24
-        for (int t = 0; t < NT; t++) a[t] = dp(a[t], v, xk[t]);
+        for (int t = 0; t < NT; t++) a[t] = dp(a[t], v, xk[t * (KC / 2)]);
     }
 #pragma GCC unroll 24
     for (int t = 0; t < NT; t++) {
@@ -151,7 +152,7 @@ static void gemm_tile(int nt, const uint32_t *w, int64_t np, const uint32_t *xp,
         }
         nt -= n;
         pf = NULL; /* the first tile fetches */
-        xp += n;
+        xp += n * (KC / 2);
         y += n * ldy;
     }
 }
@@ -177,7 +178,7 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                       float *scratch) {
     const uint32_t *wp = wpv;
     const size_t pw = (size_t)n_in * 8; /* u32 per panel: n_in/2 pairs x 16 rows */
-    const int64_t ldx = n_in, ldy = n_out, npair = n_in / 2;
+    const int64_t ldx = n_in, ldy = n_out, tu = tile_u32(n_in);
     if (n_tok <= 4) {
         for (int64_t p = p0; p < p1;) {
             if (!rows_mask(n_out, p)) break;
@@ -197,7 +198,7 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
             for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
                 const int64_t np = (n_in - k0 < KC ? n_in - k0 : KC) / 2;
                 /* Tile t of the chunk, from k pair k0 / 2. */
-                const uint32_t *xk = xpk + (tc / NT_GEMM) * npair * NT_GEMM + k0 / 2 * NT_GEMM;
+                const uint32_t *xk = xpk + tc / NT_GEMM * tu + k0 / KC * NT_GEMM * (KC / 2);
                 for (int64_t p = g0; p < g1; p++) {
                     const __mmask16 m = rows_mask(n_out, p);
                     const uint32_t *w = wp + (size_t)p * pw + (size_t)(k0 / 2) * 16;
@@ -205,8 +206,8 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                     const char *pf = p + 1 < g1 ? (const char *)(w + pw) : NULL;
                     for (int64_t t = 0; t < tn; t += NT_GEMM) {
                         const int nt = (int)(tn - t < NT_GEMM ? tn - t : NT_GEMM);
-                        gemm_tile(nt, w, np, xk + t / NT_GEMM * npair * NT_GEMM,
-                                  ys + ((p - g0) * TC + t) * 16, 16, m, k0 > 0, t == 0 ? pf : NULL);
+                        gemm_tile(nt, w, np, xk + t / NT_GEMM * tu, ys + ((p - g0) * TC + t) * 16,
+                                  16, m, k0 > 0, t == 0 ? pf : NULL);
                     }
                 }
             }

@@ -203,9 +203,10 @@ void gt__mm_pack_pb(gt_dtype type, int64_t n_in, int64_t n_out, const void *src,
 void gt__mm_pb_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_out,
                         const float *x, float *y, int64_t n_tok, int64_t r0, int64_t r1);
 /* Prefill's activations, once per product: tokens [t0, t1) of x[n_tok][n_in]
- * rounded to bf16 pairs into xp[(n_tok + 23) / 24][n_in / 2][24] (tile t / 24,
- * column t % 24), gt__mm_pb_xp_bytes(n_in, n_tok) bytes. Tokens are
- * independent: any split over tiles gives the same bytes. */
+ * rounded to bf16 pairs into xp[(n_tok + 23) / 24][k block][24][KC / 2]
+ * (KC = GT_MM_PF_KC; token t in tile t / 24, row t % 24; a short last block
+ * padded), gt__mm_pb_xp_bytes(n_in, n_tok) bytes. Tokens are independent:
+ * any split over tiles gives the same bytes. */
 void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp);
 size_t gt__mm_pb_xp_bytes(int64_t n_in, int64_t n_tok);
 /* The whole workspace of a pair-panel product: the shared packed
