@@ -226,7 +226,7 @@ static gt_status cpu_kv_store(gt_kernels *k, const gt_kv_store_args *a) {
     if ((a->kv_type != GT_F32 && a->kv_type != GT_F16) || a->block_size < 1)
         return gt_fail(GT_ERR_INVALID_ARG, "KV store: a cache of %s in blocks of %d is not supported",
                        gt_dtype_name(a->kv_type), a->block_size);
-    return gt__kv_store_ref(a);
+    return gt__cpu(k)->ops->kv_store(a);
 }
 
 /* ---- attention ---- */

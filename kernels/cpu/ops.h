@@ -41,6 +41,9 @@ struct gt_ops {
     void (*swiglu)(const float *g, const float *u, float *out, int64_t n);
     void (*geglu)(const float *g, const float *u, float *out, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);
+    /* gt_kv_store's rows into the cache (type and block size checked by the
+     * caller); F16 rounding as gt_f32_to_f16, bit for bit. */
+    gt_status (*kv_store)(const gt_kv_store_args *a);
     /* Attention for query tokens [t0, t1) and the n_head/n_kv_head query heads
      * of kv head `g`; writes a->out for exactly those (token, head) pairs.
      * `scratch` holds attn_scratch_bytes(a, t1 - t0) bytes, 64-byte aligned.

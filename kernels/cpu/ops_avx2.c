@@ -36,6 +36,15 @@ static inline vf v_load_h_n(const gt_f16 *p, int n) {
     memcpy(tmp, p, (size_t)n * sizeof *p);
     return v_load_h(tmp);
 }
+/* x rounded to f16 (nearest even, as gt_f32_to_f16) into h[VW]; NaN lanes
+ * are left to the caller (v_nan_lanes). */
+static inline void v_store_h(gt_f16 *h, vf x) {
+    _mm_storeu_si128((__m128i *)h,
+                     _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+static inline unsigned v_nan_lanes(vf x) {
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
 static inline vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
 static inline vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 static inline vf v_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
@@ -82,6 +91,7 @@ const struct gt_ops gt__ops_avx2 = {
     .swiglu = simd_swiglu,
     .geglu = simd_geglu,
     .add = simd_add,
+    .kv_store = simd_kv_store,
     .attention = simd_attention,
     .attn_scratch_bytes = simd_attn_scratch_bytes,
     .attn_tile = ATTN_TILE,

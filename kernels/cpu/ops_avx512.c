@@ -25,6 +25,13 @@ static inline vf v_load_h(const gt_f16 *p) {
 static inline vf v_load_h_n(const gt_f16 *p, int n) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes(n), p));
 }
+/* x rounded to f16 (nearest even, as gt_f32_to_f16) into h[VW]; NaN lanes
+ * are left to the caller (v_nan_lanes). */
+static inline void v_store_h(gt_f16 *h, vf x) {
+    _mm256_storeu_si256((__m256i *)h,
+                        _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+static inline unsigned v_nan_lanes(vf x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q); }
 static inline vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
 static inline vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 static inline vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
@@ -62,6 +69,7 @@ const struct gt_ops gt__ops_avx512 = {
     .swiglu = simd_swiglu,
     .geglu = simd_geglu,
     .add = simd_add,
+    .kv_store = simd_kv_store,
     .attention = simd_attention,
     .attn_scratch_bytes = simd_attn_scratch_bytes,
     .attn_tile = ATTN_TILE,

@@ -66,6 +66,7 @@ const struct gt_ops gt__ops_ref = {
     .swiglu = gt__swiglu_ref,
     .geglu = gt__geglu_ref,
     .add = gt__add_ref,
+    .kv_store = gt__kv_store_ref,
     .attention = gt__attention_ref,
     .attn_scratch_bytes = gt__attn_scratch_bytes_ref,
     .attn_tile = 1,

@@ -27,6 +27,7 @@
 #define GT_OPS_SIMD_H
 
 #include <math.h>
+#include <string.h>
 
 #include "kernels/cpu/ops.h"
 
@@ -105,6 +106,48 @@ static void simd_add(float *y, const float *x, int64_t n) {
         const int r = (int)(n - i);
         v_store_n(y + i, v_add(v_load_n(y + i, r), v_load_n(x + i, r)), r);
     }
+}
+
+/* n floats of x rounded to f16 into h: a vector at a time through a
+ * staging row, NaNs as gt_f32_to_f16 makes them (F16C keeps payloads). */
+static void f16_row(const float *x, gt_f16 *h, int n) {
+    for (int i = 0; i < n; i += VW) {
+        const int r = n - i < VW ? n - i : VW;
+        const vf v = v_load_n(x + i, r);
+        gt_f16 t[VW];
+        v_store_h(t, v);
+        for (unsigned m = v_nan_lanes(v); m; m &= m - 1) {
+            const int l = __builtin_ctz(m);
+            t[l] = gt_f32_to_f16(x[i + l]);
+        }
+        memcpy(h + i, t, (size_t)r * sizeof *t);
+    }
+}
+
+/* gt__kv_store_ref's layout with the rounding vectorised: a value row is
+ * written in place, a key row staged and spread over its block's columns. */
+static gt_status simd_kv_store(const gt_kv_store_args *a) {
+    if (a->kv_type != GT_F16) return gt__kv_store_ref(a);
+    if (a->n_kv_head < 1 || a->row_elems % a->n_kv_head)
+        return gt__kv_store_ref(a); /* its sentence */
+    const int hd = a->row_elems / a->n_kv_head;
+    gt_f16 stage[512];
+    if (hd > (int)(sizeof stage / sizeof *stage)) return gt__kv_store_ref(a);
+    for (int64_t i = 0; i < a->n_tok; i++) {
+        const int32_t p = a->pos[i];
+        uint8_t *blk = a->blocks[p / a->block_size];
+        for (int g = 0; g < a->n_kv_head; g++) {
+            const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
+            if (!a->keys) {
+                f16_row(src, (gt_f16 *)(blk + gt_kv_offset(p, g, a->block_size, hd, 2)), hd);
+                continue;
+            }
+            f16_row(src, stage, hd);
+            gt_f16 *k0 = (gt_f16 *)(blk + gt_k_offset(p, g, 0, a->block_size, hd, 2));
+            for (int d = 0; d < hd; d++) k0[(size_t)d * a->block_size] = stage[d];
+        }
+    }
+    return GT_OK;
 }
 
 static void simd_rmsnorm(const float *x, const float *w, float *y, int64_t n, float eps) {

@@ -354,6 +354,55 @@ static void test_gather_scatter_gate(void **state) {
     free(acc);
 }
 
+/* The vectorised F16 rounding of the KV store, bit for bit the reference's
+ * gt_f32_to_f16 on values that reach every branch of it: each magnitude
+ * from 2^-30 (flushed to zero) through half subnormals and normals to past
+ * 65504 (overflow to inf), ties at both ends, signed zeros, infinities and
+ * NaNs with payloads (F16C would keep part of a payload; the reference
+ * writes one quiet NaN). Heads of 40 elements: whole and partial vectors of
+ * both widths. Keys and values, rows to scattered positions. */
+static void test_kv_store_f16_rounding(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 16);
+    const int bs = 8, heads = 2, hd = 40, row = heads * hd, nb = 4;
+    const int64_t n = 24;
+    int32_t pos[24];
+    float *rows = malloc(sizeof(float) * (size_t)(n * row));
+    const uint32_t special[] = {0x7fc12345u, 0xffa00001u, 0x7f800000u, 0xff800000u, 0x80000000u,
+                                0x33000000u, 0x33000001u, 0x387fe000u, 0x387ff000u, 0x477fefffu,
+                                0x477ff000u, 0xc77ff000u, 0x38800000u, 0x00000001u};
+    for (int64_t i = 0; i < n * row; i++) {
+        const float m = ldexpf(gt_test_rng_uniform(&r, 1.0f, 2.0f), (int)(i % 48) - 30);
+        rows[i] = (i % 3 ? m : -m);
+    }
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++)
+        memcpy(&rows[i * 7 % (size_t)(n * row)], &special[i], 4);
+    for (int64_t j = 0; j < n; j++) pos[j] = (int32_t)((j * 11) % (nb * bs));
+    const size_t block_bytes = (size_t)bs * row * 2;
+    for (int keys = 0; keys < 2; keys++)
+        for (size_t i = 0; i < N_ISAS; i++) {
+            gt_kernels *k = make(k_isas[i]);
+            if (!k) continue;
+            uint8_t *pool = calloc(nb, block_bytes), *poolr = calloc(nb, block_bytes);
+            void *blocks[4], *blocksr[4];
+            for (int b = 0; b < nb; b++) {
+                blocks[b] = pool + (size_t)(nb - 1 - b) * block_bytes;
+                blocksr[b] = poolr + (size_t)(nb - 1 - b) * block_bytes;
+            }
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, GT_F16, heads, keys};
+            assert_int_equal(gt_kv_store(k, &a), GT_OK);
+            a.blocks = blocksr;
+            assert_int_equal(gt__kv_store_ref(&a), GT_OK);
+            if (memcmp(pool, poolr, (size_t)nb * block_bytes) != 0)
+                fail_msg("%s %s: the F16 cache differs from gt__kv_store_ref", k_isas[i],
+                         keys ? "keys" : "values");
+            free(pool);
+            free(poolr);
+            gt_kernels_destroy(k);
+        }
+    free(rows);
+}
+
 /* The KV store writes each row where gt_attention reads it: block p / bs,
  * kv head by kv head (head g's part of a block at g * bs * hd); a value row
  * at row p % bs inside the head, a key's elements transposed, element d at
@@ -425,9 +474,13 @@ static void test_kv_store(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bias_scale_softcap_zero), cmocka_unit_test(test_embed),
-        cmocka_unit_test(test_router_topk),             cmocka_unit_test(test_gather_scatter_gate),
-        cmocka_unit_test(test_kv_store),                cmocka_unit_test(test_router_topk_wide),
+        cmocka_unit_test(test_bias_scale_softcap_zero),
+        cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_router_topk),
+        cmocka_unit_test(test_gather_scatter_gate),
+        cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_kv_store_f16_rounding),
+        cmocka_unit_test(test_router_topk_wide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
