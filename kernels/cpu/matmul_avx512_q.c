@@ -87,6 +87,7 @@ GT_AI void pq_tile(const gt_mm_qkind kind, const int NT, const uint8_t *wp, int6
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;
+            if (NT <= 4) pf_act(a);
             __m512 dx = _mm512_set1_ps(a->d);
             if (half || NT <= 4) {
                 __m512i s0 = c2 ? _mm512_setzero_si512() : _mm512_set1_epi32(a->c0),

@@ -59,6 +59,7 @@ GT_AI void n4_slice(const int KIND, const int NP, const int NT, const uint8_t *w
 #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             const gt_mm_q8a *a = q + t * ldq + b;
+            pf_act(a);
             __m512 dx = _mm512_set1_ps(a->d);
             __m512i x[8];
 #pragma GCC unroll 8

@@ -74,6 +74,16 @@ GT_AI void pf_weights(const void *p, size_t bytes, size_t left, size_t skip, siz
     for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(f + l, _MM_HINT_T1);
 }
 
+/* Decode's quantized activations: the block PF_ACT ahead of a, into L1.
+ * A row's activations (48 B per 32 k: 12 KiB at n_in 8192) are read once
+ * per panel, and the weights streaming through L1 in between evict them,
+ * so without this each block's first broadcast waits on L2. Measured in
+ * one process, alternating with and without (1 thread, 512 MiB of
+ * copies): Q4_0 8192x2048 +9%, Q8_0 +4%, the 2048-long rows +0-1%;
+ * 6 or 8 blocks ahead gained nothing. */
+#define PF_ACT 4
+GT_AI void pf_act(const gt_mm_q8a *a) { _mm_prefetch((const char *)(a + PF_ACT), _MM_HINT_T0); }
+
 static inline int32_t ld32(const void *p) {
     int32_t v;
     memcpy(&v, p, 4);
