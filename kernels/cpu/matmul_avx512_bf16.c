@@ -86,7 +86,7 @@ GT_AI void pb_gemv(const int NT, const int NP, const uint32_t *wp, size_t pw, in
 #pragma GCC unroll 4
             for (int p = 0; p < NP; p++)
                 pf_weights(w0 + p * pw + (size_t)kp * 16, 4 * 64,
-                           4 * pw - (size_t)(k0 / 2 + kp) * 64, (NP - 1) * 4 * pw, PF_DECODE);
+                           4 * pw - (size_t)(k0 / 2 + kp) * 64, (NP - 1) * 4 * pw, PF_DECODE_PB);
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
 #pragma GCC unroll 4

@@ -57,6 +57,11 @@ GT_AI void store_group(const float *ys, int64_t per_panel, int64_t g0, int64_t g
  * work per byte and does best a little closer (docs/benchmarks.md). */
 #define PF_DECODE    2048
 #define PF_DECODE_Q4 1536
+/* The bf16 pair panels' GEMV (F16/BF16 weights, four panels side by side):
+ * measured in one process, alternating (1 thread, 512 MiB of copies),
+ * 1024 against 2048: 2048x8192 +3-10%, 8192x2048 +3-10%, 2 threads +2-7%;
+ * 1536 about the same as 1024, 512 and 3072 or more worse. */
+#define PF_DECODE_PB 1024
 /* The generic tile's kinds with packed codes (nibbles, crumbs, bit planes:
  * Q4_1, Q4_K, Q5_x, Q2_K, Q3_K, Q6_K) stalled on the first load of each
  * block at 2048 bytes; 8192 took them from 42-53% to 64-83% of the read
