@@ -11,7 +11,13 @@
  *                     [--ntok N (decode tokens, default 1)] [--isa NAME] [--cpu-time]
  *                     [--shapes NxM,... (n_in x n_out; default 2048x8192,8192x2048,2048x32000,
  *                      prefill without the last)]
- *                     [--half on|off (F16/BF16 weights in bf16 or fp32 products; default auto)] */
+ *                     [--half on|off (F16/BF16 weights in bf16 or fp32 products; default auto)]
+ *                     [--paired N (decode: N back-to-back pairs of one read pass and one sweep
+ *                      of GEMVs; the median and range of the pairs' ratios)]
+ *
+ * --paired is the steadier measure on a host whose bandwidth moves within
+ * seconds: each GEMV sweep (~10-40 ms) is set against a read of the probe's
+ * buffer taken just before it, not against the best of a round's passes. */
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -98,10 +104,38 @@ static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64
     return el / (double)calls;
 }
 
+/* One pass of the read probe over j's buffer: bytes per second. */
+static double bw_once(gt_kernels *k, bw_job *j) {
+    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
+    double t0 = gt_now_s();
+    gt_pool_run(gt_kernels_pool(k), fn, j);
+    return (double)j->bytes / (gt_now_s() - t0);
+}
+
+/* --paired: n pairs (read pass, GEMV sweep) back to back; the ratios'
+ * median, min and max in pct[3]. */
+static void paired(gt_kernels *k, bw_job *bj, wset *s, const float *x, float *y, int64_t n_tok,
+                   int n, double pct[3]) {
+    double r[256];
+    if (n > 256) n = 256;
+    (void)time_calls(k, s, x, y, n_tok, 0); /* warm up */
+    for (int i = 0; i < n; i++) {
+        const double bw = bw_once(k, bj);
+        const double g = (double)s->gguf_bytes / time_calls(k, s, x, y, n_tok, 0);
+        r[i] = 100.0 * g / bw;
+    }
+    pct[0] = bench_median(r, n);
+    pct[1] = pct[2] = r[0];
+    for (int i = 1; i < n; i++) {
+        pct[1] = r[i] < pct[1] ? r[i] : pct[1];
+        pct[2] = r[i] > pct[2] ? r[i] : pct[2];
+    }
+}
+
 int main(int argc, char **argv) {
     const char *types_arg = "f16,q8_0,q4_0,bf16,q4_k,q6_k,q4_1,q5_0";
     const char *isa = NULL, *half = NULL, *shapes_arg = "2048x8192,8192x2048,2048x32000";
-    int rounds = 3, do_decode = 1, do_prefill = 1, shapes_given = 0;
+    int rounds = 3, do_decode = 1, do_prefill = 1, shapes_given = 0, n_paired = 0;
     int64_t dec_tok = 1, pre_tok = 512;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--types") && i + 1 < argc) types_arg = argv[++i];
@@ -113,13 +147,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--decode-only")) do_prefill = 0;
         else if (!strcmp(argv[i], "--prefill-only")) do_decode = 0;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--paired") && i + 1 < argc)
+            n_paired = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
             shapes_arg = argv[++i], shapes_given = 1;
         else {
             fprintf(
                 stderr,
                 "usage: %s [--types f16,q8_0,...] [--rounds N] [--ntok N] [--isa NAME] "
-                "[--decode-only|--prefill-only] [--cpu-time] [--half on|off] [--shapes NxM,...]\n",
+                "[--decode-only|--prefill-only] [--cpu-time] [--half on|off] [--shapes NxM,...] "
+                "[--paired N]\n",
                 argv[0]);
             return 2;
         }
@@ -172,8 +209,9 @@ int main(int argc, char **argv) {
     if (do_decode) {
         printf("\ndecode n_tok=%lld: GEMV GB/s (GGUF bytes) vs read bandwidth measured in the same "
                "round; best / median of %d rounds\n", (long long)dec_tok, rounds);
-        printf("%-6s %-12s %3s  %8s %8s  %8s %8s  %7s %7s\n", "type", "n_in x n_out", "thr",
-               "gemvbest", "gemvmed", "bw best", "bw med", "%best", "%med");
+        printf("%-6s %-12s %3s  %8s %8s  %8s %8s  %7s %7s%s\n", "type", "n_in x n_out", "thr",
+               "gemvbest", "gemvmed", "bw best", "bw med", "%best", "%med",
+               n_paired > 0 ? "  %pair med (min-max)" : "");
         for (int ti = 0; ti < n_types; ti++)
             for (int si = 0; si < n_shapes; si++) {
                 wset s;
@@ -185,11 +223,20 @@ int main(int argc, char **argv) {
                         g[n][r] = (double)s.gguf_bytes / time_calls(ks[n], &s, x, y, dec_tok, 0.25) * 1e-9;
                         pct[n][r] = 100.0 * g[n][r] / b[n][r];
                     }
-                for (int n = 0; n < 2; n++)
-                    printf("%-6s %5lldx%-6lld %3d  %8.1f %8.1f  %8.1f %8.1f  %6.0f%% %6.0f%%\n",
-                           gt_dtype_name(types[ti]), (long long)shapes[si][0], (long long)shapes[si][1],
-                           n + 1, bench_best(g[n], rounds), bench_median(g[n], rounds), bench_best(b[n], rounds),
-                           bench_median(b[n], rounds), bench_best(pct[n], rounds), bench_median(pct[n], rounds));
+                for (int n = 0; n < 2; n++) {
+                    printf("%-6s %5lldx%-6lld %3d  %8.1f %8.1f  %8.1f %8.1f  %6.0f%% %6.0f%%",
+                           gt_dtype_name(types[ti]), (long long)shapes[si][0],
+                           (long long)shapes[si][1], n + 1, bench_best(g[n], rounds),
+                           bench_median(g[n], rounds), bench_best(b[n], rounds),
+                           bench_median(b[n], rounds), bench_best(pct[n], rounds),
+                           bench_median(pct[n], rounds));
+                    if (n_paired > 0) {
+                        double pp[3];
+                        paired(ks[n], &bj, &s, x, y, dec_tok, n_paired, pp);
+                        printf("  %6.0f%% (%.0f-%.0f)", pp[0], pp[1], pp[2]);
+                    }
+                    printf("\n");
+                }
                 fflush(stdout);
                 wset_free(&s);
             }
