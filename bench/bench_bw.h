@@ -45,13 +45,18 @@ static void bw_read_scalar(void *arg, int ith, int nth) {
     j->sink += s;
 }
 
+/* One pass over j's buffer: bytes per second. */
+static inline double bw_once(gt_kernels *k, bw_job *j) {
+    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
+    double t0 = gt_now_s();
+    gt_pool_run(gt_kernels_pool(k), fn, j);
+    return (double)j->bytes / (gt_now_s() - t0);
+}
+
 static double measure_bw(gt_kernels *k, bw_job *j) {
     double best = 0;
-    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
     for (int r = 0; r < 3; r++) {
-        double t0 = gt_now_s();
-        gt_pool_run(gt_kernels_pool(k), fn, j);
-        double s = (double)j->bytes / (gt_now_s() - t0);
+        double s = bw_once(k, j);
         if (s > best) best = s;
     }
     return best;

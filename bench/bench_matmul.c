@@ -104,14 +104,6 @@ static double time_calls(gt_kernels *k, wset *s, const float *x, float *y, int64
     return el / (double)calls;
 }
 
-/* One pass of the read probe over j's buffer: bytes per second. */
-static double bw_once(gt_kernels *k, bw_job *j) {
-    gt_pool_fn fn = __builtin_cpu_supports("avx512f") ? bw_read : bw_read_scalar;
-    double t0 = gt_now_s();
-    gt_pool_run(gt_kernels_pool(k), fn, j);
-    return (double)j->bytes / (gt_now_s() - t0);
-}
-
 /* --paired: n pairs (read pass, GEMV sweep) back to back; the ratios'
  * median, min and max in pct[3]. */
 static void paired(gt_kernels *k, bw_job *bj, wset *s, const float *x, float *y, int64_t n_tok,

@@ -51,12 +51,9 @@ static void round_pairs(const float *x, int64_t n, uint32_t *out) {
     }
 }
 
-/* u32 per tile of packed activations: a k block of KC/2 pairs per token. */
-static int64_t tile_u32(int64_t n_in) { return (n_in + KC - 1) / KC * NT_GEMM * (KC / 2); }
-
 void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp) {
     for (int64_t t = t0; t < t1; t++) {
-        uint32_t *xt = xp + t / NT_GEMM * tile_u32(n_in) + t % NT_GEMM * (KC / 2);
+        uint32_t *xt = xp + t / NT_GEMM * gt__mm_pb_tile_u32(n_in) + t % NT_GEMM * (KC / 2);
         for (int64_t k0 = 0; k0 < n_in; k0 += KC)
             round_pairs(x + t * n_in + k0, n_in - k0 < KC ? n_in - k0 : KC,
                         xt + k0 / KC * NT_GEMM * (KC / 2));
@@ -178,7 +175,7 @@ void gt__mm_pb_avx512(const void *wpv, int64_t n_in, int64_t n_out, const float 
                       float *scratch) {
     const uint32_t *wp = wpv;
     const size_t pw = (size_t)n_in * 8; /* u32 per panel: n_in/2 pairs x 16 rows */
-    const int64_t ldx = n_in, ldy = n_out, tu = tile_u32(n_in);
+    const int64_t ldx = n_in, ldy = n_out, tu = gt__mm_pb_tile_u32(n_in);
     if (n_tok <= 4) {
         for (int64_t p = p0; p < p1;) {
             if (!rows_mask(n_out, p)) break;

@@ -207,6 +207,10 @@ void gt__mm_pb_ref_rows(gt_dtype type, const void *w, int64_t n_in, int64_t n_ou
  * (KC = GT_MM_PF_KC; token t in tile t / 24, row t % 24; a short last block
  * padded), gt__mm_pb_xp_bytes(n_in, n_tok) bytes. Tokens are independent:
  * any split over tiles gives the same bytes. */
+/* u32 per tile of packed activations: each k block's KC / 2 pairs for 24 tokens. */
+static inline int64_t gt__mm_pb_tile_u32(int64_t n_in) {
+    return (n_in + GT_MM_PF_KC - 1) / GT_MM_PF_KC * GT_MM_PB_NT * (GT_MM_PF_KC / 2);
+}
 void gt__mm_pb_pack_x_avx512(const float *x, int64_t n_in, int64_t t0, int64_t t1, uint32_t *xp);
 size_t gt__mm_pb_xp_bytes(int64_t n_in, int64_t n_tok);
 /* The whole workspace of a pair-panel product: the shared packed

@@ -20,8 +20,7 @@ size_t gt__mm_pf_scratch_floats(int64_t n_tok) {
 size_t gt__mm_pb_xp_bytes(int64_t n_in, int64_t n_tok) {
     if (n_tok <= 4) return 0;
     const size_t tiles = ((size_t)n_tok + GT_MM_PB_NT - 1) / GT_MM_PB_NT;
-    const size_t blocks = ((size_t)n_in + GT_MM_PF_KC - 1) / GT_MM_PF_KC;
-    return gt_align_up(tiles * GT_MM_PB_NT * blocks * GT_MM_PF_KC / 2 * sizeof(uint32_t), GT_ALIGN);
+    return gt_align_up(tiles * (size_t)gt__mm_pb_tile_u32(n_in) * sizeof(uint32_t), GT_ALIGN);
 }
 
 size_t gt__mm_pb_scratch_bytes(int64_t n_in, int64_t n_tok, int n_threads) {
