@@ -8,9 +8,11 @@ whose `--trace PREFIX` was written beside it as PREFIX.rank0.json (PREFIX =
 RUN.json without .json). From the trace's per-layer spans of the decode
 steps (every step after the prefill) it splits the median step into
 attention blocks (q/k/v/o products, rope, KV append, attention over the
-cache, norms), FFN blocks (gate/up/down, SiLU, norms) and the rest (the LM
-head, the final norm, sampling and the step's fork-joins and bookkeeping),
-and sets each against the time its bytes take at the bandwidth measured in
+cache, norms; split into the attention over the cache, against the K and
+V bytes it reads, and the rest, where the trace has the kernel's spans),
+FFN blocks (gate/up/down, SiLU, norms) and the rest (the LM head, the
+final norm, sampling and the step's fork-joins and bookkeeping), and sets
+each against the time its bytes take at the bandwidth measured in
 the same round (weights from the GGUF tensor table, plus the f16 K and V
 rows read). Printed per part: ms, bytes, GB/s achieved, fraction of the
 measured bandwidth, and the ms lost to the roofline. Each part's ms is its
@@ -47,18 +49,21 @@ def account(path):
     run = json.load(open(path))
     trace = json.load(open(path[:-5] + ".rank0.json"))["traceEvents"]
     spans = [e for e in trace if e.get("ph") == "X" and e.get("cat") == "layer"]
+    kern = [e for e in trace if e.get("ph") == "X" and e.get("cat") == "kernel"]
     attn_b, ffn_b, head_b, n_layer, kv_row = part_bytes(run["model"])
     steps = [spans[i:i + 2 * n_layer] for i in range(0, len(spans), 2 * n_layer)]
     steps = steps[1:]  # the first is the prefill
     rows = []
     for i in range(len(steps) - 1):
         s, nxt = steps[i], steps[i + 1]
-        wall = (nxt[0]["ts"] - s[0]["ts"]) / 1e3
-        a = sum(e["dur"] for e in s if e["name"].endswith("attention")) / 1e3
+        t0, t1 = s[0]["ts"], nxt[0]["ts"]
+        wall = (t1 - t0) / 1e3
+        a = sum(e["dur"] for e in s if e["name"].endswith(" attention")) / 1e3
         f = sum(e["dur"] for e in s if e["name"].endswith("ffn")) / 1e3
-        rows.append((wall, a, f, wall - a - f))
+        kv = sum(e["dur"] for e in kern if t0 <= e["ts"] < t1 and e["name"].endswith("kv attention")) / 1e3
+        rows.append((wall, a, f, wall - a - f, kv, a - kv))
     med = lambda j: statistics.median(r[j] for r in rows)  # noqa: E731
-    wall, a, f, rest = med(0), med(1), med(2), med(3)
+    wall, a, f, rest, kv_ms, proj_ms = med(0), med(1), med(2), med(3), med(4), med(5)
     pos = run["n_prompt"] + run["n_gen"] // 2
     kv_b = kv_row * pos * n_layer
     bw = run["bandwidth_gbs"]["median"]
@@ -66,8 +71,11 @@ def account(path):
           f"bandwidth {bw:.1f} GB/s, bench roofline {run['decode_roofline_fraction']['median']:.0%}")
     print(f"  {'part':22s} {'ms':>7s} {'share':>6s} {'MiB':>7s} {'GB/s':>6s} {'of bw':>6s} {'lost ms':>8s}")
     total_ideal = 0
-    for name, ms, b in (("attention (+KV reads)", a, attn_b + kv_b), ("ffn", f, ffn_b),
-                        ("head + rest of step", rest, head_b)):
+    parts = [("attention (+KV reads)", a, attn_b + kv_b), ("ffn", f, ffn_b),
+             ("head + rest of step", rest, head_b)]
+    if kv_ms > 0:  # the trace has the attention kernel's own spans: split the block
+        parts[0:1] = [("  q/k/v/o, norms, rope", proj_ms, attn_b), ("  attention over KV", kv_ms, kv_b)]
+    for name, ms, b in parts:
         ideal = b / (bw * 1e9) * 1e3
         total_ideal += ideal
         print(f"  {name:22s} {ms:7.2f} {ms / wall:6.1%} {b / 2**20:7.1f} {b / ms / 1e6:6.1f} "

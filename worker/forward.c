@@ -149,6 +149,10 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
         GT_TRY(gt_kv_cache_store(e->kv, il, seq, 1, b->pos + i0, s->v + (size_t)i0 * nkv, i1 - i0));
         i0 = i1;
     }
+    /* The attention over the cache is its own span in a trace (category
+     * "kernel", inside the layer's): bench/decode_account.py sets its time
+     * against the K and V bytes it reads, apart from the projections. */
+    const uint64_t t_attn = gt_trace_enabled() ? gt_now_ns() : 0;
     for (int i0 = 0; i0 < n;) {
         int seq = b->seq[i0], i1 = i0 + 1;
         while (i1 < n && b->seq[i1] == seq) i1++;
@@ -173,6 +177,11 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
         };
         GT_TRY(gt_attention(k, &a));
         i0 = i1;
+    }
+    if (t_attn) {
+        char name[40];
+        snprintf(name, sizeof name, "layer %d kv attention", layer);
+        gt_trace_span("kernel", name, t_attn);
     }
     if (e->mm_hook) gt__mm_hook(e, layer, "attn_output", -1, s->attn, n, L->wo.n_in);
     GT_TRY(gt_matmul(k, &L->wo, s->attn, s->out, n));

@@ -7,6 +7,10 @@ writes its results with --json, and Python's json module must parse them and
 give back the exact model path, with the fields the benchmark pages read.
 Without escaping, the quote ends the string early and the parse fails.
 
+With --trace, each layer's attention span holds exactly one span of the
+attention over the KV cache (bench/decode_account.py reads them); the
+issue-time binary, which has none, fails this.
+
 Then a tiny qwen3moe model (8 experts, 2 per token): with one sequence every
 decode step runs exactly 2 experts per layer, so the expert bytes the engine
 counted as it ran them must equal 2/8 of the experts it holds, and the bytes
@@ -66,6 +70,7 @@ def main():
     for key in ("prefill_tps", "decode_tps", "bandwidth_gbs"):
         if not isinstance(r.get(key), dict) or r[key].get("best", 0) <= 0:
             bad.append(f"{key} {r.get(key)!r}")
+    bad += trace_spans(folder, model)
     bad += moe_bytes(folder)
     shutil.rmtree(folder, ignore_errors=True)
     for b in bad:
@@ -74,6 +79,33 @@ def main():
         return 1
     print("bench --json parses and names the model path exactly")
     return 0
+
+
+def trace_spans(folder, model):
+    """--trace: every layer's attention span holds exactly one span of the
+    attention over the KV cache (category "kernel"), which decode_account.py
+    sets against the K and V bytes."""
+    prefix = os.path.join(folder, "tr")
+    run([GANTRY, "synth", "-o", model + "2", "--arch", "llama", "--layers", "2", "--hidden", "64",
+         "--heads", "2", "--kv-heads", "1", "--ffn", "128", "--vocab", "256", "--ctx", "64"])
+    run([GANTRY, "bench", "-m", model + "2", "--prompt", "8", "--gen", "3", "--rounds", "1",
+         "--bw-mib", "16", "--trace", prefix])
+    with open(prefix + ".rank0.json", "r", encoding="utf-8") as f:
+        ev = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    layers = [e for e in ev if e.get("cat") == "layer" and e["name"].endswith(" attention")]
+    kern = [e for e in ev if e.get("cat") == "kernel"]
+    bad = []
+    if len(layers) < 2 * 3 or len(kern) != len(layers):
+        bad.append(f"trace: {len(layers)} attention spans and {len(kern)} kernel spans "
+                   f"(expected as many, at least 2 layers x 3 steps)")
+    for L in layers:
+        name = L["name"].replace(" attention", " kv attention")
+        inside = [k for k in kern if k["name"] == name and L["ts"] <= k["ts"] and
+                  k["ts"] + k["dur"] <= L["ts"] + L["dur"] + 1e-3]
+        if len(inside) != 1:
+            bad.append(f"trace: {L['name']} at {L['ts']} holds {len(inside)} '{name}' spans")
+            break
+    return bad
 
 
 def moe_bytes(folder):

@@ -334,6 +334,10 @@ static const attn_case k_attn_cases[] = {
     {5, 3, 4, 2, 80, 16, GT_F16, 1, 0},       /* window 1: only itself */
     {40, 20, 6, 2, 64, 24, GT_F16, 0, 0},     /* blocks of 24: key vectors cut by blocks */
     {19, 30, 12, 1, 64, 5, GT_F16, 0, 0},     /* blocks of 5, 12 heads on one kv head */
+    /* decode-sized tiles, several kv heads per work item (cpu_attention) */
+    {3, 200, 12, 3, 64, 128, GT_F16, 0, 0}, /* 3 kv heads over 2 threads; blocks of 128 */
+    {4, 150, 10, 5, 80, 16, GT_F32, 40, 0}, /* f32 cache, window */
+    {2, 90, 14, 7, 36, 24, GT_F16, 0, 0},   /* odd rows, blocks of 24 */
 };
 
 typedef struct {
