@@ -6,13 +6,16 @@
  * streamed through the caches since), so the calls cycle through enough
  * copies of the cache (>= 256 MiB of K and V in all) that every call reads
  * from memory. The copies lie in two large huge-page allocations (K, V),
- * blocks in position order, as a layer's pool in the engine does.
+ * blocks in position order, each kv head's parts one run, as a layer's
+ * per-head pools in the engine (--side: the heads' parts of a block side by
+ * side, the layout before them).
  *
  * --ntok N times N query tokens at the positions up to pos (a prefill's
  * causal block; the bytes are still those of the keys up to pos, read once).
  *
  * usage: bench_attention [--pos 512,2048] [--ntok 1] [--rounds N] [--isa NAME]
- *                        [--hot] [--heads 32] [--kv-heads 8] [--head-dim 64] [--block 16] */
+ *                        [--hot] [--side] [--heads 32] [--kv-heads 8] [--head-dim 64]
+ *                        [--block 16] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,8 @@ typedef struct {
     int n_blocks;  /* per copy */
     int n_copies;
     int hot;         /* one copy, read from the caches: the kernel's compute ceiling */
+    int side;        /* the kv heads' parts side by side in a block, not the engine's pools */
+    size_t head_stride;
     size_t kv_bytes; /* K and V bytes one call reads */
     uint8_t *k, *v;
     const void **kb, **vb; /* [n_copies * n_blocks] */
@@ -65,9 +70,17 @@ static void cache_make(cache_set *s) {
         hk[i] = gt_f32_to_f16(gt_bench_frand(-1, 1));
         hv[i] = gt_f32_to_f16(gt_bench_frand(-1, 1));
     }
+    /* Each copy is one layer's cache: by default kv head g's parts of all
+     * its blocks one run (the engine's per-head pools, gt_kv_cache), with
+     * --side the heads' parts of a block side by side. */
+    const size_t part = block_bytes / (size_t)s->n_kv_head;
+    s->head_stride = s->side ? 0 : part * (size_t)s->n_blocks;
     for (int64_t b = 0; b < (int64_t)s->n_blocks * s->n_copies; b++) {
-        s->kb[b] = s->k + (size_t)b * block_bytes;
-        s->vb[b] = s->v + (size_t)b * block_bytes;
+        const int64_t c = b / s->n_blocks, i = b % s->n_blocks;
+        const size_t off = s->side ? (size_t)b * block_bytes
+                                   : (size_t)c * block_bytes * s->n_blocks + (size_t)i * part;
+        s->kb[b] = s->k + off;
+        s->vb[b] = s->v + off;
     }
     for (int64_t i = 0; i < s->n_tok * s->n_head * s->head_dim; i++)
         s->q[i] = gt_bench_frand(-1, 1);
@@ -94,6 +107,7 @@ static double time_calls(gt_kernels *k, const cache_set *s, double min_s) {
                       .n_kv_head = s->n_kv_head,
                       .head_dim = s->head_dim,
                       .block_size = s->block_size,
+                      .head_stride = s->head_stride,
                       .kv_type = GT_F16,
                       .scale = 1.0f / sqrtf((float)s->head_dim)};
     long calls = 0;
@@ -123,7 +137,7 @@ static int parse_list(const char *arg, int64_t *v, int max) {
 
 int main(int argc, char **argv) {
     const char *isa = NULL;
-    int rounds = 3, hot = 0, n_head = 32, n_kv_head = 8, head_dim = 64, block = 16;
+    int rounds = 3, hot = 0, side = 0, n_head = 32, n_kv_head = 8, head_dim = 64, block = 16;
     int64_t pos[8] = {512, 2048}, n_tok = 1;
     int n_pos = 2;
     for (int i = 1; i < argc; i++) {
@@ -137,6 +151,8 @@ int main(int argc, char **argv) {
             isa = argv[++i];
         else if (!strcmp(argv[i], "--hot"))
             hot = 1;
+        else if (!strcmp(argv[i], "--side"))
+            side = 1;
         else if (!strcmp(argv[i], "--heads") && i + 1 < argc)
             n_head = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kv-heads") && i + 1 < argc)
@@ -146,10 +162,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--block") && i + 1 < argc)
             block = atoi(argv[++i]);
         else {
-            fprintf(stderr,
-                    "usage: %s [--pos 512,2048] [--ntok N] [--rounds N] [--isa NAME] [--hot] "
-                    "[--heads N] [--kv-heads N] [--head-dim N] [--block N]\n",
-                    argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s [--pos 512,2048] [--ntok N] [--rounds N] [--isa NAME] [--hot] [--side] "
+                "[--heads N] [--kv-heads N] [--head-dim N] [--block N]\n",
+                argv[0]);
             return 2;
         }
     }
@@ -183,7 +200,8 @@ int main(int argc, char **argv) {
                        .block_size = block,
                        .pos = pos[pi],
                        .n_tok = n_tok,
-                       .hot = hot};
+                       .hot = hot,
+                       .side = side};
         if (s.pos < n_tok - 1) continue;
         cache_make(&s);
         double g[2][MAX_ROUNDS], b[2][MAX_ROUNDS], pct[2][MAX_ROUNDS], us[2][MAX_ROUNDS];

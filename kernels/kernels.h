@@ -239,15 +239,19 @@ gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src
 /* Attention of n_tok queries of one sequence against its paged KV cache.
  * Batch-invariant: a query's output is the same bits whichever queries share
  * the call and whichever call stored its keys.
- * Key/value position p lives in block p / block_size, row p % block_size;
- * a V block holds [n_kv_head, block_size, head_dim] elements of kv_type (F32
- * or F16), a K block the same transposed per head, [n_kv_head, head_dim,
- * block_size]: each kv head's part of a block is contiguous (gt_kv_offset,
- * gt_k_offset), so attention, which walks one head's keys, streams them
- * instead of taking a 128-byte slice out of every n_kv_head * head_dim row,
- * and element d of a block's keys lies side by side, so a query's scores
- * against many keys are vector multiply-adds with nothing to reduce across
- * lanes (docs/benchmarks.md). Query i sees keys 0..pos[i]
+ * Key/value position p lives in block p / block_size, row p % block_size.
+ * Each kv head has its own part of a block: block_size x head_dim elements
+ * of kv_type (F32 or F16), rows [block_size, head_dim] for V and the same
+ * transposed for K, [head_dim, block_size]. Kv head g's part starts
+ * g * head_stride bytes after the block's address (gt_kv_offset,
+ * gt_k_offset). With head_stride 0 the parts lie side by side, a block
+ * [n_kv_head, ...]; the engine's cache passes the distance between whole
+ * per-head pools instead, so that a head's parts of consecutive blocks are
+ * one run of memory, which the read of one head's keys streams (a 2 KiB
+ * part per block, 16 KiB apart, reads at about half the bandwidth of one
+ * run: docs/benchmarks.md). Element d of a block's keys lies side by side,
+ * so a query's scores against many keys are vector multiply-adds with
+ * nothing to reduce across lanes. Query i sees keys 0..pos[i]
  * (causal), and only the last `window` of them when window > 0. GQA: query
  * head h reads kv head h / (n_head / n_kv_head). */
 typedef struct gt_attn_args {
@@ -259,6 +263,7 @@ typedef struct gt_attn_args {
     const void *const *k_blocks; /* [n_blocks] borrowed */
     const void *const *v_blocks; /* [n_blocks] borrowed */
     int block_size;
+    size_t head_stride; /* bytes from kv head g's part of a block to g+1's; 0: side by side */
     gt_dtype kv_type;
     float scale;   /* usually 1/sqrt(head_dim) */
     int window;    /* 0: no sliding window */
@@ -266,21 +271,28 @@ typedef struct gt_attn_args {
 } gt_attn_args;
 gt_status gt_attention(gt_kernels *k, const gt_attn_args *a);
 
-/* Byte offset inside its block of kv head g's value row at position p (the
- * layout gt_attn_args describes); also where head g's part of a K block
- * starts, with p = 0. */
-static inline size_t gt_kv_offset(int64_t p, int g, int block_size, int head_dim, size_t elem) {
-    return ((size_t)g * (size_t)block_size + (size_t)(p % block_size)) * (size_t)head_dim * elem;
+/* The distance between kv heads' parts of a block: head_stride, or, when
+ * it is 0, one part (the parts side by side). */
+static inline size_t gt_kv_head_stride(size_t head_stride, int block_size, int head_dim,
+                                       size_t elem) {
+    return head_stride ? head_stride : (size_t)block_size * (size_t)head_dim * elem;
 }
 
-/* Byte offset inside its block of element d of kv head g's key at position
- * p: keys are stored transposed, [n_kv_head, head_dim, block_size], so the
- * keys of a block lie side by side for each d (gt_attn_args). */
-static inline size_t gt_k_offset(int64_t p, int g, int d, int block_size, int head_dim,
-                                 size_t elem) {
-    return (((size_t)g * (size_t)head_dim + (size_t)d) * (size_t)block_size +
-            (size_t)(p % block_size)) *
-           elem;
+/* Byte offset from its block's address of kv head g's value row at
+ * position p (the layout gt_attn_args describes), hs the resolved head
+ * stride (gt_kv_head_stride); also where head g's part of a K block
+ * starts, with p = 0. */
+static inline size_t gt_kv_offset(int64_t p, int g, int block_size, int head_dim, size_t elem,
+                                  size_t hs) {
+    return (size_t)g * hs + (size_t)(p % block_size) * (size_t)head_dim * elem;
+}
+
+/* Byte offset from its block's address of element d of kv head g's key at
+ * position p: keys are stored transposed, [head_dim, block_size] per head,
+ * so the keys of a block lie side by side for each d (gt_attn_args). */
+static inline size_t gt_k_offset(int64_t p, int g, int d, int block_size, int head_dim, size_t elem,
+                                 size_t hs) {
+    return (size_t)g * hs + ((size_t)d * (size_t)block_size + (size_t)(p % block_size)) * elem;
 }
 
 /* Stores rows[n_tok] (f32, row_elems = n_kv_head * head_dim each) at
@@ -293,6 +305,7 @@ typedef struct gt_kv_store_args {
     int row_elems;
     void *const *blocks;   /* [n_blocks] borrowed: the sequence's blocks in position order */
     int block_size;
+    size_t head_stride; /* as gt_attn_args: 0, the kv heads' parts side by side */
     gt_dtype kv_type;
     int n_kv_head; /* divides row_elems */
     int keys;      /* 1: the rows are keys, stored transposed (gt_k_offset) */

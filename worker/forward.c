@@ -170,6 +170,7 @@ static gt_status attention_block(gt_engine *e, const gt_batch *b, const seq_spli
             .k_blocks = s->kblocks,
             .v_blocks = s->vblocks,
             .block_size = gt_kv_cache_block_size(e->kv),
+            .head_stride = gt_kv_cache_head_stride(e->kv),
             .kv_type = gt_kv_cache_type(e->kv),
             .scale = 1.0f / sqrtf((float)hd),
             .window = swa ? (int)hp->sliding_window : 0,

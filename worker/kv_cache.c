@@ -21,7 +21,10 @@ struct gt_kv_cache {
     gt_kv_cache_config cfg;
     gt_kernels *kern;   /* borrowed: the backend that owns the pools */
     size_t row_bytes, block_bytes;
-    gt_buffer **k;      /* [n_layer] → [n_blocks * block_bytes] */
+    size_t part_bytes;  /* one kv head's part of a block: block_bytes / n_kv_head */
+    size_t head_stride; /* a layer's pool is [n_kv_head][n_blocks][part]: n_blocks parts */
+    int n_kv_head;
+    gt_buffer **k; /* [n_layer] → [n_kv_head][n_blocks][part_bytes] */
     gt_buffer **v;
     void **store_blocks; /* [max_seq_blocks] block addresses of one store */
     int32_t *free_list; /* [n_blocks] */
@@ -97,8 +100,11 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     kv->kern = k;
     kv->row_bytes = (size_t)cfg->row_elems * (cfg->type == GT_F16 ? 2 : 4);
     kv->block_bytes = kv->row_bytes * (size_t)cfg->block_size;
+    kv->n_kv_head = cfg->n_kv_head > 0 ? cfg->n_kv_head : 1;
+    kv->part_bytes = kv->block_bytes / (size_t)kv->n_kv_head;
     size_t layer_bytes;
     if (!gt_size_mul(kv->block_bytes, (size_t)cfg->n_blocks, &layer_bytes)) goto nomem;
+    kv->head_stride = kv->part_bytes * (size_t)cfg->n_blocks;
     kv->k = calloc((size_t)cfg->n_layer, sizeof *kv->k);
     kv->v = calloc((size_t)cfg->n_layer, sizeof *kv->v);
     kv->free_list = malloc((size_t)cfg->n_blocks * sizeof *kv->free_list);
@@ -201,18 +207,21 @@ static void list_push(lru_list *l, int i) {
 }
 
 /* Copies the K and V rows of pool block b to or from host slot h, every
- * layer, through the pool's backend. */
+ * layer, through the pool's backend: each kv head's part (its own pool on
+ * the device side; side by side in the host slot). */
 static gt_status host_copy(gt_kv_cache *kv, int b, int h, bool to_host) {
-    size_t off = (size_t)b * kv->block_bytes, hoff = (size_t)h * kv->block_bytes;
-    for (int il = 0; il < kv->cfg.n_layer; il++) {
-        if (to_host) {
-            GT_TRY(gt_buffer_download(kv->k[il], off, kv->hk[il] + hoff, kv->block_bytes));
-            GT_TRY(gt_buffer_download(kv->v[il], off, kv->hv[il] + hoff, kv->block_bytes));
-        } else {
-            GT_TRY(gt_buffer_upload(kv->k[il], off, kv->hk[il] + hoff, kv->block_bytes));
-            GT_TRY(gt_buffer_upload(kv->v[il], off, kv->hv[il] + hoff, kv->block_bytes));
+    for (int il = 0; il < kv->cfg.n_layer; il++)
+        for (int g = 0; g < kv->n_kv_head; g++) {
+            const size_t off = (size_t)g * kv->head_stride + (size_t)b * kv->part_bytes;
+            const size_t hoff = (size_t)h * kv->block_bytes + (size_t)g * kv->part_bytes;
+            if (to_host) {
+                GT_TRY(gt_buffer_download(kv->k[il], off, kv->hk[il] + hoff, kv->part_bytes));
+                GT_TRY(gt_buffer_download(kv->v[il], off, kv->hv[il] + hoff, kv->part_bytes));
+            } else {
+                GT_TRY(gt_buffer_upload(kv->k[il], off, kv->hk[il] + hoff, kv->part_bytes));
+                GT_TRY(gt_buffer_upload(kv->v[il], off, kv->hv[il] + hoff, kv->part_bytes));
+            }
         }
-    }
     uint64_t n = 2 * (uint64_t)kv->block_bytes * (uint64_t)kv->cfg.n_layer;
     if (to_host) kv->to_host += n;
     else kv->from_host += n;
@@ -470,7 +479,7 @@ gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const in
     const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
     uint8_t *base = gt_buffer_addr(is_v ? kv->v[il] : kv->k[il]);
     for (int b = 0; b < kv->n_seq_blocks[seq]; b++)
-        kv->store_blocks[b] = base + (size_t)table[b] * kv->block_bytes;
+        kv->store_blocks[b] = base + (size_t)table[b] * kv->part_bytes;
     gt_kv_store_args a = {
         .rows = rows,
         .pos = pos,
@@ -478,6 +487,7 @@ gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const in
         .row_elems = kv->cfg.row_elems,
         .blocks = kv->store_blocks,
         .block_size = kv->cfg.block_size,
+        .head_stride = kv->head_stride,
         .kv_type = kv->cfg.type,
         .n_kv_head = kv->cfg.n_kv_head > 0 ? kv->cfg.n_kv_head : 1,
         .keys = !is_v,
@@ -490,9 +500,10 @@ int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_
     const int32_t *table = kv->tables + (size_t)seq * (size_t)kv->cfg.max_seq_blocks;
     const uint8_t *base = gt_buffer_addr(is_v ? kv->v[il] : kv->k[il]);
     int n = (int)((n_tokens + (uint32_t)kv->cfg.block_size - 1) / (uint32_t)kv->cfg.block_size);
-    for (int b = 0; b < n; b++) blocks[b] = base + (size_t)table[b] * kv->block_bytes;
+    for (int b = 0; b < n; b++) blocks[b] = base + (size_t)table[b] * kv->part_bytes;
     return n;
 }
 
 int gt_kv_cache_block_size(const gt_kv_cache *kv) { return kv->cfg.block_size; }
+size_t gt_kv_cache_head_stride(const gt_kv_cache *kv) { return kv->head_stride; }
 gt_dtype gt_kv_cache_type(const gt_kv_cache *kv) { return kv->cfg.type; }

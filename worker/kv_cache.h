@@ -2,9 +2,14 @@
  * sequence. Block b of every layer belongs to the same sequence, so one free
  * list serves all layers. Position p of a sequence lives in block
  * table[p / block_size], row p % block_size; a row holds n_kv_head * head_dim
- * elements of the cache type for K, and the same for V, stored head by head
- * inside the block (gt_kv_offset); a K block holds each head's keys
- * transposed, element d of its keys side by side (gt_k_offset).
+ * elements of the cache type for K, and the same for V. Each kv head has a
+ * pool of its own in every layer: a layer's K (or V) buffer is [n_kv_head]
+ * [n_blocks] parts of block_size x head_dim elements, so one head's parts
+ * of a sequence's blocks, taken from the free list in order, are one run of
+ * memory that decode attention streams (gt_kv_cache_head_stride is the
+ * distance between the heads' pools, gt_attn_args.head_stride). A K part
+ * holds its keys transposed, element d of its keys side by side
+ * (gt_k_offset); a V part its rows (gt_kv_offset).
  *
  * Paging (rather than one contiguous buffer per sequence) lets the scheduler
  * admit sequences of unknown final length, and later swap blocks to host
@@ -95,11 +100,15 @@ int gt_kv_cache_n_blocks(const gt_kv_cache *kv);
  * reserved. */
 gt_status gt_kv_cache_store(gt_kv_cache *kv, int il, int seq, int is_v, const int32_t *pos,
                        const float *rows, int n);
-/* Fills blocks[] (borrowed backend addresses of the K or V blocks of seq in layer il)
- * for positions [0, n_tokens); returns the block count. */
+/* Fills blocks[] (borrowed backend addresses of the K or V blocks of seq in layer il:
+ * kv head 0's part; head g's is gt_kv_cache_head_stride bytes on per head) for
+ * positions [0, n_tokens); returns the block count. */
 int gt_kv_cache_blocks(const gt_kv_cache *kv, int il, int seq, int is_v, uint32_t n_tokens,
                        const void **blocks);
 int gt_kv_cache_block_size(const gt_kv_cache *kv);
+/* Bytes between kv head g's and g+1's part of a block (the heads' pools),
+ * for gt_attn_args.head_stride. */
+size_t gt_kv_cache_head_stride(const gt_kv_cache *kv);
 gt_dtype gt_kv_cache_type(const gt_kv_cache *kv);
 
 #endif

@@ -17,7 +17,9 @@ static void load_key(const gt_attn_args *a, int64_t p, int g, float *dst) {
     const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
     const char *blk = a->k_blocks[p / a->block_size];
     for (int d = 0; d < a->head_dim; d++) {
-        const char *e = blk + gt_k_offset(p, g, d, a->block_size, a->head_dim, elem);
+        const char *e =
+            blk + gt_k_offset(p, g, d, a->block_size, a->head_dim, elem,
+                              gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, elem));
         dst[d] = a->kv_type == GT_F16 ? gt_f16_to_f32(*(const gt_f16 *)e) : *(const float *)e;
     }
 }

@@ -103,7 +103,8 @@ static inline const void *gt__kv_row(const gt_attn_args *a, const void *const *b
                                      int g) {
     const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
     return (const char *)blocks[p / a->block_size] +
-           gt_kv_offset(p, g, a->block_size, a->head_dim, elem);
+           gt_kv_offset(p, g, a->block_size, a->head_dim, elem,
+                        gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, elem));
 }
 
 /* First visible key of a query at position pos (causal, optional window). */

@@ -99,15 +99,16 @@ gt_status gt__kv_store_ref(const gt_kv_store_args *a) {
                        a->row_elems, a->n_kv_head);
     const int hd = a->row_elems / a->n_kv_head;
     const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
+    const size_t hs = gt_kv_head_stride(a->head_stride, a->block_size, hd, elem);
     for (int64_t i = 0; i < a->n_tok; i++) {
         const int32_t p = a->pos[i];
         for (int g = 0; g < a->n_kv_head; g++) {
             uint8_t *blk = a->blocks[p / a->block_size];
-            uint8_t *dst = blk + gt_kv_offset(p, g, a->block_size, hd, elem);
+            uint8_t *dst = blk + gt_kv_offset(p, g, a->block_size, hd, elem, hs);
             const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
             if (a->keys) { /* element d of each key of the block side by side */
                 for (int d = 0; d < hd; d++) {
-                    uint8_t *e = blk + gt_k_offset(p, g, d, a->block_size, hd, elem);
+                    uint8_t *e = blk + gt_k_offset(p, g, d, a->block_size, hd, elem, hs);
                     if (a->kv_type == GT_F32)
                         memcpy(e, src + d, elem);
                     else {

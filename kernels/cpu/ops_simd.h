@@ -27,6 +27,7 @@
 #define GT_OPS_SIMD_H
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels/cpu/ops.h"
@@ -133,17 +134,18 @@ static gt_status simd_kv_store(const gt_kv_store_args *a) {
     const int hd = a->row_elems / a->n_kv_head;
     gt_f16 stage[512];
     if (hd > (int)(sizeof stage / sizeof *stage)) return gt__kv_store_ref(a);
+    const size_t hs = gt_kv_head_stride(a->head_stride, a->block_size, hd, 2);
     for (int64_t i = 0; i < a->n_tok; i++) {
         const int32_t p = a->pos[i];
         uint8_t *blk = a->blocks[p / a->block_size];
         for (int g = 0; g < a->n_kv_head; g++) {
             const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
             if (!a->keys) {
-                f16_row(src, (gt_f16 *)(blk + gt_kv_offset(p, g, a->block_size, hd, 2)), hd);
+                f16_row(src, (gt_f16 *)(blk + gt_kv_offset(p, g, a->block_size, hd, 2, hs)), hd);
                 continue;
             }
             f16_row(src, stage, hd);
-            gt_f16 *k0 = (gt_f16 *)(blk + gt_k_offset(p, g, 0, a->block_size, hd, 2));
+            gt_f16 *k0 = (gt_f16 *)(blk + gt_k_offset(p, g, 0, a->block_size, hd, 2, hs));
             for (int d = 0; d < hd; d++) k0[(size_t)d * a->block_size] = stage[d];
         }
     }
@@ -238,10 +240,11 @@ static void kv_rows(const gt_attn_args *a, const void *const *blocks, int g, int
                     const void **rows) {
     const int hd = a->head_dim, bs = a->block_size;
     const size_t esz = a->kv_type == GT_F16 ? 2 : 4, row = (size_t)hd * esz;
+    const size_t hs = gt_kv_head_stride(a->head_stride, bs, hd, esz);
     for (int c = 0; c < nc;) {
         const int64_t p = c0 + c;
         const int r = (int)(p % bs), n = bs - r < nc - c ? bs - r : nc - c;
-        const char *src = (const char *)blocks[p / bs] + gt_kv_offset(r, g, bs, hd, esz);
+        const char *src = (const char *)blocks[p / bs] + gt_kv_offset(r, g, bs, hd, esz, hs);
         for (int i = 0; i < n; i++, c++) rows[c] = src + (size_t)i * row;
     }
 }
@@ -256,33 +259,35 @@ static void kv_rows(const gt_attn_args *a, const void *const *blocks, int g, int
  * the chunk holds whole blocks (blocks of 16, 32 or 64), roughly else. */
 typedef struct {
     const gt_attn_args *a;
-    int g, r;        /* the next row: row r of block b */
-    int64_t b, left; /* rows still to be prefetched */
-    size_t esz;
+    size_t head_off, row; /* kv head g's part: g * head stride; bytes per row */
+    int r, bs;            /* the next row: row r of block b */
+    int64_t b, left;      /* rows still to be prefetched */
 } kv_readahead;
 
 static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int g, int64_t from,
                               int64_t to) {
+    const size_t esz = a->kv_type == GT_F16 ? 2 : 4;
     ra->a = a;
-    ra->g = g;
+    ra->bs = a->block_size;
+    ra->row = (size_t)a->head_dim * esz;
+    ra->head_off = gt_kv_offset(0, g, a->block_size, a->head_dim, esz,
+                                gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, esz));
     ra->b = from / a->block_size;
     ra->r = (int)(from % a->block_size);
     ra->left = to > from ? to - from : 0;
-    ra->esz = a->kv_type == GT_F16 ? 2 : 4;
 }
 
+/* Every line of the next `rows` rows (a row need not start on a line). */
 static inline void kv_readahead_rows(kv_readahead *ra, int rows) {
-    const gt_attn_args *a = ra->a;
-    const size_t row = (size_t)a->head_dim * ra->esz;
     for (; rows > 0 && ra->left > 0; rows--, ra->left--) {
-        const size_t off = gt_kv_offset(ra->r, ra->g, a->block_size, a->head_dim, ra->esz);
-        const char *k = (const char *)a->k_blocks[ra->b] + off;
-        const char *v = (const char *)a->v_blocks[ra->b] + off;
-        for (size_t o = 0; o < row; o += 64) {
-            __builtin_prefetch(k + o, 0, 2);
-            __builtin_prefetch(v + o, 0, 2);
-        }
-        if (++ra->r == a->block_size) {
+        const size_t off = ra->head_off + (size_t)ra->r * ra->row;
+        const uintptr_t k = (uintptr_t)ra->a->k_blocks[ra->b] + off,
+                        v = (uintptr_t)ra->a->v_blocks[ra->b] + off;
+        for (uintptr_t o = k & ~(uintptr_t)63; o < k + ra->row; o += 64)
+            __builtin_prefetch((const void *)o, 0, 2);
+        for (uintptr_t o = v & ~(uintptr_t)63; o < v + ra->row; o += 64)
+            __builtin_prefetch((const void *)o, 0, 2);
+        if (++ra->r == ra->bs) {
             ra->r = 0;
             ra->b++;
         }
@@ -312,13 +317,14 @@ typedef struct {
 static int k_vectors(const gt_attn_args *a, int g, int64_t c0, int nc, kvec *kv) {
     const int hd = a->head_dim, bs = a->block_size;
     const size_t esz = a->kv_type == GT_F16 ? 2 : 4;
+    const size_t hs = gt_kv_head_stride(a->head_stride, bs, hd, esz);
     int n_v = 0;
     for (int c = 0; c < nc;) {
         const int64_t p = c0 + c;
         const int r = (int)(p % bs);
         int n = bs - r < nc - c ? bs - r : nc - c;
         n = n < VW ? n : VW;
-        kv[n_v].p = (const char *)a->k_blocks[p / bs] + gt_k_offset(r, g, 0, bs, hd, esz);
+        kv[n_v].p = (const char *)a->k_blocks[p / bs] + gt_k_offset(r, g, 0, bs, hd, esz, hs);
         kv[n_v].c = c;
         kv[n_v].n = n;
         n_v++;

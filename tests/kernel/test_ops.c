@@ -347,10 +347,14 @@ typedef struct {
     float *kd, *vd; /* dense decoded [n_ctx, n_kv_head, hd] */
     void *storage_k, *storage_v;
     const void **kb, **vb; /* block tables (permuted storage) */
+    size_t head_stride;    /* 0: the heads' parts side by side in a block; else per-head pools */
     int32_t *pos;
 } attn_fixture;
 
-static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng) {
+/* pooled: each kv head's parts in a pool of their own (the engine's cache),
+ * head_stride bytes apart (one part more than the blocks, so that the
+ * stride is not a multiple of anything the kernels might assume). */
+static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng, int pooled) {
     memset(f, 0, sizeof *f);
     f->c = *c;
     f->n_ctx = c->pos0 + c->n_tok;
@@ -362,8 +366,11 @@ static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng) {
     gt_test_fill_normal(rng, f->q, nq, 1.0f);
     f->kd = calloc((size_t)f->n_blocks * blk, 4);
     f->vd = calloc((size_t)f->n_blocks * blk, 4);
-    f->storage_k = calloc((size_t)f->n_blocks * blk, esz);
-    f->storage_v = calloc((size_t)f->n_blocks * blk, esz);
+    const size_t part = (size_t)c->block_size * c->head_dim * esz;
+    f->head_stride = pooled ? (size_t)(f->n_blocks + 1) * part : 0;
+    const size_t hs = pooled ? f->head_stride : part, slot_bytes = pooled ? part : blk * esz;
+    f->storage_k = calloc((size_t)c->n_kv_head * (f->n_blocks + 1), part);
+    f->storage_v = calloc((size_t)c->n_kv_head * (f->n_blocks + 1), part);
     f->kb = malloc(sizeof(void *) * f->n_blocks);
     f->vb = malloc(sizeof(void *) * f->n_blocks);
     f->pos = malloc(sizeof(int32_t) * c->n_tok);
@@ -372,21 +379,19 @@ static void attn_setup(attn_fixture *f, const attn_case *c, gt_test_rng *rng) {
      * is a permutation, else slot b: the block table is really followed. */
     for (int b = 0; b < f->n_blocks; b++) {
         const int slot = f->n_blocks % 5 ? (b * 5 + 3) % f->n_blocks : b;
-        f->kb[b] = (char *)f->storage_k + (size_t)slot * blk * esz;
-        f->vb[b] = (char *)f->storage_v + (size_t)slot * blk * esz;
+        f->kb[b] = (char *)f->storage_k + (size_t)slot * slot_bytes;
+        f->vb[b] = (char *)f->storage_v + (size_t)slot * slot_bytes;
     }
     for (int p = 0; p < f->n_ctx; p++) {
         for (size_t e = 0; e < row; e++) {
             float kv[2] = {gt_test_rng_normal(rng), gt_test_rng_normal(rng)};
-            /* the cache's layout, written out here: head by head inside a
-             * block, a head's values [position][d], its keys [d][position] */
-            const size_t off =
-                ((e / c->head_dim) * c->block_size + (size_t)(p % c->block_size)) * c->head_dim +
-                e % c->head_dim;
-            const size_t koff =
-                ((e / c->head_dim) * c->head_dim + e % c->head_dim) * c->block_size +
-                (size_t)(p % c->block_size);
-            char *kdst = (char *)f->kb[p / c->block_size], *vdst = (char *)f->vb[p / c->block_size];
+            /* the cache's layout, written out here: kv head g's part of a
+             * block g * hs bytes on, its values [position][d], its keys
+             * [d][position] */
+            const size_t off = (size_t)(p % c->block_size) * c->head_dim + e % c->head_dim;
+            const size_t koff = (e % c->head_dim) * c->block_size + (size_t)(p % c->block_size);
+            char *kdst = (char *)f->kb[p / c->block_size] + e / c->head_dim * hs,
+                 *vdst = (char *)f->vb[p / c->block_size] + e / c->head_dim * hs;
             if (c->kv == GT_F16) {
                 const gt_f16 hk = gt_f32_to_f16(kv[0]), hv = gt_f32_to_f16(kv[1]);
                 memcpy(kdst + koff * 2, &hk, 2);
@@ -426,6 +431,7 @@ static gt_attn_args attn_args(const attn_fixture *f, float *out) {
                       .k_blocks = (const void *const *)f->kb,
                       .v_blocks = (const void *const *)f->vb,
                       .block_size = c->block_size,
+                      .head_stride = f->head_stride,
                       .kv_type = c->kv,
                       .scale = 1.0f / sqrtf((float)c->head_dim),
                       .window = c->window,
@@ -473,7 +479,7 @@ static void test_attention(void **state) {
     assert_int_equal(gt_kernels_create(&rc, &kref), GT_OK);
     for (size_t ci = 0; ci < sizeof k_attn_cases / sizeof k_attn_cases[0]; ci++) {
         attn_fixture f;
-        attn_setup(&f, &k_attn_cases[ci], &rng);
+        attn_setup(&f, &k_attn_cases[ci], &rng, (int)(ci % 2));
         const size_t n = (size_t)f.c.n_tok * f.c.n_head * f.c.head_dim;
         float *dense = malloc(n * 4), *want = malloc(n * 4), *got = malloc(n * 4);
         char label[128];
@@ -511,7 +517,7 @@ static void test_broken_variants_fail(void **state) {
     gt_test_rng_seed(&rng, 5);
     attn_fixture f;
     const attn_case c = {16, 40, 4, 2, 64, 16, GT_F16, 9, 0};
-    attn_setup(&f, &c, &rng);
+    attn_setup(&f, &c, &rng, 0);
     const size_t n = (size_t)c.n_tok * c.n_head * c.head_dim;
     float *want = malloc(n * 4), *got = malloc(n * 4);
     gt_kernels *k = NULL;

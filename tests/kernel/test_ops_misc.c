@@ -389,7 +389,7 @@ static void test_kv_store_f16_rounding(void **state) {
                 blocks[b] = pool + (size_t)(nb - 1 - b) * block_bytes;
                 blocksr[b] = poolr + (size_t)(nb - 1 - b) * block_bytes;
             }
-            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, GT_F16, heads, keys};
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, 0, GT_F16, heads, keys};
             assert_int_equal(gt_kv_store(k, &a), GT_OK);
             a.blocks = blocksr;
             assert_int_equal(gt__kv_store_ref(&a), GT_OK);
@@ -425,7 +425,7 @@ static void test_kv_store(void **state) {
             /* the sequence's blocks out of pool order */
             void *blocks[3] = {pool + 2 * block_bytes, pool + 0 * block_bytes, pool + 3 * block_bytes};
             void *blocksr[3] = {poolr + 2 * block_bytes, poolr, poolr + 3 * block_bytes};
-            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, t, heads, keys};
+            gt_kv_store_args a = {rows, pos, n, row, blocks, bs, 0, t, heads, keys};
             assert_int_equal(gt_kv_store(k, &a), GT_OK);
             a.blocks = blocksr;
             assert_int_equal(gt__kv_store_ref(&a), GT_OK);
@@ -472,6 +472,53 @@ static void test_kv_store(void **state) {
     free(rows);
 }
 
+/* With a head stride (the engine's per-head pools), kv head g's part of a
+ * block is g * head_stride bytes on and holds exactly what the side-by-side
+ * layout (checked element by element above) holds at g * part: every ISA,
+ * keys and values, F32 and F16, blocks out of pool order. */
+static void test_kv_store_head_stride(void **state) {
+    gt_test_rng r;
+    gt_test_rng_seed(&r, 16);
+    const int bs = 4, row = 24, nb = 3, heads = 3, hd = row / heads;
+    const int64_t n = 9;
+    int32_t pos[9] = {3, 4, 5, 9, 0, 11, 1, 6, 10};
+    float *rows = rnd(&r, n * row, 1.0f);
+    const int slot[3] = {2, 0, 3}; /* the sequence's blocks in the pool of 5 */
+    for (int type = 0; type < 4; type++) {
+        const int keys = type >= 2;
+        const gt_dtype t = type % 2 ? GT_F16 : GT_F32;
+        const size_t elem = type % 2 ? 2 : 4, part = (size_t)bs * hd * elem;
+        const size_t hs = 5 * part; /* a pool of 5 parts per head */
+        for (size_t i = 0; i < N_ISAS; i++) {
+            gt_kernels *k = make(k_isas[i]);
+            if (!k) continue;
+            uint8_t *side = calloc(5, (size_t)heads * part), *pooled = calloc(heads, hs);
+            void *bs_side[3], *bs_pool[3];
+            for (int b = 0; b < nb; b++) {
+                bs_side[b] = side + (size_t)slot[b] * heads * part;
+                bs_pool[b] = pooled + (size_t)slot[b] * part;
+            }
+            gt_kv_store_args a = {rows, pos, n, row, bs_side, bs, 0, t, heads, keys};
+            assert_int_equal(gt_kv_store(k, &a), GT_OK);
+            a.blocks = bs_pool;
+            a.head_stride = hs;
+            assert_int_equal(gt_kv_store(k, &a), GT_OK);
+            for (int b = 0; b < 5; b++)
+                for (int g = 0; g < heads; g++)
+                    if (memcmp(side + ((size_t)b * heads + g) * part, pooled + g * hs + b * part,
+                               part) != 0)
+                        fail_msg(
+                            "%s type %d: pool slot %d, kv head %d differs from the side-by-side "
+                            "layout",
+                            k_isas[i], type, b, g);
+            free(side);
+            free(pooled);
+            gt_kernels_destroy(k);
+        }
+    }
+    free(rows);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bias_scale_softcap_zero),
@@ -479,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_router_topk),
         cmocka_unit_test(test_gather_scatter_gate),
         cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_kv_store_head_stride),
         cmocka_unit_test(test_kv_store_f16_rounding),
         cmocka_unit_test(test_router_topk_wide),
     };
