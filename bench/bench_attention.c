@@ -10,12 +10,14 @@
  * per-head pools in the engine (--side: the heads' parts of a block side by
  * side, the layout before them).
  *
+ * --kv bf16 times a BF16 cache (pairs for vdpbf16ps; the same bytes).
+ *
  * --ntok N times N query tokens at the positions up to pos (a prefill's
  * causal block; the bytes are still those of the keys up to pos, read once).
  *
  * usage: bench_attention [--pos 512,2048] [--ntok 1] [--rounds N] [--isa NAME]
  *                        [--hot] [--side] [--heads 32] [--kv-heads 8] [--head-dim 64]
- *                        [--block 16] */
+ *                        [--block 16] [--kv f16|bf16] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,7 @@ typedef struct {
     int n_copies;
     int hot;         /* one copy, read from the caches: the kernel's compute ceiling */
     int side;        /* the kv heads' parts side by side in a block, not the engine's pools */
+    gt_dtype kv;     /* GT_F16 or GT_BF16 */
     size_t head_stride;
     size_t kv_bytes; /* K and V bytes one call reads */
     uint8_t *k, *v;
@@ -65,10 +68,12 @@ static void cache_make(cache_set *s) {
         fprintf(stderr, "out of memory for %zu bytes of KV copies\n", 2 * n);
         exit(1);
     }
-    gt_f16 *hk = (gt_f16 *)s->k, *hv = (gt_f16 *)s->v;
+    uint16_t *hk = (uint16_t *)s->k,
+             *hv = (uint16_t *)s->v; /* any values: both layouts hold the same bytes */
     for (size_t i = 0; i < n / 2; i++) {
-        hk[i] = gt_f32_to_f16(gt_bench_frand(-1, 1));
-        hv[i] = gt_f32_to_f16(gt_bench_frand(-1, 1));
+        const float x = gt_bench_frand(-1, 1), y = gt_bench_frand(-1, 1);
+        hk[i] = s->kv == GT_BF16 ? gt_f32_to_bf16(x) : gt_f32_to_f16(x);
+        hv[i] = s->kv == GT_BF16 ? gt_f32_to_bf16(y) : gt_f32_to_f16(y);
     }
     /* Each copy is one layer's cache: by default kv head g's parts of all
      * its blocks one run (the engine's per-head pools, gt_kv_cache), with
@@ -108,7 +113,7 @@ static double time_calls(gt_kernels *k, const cache_set *s, double min_s) {
                       .head_dim = s->head_dim,
                       .block_size = s->block_size,
                       .head_stride = s->head_stride,
-                      .kv_type = GT_F16,
+                      .kv_type = s->kv,
                       .scale = 1.0f / sqrtf((float)s->head_dim)};
     long calls = 0;
     double t0 = gt_now_s(), el;
@@ -138,6 +143,7 @@ static int parse_list(const char *arg, int64_t *v, int max) {
 int main(int argc, char **argv) {
     const char *isa = NULL;
     int rounds = 3, hot = 0, side = 0, n_head = 32, n_kv_head = 8, head_dim = 64, block = 16;
+    gt_dtype kv = GT_F16;
     int64_t pos[8] = {512, 2048}, n_tok = 1;
     int n_pos = 2;
     for (int i = 1; i < argc; i++) {
@@ -161,11 +167,15 @@ int main(int argc, char **argv) {
             head_dim = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--block") && i + 1 < argc)
             block = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc && !strcmp(argv[i + 1], "bf16") && ++i)
+            kv = GT_BF16;
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc && !strcmp(argv[i + 1], "f16") && ++i)
+            kv = GT_F16;
         else {
             fprintf(
                 stderr,
                 "usage: %s [--pos 512,2048] [--ntok N] [--rounds N] [--isa NAME] [--hot] [--side] "
-                "[--heads N] [--kv-heads N] [--head-dim N] [--block N]\n",
+                "[--heads N] [--kv-heads N] [--head-dim N] [--block N] [--kv f16|bf16]\n",
                 argv[0]);
             return 2;
         }
@@ -173,18 +183,20 @@ int main(int argc, char **argv) {
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     if (n_tok < 1 || n_head < 1 || n_kv_head < 1 || n_head % n_kv_head || head_dim < 1 ||
-        block < 1 || n_pos < 1) {
+        block < 1 || n_pos < 1 || (kv == GT_BF16 && (head_dim % 2 || block % 2))) {
         fprintf(stderr,
                 "%lld tokens, %d heads over %d kv heads of %d dims in blocks of %d: not a "
-                "valid shape\n",
-                (long long)n_tok, n_head, n_kv_head, head_dim, block);
+                "valid shape%s\n",
+                (long long)n_tok, n_head, n_kv_head, head_dim, block,
+                kv == GT_BF16 ? " (a BF16 cache needs an even head size and block)" : "");
         return 2;
     }
     gt_kernels *ks[2];
     for (int n = 0; n < 2; n++) ks[n] = gt_bench_kernels(n + 1, isa, NULL);
     printf(
-        "isa %s; %lld query tokens, %d heads, %d kv heads of %d dims, f16 cache in blocks of %d\n",
-        gt_kernels_isa(ks[0]), (long long)n_tok, n_head, n_kv_head, head_dim, block);
+        "isa %s; %lld query tokens, %d heads, %d kv heads of %d dims, %s cache in blocks of %d\n",
+        gt_kernels_isa(ks[0]), (long long)n_tok, n_head, n_kv_head, head_dim,
+        kv == GT_BF16 ? "bf16" : "f16", block);
     bw_job bj = {.bytes = (size_t)1 << 30};
     bj.buf = gt_alloc(bj.bytes);
     memset((void *)bj.buf, 1, bj.bytes);
@@ -201,7 +213,8 @@ int main(int argc, char **argv) {
                        .pos = pos[pi],
                        .n_tok = n_tok,
                        .hot = hot,
-                       .side = side};
+                       .side = side,
+                       .kv = kv};
         if (s.pos < n_tok - 1) continue;
         cache_make(&s);
         double g[2][MAX_ROUNDS], b[2][MAX_ROUNDS], pct[2][MAX_ROUNDS], us[2][MAX_ROUNDS];

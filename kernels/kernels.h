@@ -251,7 +251,12 @@ gt_status gt_sigmoid_gate_add(gt_kernels *k, const float *gate, const float *src
  * part per block, 16 KiB apart, reads at about half the bandwidth of one
  * run: docs/benchmarks.md). Element d of a block's keys lies side by side,
  * so a query's scores against many keys are vector multiply-adds with
- * nothing to reduce across lanes. Query i sees keys 0..pos[i]
+ * nothing to reduce across lanes. A BF16 cache (head_dim and block_size
+ * even) stores pairs for dot products of two (vdpbf16ps): K as
+ * [head_dim / 2, block_size, 2] (elements d and d + 1 of a key side by
+ * side), V as [block_size / 2, head_dim, 2] (element d of keys r and r + 1
+ * side by side); gt_kv_k_index and gt_kv_v_index place an element in every
+ * type. Query i sees keys 0..pos[i]
  * (causal), and only the last `window` of them when window > 0. GQA: query
  * head h reads kv head h / (n_head / n_kv_head). */
 typedef struct gt_attn_args {
@@ -278,6 +283,22 @@ static inline size_t gt_kv_head_stride(size_t head_stride, int block_size, int h
     return head_stride ? head_stride : (size_t)block_size * (size_t)head_dim * elem;
 }
 
+/* Bytes per element of a KV cache of type t (F32, F16 or BF16). */
+static inline size_t gt_kv_elem_bytes(gt_dtype t) { return t == GT_F32 ? 4 : 2; }
+
+/* Index, in elements from the start of a kv head's part of a block, of
+ * element d of the key in row r (0 <= r < block_size) of a cache of type t;
+ * gt_kv_v_index the same for values (the layouts gt_attn_args describes). */
+static inline size_t gt_kv_k_index(gt_dtype t, int r, int d, int block_size) {
+    return t == GT_BF16 ? ((size_t)(d >> 1) * (size_t)block_size + (size_t)r) * 2 + (size_t)(d & 1)
+                        : (size_t)d * (size_t)block_size + (size_t)r;
+}
+static inline size_t gt_kv_v_index(gt_dtype t, int r, int d, int block_size, int head_dim) {
+    (void)block_size;
+    return t == GT_BF16 ? ((size_t)(r >> 1) * (size_t)head_dim + (size_t)d) * 2 + (size_t)(r & 1)
+                        : (size_t)r * (size_t)head_dim + (size_t)d;
+}
+
 /* Byte offset from its block's address of kv head g's value row at
  * position p (the layout gt_attn_args describes), hs the resolved head
  * stride (gt_kv_head_stride); also where head g's part of a K block
@@ -297,7 +318,7 @@ static inline size_t gt_k_offset(int64_t p, int g, int d, int block_size, int he
 
 /* Stores rows[n_tok] (f32, row_elems = n_kv_head * head_dim each) at
  * positions pos[n_tok] of the paged cache laid out as gt_attn_args
- * describes (F16 rounds to nearest even). */
+ * describes (F16 and BF16 round to nearest even). */
 typedef struct gt_kv_store_args {
     const float *rows;     /* [n_tok, row_elems] */
     const int32_t *pos;    /* [n_tok] */

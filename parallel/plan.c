@@ -20,9 +20,13 @@ static gt_status check_config(gt_plan_config *c) {
     if (c->max_batch_tokens < 1 || c->max_batch_tokens > 16384)
         return gt_fail(GT_ERR_INVALID_ARG, "batch size %d is outside 1..16384",
                        c->max_batch_tokens);
-    if (c->kv_type != GT_F16 && c->kv_type != GT_F32)
-        return gt_fail(GT_ERR_INVALID_ARG, "KV cache type %s is not f16 or f32",
+    if (c->kv_type != GT_F16 && c->kv_type != GT_F32 && c->kv_type != GT_BF16)
+        return gt_fail(GT_ERR_INVALID_ARG, "KV cache type %s is not f16, bf16 or f32",
                        gt_dtype_name(c->kv_type));
+    if (c->kv_type == GT_BF16 && c->kv_block_size % 2)
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a BF16 KV cache stores pairs of positions: block size %d is odd",
+                       c->kv_block_size);
     return GT_OK;
 }
 
@@ -195,7 +199,7 @@ gt_status gt_plan_build(const gt_gguf *g, const gt_plan_config *cfg_in, gt_plan 
 
     gt_shard *shards = calloc((size_t)cfg.world, sizeof *shards);
     if (!shards) return gt_fail(GT_ERR_NOMEM, "cannot allocate the plans of %d ranks", cfg.world);
-    const uint64_t kv_elem = cfg.kv_type == GT_F16 ? 2 : 4;
+    const uint64_t kv_elem = cfg.kv_type == GT_F32 ? 4 : 2;
     gt_status st = GT_OK;
     for (int r = 0; r < cfg.world; r++) {
         gt_shard *s = &shards[r];

@@ -163,7 +163,7 @@ static gt_status one_round(gt_coord *c, const bench_opts *o, gt_bandwidth *bw, r
     /* Bytes one decode step reads: all weights (MoE: the dense ones and the
      * experts the steps ran), plus K and V of every layer over the average
      * attended length, for each sequence. */
-    double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->job.eng.kv_type == GT_F16 ? 2 : 4);
+    double kv_row = (double)hp->n_head_kv * hp->head_dim * (o->job.eng.kv_type == GT_F32 ? 4 : 2);
     double kv_bytes = 2.0 * hp->n_layer * kv_row * (P + G / 2.0) * B;
     double weights = (double)gt_engine_weight_bytes(e);
     if (hp->n_expert) {

@@ -36,8 +36,10 @@ static gt_status kv_type_flag(const char *flag, const char *value, void *opts) {
         o->cfg.kv_type = GT_F16;
     else if (strcmp(value, "f32") == 0)
         o->cfg.kv_type = GT_F32;
+    else if (strcmp(value, "bf16") == 0)
+        o->cfg.kv_type = GT_BF16;
     else
-        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s' is not f16 or f32", flag, value);
+        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s' is not f16, bf16 or f32", flag, value);
     return GT_OK;
 }
 
@@ -98,7 +100,8 @@ static const gt_flag k_flags[] = {
 static const gt_flag_spec k_spec = {
     .verb = "plan",
     .synopsis = "-m FILE [--tp T] [--pp P] [--ranks N] [--ctx C] [--seqs S]\n"
-                "                   [--ep E] [--kv-type f16|f32] [--mem-budget BYTES] [--batch B] [--block K]\n"
+                "                   [--ep E] [--kv-type f16|bf16|f32] [--mem-budget BYTES] "
+                "[--batch B] [--block K]\n"
                 "                   [--device-mem BYTES]",
     .flags = k_flags,
     .n_flags = GT_FLAGS_COUNT(k_flags),
@@ -133,7 +136,10 @@ static void print_header(const gt_plan *p, const char *path) {
                c->ep < c->tp ? ", each split by columns over tp / ep ranks" : ", whole");
     printf("grid    %d ranks = pp %d x tp %d; KV pool for %u positions x %d sequences, %s, "
            "blocks of %d; activations for %d tokens\n\n",
-           c->world, c->pp, c->tp, c->n_ctx, c->n_seqs, c->kv_type == GT_F16 ? "f16" : "f32",
+           c->world, c->pp, c->tp, c->n_ctx, c->n_seqs,
+           c->kv_type == GT_F16    ? "f16"
+           : c->kv_type == GT_BF16 ? "bf16"
+                                   : "f32",
            c->kv_block_size, c->max_batch_tokens);
 }
 

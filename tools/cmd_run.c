@@ -37,7 +37,6 @@ typedef struct run_opts {
     int n_tokens;
     long n_predict;
     long ubatch;
-    int kv_type; /* gt_dtype: GT_F16 or GT_F32 */
     const char *logits_out;
     bool print_ids;
     bool ignore_eos;
@@ -56,8 +55,6 @@ typedef struct run_opts {
     int n_best;           /* --n-best N: hypotheses printed, 1..W (0: 1) */
     float length_penalty; /* --length-penalty A */
 } run_opts;
-
-static const int k_kv_types[] = {GT_F16, GT_F32};
 
 /* --logit-bias ID=B: B a number or -inf (bans the token). */
 static gt_status parse_bias(const char *flag, const char *value, void *opts) {
@@ -118,8 +115,6 @@ static const gt_flag k_flags[] = {
      .help = "context length (default min(model, 4096))"},
     {NULL, "--ubatch", GT_FLAG_LONG, O(ubatch), .lo = 1, .hi = 16384, .metavar = "N",
      .help = "prompt tokens per forward call (default 512)"},
-    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32",
-     .choice_values = k_kv_types, .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
     {NULL, "--logits-out", GT_FLAG_STR, O(logits_out), .metavar = "FILE",
      .help = "write prompt logits, float32 [n_prompt, n_vocab]"},
     {NULL, "--print-ids", GT_FLAG_BOOL, O(print_ids),
@@ -157,7 +152,6 @@ static const gt_flag k_flags[] = {
 static gt_status validate(void *opts) {
     run_opts *o = opts;
     if (o->chat_format) o->chat = true;
-    o->job.eng.kv_type = (gt_dtype)o->kv_type;
     if (o->ubatch > 0) o->job.eng.max_batch_tokens = (int)o->ubatch;
     int sources = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (sources != 1)
@@ -398,9 +392,11 @@ static gt_status run_lead(gt_coord *c, void *opts) {
 }
 
 int gt_cmd_run(int argc, char **argv) {
-    run_opts o = {.job = GT_RANK_CONFIG_INIT, .samp = GT_SAMPLER_CONFIG_INIT, .n_predict = 32,
-                  .spec = GT_SPEC_CONFIG_INIT, .length_penalty = 1.0f};
-    o.kv_type = (int)o.job.eng.kv_type;
+    run_opts o = {.job = GT_RANK_CONFIG_INIT,
+                  .samp = GT_SAMPLER_CONFIG_INIT,
+                  .n_predict = 32,
+                  .spec = GT_SPEC_CONFIG_INIT,
+                  .length_penalty = 1.0f};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
         gt_flags_free(&k_spec, &o);

@@ -21,10 +21,7 @@
 typedef struct serve_opts {
     gt_rank_config job; /* the model, engine, grid and limits of the job */
     gt_server_config srv;
-    int kv_type;
 } serve_opts;
-
-static const int k_kv_types[] = {GT_F16, GT_F32};
 
 #define O(f) offsetof(serve_opts, f)
 static const gt_flag k_flags[] = {
@@ -34,44 +31,50 @@ static const gt_flag k_flags[] = {
      .help = "TCP address to listen on (default 127.0.0.1)"},
     {NULL, "--port", GT_FLAG_INT, O(srv.net.port), .lo = 0, .hi = 65535, .metavar = "N",
      .help = "TCP port (default 7733; 0: any free port, printed at start)"},
-    {NULL, "--unix", GT_FLAG_STR, O(srv.net.unix_path), .metavar = "PATH", .help = "also listen on a Unix socket"},
+    {NULL, "--unix", GT_FLAG_STR, O(srv.net.unix_path), .metavar = "PATH",
+     .help = "also listen on a Unix socket"},
     {NULL, "--http-port", GT_FLAG_INT, O(srv.http.port), .lo = 0, .hi = 65535, .metavar = "N",
      .help = "also answer HTTP (OpenAI-compatible API, /metrics) on this port (0: any free port)"},
     {NULL, "--http-host", GT_FLAG_STR, O(srv.http.host), .metavar = "ADDR",
      .help = "address for --http-port (default 127.0.0.1)"},
-    {NULL, "--http-header-timeout", GT_FLAG_DOUBLE, O(srv.http.header_timeout_s), .flo = 0.01, .fhi = 86400,
-     .metavar = "S", .help = "close an HTTP connection without whole headers S seconds after it opened or its request began (default 10)"},
-    {NULL, "--http-idle-timeout", GT_FLAG_DOUBLE, O(srv.http.idle_timeout_s), .flo = 0.01, .fhi = 86400,
-     .metavar = "S", .help = "close a keep-alive HTTP connection idle S seconds between requests (default 60)"},
-    {NULL, "--http-body-timeout", GT_FLAG_DOUBLE, O(srv.http.body_timeout_s), .flo = 0.01, .fhi = 86400,
-     .metavar = "S", .help = "close an HTTP connection whose body is not in S seconds after its headers (default 30)"},
-    {NULL, "--http-max-header-bytes", GT_FLAG_BYTES, O(srv.http.max_header_bytes), .lo = 256, .metavar = "B",
-     .help = "largest HTTP request line plus headers (default 16K; 431 beyond)"},
-    {NULL, "--http-max-body-bytes", GT_FLAG_BYTES, O(srv.http.max_body_bytes), .lo = 64, .metavar = "B",
-     .help = "largest HTTP request body (default 4M; 413 beyond)"},
+    {NULL, "--http-header-timeout", GT_FLAG_DOUBLE, O(srv.http.header_timeout_s), .flo = 0.01,
+     .fhi = 86400, .metavar = "S",
+     .help = "close an HTTP connection without whole headers S seconds after it opened or its "
+             "request began (default 10)"},
+    {NULL, "--http-idle-timeout", GT_FLAG_DOUBLE, O(srv.http.idle_timeout_s), .flo = 0.01,
+     .fhi = 86400, .metavar = "S",
+     .help = "close a keep-alive HTTP connection idle S seconds between requests (default 60)"},
+    {NULL, "--http-body-timeout", GT_FLAG_DOUBLE, O(srv.http.body_timeout_s), .flo = 0.01,
+     .fhi = 86400, .metavar = "S",
+     .help =
+         "close an HTTP connection whose body is not in S seconds after its headers (default 30)"},
+    {NULL, "--http-max-header-bytes", GT_FLAG_BYTES, O(srv.http.max_header_bytes), .lo = 256,
+     .metavar = "B", .help = "largest HTTP request line plus headers (default 16K; 431 beyond)"},
+    {NULL, "--http-max-body-bytes", GT_FLAG_BYTES, O(srv.http.max_body_bytes), .lo = 64,
+     .metavar = "B", .help = "largest HTTP request body (default 4M; 413 beyond)"},
     {NULL, "--http-open-health", GT_FLAG_BOOL, O(srv.http.open_health),
      .help = "/health and /metrics need no bearer token under --auth-token"},
     {NULL, "--auth-token", GT_FLAG_STR, O(srv.auth_token), .metavar = "TOKEN",
      .help = "clients must call auth with this token first"},
     {NULL, "--max-connections", GT_FLAG_INT, O(srv.net.max_connections), .lo = 1, .hi = 1 << 20,
      .metavar = "N", .help = "open connections at most (default 256)"},
-    {NULL, "--max-frame-bytes", GT_FLAG_BYTES, O(srv.limits.max_frame_bytes), .lo = 64, .metavar = "B",
-     .help = "largest request frame (default 4M)"},
-    {NULL, "--drain-timeout", GT_FLAG_DOUBLE, O(srv.drain_timeout_s), .flo = 0, .fhi = 86400, .metavar = "S",
-     .help = "after SIGTERM, seconds running requests may take (default 30)"},
-    {NULL, "--max-queue", GT_FLAG_INT, O(srv.sched.max_waiting), .lo = 1, .hi = 1 << 20, .metavar = "N",
-     .help = "requests waiting for a slot at most (default 1024)"},
+    {NULL, "--max-frame-bytes", GT_FLAG_BYTES, O(srv.limits.max_frame_bytes), .lo = 64,
+     .metavar = "B", .help = "largest request frame (default 4M)"},
+    {NULL, "--drain-timeout", GT_FLAG_DOUBLE, O(srv.drain_timeout_s), .flo = 0, .fhi = 86400,
+     .metavar = "S", .help = "after SIGTERM, seconds running requests may take (default 30)"},
+    {NULL, "--max-queue", GT_FLAG_INT, O(srv.sched.max_waiting), .lo = 1, .hi = 1 << 20,
+     .metavar = "N", .help = "requests waiting for a slot at most (default 1024)"},
     {NULL, "--seqs", GT_FLAG_INT, O(job.eng.max_seqs), .lo = 1, .hi = 4096, .metavar = "N",
      .help = "requests running at once (sequence slots; default 8)"},
-    {NULL, "--max-batch-tokens", GT_FLAG_INT, O(job.eng.max_batch_tokens), .lo = 1, .hi = 16384, .metavar = "N",
+    {NULL, "--max-batch-tokens", GT_FLAG_INT, O(job.eng.max_batch_tokens), .lo = 1, .hi = 16384,
+     .metavar = "N",
      .help = "tokens per engine step: decode tokens plus prompt chunks (default 512)"},
     {"-c", "--ctx", GT_FLAG_U32, O(job.eng.n_ctx), .lo = 1, .hi = 1 << 22, .metavar = "N",
      .help = "context length per request (default min(model, 4096))"},
-    {NULL, "--kv-type", GT_FLAG_CHOICE, O(kv_type), .choices = "f16|f32", .choice_values = k_kv_types,
-     .metavar = "T", .help = "KV cache type: f16 (default) or f32"},
     {NULL, "--kv-blocks", GT_FLAG_INT, O(job.eng.kv_blocks), .lo = 1, .hi = 1 << 30, .metavar = "N",
-     .help = "KV pool blocks (default: a full context for every slot); fewer lets more requests run,\n"
-             "preempting the youngest when the pool runs out"},
+     .help =
+         "KV pool blocks (default: a full context for every slot); fewer lets more requests run,\n"
+         "preempting the youngest when the pool runs out"},
     {NULL, "--kv-host-mem", GT_FLAG_BYTES, O(job.eng.kv_host_bytes), .lo = 1, .metavar = "B",
      .help = "host memory per rank for KV blocks evicted from the pool (prefix cache tier)"},
     {NULL, "--lookup", GT_FLAG_INT, O(srv.spec_lookup), .lo = 1, .hi = 64, .metavar = "N",
@@ -79,8 +82,8 @@ static const gt_flag k_flags[] = {
     {NULL, "--draft", GT_FLAG_STR, O(srv.draft_path), .metavar = "FILE",
      .help = "a draft model of the same vocabulary (on rank 0): requests without `speculate`\n"
              "speculate with it, others with `speculate: {draft: true}`"},
-    {NULL, "--self-draft", GT_FLAG_INT, O(srv.self_draft_layers), .lo = 1, .hi = 1 << 16, .metavar = "L",
-     .help = "the model's first L layers as the draft (on rank 0), as --draft"},
+    {NULL, "--self-draft", GT_FLAG_INT, O(srv.self_draft_layers), .lo = 1, .hi = 1 << 16,
+     .metavar = "L", .help = "the model's first L layers as the draft (on rank 0), as --draft"},
     {NULL, "--draft-tokens", GT_FLAG_INT, O(srv.spec_tokens), .lo = 1, .hi = 64, .metavar = "K",
      .help = "guesses per speculating request and step (default 4); each step holds K + 1 output\n"
              "rows per sequence for them"},
@@ -90,7 +93,6 @@ static const gt_flag k_flags[] = {
 
 static gt_status validate(void *opts) {
     serve_opts *o = opts;
-    o->job.eng.kv_type = (gt_dtype)o->kv_type;
     int kinds = (o->srv.spec_lookup > 0) + (o->srv.draft_path != NULL) + (o->srv.self_draft_layers > 0);
     if (kinds > 1)
         return gt_fail(GT_ERR_INVALID_ARG, "--lookup, --draft and --self-draft each set the requests' default "
@@ -131,7 +133,6 @@ static gt_status serve_lead(gt_coord *c, void *opts) {
 int gt_cmd_serve(int argc, char **argv) {
     serve_opts o = {.job = GT_RANK_CONFIG_INIT, .srv = GT_SERVER_CONFIG_INIT};
     o.job.eng.max_seqs = 8;
-    o.kv_type = (int)o.job.eng.kv_type;
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) return rc;
     /* Rank 0 decides when the job ends; another rank that is signalled

@@ -10,9 +10,15 @@
 #include "coordinator/coord.h"
 #include "tools/flags.h"
 
+/* --kv-type's values, in the order of its choices "f16|bf16|f32" (a
+ * GT_FLAG_CHOICE writes an int into the gt_dtype field). */
+static const int gt_kv_type_values[] = {GT_F16, GT_BF16, GT_F32};
+_Static_assert(sizeof(gt_dtype) == sizeof(int), "--kv-type writes an int into a gt_dtype");
+
 /* The flags of every verb that starts a job, for an options struct T whose
- * field `job` (a gt_rank_config) they fill: threads, kernels, grid,
- * watchdog and memory budget. */
+ * field `job` (a gt_rank_config) they fill: threads, kernels, KV cache
+ * type, grid, watchdog and memory budget. */
+// clang-format off
 #define GT_JOB_FLAGS(T)                                                                            \
     {"-t", "--threads", GT_FLAG_INT, offsetof(T, job.eng.n_threads), .lo = 1, .hi = 1024,           \
      .metavar = "N", .help = "compute threads (default 1)"},                                       \
@@ -26,6 +32,10 @@
              "(AMD Zen 4 and later), else off (docs/benchmarks.md)"},                             \
     {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|fp16|auto", \
      .help = "the older name of --half-matmul (on = bf16)"},                                      \
+    {NULL, "--kv-type", GT_FLAG_CHOICE, offsetof(T, job.eng.kv_type), .choices = "f16|bf16|f32",  \
+     .choice_values = gt_kv_type_values, .metavar = "T",                                         \
+     .help = "KV cache type: f16 (default), bf16 (attention in bf16 dot products: queries\n"     \
+             "and softmax weights rounded to bf16; docs/benchmarks.md) or f32"},                  \
     {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \
      .help = "kernel backend: cpu (default) or cuda"},                                             \
     {NULL, "--tp", GT_FLAG_INT, offsetof(T, job.tp), .lo = 1, .hi = 4096, .metavar = "N",          \
@@ -49,6 +59,7 @@
     {NULL, "--no-expert-prefetch", GT_FLAG_BOOL, offsetof(T, job.eng.no_expert_prefetch),          \
      .help = "offloaded experts: no predicted prefetch before attention (copies start\n"            \
              "only when the router has chosen)"}
+// clang-format on
 
 /* The verb's body on rank 0. */
 typedef gt_status (*gt_verb_lead_fn)(gt_coord *c, void *opts);

@@ -148,7 +148,7 @@ gt_status gt_engine_create(const gt_engine_config *cfg, gt_engine **out) {
     if (cfg->kv_host_bytes) {
         /* A host block holds K and V of every local layer. */
         uint64_t per = 2 * (uint64_t)kv.n_layer * (uint64_t)kv.row_elems * (uint64_t)kv.block_size *
-                       (cfg->kv_type == GT_F16 ? 2u : 4u);
+                       gt_kv_elem_bytes(cfg->kv_type);
         uint64_t n = cfg->kv_host_bytes / per;
         kv.n_host_blocks = n > (uint64_t)INT32_MAX ? INT32_MAX : (int)n;
     }

@@ -83,8 +83,8 @@ static gt_status host_tier_create(gt_kv_cache *kv) {
 
 gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv_cache **out) {
     *out = NULL;
-    if (cfg->type != GT_F16 && cfg->type != GT_F32)
-        return gt_fail(GT_ERR_UNSUPPORTED, "KV cache type %s is not supported (f16, f32)",
+    if (cfg->type != GT_F16 && cfg->type != GT_F32 && cfg->type != GT_BF16)
+        return gt_fail(GT_ERR_UNSUPPORTED, "KV cache type %s is not supported (f16, bf16, f32)",
                        gt_dtype_name(cfg->type));
     if (cfg->n_layer < 1 || cfg->row_elems < 1 || cfg->block_size < 1 || cfg->n_blocks < 1 ||
         cfg->max_seqs < 1 || cfg->max_seq_blocks < 1)
@@ -94,11 +94,17 @@ gt_status gt_kv_cache_create(gt_kernels *k, const gt_kv_cache_config *cfg, gt_kv
     if (cfg->n_kv_head < 0 || (cfg->n_kv_head > 0 && cfg->row_elems % cfg->n_kv_head))
         return gt_fail(GT_ERR_INVALID_ARG, "KV cache: a row of %d elements is not %d kv heads",
                        cfg->row_elems, cfg->n_kv_head);
+    if (cfg->type == GT_BF16 &&
+        (cfg->block_size % 2 || cfg->row_elems / (cfg->n_kv_head > 0 ? cfg->n_kv_head : 1) % 2))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "a BF16 KV cache stores pairs: its block size (%d) and head size (%d) must "
+                       "be even",
+                       cfg->block_size, cfg->row_elems / (cfg->n_kv_head > 0 ? cfg->n_kv_head : 1));
     gt_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return gt_fail(GT_ERR_NOMEM, "cannot allocate the KV cache");
     kv->cfg = *cfg;
     kv->kern = k;
-    kv->row_bytes = (size_t)cfg->row_elems * (cfg->type == GT_F16 ? 2 : 4);
+    kv->row_bytes = (size_t)cfg->row_elems * gt_kv_elem_bytes(cfg->type);
     kv->block_bytes = kv->row_bytes * (size_t)cfg->block_size;
     kv->n_kv_head = cfg->n_kv_head > 0 ? cfg->n_kv_head : 1;
     kv->part_bytes = kv->block_bytes / (size_t)kv->n_kv_head;

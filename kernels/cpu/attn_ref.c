@@ -12,26 +12,30 @@ size_t gt__attn_scratch_bytes_ref(const gt_attn_args *a, int64_t n_tok) {
     return (size_t)a->head_dim * (sizeof(double) + 2 * sizeof(float));
 }
 
-/* Key p of kv head g as float: its elements lie block_size apart. */
+/* Element d of kv head g's key (V: value) at position p: its index in the
+ * head's part of the block (gt_kv_k_index, gt_kv_v_index). */
+static float kv_elem(const gt_attn_args *a, const void *const *blocks, int64_t p, int g, int d,
+                     int is_v) {
+    const size_t elem = gt_kv_elem_bytes(a->kv_type);
+    const int r = (int)(p % a->block_size);
+    const char *part =
+        (const char *)blocks[p / a->block_size] +
+        (size_t)g * gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, elem);
+    const size_t i = is_v ? gt_kv_v_index(a->kv_type, r, d, a->block_size, a->head_dim)
+                          : gt_kv_k_index(a->kv_type, r, d, a->block_size);
+    if (a->kv_type == GT_F16) return gt_f16_to_f32(((const gt_f16 *)part)[i]);
+    if (a->kv_type == GT_BF16) return gt_bf16_to_f32(((const gt_bf16 *)part)[i]);
+    return ((const float *)part)[i];
+}
+
+/* Key p of kv head g as float. */
 static void load_key(const gt_attn_args *a, int64_t p, int g, float *dst) {
-    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
-    const char *blk = a->k_blocks[p / a->block_size];
-    for (int d = 0; d < a->head_dim; d++) {
-        const char *e =
-            blk + gt_k_offset(p, g, d, a->block_size, a->head_dim, elem,
-                              gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, elem));
-        dst[d] = a->kv_type == GT_F16 ? gt_f16_to_f32(*(const gt_f16 *)e) : *(const float *)e;
-    }
+    for (int d = 0; d < a->head_dim; d++) dst[d] = kv_elem(a, a->k_blocks, p, g, d, 0);
 }
 
 /* Value row p of kv head g as float. */
 static void load_row(const gt_attn_args *a, int64_t p, int g, float *dst) {
-    const void *row = gt__kv_row(a, a->v_blocks, p, g);
-    if (a->kv_type == GT_F16) {
-        for (int d = 0; d < a->head_dim; d++) dst[d] = gt_f16_to_f32(((const gt_f16 *)row)[d]);
-    } else {
-        for (int d = 0; d < a->head_dim; d++) dst[d] = ((const float *)row)[d];
-    }
+    for (int d = 0; d < a->head_dim; d++) dst[d] = kv_elem(a, a->v_blocks, p, g, d, 1);
 }
 
 void gt__attention_ref(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,

@@ -223,9 +223,16 @@ static gt_status cpu_sigmoid_gate_add(gt_kernels *k, const float *gate, const fl
 }
 
 static gt_status cpu_kv_store(gt_kernels *k, const gt_kv_store_args *a) {
-    if ((a->kv_type != GT_F32 && a->kv_type != GT_F16) || a->block_size < 1)
-        return gt_fail(GT_ERR_INVALID_ARG, "KV store: a cache of %s in blocks of %d is not supported",
-                       gt_dtype_name(a->kv_type), a->block_size);
+    if ((a->kv_type != GT_F32 && a->kv_type != GT_F16 && a->kv_type != GT_BF16) ||
+        a->block_size < 1 ||
+        (a->kv_type == GT_BF16 && a->n_kv_head > 0 &&
+         (a->block_size % 2 || a->row_elems / a->n_kv_head % 2)))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "KV store: a cache of %s in blocks of %d (head size %d) is not supported%s",
+                       gt_dtype_name(a->kv_type), a->block_size,
+                       a->n_kv_head > 0 ? a->row_elems / a->n_kv_head : 0,
+                       a->kv_type == GT_BF16 ? " (BF16 pairs need an even block and head size)"
+                                             : "");
     return gt__cpu(k)->ops->kv_store(a);
 }
 
@@ -258,7 +265,8 @@ static void attn_run(void *arg, int ith, int nth) {
 static gt_status cpu_attention(gt_kernels *kb, const gt_attn_args *a) {
     gt_cpu *k = gt__cpu(kb);
     assert(a->n_kv_head > 0 && a->n_head % a->n_kv_head == 0 && a->block_size > 0 &&
-           (a->kv_type == GT_F32 || a->kv_type == GT_F16));
+           (a->kv_type == GT_F32 || a->kv_type == GT_F16 ||
+            (a->kv_type == GT_BF16 && a->block_size % 2 == 0 && a->head_dim % 2 == 0)));
     if (a->n_tok <= 0) return GT_OK;
     /* The largest tile (fewest passes over the keys) that still gives each
      * of several threads four items; a query's bits do not depend on its

@@ -26,6 +26,8 @@ typedef struct gt_cpu_features {
 gt_cpu_features gt__cpu_detect(void);
 /* The best ISA these features allow. */
 gt_isa gt__cpu_best_isa(const gt_cpu_features *f);
+/* Whether this CPU runs vdpbf16ps (AVX512_BF16), detected once. */
+bool gt__cpu_has_dpbf16(void);
 const char *gt__isa_name(gt_isa isa);
 /* The --half-matmul (--bf16-matmul) mode (NULL: GANTRY_BF16_MATMUL, then
  * auto) for these kernels: whether F16 and BF16 weights take bf16 dot

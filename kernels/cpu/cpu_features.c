@@ -64,6 +64,17 @@ gt_cpu_features gt__cpu_detect(void) {
 }
 #endif
 
+bool gt__cpu_has_dpbf16(void) {
+    static int known = -1; /* a race only writes the same answer twice */
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const gt_cpu_features f = gt__cpu_detect();
+        v = f.avx512bf16 && gt__cpu_best_isa(&f) == GT_ISA_AVX512;
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 gt_isa gt__cpu_best_isa(const gt_cpu_features *f) {
     if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq && f->avx2 && f->fma && f->f16c)
         return GT_ISA_AVX512;

@@ -98,15 +98,6 @@ gt_status gt__kv_store_ref(const gt_kv_store_args *a);
  * agree exactly and the fast versions differ only in the rotation. */
 void gt__rope_table(int32_t pos, const gt_rope_params *p, float *cos_t, float *sin_t);
 
-/* Address of the key/value row of position p, kv head g, in the block table. */
-static inline const void *gt__kv_row(const gt_attn_args *a, const void *const *blocks, int64_t p,
-                                     int g) {
-    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
-    return (const char *)blocks[p / a->block_size] +
-           gt_kv_offset(p, g, a->block_size, a->head_dim, elem,
-                        gt_kv_head_stride(a->head_stride, a->block_size, a->head_dim, elem));
-}
-
 /* First visible key of a query at position pos (causal, optional window). */
 static inline int64_t gt__attn_first_key(const gt_attn_args *a, int64_t pos) {
     int64_t lo = a->window > 0 ? pos - a->window + 1 : 0;

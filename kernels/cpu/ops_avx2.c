@@ -82,6 +82,32 @@ static inline vf v_copysign(vf mag, vf s) {
     return _mm256_or_ps(_mm256_andnot_ps(sign, mag), _mm256_and_ps(sign, s));
 }
 
+/* BF16 pairs, as in the AVX-512 table; no AVX2 CPU has vdpbf16ps, so the
+ * products are two FMAs per pair (v_dpbf16_x, ops_simd.h). */
+typedef __m256i vp;
+#define V_DPBF16_NATIVE 0
+#define v_dpbf16        v_dpbf16_x
+static inline vp v_load_p(const uint32_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline vp v_load_p_n(const uint32_t *p, int n) {
+    return _mm256_maskload_epi32((const int *)p, lanes(n));
+}
+static inline vp v_set1_p(uint32_t x) { return _mm256_set1_epi32((int)x); }
+static inline vp v_and_p(vp a, vp b) { return _mm256_and_si256(a, b); }
+static inline vf v_p_as_f(vp a) { return _mm256_castsi256_ps(a); }
+static inline vp v_f_as_p(vf a) { return _mm256_castps_si256(a); }
+static inline vp v_p_shl16(vp a) { return _mm256_slli_epi32(a, 16); }
+static inline vp v_p_shr16(vp a) { return _mm256_srli_epi32(a, 16); }
+static inline vp v_p_add(vp a, vp b) { return _mm256_add_epi32(a, b); }
+/* 2 VW floats already rounded to bf16 as VW pairs. */
+static inline void v_pack_pairs(const float *x, uint32_t *out) {
+    for (int j = 0; j < VW; j++) {
+        uint32_t e, o;
+        memcpy(&e, x + 2 * j, 4);
+        memcpy(&o, x + 2 * j + 1, 4);
+        out[j] = (o & 0xFFFF0000u) | (e >> 16);
+    }
+}
+
 #include "kernels/cpu/ops_simd.h"
 
 const struct gt_ops gt__ops_avx2 = {

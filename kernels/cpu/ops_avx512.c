@@ -60,6 +60,39 @@ static inline vf v_copysign(vf mag, vf s) {
                                                _mm512_and_si512(sign, _mm512_castps_si512(s))));
 }
 
+/* BF16 pairs (a BF16 KV cache, probabilities and queries rounded to bf16):
+ * VW 32-bit lanes of two bf16 each, the even element in the low half.
+ * v_dpbf16 adds both products of each lane to acc as vdpbf16ps does (the
+ * odd one first, each add rounded to nearest even; needs AVX512_BF16, a
+ * run-time check: gt__cpu_has_dpbf16); ops_simd.h's v_dpbf16_x does the
+ * same with two FMAs (denormals are not flushed). */
+typedef __m512i vp;
+#define V_DPBF16_NATIVE 1
+static inline vp v_load_p(const uint32_t *p) { return _mm512_loadu_si512(p); }
+static inline vp v_load_p_n(const uint32_t *p, int n) {
+    return _mm512_maskz_loadu_epi32(lanes(n), p);
+}
+static inline vp v_set1_p(uint32_t x) { return _mm512_set1_epi32((int)x); }
+static inline vp v_and_p(vp a, vp b) { return _mm512_and_si512(a, b); }
+static inline vf v_dpbf16(vf acc, vp a, vp b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+/* The pieces of the emulation and the rounding (ops_simd.h). */
+static inline vf v_p_as_f(vp a) { return _mm512_castsi512_ps(a); }
+static inline vp v_f_as_p(vf a) { return _mm512_castps_si512(a); }
+static inline vp v_p_shl16(vp a) { return _mm512_slli_epi32(a, 16); }
+static inline vp v_p_shr16(vp a) { return _mm512_srli_epi32(a, 16); }
+static inline vp v_p_add(vp a, vp b) { return _mm512_add_epi32(a, b); }
+/* 2 VW floats already rounded to bf16 (x) as VW pairs (out): the high
+ * halves, in order. */
+static inline void v_pack_pairs(const float *x, uint32_t *out) {
+    static const uint16_t idx[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
+                                     23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
+                                     45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+    const __m512i lo = _mm512_loadu_si512(x), hi = _mm512_loadu_si512(x + 16);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(lo, _mm512_loadu_si512(idx), hi));
+}
+
 #include "kernels/cpu/ops_simd.h"
 
 const struct gt_ops gt__ops_avx512 = {

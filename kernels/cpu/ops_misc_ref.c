@@ -98,12 +98,22 @@ gt_status gt__kv_store_ref(const gt_kv_store_args *a) {
         return gt_fail(GT_ERR_INVALID_ARG, "KV store: a row of %d elements is not %d kv heads",
                        a->row_elems, a->n_kv_head);
     const int hd = a->row_elems / a->n_kv_head;
-    const size_t elem = a->kv_type == GT_F16 ? 2 : 4;
+    const size_t elem = gt_kv_elem_bytes(a->kv_type);
     const size_t hs = gt_kv_head_stride(a->head_stride, a->block_size, hd, elem);
     for (int64_t i = 0; i < a->n_tok; i++) {
         const int32_t p = a->pos[i];
         for (int g = 0; g < a->n_kv_head; g++) {
             uint8_t *blk = a->blocks[p / a->block_size];
+            if (a->kv_type == GT_BF16) { /* pairs: each element where its index says */
+                const int r = p % a->block_size;
+                gt_bf16 *part = (gt_bf16 *)(blk + (size_t)g * hs);
+                const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
+                for (int d = 0; d < hd; d++)
+                    part[a->keys ? gt_kv_k_index(GT_BF16, r, d, a->block_size)
+                                 : gt_kv_v_index(GT_BF16, r, d, a->block_size, hd)] =
+                        gt_f32_to_bf16(src[d]);
+                continue;
+            }
             uint8_t *dst = blk + gt_kv_offset(p, g, a->block_size, hd, elem, hs);
             const float *src = a->rows + i * a->row_elems + (size_t)g * hd;
             if (a->keys) { /* element d of each key of the block side by side */

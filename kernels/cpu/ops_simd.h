@@ -30,7 +30,25 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ops.h"
+
+/* vdpbf16ps in two FMAs (each lane: acc += a.hi * b.hi, then a.lo * b.lo,
+ * the products exact, each add rounded; denormals are not flushed): the
+ * BF16 pairs on CPUs without AVX512_BF16. */
+static inline vf v_dpbf16_x(vf acc, vp a, vp b) {
+    const vp hi = v_set1_p(0xFFFF0000u);
+    acc = v_fma(v_p_as_f(v_and_p(a, hi)), v_p_as_f(v_and_p(b, hi)), acc);
+    return v_fma(v_p_as_f(v_p_shl16(a)), v_p_as_f(v_p_shl16(b)), acc);
+}
+
+/* x (finite, as probabilities are) rounded to bf16, nearest even, kept as
+ * f32 (as gt_f32_to_bf16 for finite values). */
+static inline vf v_round_bf16(vf x) {
+    const vp u = v_f_as_p(x);
+    const vp odd = v_and_p(v_p_shr16(u), v_set1_p(1));
+    return v_p_as_f(v_and_p(v_p_add(u, v_p_add(odd, v_set1_p(0x7FFF))), v_set1_p(0xFFFF0000u)));
+}
 
 /* ---- transcendental functions ---- */
 
@@ -234,18 +252,38 @@ static size_t simd_attn_scratch_bytes(const gt_attn_args *a, int64_t n_tok) {
 }
 
 /* The addresses of rows [c0, c0 + nc) of kv head g. A kv head's rows are
- * contiguous inside a block, so they are taken a block's run at a time
- * (one division per run, not per row). */
+ * contiguous inside a block, so they are taken a block's run at a time;
+ * the block and the row in it are divided out once, then stepped. */
 static void kv_rows(const gt_attn_args *a, const void *const *blocks, int g, int64_t c0, int nc,
                     const void **rows) {
     const int hd = a->head_dim, bs = a->block_size;
-    const size_t esz = a->kv_type == GT_F16 ? 2 : 4, row = (size_t)hd * esz;
-    const size_t hs = gt_kv_head_stride(a->head_stride, bs, hd, esz);
-    for (int c = 0; c < nc;) {
-        const int64_t p = c0 + c;
-        const int r = (int)(p % bs), n = bs - r < nc - c ? bs - r : nc - c;
-        const char *src = (const char *)blocks[p / bs] + gt_kv_offset(r, g, bs, hd, esz, hs);
+    const size_t esz = gt_kv_elem_bytes(a->kv_type), row = (size_t)hd * esz;
+    const size_t head_off =
+        gt_kv_offset(0, g, bs, hd, esz, gt_kv_head_stride(a->head_stride, bs, hd, esz));
+    int64_t b = c0 / bs;
+    int r = (int)(c0 % bs);
+    for (int c = 0; c < nc; b++, r = 0) {
+        const int n = bs - r < nc - c ? bs - r : nc - c;
+        const char *src = (const char *)blocks[b] + head_off + (size_t)r * row;
         for (int i = 0; i < n; i++, c++) rows[c] = src + (size_t)i * row;
+    }
+}
+
+/* BF16 values: the addresses of the pair rows of chunk keys [c0, c0 + nc)
+ * of kv head g, c0 even: rows[j] holds element d of keys c0 + 2j and
+ * c0 + 2j + 1 as pair d (gt_kv_v_index). */
+static void v_pair_rows(const gt_attn_args *a, int g, int64_t c0, int nc, const uint32_t **rows) {
+    const int hd = a->head_dim, bs = a->block_size;
+    const size_t head_off = (size_t)g * gt_kv_head_stride(a->head_stride, bs, hd, 2);
+    int64_t b = c0 / bs;
+    int r = (int)(c0 % bs);
+    for (int j = 0; 2 * j < nc; j++) {
+        rows[j] =
+            (const uint32_t *)((const char *)a->v_blocks[b] + head_off) + (size_t)(r >> 1) * hd;
+        if ((r += 2) == bs) {
+            r = 0;
+            b++;
+        }
     }
 }
 
@@ -266,7 +304,7 @@ typedef struct {
 
 static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int g, int64_t from,
                               int64_t to) {
-    const size_t esz = a->kv_type == GT_F16 ? 2 : 4;
+    const size_t esz = gt_kv_elem_bytes(a->kv_type);
     ra->a = a;
     ra->bs = a->block_size;
     ra->row = (size_t)a->head_dim * esz;
@@ -313,22 +351,28 @@ typedef struct {
     int c, n;
 } kvec;
 
-/* The key vectors of chunk keys [c0, c0 + nc) of kv head g. */
+/* The key vectors of chunk keys [c0, c0 + nc) of kv head g (block and
+ * row divided out once, then stepped, as kv_rows). */
 static int k_vectors(const gt_attn_args *a, int g, int64_t c0, int nc, kvec *kv) {
     const int hd = a->head_dim, bs = a->block_size;
-    const size_t esz = a->kv_type == GT_F16 ? 2 : 4;
-    const size_t hs = gt_kv_head_stride(a->head_stride, bs, hd, esz);
-    int n_v = 0;
+    const size_t esz = gt_kv_elem_bytes(a->kv_type);
+    const size_t kstep = a->kv_type == GT_BF16 ? 2 * esz : esz; /* BF16: a pair per key */
+    const size_t head_off =
+        gt_k_offset(0, g, 0, bs, hd, esz, gt_kv_head_stride(a->head_stride, bs, hd, esz));
+    int64_t b = c0 / bs;
+    int r = (int)(c0 % bs), n_v = 0;
     for (int c = 0; c < nc;) {
-        const int64_t p = c0 + c;
-        const int r = (int)(p % bs);
         int n = bs - r < nc - c ? bs - r : nc - c;
         n = n < VW ? n : VW;
-        kv[n_v].p = (const char *)a->k_blocks[p / bs] + gt_k_offset(r, g, 0, bs, hd, esz, hs);
+        kv[n_v].p = (const char *)a->k_blocks[b] + head_off + (size_t)r * kstep;
         kv[n_v].c = c;
         kv[n_v].n = n;
         n_v++;
         c += n;
+        if ((r += n) == bs) {
+            r = 0;
+            b++;
+        }
     }
     return n_v;
 }
@@ -341,7 +385,10 @@ static int k_vectors(const gt_attn_args *a, int g, int64_t c0, int nc, kvec *kv)
 /* Scores of NQ queries against NV key vectors: s[i][c] = q_i . k_c, each
  * lane one key, each score one FMA chain over d = 0..hd-1 in order; its
  * bits depend on nothing else in the call (batch invariance). F (all
- * vectors full) reads whole vectors, else each reads its first n lanes. */
+ * vectors full) reads whole vectors, else each reads its first n lanes.
+ * H: 0 an F32 cache, 1 F16, 2 and 3 BF16 (a chain over the pairs of d,
+ * each step both products of a pair; q[i] then points at the query's
+ * bf16 pairs; 3 with vdpbf16ps, 2 with its emulation). */
 static inline __attribute__((always_inline)) void qkt_n(const int NQ, const int NV, const int H,
                                                         const int F, const float *const *q,
                                                         const kvec *kv, int hd, int bs,
@@ -350,9 +397,24 @@ static inline __attribute__((always_inline)) void qkt_n(const int NQ, const int 
     for (int i = 0; i < NQ; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = v_zero();
     const size_t step = (size_t)bs;
-    const int ra_rows = (ATTN_CHUNK + hd - 1) / hd; /* a chunk's rows over hd steps */
-    for (int d = 0; d < hd; d++) {
+    const int n_steps = H >= 2 ? hd / 2 : hd;
+    const int ra_rows = (ATTN_CHUNK + n_steps - 1) / n_steps; /* a chunk's rows over the steps */
+    for (int d = 0; d < n_steps; d++) {
         kv_readahead_rows(ra, ra_rows);
+        if (H >= 2) {
+            vp kp2[QKT_NV];
+            for (int v = 0; v < NV; v++) {
+                const uint32_t *kp = (const uint32_t *)kv[v].p + d * step;
+                kp2[v] = F ? v_load_p(kp) : v_load_p_n(kp, kv[v].n);
+            }
+            for (int i = 0; i < NQ; i++) {
+                const vp qd = v_set1_p(((const uint32_t *)q[i])[d]);
+                for (int v = 0; v < NV; v++)
+                    acc[i][v] = H == 3 ? v_dpbf16(acc[i][v], kp2[v], qd)
+                                       : v_dpbf16_x(acc[i][v], kp2[v], qd);
+            }
+            continue;
+        }
         vf k[QKT_NV];
         for (int v = 0; v < NV; v++) {
             if (H) {
@@ -422,8 +484,12 @@ static inline __attribute__((always_inline)) void qkt_h(const int H, const float
 
 static void qkt_group(int H, const float *const *q, int n_q, const kvec *kv, int n_v, int hd,
                       int bs, float *const *s, kv_readahead *ra) {
-    if (H)
+    if (H == 1)
         qkt_h(1, q, n_q, kv, n_v, hd, bs, s, ra);
+    else if (H == 2)
+        qkt_h(2, q, n_q, kv, n_v, hd, bs, s, ra);
+    else if (H == 3)
+        qkt_h(V_DPBF16_NATIVE ? 3 : 2, q, n_q, kv, n_v, hd, bs, s, ra);
     else
         qkt_h(0, q, n_q, kv, n_v, hd, bs, s, ra);
 }
@@ -501,15 +567,108 @@ static void pv_accumulate_group(int H, float *const *acc, int n, int hd, const f
         pv_group_h(0, acc, n, hd, alpha, p, v, nc);
 }
 
+/* The BF16 form of pv_accumulate_n: acc_i = acc_i * alpha_i + the sum over
+ * the chunk's key pairs [j0, j1] of both products of each pair (p[i *
+ * ATTN_CHUNK + j]: query i's probabilities of keys 2j and 2j + 1 as a bf16
+ * pair, in the first half of its score row; v[j]: the
+ * pair row of those keys), each element one chain over the pairs in order
+ * (NAT: vdpbf16ps, else its emulation). The pairs at the ends may hold a
+ * key the queries do not see (probability 0) whose slot was never
+ * written: keep_first and keep_last clear such a half of the values, so
+ * that whatever it holds adds exactly nothing. */
+static inline __attribute__((always_inline)) vf pv_dp(const int NAT, vf acc, vp v, vp p) {
+    return NAT ? v_dpbf16(acc, v, p) : v_dpbf16_x(acc, v, p);
+}
+
+static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const int NAT,
+                                                             float *const *acc, int hd,
+                                                             const float *alpha, const uint32_t *p,
+                                                             const uint32_t *const *v, int j0,
+                                                             int j1, vp keep_first, vp keep_last) {
+    int d0 = 0;
+    for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
+        vf a[PV_N][4];
+        for (int i = 0; i < N; i++) {
+            const vf al = v_set1(alpha[i]);
+            for (int k = 0; k < 4; k++) a[i][k] = v_mul(v_load(acc[i] + d0 + k * VW), al);
+        }
+        for (int j = j0; j <= j1; j++) {
+            const vp m =
+                j == j0 ? (j == j1 ? v_and_p(keep_first, keep_last) : keep_first) : keep_last;
+            vp x[4];
+            for (int k = 0; k < 4; k++) {
+                x[k] = v_load_p(v[j] + d0 + k * VW);
+                if (j == j0 || j == j1) x[k] = v_and_p(x[k], m);
+            }
+            for (int i = 0; i < N; i++) {
+                const vp pj = v_set1_p(p[(size_t)i * ATTN_CHUNK + j]);
+                for (int k = 0; k < 4; k++) a[i][k] = pv_dp(NAT, a[i][k], x[k], pj);
+            }
+        }
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < 4; k++) v_store(acc[i] + d0 + k * VW, a[i][k]);
+    }
+    for (int i = 0; i < N; i++) /* the last hd % (4 VW) elements, a vector at a time */
+        for (int d = d0; d < hd; d += VW) {
+            const int r = hd - d < VW ? hd - d : VW;
+            vf a0 = v_mul(v_load_n(acc[i] + d, r), v_set1(alpha[i]));
+            for (int j = j0; j <= j1; j++) {
+                vp x = v_load_p_n(v[j] + d, r);
+                if (j == j0) x = v_and_p(x, keep_first);
+                if (j == j1) x = v_and_p(x, keep_last);
+                a0 = pv_dp(NAT, a0, x, v_set1_p(p[(size_t)i * ATTN_CHUNK + j]));
+            }
+            v_store_n(acc[i] + d, a0, r);
+        }
+}
+
+static inline __attribute__((always_inline)) void
+pv_pairs_h(const int NAT, float *const *acc, int n, int hd, const float *alpha, const uint32_t *p,
+           const uint32_t *const *v, int j0, int j1, vp kf, vp kl) {
+    for (int i = 0, k; i < n; i += k) {
+        k = n - i < PV_N ? n - i : PV_N;
+        if (PV_N >= 6 && k == 6)
+            pv_pairs_n(6, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+        else if (PV_N >= 5 && k == 5)
+            pv_pairs_n(5, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+        else if (k == 4)
+            pv_pairs_n(4, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+        else if (k == 3)
+            pv_pairs_n(3, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+        else if (k == 2)
+            pv_pairs_n(2, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+        else
+            pv_pairs_n(1, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
+                       kl);
+    }
+}
+
+static void pv_pairs_group(int H, float *const *acc, int n, int hd, const float *alpha,
+                           const uint32_t *p, const uint32_t *const *v, int cl, int ch) {
+    const vp all = v_set1_p(0xFFFFFFFFu);
+    const vp kf = cl % 2 ? v_set1_p(0xFFFF0000u) : all; /* key 2j unseen: clear the low half */
+    const vp kl = ch % 2 ? all : v_set1_p(0x0000FFFFu); /* key 2j + 1 unseen: the high half */
+    if (H == 3)
+        pv_pairs_h(V_DPBF16_NATIVE, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl);
+    else
+        pv_pairs_h(0, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl);
+}
+
 /* Online softmax over a chunk of the queries of rows [i0, i1) of sc (each
  * ATTN_CHUNK floats), which see the chunk's keys cl..ch: their raw scores
  * become probabilities against each row's new running maximum m[i] (the
  * other slots -inf, then 0), the running sums l[i] are rescaled and
- * extended, and alpha[i] is the factor for the old accumulator. Each row
+ * extended, and alpha[i] is the factor for the old accumulator (bf16: the
+ * probabilities rounded to bf16 first, as the value sums take them). Each row
  * takes the same steps as alone; the rows go through each phase together,
  * so one row's reductions overlap the next's instead of waiting on them. */
 static void softmax_rows(const gt_attn_args *a, float *sc, int i0, int i1, int cl, int ch, float *m,
-                         float *l, float *alpha) {
+                         float *l, float *alpha, int bf16) {
     const vf cap = v_set1(a->softcap), inv_cap = v_set1(a->softcap > 0 ? 1.0f / a->softcap : 0);
     for (int i = i0; i < i1; i++) {
         float *s = sc + (size_t)i * ATTN_CHUNK;
@@ -531,7 +690,8 @@ static void softmax_rows(const gt_attn_args *a, float *sc, int i0, int i1, int c
         vf vsum = v_zero();
         const vf mv = v_set1(m[i]);
         for (int c1 = 0; c1 < ATTN_CHUNK; c1 += VW) {
-            const vf pr = v_exp(v_sub(v_load(s + c1), mv));
+            vf pr = v_exp(v_sub(v_load(s + c1), mv));
+            if (bf16) pr = v_round_bf16(pr); /* the weights the value sums use */
             vsum = v_add(vsum, pr);
             v_store(s + c1, pr);
         }
@@ -550,7 +710,11 @@ static inline void chunk_span(int64_t lo, int64_t hi, int64_t c0, int nc, int64_
 static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0, int64_t t1,
                            void *scratch) {
     const attn_dims dm = attn_dims_of(a, t1 - t0);
-    const int hd = dm.hd, M = dm.m, G = dm.group, H = a->kv_type == GT_F16;
+    const int hd = dm.hd, M = dm.m, G = dm.group;
+    /* 0 F32, 1 F16, 2 BF16 pairs in FMAs, 3 BF16 pairs in vdpbf16ps */
+    const int H = a->kv_type == GT_F16    ? 1
+                  : a->kv_type == GT_BF16 ? (V_DPBF16_NATIVE && gt__cpu_has_dpbf16() ? 3 : 2)
+                                          : 0;
     const size_t st = dm.acc_stride;
     float *acc = scratch;                        /* [M, st] */
     float *sc = acc + (size_t)M * st;            /* [M, ATTN_CHUNK] */
@@ -563,8 +727,10 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
     float **ss = (float **)(qs + M);             /* [M] */
     float **sp = ss + M, **ap = sp + M;          /* [M] each */
     float *alpha = (float *)(ap + M);            /* [M] */
+    uint32_t *qq = (uint32_t *)(alpha + M);      /* [M, hd / 2]: BF16, the queries as pairs */
     kvec kv[ATTN_CHUNK];
     const void *vrows[ATTN_CHUNK];
+    const uint32_t *vpairs[ATTN_CHUNK / 2];
     int64_t kmin = INT64_MAX, kmax = -1;
     for (int i = 0; i < M; i++) {
         const int64_t t = t0 + i / G;
@@ -576,6 +742,13 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
         lrow[i] = 0;
         for (size_t d = 0; d < st; d++) acc[(size_t)i * st + d] = 0;
         qp[i] = a->q + ((size_t)t * a->n_head + (size_t)g * G + i % G) * hd;
+        if (H >= 2) { /* the query rounded to bf16, as pairs (the even element low) */
+            uint32_t *qi = qq + (size_t)i * (hd / 2);
+            for (int d = 0; d < hd; d += 2)
+                qi[d / 2] = (uint32_t)gt_f32_to_bf16(qp[i][d]) |
+                            (uint32_t)gt_f32_to_bf16(qp[i][d + 1]) << 16;
+            qp[i] = (const float *)qi;
+        }
     }
     /* Chunks lie on a fixed grid of key positions (multiples of
      * ATTN_CHUNK), not from the tile's first key: a query's scores, maxima
@@ -586,7 +759,10 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
     for (int64_t c0 = cfirst; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
         const int n_v = k_vectors(a, g, c0, nc, kv);
-        kv_rows(a, a->v_blocks, g, c0, nc, vrows);
+        if (H >= 2)
+            v_pair_rows(a, g, c0, nc, vpairs);
+        else
+            kv_rows(a, a->v_blocks, g, c0, nc, vrows);
         /* The rows of the chunk after next (the next one's are on their
          * way), spread over this chunk's score calls; past this kv head's
          * last chunk, those of the thread's next kv head (the same tokens,
@@ -630,7 +806,22 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
                 chunk_span(lo[i1], hi[i1], c0, nc, &nl, &nh);
                 if (nl != cl64 || nh != ch64) break;
             }
-            softmax_rows(a, sc, i0, i1, cl, ch, mrow, lrow, alpha);
+            softmax_rows(a, sc, i0, i1, cl, ch, mrow, lrow, alpha, H >= 2);
+            if (H >= 2) { /* the probabilities as bf16 pairs, the value sums over key pairs */
+                for (int i = i0; i < i1; i++) {
+                    /* into the first half of the row, which the scores are done with */
+                    float *row = sc + (size_t)i * ATTN_CHUNK;
+                    uint32_t pairs[ATTN_CHUNK / 2];
+                    for (int c1 = 0; c1 < ATTN_CHUNK; c1 += 2 * VW)
+                        v_pack_pairs(row + c1, pairs + c1 / 2);
+                    memcpy(row, pairs, sizeof pairs);
+                    ap[i] = acc + (size_t)i * st;
+                }
+                pv_pairs_group(H, ap + i0, i1 - i0, hd, alpha + i0,
+                               (const uint32_t *)(sc + (size_t)i0 * ATTN_CHUNK), vpairs, cl, ch);
+                i0 = i1;
+                continue;
+            }
             for (int i = i0; i < i1; i++) {
                 sp[i] = sc + (size_t)i * ATTN_CHUNK + cl;
                 ap[i] = acc + (size_t)i * st;

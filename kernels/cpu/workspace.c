@@ -36,10 +36,11 @@ size_t gt__mm_pf_avx2_scratch_floats(int64_t n_tok) {
 size_t gt__attn_simd_scratch_bytes(int head_dim, int group, int64_t n_tok, int vw) {
     const size_t m = (size_t)n_tok * (size_t)group;
     const size_t acc_stride = ((size_t)head_dim + (size_t)vw - 1) / (size_t)vw * (size_t)vw;
-    size_t floats = m * acc_stride      /* accumulators */
-                    + m * GT_ATTN_CHUNK /* scores / probabilities */
-                    + 2 * m             /* running max and sum */
-                    + m;                /* the queries' rescale factors */
+    size_t floats = m * acc_stride                      /* accumulators */
+                    + m * GT_ATTN_CHUNK                 /* scores / probabilities */
+                    + 2 * m                             /* running max and sum */
+                    + m                                 /* the queries' rescale factors */
+                    + m * (((size_t)head_dim + 1) / 2); /* BF16 cache: queries as bf16 pairs */
     return floats * sizeof(float) + 2 * m * sizeof(int64_t) + 5 * m * sizeof(void *) + 4 * 64;
 }
 

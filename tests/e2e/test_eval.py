@@ -9,6 +9,9 @@ noise, written here with tests/reference/gguf.py's offsets). Checks:
 - the original against itself: KL exactly 0, top-1 agreement exactly 1,
   p99 |dlogit| exactly 0, both perplexities equal;
 - the damaged copy: KL > 0 and top-1 < 1; Q8_0 stays closer than Q4_0;
+- the KV cache's type: against the f32 cache's logits, 0 < KL(f16) <
+  KL(bf16) < a tenth of the Q8_0 weights' KL; a BF16 cache in odd blocks
+  is refused;
 - every number of one small case (2 chunks of 16 tokens: 14 positions) equals
   a numpy computation from `gantry run --logits-out` of each chunk of both
   models, the chunk tokens read from the --save-base file by a reader written
@@ -225,6 +228,27 @@ def main():
         check(0 < k8 < k4 < kd, f"KL mean: q8_0 {k8:.3g} < q4_0 {k4:.3g} < damaged {kd:.3g}")
 
     numpy_case(q4, f32, 16, 2)
+
+    # The KV cache's type against an f32 cache (F32 weights: fp32 products,
+    # so the cache's rounding is the only difference): f16 rounds K and V to
+    # 11 bits, bf16 to 8 and also the queries and softmax weights (bf16 dot
+    # products), so 0 < KL(f16) < KL(bf16), both far below the weights' Q8_0.
+    kvb = path("kv_f32.logits")
+    jb, out = evaluate(f32, f32, ["--kv-type", "f32", "--save-base", kvb], tag="kv_f32")
+    check(jb is not None and jb["kl"]["max"] == 0, f"f32 KV cache against itself: KL 0 ({out.strip()[-200:]})")
+    kl = {}
+    for kt in ("f16", "bf16"):
+        j, out = evaluate(f32, None, ["--base-logits", kvb, "--kv-type", kt], tag="kv_" + kt)
+        check(j is not None, f"--kv-type {kt}: ran ({out.strip()[-300:]})")
+        kl[kt] = j["kl"]["mean"] if j else None
+    if None not in kl.values() and res["q8_0"]:
+        k8 = res["q8_0"]["kl"]["mean"]
+        check(0 < kl["f16"] < kl["bf16"] < k8 / 10,
+              f"KL mean against an f32 KV cache: f16 {kl['f16']:.3g} < bf16 {kl['bf16']:.3g} "
+              f"< Q8_0 weights / 10 ({k8 / 10:.3g})")
+    p = gantry(["plan", "-m", f32, "--kv-type", "bf16", "--block", "15"])
+    ok, lines = refused(p, "BF16", "15", "odd")
+    check(ok, f"a BF16 cache in blocks of 15 is refused: {lines}")
 
     # Save once, reuse.
     saved = path("base.logits")

@@ -406,7 +406,9 @@ static void test_kv_store_f16_rounding(void **state) {
 /* The KV store writes each row where gt_attention reads it: block p / bs,
  * kv head by kv head (head g's part of a block at g * bs * hd); a value row
  * at row p % bs inside the head, a key's elements transposed, element d at
- * d * bs + p % bs; F32 exactly and F16 rounded to nearest even. */
+ * d * bs + p % bs; F32 exactly, F16 and BF16 rounded to nearest even; BF16
+ * in pairs, a value element at ((r / 2) * hd + d) * 2 + r % 2 and a key's
+ * at ((d / 2) * bs + r) * 2 + d % 2 (r = p % bs). */
 static void test_kv_store(void **state) {
     gt_test_rng r;
     gt_test_rng_seed(&r, 15);
@@ -414,10 +416,10 @@ static void test_kv_store(void **state) {
     const int64_t n = 5;
     int32_t pos[5] = {3, 4, 5, 9, 0};
     float *rows = rnd(&r, n * row, 1.0f);
-    for (int type = 0; type < 4; type++) {
-        const int keys = type >= 2;
-        const gt_dtype t = type % 2 ? GT_F16 : GT_F32;
-        const size_t elem = type % 2 ? 2 : 4, block_bytes = (size_t)bs * row * elem;
+    for (int type = 0; type < 6; type++) {
+        const int keys = type >= 3;
+        const gt_dtype t = type % 3 == 2 ? GT_BF16 : type % 3 ? GT_F16 : GT_F32;
+        const size_t elem = t == GT_F32 ? 4 : 2, block_bytes = (size_t)bs * row * elem;
         for (size_t i = 0; i < N_ISAS; i++) {
             gt_kernels *k = make(k_isas[i]);
             if (!k) continue;
@@ -434,13 +436,20 @@ static void test_kv_store(void **state) {
                 for (int c = 0; c < row; c++) {
                     const size_t g = (size_t)(c / hd), d = (size_t)(c % hd),
                                  rr = (size_t)(pos[j] % bs);
-                    const size_t e = keys ? (g * hd + d) * bs + rr : (g * bs + rr) * hd + d;
+                    size_t e = keys ? (g * hd + d) * bs + rr : (g * bs + rr) * hd + d;
+                    if (t == GT_BF16)
+                        e = g * bs * hd + (keys ? ((d / 2) * bs + rr) * 2 + d % 2
+                                                : ((rr / 2) * hd + d) * 2 + rr % 2);
                     const uint8_t *at = (const uint8_t *)blocks[pos[j] / bs] + e * elem;
                     const float x = rows[j * row + c];
                     if (t == GT_F16) {
                         gt_f16 h;
                         memcpy(&h, at, 2);
                         assert_int_equal(h, gt_f32_to_f16(x));
+                    } else if (t == GT_BF16) {
+                        gt_bf16 h;
+                        memcpy(&h, at, 2);
+                        assert_int_equal(h, gt_f32_to_bf16(x));
                     } else {
                         float f;
                         memcpy(&f, at, 4);
@@ -453,7 +462,9 @@ static void test_kv_store(void **state) {
              * belongs to no one: nothing else was written */
             for (int g = 0; g < heads; g++)
                 for (int e = 0; e < bs * hd; e++) {
-                    if ((keys ? e % bs : e / hd) < 2) continue;
+                    const int rr = t == GT_BF16 ? (keys ? e / 2 % bs : e / (2 * hd) * 2 + e % 2)
+                                                : (keys ? e % bs : e / hd);
+                    if (rr < 2) continue;
                     for (size_t b = 0; b < elem; b++)
                         assert_int_equal(pool[((size_t)g * bs * hd + (size_t)e) * elem + b], 0);
                 }
@@ -475,7 +486,7 @@ static void test_kv_store(void **state) {
 /* With a head stride (the engine's per-head pools), kv head g's part of a
  * block is g * head_stride bytes on and holds exactly what the side-by-side
  * layout (checked element by element above) holds at g * part: every ISA,
- * keys and values, F32 and F16, blocks out of pool order. */
+ * keys and values, F32, F16 and BF16, blocks out of pool order. */
 static void test_kv_store_head_stride(void **state) {
     gt_test_rng r;
     gt_test_rng_seed(&r, 16);
@@ -484,10 +495,10 @@ static void test_kv_store_head_stride(void **state) {
     int32_t pos[9] = {3, 4, 5, 9, 0, 11, 1, 6, 10};
     float *rows = rnd(&r, n * row, 1.0f);
     const int slot[3] = {2, 0, 3}; /* the sequence's blocks in the pool of 5 */
-    for (int type = 0; type < 4; type++) {
-        const int keys = type >= 2;
-        const gt_dtype t = type % 2 ? GT_F16 : GT_F32;
-        const size_t elem = type % 2 ? 2 : 4, part = (size_t)bs * hd * elem;
+    for (int type = 0; type < 6; type++) {
+        const int keys = type >= 3;
+        const gt_dtype t = type % 3 == 2 ? GT_BF16 : type % 3 ? GT_F16 : GT_F32;
+        const size_t elem = t == GT_F32 ? 4 : 2, part = (size_t)bs * hd * elem;
         const size_t hs = 5 * part; /* a pool of 5 parts per head */
         for (size_t i = 0; i < N_ISAS; i++) {
             gt_kernels *k = make(k_isas[i]);

@@ -205,6 +205,7 @@ static void test_reserve(void **state) {
         /* beyond a decode-sized reservation: a long row, a prefill of floats,
          * more heads per kv head */
         r.max_tokens = 4;
+        r.max_heads = 4; /* the attention's scratch (heads x tile) below a prefill's panels */
         assert_int_equal(gt_kernels_reserve(k, &r), GT_OK);
         assert_int_equal(gt_matmul(k, &q, x, y, 4), GT_OK);
         assert_int_equal(gt_matmul(k, &ql, x, y, 4), GT_ERR_RANGE);
