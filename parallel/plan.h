@@ -66,7 +66,7 @@ typedef struct gt_plan_config {
     uint32_t n_ctx;            /* positions per sequence for the KV pool; 0: min(training, 4096) */
     int n_seqs;                /* sequences with a full context in the KV pool */
     int kv_block_size;         /* tokens per KV block */
-    gt_dtype kv_type;          /* GT_F16 or GT_F32 */
+    gt_dtype kv_type;          /* GT_F16, GT_BF16 or GT_F32 */
     int max_batch_tokens;      /* tokens per forward step, for the activation buffers */
     uint64_t mem_budget_bytes; /* per rank; 0: no budget (KV pool sized by n_ctx × n_seqs) */
     int max_out_rows;          /* logits rows per step on the last stage; 0: n_seqs */

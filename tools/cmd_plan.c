@@ -11,7 +11,6 @@
  * not fit. An impossible layout prints its one sentence and exits 1. */
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "common/bytes.h"
 #include "common/dtype.h"
@@ -20,6 +19,7 @@
 #include "parallel/plan.h"
 #include "tools/cmds.h"
 #include "tools/flags.h"
+#include "tools/verb.h"
 
 #define F32_BYTES_PLAN 4ull /* activations travel as f32 */
 
@@ -29,19 +29,6 @@ typedef struct plan_opts {
     gt_plan_config cfg;
     const char *isa; /* the kernels that size prepared experts (--device-mem) */
 } plan_opts;
-
-static gt_status kv_type_flag(const char *flag, const char *value, void *opts) {
-    plan_opts *o = opts;
-    if (strcmp(value, "f16") == 0)
-        o->cfg.kv_type = GT_F16;
-    else if (strcmp(value, "f32") == 0)
-        o->cfg.kv_type = GT_F32;
-    else if (strcmp(value, "bf16") == 0)
-        o->cfg.kv_type = GT_BF16;
-    else
-        return gt_fail(GT_ERR_INVALID_ARG, "%s '%s' is not f16, bf16 or f32", flag, value);
-    return GT_OK;
-}
 
 static gt_status positional(const char *arg, void *opts) {
     plan_opts *o = opts;
@@ -60,8 +47,8 @@ static gt_status validate(void *opts) {
 
 #define O(f) offsetof(plan_opts, f)
 static const gt_flag k_flags[] = {
-    {"-m", "--model", GT_FLAG_STR, O(path), .metavar = "FILE", .help = "GGUF model (or give it as FILE)",
-     .required = "needs a model: -m FILE"},
+    {"-m", "--model", GT_FLAG_STR, O(path), .metavar = "FILE",
+     .help = "GGUF model (or give it as FILE)", .required = "needs a model: -m FILE"},
     {NULL, "--tp", GT_FLAG_LONG, O(tp), .lo = 1, .hi = 65536, .metavar = "T",
      .help = "ranks per pipeline stage (tensor parallel; default 1)"},
     {NULL, "--pp", GT_FLAG_LONG, O(pp), .lo = 1, .hi = 65536, .metavar = "P",
@@ -75,8 +62,7 @@ static const gt_flag k_flags[] = {
      .help = "positions per sequence for the KV pool (default min(training, 4096))"},
     {NULL, "--seqs", GT_FLAG_INT, O(cfg.n_seqs), .lo = 1, .hi = 65536, .metavar = "S",
      .help = "sequences with a full context in the KV pool (default 1)"},
-    {NULL, "--kv-type", GT_FLAG_CALL, 0, .call = kv_type_flag, .metavar = "T",
-     .help = "KV cache element type, f16 or f32 (default f16)"},
+    GT_KV_TYPE_FLAG(O(cfg.kv_type)),
     {NULL, "--mem-budget", GT_FLAG_BYTES, O(cfg.mem_budget_bytes), .lo = 1, .metavar = "B",
      .help = "memory per rank, like 2G or 512M: weights first, then KV blocks"},
     {NULL, "--kv-blocks", GT_FLAG_INT, O(cfg.kv_blocks), .lo = 1, .hi = 1 << 30, .metavar = "N",

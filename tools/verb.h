@@ -15,6 +15,15 @@
 static const int gt_kv_type_values[] = {GT_F16, GT_BF16, GT_F32};
 _Static_assert(sizeof(gt_dtype) == sizeof(int), "--kv-type writes an int into a gt_dtype");
 
+/* --kv-type into the gt_dtype at offset OFF (every job verb, and plan). */
+// clang-format off
+#define GT_KV_TYPE_FLAG(OFF)                                                                       \
+    {NULL, "--kv-type", GT_FLAG_CHOICE, (OFF), .choices = "f16|bf16|f32",                         \
+     .choice_values = gt_kv_type_values, .metavar = "T",                                         \
+     .help = "KV cache type: f16 (default), bf16 (attention in bf16 dot products: queries\n"     \
+             "and softmax weights rounded to bf16; docs/benchmarks.md) or f32"}
+// clang-format on
+
 /* The flags of every verb that starts a job, for an options struct T whose
  * field `job` (a gt_rank_config) they fill: threads, kernels, KV cache
  * type, grid, watchdog and memory budget. */
@@ -32,10 +41,7 @@ _Static_assert(sizeof(gt_dtype) == sizeof(int), "--kv-type writes an int into a 
              "(AMD Zen 4 and later), else off (docs/benchmarks.md)"},                             \
     {NULL, "--bf16-matmul", GT_FLAG_STR, offsetof(T, job.eng.bf16), .metavar = "on|off|fp16|auto", \
      .help = "the older name of --half-matmul (on = bf16)"},                                      \
-    {NULL, "--kv-type", GT_FLAG_CHOICE, offsetof(T, job.eng.kv_type), .choices = "f16|bf16|f32",  \
-     .choice_values = gt_kv_type_values, .metavar = "T",                                         \
-     .help = "KV cache type: f16 (default), bf16 (attention in bf16 dot products: queries\n"     \
-             "and softmax weights rounded to bf16; docs/benchmarks.md) or f32"},                  \
+    GT_KV_TYPE_FLAG(offsetof(T, job.eng.kv_type)),                                                 \
     {NULL, "--backend", GT_FLAG_STR, offsetof(T, job.eng.backend), .metavar = "NAME",              \
      .help = "kernel backend: cpu (default) or cuda"},                                             \
     {NULL, "--tp", GT_FLAG_INT, offsetof(T, job.tp), .lo = 1, .hi = 4096, .metavar = "N",          \

@@ -580,6 +580,14 @@ static inline __attribute__((always_inline)) vf pv_dp(const int NAT, vf acc, vp 
     return NAT ? v_dpbf16(acc, v, p) : v_dpbf16_x(acc, v, p);
 }
 
+/* Pair j's values with an unseen end key cleared (the first and last pair). */
+static inline __attribute__((always_inline)) vp pv_keep(vp x, int j, int j0, int j1, vp keep_first,
+                                                        vp keep_last) {
+    if (j == j0) x = v_and_p(x, keep_first);
+    if (j == j1) x = v_and_p(x, keep_last);
+    return x;
+}
+
 static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const int NAT,
                                                              float *const *acc, int hd,
                                                              const float *alpha, const uint32_t *p,
@@ -593,13 +601,9 @@ static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const 
             for (int k = 0; k < 4; k++) a[i][k] = v_mul(v_load(acc[i] + d0 + k * VW), al);
         }
         for (int j = j0; j <= j1; j++) {
-            const vp m =
-                j == j0 ? (j == j1 ? v_and_p(keep_first, keep_last) : keep_first) : keep_last;
             vp x[4];
-            for (int k = 0; k < 4; k++) {
-                x[k] = v_load_p(v[j] + d0 + k * VW);
-                if (j == j0 || j == j1) x[k] = v_and_p(x[k], m);
-            }
+            for (int k = 0; k < 4; k++)
+                x[k] = pv_keep(v_load_p(v[j] + d0 + k * VW), j, j0, j1, keep_first, keep_last);
             for (int i = 0; i < N; i++) {
                 const vp pj = v_set1_p(p[(size_t)i * ATTN_CHUNK + j]);
                 for (int k = 0; k < 4; k++) a[i][k] = pv_dp(NAT, a[i][k], x[k], pj);
@@ -613,9 +617,7 @@ static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const 
             const int r = hd - d < VW ? hd - d : VW;
             vf a0 = v_mul(v_load_n(acc[i] + d, r), v_set1(alpha[i]));
             for (int j = j0; j <= j1; j++) {
-                vp x = v_load_p_n(v[j] + d, r);
-                if (j == j0) x = v_and_p(x, keep_first);
-                if (j == j1) x = v_and_p(x, keep_last);
+                const vp x = pv_keep(v_load_p_n(v[j] + d, r), j, j0, j1, keep_first, keep_last);
                 a0 = pv_dp(NAT, a0, x, v_set1_p(p[(size_t)i * ATTN_CHUNK + j]));
             }
             v_store_n(acc[i] + d, a0, r);
@@ -627,24 +629,19 @@ pv_pairs_h(const int NAT, float *const *acc, int n, int hd, const float *alpha, 
            const uint32_t *const *v, int j0, int j1, vp kf, vp kl) {
     for (int i = 0, k; i < n; i += k) {
         k = n - i < PV_N ? n - i : PV_N;
+        const uint32_t *pi = p + (size_t)i * ATTN_CHUNK; /* query i's row of pairs */
         if (PV_N >= 6 && k == 6)
-            pv_pairs_n(6, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(6, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
         else if (PV_N >= 5 && k == 5)
-            pv_pairs_n(5, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(5, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
         else if (k == 4)
-            pv_pairs_n(4, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(4, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
         else if (k == 3)
-            pv_pairs_n(3, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(3, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
         else if (k == 2)
-            pv_pairs_n(2, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(2, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
         else
-            pv_pairs_n(1, NAT, acc + i, hd, alpha + i, p + (size_t)i * ATTN_CHUNK, v, j0, j1, kf,
-                       kl);
+            pv_pairs_n(1, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
     }
 }
 
