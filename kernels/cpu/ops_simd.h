@@ -287,25 +287,33 @@ static void v_pair_rows(const gt_attn_args *a, int g, int64_t c0, int nc, const 
     }
 }
 
-/* Read-ahead of a later chunk's K and V rows of kv head g, a few rows at a
- * time between the current chunk's score calls: the memory then works
- * while the core computes (the KV cache of a long context is far larger
- * than L2, each chunk of a kv head touches several blocks, and the
- * hardware prefetchers do not follow from block to block). A K block's
- * head part is transposed but spans the same bytes, so "row r" of it is
- * simply its r-th row-sized piece: a chunk's pieces cover its keys when
- * the chunk holds whole blocks (blocks of 16, 32 or 64), roughly else. */
+/* Read-ahead of the rows the next phase reads, a few rows at a time inside
+ * the current phase's loops: while a chunk's scores are computed, its V
+ * rows; while its value sums are, the next chunk's K rows (past a kv
+ * head's last chunk, those of the thread's next kv head, which would
+ * otherwise start cold). The memory then works while the core computes:
+ * the KV cache of a long context is far larger than L2, each chunk of a
+ * kv head touches several blocks, and the hardware prefetchers do not
+ * follow from block to block. One phase ahead, not further: on Zen 4 a
+ * core keeps only so many software prefetches in flight, and those of a
+ * chunk two ahead (K and V together during the scores) read the cache
+ * at 10-11 GB/s where one phase ahead reads 14-16 (bench_attention,
+ * docs/benchmarks.md). A K block's head part is transposed but spans the
+ * same bytes, so "row r" of it is simply its r-th row-sized piece: a
+ * chunk's pieces cover its keys when the chunk holds whole blocks (blocks
+ * of 16, 32 or 64), roughly else. */
+enum { KV_RA_K = 1, KV_RA_V = 2 };
 typedef struct {
-    const gt_attn_args *a;
-    size_t head_off, row; /* kv head g's part: g * head stride; bytes per row */
-    int r, bs;            /* the next row: row r of block b */
-    int64_t b, left;      /* rows still to be prefetched */
+    const void *const *blocks; /* the K or the V blocks */
+    size_t head_off, row;      /* kv head g's part: g * head stride; bytes per row */
+    int r, bs;                 /* the next row: row r of block b */
+    int64_t b, left;           /* rows still to be prefetched */
 } kv_readahead;
 
-static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int g, int64_t from,
-                              int64_t to) {
+static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int which, int g,
+                              int64_t from, int64_t to) {
     const size_t esz = gt_kv_elem_bytes(a->kv_type);
-    ra->a = a;
+    ra->blocks = which == KV_RA_K ? a->k_blocks : a->v_blocks;
     ra->bs = a->block_size;
     ra->row = (size_t)a->head_dim * esz;
     ra->head_off = gt_kv_offset(0, g, a->block_size, a->head_dim, esz,
@@ -318,12 +326,8 @@ static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int g, in
 /* Every line of the next `rows` rows (a row need not start on a line). */
 static inline void kv_readahead_rows(kv_readahead *ra, int rows) {
     for (; rows > 0 && ra->left > 0; rows--, ra->left--) {
-        const size_t off = ra->head_off + (size_t)ra->r * ra->row;
-        const uintptr_t k = (uintptr_t)ra->a->k_blocks[ra->b] + off,
-                        v = (uintptr_t)ra->a->v_blocks[ra->b] + off;
-        for (uintptr_t o = k & ~(uintptr_t)63; o < k + ra->row; o += 64)
-            __builtin_prefetch((const void *)o, 0, 2);
-        for (uintptr_t o = v & ~(uintptr_t)63; o < v + ra->row; o += 64)
+        const uintptr_t p = (uintptr_t)ra->blocks[ra->b] + ra->head_off + (size_t)ra->r * ra->row;
+        for (uintptr_t o = p & ~(uintptr_t)63; o < p + ra->row; o += 64)
             __builtin_prefetch((const void *)o, 0, 2);
         if (++ra->r == ra->bs) {
             ra->r = 0;
@@ -506,7 +510,7 @@ static void qkt_group(int H, const float *const *q, int n_q, const kvec *kv, int
 
 static inline __attribute__((always_inline)) void
 pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float *alpha,
-                const float *const *p, const void *const *v, int nc) {
+                const float *const *p, const void *const *v, int nc, kv_readahead *ra) {
     int d0 = 0;
     for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
         vf a[PV_N][4];
@@ -515,6 +519,7 @@ pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float
             for (int j = 0; j < 4; j++) a[i][j] = v_mul(v_load(acc[i] + d0 + j * VW), al);
         }
         for (int c = 0; c < nc; c++) {
+            kv_readahead_rows(ra, 1);
             const vf v0 = kv_load(H, v[c], d0), v1 = kv_load(H, v[c], d0 + VW),
                      v2 = kv_load(H, v[c], d0 + 2 * VW), v3 = kv_load(H, v[c], d0 + 3 * VW);
             for (int i = 0; i < N; i++) {
@@ -538,33 +543,33 @@ pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float
 }
 
 /* n queries (any count) in calls of up to four (H constant, as qk_group_h). */
-static inline __attribute__((always_inline)) void pv_group_h(const int H, float *const *acc, int n,
-                                                             int hd, const float *alpha,
-                                                             const float *const *p,
-                                                             const void *const *v, int nc) {
+static inline __attribute__((always_inline)) void
+pv_group_h(const int H, float *const *acc, int n, int hd, const float *alpha, const float *const *p,
+           const void *const *v, int nc, kv_readahead *ra) {
     for (int i = 0, k; i < n; i += k) {
         k = n - i < PV_N ? n - i : PV_N;
         if (PV_N >= 6 && k == 6)
-            pv_accumulate_n(6, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(6, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
         else if (PV_N >= 5 && k == 5)
-            pv_accumulate_n(5, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(5, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
         else if (k == 4)
-            pv_accumulate_n(4, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(4, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
         else if (k == 3)
-            pv_accumulate_n(3, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(3, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
         else if (k == 2)
-            pv_accumulate_n(2, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(2, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
         else
-            pv_accumulate_n(1, H, acc + i, hd, alpha + i, p + i, v, nc);
+            pv_accumulate_n(1, H, acc + i, hd, alpha + i, p + i, v, nc, ra);
     }
 }
 
 static void pv_accumulate_group(int H, float *const *acc, int n, int hd, const float *alpha,
-                                const float *const *p, const void *const *v, int nc) {
+                                const float *const *p, const void *const *v, int nc,
+                                kv_readahead *ra) {
     if (H)
-        pv_group_h(1, acc, n, hd, alpha, p, v, nc);
+        pv_group_h(1, acc, n, hd, alpha, p, v, nc, ra);
     else
-        pv_group_h(0, acc, n, hd, alpha, p, v, nc);
+        pv_group_h(0, acc, n, hd, alpha, p, v, nc, ra);
 }
 
 /* The BF16 form of pv_accumulate_n: acc_i = acc_i * alpha_i + the sum over
@@ -588,11 +593,10 @@ static inline __attribute__((always_inline)) vp pv_keep(vp x, int j, int j0, int
     return x;
 }
 
-static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const int NAT,
-                                                             float *const *acc, int hd,
-                                                             const float *alpha, const uint32_t *p,
-                                                             const uint32_t *const *v, int j0,
-                                                             int j1, vp keep_first, vp keep_last) {
+static inline __attribute__((always_inline)) void
+pv_pairs_n(const int N, const int NAT, float *const *acc, int hd, const float *alpha,
+           const uint32_t *p, const uint32_t *const *v, int j0, int j1, vp keep_first, vp keep_last,
+           kv_readahead *ra) {
     int d0 = 0;
     for (; d0 + 4 * VW <= hd; d0 += 4 * VW) {
         vf a[PV_N][4];
@@ -601,6 +605,7 @@ static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const 
             for (int k = 0; k < 4; k++) a[i][k] = v_mul(v_load(acc[i] + d0 + k * VW), al);
         }
         for (int j = j0; j <= j1; j++) {
+            kv_readahead_rows(ra, 2); /* a pair row holds two keys */
             vp x[4];
             for (int k = 0; k < 4; k++)
                 x[k] = pv_keep(v_load_p(v[j] + d0 + k * VW), j, j0, j1, keep_first, keep_last);
@@ -626,34 +631,35 @@ static inline __attribute__((always_inline)) void pv_pairs_n(const int N, const 
 
 static inline __attribute__((always_inline)) void
 pv_pairs_h(const int NAT, float *const *acc, int n, int hd, const float *alpha, const uint32_t *p,
-           const uint32_t *const *v, int j0, int j1, vp kf, vp kl) {
+           const uint32_t *const *v, int j0, int j1, vp kf, vp kl, kv_readahead *ra) {
     for (int i = 0, k; i < n; i += k) {
         k = n - i < PV_N ? n - i : PV_N;
         const uint32_t *pi = p + (size_t)i * ATTN_CHUNK; /* query i's row of pairs */
         if (PV_N >= 6 && k == 6)
-            pv_pairs_n(6, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(6, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
         else if (PV_N >= 5 && k == 5)
-            pv_pairs_n(5, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(5, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
         else if (k == 4)
-            pv_pairs_n(4, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(4, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
         else if (k == 3)
-            pv_pairs_n(3, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(3, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
         else if (k == 2)
-            pv_pairs_n(2, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(2, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
         else
-            pv_pairs_n(1, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl);
+            pv_pairs_n(1, NAT, acc + i, hd, alpha + i, pi, v, j0, j1, kf, kl, ra);
     }
 }
 
 static void pv_pairs_group(int H, float *const *acc, int n, int hd, const float *alpha,
-                           const uint32_t *p, const uint32_t *const *v, int cl, int ch) {
+                           const uint32_t *p, const uint32_t *const *v, int cl, int ch,
+                           kv_readahead *ra) {
     const vp all = v_set1_p(0xFFFFFFFFu);
     const vp kf = cl % 2 ? v_set1_p(0xFFFF0000u) : all; /* key 2j unseen: clear the low half */
     const vp kl = ch % 2 ? all : v_set1_p(0x0000FFFFu); /* key 2j + 1 unseen: the high half */
     if (H == 3)
-        pv_pairs_h(V_DPBF16_NATIVE, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl);
+        pv_pairs_h(V_DPBF16_NATIVE, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl, ra);
     else
-        pv_pairs_h(0, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl);
+        pv_pairs_h(0, acc, n, hd, alpha, p, v, cl / 2, ch / 2, kf, kl, ra);
 }
 
 /* Online softmax over a chunk of the queries of rows [i0, i1) of sc (each
@@ -752,7 +758,7 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
      * and sums then fall into the same chunks, and reduce in the same order,
      * whichever other queries share its tile (batch invariance; it matters
      * with a sliding window, where the first keys differ per query). */
-    const int64_t cfirst = kmin - kmin % ATTN_CHUNK, clast = kmax - kmax % ATTN_CHUNK;
+    const int64_t cfirst = kmin - kmin % ATTN_CHUNK;
     for (int64_t c0 = cfirst; c0 <= kmax; c0 += ATTN_CHUNK) {
         const int nc = kmax + 1 - c0 < ATTN_CHUNK ? (int)(kmax + 1 - c0) : ATTN_CHUNK;
         const int n_v = k_vectors(a, g, c0, nc, kv);
@@ -760,19 +766,20 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
             v_pair_rows(a, g, c0, nc, vpairs);
         else
             kv_rows(a, a->v_blocks, g, c0, nc, vrows);
-        /* The rows of the chunk after next (the next one's are on their
-         * way), spread over this chunk's score calls; past this kv head's
-         * last chunk, those of the thread's next kv head (the same tokens,
-         * so the same chunks), which would otherwise start cold. */
-        int64_t ra0 = c0 + 2 * ATTN_CHUNK;
-        int ra_g = g;
-        if (ra0 > clast && g_next >= 0) {
-            ra0 = cfirst + (ra0 - clast - ATTN_CHUNK);
-            ra_g = g_next;
+        /* Read-ahead (kv_readahead): this chunk's V rows during its
+         * scores; during its value sums the next chunk's K rows, past this
+         * kv head's last chunk the first chunk of the thread's next kv head
+         * (the same tokens, so the same chunks). */
+        int64_t k0 = c0 + ATTN_CHUNK;
+        int k_g = g;
+        if (k0 > kmax) {
+            k0 = g_next >= 0 ? cfirst : kmax + 1;
+            k_g = g_next >= 0 ? g_next : g;
         }
-        kv_readahead ra;
-        kv_readahead_init(&ra, a, ra_g, ra0,
-                          ra0 + ATTN_CHUNK <= kmax + 1 ? ra0 + ATTN_CHUNK : kmax + 1);
+        kv_readahead ra_v, ra_k;
+        kv_readahead_init(&ra_v, a, KV_RA_V, g, c0, c0 + nc);
+        kv_readahead_init(&ra_k, a, KV_RA_K, k_g, k0,
+                          k0 + ATTN_CHUNK <= kmax + 1 ? k0 + ATTN_CHUNK : kmax + 1);
         /* The scores of every query of the tokens that see a key of this
          * chunk, over all its keys (those a query does not see are dropped
          * by its softmax): one pass over the chunk's K for the tile. */
@@ -786,7 +793,7 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
                 ss[n_s] = sc + (size_t)i * ATTN_CHUNK;
             }
         }
-        qkt_group(H, qs, n_s, kv, n_v, hd, a->block_size, ss, &ra);
+        qkt_group(H, qs, n_s, kv, n_v, hd, a->block_size, ss, &ra_v);
         /* Softmax, then the value sums of consecutive tokens that see the
          * same keys of the chunk (all but the last chunk, without a window)
          * in one call: each V row is read for all their queries. */
@@ -815,7 +822,8 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
                     ap[i] = acc + (size_t)i * st;
                 }
                 pv_pairs_group(H, ap + i0, i1 - i0, hd, alpha + i0,
-                               (const uint32_t *)(sc + (size_t)i0 * ATTN_CHUNK), vpairs, cl, ch);
+                               (const uint32_t *)(sc + (size_t)i0 * ATTN_CHUNK), vpairs, cl, ch,
+                               &ra_k);
                 i0 = i1;
                 continue;
             }
@@ -824,7 +832,7 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
                 ap[i] = acc + (size_t)i * st;
             }
             pv_accumulate_group(H, ap + i0, i1 - i0, hd, alpha + i0, (const float *const *)sp + i0,
-                                vrows + cl, ch - cl + 1);
+                                vrows + cl, ch - cl + 1, &ra_k);
             i0 = i1;
         }
     }
