@@ -306,8 +306,10 @@ enum { KV_RA_K = 1, KV_RA_V = 2 };
 typedef struct {
     const void *const *blocks; /* the K or the V blocks */
     size_t head_off, row;      /* kv head g's part: g * head stride; bytes per row */
-    int r, bs;                 /* the next row: row r of block b */
-    int64_t b, left;           /* rows still to be prefetched */
+    int r, bs;                 /* the next run starts at row r of block b */
+    int64_t b, left;           /* rows not yet in a run */
+    uintptr_t p, end;          /* the current run (a block's rows): next line, end */
+    int row_lines;             /* lines per row, rounded up */
 } kv_readahead;
 
 static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int which, int g,
@@ -321,18 +323,34 @@ static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int which
     ra->b = from / a->block_size;
     ra->r = (int)(from % a->block_size);
     ra->left = to > from ? to - from : 0;
+    ra->p = ra->end = 0;
+    ra->row_lines = (int)((ra->row + 63) / 64);
 }
 
-/* Every line of the next `rows` rows (a row need not start on a line). */
-static inline void kv_readahead_rows(kv_readahead *ra, int rows) {
-    for (; rows > 0 && ra->left > 0; rows--, ra->left--) {
-        const uintptr_t p = (uintptr_t)ra->blocks[ra->b] + ra->head_off + (size_t)ra->r * ra->row;
-        for (uintptr_t o = p & ~(uintptr_t)63; o < p + ra->row; o += 64)
-            __builtin_prefetch((const void *)o, 0, 2);
-        if (++ra->r == ra->bs) {
-            ra->r = 0;
-            ra->b++;
-        }
+/* The next run: the remaining rows of the next block, as one span of bytes
+ * from the line its first row starts in; 0 when none is left. */
+static int kv_readahead_run(kv_readahead *ra) {
+    if (ra->left <= 0) return 0;
+    const int n = ra->bs - ra->r < ra->left ? ra->bs - ra->r : (int)ra->left;
+    const uintptr_t p = (uintptr_t)ra->blocks[ra->b] + ra->head_off + (size_t)ra->r * ra->row;
+    ra->p = p & ~(uintptr_t)63;
+    ra->end = p + (size_t)n * ra->row;
+    ra->left -= n;
+    if ((ra->r += n) == ra->bs) {
+        ra->r = 0;
+        ra->b++;
+    }
+    return 1;
+}
+
+/* The next `lines` lines (every line a row touches, a row need not start on
+ * one): a compare, a prefetch and an add per line, a block's rows at a
+ * time. */
+static inline void kv_readahead_lines(kv_readahead *ra, int lines) {
+    for (; lines > 0; lines--) {
+        if (ra->p >= ra->end && !kv_readahead_run(ra)) return;
+        __builtin_prefetch((const void *)ra->p, 0, 2);
+        ra->p += 64;
     }
 }
 
@@ -402,9 +420,10 @@ static inline __attribute__((always_inline)) void qkt_n(const int NQ, const int 
         for (int v = 0; v < NV; v++) acc[i][v] = v_zero();
     const size_t step = (size_t)bs;
     const int n_steps = H >= 2 ? hd / 2 : hd;
-    const int ra_rows = (ATTN_CHUNK + n_steps - 1) / n_steps; /* a chunk's rows over the steps */
+    /* a chunk's rows spread over the steps */
+    const int ra_lines = (ATTN_CHUNK * ra->row_lines + n_steps - 1) / n_steps;
     for (int d = 0; d < n_steps; d++) {
-        kv_readahead_rows(ra, ra_rows);
+        kv_readahead_lines(ra, ra_lines);
         if (H >= 2) {
             vp kp2[QKT_NV];
             for (int v = 0; v < NV; v++) {
@@ -519,7 +538,7 @@ pv_accumulate_n(const int N, const int H, float *const *acc, int hd, const float
             for (int j = 0; j < 4; j++) a[i][j] = v_mul(v_load(acc[i] + d0 + j * VW), al);
         }
         for (int c = 0; c < nc; c++) {
-            kv_readahead_rows(ra, 1);
+            kv_readahead_lines(ra, ra->row_lines);
             const vf v0 = kv_load(H, v[c], d0), v1 = kv_load(H, v[c], d0 + VW),
                      v2 = kv_load(H, v[c], d0 + 2 * VW), v3 = kv_load(H, v[c], d0 + 3 * VW);
             for (int i = 0; i < N; i++) {
@@ -605,7 +624,7 @@ pv_pairs_n(const int N, const int NAT, float *const *acc, int hd, const float *a
             for (int k = 0; k < 4; k++) a[i][k] = v_mul(v_load(acc[i] + d0 + k * VW), al);
         }
         for (int j = j0; j <= j1; j++) {
-            kv_readahead_rows(ra, 2); /* a pair row holds two keys */
+            kv_readahead_lines(ra, 2 * ra->row_lines); /* a pair row holds two keys */
             vp x[4];
             for (int k = 0; k < 4; k++)
                 x[k] = pv_keep(v_load_p(v[j] + d0 + k * VW), j, j0, j1, keep_first, keep_last);
