@@ -14,7 +14,7 @@
 #include "common/alloc.h"
 #include "coordinator/constraint.h"
 
-enum { MAX_TOP = 20 };
+enum { MAX_TOP = GT_COORD_MAX_LOGPROBS };
 
 typedef struct seq_state {
     uint32_t len;

@@ -53,8 +53,10 @@ bool gt_coord_kv_full(const gt_coord *c);
  * that evaluates seq's wanted token draws its next token at once, in batch
  * order, so a sampler shared by several sequences sees them in that order. */
 gt_status gt_coord_set_sampler(gt_coord *c, int seq, gt_sampler *s);
+/* The most log-probability alternatives reported per token. */
+#define GT_COORD_MAX_LOGPROBS 20
 /* Penalties on seq's recent tokens (NULL: none) and the log-probability
- * alternatives to report per token (0..20; 0: none); both need the full
+ * alternatives to report per token (0..GT_COORD_MAX_LOGPROBS; 0: none); both need the full
  * logits row, which the ranks then gather to rank 0. Kept until set
  * again. */
 gt_status gt_coord_set_extras(gt_coord *c, int seq, const gt_penalty_config *pen, int n_logprobs);

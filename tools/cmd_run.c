@@ -54,6 +54,8 @@ typedef struct run_opts {
     int beams;            /* --beams W; 0: sampling */
     int n_best;           /* --n-best N: hypotheses printed, 1..W (0: 1) */
     float length_penalty; /* --length-penalty A */
+    gt_penalty_config pen; /* --repeat-penalty, --presence-penalty, --frequency-penalty */
+    int logprobs;          /* --logprobs N: alternatives printed per token; 0: none */
 } run_opts;
 
 /* --logit-bias ID=B: B a number or -inf (bans the token). */
@@ -97,6 +99,18 @@ static const gt_flag k_flags[] = {
     {NULL, "--typical-p", GT_FLAG_FLOAT, O(samp.typical_p), .flo = 0, .fhi = 1, .metavar = "P",
      .help = "locally typical sampling: keep the tokens nearest the entropy\n"
              "up to probability P (default 1: off)"},
+    {NULL, "--repeat-penalty", GT_FLAG_FLOAT, O(pen.repetition), .flo = 1e-3, .fhi = 10,
+     .metavar = "R",
+     .help = "divide the positive logit of a token among the last 64 by R, multiply\n"
+             "a negative one (default 1: off)"},
+    {NULL, "--presence-penalty", GT_FLAG_FLOAT, O(pen.presence), .flo = -2, .fhi = 2,
+     .metavar = "P", .help = "subtract P from the logit of a token among the last 64 (default 0)"},
+    {NULL, "--frequency-penalty", GT_FLAG_FLOAT, O(pen.frequency), .flo = -2, .fhi = 2,
+     .metavar = "F", .help = "subtract F per time a token occurs among the last 64 (default 0)"},
+    {NULL, "--logprobs", GT_FLAG_INT, O(logprobs), .lo = 1, .hi = GT_COORD_MAX_LOGPROBS,
+     .metavar = "N",
+     .help = "after the output, print each generated token's log-probability and the\n"
+             "N most likely tokens' (before penalties, bias and grammar) to stderr"},
     {NULL, "--logit-bias", GT_FLAG_CALL, 0, .call = parse_bias, .metavar = "ID=B",
      .help = "add B to token ID's logit (-inf bans it); repeatable"},
     {NULL, "--beams", GT_FLAG_INT, O(beams), .lo = 1, .hi = GT_BEAM_MAX_WIDTH, .metavar = "W",
@@ -164,6 +178,11 @@ static gt_status validate(void *opts) {
     if (gt_spec_enabled(&o->spec) && (o->beams || o->grammar_file || o->json_schema_file || o->n_bias))
         return gt_fail(GT_ERR_INVALID_ARG, "speculative decoding (--lookup, --draft, --self-draft) does not combine "
                        "with --beams, --grammar, --json-schema or --logit-bias");
+    bool extras = gt_penalties_active(&o->pen) || o->logprobs > 0;
+    if (extras && (o->beams || gt_spec_enabled(&o->spec)))
+        return gt_fail(GT_ERR_INVALID_ARG,
+                       "--repeat-penalty, --presence-penalty, --frequency-penalty and "
+                       "--logprobs do not combine with --beams or speculative decoding");
     if (o->n_best > 1 && o->n_best > o->beams)
         return gt_fail(GT_ERR_INVALID_ARG,
                        "--n-best %d needs --beams of at least %d (one hypothesis per beam)",
@@ -191,6 +210,14 @@ static gt_status write_logits(const char *path, const float *logits, size_t n) {
     return GT_OK;
 }
 
+/* A generated token's log-probability and the n_top most likely tokens'. */
+typedef struct run_logprob {
+    int32_t tok;
+    float lp;
+    int n_top;
+    gt_cand top[GT_COORD_MAX_LOGPROBS];
+} run_logprob;
+
 typedef struct run_state {
     gt_text *text;
     gt_sampler *smp;
@@ -199,6 +226,8 @@ typedef struct run_state {
     gt_vocab_trie *trie;
     gt_constraint *cons;
     int32_t *eog;
+    struct run_logprob *lp; /* --logprobs: one per generated token */
+    size_t n_lp, cap_lp;
     float *full;
     int32_t *prompt_owned;
 } run_state;
@@ -210,6 +239,7 @@ static void run_state_free(run_state *r) {
     gt_vocab_trie_free(r->trie);
     gt_grammar_free(r->grammar);
     free(r->eog);
+    free(r->lp);
     free(r->full);
     free(r->prompt_owned);
     gt_text_close(r->text);
@@ -246,6 +276,39 @@ static gt_status setup_constraint(run_opts *o, gt_coord *c, run_state *r, int n_
     }
     GT_TRY(gt_constraint_create(&cc, n_vocab, &r->cons));
     return gt_coord_set_constraint(c, 0, r->cons);
+}
+
+/* --logprobs: keeps the log-probabilities of the token just drawn. */
+static gt_status keep_logprobs(const run_opts *o, gt_coord *c, run_state *r, int32_t tok) {
+    if (o->logprobs <= 0) return GT_OK;
+    if (r->n_lp == r->cap_lp) {
+        size_t cap = r->cap_lp ? 2 * r->cap_lp : 64;
+        run_logprob *p = realloc(r->lp, cap * sizeof *p);
+        if (!p) return gt_fail(GT_ERR_NOMEM, "--logprobs: out of memory for %zu tokens", cap);
+        r->lp = p;
+        r->cap_lp = cap;
+    }
+    run_logprob *e = &r->lp[r->n_lp++];
+    const gt_cand *top;
+    e->tok = tok;
+    GT_TRY(gt_coord_next_logprobs(c, 0, &e->lp, &top, &e->n_top));
+    memcpy(e->top, top, (size_t)e->n_top * sizeof *top);
+    return GT_OK;
+}
+
+/* One line per generated token: its index, id and log-probability, then the
+ * N most likely tokens as id and log-probability, best first. */
+static void print_logprobs(const run_opts *o, const run_state *r) {
+    if (o->logprobs <= 0) return;
+    fprintf(stderr, "logprobs: token id log-probability | the %d most likely: id log-probability\n",
+            o->logprobs);
+    for (size_t i = 0; i < r->n_lp; i++) {
+        const run_logprob *e = &r->lp[i];
+        fprintf(stderr, "logprob %zu: %d %.6f |", i, e->tok, (double)e->lp);
+        for (int k = 0; k < e->n_top; k++)
+            fprintf(stderr, " %d %.6f", e->top[k].id, (double)e->top[k].logit);
+        fprintf(stderr, "\n");
+    }
 }
 
 /* --beams: the best hypothesis (--n-best: the N best, one per line, best
@@ -312,6 +375,8 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
     if (o->beams) return beam_search(o, c, r, prompt, n_prompt, (int)V);
     GT_TRY(gt_sampler_create(&o->samp, (int)V, &r->smp));
     GT_TRY(gt_coord_set_sampler(c, 0, r->smp));
+    if (gt_penalties_active(&o->pen) || o->logprobs > 0)
+        GT_TRY(gt_coord_set_extras(c, 0, &o->pen, o->logprobs));
     bool spec = gt_spec_enabled(&o->spec);
     if (spec) GT_TRY(gt_spec_create(c, &o->spec, &r->spec));
     GT_TRY(setup_constraint(o, c, r, (int)V));
@@ -326,7 +391,10 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
 
     int n_gen = 0;
     int32_t seq0 = 0, tok = -1;
-    if (!spec && o->n_predict > 0) GT_TRY(gt_coord_next_token(c, 0, &buf[0]));
+    if (!spec && o->n_predict > 0) {
+        GT_TRY(gt_coord_next_token(c, 0, &buf[0]));
+        GT_TRY(keep_logprobs(o, c, r, buf[0]));
+    }
     for (long i = 0; i < o->n_predict; i++) {
         if (at == n_buf) { /* everything drawn is printed: the next step */
             at = 0;
@@ -336,6 +404,7 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
                 n_buf = 1;
                 GT_TRY(gt_coord_decode(c, 1, &seq0, &tok));
                 GT_TRY(gt_coord_next_token(c, 0, &buf[0]));
+                GT_TRY(keep_logprobs(o, c, r, buf[0]));
             }
         }
         tok = buf[at++];
@@ -360,6 +429,7 @@ static gt_status generate(run_opts *o, gt_coord *c, run_state *r) {
         fprintf(stderr, "; %d ranks (tp %d x pp %d)", gt_rank_world_size(rk), gt_rank_shard(rk)->grid.tp,
                 gt_rank_shard(rk)->grid.pp);
     fprintf(stderr, "\n");
+    print_logprobs(o, r);
     if (spec) {
         gt_spec_stats ss = gt_spec_get_stats(r->spec);
         fprintf(stderr, "speculation: %llu verification steps, %llu of %llu drafted tokens accepted (%.1f%%), "
@@ -396,7 +466,8 @@ int gt_cmd_run(int argc, char **argv) {
                   .samp = GT_SAMPLER_CONFIG_INIT,
                   .n_predict = 32,
                   .spec = GT_SPEC_CONFIG_INIT,
-                  .length_penalty = 1.0f};
+                  .length_penalty = 1.0f,
+                  .pen = {1.0f, 0.0f, 0.0f}};
     int rc = gt_flags_parse(&k_spec, argc, argv, &o);
     if (rc >= 0) {
         gt_flags_free(&k_spec, &o);
