@@ -287,7 +287,7 @@ static void v_pair_rows(const gt_attn_args *a, int g, int64_t c0, int nc, const 
     }
 }
 
-/* Read-ahead of the rows the next phase reads, a few rows at a time inside
+/* Read-ahead of the rows the next phase reads, a few lines at a time inside
  * the current phase's loops: while a chunk's scores are computed, its V
  * rows; while its value sums are, the next chunk's K rows (past a kv
  * head's last chunk, those of the thread's next kv head, which would
