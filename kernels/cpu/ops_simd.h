@@ -302,7 +302,6 @@ static void v_pair_rows(const gt_attn_args *a, int g, int64_t c0, int nc, const 
  * same bytes, so "row r" of it is simply its r-th row-sized piece: a
  * chunk's pieces cover its keys when the chunk holds whole blocks (blocks
  * of 16, 32 or 64), roughly else. */
-enum { KV_RA_K = 1, KV_RA_V = 2 };
 typedef struct {
     const void *const *blocks; /* the K or the V blocks */
     size_t head_off, row;      /* kv head g's part: g * head stride; bytes per row */
@@ -312,10 +311,11 @@ typedef struct {
     int row_lines;             /* lines per row, rounded up */
 } kv_readahead;
 
-static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, int which, int g,
-                              int64_t from, int64_t to) {
+/* Rows [from, to) of kv head g in `blocks`, a->k_blocks or a->v_blocks. */
+static void kv_readahead_init(kv_readahead *ra, const gt_attn_args *a, const void *const *blocks,
+                              int g, int64_t from, int64_t to) {
     const size_t esz = gt_kv_elem_bytes(a->kv_type);
-    ra->blocks = which == KV_RA_K ? a->k_blocks : a->v_blocks;
+    ra->blocks = blocks;
     ra->bs = a->block_size;
     ra->row = (size_t)a->head_dim * esz;
     ra->head_off = gt_kv_offset(0, g, a->block_size, a->head_dim, esz,
@@ -796,8 +796,8 @@ static void simd_attention(const gt_attn_args *a, int g, int g_next, int64_t t0,
             k_g = g_next >= 0 ? g_next : g;
         }
         kv_readahead ra_v, ra_k;
-        kv_readahead_init(&ra_v, a, KV_RA_V, g, c0, c0 + nc);
-        kv_readahead_init(&ra_k, a, KV_RA_K, k_g, k0,
+        kv_readahead_init(&ra_v, a, a->v_blocks, g, c0, c0 + nc);
+        kv_readahead_init(&ra_k, a, a->k_blocks, k_g, k0,
                           k0 + ATTN_CHUNK <= kmax + 1 ? k0 + ATTN_CHUNK : kmax + 1);
         /* The scores of every query of the tokens that see a key of this
          * chunk, over all its keys (those a query does not see are dropped
