@@ -21,10 +21,9 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("GANTRY_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
-GANTRY = os.environ.get("GANTRY_BIN") or os.path.join(SRC, "build", "tools", "gantry")
-TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fresh import GANTRY, TMP, fresh_logits, gantry  # noqa: E402
+
 MODEL = os.path.join(TMP, "beam_llama.gguf")
 PROMPT = [5, 6, 7, 8, 9]
 N = 7
@@ -37,19 +36,9 @@ def check(ok, msg):
         failures.append(msg)
 
 
-def gantry(args):
-    p = subprocess.run([GANTRY, *args], capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        raise RuntimeError(" ".join(args) + ": " + p.stderr)
-    return p
-
-
 def logprobs(tokens):
     """log-softmax of every position's logits for the sequence tokens."""
-    out = os.path.join(TMP, "beam_logits.f32")
-    gantry(["run", "-m", MODEL, "--tokens", ",".join(map(str, tokens)), "-n", "0", "--kv-type", "f32",
-            "--logits-out", out])
-    lg = np.fromfile(out, dtype=np.float32).astype(np.float64).reshape(len(tokens), -1)
+    lg = fresh_logits(MODEL, tokens, "beam_logits.f32").astype(np.float64)
     m = lg.max(axis=1, keepdims=True)
     return lg - m - np.log(np.exp(lg - m).sum(axis=1, keepdims=True))
 

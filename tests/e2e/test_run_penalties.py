@@ -24,10 +24,9 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("GANTRY_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
-GANTRY = os.environ.get("GANTRY_BIN") or os.path.join(SRC, "build", "tools", "gantry")
-TMP = os.environ.get("GANTRY_TEST_TMP") or "/tmp"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fresh import GANTRY, TMP, fresh_logits, gantry  # noqa: E402
+
 MODEL = os.path.join(TMP, "penalty_llama.gguf")
 PROMPT = [5, 6, 7, 5, 6, 7, 5, 6, 7, 5]
 N = 10
@@ -42,19 +41,9 @@ def check(ok, msg):
         failures.append(msg)
 
 
-def gantry(args):
-    p = subprocess.run([GANTRY, *args], capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        raise RuntimeError(" ".join(args) + ": " + p.stderr)
-    return p
-
-
 def last_logits(tokens):
     """The float32 logits of the last position of a fresh evaluation."""
-    out = os.path.join(TMP, "penalty_logits.f32")
-    gantry(["run", "-m", MODEL, "--tokens", ",".join(map(str, tokens)), "-n", "0", "--kv-type", "f32",
-            "--logits-out", out])
-    return np.fromfile(out, dtype=np.float32).reshape(len(tokens), -1)[-1]
+    return fresh_logits(MODEL, tokens, "penalty_logits.f32")[-1]
 
 
 def penalised(logits, ctx):
